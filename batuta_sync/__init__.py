@@ -1,0 +1,25 @@
+"""batuta_sync: keep Hugging Face Hub models, datasets and spaces in sync with your repo.
+
+Public API (lazy: importing ``batuta_sync`` stays cheap; names load on first use).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batuta_sync._version import __version__ as __version__
+from batuta_sync.errors import BatutaError as BatutaError
+
+# name -> module that defines it; filled in as the packages land.
+_LAZY: dict[str, str] = {}
+
+__all__ = sorted(["BatutaError", "__version__", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batuta_sync' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,5 @@
+"""``python -m batuta_sync`` → the ``batuta`` CLI."""
+
+from batuta_sync.cli import main
+
+raise SystemExit(main())

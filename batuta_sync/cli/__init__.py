@@ -1,0 +1,124 @@
+"""The ``batuta`` command line: a thin shell over the library.
+
+``main`` builds the argparse tree from the command modules (each registers its
+own sub-commands and keeps heavy imports inside its handlers, so start-up stays
+well under 100 ms), runs the handler, and is the ONE place where exceptions
+become exit codes (table: :data:`batuta_sync.errors.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from collections.abc import Sequence
+
+from batuta_sync._version import __version__
+from batuta_sync.cli import _common
+from batuta_sync.errors import BatutaError, DiskFullError, UsageError, exit_code
+
+# Command modules, in help order.  Each exposes ``register(root, hf)``.
+_COMMAND_MODULES = (
+    "core_cmd",  # validate, plan, apply, show, graph, lock, status
+    "query_cmd",  # hf search | info | tree | login | logout | whoami
+    "pull_cmd",  # hf pull …, cache …
+    "push_cmd",  # hf push …
+    "convert_cmd",  # convert
+    "hub_cmd",  # hub serve
+    "demo_cmd",  # demo, completion
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 64) instead of exiting with 2.
+
+    Exit code 2 is reserved for ``plan --detailed-exitcode`` (changes pending).
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"Run `{self.prog} --help` for usage.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    root = _Parser(
+        prog="batuta",
+        description="Keep HuggingFace Hub models, datasets and spaces in sync with your repo.",
+        epilog="Exit codes: docs/exit-codes.md. Settings precedence: flag > environment > hf.yaml > default.",
+    )
+    root.add_argument("--version", action="version", version=f"batuta {__version__}")
+    _common.add_common_options(root, top_level=True)
+    sub = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    hf_parser = sub.add_parser("hf", help="Query, pull and push Hugging Face Hub repos (imperative commands).")
+    hf = hf_parser.add_subparsers(dest="hf_command", metavar="HF_COMMAND", parser_class=_Parser)
+    hf_parser.set_defaults(_parser=hf_parser)
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"batuta_sync.cli.{name}")
+        module.register(sub, hf)
+    root.set_defaults(_parser=root)
+    return root
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        args._parser.print_help()
+        return exit_code("usage") if argv else 0
+    result: int = handler(args)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``batuta``: run the command, map errors to exit codes."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("BATUTA_DEBUG") == "1"
+    try:
+        return _run(argv)
+    except BatutaError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _common.print_error(exc.render())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _common.print_error("Interrupted. Completed work is kept; partial files are resumed next time.")
+        return exit_code("interrupted")
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            err = DiskFullError(f"No space left on device while writing {exc.filename or 'a file'}.")
+            _common.print_error(err.render())
+            return err.exit_code
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        from batuta_sync._redact import redact
+
+        _common.print_error(
+            f"Error [os-error]: {redact(str(exc))}\nHint: check the path and permissions; rerun with --debug for details."
+        )
+        return exit_code("error")
+    except Exception as exc:  # the bug path: still one paragraph unless --debug
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        from batuta_sync._redact import redact
+
+        _common.print_error(
+            f"Internal error: {type(exc).__name__}: {redact(str(exc))}\n"
+            "Hint: this is a bug in batuta; rerun with --debug and report the traceback."
+        )
+        return exit_code("error")

@@ -1,0 +1,104 @@
+"""Options and output helpers shared by every command module (stdlib only at import)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batuta_sync.settings import Settings
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """Options every command accepts, before or after the sub-command name."""
+    default = None if top_level else argparse.SUPPRESS
+    g = parser.add_argument_group("common options")
+    g.add_argument("--endpoint", default=default, help="Hub URL (env HF_ENDPOINT; default https://huggingface.co).")
+    g.add_argument("--token", default=default, help="Hub token (env HF_TOKEN; default: the stored login token).")
+    g.add_argument(
+        "--offline",
+        action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="Never touch the network; answer from the cache (env HF_HUB_OFFLINE=1).",
+    )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="No progress bars or informational output.",
+    )
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="Show tracebacks for errors.",
+    )
+
+
+def command_parser(sub: Any, name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+    """Create a sub-command parser that also accepts the common options."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=kw.pop("description", help), **kw)
+    add_common_options(p)
+    p.set_defaults(_parser=p)
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, manifest: dict[str, Any] | None = None) -> Settings:
+    """The one settings resolution (flag > env > hf.yaml > default) for a parsed command line."""
+    from batuta_sync.settings import resolve_settings
+
+    flags = {
+        "endpoint": getattr(args, "endpoint", None),
+        "token": getattr(args, "token", None),
+        "offline": True if getattr(args, "offline", False) else None,
+    }
+    return resolve_settings(flags=flags, manifest=manifest)
+
+
+def is_tty(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_error(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def info(args: argparse.Namespace, text: str) -> None:
+    """Informational message to stderr unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+def emit_json(obj: Any) -> None:
+    """Machine output: stable, sorted, one document on stdout."""
+    from batuta_sync._redact import redact
+
+    sys.stdout.write(redact(json.dumps(obj, indent=2, sort_keys=True, default=str)) + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+    """A rich table on a terminal; tab-separated columns (with a header) when piped."""
+    if is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        Console().print(table)
+        return
+    out = sys.stdout
+    out.write("\t".join(columns) + "\n")
+    for r in rows:
+        out.write("\t".join("" if v is None else str(v) for v in r) + "\n")

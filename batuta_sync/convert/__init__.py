@@ -1,0 +1,1 @@
+"""batuta_sync.convert (see module docs)."""

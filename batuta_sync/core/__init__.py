@@ -1,0 +1,1 @@
+"""batuta_sync.core (see module docs)."""

@@ -1,0 +1,1 @@
+"""batuta_sync.hub (see module docs)."""

@@ -1,0 +1,1 @@
+"""batuta_sync.publish (see module docs)."""

@@ -1,0 +1,1 @@
+"""batuta_sync.server (see module docs)."""

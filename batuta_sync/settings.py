@@ -1,0 +1,129 @@
+"""One settings resolution, used by every command and the Python API.
+
+Precedence, highest first (documented in ``docs/configuration.md``)::
+
+    CLI flag  >  environment  >  hf.yaml (defaults/policies)  >  built-in default
+
+Environment variables: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_CACHE``,
+``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` seconds).  The token is also read
+from ``$HF_HOME/token`` (where ``batuta hf login`` stores it, like huggingface_hub)
+and the legacy ``~/.huggingface/token``.  It is wrapped in :class:`Secret` so it
+never prints.
+
+Pure: :func:`resolve_settings` takes the environment as a mapping and only reads
+token files, so it is trivially testable.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batuta_sync._redact import Secret
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_METADATA_TTL = 600.0
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+
+
+class HfAuth(enum.Enum):
+    """Where the token came from (spec: ``HfAuth``)."""
+
+    TOKEN = "token"  # explicit: --token flag or Python argument
+    ENV_TOKEN = "env"  # HF_TOKEN
+    FILE_TOKEN = "file"  # $HF_HOME/token or ~/.huggingface/token
+    NONE = "none"  # anonymous: public repos only
+
+
+def env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in _TRUE
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str = DEFAULT_ENDPOINT
+    token: Secret | None = field(default=None, repr=False)
+    auth: HfAuth = HfAuth.NONE
+    hf_home: Path = field(default_factory=lambda: Path("~/.cache/huggingface").expanduser())
+    hub_cache: Path = field(default_factory=lambda: Path("~/.cache/huggingface/hub").expanduser())
+    offline: bool = False
+    metadata_ttl: float = DEFAULT_METADATA_TTL
+
+    @property
+    def token_path(self) -> Path:
+        """Where ``batuta hf login`` stores the token (same place as huggingface_hub)."""
+        return self.hf_home / "token"
+
+    @property
+    def batuta_dir(self) -> Path:
+        """batuta's own state: metadata cache, hash cache, cache statistics."""
+        return self.hf_home / "batuta"
+
+    def token_value(self) -> str | None:
+        return self.token.get() if self.token else None
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def resolve_settings(
+    *,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+    home: Path | None = None,
+) -> Settings:
+    """Resolve settings from CLI ``flags`` > ``env`` > ``manifest`` defaults > built-ins.
+
+    ``flags`` keys: endpoint, token, offline, hf_home, hub_cache, metadata_ttl (None = unset).
+    ``manifest`` is the hf.yaml ``defaults``/``policies`` merged mapping (keys: endpoint,
+    offline, cache_dir, metadata_ttl).
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    manifest = manifest or {}
+    home = home or Path.home()
+
+    def pick(flag: str, env_key: str | None, man_key: str | None, default: Any) -> Any:
+        if flag in flags:
+            return flags[flag]
+        if env_key and env.get(env_key):
+            return env[env_key]
+        if man_key and manifest.get(man_key) is not None:
+            return manifest[man_key]
+        return default
+
+    hf_home = Path(pick("hf_home", "HF_HOME", None, str(home / ".cache" / "huggingface"))).expanduser()
+    hub_cache = Path(pick("hub_cache", "HF_HUB_CACHE", "cache_dir", str(hf_home / "hub"))).expanduser()
+    endpoint = str(pick("endpoint", "HF_ENDPOINT", "endpoint", DEFAULT_ENDPOINT)).rstrip("/")
+    offline_raw = pick("offline", "HF_HUB_OFFLINE", "offline", False)
+    offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
+    ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))
+
+    token: str | None
+    if flags.get("token"):
+        token, auth = str(flags["token"]), HfAuth.TOKEN
+    elif env.get("HF_TOKEN"):
+        token, auth = env["HF_TOKEN"].strip(), HfAuth.ENV_TOKEN
+    else:
+        token = _read_token_file(hf_home / "token") or _read_token_file(home / ".huggingface" / "token")
+        auth = HfAuth.FILE_TOKEN if token else HfAuth.NONE
+
+    return Settings(
+        endpoint=endpoint,
+        token=Secret(token) if token else None,
+        auth=auth,
+        hf_home=hf_home,
+        hub_cache=hub_cache,
+        offline=offline,
+        metadata_ttl=ttl,
+    )

@@ -1,0 +1,96 @@
+"""The foundation: error tree, exit codes, settings precedence, redaction, CLI error mapping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batuta_sync import errors
+from batuta_sync._redact import Secret, redact, register_secret
+from batuta_sync.cli import main
+from batuta_sync.settings import HfAuth, resolve_settings
+
+
+def test_exit_codes_are_unique_and_terraform_compatible() -> None:
+    codes = [c for c, _ in errors.EXIT_CODES.values()]
+    assert len(codes) == len(set(codes))
+    assert errors.exit_code("ok") == 0 and errors.exit_code("error") == 1 and errors.exit_code("changes") == 2
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.BatutaError)],
+)
+def test_every_error_class_maps_to_a_documented_code(cls: type[errors.BatutaError]) -> None:
+    err = cls("boom") if cls is not errors.ManifestError else cls("boom", [errors.Diagnostic("x", "f", 1, 2)])
+    assert err.exit_name in errors.EXIT_CODES
+    assert err.render().startswith(f"Error [{err.code}]: boom")
+
+
+def test_manifest_error_lists_every_diagnostic() -> None:
+    err = errors.ManifestError(
+        "hf.yaml has 2 problems", [errors.Diagnostic("bad", "hf.yaml", 3, 5, "models.x"), errors.Diagnostic("worse")]
+    )
+    assert "hf.yaml:3:5: models.x: bad" in err.render()
+    assert "  - worse" in err.render()
+
+
+def test_settings_precedence_flag_env_manifest_default(tmp_path: Path) -> None:
+    env = {"HF_ENDPOINT": "http://env", "HF_HOME": str(tmp_path / "h")}
+    man = {"endpoint": "http://manifest", "offline": True}
+    assert resolve_settings(flags={"endpoint": "http://flag"}, env=env, manifest=man, home=tmp_path).endpoint == "http://flag"
+    assert resolve_settings(env=env, manifest=man, home=tmp_path).endpoint == "http://env"
+    assert resolve_settings(env={}, manifest=man, home=tmp_path).endpoint == "http://manifest"
+    s = resolve_settings(env={}, home=tmp_path)
+    assert s.endpoint == "https://huggingface.co"
+    assert s.hf_home == tmp_path / ".cache" / "huggingface" and s.hub_cache == s.hf_home / "hub"
+    assert resolve_settings(env={}, manifest=man, home=tmp_path).offline is True
+    assert resolve_settings(env={"HF_HUB_OFFLINE": "1"}, home=tmp_path).offline is True
+    assert resolve_settings(env={"HF_HUB_CACHE": "/x/c"}, home=tmp_path).hub_cache == Path("/x/c")
+
+
+def test_token_sources_and_auth_kind(tmp_path: Path) -> None:
+    hf_home = tmp_path / "hh"
+    hf_home.mkdir()
+    assert resolve_settings(env={"HF_HOME": str(hf_home)}, home=tmp_path).auth is HfAuth.NONE
+    (tmp_path / ".huggingface").mkdir()
+    (tmp_path / ".huggingface" / "token").write_text("legacy_token_123\n")
+    s = resolve_settings(env={"HF_HOME": str(hf_home)}, home=tmp_path)
+    assert (s.auth, s.token_value()) == (HfAuth.FILE_TOKEN, "legacy_token_123")
+    (hf_home / "token").write_text("stored_token_456")
+    assert resolve_settings(env={"HF_HOME": str(hf_home)}, home=tmp_path).token_value() == "stored_token_456"
+    s = resolve_settings(env={"HF_HOME": str(hf_home), "HF_TOKEN": "env_token_789"}, home=tmp_path)
+    assert (s.auth, s.token_value()) == (HfAuth.ENV_TOKEN, "env_token_789")
+    s = resolve_settings(flags={"token": "flag_token_000"}, env={"HF_TOKEN": "env_token_789"}, home=tmp_path)
+    assert (s.auth, s.token_value()) == (HfAuth.TOKEN, "flag_token_000")
+    assert "flag_token_000" not in repr(s) and "flag_token_000" not in str(s.token)
+
+
+def test_redaction_masks_registered_and_hf_shaped_tokens() -> None:
+    register_secret("my-very-secret-value")
+    assert redact("token=my-very-secret-value!") == "token=***!"
+    assert "hf_" + "a" * 34 not in redact("x hf_" + "a" * 34)
+    assert Secret("another-secret-1") == Secret("another-secret-1")
+    assert errors.BatutaError("failed with my-very-secret-value").message == "failed with ***"
+
+
+def test_cli_usage_error_is_64_not_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["no-such-command"]) == 64
+    err = capsys.readouterr().err
+    assert "Error [usage]" in err and "Traceback" not in err
+
+
+def test_cli_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "batuta 0.1.0" in capsys.readouterr().out
+    assert main([]) == 0
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    out = subprocess.run([sys.executable, "-m", "batuta_sync", "--help"], capture_output=True, text=True, check=True)
+    assert "usage: batuta" in out.stdout

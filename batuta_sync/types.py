@@ -1,0 +1,119 @@
+"""Small domain values shared by every layer (pure, stdlib only).
+
+Wire formats (Hub JSON, huggingface_hub objects) are translated into these once,
+in ``batuta_sync/hub/``; nothing above that layer sees camelCase JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class HfAssetType(str, enum.Enum):
+    """Spec: ``HfAssetType``.  The value is the Hub's ``repo_type``."""
+
+    MODEL = "model"
+    DATASET = "dataset"
+    SPACE = "space"
+
+    @property
+    def api_plural(self) -> str:
+        """``models`` / ``datasets`` / ``spaces`` as in ``/api/{T}/…``."""
+        return self.value + "s"
+
+    @property
+    def url_prefix(self) -> str:
+        """``""`` / ``"datasets/"`` / ``"spaces/"`` as in ``/{P}{id}/resolve/…``."""
+        return "" if self is HfAssetType.MODEL else self.api_plural + "/"
+
+    @property
+    def cache_prefix(self) -> str:
+        """``models`` / ``datasets`` / ``spaces`` as in ``models--org--name``."""
+        return self.api_plural
+
+    @classmethod
+    def parse(cls, value: str) -> HfAssetType:
+        v = value.strip().lower().rstrip("s")
+        for member in cls:
+            if member.value == v:
+                return member
+        from batuta_sync.errors import UsageError
+
+        raise UsageError(f"Unknown repo type {value!r}.", hint="Use one of: model, dataset, space.")
+
+
+def is_valid_repo_id(repo_id: str) -> bool:
+    """``name`` or ``namespace/name`` with the Hub's allowed characters (no ``--``, no ``..``)."""
+    return bool(_REPO_ID_RE.match(repo_id)) and "--" not in repo_id and ".." not in repo_id
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Return ``repo_id`` or raise a UsageError that says what is wrong with it."""
+    if not is_valid_repo_id(repo_id):
+        from batuta_sync.errors import UsageError
+
+        raise UsageError(
+            f"{repo_id!r} is not a valid repo id.",
+            hint="Use 'namespace/name' with letters, digits, '-', '_' or '.', e.g. 'meta-llama/Llama-2-7b-hf'.",
+        )
+    return repo_id
+
+
+@dataclass(frozen=True, slots=True)
+class RepoFile:
+    """One file of a repo at a commit, as the Hub lists it.
+
+    ``blob_id`` is the git blob SHA-1; ``sha256`` is set for LFS files (their
+    content digest) and is what a downloader must verify for them.
+    """
+
+    path: str
+    size: int
+    blob_id: str
+    sha256: str | None = None
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.sha256 is not None
+
+    @property
+    def etag(self) -> str:
+        """The name huggingface_hub gives the blob in its cache: sha256 for LFS, else git sha1."""
+        return self.sha256 or self.blob_id
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """A repo (type + id) and the revision asked for (branch, tag, sha)."""
+
+    repo_id: str
+    repo_type: HfAssetType = HfAssetType.MODEL
+    revision: str = "main"
+
+    def __str__(self) -> str:
+        prefix = "" if self.repo_type is HfAssetType.MODEL else f"{self.repo_type.value}:"
+        return f"{prefix}{self.repo_id}@{self.revision}"
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSnapshot:
+    """A repo resolved to one commit with its full file listing."""
+
+    ref: RepoRef
+    commit: str
+    files: tuple[RepoFile, ...]
+
+    def file(self, path: str) -> RepoFile | None:
+        for f in self.files:
+            if f.path == path:
+                return f
+        return None
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)

@@ -1,0 +1,392 @@
+"""The one HTTP transport to the Hub: auth, user agent, retries, rate-limit waits, error mapping.
+
+Every Hub request of batuta (search, info, downloads, uploads) goes through one
+:class:`HubHttp` per command.  Policy (see :mod:`batuta_sync.hub.ratelimit`):
+
+* retries with tenacity: only 408/429/5xx, timeouts and connection errors;
+  backoff 1, 2, 4, 8, 16 s (cap 60 s, 5 retries); server hints (``Retry-After``,
+  ``RateLimit … t=N``) are a minimum;
+* a 429 closes the endpoint's shared :class:`~batuta_sync.hub.ratelimit.Gate`, so every
+  worker thread pauses, not only the one that was told;
+* ``no_wait`` / ``max_wait`` raise :class:`~batuta_sync.errors.RateLimitedError` instead of
+  waiting; ``on_wait(seconds, reason)`` is called before every wait (the CLI shows it);
+* a final error response becomes a BatutaError via :mod:`batuta_sync.hub.errors_map`;
+* ``settings.offline`` raises :class:`~batuta_sync.errors.OfflineError` before any socket
+  is opened.
+
+``sleep`` and ``clock`` are injectable so tests record waits instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import tenacity
+
+from batuta_sync._version import __version__
+from batuta_sync.errors import NetworkError, OfflineError, RateLimitedError
+from batuta_sync.hub import ratelimit
+from batuta_sync.hub.errors_map import error_for
+from batuta_sync.settings import Settings
+
+_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
+
+
+class _RetryableResponse(Exception):
+    """A response with a retryable status (408/429/5xx); carries what the error needs."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], path: str, body: str, method: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.path = path
+        self.body = body
+        self.method = method
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class HubHttp:
+    """One HTTP/1.1 keep-alive client to one Hub endpoint; thread-safe.
+
+    Args:
+        settings: endpoint, token, offline flag.
+        sleep: how to wait (tests inject a recorder).
+        max_wait: longest rate-limit wait accepted, in seconds (None = no limit).
+        no_wait: never wait for a rate limit; fail with RateLimitedError at once.
+        on_wait: called as ``on_wait(seconds, reason)`` before every wait.
+        config: the backoff schedule (default 1 s × 2, cap 60 s, 5 retries).
+        clock: monotonic clock of the shared pause (tests inject a fake one).
+        transport: an httpx transport (tests may pass ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float | None = None,
+        no_wait: bool = False,
+        on_wait: Callable[[float, str], None] | None = None,
+        config: ratelimit.RateLimitConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: httpx.Timeout | float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config or ratelimit.RateLimitConfig()
+        self._sleep = sleep
+        self.max_wait = max_wait
+        self.no_wait = no_wait
+        self.on_wait = on_wait
+        self._clock = clock
+        self._timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+        self._transport = transport
+        self._gate = ratelimit.Gate(clock)  # shared by every thread using this client
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._origin = _origin(self.endpoint)
+        #: requests actually sent (attempts), for diagnostics and benchmarks
+        self.sent = 0
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def offline(self) -> bool:
+        return self.settings.offline
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint.rstrip("/")
+
+    @property
+    def has_token(self) -> bool:
+        return self.settings.token is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> HubHttp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _get_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self._timeout,
+                    follow_redirects=True,
+                    http1=True,
+                    http2=False,
+                    trust_env=False,  # never route loopback/Hub traffic through env proxies
+                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                    transport=self._transport,
+                )
+            return self._client
+
+    def url(self, path_or_url: str) -> str:
+        """Absolute URL for an endpoint-relative path (``/api/models``) or an absolute URL."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return self.endpoint + ("" if path_or_url.startswith("/") else "/") + path_or_url
+
+    def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """User agent, and the token only for the endpoint's own origin (never a CDN/LFS host)."""
+        h = {"user-agent": f"batuta/{__version__}; python/{sys.version_info[0]}.{sys.version_info[1]}"}
+        token = self.settings.token_value()
+        if token and _origin(url) == self._origin:
+            h["authorization"] = f"Bearer {token}"
+        if extra:
+            h.update(extra)
+        return h
+
+    def _check_offline(self, method: str, url: str) -> None:
+        if self.settings.offline:
+            raise OfflineError(
+                f"Offline mode (--offline / HF_HUB_OFFLINE=1): batuta did not contact the Hub for "
+                f"{method} {urlsplit(url).path}."
+            )
+
+    def _rate_limited(self, seconds: float, hint: ratelimit.ServerHint | None, why: str) -> RateLimitedError:
+        bucket = f" (bucket '{hint.bucket}')" if hint and hint.bucket else ""
+        quota = ""
+        if hint and hint.quota is not None and hint.window is not None:
+            quota = f" Quota: {hint.quota} requests per {hint.window} s window."
+        limit = "--no-wait" if self.no_wait else f"--max-wait {self.max_wait:g}"
+        return RateLimitedError(
+            f"The Hub is rate limiting {self.endpoint}{bucket}: {why} asks to wait {round(seconds)} s, "
+            f"and {limit} does not allow it.{quota} Retry {ratelimit.retry_at_text(seconds)}.",
+            hint="Retry after that time, raise --max-wait, or log in (`batuta hf login`) for a larger quota.",
+        )
+
+    def _may_wait(self, seconds: float) -> bool:
+        if self.no_wait:
+            return seconds <= 0
+        return self.max_wait is None or seconds <= self.max_wait
+
+    def _notify(self, seconds: float, reason: str) -> None:
+        if self.on_wait is not None:
+            self.on_wait(seconds, reason)
+
+    def _pass_gate(self) -> None:
+        """Before a request: wait out a pause another worker's 429 started."""
+        until = self._gate.until
+        if until <= getattr(self._local, "waited_until", 0.0):
+            return
+        left = self._gate.remaining()
+        if left <= 0:
+            return
+        if not self._may_wait(left):
+            raise self._rate_limited(left, None, "another request was rate limited; the Hub")
+        self._notify(left, "rate limited (shared pause)")
+        self._sleep(left)
+        self._local.waited_until = until
+
+    # ------------------------------------------------------------------ retry policy
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hint = None
+        if isinstance(exc, _RetryableResponse):
+            hint = ratelimit.server_hint(exc.headers)
+        seconds = ratelimit.compute_wait(self.config, state.attempt_number, hint)
+        if isinstance(exc, _RetryableResponse) and exc.status == 429:
+            if not self._may_wait(seconds):
+                raise self._rate_limited(seconds, hint, f"its {hint.source} header" if hint else "the backoff schedule")
+            self._gate.close(seconds)
+            self._local.waited_until = self._gate.until
+        return seconds
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        seconds = state.next_action.sleep if state.next_action else 0.0
+        if isinstance(exc, _RetryableResponse):
+            reason = "rate limited (429)" if exc.status == 429 else f"Hub answered {exc.status}"
+        else:
+            reason = f"connection problem ({type(exc).__name__})"
+        self._notify(float(seconds), reason)
+
+    def _retrying(self, retry: bool) -> tenacity.Retrying:
+        return tenacity.Retrying(
+            sleep=self._sleep,
+            stop=tenacity.stop_after_attempt(self.config.max_retries + 1 if retry else 1),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type((_RetryableResponse, *_TRANSPORT_ERRORS)),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+
+    def _final_error(self, exc: BaseException, attempts: int, url: str, method: str) -> Exception:
+        if isinstance(exc, _RetryableResponse):
+            return error_for(
+                exc.status,
+                exc.headers,
+                exc.path,
+                exc.body,
+                method=exc.method,
+                has_token=self.has_token,
+                endpoint=self.endpoint,
+                attempts=attempts,
+            )
+        detail = str(exc) or type(exc).__name__
+        return NetworkError(
+            f"Could not reach {self.endpoint} for {method} {urlsplit(url).path} after {attempts} "
+            f"attempt{'s' if attempts > 1 else ''}: {type(exc).__name__}: {detail}."
+        )
+
+    def _check(self, resp: httpx.Response, method: str, allow: Collection[int], stream: bool) -> None:
+        status = resp.status_code
+        if status < 400 or status in allow:
+            return
+        if stream:
+            try:
+                resp.read()
+            except httpx.HTTPError:
+                pass
+        try:
+            body = resp.text[:2000]
+        except (httpx.HTTPError, UnicodeDecodeError):
+            body = ""
+        if stream:
+            resp.close()
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        path = resp.request.url.raw_path.decode("ascii", "replace")
+        if ratelimit.is_retryable_status(status):
+            raise _RetryableResponse(status, headers, path, body, method)
+        raise error_for(status, headers, path, body, method=method, has_token=self.has_token, endpoint=self.endpoint)
+
+    # ------------------------------------------------------------------ public API
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        content: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = True,
+        allow: Collection[int] = (),
+    ) -> httpx.Response:
+        """Send a request with the full policy; returns the (read) response.
+
+        Raises the mapped BatutaError for a 4xx/5xx (after retries) unless its status is in
+        ``allow``.  ``retry=False`` sends exactly once (for non-idempotent writes).
+        """
+        url = self.url(path_or_url)
+        self._check_offline(method, url)
+        client = self._get_client()
+        attempts = 0
+        try:
+            for attempt in self._retrying(retry):
+                with attempt:
+                    attempts += 1
+                    self._pass_gate()
+                    self.sent += 1
+                    resp = client.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        content=content,
+                        data=data,
+                        headers=self.headers_for(url, headers),
+                    )
+                    self._check(resp, method, allow, stream=False)
+                    return resp
+        except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
+            raise self._final_error(exc, attempts, url, method) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = True,
+        allow: Collection[int] = (),
+    ) -> Iterator[httpx.Response]:
+        """Open a streamed response with the same policy; the caller reads the body.
+
+        Only opening is retried; errors while reading the body are the caller's to handle.
+        """
+        url = self.url(path_or_url)
+        self._check_offline(method, url)
+        client = self._get_client()
+        attempts = 0
+        resp: httpx.Response | None = None
+        try:
+            for attempt in self._retrying(retry):
+                with attempt:
+                    attempts += 1
+                    self._pass_gate()
+                    self.sent += 1
+                    req = client.build_request(method, url, params=params, headers=self.headers_for(url, headers))
+                    resp = client.send(req, stream=True)
+                    self._check(resp, method, allow, stream=True)
+        except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
+            raise self._final_error(exc, attempts, url, method) from None
+        assert resp is not None
+        try:
+            yield resp
+        finally:
+            resp.close()
+
+    def get_json(self, path_or_url: str, *, params: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        """GET and decode JSON (a non-JSON body is a HubError naming the URL)."""
+        resp = self.request("GET", path_or_url, params=params, headers=headers)
+        return self._decode(resp)
+
+    def get_json_pages(self, path_or_url: str, *, params: Any = None, limit: int | None = None) -> list[Any]:
+        """GET a JSON array, following ``Link: <…>; rel="next"`` pages (up to ``limit`` items)."""
+        items: list[Any] = []
+        url: str | None = path_or_url
+        first = True
+        while url:
+            resp = self.request("GET", url, params=params if first else None)
+            first = False
+            page = self._decode(resp)
+            if not isinstance(page, list):
+                from batuta_sync.errors import HubError
+
+                raise HubError(f"Expected a JSON list from {urlsplit(str(resp.url)).path}, got {type(page).__name__}.")
+            items.extend(page)
+            if limit is not None and len(items) >= limit:
+                return items[:limit]
+            url = resp.links.get("next", {}).get("url")
+        return items
+
+    @staticmethod
+    def _decode(resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            from batuta_sync.errors import HubError
+
+            raise HubError(
+                f"The Hub sent a non-JSON answer for {urlsplit(str(resp.url)).path} "
+                f"(content-type {resp.headers.get('content-type', '?')}).",
+                hint="Check that HF_ENDPOINT points at a Hugging Face Hub (or `batuta hub serve`).",
+            )

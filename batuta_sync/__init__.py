@@ -11,7 +11,9 @@ from batuta_sync._version import __version__ as __version__
 from batuta_sync.errors import BatutaError as BatutaError
 
 # name -> module that defines it; filled in as the packages land.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "HfClient": "batuta_sync.hub.client",
+}
 
 __all__ = sorted(["BatutaError", "__version__", *_LAZY])
 

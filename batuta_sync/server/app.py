@@ -1,0 +1,1313 @@
+"""The HTTP side of the local Hub: a threaded HTTP/1.1 server speaking the Hub API.
+
+Stdlib only (``http.server`` + ``os.sendfile`` for file bodies).  Routing works on the RAW request
+path so that ``refs%2Fpr%2F1`` stays one segment.  See docs/hub-server.md for the endpoint list.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode
+
+from batuta_sync.server import meta
+from batuta_sync.server.state import Faults, LogEntry, RequestLog, UserSpec
+from batuta_sync.server.store import (
+    Commit,
+    EntryNotFound,
+    NewFile,
+    RepoNotFound,
+    RepoState,
+    Store,
+    StoreError,
+    check_path,
+    check_repo_id,
+    is_lfs_policy,
+)
+
+_TYPES_BY_PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_MAX_JSON_BODY = 1 << 30
+_CHUNK = 1 << 20
+_LOCAL = UserSpec("local", "", "write")
+
+
+class HTTPError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        error_code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_code = error_code
+        self.headers = dict(headers or {})
+
+
+def _norm_etag(value: str) -> str:
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    return v.strip('"')
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+    allow_reuse_address = True
+    hub: HubServer
+
+
+class HubServer:
+    """A local Hugging Face Hub on ``host:port`` storing everything under ``root``.
+
+    With no ``users`` the server is open: every request acts as user ``local`` with write access.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        users: Sequence[UserSpec] | None = None,
+        orgs: Mapping[str, Sequence[str]] | None = None,
+        lfs_redirect: bool = True,
+        page_size: int | None = None,
+        durable: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.port = port
+        self.store = Store(self.root, durable=durable)
+        self.faults = Faults()
+        self.log = RequestLog()
+        self.users: dict[str, UserSpec] = {u.token: u for u in (users or ())}
+        self.user_names = {u.name for u in (users or ())}
+        self.orgs: dict[str, list[str]] = {k: list(v) for k, v in (orgs or {}).items()}
+        self.open_mode = not self.users
+        self.lfs_redirect = lfs_redirect
+        self.page_size = page_size
+        self._pending_lfs: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {
+            "requests": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "errors_4xx": 0,
+            "errors_5xx": 0,
+            "connections": 0,
+            "active_connections": 0,
+            "max_active_connections": 0,
+        }
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
+
+    def _bind(self) -> _Server:
+        httpd = _Server((self.host, self.port), _Handler)
+        httpd.hub = self
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        return httpd
+
+    def start(self) -> HubServer:
+        """Serve in a background thread; returns self (``.url`` is then valid)."""
+        httpd = self._bind()
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+        )
+        self._thread.name = f"batuta-hub-{self.port}"
+        self._thread.start()
+        return self
+
+    def serve_forever(self, ready: Callable[[HubServer], None] | None = None) -> None:
+        """Serve in the calling thread until ``stop()`` or KeyboardInterrupt."""
+        httpd = self._bind()
+        if ready is not None:
+            ready(self)
+        try:
+            httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._close_all()
+
+    def stop(self) -> None:
+        httpd = self._httpd
+        if httpd is None:
+            return
+        if self._thread is not None:
+            httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._close_all()
+
+    def _close_all(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> HubServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            out = dict(self._counters)
+        out["faults_injected"] = self.faults.injected
+        return out
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                self._counters[k] = self._counters.get(k, 0) + v
+            if self._counters["active_connections"] > self._counters["max_active_connections"]:
+                self._counters["max_active_connections"] = self._counters["active_connections"]
+
+    # ------------------------------------------------------------------ auth
+    def user_for(self, auth_header: str | None) -> UserSpec | None:
+        """The user a request acts as; None = anonymous.  Raises 401 for an unknown token."""
+        if self.open_mode:
+            return _LOCAL
+        if not auth_header:
+            return None
+        scheme, _, token = auth_header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        user = self.users.get(token.strip())
+        if user is None:
+            raise HTTPError(401, "Invalid credentials in Authorization header")
+        return user
+
+    def member_of(self, user: UserSpec, namespace: str) -> bool:
+        return user.name == namespace or user.name in self.orgs.get(namespace, ())
+
+    def can_read(self, user: UserSpec | None, st: RepoState) -> bool:
+        if self.open_mode or not st.private:
+            return True
+        return user is not None and self.member_of(user, st.namespace)
+
+    def can_write_ns(self, user: UserSpec | None, namespace: str) -> bool:
+        if self.open_mode:
+            return True
+        return user is not None and user.role == "write" and self.member_of(user, namespace)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "batuta-hub/1"
+    sys_version = ""
+    timeout = 120
+    server: _Server
+
+    # ------------------------------------------------------------------ plumbing
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        hub = self.server.hub
+        with hub._lock:
+            hub._conns.add(self.connection)
+        hub._count(connections=1, active_connections=1)
+
+    def finish(self) -> None:
+        hub = self.server.hub
+        with hub._lock:
+            hub._conns.discard(self.connection)
+        hub._count(active_connections=-1)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    @property
+    def hub(self) -> HubServer:
+        return self.server.hub
+
+    def _dispatch(self) -> None:
+        raw_path, _, query = self.path.partition("?")
+        self.raw_path = raw_path
+        self.query = query
+        self.params = parse_qs(query, keep_blank_values=True)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.status = 0
+        self.body_done = self.command in ("GET", "HEAD") and not self.headers.get("Content-Length")
+        control = raw_path.startswith("/_batuta/")
+        try:
+            if not control:
+                self._inject_request_faults()
+            self._route()
+        except StoreError as exc:
+            headers = {"X-Repo-Commit": exc.commit} if isinstance(exc, EntryNotFound) else {}
+            self._error(exc.status, exc.message, exc.error_code, headers)
+        except HTTPError as exc:
+            self._error(exc.status, exc.message, exc.error_code, exc.headers)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:  # a bug: answer 500, keep serving
+            try:
+                self._error(500, f"Internal server error: {type(exc).__name__}: {exc}")
+            except OSError:
+                self.close_connection = True
+        finally:
+            if not self.body_done:
+                self.close_connection = True
+            hub = self.hub
+            if not control:
+                hub.log.add(
+                    LogEntry(self.command, raw_path, query, self.status, self.bytes_in, self.bytes_out)
+                )
+                hub._count(
+                    requests=1,
+                    bytes_in=self.bytes_in,
+                    bytes_out=self.bytes_out,
+                    errors_4xx=int(400 <= self.status < 500),
+                    errors_5xx=int(self.status >= 500),
+                )
+
+    def _inject_request_faults(self) -> None:
+        faults = self.hub.faults
+        if not faults.applies(self.raw_path):
+            return
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000.0)
+        fault = faults.take_request_fault()
+        if fault is None:
+            return
+        kind, details = fault
+        self._drain_small_body()
+        if kind == "429":
+            headers: dict[str, str] = {}
+            if details.get("retry_after"):
+                headers["Retry-After"] = str(details["retry_after"])
+            if details.get("reset") is not None:
+                headers["RateLimit"] = f'"api";r=0;t={int(details["reset"])}'
+                headers["RateLimit-Policy"] = '"fixed window";"api";q=500;w=300'
+            raise HTTPError(429, "Rate limit reached (injected fault). Retry later.", None, headers)
+        raise HTTPError(int(details["status"]), "Service temporarily unavailable (injected fault).")
+
+    def _drain_small_body(self) -> None:
+        if self.body_done:
+            return
+        length = self.headers.get("Content-Length")
+        if length is not None and int(length) <= _CHUNK * 8:
+            self._read_body()
+
+    # ------------------------------------------------------------------ request bodies
+    def _body_reader(self) -> tuple[Callable[[int], bytes], int | None]:
+        """A read(n) function over the request body and its length (None = chunked)."""
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            state = {"left": 0, "eof": False}
+
+            def read_chunked(n: int) -> bytes:
+                if state["eof"]:
+                    return b""
+                if state["left"] == 0:
+                    line = self.rfile.readline(65537)
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                            pass
+                        state["eof"] = True
+                        self.body_done = True
+                        return b""
+                    state["left"] = size
+                data = self.rfile.read(min(n, state["left"]))
+                if not data:
+                    raise HTTPError(400, "Request body ended early.")
+                state["left"] -= len(data)
+                if state["left"] == 0:
+                    self.rfile.readline(3)
+                self.bytes_in += len(data)
+                return data
+
+            return read_chunked, None
+        length = int(self.headers.get("Content-Length") or 0)
+        remaining = {"n": length}
+        if length == 0:
+            self.body_done = True
+
+        def read_plain(n: int) -> bytes:
+            if remaining["n"] <= 0:
+                return b""
+            data = self.rfile.read(min(n, remaining["n"]))
+            remaining["n"] -= len(data)
+            self.bytes_in += len(data)
+            if not data:
+                raise HTTPError(400, "Request body ended early.")
+            if remaining["n"] == 0:
+                self.body_done = True
+            return data
+
+        return read_plain, length
+
+    def _read_body(self) -> bytes:
+        if self.body_done:
+            return b""
+        read, length = self._body_reader()
+        if length is not None and length > _MAX_JSON_BODY:
+            raise HTTPError(413, "Request body too large.")
+        parts: list[bytes] = []
+        total = 0
+        while chunk := read(_CHUNK):
+            parts.append(chunk)
+            total += len(chunk)
+            if total > _MAX_JSON_BODY:
+                raise HTTPError(413, "Request body too large.")
+        self.body_done = True
+        return b"".join(parts)
+
+    def _json_body(self) -> Any:
+        raw = self._read_body()
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise HTTPError(400, "Request body is not valid JSON.")
+
+    # ------------------------------------------------------------------ responses
+    def _base(self) -> str:
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.hub.url
+
+    def _send_head(self, status: int, headers: Mapping[str, str], length: int) -> None:
+        self.status = status
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        if self.close_connection or not self.body_done:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+
+    def _send_bytes(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        h = {"Content-Type": "application/json; charset=utf-8"}
+        h.update(headers or {})
+        self._send_head(status, h, len(body))
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+            self.bytes_out += len(body)
+
+    def _json(self, obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(obj).encode(), headers)
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        error_code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        h = dict(headers or {})
+        if error_code:
+            h["X-Error-Code"] = error_code
+        h["X-Error-Message"] = message.replace("\r", " ").replace("\n", " ")[:500]
+        self._send_bytes(status, json.dumps({"error": message}).encode(), h)
+
+    # ------------------------------------------------------------------ routing
+    def _route(self) -> None:
+        segs = [s for s in self.raw_path.split("/")[1:]]
+        if segs and segs[-1] == "" and len(segs) > 1:
+            segs = segs[:-1]
+        d = [unquote(s) for s in segs]
+        m = self.command
+        if not d or d == [""]:
+            return self._json({"name": "batuta local hub", "api": "/api"})
+        if d[0] == "_batuta":
+            return self._control(d[1:])
+        if d[0] == "api":
+            return self._api(segs[1:], d[1:])
+        if d[0] == "lfs-upload" and len(d) == 2 and m == "PUT":
+            return self._lfs_upload(d[1])
+        if d[0] == "lfs-verify" and m == "POST":
+            return self._lfs_verify()
+        if d[0] == "cdn-lfs" and len(d) == 7 and d[4] == "resolve" and m in ("GET", "HEAD"):
+            return self._cdn_blob(d[1], f"{d[2]}/{d[3]}", d[5], d[6])
+        repo_type = "model"
+        if d[0] in ("datasets", "spaces") and len(d) > 2:
+            repo_type = _TYPES_BY_PLURAL[d[0]]
+            segs, d = segs[1:], d[1:]
+        if (
+            len(d) >= 6
+            and d[1].endswith(".git")
+            and d[2:] == ["info", "lfs", "objects", "batch"]
+            and m == "POST"
+        ):
+            return self._lfs_batch(repo_type, f"{d[0]}/{d[1][:-4]}")
+        if len(d) >= 5 and d[2] == "resolve" and m in ("GET", "HEAD"):
+            return self._resolve(repo_type, f"{d[0]}/{d[1]}", d[3], "/".join(d[4:]))
+        raise HTTPError(404, f"Not found: {self.raw_path}")
+
+    def _api(self, segs: list[str], d: list[str]) -> None:
+        m = self.command
+        if d == ["whoami-v2"] and m == "GET":
+            return self._whoami()
+        if d[:1] == ["repos"] and len(d) == 2:
+            if d[1] == "create" and m == "POST":
+                return self._create_repo()
+            if d[1] == "delete" and m == "DELETE":
+                return self._delete_repo()
+            if d[1] == "move" and m == "POST":
+                raise HTTPError(501, "Moving repos is not supported by the local hub.")
+        if d == ["validate-yaml"] and m == "POST":
+            body = self._json_body()
+            errors, warnings = meta.validate_card_yaml(str(body.get("content") or ""))
+            return self._json({"errors": [{"message": e} for e in errors], "warnings": warnings})
+        if len(d) == 1 and d[0] in _TYPES_BY_PLURAL and m == "GET":
+            return self._search(_TYPES_BY_PLURAL[d[0]])
+        if len(d) >= 3 and d[0] in _TYPES_BY_PLURAL:
+            repo_type = _TYPES_BY_PLURAL[d[0]]
+            repo_id = f"{d[1]}/{d[2]}"
+            rest, rest_raw = d[3:], segs[3:]
+            return self._repo_api(repo_type, repo_id, rest, rest_raw)
+        raise HTTPError(404, f"Not found: {self.raw_path}")
+
+    def _repo_api(self, repo_type: str, repo_id: str, rest: list[str], rest_raw: list[str]) -> None:
+        m = self.command
+        head = rest[0] if rest else ""
+        if not rest and m == "GET":
+            return self._info(repo_type, repo_id, "main", explicit_rev=False)
+        if head == "revision" and len(rest) >= 2 and m == "GET":
+            return self._info(repo_type, repo_id, "/".join(rest[1:]), explicit_rev=True)
+        if head == "tree" and len(rest) >= 2 and m == "GET":
+            return self._tree(repo_type, repo_id, rest[1], "/".join(rest[2:]))
+        if head == "paths-info" and len(rest) >= 2 and m == "POST":
+            return self._paths_info(repo_type, repo_id, "/".join(rest[1:]))
+        if head == "refs" and len(rest) == 1 and m == "GET":
+            return self._refs(repo_type, repo_id)
+        if head == "commits" and len(rest) >= 2 and m == "GET":
+            return self._commits(repo_type, repo_id, "/".join(rest[1:]))
+        if head == "preupload" and len(rest) >= 2 and m == "POST":
+            return self._preupload(repo_type, repo_id, "/".join(rest[1:]))
+        if head == "commit" and len(rest) >= 2 and m == "POST":
+            return self._commit(repo_type, repo_id, "/".join(rest[1:]))
+        if head == "branch" and len(rest) >= 2 and m in ("POST", "DELETE"):
+            return self._branch(repo_type, repo_id, "/".join(rest[1:]))
+        if head == "tag" and len(rest) >= 2 and m in ("POST", "DELETE"):
+            return self._tag(repo_type, repo_id, "/".join(rest[1:]))
+        if head == "settings" and len(rest) == 1 and m == "PUT":
+            return self._settings(repo_type, repo_id)
+        if head == "like" and len(rest) == 1 and m in ("POST", "DELETE"):
+            return self._like(repo_type, repo_id)
+        if head == "xet-write-token":
+            raise HTTPError(501, "Xet storage is not supported by the local hub; set HF_HUB_DISABLE_XET=1.")
+        raise HTTPError(404, f"Not found: {self.raw_path}")
+
+    # ------------------------------------------------------------------ helpers
+    def _user(self) -> UserSpec | None:
+        return self.hub.user_for(self.headers.get("Authorization"))
+
+    def _visible_repo(self, repo_type: str, repo_id: str) -> tuple[RepoState, UserSpec | None]:
+        user = self._user()
+        try:
+            st = self.hub.store.repo(repo_id, repo_type)
+        except RepoNotFound:
+            raise RepoNotFound(self._not_found_msg(repo_type, repo_id))
+        if not self.hub.can_read(user, st):
+            raise RepoNotFound(self._not_found_msg(repo_type, repo_id))
+        return st, user
+
+    @staticmethod
+    def _not_found_msg(repo_type: str, repo_id: str) -> str:
+        return (
+            f"Repository Not Found for {repo_type} {repo_id!r}: it does not exist, or it is private and "
+            "your token cannot see it."
+        )
+
+    def _writable_repo(self, repo_type: str, repo_id: str) -> tuple[RepoState, UserSpec]:
+        st, user = self._visible_repo(repo_type, repo_id)
+        if not self.hub.can_write_ns(user, st.namespace):
+            if user is None:
+                raise HTTPError(401, "You must be authenticated to write to this repo.", "RepoNotFound")
+            raise HTTPError(
+                403, f"You don't have the rights to write to {repo_id} (token role or membership)."
+            )
+        return st, user or _LOCAL
+
+    def _param(self, name: str, default: str | None = None) -> str | None:
+        v = self.params.get(name)
+        return v[-1] if v else default
+
+    def _flag(self, name: str) -> bool:
+        return (self._param(name, "") or "").lower() in ("1", "true", "yes")
+
+    def _paginate(self, items: Sequence[Any], default_size: int) -> tuple[Sequence[Any], dict[str, str]]:
+        size = self.hub.page_size or default_size
+        try:
+            limit = int(self._param("limit") or 0)
+        except ValueError:
+            raise HTTPError(400, "limit must be an integer")
+        if limit > 0:
+            size = min(size, limit) if self.hub.page_size else limit
+        try:
+            start = max(0, int(self._param("cursor") or 0))
+        except ValueError:
+            raise HTTPError(400, "Invalid cursor")
+        page = items[start : start + size]
+        headers: dict[str, str] = {}
+        if start + size < len(items):
+            q = [(k, v) for k, vs in self.params.items() if k != "cursor" for v in vs]
+            q.append(("cursor", str(start + size)))
+            headers["Link"] = f'<{self._base()}{self.raw_path}?{urlencode(q)}>; rel="next"'
+        return page, headers
+
+    # ------------------------------------------------------------------ control plane
+    def _control(self, d: list[str]) -> None:
+        hub = self.hub
+        m = self.command
+        if d == ["faults"]:
+            if m == "POST":
+                body = self._json_body()
+                if not isinstance(body, dict):
+                    raise HTTPError(400, "Fault knobs must be a JSON object.")
+                try:
+                    if body:
+                        hub.faults.configure(**body)
+                    else:
+                        hub.faults.reset()
+                except (ValueError, TypeError) as exc:
+                    raise HTTPError(400, str(exc))
+                return self._json({"faults": hub.faults.snapshot()})
+            if m == "GET":
+                return self._json({"faults": hub.faults.snapshot()})
+            if m == "DELETE":
+                hub.faults.reset()
+                return self._json({"faults": hub.faults.snapshot()})
+        if d == ["log"]:
+            if m == "GET":
+                return self._json(hub.log.as_json())
+            if m == "DELETE":
+                hub.log.clear()
+                return self._json({"cleared": True})
+        if d == ["counters"] and m == "GET":
+            return self._json(hub.counters)
+        raise HTTPError(404, f"Not found: {self.raw_path}")
+
+    # ------------------------------------------------------------------ identity & repos
+    def _whoami(self) -> None:
+        user = self._user()
+        if user is None:
+            raise HTTPError(401, "Invalid username or password.")
+        orgs = [
+            {
+                "type": "org",
+                "name": org,
+                "fullname": org,
+                "roleInOrg": "write" if user.role == "write" else "read",
+            }
+            for org, members in sorted(self.hub.orgs.items())
+            if user.name in members
+        ]
+        self._json(
+            {
+                "type": "user",
+                "id": user.name,
+                "name": user.name,
+                "fullname": user.name,
+                "email": None,
+                "emailVerified": False,
+                "canPay": False,
+                "isPro": False,
+                "orgs": orgs,
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {"displayName": f"{user.name}-token", "role": user.role},
+                },
+            }
+        )
+
+    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self._base()}/{_PREFIX[repo_type]}{repo_id}"
+
+    def _create_repo(self) -> None:
+        body = self._json_body()
+        user = self._user()
+        if user is None:
+            raise HTTPError(401, "You must be authenticated to create a repo.")
+        name = str(body.get("name") or "")
+        org = body.get("organization") or user.name
+        repo_type = str(body.get("type") or "model")
+        if repo_type not in _PREFIX:
+            raise HTTPError(400, f"Invalid repo type {repo_type!r}.")
+        repo_id = f"{org}/{name}"
+        check_repo_id(repo_id)
+        if not self.hub.can_write_ns(user, str(org)):
+            raise HTTPError(403, f"You don't have the rights to create a repo under {org!r}.")
+        private = body.get("private")
+        if body.get("visibility") in ("private", "public"):
+            private = body["visibility"] == "private"
+        store = self.hub.store
+        try:
+            store.repo(repo_id, repo_type)
+            raise HTTPError(409, f"You already created this {repo_type} repo", None)
+        except RepoNotFound:
+            pass
+        except HTTPError as exc:
+            body_409 = {"error": exc.message, "url": self._repo_url(repo_type, repo_id)}
+            self.status = 409
+            return self._json(body_409, 409, {"X-Error-Message": exc.message})
+        st = store.create_repo(
+            repo_id, repo_type, private=bool(private), exist_ok=True, sdk=body.get("sdk"), author=user.name
+        )
+        self._json(
+            {"url": self._repo_url(repo_type, repo_id), "name": repo_id, "id": repo_id, "private": st.private}
+        )
+
+    def _delete_repo(self) -> None:
+        body = self._json_body()
+        user = self._user()
+        name = str(body.get("name") or "")
+        org = body.get("organization") or (user.name if user else "")
+        repo_type = str(body.get("type") or "model")
+        repo_id = f"{org}/{name}"
+        self._writable_repo(repo_type, repo_id)
+        self.hub.store.delete_repo(repo_id, repo_type)
+        self._json({"deleted": repo_id})
+
+    def _settings(self, repo_type: str, repo_id: str) -> None:
+        self._writable_repo(repo_type, repo_id)
+        body = self._json_body()
+        private = body.get("private")
+        if body.get("visibility") in ("private", "public"):
+            private = body["visibility"] == "private"
+        gated = body.get("gated")
+        self.hub.store.update_settings(
+            repo_id, repo_type, private=None if private is None else bool(private), gated=gated
+        )
+        self._json({"ok": True})
+
+    def _like(self, repo_type: str, repo_id: str) -> None:
+        st, user = self._visible_repo(repo_type, repo_id)
+        if user is None:
+            raise HTTPError(401, "You must be authenticated to like a repo.")
+        delta = 1 if self.command == "POST" else -1
+        self.hub.store.set_likes(repo_id, max(0, st.likes + delta), repo_type=repo_type)
+        self._json({"likes": st.likes})
+
+    # ------------------------------------------------------------------ info & search
+    def _info_json(self, st: RepoState, c: Commit, *, siblings: bool, blobs: bool) -> dict[str, Any]:
+        info = c.info
+        card = dict(info.get("cardData") or {})
+        out: dict[str, Any] = {
+            "_id": c.tree[:24],
+            "id": st.repo_id,
+            "author": st.namespace,
+            "sha": c.id,
+            "lastModified": c.date,
+            "createdAt": st.created_at,
+            "private": st.private,
+            "gated": st.gated,
+            "disabled": False,
+            "likes": st.likes,
+            "tags": list(info.get("tags") or []),
+            "cardData": card,
+            "usedStorage": sum(e.size for e in c.files.values()),
+        }
+        if st.repo_type != "space":
+            out["downloads"] = st.downloads
+        if st.repo_type == "model":
+            out["modelId"] = st.repo_id
+            for key in ("library_name", "pipeline_tag"):
+                if isinstance(card.get(key), str):
+                    out[key] = card[key]
+            for key in ("safetensors", "gguf"):
+                if key in info:
+                    out[key] = info[key]
+        elif st.repo_type == "dataset":
+            if isinstance(card.get("dataset_info"), (dict, list)):
+                out["dataset_info"] = card["dataset_info"]
+        else:
+            sdk = card.get("sdk") if isinstance(card.get("sdk"), str) else st.sdk
+            out["sdk"] = sdk
+            app_files = {"app.py", "Dockerfile", "index.html", "app.R"}
+            if isinstance(card.get("app_file"), str):
+                app_files.add(card["app_file"])
+            stage = "RUNNING" if any(p in c.files for p in app_files) else "NO_APP_FILE"
+            out["runtime"] = {
+                "stage": stage,
+                "hardware": {"current": "cpu-basic", "requested": "cpu-basic"},
+                "storage": None,
+                "gcTimeout": None,
+                "replicas": {"current": 1, "requested": 1},
+                "devMode": False,
+                "domains": [],
+            }
+            out["subdomain"] = st.repo_id.replace("/", "-").lower()
+        if siblings:
+            sibs = []
+            for p in sorted(c.files):
+                e = c.files[p]
+                s: dict[str, Any] = {"rfilename": p}
+                if blobs:
+                    s["size"] = e.size
+                    s["blobId"] = e.oid
+                    if e.lfs:
+                        s["lfs"] = {"size": e.size, "sha256": e.sha256, "pointerSize": e.pointer_size}
+                sibs.append(s)
+            out["siblings"] = sibs
+        return out
+
+    def _info(self, repo_type: str, repo_id: str, rev: str, *, explicit_rev: bool) -> None:
+        st, _ = self._visible_repo(repo_type, repo_id)
+        c = self.hub.store.get_commit(self.hub.store.resolve_state(st, rev))
+        self._json(self._info_json(st, c, siblings=True, blobs=self._flag("blobs")))
+
+    def _search(self, repo_type: str) -> None:
+        user = self._user()
+        store = self.hub.store
+        searches = [s.lower() for s in self.params.get("search", []) if s]
+        author = self._param("author")
+        filters = [f for f in self.params.get("filter", []) if f]
+        for key in ("pipeline_tag", "library", "language", "sdk", "task_categories", "size_categories"):
+            for v in self.params.get(key, []):
+                if v:
+                    filters.append(v if key in ("pipeline_tag", "library", "sdk") else f"{key}:{v}")
+        gated = self._param("gated")
+        rows: list[tuple[RepoState, Commit]] = []
+        for st in store.repos():
+            if st.repo_type != repo_type or not self.hub.can_read(user, st):
+                continue
+            if author and st.namespace.lower() != author.lower():
+                continue
+            if any(s not in st.repo_id.lower() for s in searches):
+                continue
+            if gated is not None and bool(st.gated) != (gated.lower() == "true"):
+                continue
+            try:
+                c = store.get_commit(st.branches["main"])
+            except (KeyError, StoreError):
+                continue
+            if filters and not all(self._matches(f, st, c) for f in filters):
+                continue
+            rows.append((st, c))
+        sort = self._param("sort")
+        desc = (self._param("direction") or "-1") != "1"
+        keyfuncs: dict[str, Callable[[tuple[RepoState, Commit]], Any]] = {
+            "downloads": lambda r: (r[0].downloads, r[0].repo_id),
+            "likes": lambda r: (r[0].likes, r[0].repo_id),
+            "trendingScore": lambda r: (r[0].likes + r[0].downloads, r[0].repo_id),
+            "lastModified": lambda r: (r[1].date, r[0].repo_id),
+            "last_modified": lambda r: (r[1].date, r[0].repo_id),
+            "createdAt": lambda r: (r[0].created_at, r[0].repo_id),
+            "created_at": lambda r: (r[0].created_at, r[0].repo_id),
+            "id": lambda r: r[0].repo_id,
+        }
+        if sort:
+            if sort not in keyfuncs:
+                raise HTTPError(400, f"Invalid sort parameter {sort!r}.")
+            rows.sort(key=keyfuncs[sort], reverse=desc)
+        else:
+            rows.sort(key=lambda r: r[0].repo_id)
+        full = self._flag("full")
+        card = self._flag("cardData") or full
+        expand = set(self.params.get("expand", []) + self.params.get("expand[]", []))
+        page, headers = self._paginate(rows, 1000)
+        out = []
+        for st, c in page:
+            item = self._info_json(st, c, siblings=full or "siblings" in expand, blobs=False)
+            if not card and "cardData" not in expand:
+                item.pop("cardData", None)
+            out.append(item)
+        self._json(out, headers=headers)
+
+    @staticmethod
+    def _matches(f: str, st: RepoState, c: Commit) -> bool:
+        tags = set(c.info.get("tags") or [])
+        if f in tags:
+            return True
+        card = c.info.get("cardData") or {}
+        key, sep, val = f.partition(":")
+        if sep:
+            if key == "language" and val in tags:
+                return True
+            if key in ("library", "library_name") and card.get("library_name") == val:
+                return True
+            return bool(key == "sdk" and (card.get("sdk") or st.sdk) == val)
+        if card.get("pipeline_tag") == f or card.get("library_name") == f:
+            return True
+        return st.repo_type == "space" and (card.get("sdk") or st.sdk) == f
+
+    # ------------------------------------------------------------------ tree / paths-info / refs / commits
+    def _entry_json(self, c: Commit, path: str, *, is_dir: bool) -> dict[str, Any]:
+        if is_dir:
+            return {"type": "directory", "oid": c.dirs[path], "size": 0, "path": path}
+        e = c.files[path]
+        out: dict[str, Any] = {"type": "file", "oid": e.oid, "size": e.size, "path": path}
+        if e.lfs:
+            out["lfs"] = {"oid": e.sha256, "size": e.size, "pointerSize": e.pointer_size}
+        return out
+
+    def _add_last_commits(self, c: Commit, entries: list[dict[str, Any]]) -> None:
+        """``expand=true``: the last commit that changed each path (first-parent walk)."""
+        want = {e["path"]: e for e in entries}
+        store = self.hub.store
+
+        def key_of(commit: Commit, path: str, kind: str) -> str | None:
+            if kind == "directory":
+                return commit.dirs.get(path)
+            f = commit.files.get(path)
+            return f.oid if f else None
+
+        hist = list(store.history(c.id))
+        for path, e in want.items():
+            cur = key_of(hist[0], path, e["type"])
+            last = hist[0]
+            for older in hist[1:]:
+                if key_of(older, path, e["type"]) != cur:
+                    break
+                last = older
+            e["lastCommit"] = {"id": last.id, "title": last.title, "date": last.date}
+            if e["type"] == "file":
+                e["securityFileStatus"] = {"status": "unscanned"}
+
+    def _tree(self, repo_type: str, repo_id: str, rev: str, path: str) -> None:
+        st, _ = self._visible_repo(repo_type, repo_id)
+        store = self.hub.store
+        c = store.get_commit(store.resolve_state(st, rev))
+        path = path.strip("/")
+        recursive = self._flag("recursive")
+        expand = self._flag("expand")
+        if path and path not in c.dirs:
+            if path in c.files:
+                raise HTTPError(400, f"{path!r} is a file, not a folder.")
+            raise EntryNotFound(f"Entry {path!r} not found in {repo_id}@{rev}.", c.id)
+        prefix = path + "/" if path else ""
+        names: list[tuple[str, bool]] = []
+        for d in c.dirs:
+            if d.startswith(prefix) and (recursive or "/" not in d[len(prefix) :]):
+                names.append((d, True))
+        for p in c.files:
+            if p.startswith(prefix) and (recursive or "/" not in p[len(prefix) :]):
+                names.append((p, False))
+        names.sort(key=lambda x: (x[0].split("/")[:-1], not x[1], x[0]))
+        page, headers = self._paginate(names, 50 if expand else 1000)
+        entries = [self._entry_json(c, p, is_dir=is_dir) for p, is_dir in page]
+        if expand:
+            self._add_last_commits(c, entries)
+        self._json(entries, headers=headers)
+
+    def _paths_info(self, repo_type: str, repo_id: str, rev: str) -> None:
+        st, _ = self._visible_repo(repo_type, repo_id)
+        store = self.hub.store
+        c = store.get_commit(store.resolve_state(st, rev))
+        raw = self._read_body()
+        ctype = (self.headers.get("Content-Type") or "").lower()
+        paths: list[str]
+        expand = False
+        if "json" in ctype:
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                raise HTTPError(400, "Invalid JSON body.")
+            p = body.get("paths") or []
+            paths = [p] if isinstance(p, str) else list(p)
+            expand = bool(body.get("expand"))
+        else:
+            form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            paths = form.get("paths", [])
+            expand = (form.get("expand", [""])[-1]).lower() in ("1", "true")
+        entries = []
+        for p in paths:
+            p = p.strip("/")
+            if p in c.files:
+                entries.append(self._entry_json(c, p, is_dir=False))
+            elif p in c.dirs:
+                entries.append(self._entry_json(c, p, is_dir=True))
+        if expand:
+            self._add_last_commits(c, entries)
+        self._json(entries)
+
+    def _refs(self, repo_type: str, repo_id: str) -> None:
+        st, _ = self._visible_repo(repo_type, repo_id)
+        out: dict[str, Any] = {
+            "branches": [
+                {"name": b, "ref": f"refs/heads/{b}", "targetCommit": sha}
+                for b, sha in sorted(st.branches.items())
+            ],
+            "tags": [
+                {"name": t, "ref": f"refs/tags/{t}", "targetCommit": sha}
+                for t, sha in sorted(st.tags.items())
+            ],
+            "converts": [],
+        }
+        if self._flag("include_prs"):
+            out["pullRequests"] = [
+                {"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": sha}
+                for n, sha in sorted(st.prs.items())
+            ]
+        self._json(out)
+
+    def _commits(self, repo_type: str, repo_id: str, rev: str) -> None:
+        st, _ = self._visible_repo(repo_type, repo_id)
+        store = self.hub.store
+        hist = list(store.history(store.resolve_state(st, rev)))
+        page, headers = self._paginate(hist, 50)
+        self._json(
+            [
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "message": c.message,
+                    "date": c.date,
+                    "authors": [{"user": c.author, "avatar": None}],
+                }
+                for c in page
+            ],
+            headers=headers,
+        )
+
+    def _branch(self, repo_type: str, repo_id: str, branch: str) -> None:
+        self._writable_repo(repo_type, repo_id)
+        store = self.hub.store
+        if self.command == "DELETE":
+            store.delete_branch(repo_id, branch, repo_type=repo_type)
+            return self._json({"deleted": branch})
+        body = self._json_body()
+        start = body.get("startingPoint") or "main"
+        store.create_branch(repo_id, branch, repo_type=repo_type, from_rev=str(start))
+        self._json({"created": branch})
+
+    def _tag(self, repo_type: str, repo_id: str, rev_or_tag: str) -> None:
+        self._writable_repo(repo_type, repo_id)
+        store = self.hub.store
+        if self.command == "DELETE":
+            store.delete_tag(repo_id, rev_or_tag, repo_type=repo_type)
+            return self._json({"deleted": rev_or_tag})
+        body = self._json_body()
+        tag = str(body.get("tag") or "")
+        store.create_tag(repo_id, tag, repo_type=repo_type, rev=rev_or_tag)
+        self._json({"created": tag})
+
+    # ------------------------------------------------------------------ upload
+    def _preupload(self, repo_type: str, repo_id: str, rev: str) -> None:
+        st, _ = self._writable_repo(repo_type, repo_id)
+        body = self._json_body()
+        store = self.hub.store
+        try:
+            c: Commit | None = store.get_commit(store.resolve_state(st, rev))
+        except StoreError:
+            if self._flag("create_pr"):
+                c = None
+            else:
+                raise
+        out = []
+        for f in body.get("files") or []:
+            path = str(f.get("path") or "")
+            size = int(f.get("size") or 0)
+            lfs = is_lfs_policy(path, size)
+            existing = c.files.get(path) if c is not None else None
+            oid: str | None = None
+            if existing is not None:
+                oid = existing.sha256 if lfs else (existing.oid if not existing.lfs else None)
+            out.append(
+                {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
+        self._json({"files": out, "commitOid": c.id if c else None})
+
+    def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
+        body = self._json_body()
+        op = body.get("operation")
+        if op == "upload":
+            self._writable_repo(repo_type, repo_id)
+        else:
+            self._visible_repo(repo_type, repo_id)
+        store = self.hub.store
+        base = self._base()
+        objects = []
+        for obj in body.get("objects") or []:
+            oid = str(obj.get("oid") or "")
+            size = int(obj.get("size") or 0)
+            item: dict[str, Any] = {"oid": oid, "size": size}
+            if len(oid) != 64 or any(ch not in "0123456789abcdef" for ch in oid):
+                item["error"] = {"code": 422, "message": "Invalid oid: expected a sha256 hex digest."}
+            elif op == "upload":
+                if not store.has_blob(oid):
+                    with self.hub._lock:
+                        self.hub._pending_lfs[oid] = size
+                    item["actions"] = {
+                        "upload": {"href": f"{base}/lfs-upload/{oid}", "header": {}},
+                        "verify": {"href": f"{base}/lfs-verify", "header": {}},
+                    }
+            elif op == "download":
+                if store.has_blob(oid):
+                    item["actions"] = {
+                        "download": {"href": f"{base}/cdn-lfs/{repo_type}/{repo_id}/resolve/x/{oid}"}
+                    }
+                else:
+                    item["error"] = {"code": 404, "message": "Object does not exist"}
+            else:
+                raise HTTPError(400, f"Unknown LFS operation {op!r}.")
+            objects.append(item)
+        self._json(
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            headers={"Content-Type": "application/vnd.git-lfs+json"},
+        )
+
+    def _lfs_upload(self, oid: str) -> None:
+        with self.hub._lock:
+            expected_size = self.hub._pending_lfs.get(oid)
+        if expected_size is None:
+            if self.hub.store.has_blob(oid):
+                self._drain_small_body()
+                return self._json({"ok": True})
+            raise HTTPError(403, "No LFS upload was negotiated for this object (use the batch API first).")
+        read, length = self._body_reader()
+        if length is not None and length != expected_size:
+            raise HTTPError(400, f"Upload size {length} does not match the announced size {expected_size}.")
+        try:
+            self.hub.store.put_stream(read, expected_size, expected_sha256=oid)
+        except StoreError:
+            self.close_connection = True
+            raise
+        self._read_body()  # consume a chunked terminator, if any
+        with self.hub._lock:
+            self.hub._pending_lfs.pop(oid, None)
+        self._json({"ok": True})
+
+    def _lfs_verify(self) -> None:
+        body = self._json_body()
+        oid = str(body.get("oid") or "")
+        store = self.hub.store
+        if not store.has_blob(oid):
+            raise HTTPError(404, f"LFS object {oid} not found.")
+        if body.get("size") is not None and int(body["size"]) != store.blob_size(oid):
+            raise HTTPError(422, f"LFS object {oid} has size {store.blob_size(oid)}, not {body['size']}.")
+        self._json({"ok": True})
+
+    def _commit(self, repo_type: str, repo_id: str, rev: str) -> None:
+        _, user = self._writable_repo(repo_type, repo_id)
+        raw = self._read_body()
+        store = self.hub.store
+        header: dict[str, Any] = {}
+        adds: list[NewFile] = []
+        deletes: list[str] = []
+        try:
+            lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        except ValueError:
+            raise HTTPError(400, "Commit payload must be NDJSON.")
+        for item in lines:
+            key = item.get("key")
+            value = item.get("value") or {}
+            if key == "header":
+                header = value
+            elif key == "file":
+                path = check_path(str(value.get("path") or ""))
+                if value.get("encoding", "base64") != "base64":
+                    raise HTTPError(400, "Only base64 encoding is supported for inline files.")
+                adds.append(store.put_inline(path, str(value.get("content") or "")))
+            elif key == "lfsFile":
+                path = check_path(str(value.get("path") or ""))
+                oid = str(value.get("oid") or "")
+                if not store.has_blob(oid):
+                    raise HTTPError(422, f"LFS object {oid} for {path!r} was not uploaded.")
+                size = store.blob_size(oid)
+                if value.get("size") is not None and int(value["size"]) != size:
+                    raise HTTPError(422, f"LFS object {oid} has size {size}, not {value['size']}.")
+                adds.append(NewFile(path, oid, size, None, lfs=True))
+            elif key in ("deletedFile", "deletedFolder"):
+                deletes.append(check_path(str(value.get("path") or "").strip("/")))
+            else:
+                raise HTTPError(400, f"Unknown commit operation {key!r}.")
+        create_pr = self._flag("create_pr")
+        sha, pr = store.apply_commit(
+            repo_id,
+            repo_type,
+            rev,
+            adds,
+            deletes,
+            parent=header.get("parentCommit") or None,
+            title=str(header.get("summary") or ""),
+            description=str(header.get("description") or ""),
+            author=user.name,
+            create_pr=create_pr,
+        )
+        url = self._repo_url(repo_type, repo_id)
+        self._json(
+            {
+                "success": True,
+                "commitOid": sha,
+                "commitUrl": f"{url}/commit/{sha}",
+                "pullRequestUrl": f"{url}/discussions/{pr}" if pr is not None and create_pr else None,
+            }
+        )
+
+    # ------------------------------------------------------------------ download
+    def _resolve(self, repo_type: str, repo_id: str, rev: str, path: str) -> None:
+        st, user = self._visible_repo(repo_type, repo_id)
+        if st.gated and user is None and not self.hub.open_mode:
+            raise HTTPError(401, f"Access to {repo_id} is restricted: log in to access it.", "GatedRepo")
+        store = self.hub.store
+        sha = store.resolve_state(st, rev)
+        c = store.get_commit(sha)
+        e = c.files.get(path)
+        if e is None:
+            raise EntryNotFound(f"Entry not found: {path!r} in {repo_id}@{rev}.", sha)
+        head = {"X-Repo-Commit": sha, "ETag": f'"{e.oid}"', "Vary": "Origin, Accept-Encoding"}
+        if e.lfs:
+            head["X-Linked-Etag"] = f'"{e.sha256}"'
+            head["X-Linked-Size"] = str(e.size)
+            if self.hub.lfs_redirect:
+                loc = f"{self._base()}/cdn-lfs/{repo_type}/{repo_id}/resolve/{sha}/{e.sha256}"
+                head["Location"] = loc
+                return self._send_bytes(302, b"", head)
+        if self.command == "GET":
+            store.record_download(st)
+        self._send_file(store.blob_path(e.sha256), e.size, e.etag, head)
+
+    def _cdn_blob(self, repo_type: str, repo_id: str, commit: str, sha256: str) -> None:
+        if repo_type not in _PREFIX:
+            raise HTTPError(404, "Not found")
+        st, _ = self._visible_repo(repo_type, repo_id)
+        store = self.hub.store
+        if not store.has_blob(sha256):
+            raise HTTPError(404, "Blob not found.", "EntryNotFound")
+        size = store.blob_size(sha256)
+        head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size)}
+        if len(commit) == 40:
+            head["X-Repo-Commit"] = commit
+        if self.command == "GET":
+            store.record_download(st)
+        self._send_file(store.blob_path(sha256), size, sha256, head)
+
+    def _parse_range(self, size: int, etag: str) -> tuple[int, int] | None:
+        rng = self.headers.get("Range")
+        if not rng or size == 0:
+            return None
+        if self.hub.faults.ignore_range and self.hub.faults.applies(self.raw_path):
+            self.hub.faults.note_injected()
+            return None
+        if_range = self.headers.get("If-Range")
+        if if_range and _norm_etag(if_range) != etag:
+            return None
+        unit, _, spec = rng.partition("=")
+        if unit.strip().lower() != "bytes" or "," in spec:
+            return None
+        first, _, last = spec.strip().partition("-")
+        try:
+            if first == "":
+                n = int(last)
+                if n <= 0:
+                    raise ValueError
+                start, end = max(0, size - n), size - 1
+            else:
+                start = int(first)
+                end = int(last) if last else size - 1
+                end = min(end, size - 1)
+        except ValueError:
+            return None
+        if start >= size or start > end:
+            raise HTTPError(
+                416, "Requested range not satisfiable.", None, {"Content-Range": f"bytes */{size}"}
+            )
+        return start, end
+
+    def _send_file(self, fs_path: Path, size: int, etag: str, headers: Mapping[str, str]) -> None:
+        h = dict(headers)
+        h["Accept-Ranges"] = "bytes"
+        h["Content-Type"] = "application/octet-stream"
+        h["Last-Modified"] = formatdate(usegmt=True)
+        rng = self._parse_range(size, etag)
+        status = 200
+        start, length = 0, size
+        if rng is not None:
+            status = 206
+            start, length = rng[0], rng[1] - rng[0] + 1
+            h["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{size}"
+        if self.command == "HEAD":
+            return self._send_head(status, h, length)
+        drop, corrupt = (None, False)
+        if self.hub.faults.applies(self.raw_path):
+            drop, corrupt = self.hub.faults.take_body_fault()
+        with open(fs_path, "rb") as f:
+            self._send_head(status, h, length)
+            if drop is None and not corrupt:
+                sent = self.connection.sendfile(f, offset=start, count=length) if length else 0
+                self.bytes_out += sent
+                if sent != length:
+                    self.close_connection = True
+                return
+            limit = length if drop is None else min(drop, length)
+            flip_at = length // 2 if corrupt else -1
+            f.seek(start)
+            pos = 0
+            for chunk in _chunks(f, limit):
+                if 0 <= flip_at - pos < len(chunk):
+                    b = bytearray(chunk)
+                    b[flip_at - pos] ^= 0xFF
+                    chunk = bytes(b)
+                self.wfile.write(chunk)
+                pos += len(chunk)
+                self.bytes_out += len(chunk)
+            if drop is not None and limit < length:
+                self.close_connection = True
+                try:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _chunks(f: Any, limit: int) -> Iterator[bytes]:
+    left = limit
+    while left > 0:
+        chunk = f.read(min(_CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
+
+__all__ = ["HTTPError", "HubServer"]

@@ -1,0 +1,1 @@
+"""Package data (JSON) read at run time with ``Path(__file__).parent``."""

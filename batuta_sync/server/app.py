@@ -911,7 +911,11 @@ class _Handler(BaseHTTPRequestHandler):
                 last = older
             e["lastCommit"] = {"id": last.id, "title": last.title, "date": last.date}
             if e["type"] == "file":
-                e["securityFileStatus"] = {"status": "unscanned"}
+                e["securityFileStatus"] = {
+                    "status": "unscanned",
+                    "avScan": {"virusFound": False, "virusNames": None},
+                    "pickleImportScan": None,
+                }
 
     def _tree(self, repo_type: str, repo_id: str, rev: str, path: str) -> None:
         st, _ = self._visible_repo(repo_type, repo_id)
@@ -1161,6 +1165,11 @@ class _Handler(BaseHTTPRequestHandler):
                 deletes.append(check_path(str(value.get("path") or "").strip("/")))
             else:
                 raise HTTPError(400, f"Unknown commit operation {key!r}.")
+        summary = str(header.get("summary") or "")
+        title, _, rest = summary.partition("\n")
+        description = "\n\n".join(
+            x for x in (rest.strip(), str(header.get("description") or "").strip()) if x
+        )
         create_pr = self._flag("create_pr")
         sha, pr = store.apply_commit(
             repo_id,
@@ -1169,8 +1178,8 @@ class _Handler(BaseHTTPRequestHandler):
             adds,
             deletes,
             parent=header.get("parentCommit") or None,
-            title=str(header.get("summary") or ""),
-            description=str(header.get("description") or ""),
+            title=title.strip(),
+            description=description,
             author=user.name,
             create_pr=create_pr,
         )

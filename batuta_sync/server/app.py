@@ -132,7 +132,7 @@ class HubServer:
         """Serve in a background thread; returns self (``.url`` is then valid)."""
         httpd = self._bind()
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.name = f"batuta-hub-{self.port}"
         self._thread.start()

@@ -801,11 +801,15 @@ class Store:
         body += f"author {ident}\ncommitter {ident}\n\n{message}\n"
         raw = body.encode()
         sha = hashlib.sha1(b"commit %d\0" % len(raw) + raw).hexdigest()
+        p = self.root / "objects" / sha[:2] / f"{sha}.json"
+        if p.exists():  # the same git commit object already exists (same tree, parents, second): reuse it
+            try:
+                return self.get_commit(sha)
+            except StoreError:
+                pass
         info = self._derive_info(files, repo_type)
         c = Commit(sha, parents, tree, dirs, dict(files), title, description, author, now_iso(ts), info)
-        p = self.root / "objects" / sha[:2] / f"{sha}.json"
-        if not p.exists():
-            self._write_atomic(p, json.dumps(c.to_json(), sort_keys=True).encode())
+        self._write_atomic(p, json.dumps(c.to_json(), sort_keys=True).encode())
         self._commits[sha] = c
         return c
 

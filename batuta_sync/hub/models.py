@@ -315,7 +315,7 @@ class HfDatasetInfo:
     def from_json(cls, data: Any) -> HfDatasetInfo:
         d = _map(data)
         card = _map(d.get("cardData"))
-        blocks = _dataset_info_block(card)
+        blocks = _dataset_info_block(card) or _dataset_info_block(d)
         first = blocks[0] if blocks else {}
         splits = tuple(
             DatasetSplit(_str(_map(s).get("name")), _int(_map(s).get("num_examples")), _int(_map(s).get("num_bytes")))

@@ -56,7 +56,9 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Wait at most this long for a Hub rate limit, else fail (exit 10) naming when to retry.",
     )
-    x.add_argument("--no-wait", action="store_true", help="Never wait for a rate limit: fail at once (exit 10).")
+    x.add_argument(
+        "--no-wait", action="store_true", help="Never wait for a rate limit: fail at once (exit 10)."
+    )
 
 
 def http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,7 +114,10 @@ def _cmd_search_models(args: argparse.Namespace) -> int:
         return 0
     if not found:
         _common.info(args, f"No models match {args.query!r}.")
-    rows = [[m.id, m.pipeline_tag, m.library_name, _num(m.downloads), _num(m.likes), _date(m.last_modified)] for m in found]
+    rows = [
+        [m.id, m.pipeline_tag, m.library_name, _num(m.downloads), _num(m.likes), _date(m.last_modified)]
+        for m in found
+    ]
     _common.print_table(["ID", "TASK", "LIBRARY", "DOWNLOADS", "LIKES", "UPDATED"], rows, title="Models")
     return 0
 
@@ -148,7 +153,9 @@ def _cmd_search_datasets(args: argparse.Namespace) -> int:
 def _cmd_search_spaces(args: argparse.Namespace) -> int:
     from batuta_sync.hub.models import SortKey, SpaceQuery, SpaceSdk
 
-    q = SpaceQuery(args.query, SpaceSdk(args.sdk) if args.sdk else None, args.author, SortKey(args.sort), args.limit)
+    q = SpaceQuery(
+        args.query, SpaceSdk(args.sdk) if args.sdk else None, args.author, SortKey(args.sort), args.limit
+    )
     with client_from_args(args) as hub:
         found = hub.search_spaces(q)
     if args.json:
@@ -294,7 +301,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         lines = _space_lines(info)
     _write("\n".join(lines))
     if args.files:
-        rows = [[f.path, _size(f.size) or "0 B", f.size, "lfs" if f.is_lfs else "", f.sha256 or f.blob_id] for f in info.files]
+        rows = [
+            [f.path, _size(f.size) or "0 B", f.size, "lfs" if f.is_lfs else "", f.sha256 or f.blob_id]
+            for f in info.files
+        ]
         _common.print_table(["PATH", "SIZE", "BYTES", "STORAGE", "HASH"], rows, title="Files")
     return 0
 
@@ -319,14 +329,18 @@ def _read_token_from_stdin() -> str:
     from batuta_sync.errors import UsageError
 
     if sys.stdin is None:
-        raise UsageError("No token given and no stdin to read it from.", hint="Pass --token or pipe the token in.")
+        raise UsageError(
+            "No token given and no stdin to read it from.", hint="Pass --token or pipe the token in."
+        )
     if sys.stdin.isatty():
         import getpass
 
         return getpass.getpass("Hub token (input hidden): ")
     line = sys.stdin.readline()
     if not line.strip():
-        raise UsageError("No token given: --token is absent and stdin is empty.", hint="Pipe the token in or pass --token.")
+        raise UsageError(
+            "No token given: --token is absent and stdin is empty.", hint="Pipe the token in or pass --token."
+        )
     return line
 
 
@@ -337,10 +351,14 @@ def _cmd_login(args: argparse.Namespace) -> int:
     with client_from_args(args) as hub:
         user = hub.login(token)
         where = hub.settings.token_path
-    _common.info(args, f"Logged in as {user.name}" + (f" ({user.token_role} token)" if user.token_role else "") + ".")
+    _common.info(
+        args, f"Logged in as {user.name}" + (f" ({user.token_role} token)" if user.token_role else "") + "."
+    )
     _common.info(args, f"Token stored at {where} (mode 0600).")
     if os.environ.get("HF_TOKEN"):
-        _common.info(args, "Note: HF_TOKEN is set in your environment and takes precedence over the stored token.")
+        _common.info(
+            args, "Note: HF_TOKEN is set in your environment and takes precedence over the stored token."
+        )
     return 0
 
 
@@ -356,10 +374,14 @@ def _cmd_logout(args: argparse.Namespace) -> int:
     else:
         _common.info(args, f"Not logged in: no stored token at {settings.token_path}.")
     if os.environ.get("HF_TOKEN"):
-        _common.info(args, "Note: HF_TOKEN is still set in your environment; unset it to stop using that token.")
+        _common.info(
+            args, "Note: HF_TOKEN is still set in your environment; unset it to stop using that token."
+        )
     legacy = Path.home() / ".huggingface" / "token"
     if legacy.exists():
-        _common.info(args, f"Note: the legacy token file {legacy} still exists and is still used; delete it too.")
+        _common.info(
+            args, f"Note: the legacy token file {legacy} still exists and is still used; delete it too."
+        )
     return 0
 
 
@@ -378,7 +400,12 @@ def _cmd_whoami(args: argparse.Namespace) -> int:
     lines = [user.name + (f" ({user.fullname})" if user.fullname else "")]
     _kv(lines, "type", user.type)
     _kv(lines, "orgs", ", ".join(user.orgs))
-    _kv(lines, "token", (f"{user.token_name} " if user.token_name else "") + (f"role {user.token_role}" if user.token_role else ""))
+    _kv(
+        lines,
+        "token",
+        (f"{user.token_name} " if user.token_name else "")
+        + (f"role {user.token_role}" if user.token_role else ""),
+    )
     _kv(lines, "token from", source)
     _kv(lines, "endpoint", hub.settings.endpoint)
     _write("\n".join(lines))
@@ -399,7 +426,9 @@ def register(root: Any, hf: Any) -> None:
         p = cp(ss, name, help)
         p.add_argument("query", nargs="?", default="", help="Words to search for in repo ids.")
         p.add_argument("--author", help="Only repos of this user or organization.")
-        p.add_argument("--sort", choices=SORTS, default=default_sort, help=f"Sort order (default {default_sort}).")
+        p.add_argument(
+            "--sort", choices=SORTS, default=default_sort, help=f"Sort order (default {default_sort})."
+        )
         p.add_argument("--limit", type=_positive_int, default=20, help="Number of results (default 20).")
         p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
         add_wait_options(p)
@@ -410,7 +439,9 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--library", help="Library, e.g. transformers, gguf, diffusers.")
     p.set_defaults(handler=_cmd_search_models)
 
-    p = search_parser("datasets", "Search datasets (e.g. `common voice --language en --size '>1GB'`).", "downloads")
+    p = search_parser(
+        "datasets", "Search datasets (e.g. `common voice --language en --size '>1GB'`).", "downloads"
+    )
     p.add_argument("--language", help="Language code, e.g. en.")
     p.add_argument(
         "--size",

@@ -210,7 +210,9 @@ class HubHttp:
         seconds = ratelimit.compute_wait(self.config, state.attempt_number, hint)
         if isinstance(exc, _RetryableResponse) and exc.status == 429:
             if not self._may_wait(seconds):
-                raise self._rate_limited(seconds, hint, f"its {hint.source} header" if hint else "the backoff schedule")
+                raise self._rate_limited(
+                    seconds, hint, f"its {hint.source} header" if hint else "the backoff schedule"
+                )
             self._gate.close(seconds)
             self._local.waited_until = self._gate.until
         return seconds
@@ -271,7 +273,9 @@ class HubHttp:
         path = resp.request.url.raw_path.decode("ascii", "replace")
         if ratelimit.is_retryable_status(status):
             raise _RetryableResponse(status, headers, path, body, method)
-        raise error_for(status, headers, path, body, method=method, has_token=self.has_token, endpoint=self.endpoint)
+        raise error_for(
+            status, headers, path, body, method=method, has_token=self.has_token, endpoint=self.endpoint
+        )
 
     # ------------------------------------------------------------------ public API
     def request(
@@ -343,7 +347,9 @@ class HubHttp:
                     attempts += 1
                     self._pass_gate()
                     self.sent += 1
-                    req = client.build_request(method, url, params=params, headers=self.headers_for(url, headers))
+                    req = client.build_request(
+                        method, url, params=params, headers=self.headers_for(url, headers)
+                    )
                     resp = client.send(req, stream=True)
                     self._check(resp, method, allow, stream=True)
         except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
@@ -354,7 +360,9 @@ class HubHttp:
         finally:
             resp.close()
 
-    def get_json(self, path_or_url: str, *, params: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+    def get_json(
+        self, path_or_url: str, *, params: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Any:
         """GET and decode JSON (a non-JSON body is a HubError naming the URL)."""
         resp = self.request("GET", path_or_url, params=params, headers=headers)
         return self._decode(resp)
@@ -371,7 +379,9 @@ class HubHttp:
             if not isinstance(page, list):
                 from batuta_sync.errors import HubError
 
-                raise HubError(f"Expected a JSON list from {urlsplit(str(resp.url)).path}, got {type(page).__name__}.")
+                raise HubError(
+                    f"Expected a JSON list from {urlsplit(str(resp.url)).path}, got {type(page).__name__}."
+                )
             items.extend(page)
             if limit is not None and len(items) >= limit:
                 return items[:limit]

@@ -22,7 +22,9 @@ def check_token_shape(token: str) -> str:
     """Strip and sanity-check a token (no whitespace inside, not empty)."""
     token = token.strip()
     if not token:
-        raise UsageError("No token given.", hint="Pass --token, or pipe the token on stdin: `batuta hf login < token.txt`.")
+        raise UsageError(
+            "No token given.", hint="Pass --token, or pipe the token on stdin: `batuta hf login < token.txt`."
+        )
     if any(c.isspace() for c in token) or len(token) > 4096:
         raise UsageError(
             "That does not look like a Hub token (it contains whitespace or is too long).",

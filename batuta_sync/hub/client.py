@@ -63,7 +63,9 @@ class HfClient:
         **http_kwargs: passed to :class:`HubHttp` (``sleep``, ``max_wait``, ``no_wait``, ``on_wait`` …).
     """
 
-    def __init__(self, settings: Settings | None = None, *, http: HubHttp | None = None, **http_kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, http: HubHttp | None = None, **http_kwargs: Any
+    ) -> None:
         if settings is None:
             from batuta_sync.settings import resolve_settings
 
@@ -107,7 +109,9 @@ class HfClient:
             entry = self.cache.get_any_age(key)
             if entry is not None:
                 return list(entry.body)
-            raise OfflineError(f"Offline mode (--offline / HF_HUB_OFFLINE=1) and {what} is not in the metadata cache.")
+            raise OfflineError(
+                f"Offline mode (--offline / HF_HUB_OFFLINE=1) and {what} is not in the metadata cache."
+            )
         entry = self.cache.get(key)
         if entry is not None:
             return list(entry.body)
@@ -182,7 +186,9 @@ class HfClient:
         if query.sdk is not None:
             from batuta_sync.hub.models import SpaceSdk
 
-            spaces = [s for s in spaces if s.sdk in (query.sdk, SpaceSdk.UNKNOWN) or query.sdk.value in s.tags]
+            spaces = [
+                s for s in spaces if s.sdk in (query.sdk, SpaceSdk.UNKNOWN) or query.sdk.value in s.tags
+            ]
         return spaces[: query.limit]
 
     # ------------------------------------------------------------------ info
@@ -233,7 +239,12 @@ class HfClient:
         """
         check_repo_id(ref.repo_id)
         base = f"/api/{ref.repo_type.api_plural}/{ref.repo_id}"
-        body = self._get(f"{base}/revision/{_rev(ref.revision)}", [("blobs", "true")], f"the file list of {ref}", fresh=True)
+        body = self._get(
+            f"{base}/revision/{_rev(ref.revision)}",
+            [("blobs", "true")],
+            f"the file list of {ref}",
+            fresh=True,
+        )
         sha = body.get("sha") if isinstance(body, dict) else None
         if not isinstance(sha, str) or not SHA1_RE.match(sha):
             raise HubError(f"The Hub's answer for {ref} has no commit sha.", hint="Check HF_ENDPOINT.")
@@ -247,7 +258,9 @@ class HfClient:
         if self.settings.offline:
             entry = self.cache.get_any_age(key)
             if entry is None:
-                raise OfflineError(f"Offline mode and the file list of {ref} (commit {sha}) is not in the metadata cache.")
+                raise OfflineError(
+                    f"Offline mode and the file list of {ref} (commit {sha}) is not in the metadata cache."
+                )
             entries = entry.body
         else:
             entries = self.http.get_json_pages(tree_path, params=params)
@@ -278,7 +291,9 @@ class HfClient:
 
         token = check_token_shape(token)
         trial = replace(self.settings, token=Secret(token), auth=HfAuth.TOKEN)
-        with HubHttp(trial, sleep=self.http._sleep, max_wait=self.http.max_wait, no_wait=self.http.no_wait) as http:
+        with HubHttp(
+            trial, sleep=self.http._sleep, max_wait=self.http.max_wait, no_wait=self.http.no_wait
+        ) as http:
             user = HfClient(trial, http=http).whoami()
         store_token(self.settings, token)
         return user

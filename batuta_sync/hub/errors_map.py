@@ -24,7 +24,9 @@ from batuta_sync.errors import (
 )
 
 _API_RE = re.compile(r"^/api/(?P<type>models|datasets|spaces)/(?P<rest>.+)$")
-_RESOLVE_RE = re.compile(r"^/(?:(?P<prefix>datasets|spaces)/)?(?P<id>[^/]+(?:/[^/]+)?)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_RESOLVE_RE = re.compile(
+    r"^/(?:(?P<prefix>datasets|spaces)/)?(?P<id>[^/]+(?:/[^/]+)?)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"
+)
 _API_VERBS = ("revision", "tree", "refs", "commits", "commit", "preupload", "paths-info", "resolve")
 
 
@@ -107,11 +109,16 @@ def error_for(
             code="gated-repo",
         )
     if code == "RepoNotFound" or (status == 404 and not code and target.repo_id and target.path is None):
-        hint = (
-            "Check the repo id and type (model/dataset/space)."
-            + (" If it is private, your token cannot see it." if has_token else " If it is private, log in first (`batuta hf login` or HF_TOKEN).")
+        hint = "Check the repo id and type (model/dataset/space)." + (
+            " If it is private, your token cannot see it."
+            if has_token
+            else " If it is private, log in first (`batuta hf login` or HF_TOKEN)."
         )
-        return NotFoundError(f"{what.split(' at revision')[0]} was not found on {endpoint or 'the Hub'}.{said}", hint=hint, code="repo-not-found")
+        return NotFoundError(
+            f"{what.split(' at revision')[0]} was not found on {endpoint or 'the Hub'}.{said}",
+            hint=hint,
+            code="repo-not-found",
+        )
     if code == "RevisionNotFound":
         return NotFoundError(
             f"Revision '{target.revision}' of {what.split(' at revision')[0]} does not exist.{said}",

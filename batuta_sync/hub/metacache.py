@@ -87,7 +87,12 @@ class MetadataCache:
     def put(self, key: str, body: Any, description: str) -> None:
         """Store ``body`` (best effort: a read-only cache dir is not an error)."""
         path = self._file(key)
-        doc = {"version": FORMAT_VERSION, "fetched_at": self._clock(), "description": description, "body": body}
+        doc = {
+            "version": FORMAT_VERSION,
+            "fetched_at": self._clock(),
+            "description": description,
+            "body": body,
+        }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=path.parent)

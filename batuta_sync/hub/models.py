@@ -243,7 +243,9 @@ class FeatureType:
             return cls(kind="Value", dtype=f["dtype"])
         if "class_label" in f:
             names = _map(_map(f["class_label"]).get("names"))
-            return cls(kind="ClassLabel", dtype="int64", names=tuple(str(names[k]) for k in sorted(names, key=_int)))
+            return cls(
+                kind="ClassLabel", dtype="int64", names=tuple(str(names[k]) for k in sorted(names, key=_int))
+            )
         if "sequence" in f:
             inner = f["sequence"]
             dtype = inner if isinstance(inner, str) else _str(_map(inner).get("dtype")) or "struct"
@@ -318,7 +320,9 @@ class HfDatasetInfo:
         blocks = _dataset_info_block(card) or _dataset_info_block(d)
         first = blocks[0] if blocks else {}
         splits = tuple(
-            DatasetSplit(_str(_map(s).get("name")), _int(_map(s).get("num_examples")), _int(_map(s).get("num_bytes")))
+            DatasetSplit(
+                _str(_map(s).get("name")), _int(_map(s).get("num_examples")), _int(_map(s).get("num_bytes"))
+            )
             for s in (first.get("splits") or [])
             if isinstance(s, Mapping)
         )
@@ -430,7 +434,11 @@ class HfSpaceInfo:
         d = _map(data)
         runtime = _map(d.get("runtime"))
         hw = runtime.get("hardware")
-        hardware = _opt_str(_map(hw).get("current") or _map(hw).get("requested")) if isinstance(hw, Mapping) else _opt_str(hw)
+        hardware = (
+            _opt_str(_map(hw).get("current") or _map(hw).get("requested"))
+            if isinstance(hw, Mapping)
+            else _opt_str(hw)
+        )
         card = _map(d.get("cardData"))
         return cls(
             id=_str(d.get("id")),
@@ -472,7 +480,9 @@ class UserInfo:
             fullname=_opt_str(d.get("fullname")),
             type=_str(d.get("type")) or "user",
             email=_opt_str(d.get("email")),
-            orgs=tuple(_str(_map(o).get("name")) for o in orgs if _map(o).get("name")) if isinstance(orgs, list) else (),
+            orgs=tuple(_str(_map(o).get("name")) for o in orgs if _map(o).get("name"))
+            if isinstance(orgs, list)
+            else (),
             token_name=_opt_str(token.get("displayName")),
             token_role=_opt_str(token.get("role")),
         )

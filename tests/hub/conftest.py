@@ -45,19 +45,28 @@ def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
     model_dir = write_tiny_llama(tmp / "m")
     write_tiny_gguf(model_dir / "tiny-q8.gguf")
     files: dict[str, Any] = _files(model_dir)
-    files["README.md"] = (model_dir / "README.md").read_text().replace(
-        "---\n\n#", "model-index:\n- name: tiny-llama\n  results: []\n---\n\n#"
-    ).encode()
+    files["README.md"] = (
+        (model_dir / "README.md")
+        .read_text()
+        .replace("---\n\n#", "model-index:\n- name: tiny-llama\n  results: []\n---\n\n#")
+        .encode()
+    )
     sha = srv.store.commit("acme/tiny-llama", files, author="alice")
     srv.store.set_downloads("acme/tiny-llama", 500)
     srv.store.set_likes("acme/tiny-llama", 7)
     srv.store.create_tag("acme/tiny-llama", "v1.0", rev=sha)
     srv.store.commit(
         "acme/llama-gguf",
-        {"README.md": b"---\nlibrary_name: gguf\npipeline_tag: text-generation\n---\n", "m.gguf": write_tiny_gguf(tmp / "x.gguf")},
+        {
+            "README.md": b"---\nlibrary_name: gguf\npipeline_tag: text-generation\n---\n",
+            "m.gguf": write_tiny_gguf(tmp / "x.gguf"),
+        },
     )
     srv.store.set_downloads("acme/llama-gguf", 900)
-    srv.store.commit("zed/classifier", {"README.md": b"---\nlibrary_name: transformers\npipeline_tag: text-classification\n---\n"})
+    srv.store.commit(
+        "zed/classifier",
+        {"README.md": b"---\nlibrary_name: transformers\npipeline_tag: text-classification\n---\n"},
+    )
     ds_dir = write_tiny_dataset(tmp / "d")
     srv.store.commit("acme/tiny-ds", _files(ds_dir), repo_type="dataset")
     srv.store.commit(
@@ -68,10 +77,18 @@ def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
         },
         repo_type="dataset",
     )
-    srv.store.commit("acme/mid-ds", {"README.md": b"---\nlanguage:\n- en\nsize_categories:\n- 10K<n<100K\n---\n"}, repo_type="dataset")
+    srv.store.commit(
+        "acme/mid-ds",
+        {"README.md": b"---\nlanguage:\n- en\nsize_categories:\n- 10K<n<100K\n---\n"},
+        repo_type="dataset",
+    )
     sp_dir = write_tiny_space(tmp / "s")
     srv.store.commit("acme/demo", _files(sp_dir), repo_type="space")
-    srv.store.commit("acme/st-app", {"README.md": b"---\nsdk: streamlit\n---\n", "app.py": b"print(1)\n"}, repo_type="space")
+    srv.store.commit(
+        "acme/st-app",
+        {"README.md": b"---\nsdk: streamlit\n---\n", "app.py": b"print(1)\n"},
+        repo_type="space",
+    )
     srv.log.clear()
     return {"model_sha": sha}
 

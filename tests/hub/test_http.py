@@ -40,7 +40,9 @@ def test_success_sends_one_request(http_rec: tuple[HubHttp, list[float], HubServ
     assert srv.log.entries[0].path.startswith(INFO)
 
 
-def test_5xx_backoff_is_exactly_1_2_4_8_16_then_network_error(http_rec: tuple[HubHttp, list[float], HubServer]) -> None:
+def test_5xx_backoff_is_exactly_1_2_4_8_16_then_network_error(
+    http_rec: tuple[HubHttp, list[float], HubServer],
+) -> None:
     http, waits, srv = http_rec
     srv.faults.configure(server_errors=6)
     with pytest.raises(NetworkError, match=r"503 .*after 6 attempts") as ei:
@@ -183,12 +185,17 @@ def test_connection_errors_are_retried(tmp_path: Path) -> None:
     s.close()  # nothing listens there now
     waits: list[float] = []
     settings = Settings(endpoint=f"http://127.0.0.1:{port}", hf_home=tmp_path)
-    with HubHttp(settings, sleep=waits.append) as http, pytest.raises(NetworkError, match=r"Could not reach .* after 6 attempts"):
+    with (
+        HubHttp(settings, sleep=waits.append) as http,
+        pytest.raises(NetworkError, match=r"Could not reach .* after 6 attempts"),
+    ):
         http.get_json("/api/models")
     assert waits == [1, 2, 4, 8, 16]
 
 
-def test_stream_retries_opening_and_maps_missing_files(http_rec: tuple[HubHttp, list[float], HubServer]) -> None:
+def test_stream_retries_opening_and_maps_missing_files(
+    http_rec: tuple[HubHttp, list[float], HubServer],
+) -> None:
     http, waits, srv = http_rec
     srv.faults.configure(server_errors=1)
     with http.stream("GET", "/acme/tiny-llama/resolve/main/config.json") as r:
@@ -201,7 +208,9 @@ def test_stream_retries_opening_and_maps_missing_files(http_rec: tuple[HubHttp, 
         assert r.status_code == 404
 
 
-def test_offline_touches_no_socket(seeded: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_touches_no_socket(
+    seeded: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("network used while offline")
 

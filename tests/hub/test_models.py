@@ -35,9 +35,21 @@ MODEL = {
     "library_name": "transformers",
     "model-index": [{"name": "llama", "results": [{"task": {"type": "text-generation"}}, "junk"]}],
     "safetensors": {"parameters": {"F16": 6_738_415_616, "F32": 10}, "total": 6_738_415_626},
-    "gguf": {"total": 7, "architecture": "llama", "context_length": 4096, "chat_template": "t", "bos_token": "<s>", "eos_token": "</s>"},
+    "gguf": {
+        "total": 7,
+        "architecture": "llama",
+        "context_length": 4096,
+        "chat_template": "t",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+    },
     "siblings": [
-        {"rfilename": "model.safetensors", "size": 10, "blobId": "b" * 40, "lfs": {"sha256": "c" * 64, "size": 10}},
+        {
+            "rfilename": "model.safetensors",
+            "size": 10,
+            "blobId": "b" * 40,
+            "lfs": {"sha256": "c" * 64, "size": 10},
+        },
         {"rfilename": "config.json", "size": 2, "blobId": "d" * 40},
     ],
     "private": True,
@@ -64,11 +76,21 @@ def test_model_info_every_field() -> None:
 
 
 def test_model_info_tolerates_missing_and_wrong_fields() -> None:
-    m = HfModelInfo.from_json({"modelId": "x/y", "downloads": None, "likes": 2.7, "tags": "one", "siblings": "no", "gated": True})
+    m = HfModelInfo.from_json(
+        {"modelId": "x/y", "downloads": None, "likes": 2.7, "tags": "one", "siblings": "no", "gated": True}
+    )
     assert m.id == "x/y" and m.author == "x" and m.downloads == 0 and m.likes == 2 and m.tags == ("one",)
-    assert m.safetensors is None and m.gguf is None and m.model_index is None and m.files == () and m.gated == "auto"
+    assert (
+        m.safetensors is None
+        and m.gguf is None
+        and m.model_index is None
+        and m.files == ()
+        and m.gated == "auto"
+    )
     assert HfModelInfo.from_json(None).id == ""
-    assert HfModelInfo.from_json({"id": "solo", "safetensors": {"parameters": {"BF16": "5"}}}).safetensors == SafetensorsInfo({"BF16": 5}, 5)
+    assert HfModelInfo.from_json(
+        {"id": "solo", "safetensors": {"parameters": {"BF16": "5"}}}
+    ).safetensors == SafetensorsInfo({"BF16": 5}, 5)
 
 
 def test_dataset_info_from_card() -> None:
@@ -120,7 +142,13 @@ def test_dataset_info_from_card() -> None:
 
 def test_dataset_info_dict_features_and_top_level_block() -> None:
     d = HfDatasetInfo.from_json(
-        {"id": "a/b", "dataset_info": {"features": {"x": {"dtype": "float32"}}, "splits": [{"name": "t", "num_bytes": 9}]}}
+        {
+            "id": "a/b",
+            "dataset_info": {
+                "features": {"x": {"dtype": "float32"}},
+                "splits": [{"name": "t", "num_bytes": 9}],
+            },
+        }
     )
     assert str(d.features["x"]) == "float32" and d.size_bytes == 9 and d.download_size == 0
     assert FeatureType("Value").__str__() == "Value"
@@ -128,7 +156,11 @@ def test_dataset_info_dict_features_and_top_level_block() -> None:
 
 def test_space_info_and_enums() -> None:
     s = HfSpaceInfo.from_json(
-        {"id": "a/s", "sdk": "Gradio", "runtime": {"stage": "running", "hardware": {"current": None, "requested": "t4"}}}
+        {
+            "id": "a/s",
+            "sdk": "Gradio",
+            "runtime": {"stage": "running", "hardware": {"current": None, "requested": "t4"}},
+        }
     )
     assert s.sdk is SpaceSdk.GRADIO and s.status is SpaceStatus.RUNNING and s.hardware == "t4"
     s2 = HfSpaceInfo.from_json({"id": "a/t", "cardData": {"sdk": "docker"}, "runtime": {"hardware": "cpu"}})
@@ -142,7 +174,12 @@ def test_space_info_and_enums() -> None:
 
 def test_user_info() -> None:
     u = UserInfo.from_json(
-        {"name": "alice", "fullname": "Alice", "orgs": [{"name": "acme"}, {}], "auth": {"accessToken": {"displayName": "ci", "role": "write"}}}
+        {
+            "name": "alice",
+            "fullname": "Alice",
+            "orgs": [{"name": "acme"}, {}],
+            "auth": {"accessToken": {"displayName": "ci", "role": "write"}},
+        }
     )
     assert u == UserInfo("alice", "Alice", "user", None, ("acme",), "ci", "write")
     assert u.to_json()["orgs"] == ["acme"]
@@ -154,9 +191,14 @@ def test_tree_and_sibling_translation() -> None:
         {"type": "file", "path": "a/w.bin", "oid": "1" * 40, "size": 5, "lfs": {"oid": "2" * 64, "size": 5}},
         {"type": "file", "path": "b.txt", "oid": "3" * 40, "size": 1},
     ]
-    assert files_from_tree(entries) == [RepoFile("a/w.bin", 5, "1" * 40, "2" * 64), RepoFile("b.txt", 1, "3" * 40)]
+    assert files_from_tree(entries) == [
+        RepoFile("a/w.bin", 5, "1" * 40, "2" * 64),
+        RepoFile("b.txt", 1, "3" * 40),
+    ]
     assert files_from_tree("bad") == []
-    assert files_from_siblings([{"rfilename": ""}, {"rfilename": "x", "lfs": {"size": 3}}]) == (RepoFile("x", 3, ""),)
+    assert files_from_siblings([{"rfilename": ""}, {"rfilename": "x", "lfs": {"size": 3}}]) == (
+        RepoFile("x", 3, ""),
+    )
 
 
 @pytest.mark.parametrize(
@@ -186,17 +228,29 @@ def test_size_expression_bounds() -> None:
     assert parse_size_expr("<100MB").high == 100e6 and parse_size_expr(">=2GiB").low == 2**31
 
 
-@pytest.mark.parametrize("expr", ["", "big", ">", ">>1GB", "1GB-", "10K-1GB", "5GB-1GB", "1XB", "<0", "1b", "~1GB", "10K"])
+@pytest.mark.parametrize(
+    "expr", ["", "big", ">", ">>1GB", "1GB-", "10K-1GB", "5GB-1GB", "1XB", "<0", "1b", "~1GB", "10K"]
+)
 def test_malformed_size_expressions_are_usage_errors(expr: str) -> None:
     with pytest.raises(UsageError, match="size expression"):
         parse_size_expr(expr)
 
 
 def test_human_size_and_weight_sizes() -> None:
-    assert human_size(999) == "999 B" and human_size(1536) == "1.5 kB" and human_size(13_476_839_424) == "13.5 GB"
+    assert (
+        human_size(999) == "999 B"
+        and human_size(1536) == "1.5 kB"
+        and human_size(13_476_839_424) == "13.5 GB"
+    )
     assert human_size(5e15) == "5000.0 TB"
-    files = [RepoFile("a.safetensors", 10, "x"), RepoFile("b/c.SAFETENSORS", 5, "y"), RepoFile("q.gguf", 3, "z"),
-             RepoFile("pytorch_model.bin", 4, "w"), RepoFile("README", 1, "r"), RepoFile("x.onnx", 2, "o")]
+    files = [
+        RepoFile("a.safetensors", 10, "x"),
+        RepoFile("b/c.SAFETENSORS", 5, "y"),
+        RepoFile("q.gguf", 3, "z"),
+        RepoFile("pytorch_model.bin", 4, "w"),
+        RepoFile("README", 1, "r"),
+        RepoFile("x.onnx", 2, "o"),
+    ]
     assert weight_sizes(files) == {"gguf": 3, "onnx": 2, "pytorch": 4, "safetensors": 15}
 
 

@@ -21,8 +21,22 @@ def test_default_schedule_is_1_2_4_8_16_capped_at_60() -> None:
 
 @pytest.mark.parametrize(
     ("status", "retry"),
-    [(400, False), (401, False), (403, False), (404, False), (409, False), (412, False), (413, False), (422, False),
-     (408, True), (429, True), (500, True), (502, True), (503, True), (504, True)],
+    [
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (409, False),
+        (412, False),
+        (413, False),
+        (422, False),
+        (408, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+    ],
 )
 def test_retryable_statuses(status: int, retry: bool) -> None:
     assert rl.is_retryable_status(status) is retry
@@ -41,13 +55,19 @@ def test_retry_after_delta_and_http_date() -> None:
     assert rl.parse_retry_after(format_datetime(NOW + timedelta(seconds=7), usegmt=True), now=NOW) == 7.0
     assert rl.parse_retry_after(format_datetime(NOW - timedelta(seconds=7), usegmt=True), now=NOW) == 0.0
     assert rl.parse_retry_after("Wed, 01 Jan 2026 12:00:05", now=NOW) == 5.0  # no zone: UTC
-    assert rl.parse_retry_after("soon") is None and rl.parse_retry_after("") is None and rl.parse_retry_after(None) is None
+    assert (
+        rl.parse_retry_after("soon") is None
+        and rl.parse_retry_after("") is None
+        and rl.parse_retry_after(None) is None
+    )
 
 
 def test_hints_are_a_minimum_never_shortened() -> None:
     cfg = rl.RateLimitConfig()
     h = rl.server_hint({"ratelimit": '"api";r=0;t=55', "ratelimit-policy": "q=500;w=300"})
-    assert h is not None and h.seconds == 56 and h.source == "RateLimit" and h.bucket == "api" and h.quota == 500
+    assert (
+        h is not None and h.seconds == 56 and h.source == "RateLimit" and h.bucket == "api" and h.quota == 500
+    )
     assert rl.compute_wait(cfg, 1, h) == 56
     assert rl.compute_wait(cfg, 5, rl.server_hint({"retry-after": "3"})) == 16  # schedule not undercut
     assert rl.compute_wait(cfg, 1, rl.server_hint({"retry-after": "3"})) == 3

@@ -1,0 +1,795 @@
+"""The local cache: huggingface_hub's layout, plus LRU bookkeeping (spec ``HfCache``).
+
+Layout (shared with huggingface_hub 2.x, so ``snapshot_download(..., local_files_only=True)``
+and transformers find our downloads offline)::
+
+    $HF_HUB_CACHE/
+      CACHEDIR.TAG
+      .locks/models--org--name/<etag>.lock
+      models--org--name/                      (datasets--…, spaces--…)
+        refs/<revision>                       commit sha (text, no newline)
+        blobs/<etag>                          content, named by sha256 (LFS) or git sha1
+        blobs/<etag>.incomplete               a download in progress (resumable)
+        snapshots/<commit>/<path>             relative symlink ../../blobs/<etag>
+        trees/<commit>.json                   {"format_version": 1, "files": {path: {size, blob_id, lfs_sha256?, lfs_size?}}}
+
+batuta's own bookkeeping lives in ``settings.batuta_dir/cache-index.json``: the last access
+of every snapshot (for LRU pruning), when a branch was last resolved (metadata TTL), and
+the hit/miss counts of recent pulls (``batuta cache stats``).
+
+Everything written here is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batuta_sync.errors import UsageError
+from batuta_sync.safety import UnsafePathError, validate_repo_path
+from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot
+
+if TYPE_CHECKING:
+    from batuta_sync.settings import Settings
+
+TREE_FORMAT_VERSION = 1
+INDEX_VERSION = 1
+MAX_OPS = 200
+_CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by batuta_sync (huggingface_hub layout).\n"
+)
+_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_size(text: str) -> int:
+    """``50GB`` / ``1.5GiB`` / ``500MB`` / ``1024`` -> bytes (UsageError otherwise)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else ""
+    if unit in {"K", "M", "G", "T"}:
+        unit += "B"
+    if not m or (unit and unit not in _UNITS):
+        raise UsageError(
+            f"{text!r} is not a size.", hint="Use e.g. 50GB, 500MB, 1.5GiB or a number of bytes."
+        )
+    return int(float(m.group(1)) * _UNITS[unit or "B"])
+
+
+def human_bytes(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def repo_folder_name(repo_type: HfAssetType | str, repo_id: str) -> str:
+    """``models--org--name`` as huggingface_hub names it."""
+    t = HfAssetType(repo_type) if not isinstance(repo_type, HfAssetType) else repo_type
+    return "--".join([t.cache_prefix, *repo_id.split("/")])
+
+
+def parse_repo_folder(name: str) -> tuple[HfAssetType, str] | None:
+    prefix, sep, rest = name.partition("--")
+    if not sep or not rest:
+        return None
+    for t in HfAssetType:
+        if t.cache_prefix == prefix:
+            return t, rest.replace("--", "/")
+    return None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """An ``flock`` on ``path`` (created 0o664 for shared caches); released on exit or process death."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """Paths of one repo inside a hub cache root."""
+
+    root: Path
+    repo_type: HfAssetType
+    repo_id: str
+
+    @classmethod
+    def of(cls, root: Path, ref: RepoRef) -> CacheLayout:
+        return cls(Path(root), ref.repo_type, ref.repo_id)
+
+    @property
+    def folder(self) -> str:
+        return repo_folder_name(self.repo_type, self.repo_id)
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.root / self.folder
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.repo_dir / "blobs"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / ".locks" / self.folder
+
+    def blob_path(self, etag: str) -> Path:
+        return self.blobs_dir / etag
+
+    def incomplete_path(self, etag: str) -> Path:
+        return self.blobs_dir / f"{etag}.incomplete"
+
+    def lock_path(self, etag: str) -> Path:
+        return self.locks_dir / f"{etag}.lock"
+
+    def snapshot_dir(self, commit: str) -> Path:
+        return self.repo_dir / "snapshots" / commit
+
+    def snapshot_file(self, commit: str, path: str) -> Path:
+        validate_repo_path(path)
+        return self.snapshot_dir(commit) / path
+
+    def tree_path(self, commit: str) -> Path:
+        return self.repo_dir / "trees" / f"{commit}.json"
+
+    def ref_path(self, revision: str) -> Path:
+        validate_repo_path(revision)  # refs/pr/1 is fine; '..' is not
+        return self.repo_dir / "refs" / revision
+
+
+def ensure_cache_root(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    tag = root / "CACHEDIR.TAG"
+    if not tag.exists():
+        with contextlib.suppress(OSError):
+            atomic_write_text(tag, _CACHEDIR_TAG)
+
+
+def read_ref(layout: CacheLayout, revision: str) -> str | None:
+    """The commit a revision points to in the cache (a 40-hex revision is its own commit)."""
+    if SHA1_RE.match(revision):
+        return revision
+    try:
+        text = layout.ref_path(revision).read_text(encoding="utf-8").strip()
+    except (OSError, UnsafePathError, UnicodeDecodeError):
+        return None
+    return text if SHA1_RE.match(text) else None
+
+
+def write_ref(layout: CacheLayout, revision: str, commit: str) -> None:
+    """``refs/<revision>`` = commit (not for a revision that is the commit itself, like huggingface_hub)."""
+    if revision == commit:
+        return
+    path = layout.ref_path(revision)
+    try:
+        if path.read_text(encoding="utf-8") == commit:
+            return
+    except OSError:
+        pass
+    atomic_write_text(path, commit)
+
+
+def tree_json(files: Iterable[RepoFile]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        entry: dict[str, Any] = {"size": f.size, "blob_id": f.blob_id}
+        if f.sha256:
+            entry["lfs_sha256"] = f.sha256
+            entry["lfs_size"] = f.size
+        out[f.path] = entry
+    return {"format_version": TREE_FORMAT_VERSION, "files": out}
+
+
+def write_tree(layout: CacheLayout, snapshot: RepoSnapshot) -> None:
+    """``trees/<commit>.json``: the commit's full listing (what huggingface_hub checks for completeness)."""
+    path = layout.tree_path(snapshot.commit)
+    if path.exists():
+        return
+    atomic_write_text(path, json.dumps(tree_json(snapshot.files), indent=1))
+
+
+def read_tree(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...] | None:
+    try:
+        data = json.loads(layout.tree_path(commit).read_text(encoding="utf-8"))
+        if data.get("format_version") != TREE_FORMAT_VERSION:
+            return None
+        files = []
+        for path, info in data["files"].items():
+            files.append(
+                RepoFile(
+                    path=str(path),
+                    size=int(info["size"]),
+                    blob_id=str(info["blob_id"]),
+                    sha256=info.get("lfs_sha256"),
+                )
+            )
+        return tuple(sorted(files, key=lambda f: f.path))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def cached_snapshot_at(root: Path, ref: RepoRef) -> RepoSnapshot | None:
+    """The cached listing of ``ref`` (via ``refs/`` and ``trees/``), without any network."""
+    layout = CacheLayout.of(root, ref)
+    commit = read_ref(layout, ref.revision)
+    if commit is None:
+        return None
+    files = read_tree(layout, commit)
+    if files is None:
+        return None
+    return RepoSnapshot(ref=ref, commit=commit, files=files)
+
+
+def _inside(base: Path, target: Path) -> bool:
+    b = os.path.realpath(base)
+    t = os.path.realpath(target)
+    return t == b or t.startswith(b + os.sep)
+
+
+def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
+    """``snapshots/<commit>/<path>`` -> ``../../blobs/<etag>`` (relative; a copy where symlinks fail)."""
+    snap = layout.snapshot_dir(commit)
+    dest = snap / validate_repo_path(f.path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not _inside(snap, dest.parent):
+        raise UnsafePathError(
+            f"Refusing the remote file name {f.path!r}: its folder resolves outside the snapshot."
+        )
+    blob = layout.blob_path(f.etag)
+    rel = os.path.relpath(blob, dest.parent)
+    with contextlib.suppress(OSError):
+        if os.readlink(dest) == rel:
+            return dest
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{id(f):x}.tmp"
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    try:
+        os.symlink(rel, tmp)
+    except OSError:  # no symlinks here (some filesystems): a copy
+        shutil.copyfile(blob, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy: bool = False) -> Path:
+    """Make ``output/<path>`` for each path: a symlink to the cached blob, or a real copy (``copy``).
+
+    Never writes outside ``output`` and never follows a symlink already at the destination
+    (it is replaced).  Files are written under a temporary name and renamed.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        validate_repo_path(path, root=output)
+        src = snapshot_dir / path
+        real = Path(os.path.realpath(src))
+        dest = output / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not _inside(output, dest.parent):
+            raise UnsafePathError(f"Refusing to write {path!r}: its folder resolves outside {output}.")
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}.tmp"
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if copy:
+            if dest.exists() and not dest.is_symlink() and _same_content(dest, real):
+                continue
+            shutil.copyfile(real, tmp)
+        else:
+            with contextlib.suppress(OSError):
+                if os.readlink(dest) == str(real):
+                    continue
+            os.symlink(real, tmp)
+        os.replace(tmp, dest)
+    return output
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    sa, sb = a.stat(), b.stat()
+    if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+        return True
+    if sa.st_size != sb.st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+# --------------------------------------------------------------------------- index (LRU + stats)
+
+
+class CacheIndex:
+    """A small JSON file: last access per snapshot, branch resolution times, recent pull stats."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "cache-index.json"
+        self.lock = Path(state_dir) / "cache-index.lock"
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("version") == INDEX_VERSION:
+                data.setdefault("access", {})
+                data.setdefault("resolved", {})
+                data.setdefault("ops", [])
+                return data
+        except (OSError, ValueError):
+            pass
+        return {"version": INDEX_VERSION, "access": {}, "resolved": {}, "ops": []}
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[dict[str, Any]]:
+        with file_lock(self.lock):
+            data = self.load()
+            yield data
+            data["ops"] = data["ops"][-MAX_OPS:]
+            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+
+    def touch(self, folder: str, commit: str, when: float | None = None) -> None:
+        with self.update() as data:
+            data["access"].setdefault(folder, {})[commit] = when if when is not None else time.time()
+
+    def mark_resolved(self, folder: str, revision: str, commit: str, when: float | None = None) -> None:
+        with self.update() as data:
+            data["resolved"][f"{folder}@{revision}"] = {
+                "commit": commit,
+                "at": when if when is not None else time.time(),
+            }
+
+    def resolved_within(self, folder: str, revision: str, ttl: float) -> str | None:
+        entry = self.load()["resolved"].get(f"{folder}@{revision}")
+        if not isinstance(entry, dict) or ttl <= 0:
+            return None
+        at = entry.get("at")
+        if isinstance(at, int | float) and 0 <= time.time() - at < ttl:
+            commit = entry.get("commit")
+            return commit if isinstance(commit, str) else None
+        return None
+
+    def record(self, op: dict[str, Any]) -> None:
+        with self.update() as data:
+            data["ops"].append({"at": time.time(), **op})
+
+    def forget(self, folder: str, commit: str | None = None) -> None:
+        with self.update() as data:
+            if commit is None:
+                data["access"].pop(folder, None)
+                for key in [k for k in data["resolved"] if k.startswith(folder + "@")]:
+                    del data["resolved"][key]
+            else:
+                data["access"].get(folder, {}).pop(commit, None)
+                for key in [
+                    k
+                    for k, v in data["resolved"].items()
+                    if k.startswith(folder + "@") and v.get("commit") == commit
+                ]:
+                    del data["resolved"][key]
+
+
+# --------------------------------------------------------------------------- HfCache
+
+
+@dataclass(frozen=True)
+class CachedSnapshot:
+    repo_type: HfAssetType
+    repo_id: str
+    commit: str
+    refs: tuple[str, ...]
+    files: int
+    size: int  # bytes of the files in this snapshot (shared blobs counted in each)
+    last_access: float
+    path: Path
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    root: Path
+    repos: int
+    snapshots: int
+    blobs: int
+    size: int
+    incomplete: int
+    operations: int
+    hits: int
+    misses: int
+    hit_bytes: int
+    miss_bytes: int
+    max_size: int | None = None
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+    @property
+    def byte_hit_rate(self) -> float | None:
+        total = self.hit_bytes + self.miss_bytes
+        return self.hit_bytes / total if total else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "repos": self.repos,
+            "snapshots": self.snapshots,
+            "blobs": self.blobs,
+            "size_bytes": self.size,
+            "incomplete_bytes": self.incomplete,
+            "max_size_bytes": self.max_size,
+            "recent_operations": self.operations,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hit_rate,
+            "byte_hit_rate": self.byte_hit_rate,
+        }
+
+
+@dataclass
+class HfCache:
+    """Spec ``HfCache``: get/put/prune/clear over the shared hub cache, LRU by last access."""
+
+    root: Path
+    max_size: int | None = None
+    metadata_ttl: float = 600.0
+    state_dir: Path | None = None
+    index: CacheIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.index = CacheIndex(Path(self.state_dir) if self.state_dir else self.root.parent / "batuta")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, max_size: int | None = None) -> HfCache:
+        return cls(
+            settings.hub_cache,
+            max_size=max_size,
+            metadata_ttl=settings.metadata_ttl,
+            state_dir=settings.batuta_dir,
+        )
+
+    def layout(self, ref: RepoRef) -> CacheLayout:
+        return CacheLayout.of(self.root, ref)
+
+    # ------------------------------------------------------------------ spec API
+
+    def get_model(
+        self, repo_id: str, revision: str = "main", *, repo_type: HfAssetType = HfAssetType.MODEL
+    ) -> Path | None:
+        """The cached snapshot folder of ``repo_id@revision`` (None when absent); records the access."""
+        ref = RepoRef(repo_id, repo_type, revision)
+        layout = self.layout(ref)
+        commit = read_ref(layout, revision)
+        if commit is None:
+            return None
+        snap = layout.snapshot_dir(commit)
+        if not snap.is_dir():
+            return None
+        self.index.touch(layout.folder, commit)
+        return snap
+
+    def put_model(
+        self, repo_id: str, revision: str, path: Path, *, repo_type: HfAssetType = HfAssetType.MODEL
+    ) -> Path:
+        """Store a local folder (or file) as the snapshot ``repo_id@revision``; returns the snapshot folder.
+
+        Files are hashed like the Hub does (sha256 for files ≥ 10 MB or weight formats,
+        git blob sha1 otherwise).  A 40-hex ``revision`` is used as the commit; otherwise
+        the commit is derived from the content and ``refs/<revision>`` points to it.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise UsageError(f"{path} does not exist.", hint="Pass an existing file or folder to put_model.")
+        sources = (
+            [(path.name, path)]
+            if path.is_file()
+            else sorted(
+                (p.relative_to(path).as_posix(), p)
+                for p in path.rglob("*")
+                if p.is_file() and ".git" not in p.relative_to(path).parts
+            )
+        )
+        files: list[RepoFile] = []
+        for rel, src in sources:
+            validate_repo_path(rel)
+            files.append(hash_local_file(src, rel))
+        commit = (
+            revision
+            if SHA1_RE.match(revision)
+            else hashlib.sha1(json.dumps(tree_json(files)).encode()).hexdigest()
+        )
+        ref = RepoRef(repo_id, repo_type, revision)
+        layout = self.layout(ref)
+        ensure_cache_root(self.root)
+        for (_rel, src), f in zip(sources, files, strict=True):
+            blob = layout.blob_path(f.etag)
+            if not blob.exists():
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                tmp = layout.blobs_dir / f".{f.etag}.{os.getpid()}.put"
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, blob)
+            link_snapshot_file(layout, commit, f)
+        snapshot = RepoSnapshot(ref=ref, commit=commit, files=tuple(files))
+        write_tree(layout, snapshot)
+        write_ref(layout, revision, commit)
+        self.index.touch(layout.folder, commit)
+        return layout.snapshot_dir(commit)
+
+    def prune(self, max_size: int | None = None) -> int:
+        """Evict least-recently-used snapshots until the cache is ≤ ``max_size``; returns bytes freed."""
+        limit = self.max_size if max_size is None else max_size
+        if limit is None:
+            raise UsageError(
+                "No size limit to prune to.",
+                hint="Pass --max-size, e.g. `batuta cache prune --max-size 50GB`.",
+            )
+        total = self.total_size()
+        freed = 0
+        for snap in sorted(self.snapshots(), key=lambda s: (s.last_access, s.repo_id, s.commit)):
+            if total <= limit:
+                break
+            n = self._remove_snapshot(snap)
+            total -= n
+            freed += n
+        return freed
+
+    def clear(self) -> int:
+        """Delete every cached repo (and its locks and LRU records); returns bytes freed."""
+        freed = 0
+        if not self.root.is_dir():
+            return 0
+        for child in sorted(self.root.iterdir()):
+            if parse_repo_folder(child.name) and child.is_dir() and not child.is_symlink():
+                freed += _dir_size(child)
+                shutil.rmtree(child, ignore_errors=True)
+        shutil.rmtree(self.root / ".locks", ignore_errors=True)
+        with self.index.update() as data:
+            data["access"] = {}
+            data["resolved"] = {}
+        return freed
+
+    # ------------------------------------------------------------------ listing
+
+    def repo_dirs(self) -> list[tuple[HfAssetType, str, Path]]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for child in sorted(self.root.iterdir()):
+            parsed = parse_repo_folder(child.name)
+            if parsed and child.is_dir():
+                out.append((parsed[0], parsed[1], child))
+        return out
+
+    def snapshots(self) -> list[CachedSnapshot]:
+        access = self.index.load()["access"]
+        out: list[CachedSnapshot] = []
+        for repo_type, repo_id, repo_dir in self.repo_dirs():
+            refs: dict[str, list[str]] = {}
+            refs_dir = repo_dir / "refs"
+            if refs_dir.is_dir():
+                for rp in refs_dir.rglob("*"):
+                    if rp.is_file():
+                        with contextlib.suppress(OSError, UnicodeDecodeError):
+                            refs.setdefault(rp.read_text(encoding="utf-8").strip(), []).append(
+                                rp.relative_to(refs_dir).as_posix()
+                            )
+            snaps = repo_dir / "snapshots"
+            if not snaps.is_dir():
+                continue
+            for sd in sorted(snaps.iterdir()):
+                if not sd.is_dir():
+                    continue
+                n = size = 0
+                for p in sd.rglob("*"):
+                    if p.is_symlink() or p.is_file():
+                        with contextlib.suppress(OSError):
+                            size += p.stat().st_size
+                            n += 1
+                last = access.get(repo_dir.name, {}).get(sd.name)
+                if not isinstance(last, int | float):
+                    last = sd.stat().st_mtime
+                out.append(
+                    CachedSnapshot(
+                        repo_type,
+                        repo_id,
+                        sd.name,
+                        tuple(sorted(refs.get(sd.name, []))),
+                        n,
+                        size,
+                        float(last),
+                        sd,
+                    )
+                )
+        return out
+
+    def total_size(self) -> int:
+        return sum(_dir_size(d) for _t, _i, d in self.repo_dirs())
+
+    def stats(self, *, recent: int = 50) -> CacheStats:
+        blobs = incomplete = 0
+        for _t, _i, d in self.repo_dirs():
+            bd = d / "blobs"
+            if bd.is_dir():
+                for p in bd.iterdir():
+                    if p.name.endswith(".incomplete"):
+                        with contextlib.suppress(OSError):
+                            incomplete += p.stat().st_size
+                    else:
+                        blobs += 1
+        ops = self.index.load()["ops"][-recent:]
+
+        def s(key: str) -> int:
+            return sum(int(o.get(key, 0)) for o in ops if isinstance(o, dict))
+
+        snaps = self.snapshots()
+        return CacheStats(
+            root=self.root,
+            repos=len(self.repo_dirs()),
+            snapshots=len(snaps),
+            blobs=blobs,
+            size=self.total_size(),
+            incomplete=incomplete,
+            operations=len(ops),
+            hits=s("hits"),
+            misses=s("misses"),
+            hit_bytes=s("hit_bytes"),
+            miss_bytes=s("miss_bytes"),
+            max_size=self.max_size,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _remove_snapshot(self, snap: CachedSnapshot) -> int:
+        repo_dir = self.root / repo_folder_name(snap.repo_type, snap.repo_id)
+        before = _dir_size(repo_dir)
+        lock = self.root / ".locks" / repo_dir.name / "repo.lock"
+        with file_lock(lock):
+            shutil.rmtree(snap.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (repo_dir / "trees" / f"{snap.commit}.json").unlink()
+            refs_dir = repo_dir / "refs"
+            for ref in snap.refs:
+                with contextlib.suppress(OSError):
+                    (refs_dir / ref).unlink()
+            remaining = (
+                [p for p in (repo_dir / "snapshots").iterdir() if p.is_dir()]
+                if (repo_dir / "snapshots").is_dir()
+                else []
+            )
+            if not remaining:
+                shutil.rmtree(repo_dir, ignore_errors=True)
+            else:
+                used: set[str] = set()
+                for sd in remaining:
+                    for p in sd.rglob("*"):
+                        if p.is_symlink():
+                            used.add(os.path.basename(os.readlink(p)))
+                bd = repo_dir / "blobs"
+                for blob in bd.iterdir() if bd.is_dir() else []:
+                    if blob.name not in used and not blob.name.endswith(".incomplete"):
+                        with contextlib.suppress(OSError):
+                            blob.unlink()
+        self.index.forget(repo_dir.name, snap.commit)
+        return before - (_dir_size(repo_dir) if repo_dir.exists() else 0)
+
+
+def _dir_size(path: Path) -> int:
+    """Bytes on disk of regular files under ``path`` (symlinks not followed)."""
+    total = 0
+    for dirpath, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if not os.path.islink(os.path.join(dirpath, name)):
+                total += st.st_size
+    return total
+
+
+# --------------------------------------------------------------------------- hashing local files
+
+LFS_THRESHOLD = 10 * 1000 * 1000
+_LFS_EXTS = (
+    ".safetensors",
+    ".gguf",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pkl",
+    ".onnx",
+    ".h5",
+    ".msgpack",
+    ".parquet",
+    ".arrow",
+    ".npy",
+    ".npz",
+    ".tflite",
+    ".model",
+)
+
+
+def git_blob_sha1(data: bytes) -> str:
+    h = hashlib.sha1(b"blob %d\x00" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+def hash_local_file(path: Path, rel: str) -> RepoFile:
+    """A RepoFile for a local file: git blob sha1 always; sha256 when the Hub would store it in LFS."""
+    size = path.stat().st_size
+    sha1 = hashlib.sha1(b"blob %d\x00" % size)
+    lfs = size >= LFS_THRESHOLD or rel.lower().endswith(_LFS_EXTS)
+    sha256 = hashlib.sha256() if lfs else None
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha1.update(chunk)
+            if sha256 is not None:
+                sha256.update(chunk)
+    return RepoFile(
+        path=rel, size=size, blob_id=sha1.hexdigest(), sha256=sha256.hexdigest() if sha256 else None
+    )
+
+
+def disk_free(path: Path) -> int:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError as exc:  # pragma: no cover
+        if exc.errno == errno.ENOENT:
+            return 1 << 62
+        raise

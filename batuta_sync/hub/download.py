@@ -1,0 +1,610 @@
+"""The download engine: parallel, resumable, every byte hashed, atomic.
+
+For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
+
+1. ``blobs/<etag>`` exists → cache hit, no request.
+2. Take ``.locks/<repo>/<etag>.lock`` (``flock``; two threads or processes fetching the
+   same blob serialize, and the second finds the blob done).
+3. ``blobs/<etag>.incomplete`` left by an earlier run (even one killed with SIGKILL) is
+   re-hashed and resumed with ``Range: bytes=N-`` + ``If-Range: "<etag>"``.  A ``200``
+   answer (Range ignored, or the ETag changed) restarts cleanly from byte 0; a ``206``
+   whose ``Content-Range`` does not start at N or has another total restarts too.
+4. Stream with large ``readinto`` calls into one reused buffer per worker; each chunk is
+   hashed (sha256 for LFS files, git blob sha1 ``"blob <size>\\0" + content`` otherwise)
+   and written.  hashlib and file writes release the GIL, so workers overlap on cores.
+5. A dropped connection resumes from the byte where it stopped; 408/429/5xx are retried
+   per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum, one 429 pauses every
+   worker on the endpoint).
+6. Size and digest verified → ``os.replace`` to ``blobs/<etag>``.  A corrupt body is
+   deleted, retried, then :class:`~batuta_sync.errors.IntegrityError`; it is never cached.
+
+Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`).
+Content requests use ``http.client`` with one keep-alive connection per worker (the
+metadata calls go through :mod:`batuta_sync.hub.client`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urljoin, urlsplit
+
+from batuta_sync._version import __version__
+from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
+from batuta_sync.hub.cache import CacheLayout, disk_free, file_lock, human_bytes
+from batuta_sync.hub.ratelimit import (
+    Gate,
+    RateLimitConfig,
+    compute_wait,
+    is_retryable_status,
+    retry_at_text,
+    server_hint,
+)
+from batuta_sync.types import RepoFile, RepoRef
+
+if TYPE_CHECKING:
+    from batuta_sync.settings import Settings
+
+CHUNK = 1 << 20
+MAX_DROPS = 8  # consecutive failed attempts (no progress) on one file before giving up
+MAX_CORRUPT = 2  # corrupt bodies tolerated per file before IntegrityError
+DISK_MARGIN = 16 << 20
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class ProgressSink(Protocol):
+    """Receives download progress (called from worker threads; implementations must be cheap)."""
+
+    def start(self, files: int, total_bytes: int) -> None: ...
+
+    def file_start(self, path: str, size: int, done: int) -> None: ...
+
+    def advance(self, path: str, nbytes: int) -> None: ...
+
+    def file_done(self, path: str, *, cached: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    def start(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def file_start(self, path: str, size: int, done: int) -> None:
+        pass
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass
+
+    def file_done(self, path: str, *, cached: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadJob:
+    ref: RepoRef
+    commit: str
+    file: RepoFile
+    layout: CacheLayout
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    path: str
+    cached: bool
+    transferred: int  # bytes received over the wire for this file (incl. restarts)
+    resumed_from: int = 0
+
+
+@dataclass(frozen=True)
+class DownloadReport:
+    outcomes: tuple[FetchOutcome, ...]
+    seconds: float
+
+    @property
+    def hits(self) -> int:
+        return sum(1 for o in self.outcomes if o.cached)
+
+    @property
+    def misses(self) -> int:
+        return sum(1 for o in self.outcomes if not o.cached)
+
+    @property
+    def transferred(self) -> int:
+        return sum(o.transferred for o in self.outcomes)
+
+
+def resolve_url(endpoint: str, ref: RepoRef, commit: str, path: str) -> str:
+    return f"{endpoint.rstrip('/')}/{ref.repo_type.url_prefix}{ref.repo_id}/resolve/{commit}/{quote(path, safe='/')}"
+
+
+class _Hasher:
+    """sha256 for LFS files; git blob sha1 (``blob <size>\\0`` + content) for the rest."""
+
+    def __init__(self, f: RepoFile) -> None:
+        self.file = f
+        self.reset()
+
+    def reset(self) -> None:
+        f = self.file
+        if f.sha256:
+            self.h = hashlib.sha256()
+            self.expected = f.sha256.lower()
+            self.kind = "sha256"
+        else:
+            self.h = hashlib.sha1(b"blob %d\x00" % f.size)
+            self.expected = f.blob_id.lower()
+            self.kind = "git-sha1"
+
+    def update(self, data: Any) -> None:
+        self.h.update(data)
+
+    def ok(self) -> bool:
+        return not self.expected or self.h.hexdigest() == self.expected
+
+
+class _Restart(Exception):
+    """The server's answer means: start this file again from byte 0."""
+
+
+class Downloader:
+    """Fetch blobs into the cache with ``jobs`` workers (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        jobs: int = 8,
+        progress: ProgressSink | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        config: RateLimitConfig | None = None,
+        max_wait: float | None = None,
+        no_wait: bool = False,
+        chunk_size: int = CHUNK,
+        timeout: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.jobs = max(1, int(jobs))
+        self.progress: ProgressSink = progress or NullProgress()
+        self.sleep = sleep
+        self.config = config or RateLimitConfig()
+        self.max_wait = max_wait
+        self.no_wait = no_wait
+        self.chunk_size = chunk_size
+        self.timeout = timeout
+        self.gate = Gate()  # one 429 pauses every worker of this pull
+        self._local = threading.local()
+        self._conns: list[http.client.HTTPConnection] = []
+        self._conns_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+
+    def fetch_all(self, jobs: Sequence[DownloadJob]) -> DownloadReport:
+        """Fetch every job (hits first, no request); raise the first error after the others finish."""
+        t0 = time.monotonic()
+        todo = [j for j in jobs if not _blob_ok(j)]
+        self.check_disk(todo)
+        self.progress.start(len(jobs), sum(j.file.size for j in jobs))
+        outcomes: list[FetchOutcome] = []
+        for j in jobs:
+            if j not in todo:
+                self.progress.file_done(j.file.path, cached=True)
+                outcomes.append(FetchOutcome(j.file.path, True, 0))
+        errors: list[BaseException] = []
+        # biggest first: the long poles start early
+        todo.sort(key=lambda j: -j.file.size)
+        try:
+            if len(todo) <= 1 or self.jobs == 1:
+                for j in todo:
+                    outcomes.append(self.fetch(j))
+            else:
+                with ThreadPoolExecutor(
+                    max_workers=min(self.jobs, len(todo)), thread_name_prefix="batuta-dl"
+                ) as pool:
+                    futures = [pool.submit(self.fetch, j) for j in todo]
+                    for fut in futures:
+                        try:
+                            outcomes.append(fut.result())
+                        except BaseException as exc:
+                            errors.append(exc)
+        finally:
+            self.close()
+        if errors:
+            raise _most_relevant(errors)
+        return DownloadReport(tuple(outcomes), time.monotonic() - t0)
+
+    def check_disk(self, jobs: Iterable[DownloadJob]) -> None:
+        need_by_dir: dict[Path, int] = {}
+        for j in jobs:
+            have = 0
+            with contextlib.suppress(OSError):
+                have = j.layout.incomplete_path(j.file.etag).stat().st_size
+            need_by_dir[j.layout.root] = need_by_dir.get(j.layout.root, 0) + max(0, j.file.size - have)
+        for root, need in need_by_dir.items():
+            free = disk_free(root)
+            margin = max(DISK_MARGIN, need // 100)
+            if need and free < need + margin:
+                raise DiskFullError(
+                    f"Not enough free disk space in {root}: the download needs {human_bytes(need)} "
+                    f"(+{human_bytes(margin)} margin) but only {human_bytes(free)} is free. Nothing was downloaded."
+                )
+
+    def fetch(self, job: DownloadJob) -> FetchOutcome:
+        f = job.file
+        if _blob_ok(job):
+            self.progress.file_done(f.path, cached=True)
+            return FetchOutcome(f.path, True, 0)
+        job.layout.blobs_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(job.layout.lock_path(f.etag)):
+            if _blob_ok(job):  # another thread/process finished it while we waited
+                self.progress.file_done(f.path, cached=True)
+                return FetchOutcome(f.path, True, 0)
+            outcome = self._fetch_locked(job)
+        self.progress.file_done(f.path, cached=False)
+        return outcome
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for c in self._conns:
+                with contextlib.suppress(Exception):
+                    c.close()
+            self._conns.clear()
+
+    # ------------------------------------------------------------------ one file
+
+    def _fetch_locked(self, job: DownloadJob) -> FetchOutcome:
+        f = job.file
+        inc = job.layout.incomplete_path(f.etag)
+        blob = job.layout.blob_path(f.etag)
+        hasher = _Hasher(f)
+        corrupt = 0
+        transferred = 0
+        resumed_from = 0
+        while True:
+            fd = os.open(inc, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with open(fd, "r+b", buffering=0) as fh:
+                pos = self._rehash_prefix(fh, hasher, f.size)
+                if corrupt == 0:
+                    resumed_from = pos
+                self.progress.file_start(f.path, f.size, pos)
+                transferred += self._stream(job, fh, hasher, pos)
+            if os.path.getsize(inc) == f.size and hasher.ok():
+                os.replace(inc, blob)
+                return FetchOutcome(f.path, False, transferred, resumed_from)
+            # corrupt: never cached; start over from nothing
+            with contextlib.suppress(OSError):
+                os.unlink(inc)
+            corrupt += 1
+            if corrupt > MAX_CORRUPT:
+                raise IntegrityError(
+                    f"{job.ref.repo_id}: {f.path} failed verification {corrupt} times "
+                    f"(expected {hasher.kind} {hasher.expected}, size {f.size}); the data was discarded.",
+                    hint="The server or a proxy is corrupting data. Retry later; nothing corrupt was cached.",
+                )
+            hasher.reset()
+
+    def _rehash_prefix(self, fh: Any, hasher: _Hasher, size: int) -> int:
+        """Hash the bytes already in a partial file; return where to resume."""
+        hasher.reset()
+        have = os.fstat(fh.fileno()).st_size
+        if have > size:
+            fh.truncate(0)
+            have = 0
+        buf = bytearray(self.chunk_size)
+        mv = memoryview(buf)
+        fh.seek(0)
+        pos = 0
+        while pos < have:
+            n = fh.readinto(mv[: min(self.chunk_size, have - pos)])
+            if not n:
+                break
+            hasher.update(mv[:n])
+            pos += n
+        fh.seek(pos)
+        fh.truncate(pos)
+        return pos
+
+    def _stream(self, job: DownloadJob, fh: Any, hasher: _Hasher, pos: int) -> int:
+        """Fill ``fh`` from ``pos`` to the file's size; returns bytes received."""
+        f = job.file
+        url = resolve_url(self.settings.endpoint, job.ref, job.commit, f.path)
+        etag = f.etag
+        buf = getattr(self._local, "buf", None)
+        if buf is None or len(buf) != self.chunk_size:
+            buf = self._local.buf = memoryview(bytearray(self.chunk_size))
+        received = 0
+        drops = 0
+        retry_no = 0
+        restarted = False
+        while True:
+            headers = {}
+            if pos > 0:
+                headers["Range"] = f"bytes={pos}-"
+                headers["If-Range"] = f'"{etag}"'
+            self._wait_gate()
+            try:
+                resp = self._open(url, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                drops += 1
+                if drops > MAX_DROPS:
+                    raise NetworkError(
+                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts)."
+                    )
+                self.sleep(min(0.25 * drops, 2.0))
+                continue
+            status = resp.status
+            try:
+                if status == 200:
+                    if pos > 0:  # Range ignored or the ETag changed: restart cleanly
+                        fh.seek(0)
+                        fh.truncate(0)
+                        hasher.reset()
+                        pos = 0
+                        restarted = True
+                elif status == 206:
+                    start, total = _content_range(resp.getheader("Content-Range"))
+                    if start != pos or (total is not None and total != f.size):
+                        raise _Restart
+                elif status == 416:
+                    if pos == f.size:
+                        return received
+                    raise _Restart
+                elif is_retryable_status(status):
+                    retry_no += 1
+                    self._retry_wait(resp, status, retry_no, url)
+                    continue
+                else:
+                    body = _read_small(resp)
+                    raise _error_for(status, resp, url, body, self.settings, retry_no + 1)
+            except _Restart:
+                _discard(resp)
+                self._drop_conn(url)
+                fh.seek(0)
+                fh.truncate(0)
+                hasher.reset()
+                pos = 0
+                if restarted:
+                    drops += 1
+                    if drops > MAX_DROPS:
+                        raise NetworkError(f"The server keeps answering {f.path} with inconsistent ranges.")
+                restarted = True
+                continue
+            # stream the body
+            progressed = 0
+            try:
+                want = f.size - pos
+                while want > 0:
+                    n = resp.readinto(buf[: min(self.chunk_size, want)])
+                    if not n:
+                        raise http.client.IncompleteRead(b"", want)
+                    chunk = buf[:n]
+                    hasher.update(chunk)
+                    fh.write(chunk)
+                    pos += n
+                    want -= n
+                    received += n
+                    progressed += n
+                    self.progress.advance(f.path, n)
+                if resp.length:  # more bytes than the listing says: leave them, drop the connection
+                    self._drop_conn(url)
+                else:
+                    _discard(resp)
+                return received
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_conn(url)
+                drops = 0 if progressed else drops + 1
+                if drops > MAX_DROPS:
+                    raise NetworkError(
+                        f"Download of {f.path} kept failing at byte {pos} of {f.size}: {type(exc).__name__}."
+                    )
+                if not progressed:
+                    self.sleep(min(0.25 * drops, 2.0))
+                continue
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _wait_gate(self) -> None:
+        left = self.gate.remaining()
+        if left > 0:
+            self.sleep(left)
+
+    def _retry_wait(self, resp: http.client.HTTPResponse, status: int, retry_no: int, url: str) -> None:
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        body = _read_small(resp)
+        if retry_no > self.config.max_retries:
+            raise _error_for(status, resp, url, body, self.settings, retry_no)
+        hint = server_hint(hdrs)
+        wait = compute_wait(self.config, retry_no, hint)
+        if status == 429:
+            if self.no_wait or (self.max_wait is not None and wait > self.max_wait):
+                raise RateLimitedError(
+                    f"The Hub rate-limited the download; it asks to retry {retry_at_text(wait)}.",
+                    hint="Wait and rerun (completed files are kept), or allow waiting with a larger --max-wait.",
+                )
+            self.gate.close(wait)
+        self.sleep(wait)
+
+    def _conn_for(self, url: str) -> http.client.HTTPConnection:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname, parts.port)
+        conns: dict[Any, http.client.HTTPConnection] = getattr(self._local, "conns", None) or {}
+        self._local.conns = conns
+        conn = conns.get(key)
+        if conn is None:
+            host = parts.hostname or "localhost"
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.timeout)
+            else:
+                conn = http.client.HTTPConnection(host, parts.port, timeout=self.timeout)
+            conns[key] = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _drop_conn(self, url: str) -> None:
+        parts = urlsplit(url)
+        conns = getattr(self._local, "conns", None) or {}
+        conn = conns.pop((parts.scheme, parts.hostname, parts.port), None)
+        if conn is not None:
+            conn.close()
+
+    def _open(self, url: str, extra: dict[str, str]) -> http.client.HTTPResponse:
+        origin = _origin(self.settings.endpoint)
+        for _hop in range(6):
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            headers = {
+                "User-Agent": f"batuta_sync/{__version__}",
+                "Accept-Encoding": "identity",
+                **extra,
+            }
+            token = self.settings.token_value()
+            if token and _origin(url) == origin:
+                headers["Authorization"] = f"Bearer {token}"
+            resp = self._request(url, path, headers)
+            if resp.status in _REDIRECTS and resp.getheader("Location"):
+                location = urljoin(url, resp.getheader("Location") or "")
+                _discard(resp)
+                url = location
+                continue
+            return resp
+        raise NetworkError(f"Too many redirects while downloading {url}.")
+
+    def _request(self, url: str, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        for attempt in (0, 1):
+            conn = self._conn_for(url)
+            reused = conn.sock is not None
+            try:
+                conn.request("GET", path, headers=headers)
+                resp = conn.getresponse()
+                if conn.sock is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                return resp
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop_conn(url)
+                if attempt or not reused:  # a fresh connection failing is a real failure
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _blob_ok(job: DownloadJob) -> bool:
+    try:
+        return job.layout.blob_path(job.file.etag).stat().st_size == job.file.size
+    except OSError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    p = urlsplit(url)
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return (p.scheme, p.hostname, port)
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``bytes 100-199/1000`` -> (100, 1000); Nones if unparseable."""
+    if not value:
+        return None, None
+    try:
+        unit, _, rest = value.strip().partition(" ")
+        if unit.lower() != "bytes":
+            return None, None
+        span, _, total = rest.partition("/")
+        start = int(span.split("-", 1)[0])
+        return start, (None if total.strip() == "*" else int(total))
+    except ValueError:
+        return None, None
+
+
+def _read_small(resp: http.client.HTTPResponse, limit: int = 65536) -> str:
+    try:
+        data = resp.read(limit)
+    except (OSError, http.client.HTTPException):
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+def _discard(resp: http.client.HTTPResponse) -> None:
+    """Consume a small remaining body so the connection can be reused (or close it)."""
+    try:
+        if resp.length is not None and resp.length > (1 << 16):
+            resp.close()
+            return
+        resp.read()
+    except (OSError, http.client.HTTPException):
+        resp.close()
+
+
+def _error_for(
+    status: int, resp: http.client.HTTPResponse, url: str, body: str, settings: Settings, attempts: int
+) -> BatutaError:
+    from batuta_sync.hub import errors_map
+
+    headers = {k.lower(): v for k, v in resp.getheaders()}
+    return errors_map.error_for(
+        status,
+        headers,
+        urlsplit(url).path,
+        body,
+        method="GET",
+        has_token=settings.token is not None,
+        endpoint=settings.endpoint,
+        attempts=attempts,
+    )
+
+
+def _most_relevant(errors: list[BaseException]) -> BaseException:
+    for e in errors:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+    for kind in (DiskFullError, IntegrityError, RateLimitedError):
+        for e in errors:
+            if isinstance(e, kind):
+                return e
+    return errors[0]
+
+
+@dataclass
+class CountingProgress:
+    """A ProgressSink that only counts (tests, JSON output)."""
+
+    files: int = 0
+    total: int = 0
+    done_bytes: int = 0
+    cached: list[str] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self.files, self.total = files, total_bytes
+
+    def file_start(self, path: str, size: int, done: int) -> None:
+        with self._lock:
+            self.done_bytes += done
+
+    def advance(self, path: str, nbytes: int) -> None:
+        with self._lock:
+            self.done_bytes += nbytes
+
+    def file_done(self, path: str, *, cached: bool) -> None:
+        with self._lock:
+            (self.cached if cached else self.fetched).append(path)
+
+    def close(self) -> None:
+        pass

@@ -1,9 +1,223 @@
-"""CLI commands: (not yet implemented).  See batuta_sync/cli/__init__.py for the contract."""
+"""CLI: ``batuta hub serve`` — run the local Hugging Face Hub-compatible server.
+
+Module level imports stdlib + light batuta modules only; the server is imported in the handler.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batuta_sync.cli import _common
+from batuta_sync.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from batuta_sync.server import HubServer, UserSpec
 
 
 def register(root: Any, hf: Any) -> None:
-    """Add this module's sub-commands to the root and `hf` sub-parsers."""
+    """Add ``hub serve`` to the root parser."""
+    hub_p = root.add_parser(
+        "hub", help="Run a local Hugging Face Hub-compatible server (offline, air-gapped, CI)."
+    )
+    hub_sub = hub_p.add_subparsers(dest="hub_command", metavar="HUB_COMMAND", parser_class=type(hub_p))
+    hub_p.set_defaults(_parser=hub_p)
+    p = _common.command_parser(
+        hub_sub,
+        "serve",
+        help="Serve a local Hub from a directory until Ctrl-C.",
+        description=(
+            "Serve a Hugging Face Hub-compatible API (models, datasets, spaces; upload, LFS, download, search) "
+            "from --root. With no --user the server is open: every request acts as user 'local' with write "
+            "access. Point clients at it with HF_ENDPOINT (and HF_HUB_DISABLE_XET=1 for uploads)."
+        ),
+    )
+    p.add_argument(
+        "--root", required=True, type=Path, help="Directory holding the repositories (created if missing)."
+    )
+    p.add_argument("--host", default=None, help="Address to bind (default 127.0.0.1).")
+    p.add_argument("--port", type=int, default=None, help="Port (default 0 = pick a free one).")
+    p.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME:TOKEN[:read|write]",
+        help="A user and their bearer token (repeatable; role defaults to write).",
+    )
+    p.add_argument(
+        "--org",
+        action="append",
+        default=[],
+        metavar="ORG:MEMBER,...",
+        help="An organisation and its member user names (repeatable).",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML/JSON file with host, port, users [{name, token|token_env, role}] and orgs {org: [members]}.",
+    )
+    p.add_argument(
+        "--no-lfs-redirect",
+        action="store_true",
+        help="Serve LFS files directly from /resolve instead of redirecting to the blob URL.",
+    )
+    p.set_defaults(handler=serve)
+
+
+def parse_user(text: str) -> UserSpec:
+    from batuta_sync._redact import register_secret
+    from batuta_sync.server import UserSpec
+
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(
+            f"--user expects NAME:TOKEN[:read|write], got {len(parts)} field(s).",
+            hint="Example: --user alice:hf_xxx:write (the token is never printed).",
+        )
+    register_secret(parts[1])
+    role = parts[2] if len(parts) == 3 else "write"
+    if role not in ("read", "write"):
+        raise UsageError(f"--user role must be 'read' or 'write', not {role!r}.")
+    return UserSpec(parts[0], parts[1], role)
+
+
+def parse_org(text: str) -> tuple[str, list[str]]:
+    org, sep, members = text.partition(":")
+    names = [m.strip() for m in members.split(",") if m.strip()]
+    if not sep or not org or not names:
+        raise UsageError(
+            f"--org expects ORG:MEMBER[,MEMBER...], got {text!r}.", hint="Example: --org acme:alice,bob"
+        )
+    return org, names
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a serve config file (YAML or JSON) into {host, port, root, users: [UserSpec], orgs}."""
+    from batuta_sync._redact import register_secret
+    from batuta_sync.server import UserSpec
+
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the server config {path}: {exc.strerror}.") from exc
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"The server config {path} is not valid JSON: {exc}.") from exc
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"The server config {path} is not valid YAML: {exc}.") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"The server config {path} must be a mapping.")
+    out: dict[str, Any] = {}
+    for key in ("host", "port", "root"):
+        if data.get(key) is not None:
+            out[key] = data[key]
+    users = []
+    for i, u in enumerate(data.get("users") or []):
+        if not isinstance(u, dict) or not u.get("name"):
+            raise ConfigError(f"{path}: users[{i}] needs a name and a token (or token_env).")
+        token = u.get("token")
+        if not token and u.get("token_env"):
+            token = os.environ.get(str(u["token_env"]))
+        if not token:
+            raise ConfigError(f"{path}: users[{i}] ({u['name']}) has no token (token or token_env).")
+        register_secret(str(token))
+        role = str(u.get("role") or "write")
+        if role not in ("read", "write"):
+            raise ConfigError(f"{path}: users[{i}] role must be read or write, not {role!r}.")
+        users.append(UserSpec(str(u["name"]), str(token), role))
+    out["users"] = users
+    orgs = data.get("orgs") or {}
+    if not isinstance(orgs, dict) or not all(isinstance(v, list) for v in orgs.values()):
+        raise ConfigError(f"{path}: orgs must map an org name to a list of member names.")
+    out["orgs"] = {str(k): [str(m) for m in v] for k, v in orgs.items()}
+    return out
+
+
+def build_server(args: argparse.Namespace) -> HubServer:
+    """Turn parsed flags (+ optional config file) into a HubServer (not started)."""
+    from batuta_sync.server import HubServer
+
+    cfg: dict[str, Any] = load_config(args.config) if args.config else {"users": [], "orgs": {}}
+    users = {u.name: u for u in cfg["users"]}
+    for text in args.user:
+        u = parse_user(text)
+        users[u.name] = u
+    orgs: dict[str, list[str]] = dict(cfg["orgs"])
+    for text in args.org:
+        org, members = parse_org(text)
+        orgs[org] = members
+    unknown = sorted({m for members in orgs.values() for m in members} - set(users))
+    if unknown and users:
+        raise UsageError(f"--org names members that are not users: {', '.join(unknown)}.")
+    host = args.host or cfg.get("host") or "127.0.0.1"
+    port = args.port if args.port is not None else int(cfg.get("port") or 0)
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {port}.")
+    root = Path(args.root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--root {root} exists and is not a directory.")
+    return HubServer(
+        root,
+        host=host,
+        port=port,
+        users=list(users.values()),
+        orgs=orgs,
+        lfs_redirect=not args.no_lfs_redirect,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    srv = build_server(args)
+
+    def ready(s: HubServer) -> None:
+        mode = (
+            "open (every request acts as user 'local' with write access)"
+            if s.open_mode
+            else "users: "
+            + ", ".join(f"{u.name} ({u.role})" for u in sorted(s.users.values(), key=lambda u: u.name))
+        )
+        print(f"batuta hub serving {s.root} at {s.url}", flush=True)
+        print(f"  auth: {mode}", flush=True)
+        print(f"  export HF_ENDPOINT={s.url} HF_HUB_DISABLE_XET=1", flush=True)
+        if s.host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"  warning: listening on {s.host}, reachable beyond this machine",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        srv.serve_forever(ready=ready)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"Port {srv.port} on {srv.host} is already in use.", hint="Pick another --port or 0."
+            )
+        raise
+    except KeyboardInterrupt:
+        print("batuta hub stopped.", file=sys.stderr, flush=True)
+    return 0

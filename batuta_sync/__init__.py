@@ -13,6 +13,11 @@ from batuta_sync.errors import BatutaError as BatutaError
 # name -> module that defines it; filled in as the packages land.
 _LAZY: dict[str, str] = {
     "HfClient": "batuta_sync.hub.client",
+    "Action": "batuta_sync.core.actions",
+    "Plan": "batuta_sync.core.planner.plan",
+    "apply_plan": "batuta_sync.core.api",
+    "load_manifest": "batuta_sync.core.manifest",
+    "make_plan": "batuta_sync.core.api",
 }
 
 __all__ = sorted(["BatutaError", "__version__", *_LAZY])

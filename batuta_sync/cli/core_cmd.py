@@ -1,9 +1,382 @@
-"""CLI commands: (not yet implemented).  See batuta_sync/cli/__init__.py for the contract."""
+"""CLI: ``batuta validate | plan | apply | show | graph | lock | status`` (the declarative core).
+
+A thin shell over :mod:`batuta_sync.core.api`: parse, call, render.  Only stdlib
+and light batuta modules at import time; the core is imported inside handlers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batuta_sync.cli import _common
+
+if TYPE_CHECKING:
+    from batuta_sync.core.actions import Action
+    from batuta_sync.core.executor import ApplyResult, StepResult
+    from batuta_sync.core.manifest import Manifest
+    from batuta_sync.core.planner.plan import Plan
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid positive integer: {text!r}")
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {value}")
+    return value
+
+
+def _add_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--file", default="hf.yaml", metavar="HF_YAML", help="The manifest (default: ./hf.yaml).")
 
 
 def register(root: Any, hf: Any) -> None:
-    """Add this module's sub-commands to the root and `hf` sub-parsers."""
+    """Add validate, plan, apply, show, graph, lock and status to the root parser."""
+    p = _common.command_parser(root, "validate", "Check hf.yaml against its schema and semantic rules (exit 3 if invalid).")
+    _add_file(p)
+    p.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    p.set_defaults(handler=cmd_validate)
+
+    p = _common.command_parser(root, "plan", "Show what `batuta apply` would do to reach hf.yaml (Terraform-style).")
+    _add_file(p)
+    p.add_argument("-o", "--out", metavar="PLAN_JSON", help="Save the plan to apply exactly it later.")
+    p.add_argument("--json", action="store_true", help="Print the plan as JSON on stdout.")
+    p.add_argument("--format", choices=("text", "markdown"), default="text", help="Rendering (markdown for PR comments).")
+    p.add_argument("--detailed-exitcode", action="store_true", help="Exit 0 with no changes, 2 with changes.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--locked", action="store_true", help="Fail (exit 5) if hf.lock would change (CI gate).")
+    mode.add_argument("--frozen", action="store_true", help="Use hf.lock as is, without checking it against hf.yaml.")
+    p.add_argument("--refresh-only", action="store_true", help="Only report drift (upstream moved, local changes).")
+    p.add_argument("--target", action="append", default=[], metavar="ADDR", help="Plan only ADDR and what it needs.")
+    p.add_argument("--exclude", action="append", default=[], metavar="ADDR", help="Leave ADDR (and its dependants) out.")
+    p.add_argument("--replace", action="append", default=[], metavar="ADDR", help="Redo ADDR even if up to date.")
+    p.add_argument("--verify", action="store_true", help="Hash local files fully instead of trusting size.")
+    p.set_defaults(handler=cmd_plan)
+
+    p = _common.command_parser(root, "apply", "Apply a saved plan (or plan and apply) and update hf.lock.")
+    _add_file(p)
+    p.add_argument("plan", nargs="?", metavar="PLAN_JSON", help="A plan saved by `batuta plan -o`.")
+    p.add_argument("--auto-approve", action="store_true", help="Do not ask (required when stdin is not a terminal).")
+    p.add_argument("--jobs", type=_positive_int, default=None, help="Actions run in parallel (default: policies.jobs).")
+    p.add_argument("--keep-going", action="store_true", help="After a failure, run every action that does not need it.")
+    p.add_argument("--json", action="store_true", help="Print the apply summary as JSON.")
+    p.set_defaults(handler=cmd_apply)
+
+    p = _common.command_parser(root, "show", "Render a saved plan.")
+    p.add_argument("plan", metavar="PLAN_JSON")
+    p.add_argument("--json", action="store_true", help="Print the plan JSON.")
+    p.add_argument("--format", choices=("text", "markdown"), default="text")
+    p.set_defaults(handler=cmd_show)
+
+    p = _common.command_parser(root, "graph", "Draw the resource graph (or a saved plan's action DAG).")
+    _add_file(p)
+    p.add_argument("plan", nargs="?", metavar="PLAN_JSON", help="Draw this plan's actions instead of hf.yaml.")
+    p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    p.set_defaults(handler=cmd_graph)
+
+    p = _common.command_parser(root, "lock", "Resolve hf.yaml into hf.lock without downloading anything.")
+    _add_file(p)
+    p.add_argument("--update", action="append", default=[], metavar="ADDR", help="Move ADDR to its revision's current commit.")
+    p.add_argument("--update-all", action="store_true", help="Move every resource to its revision's current commit.")
+    p.set_defaults(handler=cmd_lock)
+
+    p = _common.command_parser(root, "status", "Report drift: upstream moved, local files changed, published repos changed.")
+    _add_file(p)
+    p.add_argument("--verify", action="store_true", help="Hash local files fully.")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--exit-code", action="store_true", help="Exit 2 when anything drifted or is pending.")
+    p.set_defaults(handler=cmd_status)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _load(args: argparse.Namespace) -> tuple[Manifest, Any]:
+    from batuta_sync.core.manifest import load_manifest
+
+    man = load_manifest(args.file)
+    return man, _common.settings_from_args(args, manifest=man.settings_layer())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _read_plan(path: str) -> Plan:
+    from batuta_sync.core.planner.plan import Plan
+    from batuta_sync.errors import ConfigError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the plan {path}: {exc.strerror or exc}.", hint="Create it with `batuta plan -o`.")
+    return Plan.from_json(text, source=path)
+
+
+def _render(plan: Plan, fmt: str) -> str:
+    from batuta_sync.core.render import render_markdown, render_text
+
+    return render_markdown(plan) if fmt == "markdown" else render_text(plan)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from batuta_sync.core.manifest import load_manifest
+
+    man = load_manifest(args.file)
+    if args.json:
+        _common.emit_json({"valid": True, "file": args.file, "addresses": list(man.addresses), "digest": man.digest})
+    else:
+        print(f"{args.file} is valid: {len(man.addresses)} resources ({', '.join(man.addresses) or 'none'}).")
+    return 0
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from batuta_sync.core.api import make_plan
+
+    man, settings = _load(args)
+    plan = make_plan(
+        man,
+        settings=settings,
+        refresh_only=args.refresh_only,
+        targets=args.target,
+        excludes=args.exclude,
+        replace=args.replace,
+        verify=args.verify,
+        frozen=args.frozen,
+        locked=args.locked,
+        offline=settings.offline,
+    )
+    if args.out:
+        _write_atomic(Path(args.out), plan.to_json())
+    if args.json:
+        _common.emit_json(plan.to_dict())
+    else:
+        sys.stdout.write(_render(plan, args.format))
+    if args.out and not args.json:
+        _common.info(args, f"Saved the plan to {args.out}. Apply exactly it with `batuta apply {args.out}`.")
+    if args.detailed_exitcode and plan.has_changes:
+        return 2
+    return 0
+
+
+# --------------------------------------------------------------------------- apply
+
+
+class _CliReporter:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def started(self, action: Action) -> None:
+        _common.info(self.args, f"  {action.kind.symbol} {action.kind.value} {action.address} ...")
+
+    def finished(self, action: Action, result: StepResult) -> None:
+        from batuta_sync.core.render import human_bytes
+
+        extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
+        _common.info(self.args, f"  ✓ {action.kind.value} {action.address} done{extra}")
+
+    def failed(self, action: Action, error: BaseException) -> None:
+        msg = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        _common.info(self.args, f"  ✗ {action.kind.value} {action.address} failed: {msg}")
+
+    def skipped(self, action: Action, cause: str) -> None:
+        _common.info(self.args, f"  ↷ {action.kind.value} {action.address} skipped ({cause})")
+
+
+def _approve(args: argparse.Namespace) -> bool:
+    from batuta_sync.errors import UsageError
+
+    if args.auto_approve:
+        return True
+    if not _common.is_tty(sys.stdin):
+        raise UsageError(
+            "Refusing to apply without confirmation: stdin is not a terminal.",
+            hint="Review the plan and pass --auto-approve (e.g. `batuta apply plan.json --auto-approve`).",
+        )
+    answer = input("Apply these actions? Only 'yes' is accepted: ")
+    return answer.strip().lower() == "yes"
+
+
+def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
+    from batuta_sync.errors import BatutaError, PartialApplyError
+
+    if args.json:
+        _common.emit_json(result.to_dict())
+    done = len(result.completed) + len(result.resumed)
+    text = (
+        f"Apply {'complete' if result.ok else 'incomplete'}: {len(result.completed)} done"
+        + (f" ({len(result.resumed)} already done before)" if result.resumed else "")
+        + f", {len(result.failed)} failed, {len(result.skipped)} skipped, {len(result.not_run)} not run."
+    )
+    _common.info(args, text)
+    if result.ok:
+        return 0
+    if done == 0 and len(result.failed) == 1:
+        err = next(iter(result.failed.values()))
+        if isinstance(err, BatutaError):
+            raise err
+    lines = [f"  - {aid}: {getattr(e, 'message', None) or f'{type(e).__name__}: {e}'}" for aid, e in result.failed.items()]
+    lines += [f"  - {aid}: skipped ({why})" for aid, why in result.skipped.items()]
+    lines += [f"  - {aid}: not run (apply stopped at the first failure; --keep-going runs it)" for aid in result.not_run]
+    raise PartialApplyError(f"{text}\n" + "\n".join(lines))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from batuta_sync.core.api import apply_plan, make_plan
+
+    man, settings = _load(args)
+    if args.plan:
+        plan = _read_plan(args.plan)
+        check_remote = True
+    else:
+        plan = make_plan(man, settings=settings, offline=settings.offline)
+        check_remote = False
+    if not args.json:
+        sys.stdout.write(_render(plan, "text"))
+    if not plan.actions:
+        return 0
+    if not _approve(args):
+        _common.info(args, "Apply cancelled; nothing was changed.")
+        return 0
+    result = apply_plan(
+        plan,
+        manifest=args.file,
+        settings=settings,
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        reporter=_CliReporter(args),  # type: ignore[arg-type]
+        check_remote=check_remote,
+    )
+    return _finish(args, result)
+
+
+# --------------------------------------------------------------------------- show / graph
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    plan = _read_plan(args.plan)
+    if args.json:
+        _common.emit_json(plan.to_dict())
+    else:
+        sys.stdout.write(_render(plan, args.format))
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from batuta_sync.core.planner.graph import to_dot, to_mermaid
+
+    nodes: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    if args.plan:
+        plan = _read_plan(args.plan)
+        for a in plan.actions:
+            nodes[a.id] = f"{a.kind.symbol} {a.kind.value} {a.address} ({a.reason.value})"
+            edges += [(d, a.id) for d in a.deps]
+    else:
+        from batuta_sync.core.manifest import dependencies, iter_specs, load_manifest
+
+        man = load_manifest(args.file)
+        for spec in iter_specs(man):
+            repo = getattr(spec, "repo", None)
+            nodes[spec.address] = f"{spec.address}" + (f" ({repo})" if repo else "")
+        for node, deps in dependencies(man).items():
+            edges += [(d, node) for d in deps]
+    text = to_mermaid(nodes, edges) if args.format == "mermaid" else to_dot(nodes, edges)
+    sys.stdout.write(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from batuta_sync.core.api import make_plan
+    from batuta_sync.core.lockfile import entry_from_dict, next_version, read_lock, write_lock
+    from batuta_sync.core.workspace import Workspace
+
+    man, settings = _load(args)
+    ws = Workspace(Path(args.file))
+    old = read_lock(ws.lock_path)
+    base = old
+    updates = list(man.addresses) if args.update_all else list(args.update)
+    if updates:
+        from batuta_sync.core.api import _check_addresses
+
+        _check_addresses(man, old, updates)
+    if base is not None:
+        for addr in updates:
+            entry = base.get(addr)
+            if entry is not None and entry.kind == "repo":
+                base = base.without(addr)
+    plan = make_plan(man, lock=base, settings=settings, offline=settings.offline)
+    from batuta_sync.core.lockfile import Lock
+
+    new = base or Lock()
+    changed: list[str] = []
+    for a in plan.actions:
+        if a.lock_entry is not None and a.lock_entry.get("kind") == "repo":
+            entry = entry_from_dict(a.address, a.lock_entry)
+            before = old.get(a.address) if old else None
+            if before != entry:
+                what = f"{getattr(before, 'commit', '')[:7] or 'new'} → {entry.commit[:7]}"  # type: ignore[union-attr]
+                changed.append(f"{a.address}: {what}")
+            new = new.with_entry(entry)
+    # Entries we did not touch keep their old value (a failed re-resolve must not drop them).
+    if old is not None:
+        for addr, entry in old.entries.items():
+            if addr not in new.entries:
+                new = new.with_entry(entry)
+    final = next_version(old, new)
+    if old is None or final.content() != old.content():
+        write_lock(ws.lock_path, final)
+        _common.info(args, f"Updated {ws.lock_path.name} (serial {final.serial}):")
+        for line in changed or ["(entries normalised)"]:
+            _common.info(args, f"  ~ {line}")
+    else:
+        _common.info(args, f"{ws.lock_path.name} is up to date.")
+    return 0
+
+
+# --------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from batuta_sync.core.api import make_plan
+
+    man, settings = _load(args)
+    plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline)
+    pending = [a for a in plan.actions]
+    if args.json:
+        _common.emit_json(
+            {
+                "drift": [d.to_dict() for d in plan.drift],
+                "pending": [{"id": a.id, "reason": a.reason.value} for a in pending],
+                "unchanged": list(plan.unchanged),
+            }
+        )
+    else:
+        if not plan.drift and not pending:
+            print(f"In sync: {len(plan.unchanged)} resources match hf.lock, the Hub and the local files.")
+        for d in plan.drift:
+            print(f"! {d.address}  {d.kind.value}: {d.detail}")
+        for a in pending:
+            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({a.reason.value})")
+    if args.exit_code and (plan.drift or pending):
+        return 2
+    return 0

@@ -1,0 +1,199 @@
+"""The Python API of the declarative core: ``load_manifest``, ``make_plan``, ``apply_plan``.
+
+Example::
+
+    from batuta_sync import load_manifest, make_plan, apply_plan
+
+    plan = make_plan("hf.yaml")                   # observes the Hub + disk, pure diff
+    for action in plan.actions:
+        print(action.kind.symbol, action.address, action.reason.value)
+    result = apply_plan(plan, manifest="hf.yaml")  # refuses a stale plan; updates hf.lock per action
+
+``make_plan`` = observe (I/O) + :func:`batuta_sync.core.planner.build_plan` (pure).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from batuta_sync.core.actions import ActionKind
+from batuta_sync.core.executor import (
+    ApplyResult,
+    Reporter,
+    StepFn,
+    check_fresh,
+    execute,
+    raise_if_stale,
+)
+from batuta_sync.core.lockfile import Lock, read_lock
+from batuta_sync.core.manifest import Manifest, load_manifest
+from batuta_sync.core.observe import WorkspaceState, observe
+from batuta_sync.core.planner import build_plan
+from batuta_sync.core.planner.diff import PlanOptions, Selector
+from batuta_sync.core.planner.plan import Plan, Precondition
+from batuta_sync.core.workspace import Journal, Workspace, WorkspaceLock
+from batuta_sync.errors import NotFoundError
+from batuta_sync.settings import Settings, resolve_settings
+from batuta_sync.types import HfAssetType, RepoRef
+
+__all__ = ["apply_plan", "load_manifest", "make_plan", "settings_for"]
+
+
+def settings_for(manifest: Manifest, flags: Mapping[str, Any] | None = None) -> Settings:
+    """Settings with the hf.yaml layer (flag > env > hf.yaml > default)."""
+    return resolve_settings(flags=flags, manifest=manifest.settings_layer())
+
+
+def converter_version(manifest: Manifest) -> str:
+    """``CONVERTER_VERSION`` of the converter (only imported when the manifest converts)."""
+    if not manifest.conversions:
+        return ""
+    try:
+        from batuta_sync.convert import CONVERTER_VERSION
+    except ImportError:  # pragma: no cover - the converter ships with batuta
+        return "unknown"
+    return str(CONVERTER_VERSION)
+
+
+def default_client_factory(settings: Settings) -> Callable[[], Any]:
+    def factory() -> Any:
+        from batuta_sync.hub.client import HfClient
+
+        return HfClient(settings)
+
+    return factory
+
+
+def _manifest(manifest: Manifest | str | Path) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def make_plan(
+    manifest: Manifest | str | Path = "hf.yaml",
+    *,
+    lock: Lock | None = None,
+    settings: Settings | None = None,
+    refresh_only: bool = False,
+    targets: Sequence[str] = (),
+    excludes: Sequence[str] = (),
+    replace: Sequence[str] = (),
+    verify: bool = False,
+    frozen: bool = False,
+    locked: bool = False,
+    offline: bool | None = None,
+    client_factory: Callable[[], Any] | None = None,
+    select: Selector | None = None,
+) -> Plan:
+    """Observe the Hub and the disk, then diff: the plan that brings the workspace to hf.yaml."""
+    from batuta_sync._version import __version__
+
+    man = _manifest(manifest)
+    ws = Workspace(Path(man.path))
+    if lock is None:
+        lock = read_lock(ws.lock_path)
+    settings = settings or settings_for(man)
+    is_offline = settings.offline if offline is None else offline
+    _check_addresses(man, lock, [*targets, *excludes, *replace])
+    opts = PlanOptions(
+        refresh_only=refresh_only,
+        targets=tuple(targets),
+        excludes=tuple(excludes),
+        replace=tuple(replace),
+        verify=verify,
+        frozen=frozen,
+        locked=locked,
+        offline=is_offline,
+        cache_dir=str(settings.hub_cache),
+        root=str(ws.root),
+        converter_version=converter_version(man),
+        materialize=man.materialize,
+        jobs=man.jobs,
+    )
+    state = WorkspaceState(ws.dir)
+    factory = client_factory or default_client_factory(settings)
+    world = observe(man, lock or Lock(), opts, ws=state, client_factory=factory)
+    state.save()
+    if select is None:
+        from batuta_sync.core.select import select_files
+
+        select = select_files
+    return build_plan(man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__)
+
+
+def _check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:
+    from batuta_sync.errors import UsageError
+
+    known = set(manifest.addresses) | set(lock.entries if lock else ())
+    sections = {"models", "datasets", "spaces", "conversions", "publish"}
+    unknown = [s for s in selectors if s not in known and s not in sections]
+    if unknown:
+        raise UsageError(
+            f"Unknown address{'es' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
+            hint="Use an address from hf.yaml such as models.<name> (see `batuta graph`), or a section name.",
+        )
+
+
+def precondition_resolver(client: Any) -> Callable[[Precondition], str | None]:
+    def resolve(pre: Precondition) -> str | None:
+        try:
+            commit: str = client.resolve_commit(RepoRef(pre.repo, HfAssetType(pre.repo_type), pre.revision))
+            return commit
+        except NotFoundError:
+            return None
+
+    return resolve
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    manifest: Manifest | str | Path | None = None,
+    settings: Settings | None = None,
+    steps: Mapping[ActionKind, StepFn] | None = None,
+    jobs: int | None = None,
+    keep_going: bool = False,
+    reporter: Reporter | None = None,
+    check_remote: bool = True,
+    client_factory: Callable[[], Any] | None = None,
+    lock_timeout: float = 0.0,
+) -> ApplyResult:
+    """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action."""
+    man_path = Path(manifest.path if isinstance(manifest, Manifest) else (manifest or plan.manifest_path))
+    ws = Workspace(man_path)
+    with WorkspaceLock(ws.apply_lock, timeout=lock_timeout):
+        man = load_manifest(man_path)  # re-read under the lock: its digest is a precondition
+        lock = read_lock(ws.lock_path)
+        journal = Journal(ws.journal(plan.plan_id))
+        settings = settings or settings_for(man)
+        resolve = None
+        client = None
+        if check_remote and plan.preconditions and not settings.offline:
+            client = (client_factory or default_client_factory(settings))()
+            resolve = precondition_resolver(client)
+        try:
+            raise_if_stale(check_fresh(plan, manifest_digest=man.digest, lock=lock, journal=journal, resolve=resolve))
+        finally:
+            if client is not None and hasattr(client, "close"):
+                client.close()
+        state = WorkspaceState(ws.dir)
+        if steps is None:
+            from batuta_sync.core.steps import default_steps
+
+            steps = default_steps(settings, man, state)
+        try:
+            return execute(
+                plan,
+                steps,
+                lock=lock,
+                lock_path=ws.lock_path,
+                journal=journal,
+                jobs=jobs or man.jobs,
+                keep_going=keep_going,
+                reporter=reporter,
+                extra={"settings": settings, "manifest": man, "state": state},
+            )
+        finally:
+            state.save()

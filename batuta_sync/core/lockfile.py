@@ -1,0 +1,370 @@
+"""hf.lock: the resolved state, as frozen values, with one deterministic writer.
+
+Format: YAML, written by hand-rolled code rather than ``yaml.dump`` so the bytes
+are stable across PyYAML versions.  Why YAML and not JSON: a lock is merged by
+git far more often than it is read by a human, and JSON's commas and closing
+braces make two branches that each add a resource conflict on the neighbouring
+line; with one indented block per resource (sorted by address, separated by a
+blank line) and one line per file, independent changes merge cleanly.  Every
+scalar is written as a JSON string/number (a YAML subset), so reading is a plain
+``yaml.load`` with the C loader.  No timestamps; ``serial`` only moves when the
+content changes.
+
+Layout (schema: ``schemas/lock.schema.json``)::
+
+    version: 1
+    lineage: "…"            # random id fixed when the lock is created
+    serial: 3               # +1 on every content change
+    last_applied_plan: "…"  # the plan id of the last complete apply (plans are single-use)
+    resources:
+      "models.llama":
+        kind: "repo"
+        ...
+        files:
+          "config.json": {size: 12, gitsha1: "…"}
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from batuta_sync.errors import ManifestError
+
+LOCK_VERSION = 1
+HEADER = "# hf.lock: resolved state written by `batuta`. Commit it; do not edit by hand.\n"
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """One locked file: its size and content digests (hex, no prefix)."""
+
+    path: str
+    size: int
+    gitsha1: str | None = None
+    sha256: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """The strongest digest, algorithm-prefixed (``sha256:…`` or ``gitsha1:…``)."""
+        if self.sha256:
+            return f"sha256:{self.sha256}"
+        return f"gitsha1:{self.gitsha1}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"size": self.size}
+        if self.gitsha1:
+            d["gitsha1"] = self.gitsha1
+        if self.sha256:
+            d["sha256"] = self.sha256
+        return d
+
+
+def tree_digest(files: Iterable[FileDigest]) -> str:
+    """Terraform-style ``h1:`` dirhash: sha256 over sorted ``"<digest>  <path>\\n"`` lines, base64."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.digest}  {f.path}\n".encode())
+    return "h1:" + base64.b64encode(h.digest()).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class RepoLock:
+    """A pulled repo resolved to one commit and its selected files."""
+
+    address: str
+    repo: str
+    repo_type: str
+    revision: str
+    commit: str
+    selection: str  # digest of the selection fields of the manifest entry
+    files: tuple[FileDigest, ...] = ()
+    output: str | None = None
+    kind: str = "repo"
+
+    @property
+    def tree(self) -> str:
+        return tree_digest(self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "repo": self.repo,
+            "type": self.repo_type,
+            "revision": self.revision,
+            "commit": self.commit,
+            "selection": self.selection,
+            "tree": self.tree,
+            "files": {f.path: f.to_dict() for f in self.files},
+        }
+        if self.output:
+            d["output"] = self.output
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionLock:
+    """A conversion: its memo key (inputs + converter version + params) and output digests."""
+
+    address: str
+    source: str
+    key: str
+    converter: str
+    input_tree: str
+    params: tuple[tuple[str, Any], ...]
+    output: str
+    outputs: tuple[FileDigest, ...] = ()
+    kind: str = "conversion"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "from": self.source,
+            "key": self.key,
+            "converter": self.converter,
+            "input_tree": self.input_tree,
+            "params": dict(self.params),
+            "output": self.output,
+            "tree": tree_digest(self.outputs),
+            "outputs": {f.path: f.to_dict() for f in self.outputs},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PublishLock:
+    """A publish: the commit batuta last pushed and the digest of what it pushed."""
+
+    address: str
+    repo: str
+    repo_type: str
+    revision: str
+    commit: str
+    source_tree: str
+    kind: str = "publish"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "repo": self.repo,
+            "type": self.repo_type,
+            "revision": self.revision,
+            "commit": self.commit,
+            "source_tree": self.source_tree,
+        }
+
+
+LockEntry = RepoLock | ConversionLock | PublishLock
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The whole lockfile.  Immutable: ``with_entry``/``without`` return new values."""
+
+    lineage: str = ""
+    serial: int = 0
+    last_applied_plan: str | None = None
+    entries: Mapping[str, LockEntry] = field(default_factory=dict)
+    version: int = LOCK_VERSION
+
+    def get(self, address: str) -> LockEntry | None:
+        return self.entries.get(address)
+
+    def with_entry(self, entry: LockEntry) -> Lock:
+        entries = dict(self.entries)
+        entries[entry.address] = entry
+        return replace(self, entries=entries)
+
+    def without(self, address: str) -> Lock:
+        entries = {k: v for k, v in self.entries.items() if k != address}
+        return replace(self, entries=entries)
+
+    def content(self) -> dict[str, Any]:
+        """What ``serial`` tracks: the resources (not the header)."""
+        return {k: self.entries[k].to_dict() for k in sorted(self.entries)}
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "version": self.version,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "resources": self.content(),
+        }
+        if self.last_applied_plan:
+            d["last_applied_plan"] = self.last_applied_plan
+        return d
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _s(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True)
+
+
+def _flow(d: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {_s(v)}" for k, v in d.items()) + "}"
+
+
+def dumps(lock: Lock) -> str:
+    """The canonical text of ``lock`` (same value → same bytes)."""
+    lines = [HEADER.rstrip("\n"), f"version: {lock.version}", f"lineage: {_s(lock.lineage)}", f"serial: {lock.serial}"]
+    if lock.last_applied_plan:
+        lines.append(f"last_applied_plan: {_s(lock.last_applied_plan)}")
+    if not lock.entries:
+        lines.append("resources: {}")
+        return "\n".join(lines) + "\n"
+    lines.append("resources:")
+    for address in sorted(lock.entries):
+        lines.append("")
+        lines.append(f"  {_s(address)}:")
+        for key, value in lock.entries[address].to_dict().items():
+            if key in ("files", "outputs"):
+                if not value:
+                    lines.append(f"    {key}: {{}}")
+                    continue
+                lines.append(f"    {key}:")
+                for path in sorted(value):
+                    lines.append(f"      {_s(path)}: {_flow(value[path])}")
+            elif isinstance(value, dict):
+                lines.append(f"    {key}: {_flow(dict(sorted(value.items())))}")
+            else:
+                lines.append(f"    {key}: {_s(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _files(raw: Any, where: str) -> tuple[FileDigest, ...]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of files")
+    out = []
+    for path, d in sorted(raw.items()):
+        if not isinstance(d, dict) or not isinstance(d.get("size"), int):
+            raise ValueError(f"{where}.{path}: expected {{size, gitsha1|sha256}}")
+        out.append(FileDigest(str(path), int(d["size"]), d.get("gitsha1"), d.get("sha256")))
+    return tuple(out)
+
+
+def entry_from_dict(address: str, d: Any) -> LockEntry:
+    if not isinstance(d, dict):
+        raise ValueError(f"resources.{address}: expected a mapping")
+    kind = d.get("kind")
+    try:
+        if kind == "repo":
+            return RepoLock(
+                address=address,
+                repo=str(d["repo"]),
+                repo_type=str(d["type"]),
+                revision=str(d["revision"]),
+                commit=str(d["commit"]),
+                selection=str(d["selection"]),
+                files=_files(d.get("files", {}), f"resources.{address}.files"),
+                output=d.get("output"),
+            )
+        if kind == "conversion":
+            return ConversionLock(
+                address=address,
+                source=str(d["from"]),
+                key=str(d["key"]),
+                converter=str(d["converter"]),
+                input_tree=str(d["input_tree"]),
+                params=tuple(sorted((d.get("params") or {}).items())),
+                output=str(d["output"]),
+                outputs=_files(d.get("outputs", {}), f"resources.{address}.outputs"),
+            )
+        if kind == "publish":
+            return PublishLock(
+                address=address,
+                repo=str(d["repo"]),
+                repo_type=str(d["type"]),
+                revision=str(d["revision"]),
+                commit=str(d["commit"]),
+                source_tree=str(d["source_tree"]),
+            )
+    except KeyError as exc:
+        raise ValueError(f"resources.{address}: missing key {exc.args[0]!r}")
+    raise ValueError(f"resources.{address}.kind: expected repo, conversion or publish, got {kind!r}")
+
+
+def loads(text: str, *, source: str = "hf.lock") -> Lock:
+    """Parse lock text; raise ManifestError (exit 3) when it is not a lock batuta wrote."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        raise ManifestError(
+            f"{source} is not valid YAML: {exc}.",
+            hint="A merge conflict? Resolve it (or delete the conflicting blocks) and run `batuta lock`.",
+        )
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("expected a mapping at the top level")
+        if data.get("version") != LOCK_VERSION:
+            raise ValueError(f"version: unsupported lock version {data.get('version')!r} (this batuta reads {LOCK_VERSION})")
+        resources = data.get("resources") or {}
+        if not isinstance(resources, dict):
+            raise ValueError("resources: expected a mapping")
+        entries = {str(a): entry_from_dict(str(a), d) for a, d in resources.items()}
+        return Lock(
+            lineage=str(data.get("lineage") or ""),
+            serial=int(data.get("serial") or 0),
+            last_applied_plan=data.get("last_applied_plan"),
+            entries=entries,
+        )
+    except (ValueError, TypeError) as exc:
+        raise ManifestError(
+            f"{source} is invalid: {exc}.",
+            hint="hf.lock is written by batuta; restore it from git or delete it and run `batuta lock`.",
+        )
+
+
+def read_lock(path: str | Path) -> Lock | None:
+    """The lock at ``path``, or None when there is none yet."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return loads(text, source=str(path))
+
+
+def lock_digest(lock: Lock | None) -> str:
+    """A digest of the lock's full text (``none`` when there is no lock)."""
+    if lock is None:
+        return "none"
+    return "sha256:" + hashlib.sha256(dumps(lock).encode("utf-8")).hexdigest()
+
+
+def next_version(old: Lock | None, new: Lock) -> Lock:
+    """``new`` with lineage kept and serial bumped iff its content differs from ``old``."""
+    lineage = (old.lineage if old else "") or new.lineage or uuid.uuid4().hex
+    serial = old.serial if old else 0
+    if old is None or old.content() != new.content():
+        serial += 1
+    return replace(new, lineage=lineage, serial=serial)
+
+
+def write_lock(path: str | Path, lock: Lock) -> None:
+    """Write atomically: a temp file in the same directory, fsync, then ``os.replace``."""
+    target = Path(path)
+    text = dumps(lock)
+    fd, tmp = tempfile.mkstemp(prefix=".hf.lock.", suffix=".tmp", dir=str(target.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

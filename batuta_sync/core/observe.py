@@ -1,0 +1,301 @@
+"""The I/O edge of planning: look at the Hub and the disk, return a frozen :class:`World`.
+
+Remote: at most one call per locked repo (``resolve_commit``, for drift) and at
+most two per repo that must be (re)resolved (``snapshot``), all concurrently.
+Nothing for a pinned sha, nothing with ``--frozen`` (except publish targets) and
+nothing offline (then the metadata cache answers, if it can).
+
+Local: ``stat`` of the expected files in the huggingface_hub cache layout and the
+output directories (size); full sha256 + git sha1 with ``--verify``.  Digests of
+publish sources are cached in ``.batuta/state.json`` by (size, mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from batuta_sync.core.lockfile import Lock, RepoLock
+from batuta_sync.core.manifest import Manifest, RepoSpec
+from batuta_sync.core.planner.diff import PlanOptions, resolve_reason, snapshot_dir
+from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState, RemoteState, World
+from batuta_sync.errors import BatutaError, NotFoundError
+from batuta_sync.types import SHA1_RE, RepoRef
+
+_CHUNK = 1 << 20
+SKIP_DIRS = frozenset({".git", ".cache", ".batuta", "__pycache__"})
+
+
+# --------------------------------------------------------------------------- hashing + workspace state
+
+
+def hash_file(path: Path) -> tuple[str, str]:
+    """(sha256, git blob sha1) of a file in one read."""
+    size = path.stat().st_size
+    s256 = hashlib.sha256()
+    s1 = hashlib.sha1(f"blob {size}\0".encode())
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            s256.update(chunk)
+            s1.update(chunk)
+    return s256.hexdigest(), s1.hexdigest()
+
+
+class WorkspaceState:
+    """``.batuta/state.json``: machine-local facts that must not go into hf.lock.
+
+    ``applied``: address -> commit last materialized here (for ``revision_moved``);
+    ``hashes``: absolute path -> [size, mtime_ns, sha256, gitsha1] (a hash cache).
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "state.json"
+        self._lock = threading.Lock()
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        self.applied: dict[str, str] = dict(data.get("applied") or {})
+        self.hashes: dict[str, list[Any]] = dict(data.get("hashes") or {})
+        self.dirty = False
+
+    def digests(self, path: Path) -> tuple[int, str, str]:
+        """(size, sha256, gitsha1), from the cache when size and mtime match."""
+        st = path.stat()
+        key = str(path)
+        hit = self.hashes.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return st.st_size, hit[2], hit[3]
+        sha256, sha1 = hash_file(path)
+        with self._lock:
+            self.hashes[key] = [st.st_size, st.st_mtime_ns, sha256, sha1]
+            self.dirty = True
+        return st.st_size, sha256, sha1
+
+    def set_applied(self, address: str, commit: str | None) -> None:
+        with self._lock:
+            if commit is None:
+                self.applied.pop(address, None)
+            else:
+                self.applied[address] = commit
+            self.dirty = True
+
+    def save(self) -> None:
+        with self._lock:
+            if not self.dirty:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"version": 1, "applied": self.applied, "hashes": self.hashes}, sort_keys=True)
+            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=str(self.path.parent))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, self.path)
+            self.dirty = False
+
+
+# --------------------------------------------------------------------------- local
+
+
+def _stat_files(base: Path, paths: Iterable[str], verify: bool) -> dict[str, LocalFile]:
+    out: dict[str, LocalFile] = {}
+    for rel in paths:
+        p = base / rel
+        try:
+            size = p.stat().st_size  # follows the cache symlink to its blob
+        except OSError:
+            continue
+        if verify:
+            try:
+                sha256, sha1 = hash_file(p)
+            except OSError:
+                continue
+            out[rel] = LocalFile(size, sha256, sha1)
+        else:
+            out[rel] = LocalFile(size)
+    return out
+
+
+def walk_files(root: Path) -> list[str]:
+    """Relative POSIX paths of the files under ``root`` (hidden tool dirs skipped), sorted."""
+    if root.is_file():
+        return [root.name]
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        rel = Path(dirpath).relative_to(root)
+        for name in filenames:
+            found.append((rel / name).as_posix())
+    return sorted(found)
+
+
+def dir_state(address: str, path: Path, *, digests: bool, ws: WorkspaceState | None, verify: bool) -> LocalDirState:
+    if not path.exists():
+        return LocalDirState(address, str(path), False)
+    base = path.parent if path.is_file() else path
+    files: dict[str, LocalFile] = {}
+    for rel in walk_files(path):
+        p = base / rel
+        try:
+            if digests and ws is not None and not verify:
+                size, sha256, sha1 = ws.digests(p)
+                files[rel] = LocalFile(size, sha256, sha1)
+            elif digests or verify:
+                sha256, sha1 = hash_file(p)
+                files[rel] = LocalFile(p.stat().st_size, sha256, sha1)
+            else:
+                files[rel] = LocalFile(p.stat().st_size)
+        except OSError:
+            continue
+    return LocalDirState(address, str(path), True, files)
+
+
+def free_bytes(path: Path) -> int | None:
+    for p in (path, *path.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
+    return None
+
+
+# --------------------------------------------------------------------------- remote
+
+
+def remote_queries(manifest: Manifest, lock: Lock, opts: PlanOptions) -> dict[str, tuple[str, RepoRef]]:
+    """address -> ("snapshot" | "resolve", ref): the Hub calls this plan needs (pure)."""
+    out: dict[str, tuple[str, RepoRef]] = {}
+    for spec in manifest.repos:
+        entry = lock.get(spec.address)
+        locked = entry if isinstance(entry, RepoLock) else None
+        why = None if opts.frozen else resolve_reason(spec, locked)
+        if why is not None:
+            # Same repo and revision, only the file selection changed: keep the pinned commit.
+            same_rev = (
+                locked is not None
+                and locked.repo == spec.repo
+                and locked.repo_type == spec.repo_type.value
+                and locked.revision == spec.revision
+            )
+            rev = locked.commit if same_rev and locked else spec.revision
+            out[spec.address] = ("snapshot", RepoRef(spec.repo, spec.repo_type, rev))
+        elif not opts.frozen and not SHA1_RE.match(spec.revision):
+            out[spec.address] = ("resolve", RepoRef(spec.repo, spec.repo_type, spec.revision))
+    for pub in manifest.publishes:
+        out[pub.address] = ("resolve", RepoRef(pub.repo, pub.repo_type, pub.revision))
+    return out
+
+
+Fetcher = Callable[[str, RepoRef], RemoteState]
+
+
+def fetch_remote(
+    queries: Mapping[str, tuple[str, RepoRef]], client: Any, *, jobs: int = 16
+) -> dict[str, RemoteState]:
+    """Run the queries concurrently through ``client`` (``resolve_commit``/``snapshot``)."""
+
+    def one(item: tuple[str, tuple[str, RepoRef]]) -> RemoteState:
+        address, (what, ref) = item
+        try:
+            if what == "snapshot":
+                snap = client.snapshot(ref)
+                return RemoteState(address, ref, snap.commit, snap)
+            return RemoteState(address, ref, client.resolve_commit(ref))
+        except NotFoundError as exc:
+            if address.startswith("publish."):
+                return RemoteState(address, ref, None)
+            return RemoteState(address, ref, None, error=exc.message)
+        except BatutaError as exc:
+            return RemoteState(address, ref, None, error=exc.message)
+
+    items = sorted(queries.items())
+    if not items:
+        return {}
+    if len(items) == 1:
+        return {items[0][0]: one(items[0])}
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items)))) as pool:
+        return {s.address: s for s in pool.map(one, items)}
+
+
+# --------------------------------------------------------------------------- world
+
+
+def observe(
+    manifest: Manifest,
+    lock: Lock,
+    opts: PlanOptions,
+    *,
+    ws: WorkspaceState,
+    client_factory: Callable[[], Any] | None,
+) -> World:
+    """Observe the Hub (through ``client_factory()``, None = no Hub at all) and the disk."""
+    queries = remote_queries(manifest, lock, opts)
+    if opts.offline:
+        # Only what must be resolved; the client answers from its metadata cache.
+        queries = {a: q for a, q in queries.items() if q[0] == "snapshot"}
+    remote: dict[str, RemoteState] = {}
+    if queries and client_factory is not None:
+        client = client_factory()
+        try:
+            remote = fetch_remote(queries, client, jobs=16)
+        finally:
+            close = getattr(client, "close", None)
+            if close:
+                close()
+    root = Path(opts.root)
+    cache = Path(opts.cache_dir)
+    local: dict[str, LocalRepoState | LocalDirState] = {}
+    for spec in manifest.repos:
+        local[spec.address] = _repo_state(spec, lock, remote.get(spec.address), cache, root, opts.verify, ws)
+    for conv in manifest.conversions:
+        local[conv.address] = dir_state(conv.address, _abs(root, conv.output_path), digests=False, ws=ws, verify=opts.verify)
+    for pub in manifest.publishes:
+        if not pub.source_is_address:
+            local[pub.address] = dir_state(pub.address, _abs(root, pub.source), digests=True, ws=ws, verify=opts.verify)
+    return World(remote=remote, local=local, free_bytes=free_bytes(cache), verified=opts.verify)
+
+
+def _abs(root: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else root / p
+
+
+def _repo_state(
+    spec: RepoSpec,
+    lock: Lock,
+    remote: RemoteState | None,
+    cache: Path,
+    root: Path,
+    verify: bool,
+    ws: WorkspaceState,
+) -> LocalRepoState:
+    candidates: dict[str, list[str]] = {}
+    etags: set[str] = set()
+    entry = lock.get(spec.address)
+    if isinstance(entry, RepoLock):
+        candidates[entry.commit] = [f.path for f in entry.files]
+        etags.update(f.sha256 or f.gitsha1 or "" for f in entry.files)
+    if remote is not None and remote.snapshot is not None:
+        candidates.setdefault(remote.snapshot.commit, [f.path for f in remote.snapshot.files])
+        etags.update(f.etag for f in remote.snapshot.files)
+    blob_dir = Path(snapshot_dir(str(cache), spec.repo_type.value, spec.repo, "x")).parent.parent / "blobs"
+    blobs = frozenset(e for e in etags if e and (blob_dir / e).is_file()) if blob_dir.is_dir() else frozenset()
+    snaps: dict[str, Mapping[str, LocalFile]] = {}
+    for commit, paths in candidates.items():
+        base = Path(snapshot_dir(str(cache), spec.repo_type.value, spec.repo, commit))
+        snaps[commit] = _stat_files(base, paths, verify) if base.is_dir() else {}
+    output: dict[str, LocalFile] | None = None
+    if spec.output:
+        out_dir = _abs(root, spec.output)
+        wanted = sorted({p for paths in candidates.values() for p in paths})
+        output = _stat_files(out_dir, wanted, verify) if out_dir.is_dir() else {}
+    return LocalRepoState(spec.address, snaps, output, ws.applied.get(spec.address), blobs)
+

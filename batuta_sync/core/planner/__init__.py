@@ -1,0 +1,78 @@
+"""The pure planner: ``build_plan(manifest, lock, world, options, select)`` → :class:`Plan`.
+
+Orchestrates :mod:`.diff` (per-resource reasons), target/exclude selection, the
+``--locked`` / ``--frozen`` / ``--refresh-only`` modes, and packs the result into
+a frozen Plan.  The I/O wrapper that observes the world first is
+:func:`batuta_sync.core.api.make_plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from batuta_sync.core.actions import DriftKind
+from batuta_sync.core.lockfile import Lock, lock_digest
+from batuta_sync.core.manifest import Manifest
+from batuta_sync.core.planner.diff import DiffResult, PlanOptions, Selector, diff, select_actions
+from batuta_sync.core.planner.plan import Plan, Precondition
+from batuta_sync.core.state import World
+from batuta_sync.errors import LockOutOfDateError, OfflineError, PlanError
+
+__all__ = ["Plan", "PlanOptions", "Precondition", "build_plan"]
+
+
+def _raise_problems(result: DiffResult, opts: PlanOptions) -> None:
+    if not result.problems:
+        return
+    listing = "\n".join(f"  - {p}" for p in result.problems)
+    if any("--frozen" in p for p in result.problems):
+        raise LockOutOfDateError(f"hf.lock does not cover the manifest:\n{listing}")
+    if opts.offline:
+        raise OfflineError(
+            f"Cannot plan offline:\n{listing}",
+            hint="Run `batuta lock` once online (or drop --offline); a locked resource plans offline from hf.lock alone.",
+        )
+    raise PlanError(f"Cannot plan:\n{listing}", hint="Fix the listed resources in hf.yaml or check the Hub, then plan again.")
+
+
+def build_plan(
+    manifest: Manifest,
+    lock: Lock | None,
+    world: World,
+    opts: PlanOptions,
+    select: Selector,
+    *,
+    plan_id: str,
+    tool_version: str = "",
+) -> Plan:
+    """Pure: the plan for ``manifest`` against ``lock`` and the observed ``world``."""
+    current = lock or Lock()
+    result = diff(manifest, current, world, opts, select)
+    _raise_problems(result, opts)
+    actions = [] if opts.refresh_only else select_actions(result.actions, opts.targets, opts.excludes)
+    kept = {a.id for a in actions}
+    actions = [replace(a, deps=tuple(d for d in a.deps if d in kept)) for a in actions]
+    if opts.locked:
+        why = [f"{a.address}: {a.reason.value}" for a in actions if a.changes_lock]
+        why += [f"{d.address}: {d.detail}" for d in result.drift if d.kind is DriftKind.UPSTREAM_MOVED]
+        if why:
+            listing = "\n".join(f"  - {w}" for w in why)
+            raise LockOutOfDateError(f"--locked: hf.lock would have to change:\n{listing}")
+    addresses = {a.address for a in actions}
+    drift = tuple(d for d in result.drift if not opts.targets or d.address in addresses or d.address in opts.targets)
+    return Plan(
+        plan_id=plan_id,
+        manifest_path=manifest.path,
+        manifest_digest=manifest.digest,
+        lock_digest=lock_digest(lock),
+        lock_serial=current.serial,
+        lock_lineage=current.lineage,
+        tool_version=tool_version,
+        converter_version=opts.converter_version,
+        actions=tuple(actions),
+        unchanged=tuple(sorted(result.unchanged)),
+        drift=drift,
+        preconditions=tuple(p for p in result.preconditions if p.address in addresses),
+        options=opts.to_dict(),
+        free_bytes=world.free_bytes,
+    )

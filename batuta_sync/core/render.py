@@ -1,0 +1,110 @@
+"""Plan renderings: Terraform-like text for terminals and logs, markdown for pull-request comments.
+
+Pure: a Plan in, a string out.  Symbols: ``+`` new in hf.lock, ``~`` relock,
+``-`` delete, ``↓`` pull, ``⇄`` convert, ``↑`` push.
+"""
+
+from __future__ import annotations
+
+from batuta_sync.core.actions import Action, ActionKind, Reason
+from batuta_sync.core.planner.plan import Plan
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _marker(a: Action) -> str:
+    return "+" if a.reason is Reason.NOT_LOCKED else " "
+
+
+def _size(a: Action) -> str:
+    if a.kind is ActionKind.PULL and a.download_bytes:
+        return human_bytes(a.download_bytes)
+    if a.kind is ActionKind.PUSH and a.upload_bytes:
+        return "≤" + human_bytes(a.upload_bytes)
+    return ""
+
+
+def _summary_line(plan: Plan) -> str:
+    s = plan.summary()
+    parts = [
+        f"{s['pull']} to pull",
+        f"{s['convert']} to convert",
+        f"{s['push']} to push",
+        f"{s['delete-local']} to delete",
+        f"{s['relock']} to relock",
+    ]
+    return "Plan: " + ", ".join(parts) + f"; {s['unchanged']} unchanged."
+
+
+def _bytes_line(plan: Plan) -> str:
+    line = f"Download {human_bytes(plan.download_bytes)}, upload ≤{human_bytes(plan.upload_bytes)}; "
+    line += f"disk needed {human_bytes(plan.disk_bytes)} of {human_bytes(plan.free_bytes)} free."
+    if plan.free_bytes is not None and plan.disk_bytes > plan.free_bytes:
+        line += "  NOT ENOUGH DISK SPACE."
+    return line
+
+
+def render_text(plan: Plan) -> str:
+    lines: list[str] = []
+    if plan.refresh_only:
+        lines.append("Refresh-only plan: reports drift, changes nothing.")
+    if plan.actions:
+        lines.append("batuta will perform the following actions:")
+        lines.append("")
+        w_kind = max(len(a.kind.value) for a in plan.actions)
+        w_addr = max(len(a.address) for a in plan.actions)
+        w_reason = max(len(a.reason.value) for a in plan.actions)
+        for a in plan.actions:
+            size = _size(a)
+            row = (
+                f"  {_marker(a)} {a.kind.symbol} {a.kind.value:<{w_kind}}  {a.address:<{w_addr}}  "
+                f"({a.reason.value}){' ' * (w_reason - len(a.reason.value))}  {a.detail}"
+            )
+            if size:
+                row += f"  [{size}]"
+            if a.deps:
+                row += f"  after {', '.join(d.split(':', 1)[1] for d in a.deps)}"
+            lines.append(row.rstrip())
+        lines.append("")
+    elif not plan.refresh_only:
+        lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
+    if plan.drift:
+        if lines and lines[-1]:
+            lines.append("")
+        lines.append("Drift (this plan does not change it):")
+        for d in plan.drift:
+            lines.append(f"  ! {d.address}  {d.kind.value}: {d.detail}")
+        lines.append("")
+    elif plan.refresh_only:
+        lines.append("No drift: the lock matches the Hub and the local files.")
+    if plan.actions:
+        lines.append(_summary_line(plan))
+        lines.append(_bytes_line(plan))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(plan: Plan) -> str:
+    out = ["### batuta plan", ""]
+    if plan.actions:
+        out += ["| | action | address | reason | detail |", "|---|---|---|---|---|"]
+        for a in plan.actions:
+            detail = a.detail + (f" ({_size(a)})" if _size(a) else "")
+            out.append(f"| {a.kind.symbol.strip() or '·'} | {a.kind.value} | `{a.address}` | {a.reason.value} | {detail} |")
+        out += ["", f"**{_summary_line(plan)}**", "", _bytes_line(plan)]
+    else:
+        out.append("No changes." if not plan.refresh_only else "Refresh-only plan.")
+    if plan.drift:
+        out += ["", "<details><summary>Drift</summary>", ""]
+        out += [f"- `{d.address}` {d.kind.value}: {d.detail}" for d in plan.drift]
+        out += ["", "</details>"]
+    out += ["", f"<sub>plan `{plan.plan_id[:12]}` · manifest `{plan.manifest_digest[:19]}`</sub>"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,158 @@
+"""Workspace files next to hf.yaml: hf.lock, ``.batuta/`` (apply lock, journal, state).
+
+The apply lock is an ``fcntl.flock`` on ``.batuta/apply.lock``; the holder writes
+``pid host time`` into it so a second apply can name who holds it.  The kernel
+drops the lock when the holder dies (even by SIGKILL): no stale lock files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from batuta_sync.errors import WorkspaceBusyError
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths derived from the manifest path."""
+
+    manifest: Path
+
+    @property
+    def root(self) -> Path:
+        return self.manifest.resolve().parent
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "hf.lock"
+
+    @property
+    def dir(self) -> Path:
+        return self.root / ".batuta"
+
+    @property
+    def apply_lock(self) -> Path:
+        return self.dir / "apply.lock"
+
+    def journal(self, plan_id: str) -> Path:
+        return self.dir / "journal" / f"{plan_id}.json"
+
+
+class WorkspaceLock:
+    """Exclusive, non-blocking (or ``timeout`` seconds) lock of a workspace for one apply."""
+
+    def __init__(self, path: Path, *, timeout: float = 0.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> WorkspaceLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self.holder()
+                    fh.close()
+                    who = (
+                        f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                        if holder
+                        else "another process"
+                    )
+                    raise WorkspaceBusyError(
+                        f"Another `batuta apply` holds the workspace lock {self.path} ({who}).",
+                    )
+                time.sleep(0.05)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+            + "\n"
+        )
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._fh is None:
+            return
+        try:
+            self._fh.seek(0)
+            self._fh.truncate()
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> WorkspaceLock:
+        return self.acquire()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+class Journal:
+    """``.batuta/journal/<plan_id>.json``: the actions of a plan done so far, and the lock digest after them.
+
+    Lets ``batuta apply plan.json`` resume after a crash even though hf.lock moved.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        self.done: list[str] = list(data.get("done") or [])
+        self.lock_digest: str | None = data.get("lock_digest")
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.done)
+
+    def record(self, action_id: str, lock_digest: str) -> None:
+        if action_id not in self.done:
+            self.done.append(action_id)
+        self.lock_digest = lock_digest
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".journal.", dir=str(self.path.parent))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"done": self.done, "lock_digest": lock_digest}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass

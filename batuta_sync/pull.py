@@ -604,7 +604,7 @@ def _parse_card(text: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _resolve_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot, bool]:
+def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> tuple[RepoSnapshot, bool]:
     """(snapshot, offline?) - from the Hub, or the cache when offline / the Hub is unreachable."""
     if settings.offline:
         snap = cached_snapshot(settings, ref)
@@ -623,7 +623,7 @@ def _resolve_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot, b
     from batuta_sync.hub.client import HfClient
 
     try:
-        with HfClient(settings) as client:
+        with HfClient(settings, **http_kwargs) as client:
             return client.snapshot(ref), False
     except NetworkError:
         snap = cached_snapshot(settings, ref)
@@ -641,6 +641,7 @@ def pull(
     snapshot: RepoSnapshot | None = None,
     max_wait: float | None = None,
     no_wait: bool = False,
+    sleep: Callable[[float], None] | None = None,
 ) -> PullResult:
     """Download ``req`` into the cache (and ``req.output``); see the module docstring.
 
@@ -666,7 +667,10 @@ def pull(
     t0 = time.monotonic()
     offline = settings.offline
     if snapshot is None:
-        snapshot, offline = _resolve_snapshot(settings, req.ref)
+        waits: dict[str, Any] = {"max_wait": max_wait, "no_wait": no_wait}
+        if sleep is not None:
+            waits["sleep"] = sleep
+        snapshot, offline = _resolve_snapshot(settings, req.ref, **waits)
     else:
         offline = settings.offline
     if snapshot.ref != req.ref:
@@ -674,7 +678,9 @@ def pull(
     ref = req.ref
     layout = CacheLayout.of(settings.hub_cache, ref)
     cache = HfCache.from_settings(settings)
-    dl = Downloader(settings, jobs=jobs, progress=progress, max_wait=max_wait, no_wait=no_wait)
+    dl = Downloader(
+        settings, jobs=jobs, progress=progress, max_wait=max_wait, no_wait=no_wait, sleep=sleep or time.sleep
+    )
 
     def fetch(files: Sequence[RepoFile]) -> Any:
         missing = [f for f in files if not layout.blob_path(f.etag).exists()]

@@ -197,7 +197,7 @@ class Downloader:
         t0 = time.monotonic()
         todo = [j for j in jobs if not _blob_ok(j)]
         self.check_disk(todo)
-        self.progress.start(len(jobs), sum(j.file.size for j in jobs))
+        self.progress.start(len(todo), sum(j.file.size for j in todo))
         outcomes: list[FetchOutcome] = []
         for j in jobs:
             if j not in todo:

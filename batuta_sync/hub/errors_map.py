@@ -98,6 +98,8 @@ def error_for(
     what = target.describe()
     server = _server_message(headers, body)
     said = f" The Hub said: {server}" if server else ""
+    if code in ("RepoNotFound", "RevisionNotFound", "EntryNotFound"):
+        said = ""  # our message already says it, with the repo/revision/file named
     tried = f" after {attempts} attempts" if attempts > 1 else ""
     repo_url = f"{endpoint}/{'' if target.kind == 'model' else target.kind + 's/'}{target.repo_id}"
 

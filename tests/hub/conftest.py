@@ -100,21 +100,27 @@ def seeded(hub_env: HubServer, tmp_path: Path) -> HubServer:
     return hub_env
 
 
-@pytest.fixture
-def auth_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A Hub with users alice (write, org acme) and bob (read); acme/secret is private."""
+def start_auth_hub(root: Path) -> HubServer:
+    """A started Hub with users alice (write, org acme) and bob (read); acme/secret is private."""
     srv = HubServer(
-        tmp_path / "auth-root",
+        root,
         users=[UserSpec("alice", ALICE, "write"), UserSpec("bob", BOB, "read")],
         orgs={"acme": ["alice"]},
     )
     srv.start()
+    srv.store.create_repo("acme/secret", private=True)
+    srv.store.commit("acme/secret", {"config.json": b"{}"})
+    srv.store.commit("acme/public", {"config.json": b"{}"})
+    srv.log.clear()
+    return srv
+
+
+@pytest.fixture
+def auth_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """``start_auth_hub`` with HF_ENDPOINT pointing at it."""
+    srv = start_auth_hub(tmp_path / "auth-root")
+    monkeypatch.setenv("HF_ENDPOINT", srv.url)
     try:
-        srv.store.create_repo("acme/secret", private=True)
-        srv.store.commit("acme/secret", {"config.json": b"{}"})
-        srv.store.commit("acme/public", {"config.json": b"{}"})
-        srv.log.clear()
-        monkeypatch.setenv("HF_ENDPOINT", srv.url)
         yield srv
     finally:
         srv.stop()

@@ -1,0 +1,207 @@
+"""The conversion entry points: ``convert()`` (stable, used by the declarative core) and ``FormatConverter``."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, detect_format
+from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
+
+# Bump whenever the bytes a conversion produces change (it is part of memo keys in hf.lock).
+CONVERTER_VERSION = "1"
+
+TARGETS = ("gguf", "safetensors")
+SUPPORTED = (
+    "safetensors model directory (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) -> gguf "
+    "(F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K); gguf (llama, qwen2) -> safetensors; "
+    "PyTorch .bin/.pt -> safetensors or gguf (with --allow-unsafe)"
+)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    output: Path
+    files: tuple[Path, ...]
+    tensor_count: int
+    params: dict[str, str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "output": str(self.output),
+            "files": [str(f) for f in self.files],
+            "tensor_count": self.tensor_count,
+            "params": dict(self.params),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _unsupported(what: str) -> ConversionError:
+    return ConversionError(f"{what} is not supported.", hint=f"Supported conversions: {SUPPORTED}.")
+
+
+def _gguf_path(src: Path, dst: Path, quant: GGUFQuantization) -> Path:
+    if dst.suffix.lower() == ".gguf":
+        return dst
+    if dst.exists() and not dst.is_dir():
+        raise ConversionError(f"{dst} exists and is not a .gguf path or a directory.", hint="Pass OUT as file.gguf or a directory.")
+    return dst / f"{src.resolve().name}-{quant.value}.gguf"
+
+
+def convert(
+    src: Path,
+    dst: Path,
+    *,
+    to: str,
+    quantization: str | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    allow_unsafe: bool = False,
+) -> ConversionResult:
+    """Convert the model at ``src`` into format ``to`` at ``dst``.
+
+    ``src`` is a model directory (config.json + safetensors (+ index) + tokenizer files), a
+    ``.gguf`` file, or (with ``allow_unsafe``) a PyTorch ``.bin``/``.pt`` file or directory.
+    ``dst`` is the output ``.gguf`` path (or a directory to put it in) for ``to="gguf"``, and the
+    output directory for ``to="safetensors"``.  Outputs appear atomically.
+    """
+    src, dst = Path(src), Path(dst)
+    target = str(to).strip().lower()
+    if target == "onnx":
+        raise _unsupported("Converting to ONNX")
+    if target not in TARGETS:
+        raise ConversionError(f"Unknown target format {to!r}.", hint="Use --to gguf or --to safetensors.")
+    jobs = max(1, int(jobs))
+    fmt = detect_format(src)
+    started = time.perf_counter()
+    try:
+        if fmt is ModelFormat.ONNX:
+            raise _unsupported(f"Converting from ONNX ({src})")
+        if fmt is ModelFormat.UNKNOWN:
+            raise ConversionError(f"{src} is not a recognised model (no safetensors, GGUF or PyTorch weights).",
+                                  hint=f"Supported conversions: {SUPPORTED}.")
+        if fmt is ModelFormat.PYTORCH:
+            if not allow_unsafe:
+                raise UnsafeFileError(
+                    f"{src} is a pickle-based PyTorch checkpoint; converting it needs --allow-unsafe.",
+                    hint="batuta never runs pickle code (an allow-listed loader rebuilds tensors only), but only "
+                    "pass --allow-unsafe for files you trust.",
+                )
+            if target == "safetensors":
+                files, count, params = _pytorch_to_safetensors(src, dst)
+                return ConversionResult(dst, tuple(files), count, params, time.perf_counter() - started)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".batuta-st-", dir=dst.parent) as tmp:
+                stage = Path(tmp) / (src.stem if src.is_file() else src.name)
+                _pytorch_to_safetensors(src, stage)
+                res = convert(stage, _gguf_path(src, dst, GGUFQuantization.parse(quantization)), to="gguf",
+                              quantization=quantization, jobs=jobs, progress=progress)
+            return ConversionResult(res.output, res.files, res.tensor_count, {**res.params, "source": "pytorch"},
+                                    time.perf_counter() - started)
+        if target == "gguf":
+            if fmt is ModelFormat.GGUF:
+                raise _unsupported("Re-quantizing GGUF to GGUF")
+            model_dir = src if src.is_dir() else src.parent
+            quant = GGUFQuantization.parse(quantization)
+            out = _gguf_path(model_dir, dst, quant)
+            from batuta_sync.convert.hf_to_gguf import write_gguf
+
+            count, params = write_gguf(model_dir, out, quant, jobs=jobs, progress=progress)
+            params = {"to": "gguf", "converter_version": CONVERTER_VERSION, **params}
+            return ConversionResult(out, (out,), count, params, time.perf_counter() - started)
+        # target == "safetensors"
+        if fmt is ModelFormat.SAFETENSORS:
+            raise ConversionError(f"{src} is already safetensors.", hint=f"Supported conversions: {SUPPORTED}.")
+        gguf_file = src
+        if src.is_dir():
+            found = sorted(src.glob("*.gguf"))
+            if len(found) != 1:
+                raise ConversionError(f"{src} holds {len(found)} .gguf files; pass the one to convert.")
+            gguf_file = found[0]
+        if quantization is not None:
+            raise ConversionError("--quantization applies to --to gguf only.", hint="Drop --quantization.")
+        from batuta_sync.convert.gguf_to_hf import write_hf
+
+        files, count, params = write_hf(gguf_file, dst, progress=progress)
+        params = {"to": "safetensors", "converter_version": CONVERTER_VERSION, **params}
+        return ConversionResult(dst, tuple(files), count, params, time.perf_counter() - started)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DiskFullError(f"Disk full while writing {dst}.") from None
+        raise ConversionError(f"Conversion failed: {e.strerror or e} ({e.filename or dst}).") from None
+
+
+def _pytorch_to_safetensors(src: Path, dst: Path) -> tuple[list[Path], int, dict[str, str]]:
+    from batuta_sync.convert.pickle_safe import PICKLE_NAMES, convert_checkpoint
+
+    if src.is_file():
+        out = dst if dst.suffix == ".safetensors" else dst / "model.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        count = convert_checkpoint(src, out)
+        return [out], count, {"to": "safetensors", "source": "pytorch", "converter_version": CONVERTER_VERSION}
+    bins = sorted(p for p in src.iterdir() if p.is_file() and p.suffix in PICKLE_NAMES)
+    dst.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    total = 0
+    rename: dict[str, str] = {}
+    for b in bins:
+        name = b.name
+        for old, new in (("pytorch_model", "model"),):
+            name = name.replace(old, new)
+        name = name.rsplit(".", 1)[0] + ".safetensors"
+        rename[b.name] = name
+        total += convert_checkpoint(b, dst / name)
+        files.append(dst / name)
+    index = src / "pytorch_model.bin.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {k: rename.get(v, v) for k, v in (data.get("weight_map") or {}).items()}
+        out = dst / "model.safetensors.index.json"
+        out.write_text(json.dumps(data, indent=2) + "\n")
+        files.append(out)
+    for p in src.iterdir():
+        if p.is_file() and p.suffix in (".json", ".model", ".txt", ".jinja", ".md") and p.name != index.name:
+            shutil.copy2(p, dst / p.name)
+            files.append(dst / p.name)
+    return files, total, {"to": "safetensors", "source": "pytorch", "converter_version": CONVERTER_VERSION}
+
+
+class FormatConverter:
+    """Object form of the converter (spec: ``FormatConverter.to_gguf / to_safetensors / auto_convert``)."""
+
+    def __init__(self, *, jobs: int = 1, progress: Progress | None = None, allow_unsafe: bool = False) -> None:
+        self.jobs = jobs
+        self.progress = progress
+        self.allow_unsafe = allow_unsafe
+
+    detect_format = staticmethod(detect_format)
+
+    def to_gguf(self, src: Path, dst: Path, quantization: str | GGUFQuantization | None = None) -> ConversionResult:
+        q = GGUFQuantization.parse(quantization).value
+        return convert(src, dst, to="gguf", quantization=q, jobs=self.jobs, progress=self.progress,
+                       allow_unsafe=self.allow_unsafe)
+
+    def to_safetensors(self, src: Path, dst: Path) -> ConversionResult:
+        return convert(src, dst, to="safetensors", jobs=self.jobs, progress=self.progress, allow_unsafe=self.allow_unsafe)
+
+    def auto_convert(self, src: Path, dst: Path, runtime: str | Runtime,
+                     quantization: str | GGUFQuantization | None = None) -> ConversionResult:
+        """Convert ``src`` into the format ``runtime`` loads; a no-op result if it already is in it."""
+        rt = Runtime.parse(runtime)
+        want = rt.preferred_format
+        have = detect_format(Path(src))
+        if have is want:
+            return ConversionResult(Path(src), (), 0, {"skipped": f"already {want.value}", "runtime": rt.value}, 0.0)
+        if want is ModelFormat.GGUF:
+            return self.to_gguf(src, dst, quantization)
+        if want is ModelFormat.SAFETENSORS:
+            return self.to_safetensors(src, dst)
+        raise _unsupported(f"Converting to {want.value} for {rt.value}")

@@ -1,0 +1,448 @@
+"""Hugging Face LLaMA-family checkpoint (config.json + safetensors + tokenizer) -> GGUF.
+
+Streaming: the safetensors files are memory-mapped; the GGUF header, metadata and tensor
+infos are written first (every output size is known from shapes and types), then tensor data
+is produced row-chunk by row-chunk -- in worker processes when ``jobs > 1`` -- and appended in
+order.  Peak memory is a few chunks, not the model.  The file appears atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batuta_sync.convert.formats import GGUFQuantization, read_json
+from batuta_sync.convert.quantize import choose_type, quantize_rows, row_bytes
+from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header
+from batuta_sync.errors import ConversionError
+
+# HF architecture -> (gguf arch, Q/K permutation needed)
+ARCHITECTURES: dict[str, tuple[str, bool]] = {
+    "LlamaForCausalLM": ("llama", True),
+    "MistralForCausalLM": ("llama", True),
+    "Qwen2ForCausalLM": ("qwen2", False),
+}
+GGUF_TO_HF_ARCH = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2")}
+
+TOP_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+LAYER_NAMES = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+_HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+_SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
+_LAYER_ORDER = list(LAYER_NAMES.values())
+
+CHUNK_ELEMENTS = 1 << 22  # 4M floats (16 MB as float32) per work item
+
+
+def hf_to_gguf_name(name: str) -> str | None:
+    """GGUF tensor name for an HF name; None for tensors that are dropped (rotary caches)."""
+    if _SKIP.search(name):
+        return None
+    for hf, gg in TOP_NAMES.items():
+        for suffix in (".weight", ".bias"):
+            if name == hf + suffix:
+                return gg + suffix
+    m = _HF_LAYER.match(name)
+    if m and m.group(2) in LAYER_NAMES:
+        return f"blk.{m.group(1)}.{LAYER_NAMES[m.group(2)]}.{m.group(3)}"
+    return ""
+
+
+def qk_permutation(rows: int, n_head: int) -> Any:
+    """Row order llama.cpp wants for q_proj/k_proj: HF's rotary halves -> interleaved pairs."""
+    return np.arange(rows).reshape(n_head, 2, rows // n_head // 2).swapaxes(1, 2).reshape(-1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    hf_arch: str
+    arch: str
+    permute: bool
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    explicit_head_dim: bool
+    context_length: int
+    rms_eps: float
+    rope_theta: float
+    vocab_size: int
+    tied: bool
+    rope_scaling: dict[str, Any] = field(default_factory=dict)
+
+
+def _first(cfg: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if cfg.get(k) is not None:
+            return cfg[k]
+    return None
+
+
+def read_spec(cfg: dict[str, Any], path: Path) -> ModelSpec:
+    """Validate config.json and extract what GGUF needs; ConversionError lists every missing key."""
+    archs = cfg.get("architectures") or []
+    hf_arch = archs[0] if isinstance(archs, list) and archs else cfg.get("model_type", "")
+    if hf_arch not in ARCHITECTURES:
+        raise ConversionError(
+            f"Unsupported architecture {hf_arch or '(none)'!r} in {path}.",
+            hint="GGUF conversion supports: " + ", ".join(ARCHITECTURES) + ".",
+        )
+    arch, permute = ARCHITECTURES[hf_arch]
+    cfg = {**cfg, **(cfg.get("text_config") or {})}
+    wanted = {
+        "num_hidden_layers": ("num_hidden_layers", "n_layers", "n_layer", "num_layers"),
+        "hidden_size": ("hidden_size", "n_embd", "dim"),
+        "intermediate_size": ("intermediate_size", "n_inner", "hidden_dim"),
+        "num_attention_heads": ("num_attention_heads", "n_head", "n_heads"),
+        "vocab_size": ("vocab_size",),
+    }
+    vals = {k: _first(cfg, *alts) for k, alts in wanted.items()}
+    missing = [k for k, v in vals.items() if v is None]
+    if missing:
+        raise ConversionError(
+            f"{path} lacks required keys: {', '.join(missing)}.",
+            hint="Use the model's original config.json; GGUF metadata is built from these keys.",
+        )
+    try:
+        n_layer, n_embd, n_ff, n_head, vocab = (int(vals[k]) for k in wanted)
+        n_head_kv = int(_first(cfg, "num_key_value_heads", "n_kv_heads") or n_head)
+        head_dim_cfg = cfg.get("head_dim")
+        head_dim = int(head_dim_cfg) if head_dim_cfg else n_embd // n_head
+        ctx = int(_first(cfg, "max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
+                         "model_max_length") or 4096)
+        eps = float(_first(cfg, "rms_norm_eps", "norm_eps") or 1e-5)
+        rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            rope = {}
+        theta = float(_first(rope, "rope_theta") or _first(cfg, "rope_theta", "rotary_emb_base") or 10000.0)
+    except (TypeError, ValueError) as e:
+        raise ConversionError(f"{path} has a malformed value: {e}.", hint="Fix config.json.") from None
+    if min(n_layer, n_embd, n_ff, n_head, vocab, n_head_kv) <= 0 or n_head % n_head_kv or head_dim % 2:
+        raise ConversionError(f"{path} has inconsistent sizes (heads {n_head}/{n_head_kv}, head_dim {head_dim}).",
+                              hint="Fix config.json.")
+    tied = bool(cfg.get("tie_word_embeddings", False))
+    return ModelSpec(hf_arch, arch, permute, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim,
+                     bool(head_dim_cfg), ctx, eps, theta, vocab, tied, dict(rope))
+
+
+def find_weights(model_dir: Path) -> dict[str, TensorRef]:
+    """All tensors of a model directory (sharded via the index, or every *.safetensors)."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        wm = read_json(index, "Safetensors index").get("weight_map")
+        if not isinstance(wm, dict) or not wm:
+            raise ConversionError(f"{index} has no weight_map.", hint="Re-download the index file.")
+        files = sorted({model_dir / str(f) for f in wm.values()})
+    else:
+        files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ConversionError(f"{model_dir} contains no .safetensors weights.",
+                              hint="Conversion to GGUF reads safetensors; convert .bin files first (--allow-unsafe).")
+    out: dict[str, TensorRef] = {}
+    for f in files:
+        if not f.is_file():
+            raise ConversionError(f"{f.name} is listed in the safetensors index but missing.", hint="Download all shards.")
+        for name, ref in read_header(f).items():
+            out[name] = ref
+    return out
+
+
+def _llama3_rope_factors(spec: ModelSpec) -> Any:
+    r = spec.rope_scaling
+    factor = float(r.get("factor", 8.0))
+    low = float(r.get("low_freq_factor", 1.0))
+    high = float(r.get("high_freq_factor", 4.0))
+    old_ctx = int(r.get("original_max_position_embeddings", 8192))
+    freqs = 1.0 / (spec.rope_theta ** (np.arange(0, spec.head_dim, 2, dtype=np.float32) / spec.head_dim))
+    low_wl, high_wl = old_ctx / low, old_ctx / high
+    out = []
+    for f in freqs:
+        wl = 2 * math.pi / f
+        if wl < high_wl:
+            out.append(1.0)
+        elif wl > low_wl:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wl - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    name: str  # GGUF name
+    shape: tuple[int, ...]  # numpy order
+    qtype: str
+    ref: TensorRef | None  # None: ``data`` holds a synthesized tensor
+    perm_heads: int = 0  # >0: apply the Q/K permutation with this many heads
+    data: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        rows = 1
+        for d in self.shape[:-1]:
+            rows *= d
+        return rows * row_bytes(self.qtype, self.shape[-1])
+
+
+def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization) -> list[PlannedTensor]:
+    """Which tensors go into the GGUF, under which names, in which order and type."""
+    mapped: dict[str, tuple[TensorRef, str]] = {}
+    unknown = []
+    for hf_name, ref in weights.items():
+        gg = hf_to_gguf_name(hf_name)
+        if gg is None:
+            continue
+        if gg == "":
+            unknown.append(hf_name)
+            continue
+        if gg == "output.weight" and spec.tied:
+            continue  # llama.cpp reuses token_embd for tied embeddings
+        if ref.dtype not in FLOAT_DTYPES:
+            raise ConversionError(f"Tensor {hf_name} has dtype {ref.dtype}; only float weights convert to GGUF.")
+        mapped[gg] = (ref, hf_name)
+    if unknown:
+        shown = ", ".join(sorted(unknown)[:5]) + (" …" if len(unknown) > 5 else "")
+        raise ConversionError(
+            f"{len(unknown)} tensor(s) have no GGUF name for {spec.hf_arch}: {shown}.",
+            hint="The checkpoint does not look like a plain " + spec.hf_arch + "; only LLaMA-family models convert.",
+        )
+    required = ["token_embd.weight", "output_norm.weight"] + [
+        f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in _LAYER_ORDER
+    ]
+    missing = [n for n in required if n not in mapped]
+    if missing:
+        raise ConversionError(
+            f"The checkpoint is missing {len(missing)} tensor(s), e.g. {missing[0]} "
+            f"(config.json says {spec.n_layer} layers).",
+            hint="Download every shard, and check that config.json belongs to these weights.",
+        )
+
+    def key(gg: str) -> tuple[int, int, int, str]:
+        if gg.startswith("blk."):
+            _, layer, kind, suffix = gg.split(".", 3)
+            return (1, int(layer), _LAYER_ORDER.index(kind) if kind in _LAYER_ORDER else 99, suffix)
+        top = {"token_embd": 0, "output_norm": 2, "output": 3}
+        return (0 if gg.startswith("token_embd") else top.get(gg.split(".")[0], 4), 0, 0, gg)
+
+    tied = spec.tied or "output.weight" not in mapped
+    out: list[PlannedTensor] = []
+    rtype = str(spec.rope_scaling.get("rope_type") or spec.rope_scaling.get("type") or "")
+    if spec.arch == "llama" and rtype == "llama3":
+        factors = _llama3_rope_factors(spec)
+        out.append(PlannedTensor("rope_freqs.weight", factors.shape, "F32", None, data=factors))
+    for gg in sorted(mapped, key=key):
+        ref, hf_name = mapped[gg]
+        shape = ref.shape
+        expect = {
+            "token_embd.weight": (spec.vocab_size, spec.n_embd),
+            "output.weight": (spec.vocab_size, spec.n_embd),
+        }.get(gg)
+        if expect and shape != expect:
+            raise ConversionError(f"{hf_name} has shape {list(shape)}, config.json implies {list(expect)}.",
+                                  hint="config.json does not match the weights.")
+        heads = 0
+        if spec.permute and (gg.startswith("blk.") and (".attn_q." in gg or ".attn_k." in gg)):
+            heads = spec.n_head if ".attn_q." in gg else spec.n_head_kv
+            if shape[0] % (2 * heads):
+                raise ConversionError(f"{hf_name} has {shape[0]} rows, not divisible into {heads} heads.",
+                                      hint="config.json does not match the weights.")
+        qtype = choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied)
+        out.append(PlannedTensor(gg, shape, qtype, ref, heads))
+    return out
+
+
+# --------------------------------------------------------------------------- work items
+
+WorkItem = tuple[TensorRef | None, Any, int, int, int, str, Any]  # ref, data, heads, r0, r1, qtype, (shape)
+
+
+def _work_items(t: PlannedTensor) -> Iterator[WorkItem]:
+    if len(t.shape) < 2:
+        yield (t.ref, t.data, 0, 0, 0, t.qtype, t.shape)
+        return
+    rows = 1
+    for d in t.shape[:-1]:
+        rows *= d
+    step = max(1, CHUNK_ELEMENTS // max(1, t.shape[-1]))
+    for r0 in range(0, rows, step):
+        yield (t.ref, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape)
+
+
+def run_item(item: WorkItem) -> bytes:
+    """Produce the output bytes of one work item (runs in a worker process when jobs > 1)."""
+    ref, data, heads, r0, r1, qtype, shape = item
+    if ref is None:
+        arr = np.asarray(data, dtype=np.float32)
+        return quantize_rows(arr if len(shape) < 2 else arr.reshape(-1, shape[-1])[r0:r1], qtype)
+    if len(shape) < 2:
+        return quantize_rows(ref.rows_f32(), qtype)
+    raw = ref.raw().reshape(-1, shape[-1])
+    if heads:
+        idx = qk_permutation(raw.shape[0], heads)[r0:r1]
+        sub = raw[idx]
+    else:
+        sub = raw[r0:r1]
+    if qtype == "BF16" and ref.dtype == "BF16":
+        out = np.ascontiguousarray(sub).tobytes()  # exact copy
+    else:
+        from batuta_sync.convert.st_io import to_f32
+
+        out = quantize_rows(to_f32(sub, ref.dtype), qtype)
+    del raw, sub
+    return out
+
+
+def _results(items: list[WorkItem], jobs: int) -> Iterator[bytes]:
+    if jobs <= 1 or len(items) <= 1:
+        for it in items:
+            yield run_item(it)
+        return
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending: deque[Any] = deque()
+        queue = deque(items)
+        while queue and len(pending) < 2 * jobs:
+            pending.append(pool.submit(run_item, queue.popleft()))
+        while pending:
+            fut = pending.popleft()
+            yield fut.result()
+            if queue:
+                pending.append(pool.submit(run_item, queue.popleft()))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str) -> None:
+    import gguf
+
+    w.add_type("model")
+    w.add_name(name)
+    w.add_block_count(spec.n_layer)
+    w.add_context_length(spec.context_length)
+    w.add_embedding_length(spec.n_embd)
+    w.add_feed_forward_length(spec.n_ff)
+    w.add_head_count(spec.n_head)
+    w.add_head_count_kv(spec.n_head_kv)
+    w.add_rope_freq_base(spec.rope_theta)
+    w.add_layer_norm_rms_eps(spec.rms_eps)
+    if spec.explicit_head_dim:
+        w.add_key_length(spec.head_dim)
+        w.add_value_length(spec.head_dim)
+    w.add_file_type(quant.file_type)
+    w.add_vocab_size(spec.vocab_size)
+    w.add_rope_dimension_count(spec.head_dim)
+    r = spec.rope_scaling
+    rtype = str(r.get("rope_type") or r.get("type") or "")
+    if rtype == "linear" and r.get("factor"):
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(float(r["factor"]))
+    elif rtype == "yarn" and r.get("factor"):
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(float(r["factor"]))
+        if r.get("original_max_position_embeddings"):
+            w.add_rope_scaling_orig_ctx_len(int(r["original_max_position_embeddings"]))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def write_gguf(
+    model_dir: Path,
+    dst: Path,
+    quant: GGUFQuantization,
+    *,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, dict[str, str]]:
+    """Convert ``model_dir`` into the GGUF file ``dst``; returns (tensor count, parameters)."""
+    import gguf
+
+    from batuta_sync.convert.tokenizer import add_vocab, load_vocab
+
+    cfg_path = model_dir / "config.json"
+    spec = read_spec(read_json(cfg_path, "Model config"), cfg_path)
+    weights = find_weights(model_dir)
+    tensors = plan(spec, weights, quant)
+    vocab = load_vocab(model_dir, spec.vocab_size, spec.arch)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    w = gguf.GGUFWriter(tmp, spec.arch)
+    try:
+        _add_metadata(w, spec, quant, model_dir.resolve().name)
+        add_vocab(w, model_dir, vocab)
+        for t in tensors:
+            if t.qtype in ("F32", "F16"):
+                w.add_tensor_info(t.name, t.shape, np.dtype(np.float32 if t.qtype == "F32" else np.float16), t.nbytes)
+            elif t.qtype == "BF16":
+                w.add_tensor_info(t.name, t.shape, np.dtype(np.uint16), t.nbytes, raw_dtype=gguf.GGMLQuantizationType.BF16)
+            else:
+                byte_shape = (*t.shape[:-1], row_bytes(t.qtype, t.shape[-1]))
+                w.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes,
+                                  raw_dtype=gguf.GGMLQuantizationType[t.qtype])
+        w.write_header_to_file(tmp)
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        assert w.fout is not None
+        fout = w.fout[0]
+        items: list[WorkItem] = []
+        last_item_of: dict[int, int] = {}
+        for i, t in enumerate(tensors):
+            items.extend(_work_items(t))
+            last_item_of[len(items) - 1] = i
+        starts = {}
+        pos = 0
+        for i, t in enumerate(tensors):
+            starts[pos] = i
+            pos += sum(1 for _ in _work_items(t))
+        done = 0
+        for k, chunk in enumerate(_results(items, jobs)):
+            if k in starts:
+                w.write_padding(fout, fout.tell())
+            fout.write(chunk)
+            if k in last_item_of:
+                t = tensors[last_item_of[k]]
+                w.write_padding(fout, t.nbytes)
+                done += 1
+                if progress is not None:
+                    progress(done, len(tensors))
+        w.close()
+        os.replace(tmp, dst)
+    finally:
+        w.close()
+        if tmp.exists():
+            tmp.unlink()
+    counts: dict[str, int] = {}
+    for t in tensors:
+        counts[t.qtype] = counts.get(t.qtype, 0) + 1
+    params = {
+        "architecture": spec.arch,
+        "quantization": quant.value,
+        "tensor_types": ",".join(f"{k}:{v}" for k, v in sorted(counts.items())),
+        "tokenizer": vocab.model,
+        "tokenizer_pre": vocab.pre,
+    }
+    return len(tensors), params

@@ -1,0 +1,275 @@
+"""Q4_K, Q5_K and Q6_K quantization in vectorised numpy, byte-identical to ggml's reference.
+
+gguf-py can quantize F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1 exactly like ggml but has no K-quant
+quantizer, so these are ours.  They reproduce ``quantize_row_q{4,5,6}_K_ref`` (what
+``llama-quantize`` runs when no importance matrix is given) bit for bit:
+
+* everything is float32, every operation is rounded to float32 exactly as the C code
+  (compiled without FMA) rounds it;
+* sums are accumulated sequentially in element order: the data is laid out
+  ``(elements, sub_blocks)`` so ``np.add.reduce(axis=0)`` adds row after row, the same
+  order as the C loop (numpy's pairwise summation only applies along a contiguous axis);
+* ``nearest_int`` is round-half-to-even (``np.rint``), fp16 conversion is IEEE
+  round-to-nearest-even (``astype(float16)``), ties in max searches keep the first hit.
+
+The search loops are vectorised across sub-blocks; work is done in chunks of a few
+hundred blocks so the temporaries stay in the CPU cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+QK_K = 256
+BLOCK_BYTES = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
+_CHUNK_BLOCKS = 1024  # super-blocks per chunk (256K floats): big enough to amortise numpy call overhead
+
+F32 = np.float32
+NDArray = Any
+
+
+def _reduce(a: NDArray) -> NDArray:
+    """Sequential (C-order) sum over axis 0 of a (n, S) float32 array."""
+    return np.add.reduce(a, axis=0, dtype=np.float32)
+
+
+def _f16(a: NDArray) -> NDArray:
+    """float32 -> nearest fp16 value (as float32) and its raw bits."""
+    h = np.asarray(a, dtype=np.float32).astype(np.float16)
+    return h.astype(np.float32), h.view(np.uint16)
+
+
+def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple[NDArray, NDArray, NDArray]:
+    """``make_qkx2_quants`` for every column of ``x`` (shape (n, S)); returns (L uint8, scale, the_min)."""
+    mn = x.min(axis=0)
+    mx = x.max(axis=0)
+    sum_w = _reduce(w)
+    sum_x = _reduce(w * x)
+    np.minimum(mn, F32(0), out=mn)
+    flat = mx == mn
+    valid = ~flat
+    fnmax = F32(nmax)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rng = mx - mn
+        iscale = fnmax / rng
+        scale = F32(1) / iscale
+        t = np.empty_like(x)
+        lq = np.empty_like(x)
+        np.subtract(x, mn, out=t)  # x - min (min is updated below, so recomputed then)
+        np.multiply(t, iscale, out=lq)
+        np.rint(lq, out=lq)
+        np.clip(lq, 0, fnmax, out=lq)
+        best_l = lq.copy()
+        diff = scale * lq
+        diff += mn
+        diff -= x
+        diff *= diff
+        diff *= w
+        best_error = _reduce(diff)
+        wl = np.empty_like(x)
+        for step in range(nstep + 1):
+            iscale = (F32(rmin) + F32(rdelta) * F32(step) + fnmax) / (mx - mn)
+            np.subtract(x, mn, out=t)
+            np.multiply(t, iscale, out=lq)
+            np.rint(lq, out=lq)
+            np.clip(lq, 0, fnmax, out=lq)
+            np.multiply(w, lq, out=wl)
+            sum_l = _reduce(wl)
+            np.multiply(wl, lq, out=t)
+            sum_l2 = _reduce(t)
+            np.multiply(wl, x, out=t)
+            sum_xl = _reduce(t)
+            d = sum_w * sum_l2 - sum_l * sum_l
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / d
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d
+            pos = this_min > 0
+            if pos.any():
+                this_min = np.where(pos, F32(0), this_min)
+                this_scale = np.where(pos, sum_xl / sum_l2, this_scale)
+            np.multiply(lq, this_scale, out=t)
+            t += this_min
+            t -= x
+            t *= t
+            t *= w
+            cur_error = _reduce(t)
+            upd = (d > 0) & (cur_error < best_error) & valid
+            if upd.any():
+                np.copyto(best_l, lq, where=upd)
+                best_error = np.where(upd, cur_error, best_error)
+                scale = np.where(upd, this_scale, scale)
+                mn = np.where(upd, this_min, mn)
+    if flat.any():
+        best_l[:, flat] = 0
+        scale = np.where(flat, F32(0), scale)
+    return best_l.astype(np.uint8), scale.astype(np.float32), (-mn).astype(np.float32)
+
+
+def _nearest_u8(v: NDArray) -> NDArray:
+    """``(uint8_t) nearest_int(v)`` (wraps like the C assignment)."""
+    return (np.rint(v).astype(np.int64) & 0xFF).astype(np.uint8)
+
+
+def _q45k_chunk(xb: NDArray, nmax: int) -> NDArray:
+    """Quantize (B, 256) float32 blocks to Q4_K (nmax 15) or Q5_K (nmax 31) bytes."""
+    nb = xb.shape[0]
+    x = np.ascontiguousarray(xb.reshape(nb * 8, 32).T)  # (32, S) element-major
+    sum_x2 = _reduce(x * x)
+    av_x = np.sqrt(sum_x2 / F32(32))
+    w = np.abs(x)
+    w += av_x
+    if nmax == 15:
+        lq, scales, mins = _qkx2(x, w, 15, -1.0, 0.1, 20)
+    else:
+        lq, scales, mins = _qkx2(x, w, 31, -0.5, 0.1, 15)
+    scales = scales.reshape(nb, 8)
+    mins = mins.reshape(nb, 8)
+    max_scale = np.maximum(scales.max(axis=1), F32(0))
+    max_min = np.maximum(mins.max(axis=1), F32(0))
+    with np.errstate(divide="ignore"):
+        inv_scale = np.where(max_scale > 0, F32(63) / max_scale, F32(0)).astype(np.float32)
+        inv_min = np.where(max_min > 0, F32(63) / max_min, F32(0)).astype(np.float32)
+    ls = np.minimum(_nearest_u8(inv_scale[:, None] * scales), 63).astype(np.uint8)
+    lm = np.minimum(_nearest_u8(inv_min[:, None] * mins), 63).astype(np.uint8)
+    d32, d16 = _f16(max_scale / F32(63))
+    dm32, dm16 = _f16(max_min / F32(63))
+    dsub = (d32[:, None] * ls.astype(np.float32)).reshape(-1)  # (S,)
+    dmsub = (dm32[:, None] * lm.astype(np.float32)).reshape(-1)
+    nz = dsub != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        requant = np.rint((x + dmsub) / dsub)
+    np.clip(requant, 0, nmax, out=requant)
+    lq = np.where(nz, requant, lq).astype(np.uint8)
+    lblk = np.ascontiguousarray(lq.T).reshape(nb, 4, 2, 32)  # per 64-chunk: [low 32 | high 32]
+
+    sc = np.zeros((nb, 12), dtype=np.uint8)
+    sc[:, 0:4] = ls[:, 0:4]
+    sc[:, 4:8] = lm[:, 0:4]
+    sc[:, 8:12] = (ls[:, 4:8] & 0xF) | ((lm[:, 4:8] & 0xF) << 4)
+    sc[:, 0:4] |= (ls[:, 4:8] >> 4) << 6
+    sc[:, 4:8] |= (lm[:, 4:8] >> 4) << 6
+
+    lo, hi = lblk[:, :, 0, :], lblk[:, :, 1, :]
+    qs = ((lo & 0xF) | ((hi & 0xF) << 4)).reshape(nb, 128)
+    head = np.empty((nb, 4), dtype=np.uint8)
+    head.view("<u2")[:, 0] = d16
+    head.view("<u2")[:, 1] = dm16
+    if nmax == 15:
+        return np.concatenate([head, sc, qs], axis=1)
+    shift = (2 * np.arange(4, dtype=np.uint8))[None, :, None]
+    qh = (((lo >> 4) & 1) << shift) | (((hi >> 4) & 1) << (shift + 1))
+    qh = np.bitwise_or.reduce(qh, axis=1).astype(np.uint8)  # (nb, 32)
+    return np.concatenate([head, sc, qh, qs], axis=1)
+
+
+def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
+    """``make_qx_quants(n, nmax, x, L, rmse_type=1, NULL)`` per column of x (n, S); L is int8 in [0, 2*nmax)."""
+    s = x.shape[1]
+    ax = np.abs(x)
+    idx = np.argmax(ax, axis=0)
+    cols = np.arange(s)
+    amax = ax[idx, cols]
+    mx = x[idx, cols]
+    zero = amax < F32(1e-15)
+    fn = F32(nmax)
+    w = x * x
+    wx = w * x
+    lq = np.empty_like(x)
+    t = np.empty_like(x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = -fn / mx
+        np.multiply(x, iscale, out=lq)
+        np.rint(lq, out=lq)
+        np.clip(lq, -fn, fn - 1, out=lq)
+        best_l = lq.copy()
+        np.multiply(wx, lq, out=t)
+        sumlx = _reduce(t)
+        np.multiply(w, lq, out=t)
+        t *= lq
+        suml2 = _reduce(t)
+        scale = np.where(suml2 != 0, sumlx / suml2, F32(0)).astype(np.float32)
+        best = scale * sumlx
+        for step in range(-9, 10):
+            if step == 0:
+                continue
+            iscale = -(fn + F32(0.1) * F32(step)) / mx
+            np.multiply(x, iscale, out=lq)
+            np.rint(lq, out=lq)
+            np.clip(lq, -fn, fn - 1, out=lq)
+            np.multiply(wx, lq, out=t)
+            sumlx = _reduce(t)
+            np.multiply(w, lq, out=t)
+            t *= lq
+            suml2 = _reduce(t)
+            upd = (suml2 > 0) & (sumlx * sumlx > best * suml2) & ~zero
+            if upd.any():
+                np.copyto(best_l, lq, where=upd)
+                new_scale = sumlx / suml2
+                scale = np.where(upd, new_scale, scale)
+                best = np.where(upd, new_scale * sumlx, best)
+    best_l += fn
+    if zero.any():
+        best_l[:, zero] = 0
+        scale = np.where(zero, F32(0), scale)
+    return best_l.astype(np.int8), scale.astype(np.float32)
+
+
+def _q6k_chunk(xb: NDArray) -> NDArray:
+    nb = xb.shape[0]
+    x = np.ascontiguousarray(xb.reshape(nb * 16, 16).T)  # (16, S)
+    lq, scales = _qx(x, 32)
+    scales = scales.reshape(nb, 16)
+    aidx = np.argmax(np.abs(scales), axis=1)
+    max_scale = scales[np.arange(nb), aidx]
+    max_abs = np.abs(max_scale)
+    zero_blk = max_abs < F32(1e-15)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = (F32(-128) / max_scale).astype(np.float32)
+        d32, d16 = _f16(F32(1) / iscale)
+        sc = np.minimum(np.rint(iscale[:, None] * scales), 127)
+    sc = np.where(zero_blk[:, None], 0, sc).astype(np.int8)
+    dsub = (d32[:, None] * sc.astype(np.float32)).reshape(-1)
+    nz = (dsub != 0) & np.repeat(~zero_blk, 16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        req = np.rint(x / dsub)
+    np.clip(req, -32, 31, out=req)
+    req += 32
+    lq = np.where(nz, req, lq).astype(np.uint8)
+    lblk = np.ascontiguousarray(lq.T).reshape(nb, 2, 4, 32)
+    q = [lblk[:, :, k, :] for k in range(4)]
+    ql = np.concatenate([(q[0] & 0xF) | ((q[2] & 0xF) << 4), (q[1] & 0xF) | ((q[3] & 0xF) << 4)], axis=2)
+    qh = (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6)
+    d16 = np.where(zero_blk, np.uint16(0), d16).astype("<u2")
+    out = np.concatenate(
+        [ql.reshape(nb, 128).astype(np.uint8), qh.reshape(nb, 64).astype(np.uint8), sc.view(np.uint8), d16.view(np.uint8).reshape(nb, 2)],
+        axis=1,
+    )
+    out[zero_blk] = 0
+    return out
+
+
+def quantize_k(data: NDArray, qtype: str) -> NDArray:
+    """Quantize a float array whose last dimension is a multiple of 256.
+
+    Returns uint8 of shape ``(*rows, row_bytes)`` (the layout gguf-py uses for quantized data).
+    """
+    if qtype not in BLOCK_BYTES:
+        raise ValueError(f"not a K-quant type: {qtype}")
+    arr = np.asarray(data, dtype=np.float32)
+    if arr.ndim == 0 or arr.shape[-1] % QK_K:
+        raise ValueError(f"row length {arr.shape[-1] if arr.ndim else 0} is not a multiple of {QK_K}")
+    rows = arr.shape[:-1]
+    flat = arr.reshape(-1, QK_K)
+    nb = flat.shape[0]
+    bb = BLOCK_BYTES[qtype]
+    out = np.empty((nb, bb), dtype=np.uint8)
+    for start in range(0, nb, _CHUNK_BLOCKS):
+        xb = np.ascontiguousarray(flat[start : start + _CHUNK_BLOCKS])
+        if qtype == "Q4_K":
+            out[start : start + len(xb)] = _q45k_chunk(xb, 15)
+        elif qtype == "Q5_K":
+            out[start : start + len(xb)] = _q45k_chunk(xb, 31)
+        else:
+            out[start : start + len(xb)] = _q6k_chunk(xb)
+    return out.reshape(*rows, (arr.shape[-1] // QK_K) * bb)

@@ -1,0 +1,392 @@
+"""Tokenizers between Hugging Face files and GGUF metadata.
+
+HF -> GGUF: a BPE ``tokenizer.json`` (byte-level, GPT-2 / Llama-3 / Qwen2 style) becomes
+``tokenizer.ggml.model = "gpt2"`` with tokens, token types and merges; a SentencePiece
+``tokenizer.model`` becomes ``"llama"`` with tokens, scores and types (the protobuf is parsed
+here, no sentencepiece needed).  Special ids, add_bos/eos and the chat template come from
+gguf-py's ``SpecialVocab`` (tokenizer_config.json, config.json, chat_template.jinja).
+
+GGUF -> HF: the reverse, so transformers' ``PreTrainedTokenizerFast`` can load the result.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batuta_sync.errors import ConversionError
+
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+LLAMA3_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    model: str  # "gpt2" | "llama"
+    pre: str
+    tokens: tuple[str, ...]
+    types: tuple[int, ...]
+    scores: tuple[float, ...] | None  # SPM only
+
+
+def _regexes(pre: Any) -> list[str]:
+    out: list[str] = []
+    if not isinstance(pre, dict):
+        return out
+    if pre.get("type") == "Split":
+        pat = pre.get("pattern") or {}
+        if isinstance(pat, dict) and "Regex" in pat:
+            out.append(str(pat["Regex"]))
+    for sub in pre.get("pretokenizers") or []:
+        out.extend(_regexes(sub))
+    return out
+
+
+def detect_pre(tok: dict[str, Any], arch: str) -> str:
+    """llama.cpp's ``tokenizer.ggml.pre`` id for a byte-level BPE tokenizer.json."""
+    regexes = _regexes(tok.get("pre_tokenizer"))
+    if LLAMA3_REGEX in regexes:
+        return "llama-bpe"
+    if QWEN2_REGEX in regexes:
+        return "qwen2"
+    pre = tok.get("pre_tokenizer") or {}
+    if isinstance(pre, dict) and pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        return "gpt-2"
+    return "qwen2" if arch == "qwen2" else "default"
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
+    """Decode one protobuf message level: (field number, wire type, value)."""
+    out: list[tuple[int, int, Any]] = []
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        field, wt = key >> 3, key & 7
+        val: Any
+        if wt == 0:
+            val, pos = _varint(buf, pos)
+        elif wt == 1:
+            val, pos = buf[pos : pos + 8], pos + 8
+        elif wt == 2:
+            n, pos = _varint(buf, pos)
+            val, pos = buf[pos : pos + n], pos + n
+        elif wt == 5:
+            val, pos = buf[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        out.append((field, wt, val))
+    return out
+
+
+def read_sentencepiece(path: Path) -> list[tuple[str, float, int]]:
+    """(piece, score, type) for every piece of a SentencePiece ``tokenizer.model``."""
+    try:
+        pieces = []
+        for field, wt, val in _fields(Path(path).read_bytes()):
+            if field != 1 or wt != 2:
+                continue
+            piece, score, typ = "", 0.0, NORMAL
+            for f2, w2, v2 in _fields(val):
+                if f2 == 1 and w2 == 2:
+                    piece = v2.decode("utf-8")
+                elif f2 == 2 and w2 == 5:
+                    (score,) = struct.unpack("<f", v2)
+                elif f2 == 3 and w2 == 0:
+                    typ = int(v2)
+            pieces.append((piece, score, typ))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConversionError(f"{path} is not a valid SentencePiece model: {e}.", hint="Re-download tokenizer.model.") from None
+    if not pieces:
+        raise ConversionError(f"{path} contains no SentencePiece pieces.", hint="Re-download tokenizer.model.")
+    return pieces
+
+
+def _enc_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _enc_field(field: int, wt: int, payload: bytes | int) -> bytes:
+    key = _enc_varint(field << 3 | wt)
+    if wt == 0:
+        assert isinstance(payload, int)
+        return key + _enc_varint(payload)
+    assert isinstance(payload, bytes)
+    if wt == 2:
+        return key + _enc_varint(len(payload)) + payload
+    return key + payload
+
+
+def write_sentencepiece(path: Path, tokens: list[str], scores: list[float], types: list[int], special: dict[str, int],
+                        add_space_prefix: bool = True) -> None:
+    """A SentencePiece ``tokenizer.model`` (BPE model type) holding exactly these pieces."""
+    buf = bytearray()
+    for tok, score, typ in zip(tokens, scores, types, strict=True):
+        piece = _enc_field(1, 2, tok.encode("utf-8")) + _enc_field(2, 5, struct.pack("<f", score))
+        if typ != NORMAL:
+            piece += _enc_field(3, 0, typ)
+        buf += _enc_field(1, 2, piece)
+    trainer = _enc_field(3, 0, 2)  # model_type = BPE
+    if BYTE in types:
+        trainer += _enc_field(35, 0, 1)  # byte_fallback
+    for field, key in ((40, "unk"), (41, "bos"), (42, "eos"), (43, "pad")):
+        if key in special:
+            trainer += _enc_field(field, 0, special[key] & 0xFFFFFFFFFFFFFFFF)
+    buf += _enc_field(2, 2, trainer)
+    buf += _enc_field(3, 2, _enc_field(1, 2, b"identity") + _enc_field(3, 0, int(add_space_prefix)))
+    Path(path).write_bytes(bytes(buf))
+
+
+def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
+    """The GGUF vocabulary of a HF model directory (SentencePiece preferred when present)."""
+    spm = model_dir / "tokenizer.model"
+    tj = model_dir / "tokenizer.json"
+    if spm.is_file() and not _is_tiktoken(spm):
+        pieces = read_sentencepiece(spm)
+        tokens = [p for p, _, _ in pieces]
+        scores = [s for _, s, _ in pieces]
+        types = [t for _, _, t in pieces]
+        for tok_id, content, special in _added_tokens(model_dir):
+            if tok_id < len(tokens):
+                tokens[tok_id], scores[tok_id] = content, -1000.0
+                types[tok_id] = CONTROL if special else USER_DEFINED
+            elif tok_id < vocab_size:
+                while len(tokens) < tok_id:
+                    tokens.append(f"[PAD{len(tokens)}]")
+                    scores.append(-1000.0)
+                    types.append(UNUSED)
+                tokens.append(content)
+                scores.append(-1000.0)
+                types.append(CONTROL if special else USER_DEFINED)
+        _pad(tokens, types, vocab_size, scores)
+        return Vocab("llama", "default", tuple(tokens), tuple(types), tuple(scores))
+    if not tj.is_file():
+        raise ConversionError(
+            f"{model_dir} has no tokenizer (neither tokenizer.json nor tokenizer.model).",
+            hint="GGUF files embed the tokenizer; add the model's tokenizer files to the directory.",
+        )
+    try:
+        tok = json.loads(tj.read_text(encoding="utf-8"))
+        model = tok["model"]
+        mtype = model.get("type", "BPE")
+        vocab: dict[str, int] = model["vocab"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConversionError(f"{tj} is not a readable tokenizer.json ({e}).", hint="Re-download tokenizer.json.") from None
+    if mtype != "BPE" or not isinstance(vocab, dict):
+        raise ConversionError(
+            f"{tj} uses a {mtype} model; only BPE tokenizer.json (or a SentencePiece tokenizer.model) converts to GGUF.",
+            hint="Supported tokenizers: byte-level BPE tokenizer.json, SentencePiece tokenizer.model.",
+        )
+    added = {int(a["id"]): a for a in tok.get("added_tokens") or []}
+    size = max([vocab_size, *(i + 1 for i in vocab.values()), *(i + 1 for i in added)])
+    if size > vocab_size:
+        raise ConversionError(
+            f"The tokenizer has {size} tokens but config.json says vocab_size = {vocab_size}.",
+            hint="The tokenizer does not belong to these weights; check tokenizer.json and config.json.",
+        )
+    rev = {i: t for t, i in vocab.items()}
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i in added:
+            a = added[i]
+            content = str(a["content"])
+            special = bool(a.get("special")) or (content.startswith("<|") and content.endswith("|>"))
+            tokens.append(content if special else content.replace("▁", " "))
+            types.append(CONTROL if special else USER_DEFINED)
+        elif i in rev:
+            tokens.append(rev[i])
+            types.append(NORMAL)
+        else:
+            tokens.append(f"[PAD{i}]")
+            types.append(UNUSED)
+    return Vocab("gpt2", detect_pre(tok, arch), tuple(tokens), tuple(types), None)
+
+
+def _is_tiktoken(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return b" " in head.split(b"\n", 1)[0] and head[:1].isalnum()
+
+
+def _added_tokens(model_dir: Path) -> list[tuple[int, str, bool]]:
+    out: list[tuple[int, str, bool]] = []
+    cfg = model_dir / "tokenizer_config.json"
+    if cfg.is_file():
+        try:
+            dec = json.loads(cfg.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
+            for k, v in dec.items():
+                out.append((int(k), str(v["content"]), bool(v.get("special"))))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    return out
+
+
+def _pad(tokens: list[str], types: list[int], vocab_size: int, scores: list[float] | None = None) -> None:
+    if len(tokens) > vocab_size:
+        raise ConversionError(
+            f"The tokenizer has {len(tokens)} tokens but config.json says vocab_size = {vocab_size}.",
+            hint="The tokenizer does not belong to these weights.",
+        )
+    while len(tokens) < vocab_size:
+        tokens.append(f"[PAD{len(tokens)}]")
+        types.append(UNUSED)
+        if scores is not None:
+            scores.append(-1000.0)
+
+
+def add_vocab(writer: Any, model_dir: Path, vocab: Vocab) -> None:
+    """Write the vocabulary and the special-token metadata into a gguf.GGUFWriter."""
+    import logging
+
+    import gguf
+
+    writer.add_tokenizer_model(vocab.model)
+    writer.add_tokenizer_pre(vocab.pre)
+    writer.add_token_list(list(vocab.tokens))
+    if vocab.scores is not None:
+        writer.add_token_scores(list(vocab.scores))
+    writer.add_token_types(list(vocab.types))
+    level = logging.getLogger("gguf").level
+    logging.getLogger("gguf").setLevel(logging.ERROR)
+    try:
+        special = gguf.SpecialVocab(model_dir, load_merges=vocab.model == "gpt2", n_vocab=len(vocab.tokens))
+        special.add_to_gguf(writer, quiet=True)
+    finally:
+        logging.getLogger("gguf").setLevel(level)
+    if vocab.model == "gpt2" and not special.merges:
+        raise ConversionError(
+            f"{model_dir / 'tokenizer.json'} has no BPE merges; llama.cpp cannot load a gpt2 tokenizer without them.",
+            hint="Use the model's original tokenizer.json (or add merges.txt).",
+        )
+
+
+# ----------------------------------------------------------------------------- GGUF -> HF
+
+
+def _field(reader: Any, key: str) -> Any:
+    f = reader.fields.get(key)
+    return None if f is None else f.contents()
+
+
+def write_hf_tokenizer(reader: Any, out_dir: Path, context_length: int | None) -> list[Path]:
+    """Write tokenizer files for the GGUF's vocabulary into ``out_dir``; returns the files written."""
+    model = _field(reader, "tokenizer.ggml.model")
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    if not model or not tokens:
+        return []
+    types = _field(reader, "tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    special = {}
+    for key in ("bos", "eos", "unknown", "padding"):
+        v = _field(reader, f"tokenizer.ggml.{key}_token_id")
+        if v is not None and 0 <= int(v) < len(tokens):
+            special[{"unknown": "unk", "padding": "pad"}.get(key, key)] = int(v)
+    add_bos = _field(reader, "tokenizer.ggml.add_bos_token")
+    add_eos = _field(reader, "tokenizer.ggml.add_eos_token")
+    chat = _field(reader, "tokenizer.chat_template")
+    files: list[Path] = []
+    cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
+    for k, i in special.items():
+        cfg[f"{k}_token"] = tokens[i]
+    if add_bos is not None:
+        cfg["add_bos_token"] = bool(add_bos)
+    if add_eos is not None:
+        cfg["add_eos_token"] = bool(add_eos)
+    if chat:
+        cfg["chat_template"] = chat
+    if context_length:
+        cfg["model_max_length"] = int(context_length)
+    if model == "gpt2":
+        merges = _field(reader, "tokenizer.ggml.merges") or []
+        pre = _field(reader, "tokenizer.ggml.pre") or "default"
+        added = [
+            {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+             "special": types[i] == CONTROL}
+            for i, t in enumerate(tokens)
+            if types[i] in (CONTROL, USER_DEFINED)
+        ]
+        if pre in ("llama-bpe", "qwen2", "smaug-bpe"):
+            pre_tok: dict[str, Any] = {
+                "type": "Sequence",
+                "pretokenizers": [
+                    {"type": "Split", "pattern": {"Regex": QWEN2_REGEX if pre == "qwen2" else LLAMA3_REGEX},
+                     "behavior": "Isolated", "invert": False},
+                    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+                ],
+            }
+        else:
+            pre_tok = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+        post: dict[str, Any] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True}
+        if add_bos and "bos" in special:
+            bos = tokens[special["bos"]]
+            post = {
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {bos: {"id": bos, "ids": [special["bos"]], "tokens": [bos]}},
+            }
+        tj = {
+            "version": "1.0",
+            "truncation": None,
+            "padding": None,
+            "added_tokens": added,
+            "normalizer": None,
+            "pre_tokenizer": pre_tok,
+            "post_processor": post,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            "model": {
+                "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": pre == "llama-bpe",
+                "vocab": {t: i for i, t in enumerate(tokens)},
+                "merges": [m.split(" ", 1) for m in merges],
+            },
+        }
+        p = out_dir / "tokenizer.json"
+        p.write_text(json.dumps(tj, ensure_ascii=False))
+        files.append(p)
+    elif model == "llama":
+        scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
+        asp = _field(reader, "tokenizer.ggml.add_space_prefix")
+        p = out_dir / "tokenizer.model"
+        write_sentencepiece(p, list(tokens), [float(s) for s in scores], [int(t) for t in types], special,
+                            True if asp is None else bool(asp))
+        files.append(p)
+        cfg["tokenizer_class"] = "LlamaTokenizer"
+    else:
+        return []
+    p = out_dir / "tokenizer_config.json"
+    p.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+    files.append(p)
+    return files

@@ -1,0 +1,200 @@
+"""Hub I/O of pushing: create the repo/branch and make ONE commit (through ``HfApi.create_commit``).
+
+``create_commit`` does the Hub's upload protocol: ``preupload`` (regular vs LFS), the LFS batch /
+PUT / verify (or Xet), then the NDJSON commit carrying ``parentCommit`` so a branch that moved since
+the plan is refused (HTTP 412 -> :class:`~batuta_sync.errors.ConflictError`).
+
+Xet or classic LFS?  huggingface.co stores large files with Xet; our local server (``batuta hub
+serve``) and most mirrors speak classic LFS, and a server cannot make the client fall back.  The
+choice is made here, per call, from ``BATUTA_UPLOAD_PROTOCOL``:
+
+* ``auto`` (default): Xet only when ``hf_xet`` is installed **and** the endpoint is huggingface.co
+  (or a ``*.huggingface.co`` / ``hf.co`` host); classic LFS for every other endpoint;
+* ``lfs`` / ``xet``: force one.
+
+It is applied by setting ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` for the duration of the
+commit (huggingface_hub reads it at call time), under a lock, and restoring it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from batuta_sync.errors import BatutaError, ConflictError, HubError, NetworkError, UsageError
+from batuta_sync.settings import Settings
+from batuta_sync.types import HfAssetType
+
+PROTOCOLS = ("auto", "lfs", "xet")
+_XET_LOCK = threading.Lock()
+_HF_HOSTS = ("huggingface.co", "hf.co")
+
+
+def upload_protocol(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """``lfs`` or ``xet`` for pushes to ``settings.endpoint`` (see the module docstring)."""
+    env = os.environ if env is None else env
+    choice = (env.get("BATUTA_UPLOAD_PROTOCOL") or "auto").strip().lower()
+    if choice not in PROTOCOLS:
+        raise UsageError(
+            f"BATUTA_UPLOAD_PROTOCOL={choice!r} is not one of {', '.join(PROTOCOLS)}.",
+            hint="Unset it (auto) or set it to lfs or xet.",
+        )
+    if choice != "auto":
+        return choice
+    host = (urlsplit(settings.endpoint).hostname or "").lower()
+    is_hf = any(host == h or host.endswith("." + h) for h in _HF_HOSTS)
+    if not is_hf:
+        return "lfs"
+    try:
+        import hf_xet  # noqa: F401
+    except ImportError:
+        return "lfs"
+    return "xet"
+
+
+@contextmanager
+def _xet_mode(protocol: str) -> Iterator[None]:
+    from huggingface_hub import constants
+
+    with _XET_LOCK:
+        old = constants.HF_HUB_DISABLE_XET
+        constants.HF_HUB_DISABLE_XET = protocol != "xet"
+        try:
+            yield
+        finally:
+            constants.HF_HUB_DISABLE_XET = old
+
+
+def _api(settings: Settings) -> Any:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=settings.endpoint, token=settings.token_value() or False, library_name="batuta")
+
+
+def _map_error(exc: BaseException, settings: Settings, what: str) -> BatutaError:
+    """huggingface_hub / transport exceptions -> BatutaErrors (the shared mapping in errors_map)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from batuta_sync.hub.errors_map import error_for
+
+    if isinstance(exc, BatutaError):
+        return exc
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        resp = exc.response
+        try:
+            body = resp.text
+        except Exception:
+            body = ""
+        url = str(resp.request.url) if resp.request is not None else ""
+        method = resp.request.method if resp.request is not None else "POST"
+        err = error_for(
+            resp.status_code,
+            {k.lower(): v for k, v in resp.headers.items()},
+            urlsplit(url).path,
+            body,
+            method=method,
+            has_token=settings.token is not None,
+            endpoint=settings.endpoint,
+        )
+        if resp.status_code == 412:
+            return ConflictError(
+                f"The branch moved while {what}: the Hub refused the commit because its parent is no longer "
+                "the branch head (412). Nothing was committed.",
+                hint="Run the push again (it re-reads the remote tree), or re-run `batuta plan` and apply the new plan.",
+            )
+        return err
+    name = type(exc).__name__
+    if "Connect" in name or "Timeout" in name or "Network" in name or isinstance(exc, OSError):
+        return NetworkError(f"Could not reach {settings.endpoint} while {what}: {name}: {exc}")
+    return HubError(f"The upload failed while {what}: {name}: {exc}", hint="Rerun with --debug for details.")
+
+
+def ensure_repo(
+    settings: Settings,
+    repo_id: str,
+    repo_type: HfAssetType,
+    *,
+    private: bool = False,
+    sdk: str | None = None,
+) -> None:
+    """Create the repo when missing (``exist_ok``): one POST /api/repos/create."""
+    api = _api(settings)
+    try:
+        api.create_repo(
+            repo_id,
+            repo_type=repo_type.value,
+            private=private,
+            exist_ok=True,
+            space_sdk=sdk if repo_type is HfAssetType.SPACE else None,
+        )
+    except Exception as exc:
+        raise _map_error(exc, settings, f"creating {repo_type.value} repo {repo_id}") from None
+
+
+def ensure_branch(settings: Settings, repo_id: str, repo_type: HfAssetType, branch: str) -> None:
+    """Create ``branch`` (from the default branch) when it does not exist."""
+    api = _api(settings)
+    try:
+        api.create_branch(repo_id, branch=branch, repo_type=repo_type.value, exist_ok=True)
+    except Exception as exc:
+        raise _map_error(exc, settings, f"creating branch {branch} of {repo_id}") from None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    commit: str
+    url: str
+
+
+def commit_files(
+    settings: Settings,
+    repo_id: str,
+    repo_type: HfAssetType,
+    revision: str,
+    *,
+    root: Path,
+    uploads: Sequence[str],
+    generated: Mapping[str, bytes] | None = None,
+    deletes: Sequence[str] = (),
+    message: str,
+    description: str | None = None,
+    parent_commit: str | None = None,
+    protocol: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CommitResult:
+    """One commit: ``uploads`` (paths under ``root``), ``generated`` contents, ``deletes``."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    generated = dict(generated or {})
+    ops: list[Any] = []
+    for rel in uploads:
+        if rel in generated:
+            continue
+        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel)))
+    for rel, content in sorted(generated.items()):
+        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content))
+    ops.extend(CommitOperationDelete(path_in_repo=rel, is_folder=False) for rel in deletes)
+    if progress is not None:
+        progress(f"committing {len(ops)} operation(s) to {repo_id}@{revision}")
+    proto = protocol or upload_protocol(settings)
+    api = _api(settings)
+    try:
+        with _xet_mode(proto):
+            info = api.create_commit(
+                repo_id,
+                ops,
+                commit_message=message,
+                commit_description=description,
+                repo_type=repo_type.value,
+                revision=revision,
+                parent_commit=parent_commit,
+            )
+    except Exception as exc:
+        raise _map_error(exc, settings, f"committing to {repo_id}@{revision}") from None
+    return CommitResult(commit=str(info.oid), url=str(info.commit_url))

@@ -1,0 +1,344 @@
+"""Model / dataset cards and Space README front matter (pure; deterministic output).
+
+* :func:`generate_model_card` — YAML front matter (license, tags, library_name, base_model,
+  pipeline_tag, datasets, model-index with metrics) + a body with provenance for converted models
+  and the PAIML stack attribution.  Same input -> byte-identical output (no dates, no local paths,
+  no host or user names), so re-publishing never makes churn commits.
+* :func:`merge_card` — an existing README.md is kept: only missing front-matter keys are added, the
+  body is untouched; the unified diff is returned for display.
+* :func:`card_for_push` — what ``push`` uploads as README.md, from the folder and the overrides.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CARD_FILE = "README.md"
+METRICS_FILES = ("metrics.json", "eval_results.json", "all_results.json", "results.json")
+PROVENANCE_FILES = ("provenance.json", "batuta_provenance.json")
+ATTRIBUTION = (
+    "Published with [batuta](https://github.com/paiml/batuta) — part of the PAIML stack "
+    "(Pragmatic AI Labs: aprender · realizar · presentar · batuta)."
+)
+_FRONT_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)(?:\r?\n)---[ \t]*(?:\r?\n|\Z)", re.S)
+
+_MODEL_KEYS = ("license", "language", "library_name", "pipeline_tag", "base_model", "base_model_relation",
+               "datasets", "tags", "metrics", "model-index")
+_PIPELINES = (
+    ("ForCausalLM", "text-generation"),
+    ("LMHeadModel", "text-generation"),
+    ("ForConditionalGeneration", "text2text-generation"),
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "fill-mask"),
+    ("ForImageClassification", "image-classification"),
+    ("ForSpeechSeq2Seq", "automatic-speech-recognition"),
+    ("ForCTC", "automatic-speech-recognition"),
+)
+
+
+def _yaml_dump(data: Mapping[str, Any]) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100))
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
+    """(front matter mapping or None, body).  Unparseable front matter is treated as absent."""
+    m = _FRONT_RE.match(text)
+    if not m:
+        return None, text
+    import yaml
+
+    try:
+        data = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError:
+        return None, text
+    if not isinstance(data, dict):
+        return None, text
+    return data, text[m.end() :]
+
+
+def render_card(front: Mapping[str, Any], body: str) -> str:
+    body = body.lstrip("\n")
+    return f"---\n{_yaml_dump(front)}---\n\n{body}" if front else body
+
+
+def _as_list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple)):
+        return [x for x in v if x not in (None, "")]
+    return [v]
+
+
+def _clean_metrics(raw: Mapping[str, Any]) -> dict[str, float | int]:
+    inner = raw.get("metrics")
+    src: Mapping[str, Any] = inner if isinstance(inner, Mapping) else raw
+    out: dict[str, float | int] = {}
+    for k, v in sorted(src.items()):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if k.endswith(("_runtime", "_samples_per_second", "_steps_per_second", "epoch")) or k in {"step", "total_flos"}:
+            continue
+        out[str(k)] = round(v, 6) if isinstance(v, float) else v
+    return out
+
+
+def model_index(name: str, metrics: Mapping[str, float | int], *, task: str | None, dataset: str | None) -> list[Any]:
+    """The ``model-index`` block ModelCardData parses into EvalResults."""
+    ds = dataset or "custom"
+    return [
+        {
+            "name": name,
+            "results": [
+                {
+                    "task": {"type": task or "other"},
+                    "dataset": {"name": ds, "type": ds},
+                    "metrics": [{"type": k, "value": v, "name": k} for k, v in metrics.items()],
+                }
+            ],
+        }
+    ]
+
+
+def generate_model_card(metadata: Mapping[str, Any]) -> str:
+    """A model card (README.md text) from ``metadata``.
+
+    Keys (all optional): ``model_name``, ``license``, ``language``, ``library_name``, ``pipeline_tag``,
+    ``base_model``, ``datasets``, ``tags``, ``metrics`` (name -> number), ``dataset`` (for the
+    model-index), ``description``, ``format`` (safetensors/gguf), ``provenance`` (``source_repo``,
+    ``source_commit``, ``converter``, ``converter_version``, ``quantization``), ``files``.
+    """
+    name = str(metadata.get("model_name") or "model")
+    prov = metadata.get("provenance") if isinstance(metadata.get("provenance"), Mapping) else {}
+    assert isinstance(prov, Mapping)
+    fmt = metadata.get("format")
+    tags = [str(t) for t in _as_list(metadata.get("tags"))]
+    for t in (fmt, "batuta", "paiml"):
+        if t and t not in tags:
+            tags.append(str(t))
+    quant = prov.get("quantization")
+    if quant and "quantized" not in tags:
+        tags.append("quantized")
+    base_model = metadata.get("base_model") or prov.get("source_repo")
+    datasets = [str(d) for d in _as_list(metadata.get("datasets"))]
+    metrics = {str(k): v for k, v in (metadata.get("metrics") or {}).items()}
+    dataset_for_index = metadata.get("dataset") or (datasets[0] if datasets else None)
+
+    front: dict[str, Any] = {}
+    front["license"] = metadata.get("license") or "other"
+    if metadata.get("language"):
+        front["language"] = _as_list(metadata.get("language"))
+    front["library_name"] = metadata.get("library_name") or ("gguf" if fmt == "gguf" else "transformers")
+    if metadata.get("pipeline_tag"):
+        front["pipeline_tag"] = metadata["pipeline_tag"]
+    if base_model:
+        front["base_model"] = str(base_model)
+        if prov.get("source_repo"):
+            front["base_model_relation"] = "quantized" if quant or fmt == "gguf" else "finetune"
+    if datasets:
+        front["datasets"] = datasets
+    front["tags"] = tags
+    if metrics:
+        front["model-index"] = model_index(name, metrics, task=metadata.get("pipeline_tag"), dataset=dataset_for_index)
+
+    lines = [f"# {name}", ""]
+    desc = metadata.get("description")
+    lines += [str(desc).strip(), ""] if desc else [f"{name} is a {fmt or 'machine learning'} model published with batuta.", ""]
+    if prov:
+        lines += ["## Provenance", ""]
+        if prov.get("source_repo"):
+            src = f"[{prov['source_repo']}](https://huggingface.co/{prov['source_repo']})"
+            commit = prov.get("source_commit")
+            lines.append(f"- Converted from {src}" + (f" at commit `{commit}`" if commit else ""))
+        if prov.get("converter") or prov.get("converter_version"):
+            lines.append(f"- Converter: {prov.get('converter') or 'batuta convert'} {prov.get('converter_version') or ''}".rstrip())
+        if quant:
+            lines.append(f"- Quantization: {quant}")
+        if prov.get("source_format") and (fmt or prov.get("target_format")):
+            lines.append(f"- Format: {prov['source_format']} → {fmt or prov.get('target_format')}")
+        lines.append("")
+    if metrics:
+        lines += ["## Evaluation", "", "| Metric | Value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in metrics.items()]
+        lines.append("")
+    files = [str(f) for f in _as_list(metadata.get("files"))]
+    if files:
+        lines += ["## Files", ""] + [f"- `{f}`" for f in files] + [""]
+    lines += ["## Attribution", "", ATTRIBUTION, ""]
+    return render_card(front, "\n".join(lines))
+
+
+def generate_dataset_card(metadata: Mapping[str, Any]) -> str:
+    name = str(metadata.get("pretty_name") or metadata.get("name") or "dataset")
+    front: dict[str, Any] = {"license": metadata.get("license") or "other", "pretty_name": name}
+    if metadata.get("language"):
+        front["language"] = _as_list(metadata.get("language"))
+    if metadata.get("task_categories"):
+        front["task_categories"] = _as_list(metadata.get("task_categories"))
+    tags = [str(t) for t in _as_list(metadata.get("tags"))]
+    for t in ("batuta", "paiml"):
+        if t not in tags:
+            tags.append(t)
+    front["tags"] = tags
+    body = [f"# {name}", "", str(metadata.get("description") or f"{name}, published with batuta.").strip(), ""]
+    files = [str(f) for f in _as_list(metadata.get("files"))]
+    if files:
+        body += ["## Files", ""] + [f"- `{f}`" for f in files] + [""]
+    body += ["## Attribution", "", ATTRIBUTION, ""]
+    return render_card(front, "\n".join(body))
+
+
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+
+
+def generate_space_readme(metadata: Mapping[str, Any]) -> str:
+    sdk = str(metadata.get("sdk") or "gradio")
+    title = str(metadata.get("title") or "batuta space")
+    front: dict[str, Any] = {
+        "title": title,
+        "emoji": metadata.get("emoji") or "🚀",
+        "colorFrom": metadata.get("colorFrom") or "blue",
+        "colorTo": metadata.get("colorTo") or "green",
+        "sdk": sdk,
+    }
+    if metadata.get("sdk_version"):
+        front["sdk_version"] = str(metadata["sdk_version"])
+    if sdk == "docker":
+        front["app_port"] = int(metadata.get("app_port") or 7860)
+    else:
+        front["app_file"] = metadata.get("app_file") or ("index.html" if sdk == "static" else "app.py")
+    front["pinned"] = bool(metadata.get("pinned", False))
+    front["license"] = metadata.get("license") or "other"
+    body = [f"# {title}", "", str(metadata.get("description") or "A Space published with batuta.").strip(), "",
+            ATTRIBUTION, ""]
+    return render_card(front, "\n".join(body))
+
+
+def merge_card(existing: str | None, generated: str) -> str:
+    """Keep ``existing``; add only the front-matter keys it lacks (body untouched)."""
+    if existing is None:
+        return generated
+    gen_front, _ = split_front_matter(generated)
+    old_front, _ = split_front_matter(existing)
+    if gen_front is None:
+        return existing
+    if old_front is None:
+        if _FRONT_RE.match(existing):  # front matter present but unparseable: leave the card alone
+            return existing
+        return render_card(gen_front, existing)
+    missing = {k: v for k, v in gen_front.items() if k not in old_front}
+    if not missing:
+        return existing
+    m = _FRONT_RE.match(existing)
+    assert m is not None
+    merged_yaml = m.group(1).rstrip("\n") + "\n" + _yaml_dump(missing)
+    return f"---\n{merged_yaml}---\n" + existing[m.end() :]
+
+
+def card_diff(old: str | None, new: str) -> str:
+    if old == new:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile="README.md (local)" if old is not None else "/dev/null",
+            tofile="README.md (to push)",
+        )
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def read_metrics(root: Path, files: Sequence[str]) -> tuple[dict[str, float | int], str | None]:
+    """Numbers from the first metrics file present (metrics.json, eval_results.json, …) and its dataset name."""
+    for name in METRICS_FILES:
+        if name in files:
+            doc = _read_json(root / name)
+            if isinstance(doc, Mapping):
+                ds = doc.get("dataset") or doc.get("eval_dataset")
+                return _clean_metrics(doc), str(ds) if isinstance(ds, str) else None
+    return {}, None
+
+
+def read_provenance(root: Path, files: Sequence[str]) -> dict[str, Any]:
+    for name in PROVENANCE_FILES:
+        if name in files:
+            doc = _read_json(root / name)
+            if isinstance(doc, Mapping):
+                return {str(k): v for k, v in doc.items() if isinstance(v, (str, int, float))}
+    return {}
+
+
+def pipeline_for(config: Mapping[str, Any] | None) -> str | None:
+    archs = (config or {}).get("architectures")
+    for arch in archs if isinstance(archs, list) else []:
+        for suffix, tag in _PIPELINES:
+            if isinstance(arch, str) and arch.endswith(suffix):
+                return tag
+    return None
+
+
+@dataclass(frozen=True)
+class CardPlan:
+    content: bytes | None  # README.md bytes to upload instead of the local file (None = local file as is)
+    text: str  # the card that will be on the Hub
+    diff: str  # unified diff local -> pushed ("" when unchanged)
+
+
+def card_for_push(
+    root: Path,
+    files: Sequence[str],
+    *,
+    repo_type: str,
+    repo_id: str,
+    fmt: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    sdk: str | None = None,
+) -> CardPlan:
+    overrides = dict(overrides or {})
+    name = repo_id.split("/")[-1]
+    shown_files = [f for f in files if f != CARD_FILE]
+    if repo_type == "model":
+        metrics, ds = read_metrics(root, files)
+        prov = read_provenance(root, files)
+        if isinstance(overrides.get("provenance"), Mapping):
+            prov.update(overrides["provenance"])
+        meta: dict[str, Any] = {
+            "model_name": name,
+            "format": fmt,
+            "pipeline_tag": pipeline_for(config),
+            "metrics": metrics,
+            "dataset": ds,
+            "provenance": prov,
+            "files": shown_files,
+        }
+        if fmt != "gguf" and config is None:
+            meta["library_name"] = "safetensors" if fmt == "safetensors" else None
+        meta.update({k: v for k, v in overrides.items() if k != "provenance"})
+        generated = generate_model_card(meta)
+    elif repo_type == "dataset":
+        generated = generate_dataset_card({"pretty_name": name, "files": shown_files, **overrides})
+    else:
+        app = next((a for a in ("app.py", "streamlit_app.py", "index.html") if a in files), None)
+        generated = generate_space_readme({"title": name, "sdk": sdk, "app_file": app, **overrides})
+    existing: str | None = None
+    if CARD_FILE in files:
+        existing = (root / CARD_FILE).read_text(encoding="utf-8", errors="replace")
+    text = merge_card(existing, generated)
+    return CardPlan(None if text == existing else text.encode("utf-8"), text, card_diff(existing, text))

@@ -415,7 +415,9 @@ def glob_problem(pattern: str) -> str | None:
                 return "unbalanced '}'"
         i += 1
     if depth:
-        return "unbalanced '{' (brace expansion is not supported; list the patterns instead)"
+        return "unbalanced '{'"
+    if re.search(r"\{[^}]*,[^}]*\}", pattern):
+        return "brace expansion {a,b} is not supported: list the patterns instead"
     if "***" in pattern:
         return "'***' is not a valid wildcard (use '*' or '**')"
     return None

@@ -1,0 +1,398 @@
+"""Push orchestration: validate -> card -> hash -> scan -> diff (``prepare_push``), then ONE commit (``push``).
+
+``prepare_push`` performs no network writes: it reads the remote tree (one snapshot call) so the
+plan lists exactly the added / changed / deleted files and the bytes to send.  ``push`` refuses a
+plan with secret findings (:class:`SecretsFoundError`, before any network write), creates the repo
+(and branch) when missing, and commits only the differences with ``parent_commit`` = the commit the
+plan was made against, so a branch that moved in between fails cleanly with :class:`ConflictError`.
+Nothing changed -> no commit at all.
+
+Two caches under ``settings.batuta_dir`` make an unchanged re-publish cheap: digests by
+(dev, inode, size, mtime_ns) (``hash-cache.json``) and scan results by content digest
+(``scan-cache.json``).  ``PushRequest.rehash`` (``--rehash``) re-reads every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError
+from batuta_sync.publish.card import CARD_FILE, SPACE_SDKS, card_for_push
+from batuta_sync.publish.manifest import (
+    FileHash,
+    HashCache,
+    ManifestDiff,
+    RemoteManifest,
+    UploadManifest,
+    git_blob_sha1,
+    hash_cache_path,
+    iter_files,
+)
+from batuta_sync.publish.secrets import (
+    SCANNER_VERSION,
+    Allowlist,
+    Finding,
+    filter_allowed,
+    scan_file,
+    scan_text,
+)
+from batuta_sync.publish.validate import validate_folder
+from batuta_sync.settings import Settings
+from batuta_sync.types import HfAssetType, RepoRef, RepoSnapshot, check_repo_id
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    path: Path
+    repo_id: str
+    repo_type: HfAssetType = HfAssetType.MODEL
+    revision: str = "main"
+    format: str | None = None
+    private: bool = False
+    message: str | None = None
+    delete: bool = False
+    sdk: str | None = None
+    card: Mapping[str, Any] = field(default_factory=dict)
+    allow_unsafe: bool = False
+    parent_commit: str | None = None
+    allow_secrets: tuple[str, ...] = ()  # fingerprints (prefixes of ≥ 16 hex digits) to suppress
+    rehash: bool = False  # ignore the hash cache (re-verify every file)
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    adds: tuple[str, ...]
+    changes: tuple[str, ...]
+    deletes: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    upload_bytes: int
+    card_diff: str
+    findings: tuple[Finding, ...]
+    remote_commit: str | None
+    # details used by push() and for display
+    repo_exists: bool = True
+    branch_exists: bool = True
+    format: str | None = None
+    generated: Mapping[str, bytes] = field(default_factory=dict)  # README.md to upload instead of the local one
+    sizes: Mapping[str, int] = field(default_factory=dict)
+    local_sha256: Mapping[str, str] = field(default_factory=dict)
+    suppressed: int = 0
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.adds or self.changes or self.deletes) and self.repo_exists and self.branch_exists
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "adds": list(self.adds),
+            "changes": list(self.changes),
+            "deletes": list(self.deletes),
+            "unchanged": list(self.unchanged),
+            "upload_bytes": self.upload_bytes,
+            "card_diff": self.card_diff,
+            "findings": [f.to_json() for f in self.findings],
+            "suppressed_findings": self.suppressed,
+            "remote_commit": self.remote_commit,
+            "repo_exists": self.repo_exists,
+            "branch_exists": self.branch_exists,
+            "format": self.format,
+            "noop": self.is_noop,
+        }
+
+
+@dataclass(frozen=True)
+class PushResult:
+    commit: str | None
+    uploaded: tuple[str, ...]
+    bytes_sent: int
+    noop: bool
+    deleted: tuple[str, ...] = ()
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "uploaded": list(self.uploaded),
+            "deleted": list(self.deleted),
+            "bytes_sent": self.bytes_sent,
+            "noop": self.noop,
+            "url": self.url,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# caches
+# --------------------------------------------------------------------------------------------------
+
+
+class ScanCache:
+    """Findings per (scanner version, repo path, sha256): a file's scan result depends only on these."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, list[dict[str, Any]]] = {}
+        self.dirty = False
+        if path is not None:
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(doc, dict) and isinstance(doc.get("entries"), dict):
+                    self.entries = doc["entries"]
+            except (OSError, ValueError):
+                pass
+
+    @staticmethod
+    def key(rel: str, sha256: str) -> str:
+        return f"{SCANNER_VERSION}|{rel}|{sha256}"
+
+    def get(self, rel: str, sha256: str) -> list[Finding] | None:
+        hit = self.entries.get(self.key(rel, sha256))
+        if not isinstance(hit, list):
+            return None
+        try:
+            return [Finding(**f) for f in hit]
+        except TypeError:
+            return None
+
+    def put(self, rel: str, sha256: str, findings: list[Finding]) -> None:
+        self.entries[self.key(rel, sha256)] = [f.to_json() for f in findings]
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".scan-cache.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"version": 1, "entries": self.entries}, out, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.dirty = False
+
+
+def _settings_or_default(settings: Settings | None) -> Settings:
+    if settings is not None:
+        return settings
+    from batuta_sync.settings import resolve_settings
+
+    return resolve_settings()
+
+
+def local_manifest(path: Path, settings: Settings | None = None, *, verify: bool = False) -> UploadManifest:
+    """sha256 + git sha1 per file under ``path`` (exclusions applied), hash cache under settings.batuta_dir."""
+    settings = _settings_or_default(settings)
+    cache = HashCache(hash_cache_path(settings.batuta_dir))
+    files = {rel: cache.get(path / rel, verify=verify) for rel in iter_files(path)}
+    cache.save()
+    return UploadManifest(files)
+
+
+def _hash_bytes(data: bytes) -> FileHash:
+    return FileHash(len(data), hashlib.sha256(data).hexdigest(), git_blob_sha1(data))
+
+
+# --------------------------------------------------------------------------------------------------
+# prepare / push
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_request(req: PushRequest) -> Path:
+    check_repo_id(req.repo_id)
+    root = Path(req.path).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"{req.path} is not a directory.", hint="Pass the folder to publish, e.g. ./my-model.")
+    if req.repo_type is HfAssetType.SPACE:
+        if req.sdk is None:
+            raise UsageError("Pushing a Space needs --sdk.", hint=f"Use --sdk with one of: {', '.join(SPACE_SDKS)}.")
+        if req.sdk not in SPACE_SDKS:
+            raise UsageError(f"Unknown Space SDK {req.sdk!r}.", hint=f"Use one of: {', '.join(SPACE_SDKS)}.")
+    if not req.revision or req.revision.startswith("/") or ".." in req.revision:
+        raise UsageError(f"{req.revision!r} is not a branch name.", hint="Use e.g. --revision main.")
+    return root
+
+
+def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | None, bool, bool]:
+    """(snapshot or None, repo exists, branch exists)."""
+    from batuta_sync.hub.client import HfClient
+
+    client = HfClient(settings)
+    try:
+        try:
+            return client.snapshot(ref), True, True
+        except NotFoundError as exc:
+            if exc.code == "revision-not-found":
+                return None, True, False
+            return None, False, False
+    finally:
+        client.close()
+
+
+def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | None = None) -> PushPlan:
+    """Validate, build the card, hash, scan and diff against the remote tree.  No network writes."""
+    say = progress or (lambda _m: None)
+    root = _check_request(req)
+    files = list(iter_files(root))
+    say(f"validating {len(files)} file(s)")
+    report = validate_folder(
+        root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe
+    )
+    card = card_for_push(
+        root,
+        files,
+        repo_type=req.repo_type.value,
+        repo_id=req.repo_id,
+        fmt=report.format,
+        config=report.config,
+        overrides=req.card,
+        sdk=req.sdk,
+    )
+    generated: dict[str, bytes] = {}
+    if card.content is not None:
+        generated[CARD_FILE] = card.content
+        if CARD_FILE not in files:
+            files.append(CARD_FILE)
+            files.sort()
+
+    say("hashing")
+    hcache = HashCache(hash_cache_path(settings.batuta_dir))
+    hashes: dict[str, FileHash] = {}
+    for rel in files:
+        hashes[rel] = _hash_bytes(generated[rel]) if rel in generated else hcache.get(root / rel, verify=req.rehash)
+    hcache.save()
+    manifest = UploadManifest(hashes)
+
+    say("scanning for secrets")
+    scache = ScanCache(settings.batuta_dir / "scan-cache.json")
+    findings: list[Finding] = []
+    for rel in files:
+        h = hashes[rel]
+        cached = None if req.rehash else scache.get(rel, h.sha256)
+        if cached is None:
+            cached = scan_text(generated[rel], rel) if rel in generated else scan_file(root / rel, rel)
+            scache.put(rel, h.sha256, cached)
+        findings.extend(cached)
+    scache.save()
+    allow = Allowlist.load(root, req.allow_secrets)
+    kept = filter_allowed(findings, allow)
+
+    say("reading the remote tree")
+    ref = RepoRef(req.repo_id, req.repo_type, req.revision)
+    snap, repo_exists, branch_exists = _remote_snapshot(settings, ref)
+    remote = RemoteManifest.from_snapshot(snap)
+    diff: ManifestDiff = manifest.diff(remote, delete=req.delete)
+    upload_bytes = sum(hashes[p].size for p in diff.to_upload)
+    return PushPlan(
+        adds=diff.adds,
+        changes=diff.changes,
+        deletes=diff.deletes,
+        unchanged=diff.unchanged,
+        upload_bytes=upload_bytes,
+        card_diff=card.diff,
+        findings=tuple(kept),
+        remote_commit=remote.commit,
+        repo_exists=repo_exists,
+        branch_exists=branch_exists,
+        format=report.format,
+        generated=generated,
+        sizes={p: h.size for p, h in hashes.items()},
+        local_sha256={p: h.sha256 for p, h in hashes.items()},
+        suppressed=len(findings) - len(kept),
+    )
+
+
+def secrets_error(findings: tuple[Finding, ...] | list[Finding]) -> SecretsFoundError:
+    shown = "\n".join(f"  - {f}" for f in findings[:50])
+    more = f"\n  … and {len(findings) - 50} more" if len(findings) > 50 else ""
+    return SecretsFoundError(
+        f"The secret scan found {len(findings)} credential(s) in the files to push; nothing was sent:\n{shown}{more}",
+        hint="Remove the secrets (and rotate them). For a false positive, add its fingerprint to "
+        ".batuta-secrets-allow in the folder (or pass --allow-secret FINGERPRINT).",
+    )
+
+
+def _default_message(plan: PushPlan) -> str:
+    parts = []
+    if plan.adds:
+        parts.append(f"add {len(plan.adds)}")
+    if plan.changes:
+        parts.append(f"update {len(plan.changes)}")
+    if plan.deletes:
+        parts.append(f"delete {len(plan.deletes)}")
+    return "batuta push: " + (", ".join(parts) or "create repo") + " file(s)"
+
+
+def push(
+    settings: Settings, req: PushRequest, *, plan: PushPlan | None = None, progress: Progress | None = None
+) -> PushResult:
+    """Execute a push (``plan`` from :func:`prepare_push`, computed now when omitted)."""
+    from batuta_sync.hub import upload
+
+    say = progress or (lambda _m: None)
+    if plan is None:
+        plan = prepare_push(settings, req, progress=progress)
+    if plan.findings:
+        raise secrets_error(plan.findings)
+    if plan.is_noop:
+        say("nothing changed; no commit")
+        return PushResult(plan.remote_commit, (), 0, True)
+    root = _check_request(req)
+    uploads = tuple(sorted(plan.adds + plan.changes))
+    _recheck(root, plan, uploads, settings)
+    if not plan.repo_exists:
+        say(f"creating {req.repo_type.value} repo {req.repo_id}")
+        upload.ensure_repo(settings, req.repo_id, req.repo_type, private=req.private, sdk=req.sdk)
+    if not plan.branch_exists and req.revision != "main":
+        say(f"creating branch {req.revision}")
+        upload.ensure_branch(settings, req.repo_id, req.repo_type, req.revision)
+    if not (uploads or plan.deletes):
+        return PushResult(plan.remote_commit, (), 0, True)
+    parent = req.parent_commit or plan.remote_commit
+    say(f"uploading {len(uploads)} file(s), {plan.upload_bytes} bytes")
+    result = upload.commit_files(
+        settings,
+        req.repo_id,
+        req.repo_type,
+        req.revision,
+        root=root,
+        uploads=uploads,
+        generated={k: v for k, v in plan.generated.items() if k in uploads},
+        deletes=plan.deletes,
+        message=req.message or _default_message(plan),
+        parent_commit=parent,
+        progress=say,
+    )
+    return PushResult(result.commit, uploads, plan.upload_bytes, False, plan.deletes, result.url)
+
+
+def _recheck(root: Path, plan: PushPlan, uploads: tuple[str, ...], settings: Settings) -> None:
+    """Files must still be what the plan scanned: re-stat (hash cache) the ones about to be sent."""
+    from batuta_sync.errors import StalePlanError
+
+    if not plan.local_sha256:
+        return
+    cache = HashCache(hash_cache_path(settings.batuta_dir))
+    for rel in uploads:
+        if rel in plan.generated:
+            continue
+        want = plan.local_sha256.get(rel)
+        try:
+            got = cache.get(root / rel).sha256
+        except OSError:
+            got = None
+        if want is not None and got != want:
+            raise StalePlanError(
+                f"{rel} changed after the push was planned (scanned and validated content differs).",
+                hint="Run the push again so the new content is validated and scanned.",
+            )
+    cache.save()

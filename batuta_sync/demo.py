@@ -45,7 +45,7 @@ conversions:
     from: models.llama
     to: gguf
     quantization: Q4_K_M
-    output: ./models/tiny-llama-Q4_K_M.gguf
+    output: ./models/tiny-llama-gguf
 publish:
   llama-gguf:
     from: conversions.llama-q4

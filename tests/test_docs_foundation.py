@@ -44,3 +44,29 @@ def test_every_env_var_of_the_spec_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for var in ("HF_TOKEN", "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_CACHE"):
         assert f"`{var}" in doc
+
+
+def _schema_properties(node: object) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.get("properties", {}).items():
+            found.add(key)
+            found |= _schema_properties(value)
+        for key, value in node.items():
+            if key != "properties":
+                found |= _schema_properties(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _schema_properties(item)
+    return found
+
+
+def test_every_schema_property_is_documented() -> None:
+    import json
+
+    schema = json.loads((ROOT / "schemas" / "hf.schema.json").read_text(encoding="utf-8"))
+    doc = (ROOT / "docs" / "hf-yaml.md").read_text(encoding="utf-8")
+    props = _schema_properties(schema)
+    assert len(props) > 20
+    missing = sorted(p for p in props if f"`{p}`" not in doc)
+    assert not missing, f"undocumented hf.yaml keys: {missing}"

@@ -83,4 +83,4 @@ def lock_of(*entries: object) -> Lock:
 
 
 def world(remote: Sequence[RemoteState] = (), local: Sequence[object] = (), **kw: object) -> World:
-    return World(remote={r.address: r for r in remote}, local={l.address: l for l in local}, **kw)  # type: ignore[attr-defined,arg-type]
+    return World(remote={r.address: r for r in remote}, local={x.address: x for x in local}, **kw)  # type: ignore[attr-defined,arg-type]

@@ -178,7 +178,7 @@ def test_glob_problems(pattern: str, problem: str | None) -> None:
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="not found"):
+    with pytest.raises(ManifestError, match=r"not found"):
         load_manifest(tmp_path / "hf.yaml")
 
 

@@ -147,7 +147,7 @@ def test_upstream_moved_is_drift_not_an_action() -> None:
     assert [(d.kind, d.locked, d.observed) for d in p.drift] == [(DriftKind.UPSTREAM_MOVED, C1, C2)]
     assert not p.has_changes
     assert plan(M, lock, w, refresh_only=True).has_changes
-    with pytest.raises(LockOutOfDateError, match="moved"):
+    with pytest.raises(LockOutOfDateError, match=r"moved"):
         plan(M, lock, w, locked=True)
 
 
@@ -159,7 +159,7 @@ def test_pinned_sha_never_drifts() -> None:
 
 
 def test_locked_fails_when_the_lock_would_change() -> None:
-    with pytest.raises(LockOutOfDateError, match="models.tiny: not_locked"):
+    with pytest.raises(LockOutOfDateError, match=r"models.tiny: not_locked"):
         plan(M, None, world([remote_snap("models.tiny", "org/tiny", C1)]), locked=True)
     lock = lock_of(repo_lock(M, "models.tiny", C1))
     p = plan(M, lock, world(local=[LocalRepoState("models.tiny")]), locked=True)
@@ -170,14 +170,14 @@ def test_frozen_uses_the_lock_unchecked() -> None:
     lock = lock_of(repo_lock(M, "models.tiny", C1))
     changed = manifest("models:\n  tiny:\n    repo: org/tiny\n    include: ['*.json']\n")
     assert plan(changed, lock, world(local=[local_repo("models.tiny", C1)]), frozen=True).actions == ()
-    with pytest.raises(LockOutOfDateError, match="--frozen"):
+    with pytest.raises(LockOutOfDateError, match=r"--frozen"):
         plan(M, None, world(), frozen=True)
 
 
 def test_offline_cannot_resolve_an_unlocked_resource() -> None:
-    with pytest.raises(OfflineError, match="models.tiny"):
+    with pytest.raises(OfflineError, match=r"models.tiny"):
         plan(M, None, world(), offline=True)
-    with pytest.raises(PlanError, match="repo not found"):
+    with pytest.raises(PlanError, match=r"repo not found"):
         plan(M, None, world([replace(remote_head("models.tiny", "org/tiny", None), error="repo not found")]))
 
 
@@ -185,7 +185,7 @@ def test_a_selector_error_is_reported_with_the_address() -> None:
     def boom(snap, spec):  # type: ignore[no-untyped-def]
         raise ValueError("no GGUF of that quantization")
 
-    with pytest.raises(PlanError, match="models.tiny: no GGUF"):
+    with pytest.raises(PlanError, match=r"models.tiny: no GGUF"):
         build_plan(M, None, world([remote_snap("models.tiny", "org/tiny", C1)]), OPTS, boom, plan_id="x")
 
 
@@ -326,7 +326,7 @@ def test_missing_publish_source_is_a_plan_error() -> None:
     w = pub_world()
     local = dict(w.local)
     local["publish.app"] = LocalDirState("publish.app", "/ws/space", False)
-    with pytest.raises(PlanError, match="source directory './space' does not exist"):
+    with pytest.raises(PlanError, match=r"source directory './space' does not exist"):
         plan(MP, pub_lock(), replace(w, local=local))
 
 
@@ -384,11 +384,11 @@ def test_plan_json_round_trips_and_detects_edits() -> None:
     Draft202012Validator(load_schema("plan.schema.json")).validate(json.loads(p.to_json()))
     tampered = json.loads(p.to_json())
     tampered["actions"][0]["params"]["repo"] = "evil/repo"
-    with pytest.raises(ManifestError, match="edited"):
+    with pytest.raises(ManifestError, match=r"edited"):
         Plan.from_dict(tampered)
-    with pytest.raises(ManifestError, match="not JSON"):
+    with pytest.raises(ManifestError, match=r"not JSON"):
         Plan.from_json("{")
-    with pytest.raises(ManifestError, match="format_version"):
+    with pytest.raises(ManifestError, match=r"format_version"):
         Plan.from_dict({"format_version": "9"})
 
 
@@ -425,7 +425,7 @@ def test_graph_cycle_is_reported_by_address() -> None:
 
     a = Action(ActionKind.CONVERT, "conversions.a", Reason.NOT_LOCKED, deps=("convert:conversions.b",))
     b = Action(ActionKind.CONVERT, "conversions.b", Reason.NOT_LOCKED, deps=("convert:conversions.a",))
-    with pytest.raises(ManifestError, match="conversions.a -> conversions.b -> conversions.a|conversions.b -> conversions.a -> conversions.b"):
+    with pytest.raises(ManifestError, match=r"conversions.a -> conversions.b -> conversions.a|conversions.b -> conversions.a -> conversions.b"):
         build_graph([a, b])
     assert address_cycle({"x": ["y"], "y": ["x"]}) is not None and address_cycle({"x": ["y"], "y": []}) is None
     c = Action(ActionKind.PULL, "models.c", Reason.NOT_LOCKED)

@@ -179,16 +179,24 @@ class Downloader:
         self.settings = settings
         self.jobs = max(1, int(jobs))
         self.progress: ProgressSink = progress or NullProgress()
-        self.sleep = sleep
+        self._sleep = sleep
         self.config = config or RateLimitConfig()
         self.max_wait = max_wait
         self.no_wait = no_wait
         self.chunk_size = chunk_size
         self.timeout = timeout
-        self.gate = Gate()  # one 429 pauses every worker of this pull
+        # one 429 pauses every worker of this pull; the gate's clock follows ``sleep`` (tests inject one)
+        self._virtual = 0.0
+        self.gate = Gate(lambda: time.monotonic() + self._virtual)
         self._local = threading.local()
         self._conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
+        if self._sleep is not time.sleep:
+            with self._conns_lock:
+                self._virtual += seconds
 
     # ------------------------------------------------------------------ public
 
@@ -280,7 +288,13 @@ class Downloader:
                 if corrupt == 0:
                     resumed_from = pos
                 self.progress.file_start(f.path, f.size, pos)
-                transferred += self._stream(job, fh, hasher, pos)
+                try:
+                    transferred += self._stream(job, fh, hasher, pos)
+                except BaseException:
+                    if os.fstat(fh.fileno()).st_size == 0:  # nothing worth resuming
+                        with contextlib.suppress(OSError):
+                            os.unlink(inc)
+                    raise
             if os.path.getsize(inc) == f.size and hasher.ok():
                 os.replace(inc, blob)
                 return FetchOutcome(f.path, False, transferred, resumed_from)

@@ -30,7 +30,7 @@ from batuta_sync.safety import (
     validate_repo_path,
 )
 
-from ._repos import gguf_bytes, pickle_bytes, safetensors_bytes, torch_zip_bytes
+from ._repos import gguf_bytes, safetensors_bytes, torch_zip_bytes
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ def test_include_exclude_and_explicit_files() -> None:
         "config.json",
         "llama.Q4_K_M.gguf",
     ]
-    with pytest.raises(NotFoundError, match="nope.json"):
+    with pytest.raises(NotFoundError, match=r"nope\.json"):
         plan_pull(s, req(s, files=("config.json", "nope.json")))
     with pytest.raises(NotFoundError, match="no file matches"):
         plan_pull(s, req(s, include=("*.xyz",)))
@@ -172,7 +172,7 @@ def test_bad_arguments() -> None:
         plan_pull(s, req(s, split="train"))
 
 
-@pytest.mark.parametrize("bad", HF_UNSAFE_NAMES + [".git/config", "a\x07b.json"])
+@pytest.mark.parametrize("bad", [*HF_UNSAFE_NAMES, ".git/config", "a\x07b.json"])
 def test_each_malicious_remote_name_is_rejected(bad: str) -> None:
     s = snap("config.json", bad)
     with pytest.raises(UnsafePathError) as exc:

@@ -20,13 +20,12 @@ naming what is missing.  ``snapshot``/``resolve_commit`` always ask the Hub when
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from batuta_sync.errors import AuthError, HubError, OfflineError
-from batuta_sync.hub._http import HubHttp
 from batuta_sync.hub.auth import check_token_shape, delete_token, store_token
 from batuta_sync.hub.metacache import MetadataCache
 from batuta_sync.hub.models import (
@@ -46,6 +45,9 @@ from batuta_sync.hub.models import (
 )
 from batuta_sync.settings import HfAuth, Settings
 from batuta_sync.types import SHA1_RE, HfAssetType, RepoRef, RepoSnapshot, check_repo_id
+
+if TYPE_CHECKING:
+    from batuta_sync.hub._http import HubHttp
 
 Params = list[tuple[str, Any]]
 
@@ -71,11 +73,22 @@ class HfClient:
 
             settings = resolve_settings()
         self.settings = settings
-        self.http = http or HubHttp(settings, **http_kwargs)
+        self._http = http
+        self._http_kwargs = http_kwargs
         self.cache = MetadataCache(settings)
 
+    @property
+    def http(self) -> HubHttp:
+        """The transport, created on first use (cache hits and offline runs never import httpx)."""
+        if self._http is None:
+            from batuta_sync.hub._http import HubHttp
+
+            self._http = HubHttp(self.settings, **self._http_kwargs)
+        return self._http
+
     def close(self) -> None:
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> HfClient:
         return self
@@ -291,10 +304,8 @@ class HfClient:
 
         token = check_token_shape(token)
         trial = replace(self.settings, token=Secret(token), auth=HfAuth.TOKEN)
-        with HubHttp(
-            trial, sleep=self.http._sleep, max_wait=self.http.max_wait, no_wait=self.http.no_wait
-        ) as http:
-            user = HfClient(trial, http=http).whoami()
+        with HfClient(trial, **self._http_kwargs) as trial_client:
+            user = trial_client.whoami()
         store_token(self.settings, token)
         return user
 
@@ -303,11 +314,15 @@ class HfClient:
         return delete_token(self.settings)
 
     # ------------------------------------------------------------------ model cards
-    def generate_model_card(self, info: Any) -> str:
-        """Model card markdown (delegates to ``batuta_sync.publish.card``)."""
-        from batuta_sync.publish import card  # type: ignore[attr-defined]
+    def generate_model_card(self, info: Mapping[str, Any]) -> str:
+        """Model card markdown (README.md) from card metadata (spec ``ModelCardInfo``).
 
-        return str(card.generate_model_card(info))
+        Delegates to :func:`batuta_sync.publish.card.generate_model_card`; keys include
+        ``model_name``, ``license``, ``library_name``, ``pipeline_tag``, ``tags``, ``metrics``.
+        """
+        from batuta_sync.publish.card import generate_model_card
+
+        return generate_model_card(info)
 
 
 def _sort(items: Sequence[HfDatasetInfo], key: SortKey) -> list[HfDatasetInfo]:

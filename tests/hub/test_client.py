@@ -244,3 +244,10 @@ def test_client_defaults_and_context_manager(seeded: HubServer) -> None:
         assert hub.model_info("acme/tiny-llama").id == "acme/tiny-llama"
     s = Settings(endpoint=seeded.url, token=Secret(ALICE), auth=HfAuth.TOKEN)
     assert HfClient(s).is_authenticated()
+
+
+def test_generate_model_card_delegates_to_the_publish_layer() -> None:
+    card = HfClient(Settings()).generate_model_card(
+        {"model_name": "tiny", "license": "mit", "library_name": "transformers", "tags": ["x"]}
+    )
+    assert card.startswith("---\n") and "license: mit" in card and "tiny" in card

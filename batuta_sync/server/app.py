@@ -282,7 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.bytes_out = 0
         self.status = 0
         self.body_done = self.command in ("GET", "HEAD") and not self.headers.get("Content-Length")
+        self.logged: tuple[int, LogEntry] | None = None
         control = raw_path.startswith("/_batuta/")
+        self.control = control
         try:
             if not control:
                 self._inject_request_faults()
@@ -302,18 +304,30 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if not self.body_done:
                 self.close_connection = True
-            hub = self.hub
             if not control:
-                hub.log.add(
-                    LogEntry(self.command, raw_path, query, self.status, self.bytes_in, self.bytes_out)
-                )
-                hub._count(
-                    requests=1,
-                    bytes_in=self.bytes_in,
-                    bytes_out=self.bytes_out,
-                    errors_4xx=int(400 <= self.status < 500),
-                    errors_5xx=int(self.status >= 500),
-                )
+                self._record(self.bytes_out)
+
+    def _record(self, bytes_out: int) -> None:
+        """Log the request and count it.  Called once before the response head is sent (so a client
+        that has its answer always finds it in the log), and again at the end to fix up the byte
+        counts if the body was cut short."""
+        hub = self.hub
+        entry = LogEntry(self.command, self.raw_path, self.query, self.status, self.bytes_in, bytes_out)
+        if self.logged is None:
+            self.logged = (hub.log.add(entry), entry)
+            hub._count(
+                requests=1,
+                bytes_in=entry.bytes_in,
+                bytes_out=entry.bytes_out,
+                errors_4xx=int(400 <= entry.status < 500),
+                errors_5xx=int(entry.status >= 500),
+            )
+            return
+        index, old = self.logged
+        if entry != old:
+            hub.log.replace(index, entry)
+            hub._count(bytes_in=entry.bytes_in - old.bytes_in, bytes_out=entry.bytes_out - old.bytes_out)
+            self.logged = (index, entry)
 
     def _inject_request_faults(self) -> None:
         faults = self.hub.faults
@@ -422,8 +436,13 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host")
         return f"http://{host}" if host else self.hub.url
 
-    def _send_head(self, status: int, headers: Mapping[str, str], length: int) -> None:
+    def _send_head(
+        self, status: int, headers: Mapping[str, str], length: int, expected_out: int | None = None
+    ) -> None:
         self.status = status
+        if not self.control:
+            body = 0 if self.command == "HEAD" else (length if expected_out is None else expected_out)
+            self._record(self.bytes_out + body)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -1065,9 +1084,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json_body()
         op = body.get("operation")
         if op == "upload":
-            self._writable_repo(repo_type, repo_id)
+            st, _ = self._writable_repo(repo_type, repo_id)
         else:
-            self._visible_repo(repo_type, repo_id)
+            st, _ = self._visible_repo(repo_type, repo_id)
         store = self.hub.store
         base = self._base()
         objects = []
@@ -1086,10 +1105,10 @@ class _Handler(BaseHTTPRequestHandler):
                         "verify": {"href": f"{base}/lfs-verify", "header": {}},
                     }
             elif op == "download":
-                if store.has_blob(oid):
-                    item["actions"] = {
-                        "download": {"href": f"{base}/cdn-lfs/{repo_type}/{repo_id}/resolve/x/{oid}"}
-                    }
+                commit = self._commit_with_blob(st, oid)
+                if commit is not None:
+                    href = f"{base}/cdn-lfs/{repo_type}/{repo_id}/resolve/{commit}/{oid}"
+                    item["actions"] = {"download": {"href": href}}
                 else:
                     item["error"] = {"code": 404, "message": "Object does not exist"}
             else:
@@ -1099,6 +1118,14 @@ class _Handler(BaseHTTPRequestHandler):
             {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
             headers={"Content-Type": "application/vnd.git-lfs+json"},
         )
+
+    def _commit_with_blob(self, st: RepoState, sha256: str) -> str | None:
+        store = self.hub.store
+        for head in [*st.branches.values(), *st.tags.values(), *st.prs.values()]:
+            for c in store.history(head):
+                if any(e.sha256 == sha256 for e in c.files.values()):
+                    return c.id
+        return None
 
     def _lfs_upload(self, oid: str) -> None:
         with self.hub._lock:
@@ -1221,12 +1248,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, "Not found")
         st, _ = self._visible_repo(repo_type, repo_id)
         store = self.hub.store
-        if not store.has_blob(sha256):
-            raise HTTPError(404, "Blob not found.", "EntryNotFound")
+        # The blob must belong to that commit of that repo: authorisation is per repo, not per blob.
+        if commit not in st.commits or not any(
+            e.sha256 == sha256 for e in store.get_commit(commit).files.values()
+        ):
+            raise HTTPError(404, "Blob not found in this repo.", "EntryNotFound")
         size = store.blob_size(sha256)
-        head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size)}
-        if len(commit) == 40:
-            head["X-Repo-Commit"] = commit
+        head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "X-Repo-Commit": commit}
         if self.command == "GET":
             store.record_download(st)
         self._send_file(store.blob_path(sha256), size, sha256, head)
@@ -1281,7 +1309,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.hub.faults.applies(self.raw_path):
             drop, corrupt = self.hub.faults.take_body_fault()
         with open(fs_path, "rb") as f:
-            self._send_head(status, h, length)
+            self._send_head(status, h, length, expected_out=length if drop is None else min(drop, length))
             if drop is None and not corrupt:
                 sent = self.connection.sendfile(f, offset=start, count=length) if length else 0
                 self.bytes_out += sent

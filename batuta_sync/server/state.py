@@ -40,10 +40,19 @@ class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[LogEntry] = []
+        self._offset = 0
 
-    def add(self, entry: LogEntry) -> None:
+    def add(self, entry: LogEntry) -> int:
         with self._lock:
             self._entries.append(entry)
+            return self._offset + len(self._entries) - 1
+
+    def replace(self, index: int, entry: LogEntry) -> None:
+        """Fix up an entry added earlier (no-op if the log was cleared since)."""
+        with self._lock:
+            i = index - self._offset
+            if 0 <= i < len(self._entries):
+                self._entries[i] = entry
 
     @property
     def entries(self) -> list[LogEntry]:
@@ -52,6 +61,7 @@ class RequestLog:
 
     def clear(self) -> None:
         with self._lock:
+            self._offset = self._offset + len(self._entries)
             self._entries.clear()
 
     def count(self, method: str | None = None, path_contains: str | None = None) -> int:

@@ -50,7 +50,9 @@ def test_serve_subprocess_ctrl_c(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         first = "".join(proc.stdout.readline() for _ in range(3))
-        assert first.startswith("batuta hub serving ")
+        if not first.startswith("batuta hub serving "):
+            proc.kill()
+            pytest.fail(f"server did not start: {first!r} {proc.communicate()[1]}")
         url = first.splitlines()[0].rsplit(" at ", 1)[1].strip()
         assert url.startswith("http://127.0.0.1:")
         me = HfApi(endpoint=url, token=TOKEN).whoami()

@@ -155,3 +155,30 @@ def test_lfs_resolve_headers(hub_server: HubServer) -> None:
         assert r3.status_code == 200 and r3.json()["errors"]
         r4 = c.get(f"{hub_server.url}/api/models/local/h/resolve-nothing")
         assert r4.status_code == 404 and "error" in json.loads(r4.content)
+
+
+def test_cdn_blob_is_scoped_to_its_repo(hub_server: HubServer) -> None:
+    import httpx
+
+    data = b"secret weights" * 10
+    sha_a = hub_server.store.commit("local/a", {"w.bin": data})
+    sha_b = hub_server.store.commit("local/b", {"other.bin": b"o" * 20})
+    oid = hashlib.sha256(data).hexdigest()
+    base = hub_server.url
+    assert httpx.get(f"{base}/cdn-lfs/model/local/a/resolve/{sha_a}/{oid}").content == data
+    assert httpx.get(f"{base}/cdn-lfs/model/local/b/resolve/{sha_b}/{oid}").status_code == 404
+    assert httpx.get(f"{base}/cdn-lfs/bogus/local/b/resolve/{sha_b}/{oid}").status_code == 404
+    # git-lfs style download batch
+    body = {
+        "operation": "download",
+        "objects": [{"oid": oid, "size": len(data)}, {"oid": "0" * 64, "size": 1}],
+    }
+    r = httpx.post(f"{base}/local/a.git/info/lfs/objects/batch", json=body).json()
+    href = r["objects"][0]["actions"]["download"]["href"]
+    assert httpx.get(href).content == data
+    assert r["objects"][1]["error"]["code"] == 404
+    bad = {"operation": "upload", "objects": [{"oid": "nothex", "size": 1}]}
+    assert httpx.post(f"{base}/local/a.git/info/lfs/objects/batch", json=bad).json()["objects"][0]["error"]
+    # PUT without a negotiated batch is refused; verify of an unknown object is 404
+    assert httpx.put(f"{base}/lfs-upload/{'1' * 64}", content=b"x").status_code == 403
+    assert httpx.post(f"{base}/lfs-verify", json={"oid": "1" * 64, "size": 1}).status_code == 404

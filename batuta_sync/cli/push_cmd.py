@@ -1,9 +1,169 @@
-"""CLI commands: (not yet implemented).  See batuta_sync/cli/__init__.py for the contract."""
+"""CLI: ``batuta hf push model|dataset|space PATH --repo ORG/NAME`` (thin layer over batuta_sync.publish).
+
+Module level imports stdlib + light batuta modules only; publishing code is imported in the handler.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from batuta_sync.cli import _common
+
+if TYPE_CHECKING:
+    from batuta_sync.publish.push import PushPlan, PushRequest
+
+SDKS = ("gradio", "streamlit", "docker", "static")
+FORMATS = ("safetensors", "gguf")
 
 
 def register(root: Any, hf: Any) -> None:
-    """Add this module's sub-commands to the root and `hf` sub-parsers."""
+    """Add ``hf push`` with its model / dataset / space sub-commands."""
+    push_parser = hf.add_parser("push", help="Publish a local folder to the Hub (validated, scanned, differential).")
+    push_parser.set_defaults(_parser=push_parser)
+    kinds = push_parser.add_subparsers(dest="push_kind", metavar="KIND", parser_class=type(push_parser))
+    for kind, help_text in (
+        ("model", "Push a model folder (safetensors / GGUF; config.json checked, card generated)."),
+        ("dataset", "Push a dataset folder (dataset card generated)."),
+        ("space", "Push a Space folder (README front matter with sdk / app_file)."),
+    ):
+        p = _common.command_parser(kinds, kind, help_text)
+        p.add_argument("path", metavar="PATH", help="Local folder to publish.")
+        p.add_argument("--repo", required=True, metavar="ORG/NAME", help="Target repo id (created when missing).")
+        if kind == "model":
+            p.add_argument("--format", choices=FORMATS, default=None, help="Declared weight format (checked).")
+        if kind == "space":
+            p.add_argument("--sdk", choices=SDKS, required=True, help="Space SDK.")
+        p.add_argument("--private", action="store_true", help="Create the repo as private (when it is created).")
+        p.add_argument("--revision", default="main", metavar="BRANCH", help="Branch to commit to (default main).")
+        p.add_argument("--message", "-m", default=None, metavar="M", help="Commit message.")
+        p.add_argument("--delete", action="store_true", help="Also delete remote files absent from PATH.")
+        p.add_argument("--interactive", "-i", action="store_true",
+                       help="Show the file diff, card and scan result, and ask (y/N) before committing.")
+        p.add_argument("--dry-run", action="store_true", help="Show what would be pushed; send nothing.")
+        p.add_argument("--allow-unsafe", action="store_true",
+                       help="Allow pickle-based files (.bin/.pt/.pkl…) — they can run code when loaded.")
+        p.add_argument("--allow-secret", action="append", default=[], metavar="FINGERPRINT",
+                       help="Suppress one secret finding by its fingerprint (repeatable); see also "
+                       ".batuta-secrets-allow.")
+        p.add_argument("--rehash", action="store_true", help="Ignore the hash cache and re-hash every file.")
+        p.add_argument("--json", action="store_true", help="Machine-readable plan / result on stdout.")
+        p.set_defaults(handler=_handler, push_kind=kind)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def render_plan(plan: PushPlan, req: PushRequest) -> str:
+    """The human view of a push plan (files, card diff, scan result)."""
+    from batuta_sync.types import RepoRef
+
+    ref = RepoRef(req.repo_id, req.repo_type, req.revision)
+    lines = [f"Push {req.path} -> {ref}"]
+    if not plan.repo_exists:
+        lines.append(f"  repo will be created ({'private' if req.private else 'public'})")
+    elif not plan.branch_exists:
+        lines.append(f"  branch {req.revision} will be created")
+    else:
+        lines.append(f"  remote commit {plan.remote_commit}")
+    for sign, paths in (("+", plan.adds), ("~", plan.changes), ("-", plan.deletes)):
+        for p in paths:
+            size = plan.sizes.get(p)
+            lines.append(f"  {sign} {p}" + (f"  ({_human(size)})" if size is not None and sign != "-" else ""))
+    lines.append(
+        f"  {len(plan.adds)} to add, {len(plan.changes)} to change, {len(plan.deletes)} to delete, "
+        f"{len(plan.unchanged)} unchanged; {_human(plan.upload_bytes)} to upload"
+    )
+    if plan.card_diff:
+        lines.append("README.md (card) changes:")
+        lines.extend("  " + ln.rstrip("\n") for ln in plan.card_diff.splitlines())
+    if plan.findings:
+        lines.append(f"Secret scan: {len(plan.findings)} finding(s) — the push is blocked:")
+        lines.extend(f"  - {f}" for f in plan.findings)
+    else:
+        extra = f" ({plan.suppressed} suppressed by fingerprint)" if plan.suppressed else ""
+        lines.append(f"Secret scan: clean{extra}")
+    return "\n".join(lines)
+
+
+def _confirm(question: str) -> bool:
+    sys.stderr.write(question + " [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from batuta_sync.errors import UsageError, exit_code
+    from batuta_sync.publish.push import PushRequest, prepare_push, push, secrets_error
+    from batuta_sync.types import HfAssetType
+
+    if args.interactive and args.dry_run:
+        raise UsageError("--interactive and --dry-run cannot be combined.", hint="Use one of them.")
+    if args.interactive and args.json:
+        raise UsageError("--interactive cannot be combined with --json.", hint="Drop --json to answer the prompt.")
+    if args.interactive and not (sys.stdin.isatty() and _common.is_tty(sys.stderr)):
+        raise UsageError(
+            "--interactive needs a terminal to ask for confirmation.",
+            hint="Run it in a terminal, or review with --dry-run and then push without --interactive.",
+        )
+    settings = _common.settings_from_args(args)
+    req = PushRequest(
+        path=Path(args.path),
+        repo_id=args.repo,
+        repo_type=HfAssetType.parse(args.push_kind),
+        revision=args.revision,
+        format=getattr(args, "format", None),
+        private=args.private,
+        message=args.message,
+        delete=args.delete,
+        sdk=getattr(args, "sdk", None),
+        allow_unsafe=args.allow_unsafe,
+        allow_secrets=tuple(args.allow_secret),
+        rehash=args.rehash,
+    )
+    quiet = bool(args.quiet or args.json)
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"… {msg}", file=sys.stderr)
+
+    plan = prepare_push(settings, req, progress=say)
+    if args.dry_run or args.interactive:
+        if args.json:
+            _common.emit_json({"dry_run": True, "plan": plan.to_json()})
+        else:
+            print(render_plan(plan, req))
+        if plan.findings:
+            raise secrets_error(plan.findings)
+        if args.dry_run:
+            return 0
+        if plan.is_noop:
+            print("Nothing to push: the remote already matches.")
+            return 0
+        if not _confirm(f"Commit these changes to {req.repo_id}@{req.revision}?"):
+            print("Aborted; nothing was sent.", file=sys.stderr)
+            return exit_code("ok")
+    elif plan.findings:
+        raise secrets_error(plan.findings)
+    result = push(settings, req, plan=plan, progress=say)
+    if args.json:
+        _common.emit_json({"plan": plan.to_json(), "result": result.to_json()})
+    elif result.noop:
+        print(f"Nothing to push: {req.repo_id}@{req.revision} already matches ({result.commit}).")
+    else:
+        print(
+            f"Pushed {len(result.uploaded)} file(s), {_human(result.bytes_sent)}"
+            + (f", deleted {len(result.deleted)}" if result.deleted else "")
+            + f" -> commit {result.commit}"
+        )
+    return 0

@@ -59,16 +59,22 @@ def upload_protocol(settings: Settings, env: Mapping[str, str] | None = None) ->
 
 
 @contextmanager
-def _xet_mode(protocol: str) -> Iterator[None]:
+def _xet_mode(protocol: str, *, bars: bool) -> Iterator[None]:
     from huggingface_hub import constants
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     with _XET_LOCK:
         old = constants.HF_HUB_DISABLE_XET
+        old_bars = are_progress_bars_disabled()
         constants.HF_HUB_DISABLE_XET = protocol != "xet"
+        if not bars:
+            disable_progress_bars()
         try:
             yield
         finally:
             constants.HF_HUB_DISABLE_XET = old
+            if not bars and not old_bars:
+                enable_progress_bars()
 
 
 def _api(settings: Settings) -> Any:
@@ -185,7 +191,7 @@ def commit_files(
     proto = protocol or upload_protocol(settings)
     api = _api(settings)
     try:
-        with _xet_mode(proto):
+        with _xet_mode(proto, bars=progress is not None):
             info = api.create_commit(
                 repo_id,
                 ops,

@@ -6,33 +6,25 @@ Public interface (stable; the declarative core calls it)::
     plan = prepare_push(settings, PushRequest(Path("out/tiny"), "org/tiny"))   # no network writes
     result = push(settings, req, plan=plan)                                    # one commit, or none
 
-Heavy modules load lazily (``batuta --help`` stays fast).
+Only stdlib-level modules are imported here (yaml, gguf and huggingface_hub load on use).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from batuta_sync.publish.card import generate_model_card
+from batuta_sync.publish.manifest import FileHash, UploadManifest
+from batuta_sync.publish.push import PushPlan, PushRequest, PushResult, local_manifest, prepare_push, push
+from batuta_sync.publish.secrets import Finding
 
-_LAZY = {
-    "PushRequest": "batuta_sync.publish.push",
-    "PushPlan": "batuta_sync.publish.push",
-    "PushResult": "batuta_sync.publish.push",
-    "prepare_push": "batuta_sync.publish.push",
-    "push": "batuta_sync.publish.push",
-    "local_manifest": "batuta_sync.publish.push",
-    "UploadManifest": "batuta_sync.publish.manifest",
-    "FileHash": "batuta_sync.publish.manifest",
-    "Finding": "batuta_sync.publish.secrets",
-    "generate_model_card": "batuta_sync.publish.card",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'batuta_sync.publish' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__all__ = [
+    "FileHash",
+    "Finding",
+    "PushPlan",
+    "PushRequest",
+    "PushResult",
+    "UploadManifest",
+    "generate_model_card",
+    "local_manifest",
+    "prepare_push",
+    "push",
+]

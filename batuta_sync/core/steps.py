@@ -106,8 +106,20 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
 
         p = action.params
         dst = Path(p["dst"])
+        old = ctx.lock.get(action.address)
+        if isinstance(old, ConversionLock):  # drop what the previous run wrote (only that)
+            old_dir = manifest.root / old.output
+            for f in old.outputs:
+                (old_dir / f.path).unlink(missing_ok=True)
         dst.mkdir(parents=True, exist_ok=True)
-        convert_mod.convert(Path(p["src"]), dst, to=p["to"], quantization=p.get("quantization"), jobs=ctx.jobs)
+        convert_mod.convert(
+            Path(p["src"]),
+            dst,
+            to=p["to"],
+            quantization=p.get("quantization"),
+            jobs=ctx.jobs,
+            allow_unsafe=manifest.allow_unsafe,
+        )
         input_tree = p.get("input_tree") or _input_tree(ctx, p["from"])
         params: dict[str, Any] = dict(p.get("params") or {})
         converter = str(p.get("converter") or getattr(convert_mod, "CONVERTER_VERSION", ""))
@@ -153,7 +165,7 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             message=p.get("message") or f"batuta apply: {action.address}",
             delete=bool(p.get("prune")),
             sdk=p.get("sdk"),
-            card=dict(p.get("card") or {}) or None,
+            card=dict(p.get("card") or {}),
             allow_unsafe=bool(p.get("allow_unsafe")) or manifest.allow_unsafe,
             parent_commit=p.get("parent_commit"),
         )

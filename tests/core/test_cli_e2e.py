@@ -1,0 +1,281 @@
+"""End-to-end: `batuta validate|plan|apply|show|graph|lock|status` against the local Hub server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batuta_sync.cli import main
+from batuta_sync.core.lockfile import RepoLock, read_lock
+
+FILES_A = {"config.json": b'{"a": 1}', "tokenizer.json": b'{"v": [1, 2, 3]}', "notes.txt": b"hello " * 300}
+FILES_B = {"config.json": b'{"b": 1}', "data.txt": b"b" * 5000}
+
+
+def _write(ws: Path, body: str) -> Path:
+    ws.mkdir(parents=True, exist_ok=True)
+    path = ws / "hf.yaml"
+    path.write_text("# yaml-language-server: $schema=https://batuta-sync.dev/schemas/hf.schema.json\nversion: 1\n" + body)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def ws(tmp_path: Path, hub_env: Any) -> Path:
+    hub_env.store.commit("org/a", FILES_A)
+    hub_env.store.commit("org/b", FILES_B)
+    ws = tmp_path / "ws"
+    _write(ws, "models:\n  a:\n    repo: org/a\n    output: ./models/a\n  b:\n    repo: org/b\n")
+    return ws
+
+
+def test_first_apply_pulls_and_writes_the_lock_then_the_plan_is_empty(
+    ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = str(ws / "hf.yaml")
+    plan_path = str(ws / "plan.json")
+    code, out, _ = run(capsys, "plan", "-f", f, "-o", plan_path, "--detailed-exitcode")
+    assert code == 2 and "+ ↓ pull  models.a  (not_locked)" in out and "Plan: 2 to pull" in out
+    code, out, err = run(capsys, "apply", "-f", f, plan_path, "--auto-approve")
+    assert code == 0, err
+    assert "Apply complete: 2 done" in err
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and lock.last_applied_plan and set(lock.entries) == {"models.a", "models.b"}
+    a = lock.get("models.a")
+    assert isinstance(a, RepoLock) and a.commit == hub_env.store.resolve("org/a")
+    assert {f.path for f in a.files} == set(FILES_A)
+    assert (ws / "models/a/notes.txt").read_bytes() == FILES_A["notes.txt"]
+    # Lock file: deterministic text that validates against its schema.
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from batuta_sync.core.manifest import load_schema
+
+    Draft202012Validator(load_schema("lock.schema.json")).validate(yaml.safe_load((ws / "hf.lock").read_text()))
+    assert "\n\n  \"models.b\":" in (ws / "hf.lock").read_text()
+    # Next plan: nothing to do.
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 0 and out.startswith("No changes.")
+    # A saved plan is single-use.
+    code, _, err = run(capsys, "apply", "-f", f, plan_path, "--auto-approve")
+    assert code == 4 and "single-use" in err
+    # Offline, the no-op plan answers from hf.lock and the disk alone: no request reaches the Hub.
+    hub_env.log.clear()
+    code, out, _ = run(capsys, "plan", "-f", f, "--offline", "--detailed-exitcode")
+    assert code == 0 and hub_env.log.count() == 0
+
+
+def test_upstream_move_shows_as_drift_and_changes_the_lock_only_through_lock_update(
+    ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = str(ws / "hf.yaml")
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    before = (ws / "hf.lock").read_text()
+    old = hub_env.store.resolve("org/a")
+    new = hub_env.store.commit("org/a", {"config.json": b'{"a": 2}'})
+
+    code, out, _ = run(capsys, "status", "-f", f, "--exit-code")
+    assert code == 2 and f"! models.a  upstream_moved: org/a@main moved {old[:7]} → {new[:7]}" in out
+    code, out, _ = run(capsys, "plan", "-f", f, "--refresh-only", "--detailed-exitcode")
+    assert code == 2 and "upstream_moved" in out and "Refresh-only" in out
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 0 and "upstream_moved" in out  # shown, but pinned: no action
+    code, _, err = run(capsys, "plan", "-f", f, "--locked")
+    assert code == 5 and "models.a" in err and "lock --update" in err
+    assert (ws / "hf.lock").read_text() == before  # nothing above touched the lock
+
+    code, _, err = run(capsys, "lock", "-f", f, "--update", "models.a")
+    assert code == 0 and f"models.a: {old[:7]} → {new[:7]}" in err
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and lock.get("models.a").commit == new  # type: ignore[union-attr]
+    assert lock.get("models.b").commit == hub_env.store.resolve("org/b")  # type: ignore[union-attr]
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "↓ pull  models.a  (revision_moved)" in out
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    assert (ws / "models/a/config.json").read_bytes() == b'{"a": 2}'
+    assert run(capsys, "plan", "-f", f, "--locked", "--detailed-exitcode")[0] == 0
+    assert run(capsys, "lock", "-f", f)[2].startswith("hf.lock is up to date")
+    code, out, _ = run(capsys, "status", "-f", f, "--json")
+    assert json.loads(out)["drift"] == []
+
+
+def test_a_stale_plan_is_refused_listing_each_failed_precondition(
+    ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = str(ws / "hf.yaml")
+    plan_path = str(ws / "plan.json")
+    assert run(capsys, "plan", "-f", f, "-o", plan_path)[0] == 0
+    new = hub_env.store.commit("org/b", {"data.txt": b"moved"})
+    code, _, err = run(capsys, "apply", "-f", f, plan_path, "--auto-approve")
+    assert code == 4
+    assert f"models.b: org/b@main moved from" in err and f"to {new[:7]} since the plan" in err
+    assert not (ws / "hf.lock").exists()
+    # A manifest edit is also refused.
+    assert run(capsys, "plan", "-f", f, "-o", plan_path)[0] == 0
+    (ws / "hf.yaml").write_text((ws / "hf.yaml").read_text() + "datasets: {}\n")
+    code, _, err = run(capsys, "apply", "-f", f, plan_path, "--auto-approve")
+    assert code == 4 and "hf.yaml changed since the plan was made" in err
+
+
+def _cli(ws: Path, hub: Any, *argv: str, **kw: Any) -> subprocess.Popen[str]:
+    env = dict(os.environ, HF_ENDPOINT=hub.url)
+    return subprocess.Popen([sys.executable, "-m", "batuta_sync", *argv], cwd=ws, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _wait_for(pred: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def test_a_killed_apply_resumes_where_it_stopped(ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    f = str(ws / "hf.yaml")
+    plan_path = str(ws / "plan.json")
+    assert run(capsys, "plan", "-f", f, "-o", plan_path)[0] == 0
+    hub_env.faults.configure(latency_ms=150, path_filter="org/b")  # models.b is slow: we kill during it
+    proc = _cli(ws, hub_env, "apply", "plan.json", "--auto-approve", "--jobs", "1")
+    try:
+        _wait_for(lambda: (ws / "hf.lock").exists() and "models.a" in (ws / "hf.lock").read_text())
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.a"} and lock.last_applied_plan is None
+    hub_env.faults.reset()
+    hub_env.log.clear()
+    code, _, err = run(capsys, "apply", "-f", f, plan_path, "--auto-approve")
+    assert code == 0, err
+    assert "1 done (1 already done before)" in err
+    assert hub_env.log.count(path_contains="org/a") == 0  # models.a was not redone
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.a", "models.b"} and lock.last_applied_plan
+
+
+def test_a_concurrent_apply_is_refused_naming_the_holder(
+    ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub_env.faults.configure(latency_ms=200)
+    proc = _cli(ws, hub_env, "apply", "--auto-approve", "--jobs", "1")
+    try:
+        lockfile = ws / ".batuta" / "apply.lock"
+        _wait_for(lambda: lockfile.exists() and '"pid"' in lockfile.read_text())
+        holder = json.loads(lockfile.read_text())
+        started = time.monotonic()
+        code, _, err = run(capsys, "apply", "-f", str(ws / "hf.yaml"), "--auto-approve")
+        elapsed = time.monotonic() - started
+        assert code == 17 and f"pid {holder['pid']}" in err and "workspace-busy" in err
+        assert elapsed < 30  # refused, not queued behind the running apply
+    finally:
+        hub_env.faults.reset()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_apply_needs_approval_when_not_a_terminal(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "apply", "-f", str(ws / "hf.yaml"))
+    assert code == 64 and "--auto-approve" in err
+    assert not (ws / "hf.lock").exists()
+
+
+def test_show_graph_json_markdown_and_targeting(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = str(ws / "hf.yaml")
+    plan_path = str(ws / "plan.json")
+    code, out, _ = run(capsys, "plan", "-f", f, "--json", "-o", plan_path)
+    data = json.loads(out)
+    assert data["summary"]["pull"] == 2 and data["plan_digest"].startswith("sha256:")
+    assert run(capsys, "show", plan_path)[1].startswith("batuta will perform")
+    assert json.loads(run(capsys, "show", plan_path, "--json")[1])["plan_id"] == data["plan_id"]
+    assert "| ↓ | pull | `models.a` |" in run(capsys, "show", plan_path, "--format", "markdown")[1]
+    assert "| ↓ | pull | `models.b` |" in run(capsys, "plan", "-f", f, "--format", "markdown")[1]
+    out = run(capsys, "plan", "-f", f, "--target", "models.b")[1]
+    assert "models.b" in out and "models.a" not in out
+    out = run(capsys, "plan", "-f", f, "--exclude", "models.b")[1]
+    assert "models.a" in out and "models.b" not in out
+    code, _, err = run(capsys, "plan", "-f", f, "--target", "models.zzz")
+    assert code == 64 and "Unknown address" in err
+    dot = run(capsys, "graph", "-f", f)[1]
+    assert dot.startswith('digraph "batuta"') and '"models.a"' in dot
+    assert "flowchart LR" in run(capsys, "graph", "-f", f, plan_path, "--format", "mermaid")[1]
+    code, _, err = run(capsys, "show", str(ws / "missing.json"))
+    assert code == 3
+    (ws / "bad.json").write_text('{"format_version": "1.0"}')
+    assert run(capsys, "show", str(ws / "bad.json"))[0] == 3
+
+
+def test_replace_and_removed_resources(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = str(ws / "hf.yaml")
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    out = run(capsys, "plan", "-f", f, "--replace", "models.a")[1]
+    assert "(replace_requested)" in out
+    (ws / "models/a/notes.txt").write_text("tampered")
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "(digest_mismatch)" in out and "local_modified" in out
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    assert (ws / "models/a/notes.txt").read_bytes() == FILES_A["notes.txt"]
+    # Drop models.a from the manifest: its materialized files go, the lock entry goes.
+    _write(ws, "models:\n  b:\n    repo: org/b\n")
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "- delete-local  models.a  (removed_from_manifest)" in out
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    assert not (ws / "models/a").exists()
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.b"}
+
+
+def test_broken_manifest_exit_code_for_every_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = _write(tmp_path, "models:\n  a:\n    repo: org/a\n    quantization: Q7\n    format: gguf\n")
+    for cmd in ("validate", "plan", "apply", "lock", "status", "graph"):
+        code, _, err = run(capsys, cmd, "-f", str(f))
+        assert code == 3, (cmd, err)
+        assert f"{f}:6:19: models.a.quantization: unknown quantization 'Q7'" in err
+
+
+def test_conversion_and_publish_end_to_end(tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from batuta_sync.tinymodel import write_tiny_llama
+
+    src = write_tiny_llama(tmp_path / "seed")
+    hub_env.store.commit("org/tiny", {p.relative_to(src).as_posix(): p for p in src.rglob("*") if p.is_file()})
+    ws = tmp_path / "ws"
+    f = str(_write(ws, (
+        "models:\n  tiny: {repo: org/tiny}\n"
+        "conversions:\n  tiny-q8: {from: models.tiny, to: gguf, quantization: Q8_0, output: ./gguf}\n"
+        "publish:\n  tiny-gguf: {from: conversions.tiny-q8, repo: me/tiny-gguf, card: {license: mit}}\n"
+    )))
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "⇄ convert" in out and "↑ push" in out and "after conversions.tiny-q8" in out
+    code, _, err = run(capsys, "apply", "-f", f, "--auto-approve")
+    assert code == 0, err
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None
+    conv = lock.get("conversions.tiny-q8")
+    pub = lock.get("publish.tiny-gguf")
+    assert conv is not None and conv.outputs and conv.outputs[0].path.endswith(".gguf")  # type: ignore[union-attr]
+    assert pub is not None and pub.commit == hub_env.store.resolve("me/tiny-gguf")  # type: ignore[union-attr]
+    assert run(capsys, "plan", "-f", f, "--detailed-exitcode")[0] == 0
+    # Changing a parameter re-converts and re-publishes.
+    Path(f).write_text(Path(f).read_text().replace("Q8_0", "F16"))
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "(params_changed)" in out and "(source_changed)" in out
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    outputs = sorted(p.name for p in (ws / "gguf").iterdir())
+    assert len(outputs) == 1 and outputs[0].endswith("F16.gguf"), outputs  # the Q8_0 output was replaced
+    # Someone pushes to the published repo outside batuta: status reports it.
+    hub_env.store.commit("me/tiny-gguf", {"extra.txt": b"x"})
+    code, out, _ = run(capsys, "status", "-f", f)
+    assert "published_drift" in out

@@ -121,7 +121,7 @@ def test_a_stale_plan_is_refused_listing_each_failed_precondition(
     new = hub_env.store.commit("org/b", {"data.txt": b"moved"})
     code, _, err = run(capsys, "apply", "-f", f, plan_path, "--auto-approve")
     assert code == 4
-    assert f"models.b: org/b@main moved from" in err and f"to {new[:7]} since the plan" in err
+    assert "models.b: org/b@main moved from" in err and f"to {new[:7]} since the plan" in err
     assert not (ws / "hf.lock").exists()
     # A manifest edit is also refused.
     assert run(capsys, "plan", "-f", f, "-o", plan_path)[0] == 0
@@ -183,7 +183,7 @@ def test_a_concurrent_apply_is_refused_naming_the_holder(
         assert elapsed < 30  # refused, not queued behind the running apply
     finally:
         hub_env.faults.reset()
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
 
 

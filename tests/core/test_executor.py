@@ -215,7 +215,7 @@ def test_no_op_plan_makes_one_call_per_locked_branch_and_none_when_frozen(ws: Pa
     plan, _ = _plan(ws, hub)
     _apply(ws, plan, FakeSteps(), hub)
     hub.calls = 0
-    again, _ = _plan(ws, hub, targets=["models"])
+    _again, _ = _plan(ws, hub, targets=["models"])
     assert hub.calls == 3  # resolve_commit for a, b and the publish target
     hub.calls = 0
     _plan(ws, hub, frozen=True)

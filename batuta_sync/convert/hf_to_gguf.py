@@ -129,9 +129,10 @@ def read_spec(cfg: dict[str, Any], path: Path) -> ModelSpec:
         ctx = int(_first(cfg, "max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
                          "model_max_length") or 4096)
         eps = float(_first(cfg, "rms_norm_eps", "norm_eps") or 1e-5)
-        rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
-        if not isinstance(rope, dict):
-            rope = {}
+        rope: dict[str, Any] = {}
+        for key in ("rope_parameters", "rope_scaling"):  # transformers 5 / 4 spelling
+            if isinstance(cfg.get(key), dict):
+                rope.update(cfg[key])
         theta = float(_first(rope, "rope_theta") or _first(cfg, "rope_theta", "rotary_emb_base") or 10000.0)
     except (TypeError, ValueError) as e:
         raise ConversionError(f"{path} has a malformed value: {e}.", hint="Fix config.json.") from None

@@ -76,4 +76,29 @@ def quantize_rows(rows: Any, qtype: str) -> bytes:
         return bytes(quantize_k(a, qtype).data)
     import gguf
 
-    return bytes(gguf.quants.quantize(a, gguf.GGMLQuantizationType[qtype]).data)
+    out = gguf.quants.quantize(a, gguf.GGMLQuantizationType[qtype])
+    if qtype in ("Q4_0", "Q5_0", "Q5_1"):
+        _zero_signs_like_ggml(a, out, qtype)
+    return out.tobytes()
+
+
+def _zero_signs_like_ggml(a: Any, out: Any, qtype: str) -> None:
+    """Make the fp16 header fields' zero signs match ggml's C loops (gguf-py differs only there).
+
+    Q4_0/Q5_0: an all-zero block gets ``d = 0.0f / -8 = -0.0`` in C.  Q5_1: C keeps the *first*
+    min/max element (``v < min`` / ``v > max``), so ``-0.0`` vs ``0.0`` follows element order.
+    """
+    blocks = a.reshape(-1, 32)
+    hdr = out.reshape(blocks.shape[0], -1)
+    if qtype in ("Q4_0", "Q5_0"):
+        zero = ~np.any(blocks != 0, axis=1)
+        if zero.any():
+            hdr[zero, 0] = 0x00
+            hdr[zero, 1] = 0x80
+        return
+    idx = np.arange(blocks.shape[0])
+    mn = blocks[idx, np.argmin(blocks, axis=1)]
+    mx = blocks[idx, np.argmax(blocks, axis=1)]
+    d = ((mx - mn) / np.float32(31)).astype(np.float16)
+    hdr[:, 0:2] = d.view(np.uint8).reshape(-1, 2)
+    hdr[:, 2:4] = mn.astype(np.float16).view(np.uint8).reshape(-1, 2)

@@ -20,8 +20,10 @@ naming what is missing.  ``snapshot``/``resolve_commit`` always ask the Hub when
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -312,6 +314,63 @@ class HfClient:
     def logout(self) -> bool:
         """Remove the stored token; True if one was stored."""
         return delete_token(self.settings)
+
+    # ------------------------------------------------------------------ download / upload
+    def download_model(
+        self,
+        repo_id: str,
+        files: Sequence[str] | None = None,
+        revision: str | None = None,
+        *,
+        output: str | os.PathLike[str] | None = None,
+        format: str | None = None,
+        allow_unsafe: bool = False,
+    ) -> Path:
+        """Download a model (``files``: exact paths, else the best format) and return its folder.
+
+        Delegates to :func:`batuta_sync.pull.pull` (verified, resumable, into the HF cache;
+        ``output`` also materialises the files there).  Pickle formats need ``allow_unsafe``.
+        """
+        from batuta_sync.pull import PullRequest, pull
+
+        req = PullRequest(
+            ref=RepoRef(check_repo_id(repo_id), HfAssetType.MODEL, revision or "main"),
+            files=tuple(files or ()),
+            format=format,
+            output=Path(output) if output is not None else None,
+            allow_unsafe=allow_unsafe,
+        )
+        kw = self._http_kwargs
+        result = pull(
+            self.settings,
+            req,
+            max_wait=kw.get("max_wait"),
+            no_wait=bool(kw.get("no_wait")),
+            sleep=kw.get("sleep"),
+        )
+        return result.output or result.snapshot_dir
+
+    def upload_model(
+        self,
+        local_path: str | os.PathLike[str],
+        repo_id: str,
+        commit_message: str,
+        *,
+        private: bool = False,
+        format: str | None = None,
+    ) -> str:
+        """Upload a model folder (validated, secret-scanned, only changed files) and return the commit sha.
+
+        Delegates to :func:`batuta_sync.publish.push.push`; an unchanged folder makes no commit
+        and returns the current head.
+        """
+        from batuta_sync.publish.push import PushRequest, push
+
+        req = PushRequest(
+            path=Path(local_path), repo_id=repo_id, message=commit_message, private=private, format=format
+        )
+        result = push(self.settings, req)
+        return result.commit or ""
 
     # ------------------------------------------------------------------ model cards
     def generate_model_card(self, info: Mapping[str, Any]) -> str:

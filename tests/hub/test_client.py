@@ -251,3 +251,17 @@ def test_generate_model_card_delegates_to_the_publish_layer() -> None:
         {"model_name": "tiny", "license": "mit", "library_name": "transformers", "tags": ["x"]}
     )
     assert card.startswith("---\n") and "license: mit" in card and "tiny" in card
+
+
+def test_upload_then_download_model_round_trip(hub_env: HubServer, tmp_path: Path) -> None:
+    from batuta_sync.tinymodel import write_tiny_llama
+
+    src = write_tiny_llama(tmp_path / "src")
+    hub = _client(hub_env)
+    sha = hub.upload_model(src, "me/tiny", "first upload")
+    assert len(sha) == 40 and hub.resolve_commit(RepoRef("me/tiny")) == sha
+    assert hub.upload_model(src, "me/tiny", "again") == sha  # unchanged: no new commit
+    out = hub.download_model("me/tiny", output=tmp_path / "out")
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    only = hub.download_model("me/tiny", files=["config.json"], revision=sha)
+    assert (only / "config.json").read_bytes() == (src / "config.json").read_bytes()

@@ -294,7 +294,8 @@ class HubHttp:
         """Send a request with the full policy; returns the (read) response.
 
         Raises the mapped BatutaError for a 4xx/5xx (after retries) unless its status is in
-        ``allow``.  ``retry=False`` sends exactly once (for non-idempotent writes).
+        ``allow``.  ``retry=False`` sends exactly once (for non-idempotent writes).  A retried
+        request re-sends ``content``/``json``/``data``: pass bytes, not a one-shot stream.
         """
         url = self.url(path_or_url)
         self._check_offline(method, url)

@@ -281,7 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.bytes_in = 0
         self.bytes_out = 0
         self.status = 0
-        self.body_done = self.command in ("GET", "HEAD") and not self.headers.get("Content-Length")
+        self.body_done = (self.headers.get("Content-Length") or "0").strip() == "0" and "chunked" not in (
+            self.headers.get("Transfer-Encoding") or ""
+        ).lower()
         self.logged: tuple[int, LogEntry] | None = None
         control = raw_path.startswith("/_batuta/")
         self.control = control
@@ -421,6 +423,26 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HTTPError(413, "Request body too large.")
         self.body_done = True
         return b"".join(parts)
+
+    def _body_lines(self) -> Iterator[bytes]:
+        """Non-empty lines of the request body, read incrementally."""
+        if self.body_done:
+            return
+        read, _ = self._body_reader()
+        buf = b""
+        total = 0
+        while chunk := read(_CHUNK):
+            total += len(chunk)
+            if total > _MAX_JSON_BODY:
+                raise HTTPError(413, "Request body too large.")
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield line
+        self.body_done = True
+        if buf.strip():
+            yield buf
 
     def _json_body(self) -> Any:
         raw = self._read_body()
@@ -1160,16 +1182,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _commit(self, repo_type: str, repo_id: str, rev: str) -> None:
         _, user = self._writable_repo(repo_type, repo_id)
-        raw = self._read_body()
         store = self.hub.store
         header: dict[str, Any] = {}
         adds: list[NewFile] = []
         deletes: list[str] = []
-        try:
-            lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        except ValueError:
-            raise HTTPError(400, "Commit payload must be NDJSON.")
-        for item in lines:
+        for line in self._body_lines():  # streamed: one operation (at most one inline file) in memory
+            try:
+                item = json.loads(line)
+            except ValueError:
+                raise HTTPError(400, "Commit payload must be NDJSON.")
+            if not isinstance(item, dict):
+                raise HTTPError(400, "Each NDJSON line must be an object.")
             key = item.get("key")
             value = item.get("value") or {}
             if key == "header":
@@ -1246,7 +1269,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _cdn_blob(self, repo_type: str, repo_id: str, commit: str, sha256: str) -> None:
         if repo_type not in _PREFIX:
             raise HTTPError(404, "Not found")
-        st, _ = self._visible_repo(repo_type, repo_id)
+        st, user = self._visible_repo(repo_type, repo_id)
+        if st.gated and user is None and not self.hub.open_mode:
+            raise HTTPError(401, f"Access to {repo_id} is restricted: log in to access it.", "GatedRepo")
         store = self.hub.store
         # The blob must belong to that commit of that repo: authorisation is per repo, not per blob.
         if commit not in st.commits or not any(

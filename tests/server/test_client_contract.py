@@ -182,3 +182,37 @@ def test_cdn_blob_is_scoped_to_its_repo(hub_server: HubServer) -> None:
     # PUT without a negotiated batch is refused; verify of an unknown object is 404
     assert httpx.put(f"{base}/lfs-upload/{'1' * 64}", content=b"x").status_code == 403
     assert httpx.post(f"{base}/lfs-verify", json={"oid": "1" * 64, "size": 1}).status_code == 404
+
+
+def test_snapshot_download_allow_patterns_and_cache_reuse(hub_server: HubServer, tmp_path: Path) -> None:
+    files = {
+        "config.json": b"{}",
+        "w/model.safetensors": b"s" * 100,
+        "w/extra.bin": b"b" * 50,
+        "notes.md": b"n",
+    }
+    sha = hub_server.store.commit("local/snap", files)
+    cache = tmp_path / "cache"
+    p = Path(
+        snapshot_download(
+            "local/snap",
+            endpoint=hub_server.url,
+            cache_dir=cache,
+            allow_patterns=["*.json", "w/*.safetensors"],
+        )
+    )
+    got = sorted(str(f.relative_to(p)) for f in p.rglob("*") if f.is_file())
+    assert got == ["config.json", "w/model.safetensors"]
+    assert p.name == sha
+    assert (p / "w" / "model.safetensors").read_bytes() == b"s" * 100
+    hub_server.log.clear()
+    # Same sha again: everything answered from the cache (only the revision lookup hits the server).
+    snapshot_download(
+        "local/snap", revision=sha, endpoint=hub_server.url, cache_dir=cache, allow_patterns=["*.json"]
+    )
+    assert hub_server.log.count(path_contains="/resolve/") == 0
+    ld = tmp_path / "ld"
+    snapshot_download("local/snap", endpoint=hub_server.url, local_dir=ld, ignore_patterns=["*.bin"])
+    assert sorted(
+        str(f.relative_to(ld)) for f in ld.rglob("*") if f.is_file() and ".cache" not in f.parts
+    ) == ["config.json", "notes.md", "w/model.safetensors"]

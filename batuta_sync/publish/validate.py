@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import pickletools
+import re
 import struct
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -624,6 +625,11 @@ def _index_consistency(root: Path, files: Sequence[str], st: Mapping[str, Safete
         listed: dict[str, set[str]] = {}
         for tensor, shard in wm.items():
             listed.setdefault(base + str(shard), set()).add(tensor)
+        prefix = idx[: -len(".safetensors.index.json")]
+        shard_re = re.compile(re.escape(prefix) + r"-\d+-of-\d+\.safetensors")
+        for f in files:
+            if shard_re.fullmatch(f) and f not in listed:
+                problems.append(f"{idx}: shard {f} is not referenced in the weight_map")
         for shard, names in sorted(listed.items()):
             header = st.get(shard)
             if header is None:

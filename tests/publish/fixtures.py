@@ -8,11 +8,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-_WORDS = (
-    "the of and to in is was for on that with as by at from his her token tokenizer key keys secret password "
-    "model layer attention embedding hidden state vocab merge special unk pad bos eos mask cls sep "
-    "transformer python import return def class self config weight bias norm dropout"
-).split()
+_WORDS = ["the", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "his", "her", "token", "tokenizer", "key", "keys", "secret", "password", "model", "layer", "attention", "embedding", "hidden", "state", "vocab", "merge", "special", "unk", "pad", "bos", "eos", "mask", "cls", "sep", "transformer", "python", "import", "return", "def", "class", "self", "config", "weight", "bias", "norm", "dropout"]
 
 
 def vocab(n: int = 3000, seed: int = 7) -> dict[str, int]:

@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import http.client
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -503,11 +502,7 @@ class Downloader:
             reused = conn.sock is not None
             try:
                 conn.request("GET", path, headers=headers)
-                resp = conn.getresponse()
-                if conn.sock is not None:
-                    with contextlib.suppress(OSError):
-                        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                return resp
+                return conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop_conn(url)
                 if attempt or not reused:  # a fresh connection failing is a real failure

@@ -18,6 +18,7 @@ _LAZY: dict[str, str] = {
     "apply_plan": "batuta_sync.core.api",
     "load_manifest": "batuta_sync.core.manifest",
     "make_plan": "batuta_sync.core.api",
+    "FormatConverter": "batuta_sync.convert",
 }
 
 __all__ = sorted(["BatutaError", "__version__", *_LAZY])

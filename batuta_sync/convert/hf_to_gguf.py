@@ -312,6 +312,33 @@ def run_item(item: WorkItem) -> bytes:
     return out
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer: exit as soon as the parent dies (even by SIGKILL).
+
+    Forked workers inherit the parent's descriptors, including the workspace ``flock`` of
+    ``batuta apply``; an orphan would keep that lock (the next apply is refused) and run forever.
+    """
+    import threading
+    import time
+
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG (Linux)
+    except Exception:
+        pass
+
+    def watch() -> None:  # portable fallback
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _results(items: list[WorkItem], jobs: int) -> Iterator[bytes]:
     if jobs <= 1 or len(items) <= 1:
         for it in items:
@@ -323,7 +350,9 @@ def _results(items: list[WorkItem], jobs: int) -> Iterator[bytes]:
 
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: deque[Any] = deque()
         queue = deque(items)
         while queue and len(pending) < 2 * jobs:

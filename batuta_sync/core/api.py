@@ -17,27 +17,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batuta_sync.core.actions import ActionKind
-from batuta_sync.core.executor import (
-    ApplyResult,
-    Reporter,
-    StepFn,
-    check_fresh,
-    execute,
-    raise_if_stale,
-)
 from batuta_sync.core.lockfile import Lock, read_lock
 from batuta_sync.core.manifest import Manifest, load_manifest
 from batuta_sync.core.observe import WorkspaceState, observe
 from batuta_sync.core.planner import build_plan
 from batuta_sync.core.planner.diff import PlanOptions, Selector
 from batuta_sync.core.planner.plan import Plan, Precondition
-from batuta_sync.core.workspace import Journal, Workspace, WorkspaceLock
+from batuta_sync.core.workspace import Workspace
 from batuta_sync.errors import NotFoundError
 from batuta_sync.settings import Settings, resolve_settings
 from batuta_sync.types import HfAssetType, RepoRef
+
+if TYPE_CHECKING:  # the executor (threads, futures) loads only when applying
+    from batuta_sync.core.actions import ActionKind
+    from batuta_sync.core.executor import ApplyResult, Reporter, StepFn
 
 __all__ = ["apply_plan", "load_manifest", "make_plan", "settings_for"]
 
@@ -161,6 +156,9 @@ def apply_plan(
     lock_timeout: float = 0.0,
 ) -> ApplyResult:
     """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action."""
+    from batuta_sync.core.executor import check_fresh, execute, raise_if_stale
+    from batuta_sync.core.workspace import Journal, WorkspaceLock
+
     man_path = Path(manifest.path if isinstance(manifest, Manifest) else (manifest or plan.manifest_path))
     ws = Workspace(man_path)
     with WorkspaceLock(ws.apply_lock, timeout=lock_timeout):

@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
@@ -205,12 +206,20 @@ class Lock:
 # --------------------------------------------------------------------------- text
 
 
-def _s(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=True)
+# Characters JSON leaves raw but YAML reads as line breaks or refuses (all in the BMP, so a
+# \uXXXX escape means the same to both).  Astral characters stay raw UTF-8: PyYAML does not
+# join JSON's surrogate-pair escapes.
+_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
+
+def _s(value: Any, *, separators: tuple[str, str] | None = None) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=separators)
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _flow(d: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {_s(v)}" for k, v in d.items()) + "}"
+    # A JSON object is also a YAML flow mapping: readable by any YAML tool, and by _fast_load.
+    return _s(dict(d), separators=(", ", ": "))
 
 
 def dumps(lock: Lock) -> str:
@@ -292,18 +301,70 @@ def entry_from_dict(address: str, d: Any) -> LockEntry:
     raise ValueError(f"resources.{address}.kind: expected repo, conversion or publish, got {kind!r}")
 
 
+def _fast_load(text: str) -> dict[str, Any] | None:
+    """Parse the exact layout :func:`dumps` writes (every value one JSON document per line).
+
+    About 10x faster than YAML for a large lock; returns None at the first line that
+    deviates (hand edits, merge results), and the caller falls back to the YAML parser.
+    """
+    top: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
+    entry: dict[str, Any] | None = None
+    block: dict[str, Any] | None = None
+    try:
+        for line in text.split("\n"):
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("      "):
+                if block is None:
+                    return None
+                key, _, value = line[6:].partition(": ")
+                block[json.loads(key)] = json.loads(value)
+            elif line.startswith("    "):
+                if entry is None:
+                    return None
+                key, sep, value = line[4:].partition(": ")
+                if sep:
+                    entry[key] = json.loads(value)
+                    block = None
+                elif key.endswith(":"):
+                    block = entry[key[:-1]] = {}
+                else:
+                    return None
+            elif line.startswith("  "):
+                if not line.endswith(":"):
+                    return None
+                entry = resources[json.loads(line[2:-1])] = {}
+                block = None
+            else:
+                key, sep, value = line.partition(": ")
+                if key == "resources:" and not sep:
+                    top["resources"] = resources
+                elif sep and key == "resources" and value == "{}":
+                    top["resources"] = {}
+                elif sep:
+                    top[key] = json.loads(value)
+                else:
+                    return None
+    except ValueError:
+        return None
+    return top
+
+
 def loads(text: str, *, source: str = "hf.lock") -> Lock:
     """Parse lock text; raise ManifestError (exit 3) when it is not a lock batuta wrote."""
-    import yaml
+    data = _fast_load(text)
+    if data is None:
+        import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        data = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        raise ManifestError(
-            f"{source} is not valid YAML: {exc}.",
-            hint="A merge conflict? Resolve it (or delete the conflicting blocks) and run `batuta lock`.",
-        )
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            data = yaml.load(text, Loader=loader)
+        except yaml.YAMLError as exc:
+            raise ManifestError(
+                f"{source} is not valid YAML: {exc}.",
+                hint="A merge conflict? Resolve it (or delete the conflicting blocks) and run `batuta lock`.",
+            )
     try:
         if not isinstance(data, dict):
             raise ValueError("expected a mapping at the top level")

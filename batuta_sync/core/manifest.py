@@ -543,15 +543,20 @@ def _semantic_diags(doc: _Doc, source: str) -> list[Diagnostic]:
     return out
 
 
-def parse_manifest(text: str, *, source: str = "hf.yaml") -> Manifest:
-    """Parse and validate hf.yaml text; raise ManifestError listing *every* problem."""
+def parse_manifest(text: str, *, source: str = "hf.yaml", schema_checked: bool = False) -> Manifest:
+    """Parse and validate hf.yaml text; raise ManifestError listing *every* problem.
+
+    ``schema_checked``: this exact text already passed the JSON Schema (see
+    :func:`load_manifest`'s validation cache), so skip it; semantic checks always run.
+    """
     doc = _compose(text, source)
     diags = list(doc.diags)
     if not diags and not isinstance(doc.data, dict):
         line, col = doc.marks.get((), (1, 1))
         diags.append(Diagnostic(f"expected a mapping at the top level, got {_py_type(doc.data)}", source, line, col))
     if isinstance(doc.data, dict):
-        diags += _schema_diags(doc, source)
+        if not schema_checked:
+            diags += _schema_diags(doc, source)
         diags += _semantic_diags(doc, source)
     if diags:
         diags.sort(key=lambda d: (d.line, d.col, d.message))
@@ -633,7 +638,32 @@ def load_manifest(path: str | Path = "hf.yaml") -> Manifest:
         )
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"Cannot read {p}: {exc}.")
-    return parse_manifest(text, source=str(p))
+    # Validation cache: importing jsonschema and validating costs ~0.1 s, more than the
+    # whole offline no-op plan should; a text that passed the same schema is not re-checked.
+    marker = p.resolve().parent / ".batuta" / "manifest.checked"
+    key = _validation_key(text)
+    try:
+        checked = marker.read_text(encoding="utf-8").strip() == key
+    except OSError:
+        checked = False
+    manifest = parse_manifest(text, source=str(p), schema_checked=checked)
+    if not checked:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(key + "\n", encoding="utf-8")
+        except OSError:
+            pass  # read-only checkout: just validate every time
+    return manifest
+
+
+def _validation_key(text: str) -> str:
+    from batuta_sync._version import __version__
+
+    h = hashlib.sha256()
+    for part in (__version__, schema_path("hf.schema.json").read_text(encoding="utf-8"), text):
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def dependencies(manifest: Manifest) -> dict[str, tuple[str, ...]]:

@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +214,8 @@ def fetch_remote(
             return RemoteState(address, ref, None, error=exc.message)
         except BatutaError as exc:
             return RemoteState(address, ref, None, error=exc.message)
+
+    from concurrent.futures import ThreadPoolExecutor
 
     items = sorted(queries.items())
     if not items:

@@ -17,8 +17,8 @@ from batuta_sync.core.lockfile import (
     RepoLock,
     _fast_load,
     dumps,
-    lock_digest,
     loads,
+    lock_digest,
     next_version,
     read_lock,
     tree_digest,
@@ -75,7 +75,7 @@ def test_hand_edited_yaml_falls_back_to_the_yaml_reader() -> None:
     ],
 )
 def test_invalid_locks_are_config_errors(text: str, fragment: str) -> None:
-    with pytest.raises(ManifestError, match="hf.lock") as info:
+    with pytest.raises(ManifestError, match=r"hf\.lock") as info:
         loads(text)
     assert fragment in info.value.message and info.value.exit_code == 3
 

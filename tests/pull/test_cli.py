@@ -105,7 +105,7 @@ def test_offline_flag_and_unknown_repo(hub_env: Any, capsys: pytest.CaptureFixtu
     hub_env.store.commit("org/m", {"config.json": CONFIG})
     assert run(capsys, "hf", "pull", "model", "org/m")[0] == 0
     mark = len(hub_env.log.entries)
-    code, out, err = run(capsys, "hf", "pull", "model", "org/m", "--offline")
+    code, _, err = run(capsys, "hf", "pull", "model", "org/m", "--offline")
     assert code == 0 and "(offline)" in err and hub_env.log.entries[mark:] == []
     code, _, err = run(capsys, "hf", "pull", "model", "org/other", "--offline")
     assert code == 18

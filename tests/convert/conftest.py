@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from batuta_sync.tinymodel import TinyLlamaSpec, write_tiny_llama
+
 from . import _llamacpp
 
 HAVE_LLAMACPP = _llamacpp.library_path() is not None

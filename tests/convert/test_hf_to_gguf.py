@@ -12,7 +12,6 @@ import pytest
 
 from batuta_sync.convert import CONVERTER_VERSION, GGUFQuantization, convert
 from batuta_sync.convert.quantize import use_more_bits
-from batuta_sync.errors import ConversionError
 
 from . import _llamacpp
 from ._reference import forward

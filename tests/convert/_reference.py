@@ -37,9 +37,10 @@ def forward(w: dict[str, Any], cfg: dict[str, Any], tokens: list[int]) -> np.nda
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = _rms(x, w[p + "input_layernorm.weight"], eps)
-        q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(t, n_head, hd)
-        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(t, n_kv, hd)
-        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(t, n_kv, hd)
+        q = h @ w[p + "self_attn.q_proj.weight"].T + w.get(p + "self_attn.q_proj.bias", 0.0)
+        k = h @ w[p + "self_attn.k_proj.weight"].T + w.get(p + "self_attn.k_proj.bias", 0.0)
+        v = h @ w[p + "self_attn.v_proj.weight"].T + w.get(p + "self_attn.v_proj.bias", 0.0)
+        q, k, v = q.reshape(t, n_head, hd), k.reshape(t, n_kv, hd), v.reshape(t, n_kv, hd)
         q, k = _rope(q, theta), _rope(k, theta)
         rep = n_head // n_kv
         k = np.repeat(k, rep, axis=1)

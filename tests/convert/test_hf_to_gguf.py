@@ -251,3 +251,40 @@ def test_linear_and_yarn_rope_scaling(models: dict[str, Path], tmp_path: Path) -
         f = fields(convert(d, tmp_path / f"{kind}.gguf", to="gguf", quantization="F16").output)
         assert f["llama.rope.scaling.type"] == kind and f["llama.rope.scaling.factor"] == 4.0
         assert f["llama.rope.freq_base"] == 1e6
+
+
+@pytest.mark.llamacpp
+def test_qwen2_with_biases_and_no_permutation(models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    d = tmp_path / "qwen2"
+    shutil.copytree(models["gqa"], d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2")
+    (d / "config.json").write_text(json.dumps(cfg))
+    rng = np.random.default_rng(5)
+    kv = cfg["num_key_value_heads"] * cfg["hidden_size"] // cfg["num_attention_heads"]
+    biases = {}
+    for i in range(cfg["num_hidden_layers"]):
+        for proj, n in (("q", cfg["hidden_size"]), ("k", kv), ("v", kv)):
+            biases[f"model.layers.{i}.self_attn.{proj}_proj.bias"] = (0.1 * rng.standard_normal(n)).astype(np.float16)
+    save_file(biases, str(d / "biases.safetensors"))
+    out = convert(d, tmp_path / "q.gguf", to="gguf", quantization="F32").output
+    f = fields(out)
+    assert f["general.architecture"] == "qwen2" and f["qwen2.block_count"] == 2
+    weights = hf_weights(d)
+    reader = gguf.GGUFReader(out)
+    by_name = {t.name: t for t in reader.tensors}
+    assert np.asarray(by_name["blk.0.attn_q.weight"].data).tobytes() == \
+        weights["model.layers.0.self_attn.q_proj.weight"].tobytes()  # NEOX rope: no permutation
+    assert by_name["blk.1.attn_k.bias"].data.shape == (kv,)
+    tokens = [1, 40, 77, 5, 260, 13, 99]
+    ref = forward(weights, cfg, tokens)[-1]
+    got = _llamacpp.last_logits(out, tokens)
+    assert np.abs(got - ref).max() < 0.02
+    back = convert(out, tmp_path / "back", to="safetensors")
+    assert json.loads((back.output / "config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
+    np.testing.assert_array_equal(hf_weights(back.output)["model.layers.1.self_attn.v_proj.bias"],
+                                  weights["model.layers.1.self_attn.v_proj.bias"])

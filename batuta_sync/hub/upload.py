@@ -52,7 +52,7 @@ def upload_protocol(settings: Settings, env: Mapping[str, str] | None = None) ->
     if not is_hf:
         return "lfs"
     try:
-        import hf_xet  # noqa: F401
+        import hf_xet  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return "lfs"
     return "xet"
@@ -143,11 +143,13 @@ def ensure_repo(
         raise _map_error(exc, settings, f"creating {repo_type.value} repo {repo_id}") from None
 
 
-def ensure_branch(settings: Settings, repo_id: str, repo_type: HfAssetType, branch: str) -> None:
-    """Create ``branch`` (from the default branch) when it does not exist."""
+def ensure_branch(
+    settings: Settings, repo_id: str, repo_type: HfAssetType, branch: str, *, start: str | None = None
+) -> None:
+    """Create ``branch`` at commit ``start`` (default: the default branch's head) when it does not exist."""
     api = _api(settings)
     try:
-        api.create_branch(repo_id, branch=branch, repo_type=repo_type.value, exist_ok=True)
+        api.create_branch(repo_id, branch=branch, revision=start, repo_type=repo_type.value, exist_ok=True)
     except Exception as exc:
         raise _map_error(exc, settings, f"creating branch {branch} of {repo_id}") from None
 

@@ -313,7 +313,7 @@ def card_for_push(
 ) -> CardPlan:
     overrides = dict(overrides or {})
     name = repo_id.split("/")[-1]
-    shown_files = [f for f in files if f != CARD_FILE]
+    # (the file list is not put in generated cards: adding a file must not rewrite README.md)
     if repo_type == "model":
         metrics, ds = read_metrics(root, files)
         prov = read_provenance(root, files)
@@ -326,14 +326,13 @@ def card_for_push(
             "metrics": metrics,
             "dataset": ds,
             "provenance": prov,
-            "files": shown_files,
         }
         if fmt != "gguf" and config is None:
             meta["library_name"] = "safetensors" if fmt == "safetensors" else None
         meta.update({k: v for k, v in overrides.items() if k != "provenance"})
         generated = generate_model_card(meta)
     elif repo_type == "dataset":
-        generated = generate_dataset_card({"pretty_name": name, "files": shown_files, **overrides})
+        generated = generate_dataset_card({"pretty_name": name, **overrides})
     else:
         app = next((a for a in ("app.py", "streamlit_app.py", "index.html") if a in files), None)
         generated = generate_space_readme({"title": name, "sdk": sdk, "app_file": app, **overrides})

@@ -231,9 +231,15 @@ def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | N
         try:
             return client.snapshot(ref), True, True
         except NotFoundError as exc:
-            if exc.code == "revision-not-found":
-                return None, True, False
-            return None, False, False
+            if exc.code != "revision-not-found":
+                return None, False, False
+        # A new branch starts from the default branch: diff against it (and create the branch there).
+        if ref.revision != "main":
+            try:
+                return client.snapshot(RepoRef(ref.repo_id, ref.repo_type, "main")), True, False
+            except NotFoundError:
+                pass
+        return None, True, False
     finally:
         client.close()
 
@@ -354,7 +360,7 @@ def push(
         upload.ensure_repo(settings, req.repo_id, req.repo_type, private=req.private, sdk=req.sdk)
     if not plan.branch_exists and req.revision != "main":
         say(f"creating branch {req.revision}")
-        upload.ensure_branch(settings, req.repo_id, req.repo_type, req.revision)
+        upload.ensure_branch(settings, req.repo_id, req.repo_type, req.revision, start=plan.remote_commit)
     if not (uploads or plan.deletes):
         return PushResult(plan.remote_commit, (), 0, True)
     parent = req.parent_commit or plan.remote_commit
@@ -370,7 +376,7 @@ def push(
         deletes=plan.deletes,
         message=req.message or _default_message(plan),
         parent_commit=parent,
-        progress=say,
+        progress=progress,
     )
     return PushResult(result.commit, uploads, plan.upload_bytes, False, plan.deletes, result.url)
 

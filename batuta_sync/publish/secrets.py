@@ -105,6 +105,11 @@ _PLACEHOLDER_RE = re.compile(
     r"none$|null$|true$|false$|password$|secret$|token$)"
 )
 _REPEAT_RE = re.compile(r"(.)\1{7,}")
+_FILENAME_RE = re.compile(
+    r"[\w./-]+\.(?:safetensors|bin|json|jsonl|txt|py|gguf|ggml|pt|pth|md|ya?ml|model|onnx|h5|msgpack|ckpt|png|jpe?g"
+    r"|csv|tsv|parquet|arrow|npz|npy|tar|gz|zip|wav|mp3|pkl|tflite|mlmodel|xml|html|js|ts|sh|cfg|ini|toml)"
+)
+_IDENT_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+){2,}")
 _FAKE_RE = re.compile(r"(?i)example|x{5,}|placeholder|dummy|your_|changeme")
 
 
@@ -118,6 +123,8 @@ def _generic_ok(value: str) -> bool:
         return False  # a UUID is an identifier, not a secret
     if re.fullmatch(r"v?\d+(?:\.\d+)+[\w.-]*", value):
         return False  # version strings
+    if _FILENAME_RE.fullmatch(value) or _IDENT_RE.fullmatch(value):
+        return False  # file names (index.json weight maps) and dotted/dashed lower-case identifiers
     return shannon_entropy(value) >= 3.5
 
 

@@ -108,6 +108,10 @@ def make_clean_model(root: Path, *, vocab_size: int = 3000, hidden: int = 16, re
     (root / "model.safetensors").write_bytes(
         safetensors_bytes(tiny_model_tensors(vocab_size, hidden), {"format": "pt"})
     )
+    weight_map = {name: "model.safetensors" for name in tiny_model_tensors(vocab_size, hidden)}
+    (root / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}, indent=2)
+    )
     (root / "metrics.json").write_text(json.dumps({"eval_loss": 2.3456, "eval_accuracy": 0.61,
                                                    "dataset": "wikitext"}))
     if readme is not None:

@@ -138,3 +138,24 @@ def test_cache_commands(hub_env: Any, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0 and "cleared" in out
     assert json.loads(run(capsys, "cache", "ls", "--json")[1]) == []
     assert run(capsys, "cache", "prune", "--max-size", "lots")[0] == 64
+
+
+def test_rich_progress_display_drives_a_real_pull(hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from batuta_sync.cli.pull_cmd import RichProgress
+    from batuta_sync.pull import PullRequest, pull
+    from batuta_sync.settings import resolve_settings
+    from batuta_sync.types import RepoRef
+
+    hub_env.store.commit("org/p", {"config.json": CONFIG, "model.safetensors": safetensors_bytes(50_000, 3)})
+    progress = RichProgress()
+    res = pull(resolve_settings(), PullRequest(RepoRef("org/p")), progress=progress)
+    assert res.downloaded_bytes > 200_000
+    task = progress._progress.tasks[0]
+    assert task.completed == task.total == res.downloaded_bytes
+    progress.start(1, 10)  # a second batch reuses the display
+    progress.file_start("x", 10, 4)
+    progress.file_start("x", 10, 0)  # restarted
+    progress.advance("x", 10)
+    progress.file_done("x", cached=False)
+    progress.close()
+    assert "total" in capsys.readouterr().err

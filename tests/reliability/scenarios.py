@@ -26,10 +26,10 @@ from tests.reliability._harness import (
     RandomFaults,
     Seeded,
     bad_blobs,
-    communicate,
     batuta_cmd,
     cache_env,
     check_outputs,
+    communicate,
     install_random_faults,
     lock_parses,
     output_files,
@@ -239,7 +239,7 @@ def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms:
         env = cache_env(ref_home, server.url)
         t_start = time.perf_counter()
         p = spawn(batuta_cmd("apply", "--auto-approve", "-q", "-f", str(manifest)), env, ref_proj)
-        out, err = communicate(p)
+        _out, err = communicate(p)
         t_ref = time.perf_counter() - t_start
         if p.returncode != 0:
             raise AssertionError(f"reference apply failed ({p.returncode}): {err[-2000:]}")
@@ -329,9 +329,9 @@ def two_applies(work: Path, *, latency_ms: float = 40.0) -> dict[str, Any]:
         time.sleep(0.8)  # let the first take the workspace lock (python start-up + plan)
         t = time.perf_counter()
         b = spawn(cmd, env, proj)
-        b_out, b_err = communicate(b)
+        _b_out, b_err = communicate(b)
         b_seconds = time.perf_counter() - t
-        a_out, a_err = communicate(a)
+        _a_out, _a_err = communicate(a)
         server.faults.reset()
         plan = spawn(batuta_cmd("plan", "--detailed-exitcode", "-q", "-f", str(manifest)), env, proj)
         communicate(plan)

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import scenarios
-from tests.reliability._harness import batuta_cmd, communicate, cache_env, seed_hub, spawn, start_server, write_project
+from tests.reliability._harness import (
+    batuta_cmd,
+    cache_env,
+    communicate,
+    seed_hub,
+    spawn,
+    start_server,
+    write_project,
+)
 
 
 def test_sigkill_at_random_points_then_apply_converges(tmp_path: Path) -> None:

@@ -176,13 +176,16 @@ def apply_plan(
         finally:
             if client is not None and hasattr(client, "close"):
                 client.close()
+        from batuta_sync.core.lockfile import lock_digest
+
+        _check_disk(plan, journal, settings, lock_digest(lock))
         state = WorkspaceState(ws.dir)
         if steps is None:
             from batuta_sync.core.steps import default_steps
 
             steps = default_steps(settings, man, state)
         try:
-            return execute(
+            result = execute(
                 plan,
                 steps,
                 lock=lock,
@@ -195,3 +198,24 @@ def apply_plan(
             )
         finally:
             state.save()
+        if result.ok and man.policies.get("max_cache_size") and any(a.kind.value == "pull" for a in plan.actions):
+            from batuta_sync.hub.cache import HfCache, parse_size
+
+            HfCache.from_settings(settings, max_size=parse_size(str(man.policies["max_cache_size"]))).prune()
+        return result
+
+
+def _check_disk(plan: Plan, journal: Any, settings: Settings, plan_lock_digest: str) -> None:
+    """Refuse before the first byte when the actions still to run need more disk than is free."""
+    from batuta_sync.core.observe import free_bytes
+    from batuta_sync.core.render import human_bytes
+    from batuta_sync.errors import DiskFullError
+
+    done = set(journal.done_at(plan_lock_digest))
+    needed = sum(a.disk_bytes for a in plan.actions if a.id not in done)
+    free = free_bytes(settings.hub_cache)
+    if free is not None and needed > free:
+        raise DiskFullError(
+            f"The plan needs {human_bytes(needed)} of disk under {settings.hub_cache}, "
+            f"but only {human_bytes(free)} is free. Nothing was changed."
+        )

@@ -112,11 +112,11 @@ def check_fresh(
     if manifest_digest != plan.manifest_digest:
         problems.append("hf.yaml changed since the plan was made")
     current = lock_digest(lock)
-    resuming = journal.exists and journal.lock_digest == current
+    resuming = current in journal.digests()
     if current != plan.lock_digest and not resuming:
         problems.append("hf.lock changed since the plan was made")
     if resolve is not None:
-        done_addresses = {d.split(":", 1)[1] for d in journal.done} if resuming else set()
+        done_addresses = {d.split(":", 1)[1] for d in journal.done_at(current)}
         for pre in plan.preconditions:
             if pre.address in done_addresses:
                 continue
@@ -177,7 +177,7 @@ def execute(
     graph = build_graph(plan.actions)
     by_id = {a.id: a for a in plan.actions}
     done: set[str] = set()
-    for aid in journal.done:
+    for aid in journal.done_at(lock_digest(lock)):
         if aid in by_id:
             done.add(aid)
             result.resumed.append(aid)
@@ -189,10 +189,10 @@ def execute(
         nonlocal prev
         with guard:
             new = next_version(prev, _lock_update(state["lock"], action, res))
+            journal.record(action.id, lock_digest(new))  # first: see Journal
             write_lock(lock_path, new)
             state["lock"] = new
             prev = new
-            journal.record(action.id, lock_digest(new))
 
     def run(action: Action) -> StepResult:
         step = steps.get(action.kind, relock_step if action.kind is ActionKind.RELOCK else None)

@@ -53,6 +53,9 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
         assert isinstance(entry, RepoLock)
         if p.get("purge"):
             _purge(settings, entry, list(p["purge"]))
+        if p.get("output"):
+            for rel in p.get("purge_output") or []:
+                (Path(p["output"]) / rel).unlink(missing_ok=True)
         ref = RepoRef(entry.repo, HfAssetType(entry.repo_type), entry.revision)
         snapshot = RepoSnapshot(
             ref, entry.commit, tuple(RepoFile(f.path, f.size, f.gitsha1 or "", f.sha256) for f in entry.files)

@@ -121,9 +121,12 @@ class WorkspaceLock:
 
 
 class Journal:
-    """``.batuta/journal/<plan_id>.json``: the actions of a plan done so far, and the lock digest after them.
+    """``.batuta/journal/<plan_id>.json``: the actions of a plan applied so far, each with the
+    digest hf.lock has once that action is recorded.
 
-    Lets ``batuta apply plan.json`` resume after a crash even though hf.lock moved.
+    An entry is written *before* the lock, so after a crash the current lock digest tells
+    which prefix of the entries really reached hf.lock (an entry whose lock write never
+    happened is simply redone).  Lets ``batuta apply plan.json`` resume although hf.lock moved.
     """
 
     def __init__(self, path: Path) -> None:
@@ -132,21 +135,26 @@ class Journal:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
-        self.done: list[str] = list(data.get("done") or [])
-        self.lock_digest: str | None = data.get("lock_digest")
+        self.entries: list[tuple[str, str]] = [(str(a), str(d)) for a, d in data.get("entries") or []]
 
     @property
     def exists(self) -> bool:
-        return bool(self.done)
+        return bool(self.entries)
+
+    def digests(self) -> set[str]:
+        return {d for _, d in self.entries}
+
+    def done_at(self, lock_digest: str) -> list[str]:
+        """The action ids applied when hf.lock has ``lock_digest``."""
+        last = max((i for i, (_, d) in enumerate(self.entries) if d == lock_digest), default=-1)
+        return [a for a, _ in self.entries[: last + 1]]
 
     def record(self, action_id: str, lock_digest: str) -> None:
-        if action_id not in self.done:
-            self.done.append(action_id)
-        self.lock_digest = lock_digest
+        self.entries.append((action_id, lock_digest))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".journal.", dir=str(self.path.parent))
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"done": self.done, "lock_digest": lock_digest}, fh)
+            json.dump({"entries": self.entries}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)

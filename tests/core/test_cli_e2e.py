@@ -38,7 +38,7 @@ def ws(tmp_path: Path, hub_env: Any) -> Path:
     hub_env.store.commit("org/a", FILES_A)
     hub_env.store.commit("org/b", FILES_B)
     ws = tmp_path / "ws"
-    _write(ws, "models:\n  a:\n    repo: org/a\n    output: ./models/a\n  b:\n    repo: org/b\n")
+    _write(ws, "policies:\n  max_cache_size: 10GB\nmodels:\n  a:\n    repo: org/a\n    output: ./models/a\n  b:\n    repo: org/b\n")
     return ws
 
 
@@ -279,3 +279,18 @@ def test_conversion_and_publish_end_to_end(tmp_path: Path, hub_env: Any, capsys:
     hub_env.store.commit("me/tiny-gguf", {"extra.txt": b"x"})
     code, out, _ = run(capsys, "status", "-f", f)
     assert "published_drift" in out
+
+
+def test_materialize_copy_and_verify(tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    hub_env.store.commit("org/a", FILES_A)
+    ws = tmp_path / "ws"
+    f = str(_write(ws, "policies: {materialize: copy}\nmodels:\n  a: {repo: org/a, output: ./out}\n"))
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    out = ws / "out" / "config.json"
+    assert out.is_file() and not out.is_symlink()
+    out.write_bytes(b'{"a": 9}')  # same size, different content: only --verify sees it
+    assert run(capsys, "plan", "-f", f, "--detailed-exitcode")[0] == 0
+    code, text, _ = run(capsys, "plan", "-f", f, "--verify", "--detailed-exitcode", "-o", str(ws / "p.json"))
+    assert code == 2 and "(digest_mismatch)" in text
+    assert run(capsys, "apply", "-f", f, str(ws / "p.json"), "--auto-approve")[0] == 0
+    assert out.read_bytes() == FILES_A["config.json"]

@@ -162,7 +162,10 @@ def test_an_interrupted_apply_resumes_from_the_journal(ws: Path) -> None:
     first = _apply(ws, plan, FakeSteps(fail={"conversions.qa"}), hub, jobs=1, keep_going=True)
     assert sorted(first.completed) == ["pull:models.a", "pull:models.b"]
     journal = Journal(Workspace(ws / "hf.yaml").journal(plan.plan_id))
-    assert sorted(journal.done) == ["pull:models.a", "pull:models.b"]
+    from batuta_sync.core.lockfile import lock_digest
+
+    assert sorted(journal.done_at(lock_digest(read_lock(ws / "hf.lock")))) == ["pull:models.a", "pull:models.b"]
+    assert journal.done_at(plan.lock_digest) == []
     # hf.lock moved, but only by this plan's own actions: the same plan resumes.
     steps = FakeSteps()
     second = _apply(ws, plan, steps, hub, jobs=1)
@@ -228,3 +231,37 @@ def test_missing_step_function_fails_the_action(ws: Path) -> None:
     settings = resolve_settings(env={"HF_HOME": str(ws / "hfhome")}, home=ws)
     result = apply_plan(plan, manifest=ws / "hf.yaml", settings=settings, steps={}, client_factory=lambda: hub)
     assert "No step function" in str(result.failed["pull:models.a"])
+
+
+def test_apply_refuses_before_starting_when_the_disk_is_too_small(ws: Path) -> None:
+    from dataclasses import replace
+
+    from batuta_sync.errors import DiskFullError
+
+    hub = FakeHub({"org/a": C1, "org/b": C1, "me/a-gguf": None})
+    plan, _ = _plan(ws, hub, targets=["models.a"])
+    huge = replace(plan, actions=tuple(replace(a, disk_bytes=10**18) for a in plan.actions))
+    steps = FakeSteps()
+    with pytest.raises(DiskFullError, match=r"needs 1000000\.0 TB") as info:
+        _apply(ws, huge, steps, hub)
+    assert info.value.exit_code == 16 and steps.ran == [] and not (ws / "hf.lock").exists()
+
+
+def test_public_api_is_exported_lazily() -> None:
+    import batuta_sync
+
+    for name in ("load_manifest", "make_plan", "apply_plan", "Plan", "Action"):
+        assert name in batuta_sync.__all__
+        assert getattr(batuta_sync, name).__name__ == name
+
+
+def test_journal_prefix_matches_the_lock_that_was_actually_written(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j" / "p.json")
+    j.record("pull:models.a", "sha256:1")
+    j.record("pull:models.b", "sha256:2")  # killed before hf.lock reached sha256:2
+    again = Journal(tmp_path / "j" / "p.json")
+    assert again.done_at("sha256:1") == ["pull:models.a"]  # models.b is redone
+    assert again.done_at("sha256:2") == ["pull:models.a", "pull:models.b"]
+    assert again.done_at("sha256:0") == [] and again.digests() == {"sha256:1", "sha256:2"}
+    again.remove()
+    assert not Journal(tmp_path / "j" / "p.json").exists

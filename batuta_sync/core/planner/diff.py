@@ -255,6 +255,7 @@ def diff_repo(
         "copy": opts.materialize == "copy",
         "allow_unsafe": spec.allow_unsafe,
         "purge": list(bad) if reason in (Reason.DIGEST_MISMATCH, Reason.REPLACE_REQUESTED) else [],
+        "purge_output": list(out_bad) if reason in (Reason.DIGEST_MISMATCH, Reason.REPLACE_REQUESTED) else [],
         "force": reason is Reason.REPLACE_REQUESTED,
     }
     action = Action(

@@ -14,15 +14,19 @@ import pytest
 
 from batuta_sync.cli import main
 from batuta_sync.server import HubServer
-from tests.hub.conftest import ALICE, BOB, seed, settled, start_auth_hub
+from tests.hub.conftest import ALICE, BOB, settled, start_auth_hub, start_seeded_hub
 
 DATA = Path(__file__).parents[1] / "hub" / "data"
 
 
 @pytest.fixture
-def seeded(hub_env: HubServer, tmp_path: Path) -> HubServer:
-    seed(hub_env, tmp_path / "seed")
-    return hub_env
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    srv = start_seeded_hub(tmp_path / "hub-root")
+    monkeypatch.setenv("HF_ENDPOINT", srv.url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture
@@ -306,3 +310,17 @@ def test_no_token_ever_printed_in_debug(auth_hub: HubServer, capsys: pytest.Capt
         capsys, "--debug", "hf", "whoami", "--token", "hf_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
     )
     assert code == 7 and "hf_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz" not in out + err
+
+
+def test_every_search_accepts_author_sort_limit(
+    seeded: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for kind in ("models", "datasets", "spaces"):
+        for sort in ("downloads", "likes", "updated", "trending"):
+            argv = ("hf", "search", kind, "--author", "acme", "--sort", sort, "--limit", "1", "--json")
+            code, out, _ = run(capsys, *argv)
+            found = json.loads(out)
+            assert code == 0 and len(found) == 1 and found[0]["id"].startswith("acme/")
+            hub_sort = {"updated": "lastModified", "trending": "trendingScore"}.get(sort, sort)
+            query = seeded.log.entries[-1].query
+            assert f"sort={hub_sort}" in query and "author=acme" in query and "limit=1" in query

@@ -38,12 +38,35 @@ def _files(d: Path) -> dict[str, Path]:
     return {str(p.relative_to(d)): p for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
-    """Seed a model (safetensors + gguf), a second model, a dataset, two spaces; return facts."""
-    from batuta_sync.tinymodel import write_tiny_dataset, write_tiny_llama, write_tiny_space
+_SOURCES: dict[str, Path] = {}
 
-    model_dir = write_tiny_llama(tmp / "m")
-    write_tiny_gguf(model_dir / "tiny-q8.gguf")
+
+def _sources() -> dict[str, Path]:
+    """The seed repos' files, generated once per test session (read-only afterwards)."""
+    if not _SOURCES:
+        import atexit
+        import shutil
+        import tempfile
+
+        from batuta_sync.tinymodel import write_tiny_dataset, write_tiny_llama, write_tiny_space
+
+        root = Path(tempfile.mkdtemp(prefix="batuta-hub-seed-"))
+        atexit.register(shutil.rmtree, root, True)
+        model_dir = write_tiny_llama(root / "m")
+        write_tiny_gguf(model_dir / "tiny-q8.gguf")
+        _SOURCES.update(
+            model=model_dir,
+            gguf=write_tiny_gguf(root / "x.gguf"),
+            dataset=write_tiny_dataset(root / "d"),
+            space=write_tiny_space(root / "s"),
+        )
+    return _SOURCES
+
+
+def seed(srv: HubServer) -> dict[str, Any]:
+    """Seed a model (safetensors + gguf), a second model, a dataset, two spaces; return facts."""
+    src = _sources()
+    model_dir = src["model"]
     files: dict[str, Any] = _files(model_dir)
     files["README.md"] = (
         (model_dir / "README.md")
@@ -59,7 +82,7 @@ def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
         "acme/llama-gguf",
         {
             "README.md": b"---\nlibrary_name: gguf\npipeline_tag: text-generation\n---\n",
-            "m.gguf": write_tiny_gguf(tmp / "x.gguf"),
+            "m.gguf": src["gguf"],
         },
     )
     srv.store.set_downloads("acme/llama-gguf", 900)
@@ -67,8 +90,7 @@ def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
         "zed/classifier",
         {"README.md": b"---\nlibrary_name: transformers\npipeline_tag: text-classification\n---\n"},
     )
-    ds_dir = write_tiny_dataset(tmp / "d")
-    srv.store.commit("acme/tiny-ds", _files(ds_dir), repo_type="dataset")
+    srv.store.commit("acme/tiny-ds", _files(src["dataset"]), repo_type="dataset")
     srv.store.commit(
         "acme/big-ds",
         {
@@ -82,8 +104,7 @@ def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
         {"README.md": b"---\nlanguage:\n- en\nsize_categories:\n- 10K<n<100K\n---\n"},
         repo_type="dataset",
     )
-    sp_dir = write_tiny_space(tmp / "s")
-    srv.store.commit("acme/demo", _files(sp_dir), repo_type="space")
+    srv.store.commit("acme/demo", _files(src["space"]), repo_type="space")
     srv.store.commit(
         "acme/st-app",
         {"README.md": b"---\nsdk: streamlit\n---\n", "app.py": b"print(1)\n"},
@@ -93,17 +114,30 @@ def seed(srv: HubServer, tmp: Path) -> dict[str, Any]:
     return {"model_sha": sha}
 
 
+def start_seeded_hub(root: Path) -> HubServer:
+    """A started open Hub (not fsync-durable: tests only) with the seed repos."""
+    srv = HubServer(root, durable=False)
+    seed(srv)
+    srv.start()
+    return srv
+
+
 @pytest.fixture
-def seeded(hub_env: HubServer, tmp_path: Path) -> HubServer:
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     """The open local Hub (HF_ENDPOINT set) with the seed repos."""
-    seed(hub_env, tmp_path / "seed")
-    return hub_env
+    srv = start_seeded_hub(tmp_path / "hub-root")
+    monkeypatch.setenv("HF_ENDPOINT", srv.url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def start_auth_hub(root: Path) -> HubServer:
     """A started Hub with users alice (write, org acme) and bob (read); acme/secret is private."""
     srv = HubServer(
         root,
+        durable=False,
         users=[UserSpec("alice", ALICE, "write"), UserSpec("bob", BOB, "read")],
         orgs={"acme": ["alice"]},
     )

@@ -21,6 +21,7 @@ naming what is missing.  ``snapshot``/``resolve_commit`` always ask the Hub when
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -77,15 +78,18 @@ class HfClient:
         self.settings = settings
         self._http = http
         self._http_kwargs = http_kwargs
+        self._lock = threading.Lock()
         self.cache = MetadataCache(settings)
 
     @property
     def http(self) -> HubHttp:
         """The transport, created on first use (cache hits and offline runs never import httpx)."""
         if self._http is None:
-            from batuta_sync.hub._http import HubHttp
+            with self._lock:  # one transport (and one shared rate-limit gate) per client
+                if self._http is None:
+                    from batuta_sync.hub._http import HubHttp
 
-            self._http = HubHttp(self.settings, **self._http_kwargs)
+                    self._http = HubHttp(self.settings, **self._http_kwargs)
         return self._http
 
     def close(self) -> None:

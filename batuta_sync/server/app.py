@@ -546,7 +546,8 @@ class _Handler(BaseHTTPRequestHandler):
         if d == ["validate-yaml"] and m == "POST":
             body = self._json_body()
             errors, warnings = meta.validate_card_yaml(str(body.get("content") or ""))
-            return self._json({"errors": [{"message": e} for e in errors], "warnings": warnings})
+            out = {"errors": [{"message": e} for e in errors], "warnings": [{"message": w} for w in warnings]}
+            return self._json(out, 400 if errors else 200)
         if len(d) == 1 and d[0] in _TYPES_BY_PLURAL and m == "GET":
             return self._search(_TYPES_BY_PLURAL[d[0]])
         if len(d) >= 3 and d[0] in _TYPES_BY_PLURAL:

@@ -37,7 +37,8 @@ class LogEntry:
 class RequestLog:
     """Every request (except ``/_batuta/`` control calls), in completion order."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: list[LogEntry] = []
         self._offset = 0
@@ -45,6 +46,10 @@ class RequestLog:
     def add(self, entry: LogEntry) -> int:
         with self._lock:
             self._entries.append(entry)
+            if len(self._entries) > self.max_entries:  # long-running servers: keep the newest half
+                drop = len(self._entries) - self.max_entries // 2
+                del self._entries[:drop]
+                self._offset += drop
             return self._offset + len(self._entries) - 1
 
     def replace(self, index: int, entry: LogEntry) -> None:

@@ -26,7 +26,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_subprocess_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_subprocess_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -57,7 +58,7 @@ def test_serve_subprocess_ctrl_c(tmp_path: Path) -> None:
         assert url.startswith("http://127.0.0.1:")
         me = HfApi(endpoint=url, token=TOKEN).whoami()
         assert me["name"] == "alice" and [o["name"] for o in me["orgs"]] == ["acme"]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:

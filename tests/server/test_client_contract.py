@@ -152,7 +152,7 @@ def test_lfs_resolve_headers(hub_server: HubServer) -> None:
         r3 = c.post(
             f"{hub_server.url}/api/validate-yaml", json={"content": "---\na: [\n---\n", "repoType": "model"}
         )
-        assert r3.status_code == 200 and r3.json()["errors"]
+        assert r3.status_code == 400 and r3.json()["errors"][0]["message"]
         r4 = c.get(f"{hub_server.url}/api/models/local/h/resolve-nothing")
         assert r4.status_code == 404 and "error" in json.loads(r4.content)
 
@@ -216,3 +216,21 @@ def test_snapshot_download_allow_patterns_and_cache_reuse(hub_server: HubServer,
     assert sorted(
         str(f.relative_to(ld)) for f in ld.rglob("*") if f.is_file() and ".cache" not in f.parts
     ) == ["config.json", "notes.md", "w/model.safetensors"]
+
+
+def test_invalid_readme_yaml_rejected_by_client(hub_server: HubServer) -> None:
+    api = _api(hub_server)
+    api.create_repo("local/y")
+    with pytest.raises(ValueError, match="Invalid metadata"):
+        api.upload_file(path_or_fileobj=b"---\na: [\n---\n", path_in_repo="README.md", repo_id="local/y")
+
+
+def test_request_log_is_bounded() -> None:
+    from batuta_sync.server import LogEntry, RequestLog
+
+    log = RequestLog(max_entries=10)
+    idx = [log.add(LogEntry("GET", f"/p{i}", "", 200, 0, 0)) for i in range(25)]
+    assert len(log.entries) <= 10 and log.entries[-1].path == "/p24"
+    log.replace(idx[-1], LogEntry("GET", "/p24", "", 200, 0, 5))
+    log.replace(idx[0], LogEntry("GET", "/gone", "", 200, 0, 5))  # dropped long ago: ignored
+    assert log.entries[-1].bytes_out == 5 and all(e.path != "/gone" for e in log.entries)

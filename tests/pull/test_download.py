@@ -428,3 +428,34 @@ def test_dataset_split_pull(hub_env: Any, settings: Settings) -> None:
     assert (settings.hub_cache / "datasets--org--ds" / "snapshots" / res.snapshot.commit / "data").is_dir()
     with pytest.raises(NotFoundError, match="train, test"):
         pull(settings, PullRequest(ref, split="validation"))
+
+
+def test_a_cache_filled_by_huggingface_hub_is_reused(hub_env: Any, settings: Settings) -> None:
+    import huggingface_hub
+
+    seed(hub_env, empty__txt=b"")
+    huggingface_hub.snapshot_download(REPO, endpoint=hub_env.url, cache_dir=settings.hub_cache)
+    mark = len(hub_env.log.entries)
+    res = pull(settings, PullRequest(RepoRef(REPO), include=("*",)))
+    assert content_gets(hub_env, mark) == [] and res.cache_hits == 5
+    assert (res.snapshot_dir / "empty/txt").read_bytes() == b""
+
+
+def test_empty_file_and_private_repo_with_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batuta_sync.errors import HubError
+    from batuta_sync.server import HubServer, UserSpec
+
+    srv = HubServer(tmp_path / "auth-root", users=[UserSpec("alice", "tok-alice-123456")]).start()
+    try:
+        srv.store.create_repo("alice/secret", private=True)
+        srv.store.commit("alice/secret", {"config.json": CONFIG, "empty.txt": b"", "model.safetensors": BIG})
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        with pytest.raises(HubError) as exc:
+            pull(resolve_settings(), PullRequest(RepoRef("alice/secret")))
+        assert exc.value.exit_code in (7, 8)
+        monkeypatch.setenv("HF_TOKEN", "tok-alice-123456")
+        res = pull(resolve_settings(), PullRequest(RepoRef("alice/secret"), include=("*",)))
+        assert (res.snapshot_dir / "empty.txt").read_bytes() == b""
+        assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG
+    finally:
+        srv.stop()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SORTS = ("downloads", "likes", "updated", "trending")
 SDKS = ("gradio", "streamlit", "docker", "static")
+KEY_WIDTH = 16  # "download_size: " fits
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -179,9 +180,9 @@ def _kv(lines: list[str], key: str, value: Any) -> None:
     if value is None or value == "":
         value = "-"
     text = str(value)
-    pad = " " * 16
+    pad = " " * (2 + KEY_WIDTH)
     first, *rest = text.splitlines() or [""]
-    lines.append(f"  {key + ':':<14}{first}")
+    lines.append(f"  {key + ':':<{KEY_WIDTH}}{first}")
     lines.extend(pad + r for r in rest)
 
 
@@ -217,7 +218,7 @@ def _model_lines(m: HfModelInfo) -> list[str]:
         _kv(lines, "safetensors", None)
     if m.gguf:
         g = m.gguf
-        parts = [f"total {_size(g.total) or 0}"]
+        parts = [f"{_num(g.total)} parameters"]
         if g.architecture:
             parts.append(f"architecture {g.architecture}")
         if g.context_length:

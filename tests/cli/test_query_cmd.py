@@ -170,7 +170,8 @@ def test_info_model_every_field_and_files(seeded: HubServer, capsys: pytest.Capt
     ):
         assert f"  {key}" in out
     assert "architecture llama" in out and "context_length 256" in out and "tiny-llama (0 results)" in out
-    assert "weights:      gguf " in out and "safetensors 2.7 MB" in out and "F16" in out
+    assert "gguf:           32 parameters, architecture llama" in out
+    assert "weights:        gguf " in out and "safetensors 2.7 MB" in out and "F16" in out
     assert "model.safetensors" not in out  # no file list without --files
     code, out, _ = run(capsys, "hf", "info", "model", "acme/tiny-llama", "--files")
     assert "PATH\tSIZE\tBYTES\tSTORAGE\tHASH" in out
@@ -191,13 +192,13 @@ def test_info_dataset_and_space(seeded: HubServer, capsys: pytest.CaptureFixture
         "train: 40 rows" in out
         and "test: 10 rows" in out
         and "text: string" in out
-        and "languages:    en" in out
+        and "languages:      en" in out
     )
     code, out, _ = run(capsys, "hf", "info", "space", "acme/demo", "--json")
     doc = json.loads(out)
     assert doc["sdk"] == "gradio" and doc["status"] == "RUNNING" and doc["hardware"] == "cpu-basic"
     code, out, _ = run(capsys, "hf", "info", "space", "acme/demo")
-    assert "  sdk:          gradio" in out and "  status:       RUNNING" in out
+    assert "  sdk:            gradio" in out and "  status:         RUNNING" in out
 
 
 def test_info_errors_are_one_line_with_exit_codes(
@@ -274,13 +275,13 @@ def test_login_whoami_logout(
     assert code == 0 and "Logged in as alice (write token)." in err and ALICE not in out + err
     assert token_file.read_text() == ALICE and stat.S_IMODE(token_file.stat().st_mode) == 0o600
     code, out, err = run(capsys, "hf", "whoami")
-    assert code == 0 and out.startswith("alice") and "orgs:         acme" in out and ALICE not in out + err
+    assert code == 0 and out.startswith("alice") and "orgs:           acme" in out and ALICE not in out + err
     assert "stored token file" in out
     code, out, _ = run(capsys, "hf", "whoami", "--json")
     doc = json.loads(out)
     assert doc["name"] == "alice" and doc["token_source"] == "file" and doc["token_role"] == "write"
     code, out, _ = run(capsys, "hf", "info", "model", "acme/secret")
-    assert code == 0 and "private:      yes" in out
+    assert code == 0 and "private:        yes" in out
     code, _, err = run(capsys, "hf", "logout")
     assert code == 0 and "Logged out" in err and not token_file.exists()
     code, _, err = run(capsys, "hf", "logout")

@@ -1089,6 +1089,12 @@ class _Handler(BaseHTTPRequestHandler):
                 c = None
             else:
                 raise
+        gitignore = body.get("gitIgnore")
+        if not isinstance(gitignore, str) and c is not None and ".gitignore" in c.files:
+            entry = c.files[".gitignore"]
+            if entry.size <= 1 << 20:
+                gitignore = store.blob_path(entry.sha256).read_text("utf-8", errors="replace")
+        ignored = meta.gitignore_matcher(gitignore) if isinstance(gitignore, str) else (lambda p: False)
         out = []
         for f in body.get("files") or []:
             path = str(f.get("path") or "")
@@ -1099,7 +1105,12 @@ class _Handler(BaseHTTPRequestHandler):
             if existing is not None:
                 oid = existing.sha256 if lfs else (existing.oid if not existing.lfs else None)
             out.append(
-                {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+                {
+                    "path": path,
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": ignored(path),
+                    "oid": oid,
+                }
             )
         self._json({"files": out, "commitOid": c.id if c else None})
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -263,3 +263,45 @@ def derive_tags(
         add(f"license:{lic}")
     add("region:us")
     return tags
+
+
+def gitignore_matcher(text: str) -> Callable[[str], bool]:
+    """A predicate telling whether a repo path is ignored by a .gitignore (common subset of the syntax:
+    comments, ``!`` negation, trailing ``/`` for folders, leading ``/`` anchors, ``*``/``?``/``**`` globs)."""
+    import fnmatch
+
+    rules: list[tuple[bool, bool, bool, str]] = []  # (negate, dir_only, anchored, pattern)
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        if negate:
+            line = line[1:]
+        dir_only = line.endswith("/")
+        line = line.strip("/") if dir_only else line
+        anchored = line.startswith("/") or "/" in line
+        rules.append((negate, dir_only, anchored, line.lstrip("/")))
+
+    def match_one(path: str, dir_only: bool, anchored: bool, pat: str) -> bool:
+        parts = path.split("/")
+        # candidate prefixes: every ancestor folder, plus the file itself unless the rule is folders-only
+        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+        if not dir_only:
+            candidates.append(path)
+        for cand in candidates:
+            target = cand if anchored else cand.rsplit("/", 1)[-1]
+            if fnmatch.fnmatchcase(target, pat) or (
+                "**" in pat and fnmatch.fnmatchcase(target, pat.replace("**/", "*").replace("/**", "/*"))
+            ):
+                return True
+        return False
+
+    def ignored(path: str) -> bool:
+        result = False
+        for negate, dir_only, anchored, pat in rules:
+            if match_one(path, dir_only, anchored, pat):
+                result = not negate
+        return result
+
+    return ignored

@@ -234,3 +234,15 @@ def test_request_log_is_bounded() -> None:
     log.replace(idx[-1], LogEntry("GET", "/p24", "", 200, 0, 5))
     log.replace(idx[0], LogEntry("GET", "/gone", "", 200, 0, 5))  # dropped long ago: ignored
     assert log.entries[-1].bytes_out == 5 and all(e.path != "/gone" for e in log.entries)
+
+
+def test_preupload_should_ignore_follows_gitignore(hub_server: HubServer, tmp_path: Path) -> None:
+    api = _api(hub_server)
+    hub_server.store.commit("local/gi", {".gitignore": b"*.log\nscratch/\n"})
+    d = tmp_path / "gi"
+    (d / "scratch").mkdir(parents=True)
+    (d / "keep.txt").write_text("k")
+    (d / "debug.log").write_text("noise")
+    (d / "scratch" / "tmp.txt").write_text("t")
+    api.upload_folder(repo_id="local/gi", folder_path=d)
+    assert sorted(api.list_repo_files("local/gi")) == [".gitignore", "keep.txt"]

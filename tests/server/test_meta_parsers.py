@@ -133,3 +133,12 @@ def test_card_helpers() -> None:
     assert "gradio" in meta.derive_tags("space", {"sdk": "gradio"}, [], {})
     model_tags = meta.derive_tags("model", {"datasets": ["d"], "base_model": "b/m"}, [], {})
     assert "dataset:d" in model_tags and "base_model:b/m" in model_tags
+
+
+def test_gitignore_matcher() -> None:
+    ig = meta.gitignore_matcher("# comment\n\n*.log\n/build/\ncache/\n!keep.log\ndocs/**/*.tmp\n/top.txt\n")
+    assert ig("a.log") and ig("deep/x/a.log") and not ig("keep.log")
+    assert ig("build/x.bin") and not ig("src/build")  # folders-only rule, anchored
+    assert ig("a/cache/b.txt") and not ig("cache")
+    assert ig("docs/a/b/c.tmp") and ig("top.txt") and not ig("sub/top.txt")
+    assert not ig("model.safetensors")

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -24,8 +24,8 @@ COMMIT = "c" * 40
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    mode: dict[str, Any] = {}
-    seen: list[tuple[str, str | None, str | None]] = []
+    mode: ClassVar[dict[str, Any]] = {}
+    seen: ClassVar[list[tuple[str, str | None, str | None]]] = []
 
     def log_message(self, *a: object) -> None:
         pass
@@ -38,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         rng = self.headers.get("Range")
         self.seen.append((self.path, rng, self.headers.get("Authorization")))
         mode = self.mode.get("kind")

@@ -584,6 +584,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._settings(repo_type, repo_id)
         if head == "like" and len(rest) == 1 and m in ("POST", "DELETE"):
             return self._like(repo_type, repo_id)
+        if head == "runtime" and len(rest) == 1 and m == "GET" and repo_type == "space":
+            st, _ = self._visible_repo(repo_type, repo_id)
+            c = self.hub.store.get_commit(st.branches["main"])
+            return self._json(self._info_json(st, c, siblings=False, blobs=False)["runtime"])
         if head == "xet-write-token":
             raise HTTPError(501, "Xet storage is not supported by the local hub; set HF_HUB_DISABLE_XET=1.")
         raise HTTPError(404, f"Not found: {self.raw_path}")

@@ -102,6 +102,7 @@ dataset_info:
     sp = api.space_info("local/sp")
     assert sp.sdk == "gradio"
     assert sp.runtime is not None and sp.runtime.stage == "RUNNING"
+    assert api.get_space_runtime("local/sp").stage == "RUNNING"
     hub_server.store.commit("local/sp2", {"README.md": b"---\nsdk: docker\n---\n"}, repo_type="space")
     sp2 = api.space_info("local/sp2")
     assert sp2.sdk == "docker" and sp2.runtime is not None and sp2.runtime.stage == "NO_APP_FILE"

@@ -19,6 +19,10 @@ _LAZY: dict[str, str] = {
     "load_manifest": "batuta_sync.core.manifest",
     "make_plan": "batuta_sync.core.api",
     "FormatConverter": "batuta_sync.convert",
+    "HfCache": "batuta_sync.hub.cache",
+    "PullRequest": "batuta_sync.pull",
+    "SafetyPolicy": "batuta_sync.safety",
+    "classify_file_safety": "batuta_sync.safety",
 }
 
 __all__ = sorted(["BatutaError", "__version__", *_LAZY])

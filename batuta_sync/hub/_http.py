@@ -38,6 +38,8 @@ from batuta_sync.settings import Settings
 
 _TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 
 
@@ -137,7 +139,8 @@ class HubHttp:
                     follow_redirects=True,
                     http1=True,
                     http2=False,
-                    trust_env=False,  # never route loopback/Hub traffic through env proxies
+                    # HTTP(S)_PROXY / SSL_CERT_FILE apply to a remote Hub, never to a loopback one
+                    trust_env=self._origin[1] not in _LOOPBACK,
                     limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
                     transport=self._transport,
                 )

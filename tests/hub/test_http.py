@@ -248,3 +248,13 @@ def test_non_json_answer_is_a_hub_error(http_rec: tuple[HubHttp, list[float], Hu
         http.get_json("/acme/tiny-llama/resolve/main/README.md")
     with pytest.raises(HubError, match="Expected a JSON list"):
         http.get_json_pages(INFO)
+
+
+def test_env_proxies_apply_to_remote_hubs_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens: a proxy would fail
+    remote = HubHttp(Settings(endpoint="http://hub.example", hf_home=tmp_path))
+    assert remote._get_client()._trust_env
+    local = HubHttp(Settings(endpoint="http://127.0.0.1:1", hf_home=tmp_path))
+    assert not local._get_client()._trust_env
+    remote.close()
+    local.close()

@@ -294,3 +294,39 @@ def test_materialize_copy_and_verify(tmp_path: Path, hub_env: Any, capsys: pytes
     assert code == 2 and "(digest_mismatch)" in text
     assert run(capsys, "apply", "-f", f, str(ws / "p.json"), "--auto-approve")[0] == 0
     assert out.read_bytes() == FILES_A["config.json"]
+
+
+def test_publish_from_a_local_path(tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    f = str(_write(ws, "publish:\n  app:\n    from: ./space\n    repo: me/app\n    type: space\n    sdk: gradio\n"))
+    (ws / "space").mkdir()
+    (ws / "space" / "app.py").write_text("import gradio\n")
+    (ws / "space" / "requirements.txt").write_text("gradio\n")
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "↑ push  publish.app  (not_published)" in out
+    code, _, err = run(capsys, "apply", "-f", f, "--auto-approve")
+    assert code == 0, err
+    head = hub_env.store.resolve("me/app", repo_type="space")
+    assert read_lock(ws / "hf.lock").get("publish.app").commit == head  # type: ignore[union-attr]
+    assert run(capsys, "plan", "-f", f, "--detailed-exitcode")[0] == 0  # hash cache: unchanged files
+    (ws / "space" / "app.py").write_text("import gradio as gr\n")
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "(source_changed)" in out
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    assert hub_env.store.resolve("me/app", repo_type="space") != head
+
+
+def test_selection_problems_fail_the_plan_with_the_address(
+    tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub_env.store.commit("org/pickled", {"config.json": b"{}", "pytorch_model.bin": b"\x80\x02}q\x00."})
+    hub_env.store.commit("org/st", {"config.json": b"{}", "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "})
+    ws = tmp_path / "ws"
+    f = str(_write(ws, "models:\n  p: {repo: org/pickled, include: ['*.bin']}\n  g: {repo: org/st, format: gguf, quantization: Q4_K_M}\n"))
+    code, _, err = run(capsys, "plan", "-f", f)
+    assert code == 1
+    assert "models.p: Blocked 1 file(s)" in err and "pytorch_model.bin" in err
+    assert "models.g: org/st has no gguf Q4_K_M file" in err and "conversions:" in err
+    _write(ws, "models:\n  p: {repo: org/pickled, include: ['*.bin'], allow_unsafe: true}\n  missing: {repo: org/nope}\n")
+    code, _, err = run(capsys, "plan", "-f", f)
+    assert code == 1 and "models.missing:" in err and "models.p" not in err

@@ -344,7 +344,17 @@ def cmd_lock(args: argparse.Namespace) -> int:
                 new = new.with_entry(entry)
     final = next_version(old, new)
     if old is None or final.content() != old.content():
-        write_lock(ws.lock_path, final)
+        from batuta_sync.core.workspace import WorkspaceLock
+
+        with WorkspaceLock(ws.apply_lock):  # never race an apply that is writing hf.lock
+            if read_lock(ws.lock_path) != old:
+                from batuta_sync.errors import StalePlanError
+
+                raise StalePlanError(
+                    "hf.lock changed while `batuta lock` was resolving; nothing was written.",
+                    hint="Run `batuta lock` again.",
+                )
+            write_lock(ws.lock_path, final)
         _common.info(args, f"Updated {ws.lock_path.name} (serial {final.serial}):")
         for line in changed or ["(entries normalised)"]:
             _common.info(args, f"  ~ {line}")

@@ -330,3 +330,28 @@ def test_selection_problems_fail_the_plan_with_the_address(
     _write(ws, "models:\n  p: {repo: org/pickled, include: ['*.bin'], allow_unsafe: true}\n  missing: {repo: org/nope}\n")
     code, _, err = run(capsys, "plan", "-f", f)
     assert code == 1 and "models.missing:" in err and "models.p" not in err
+
+
+def test_apply_asks_on_a_terminal(ws: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from batuta_sync.cli import _common
+
+    monkeypatch.setattr(_common, "is_tty", lambda stream=None: True)
+    answers = iter(["no", "yes"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    f = str(ws / "hf.yaml")
+    code, _, err = run(capsys, "apply", "-f", f)
+    assert code == 0 and "Apply cancelled" in err and not (ws / "hf.lock").exists()
+    code, _, err = run(capsys, "apply", "-f", f)
+    assert code == 0 and "Apply complete" in err and (ws / "hf.lock").exists()
+
+
+def test_lock_waits_for_no_one_and_refuses_during_an_apply(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from batuta_sync.core.workspace import Workspace, WorkspaceLock
+
+    with WorkspaceLock(Workspace(ws / "hf.yaml").apply_lock):
+        code, _, err = run(capsys, "lock", "-f", str(ws / "hf.yaml"))
+    assert code == 17 and "workspace-busy" in err
+    assert run(capsys, "lock", "-f", str(ws / "hf.yaml"))[0] == 0
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.a", "models.b"}
+    assert not (ws / "models").exists()  # lock resolves, never downloads

@@ -31,7 +31,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batuta_sync.errors import ConversionError, NetworkError, NotFoundError, OfflineError, UsageError
+from batuta_sync.errors import (
+    ConversionError,
+    IntegrityError,
+    NetworkError,
+    NotFoundError,
+    OfflineError,
+    UsageError,
+)
 from batuta_sync.safety import FileSafety, UnsafePathError, classify_file_safety, path_problem, unsafe_reason
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 
@@ -583,7 +590,7 @@ def cached_snapshot(settings: Settings, ref: RepoRef) -> RepoSnapshot | None:
     """The cached listing of ``ref`` (``refs/`` + ``trees/<sha>.json``); no network."""
     from batuta_sync.hub.cache import cached_snapshot_at
 
-    return cached_snapshot_at(settings.hub_cache, ref)
+    return cached_snapshot_at(settings.hub_cache, ref, settings.batuta_dir)
 
 
 # --------------------------------------------------------------------------- I/O
@@ -616,8 +623,10 @@ def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> t
         return snap, True
     from batuta_sync.hub.cache import SHA1_RE
 
-    if SHA1_RE.match(ref.revision):  # a commit's listing never changes
-        snap = cached_snapshot(settings, ref)
+    if SHA1_RE.match(ref.revision):  # a commit's (complete) listing never changes
+        from batuta_sync.hub.cache import cached_snapshot_at
+
+        snap = cached_snapshot_at(settings.hub_cache, ref)
         if snap is not None:
             return snap, False
     from batuta_sync.hub.client import HfClient
@@ -658,6 +667,7 @@ def pull(
         ensure_cache_root,
         link_snapshot_file,
         materialize,
+        write_partial_listing,
         write_ref,
         write_tree,
     )
@@ -666,11 +676,13 @@ def pull(
 
     t0 = time.monotonic()
     offline = settings.offline
+    complete_listing = snapshot is None  # ours: the commit's full listing; a caller's may be a subset
     if snapshot is None:
         waits: dict[str, Any] = {"max_wait": max_wait, "no_wait": no_wait}
         if sleep is not None:
             waits["sleep"] = sleep
         snapshot, offline = _resolve_snapshot(settings, req.ref, **waits)
+        complete_listing = not offline
     else:
         offline = settings.offline
     if snapshot.ref != req.ref:
@@ -726,9 +738,18 @@ def pull(
         )
 
     blocked = list(selection.blocked)
+    unnamed = [f.path for f in selection.selected if not f.etag]
+    if unnamed:
+        raise IntegrityError(
+            f"{ref}: no hash known for {', '.join(unnamed)}; cannot verify or cache it.",
+            hint="Give the snapshot's files their blob ids / sha256 (HfClient.snapshot does).",
+        )
     if not offline:
         ensure_cache_root(settings.hub_cache)
-        write_tree(layout, snapshot)
+        if complete_listing:
+            write_tree(layout, snapshot)
+        elif not complete_listing:
+            write_partial_listing(settings.batuta_dir, layout, replace(snapshot, files=selection.selected))
     try:
         report = fetch(selection.selected)
     finally:

@@ -259,13 +259,49 @@ def read_tree(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...] | None:
         return None
 
 
-def cached_snapshot_at(root: Path, ref: RepoRef) -> RepoSnapshot | None:
-    """The cached listing of ``ref`` (via ``refs/`` and ``trees/``), without any network."""
+def _partial_listing_path(state_dir: Path, layout: CacheLayout, commit: str) -> Path:
+    return Path(state_dir) / "listings" / layout.folder / f"{commit}.json"
+
+
+def write_partial_listing(state_dir: Path, layout: CacheLayout, snapshot: RepoSnapshot) -> None:
+    """Remember files of a commit pulled from a caller-given (possibly partial) listing.
+
+    ``trees/<sha>.json`` must stay the commit's *complete* listing (huggingface_hub trusts
+    it even online), so subsets go to batuta's own state; the union is kept.
+    """
+    path = _partial_listing_path(state_dir, layout, snapshot.commit)
+    known: dict[str, RepoFile] = {}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        for rel, info in json.loads(path.read_text(encoding="utf-8"))["files"].items():
+            known[rel] = RepoFile(rel, int(info["size"]), str(info["blob_id"]), info.get("lfs_sha256"))
+    before = dict(known)
+    known.update({f.path: f for f in snapshot.files})
+    if known != before or not path.exists():
+        atomic_write_text(path, json.dumps(tree_json(known.values()), indent=1))
+
+
+def cached_snapshot_at(root: Path, ref: RepoRef, state_dir: Path | None = None) -> RepoSnapshot | None:
+    """The cached listing of ``ref`` (via ``refs/`` and ``trees/``, else batuta's partial
+    listing under ``state_dir``), without any network."""
     layout = CacheLayout.of(root, ref)
     commit = read_ref(layout, ref.revision)
     if commit is None:
         return None
     files = read_tree(layout, commit)
+    if files is None and state_dir is not None:
+        try:
+            data = json.loads(_partial_listing_path(state_dir, layout, commit).read_text(encoding="utf-8"))
+            files = tuple(
+                sorted(
+                    (
+                        RepoFile(p, int(i["size"]), str(i["blob_id"]), i.get("lfs_sha256"))
+                        for p, i in data["files"].items()
+                    ),
+                    key=lambda f: f.path,
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            files = None
     if files is None:
         return None
     return RepoSnapshot(ref=ref, commit=commit, files=files)

@@ -459,3 +459,28 @@ def test_empty_file_and_private_repo_with_token(tmp_path: Path, monkeypatch: pyt
         assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG
     finally:
         srv.stop()
+
+
+def test_a_caller_given_subset_listing_never_becomes_the_tree(hub_env: Any, settings: Settings) -> None:
+    import huggingface_hub
+
+    from batuta_sync.errors import IntegrityError
+    from batuta_sync.hub.client import HfClient
+    from batuta_sync.types import RepoSnapshot
+
+    commit = seed(hub_env)
+    full = HfClient(settings).snapshot(RepoRef(REPO))
+    subset = RepoSnapshot(full.ref, full.commit, tuple(f for f in full.files if f.path == "config.json"))
+    res = pull(settings, PullRequest(RepoRef(REPO), files=("config.json",)), snapshot=subset)
+    assert [f.path for f in res.selected] == ["config.json"]
+    assert not layout(settings).tree_path(commit).exists()  # huggingface_hub trusts trees/ even online
+    # offline, batuta still knows what it pulled
+    off = resolve_settings(env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    again = pull(off, PullRequest(RepoRef(REPO), files=("config.json",)))
+    assert again.offline and again.cache_hits == 1
+    # huggingface_hub online sees the whole repo
+    path = huggingface_hub.snapshot_download(REPO, endpoint=hub_env.url, cache_dir=settings.hub_cache)
+    assert (Path(path) / "model.safetensors").read_bytes() == BIG
+    nameless = RepoSnapshot(full.ref, full.commit, (subset.files[0].__class__("x.txt", 3, ""),))
+    with pytest.raises(IntegrityError):
+        pull(settings, PullRequest(RepoRef(REPO), files=("x.txt",)), snapshot=nameless)

@@ -1022,21 +1022,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _refs(self, repo_type: str, repo_id: str) -> None:
         st, _ = self._visible_repo(repo_type, repo_id)
+        branches, tags, prs = self.hub.store.refs_snapshot(st)
         out: dict[str, Any] = {
             "branches": [
                 {"name": b, "ref": f"refs/heads/{b}", "targetCommit": sha}
-                for b, sha in sorted(st.branches.items())
+                for b, sha in sorted(branches.items())
             ],
             "tags": [
-                {"name": t, "ref": f"refs/tags/{t}", "targetCommit": sha}
-                for t, sha in sorted(st.tags.items())
+                {"name": t, "ref": f"refs/tags/{t}", "targetCommit": sha} for t, sha in sorted(tags.items())
             ],
             "converts": [],
         }
         if self._flag("include_prs"):
             out["pullRequests"] = [
-                {"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": sha}
-                for n, sha in sorted(st.prs.items())
+                {"name": str(n), "ref": f"refs/pr/{n}", "targetCommit": sha} for n, sha in sorted(prs.items())
             ]
         self._json(out)
 
@@ -1159,7 +1158,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _commit_with_blob(self, st: RepoState, sha256: str) -> str | None:
         store = self.hub.store
-        for head in [*st.branches.values(), *st.tags.values(), *st.prs.values()]:
+        branches, tags, prs = store.refs_snapshot(st)
+        for head in [*branches.values(), *tags.values(), *prs.values()]:
             for c in store.history(head):
                 if any(e.sha256 == sha256 for e in c.files.values()):
                     return c.id

@@ -559,6 +559,15 @@ class Store:
         return c
 
     def resolve_state(self, st: RepoState, rev: str) -> str:
+        with self.lock:  # refs may change under concurrent commits
+            return self._resolve_locked(st, rev)
+
+    def refs_snapshot(self, st: RepoState) -> tuple[dict[str, str], dict[str, str], dict[int, str]]:
+        """Consistent copies of (branches, tags, PRs)."""
+        with self.lock:
+            return dict(st.branches), dict(st.tags), dict(st.prs)
+
+    def _resolve_locked(self, st: RepoState, rev: str) -> str:
         if rev in st.branches:
             return st.branches[rev]
         if rev in st.tags:

@@ -180,3 +180,36 @@ def test_40_simultaneous_connections(hub_server: HubServer) -> None:
     assert hub_server.counters["max_active_connections"] >= 40
     for c in conns:
         c.close()
+
+
+def test_concurrent_commits_and_reads(hub_server: HubServer) -> None:
+    from huggingface_hub import CommitOperationAdd
+
+    api = HfApi(endpoint=hub_server.url, token="t")
+    api.create_repo("local/busy")
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            op = CommitOperationAdd(path_in_repo=f"f{i}.txt", path_or_fileobj=str(i).encode())
+            api.create_commit("local/busy", [op], commit_message=f"c{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(10):
+                api.list_repo_refs("local/busy")
+                api.model_info("local/busy", revision=api.model_info("local/busy").sha[:8])  # type: ignore[index]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    threads += [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert sorted(api.list_repo_files("local/busy")) == sorted(f"f{i}.txt" for i in range(8))
+    assert len(api.list_repo_commits("local/busy")) == 9  # serialised: no commit lost

@@ -250,6 +250,7 @@ class HubHttp:
                 has_token=self.has_token,
                 endpoint=self.endpoint,
                 attempts=attempts,
+                token_source=self.settings.auth.value,
             )
         detail = str(exc) or type(exc).__name__
         return NetworkError(
@@ -277,7 +278,14 @@ class HubHttp:
         if ratelimit.is_retryable_status(status):
             raise _RetryableResponse(status, headers, path, body, method)
         raise error_for(
-            status, headers, path, body, method=method, has_token=self.has_token, endpoint=self.endpoint
+            status,
+            headers,
+            path,
+            body,
+            method=method,
+            has_token=self.has_token,
+            endpoint=self.endpoint,
+            token_source=self.settings.auth.value,
         )
 
     # ------------------------------------------------------------------ public API

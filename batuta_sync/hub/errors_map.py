@@ -91,11 +91,18 @@ def error_for(
     has_token: bool = False,
     endpoint: str = "",
     attempts: int = 1,
+    token_source: str = "",
 ) -> BatutaError:
-    """The BatutaError for a final (non-retried or retries-exhausted) error response."""
+    """The BatutaError for a final (non-retried or retries-exhausted) error response.
+
+    ``token_source`` (``token`` / ``env`` / ``file``: :class:`~batuta_sync.settings.HfAuth`
+    values) makes the hint for a rejected token name the place to fix.
+    """
     code = headers.get("x-error-code", "")
     target = target_of(path)
     what = target.describe()
+    if urlsplit(path).path.startswith("/api/whoami"):
+        what = "whoami"
     server = _server_message(headers, body)
     said = f" The Hub said: {server}" if server else ""
     if code in ("RepoNotFound", "RevisionNotFound", "EntryNotFound"):
@@ -137,7 +144,12 @@ def error_for(
         if has_token:
             return AuthError(
                 f"The Hub rejected your token (401) for {what}.{said}",
-                hint="The token is invalid or expired: create a new one and run `batuta hf login`, or fix HF_TOKEN.",
+                hint="The token is invalid or expired: "
+                + {
+                    "token": "check the value passed with --token.",
+                    "env": "fix or unset the HF_TOKEN environment variable.",
+                    "file": "create a new token and run `batuta hf login` again.",
+                }.get(token_source, "create a new one and run `batuta hf login`, or fix HF_TOKEN."),
                 code="unauthorized",
             )
         return AuthError(f"{what} needs authentication (401).{said}", code="unauthorized")

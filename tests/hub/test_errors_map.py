@@ -59,3 +59,12 @@ def test_messages_use_the_server_text_and_mask_tokens() -> None:
         403, {"x-error-code": "GatedRepo"}, "/api/datasets/a/b", endpoint="http://hub", has_token=True
     )
     assert "http://hub/datasets/a/b" in gated.hint and "with your token" in gated.hint
+
+
+@pytest.mark.parametrize(
+    ("source", "fix"),
+    [("token", "--token"), ("env", "HF_TOKEN"), ("file", "batuta hf login"), ("", "HF_TOKEN")],
+)
+def test_rejected_token_hint_names_where_to_fix_it(source: str, fix: str) -> None:
+    err = error_for(401, {}, "/api/whoami-v2", has_token=True, token_source=source)
+    assert fix in err.hint and err.message.startswith("The Hub rejected your token (401) for whoami.")

@@ -40,7 +40,7 @@ from batuta_sync.errors import (
     UsageError,
 )
 from batuta_sync.safety import FileSafety, UnsafePathError, classify_file_safety, path_problem, unsafe_reason
-from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
+from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot, check_repo_id
 
 if TYPE_CHECKING:
     from batuta_sync.hub.download import ProgressSink
@@ -675,6 +675,7 @@ def pull(
     from batuta_sync.safety import sniff_file_safety, unsafe_files_error
 
     t0 = time.monotonic()
+    check_repo_id(req.ref.repo_id)
     offline = settings.offline
     complete_listing = snapshot is None  # ours: the commit's full listing; a caller's may be a subset
     if snapshot is None:
@@ -750,6 +751,23 @@ def pull(
             write_tree(layout, snapshot)
         elif not complete_listing:
             write_partial_listing(settings.batuta_dir, layout, replace(snapshot, files=selection.selected))
+    if req.output is not None and req.copy:
+        from batuta_sync.hub.cache import disk_free, human_bytes
+
+        out_dir = Path(req.output)
+        need = sum(
+            f.size
+            for f in selection.selected
+            if not ((out_dir / f.path).is_file() and (out_dir / f.path).stat().st_size == f.size)
+        )
+        if disk_free(Path(req.output)) < need + (16 << 20):
+            from batuta_sync.errors import DiskFullError
+
+            raise DiskFullError(
+                f"Not enough free space in {req.output} for copies of {len(selection.selected)} file(s) "
+                f"({human_bytes(need)}). Nothing was downloaded.",
+                hint="Drop --copy (symlinks need no space), free space, or choose another --output.",
+            )
     try:
         report = fetch(selection.selected)
     finally:

@@ -484,3 +484,21 @@ def test_a_caller_given_subset_listing_never_becomes_the_tree(hub_env: Any, sett
     nameless = RepoSnapshot(full.ref, full.commit, (subset.files[0].__class__("x.txt", 3, ""),))
     with pytest.raises(IntegrityError):
         pull(settings, PullRequest(RepoRef(REPO), files=("x.txt",)), snapshot=nameless)
+
+
+def test_copy_output_checks_free_space(
+    hub_env: Any, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(hub_env)
+    real = shutil.disk_usage
+    out = tmp_path / "copies"
+    monkeypatch.setattr(
+        shutil,
+        "disk_usage",
+        lambda p: (
+            real(p)._replace(free=10) if str(p).startswith(str(out)) or str(p) == str(tmp_path) else real(p)
+        ),
+    )
+    with pytest.raises(DiskFullError, match="--copy|copies"):
+        pull(settings, PullRequest(RepoRef(REPO), output=out, copy=True))
+    assert content_gets(hub_env) == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batuta_sync.errors import UsageError
 from batuta_sync.hub.models import (
@@ -256,3 +258,29 @@ def test_human_size_and_weight_sizes() -> None:
 
 def test_sort_key_hub_params() -> None:
     assert [k.hub_param for k in SortKey] == ["downloads", "likes", "lastModified", "trendingScore"]
+
+
+@given(st.text(max_size=20))
+def test_size_expressions_never_crash(expr: str) -> None:
+    try:
+        f = parse_size_expr(expr)
+    except UsageError:
+        return
+    assert f.kind in ("bytes", "rows") and f.low <= f.high
+    assert f.kind == "bytes" or f.categories
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c) | st.dictionaries(st.text(max_size=8), c),
+        max_leaves=20,
+    )
+)
+def test_from_json_never_crashes_on_garbage(data: object) -> None:
+    for t in HfAssetType:
+        info_from_json(t, data)
+    if isinstance(data, dict):
+        for t in HfAssetType:
+            info_from_json(t, {"id": "a/b", "cardData": data, "siblings": [data], "runtime": data, **data})
+    UserInfo.from_json(data)

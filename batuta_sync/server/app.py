@@ -285,29 +285,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Transfer-Encoding") or ""
         ).lower()
         self.logged: tuple[int, LogEntry] | None = None
+        self.head_sent = False
         control = raw_path.startswith("/_batuta/")
         self.control = control
         try:
             if not control:
                 self._inject_request_faults()
             self._route()
-        except StoreError as exc:
-            headers = {"X-Repo-Commit": exc.commit} if isinstance(exc, EntryNotFound) else {}
-            self._error(exc.status, exc.message, exc.error_code, headers)
-        except HTTPError as exc:
-            self._error(exc.status, exc.message, exc.error_code, exc.headers)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
-        except Exception as exc:  # a bug: answer 500, keep serving
-            try:
-                self._error(500, f"Internal server error: {type(exc).__name__}: {exc}")
-            except OSError:
+        except Exception as exc:
+            if self.head_sent:  # too late for an error response: cut the connection
                 self.close_connection = True
+            else:
+                try:
+                    self._send_exception(exc)
+                except OSError:
+                    self.close_connection = True
         finally:
             if not self.body_done:
                 self.close_connection = True
             if not control:
                 self._record(self.bytes_out)
+
+    def _send_exception(self, exc: Exception) -> None:
+        if isinstance(exc, StoreError):
+            headers = {"X-Repo-Commit": exc.commit} if isinstance(exc, EntryNotFound) else {}
+            self._error(exc.status, exc.message, exc.error_code, headers)
+        elif isinstance(exc, HTTPError):
+            self._error(exc.status, exc.message, exc.error_code, exc.headers)
+        else:  # a bug: answer 500, keep serving
+            self._error(500, f"Internal server error: {type(exc).__name__}: {exc}")
 
     def _record(self, bytes_out: int) -> None:
         """Log the request and count it.  Called once before the response head is sent (so a client
@@ -462,6 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, headers: Mapping[str, str], length: int, expected_out: int | None = None
     ) -> None:
         self.status = status
+        self.head_sent = True
         if not self.control:
             body = 0 if self.command == "HEAD" else (length if expected_out is None else expected_out)
             self._record(self.bytes_out + body)

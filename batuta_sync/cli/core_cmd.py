@@ -199,6 +199,83 @@ class _CliReporter:
         _common.info(self.args, f"  ↷ {action.kind.value} {action.address} skipped ({cause})")
 
 
+class _RichApplyProgress(_CliReporter):
+    """On a terminal: one rich display, a bar per running action (bytes for pulls) and a total."""
+
+    def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        super().__init__(args)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.total = self.progress.add_task(f"apply {len(plan.actions)} actions", total=len(plan.actions) or 1)
+        self.tasks: dict[str, Any] = {}
+        self.progress.start()
+
+    def _log(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def started(self, action: Action) -> None:
+        self.tasks[action.id] = self.progress.add_task(
+            f"{action.kind.symbol} {action.address}", total=action.download_bytes or None
+        )
+
+    def _end(self, action: Action, text: str) -> None:
+        task = self.tasks.pop(action.id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.progress.advance(self.total)
+        self._log(text)
+
+    def finished(self, action: Action, result: StepResult) -> None:
+        from batuta_sync.core.render import human_bytes
+
+        extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
+        self._end(action, f"  ✓ {action.kind.value} {action.address} done{extra}")
+
+    def failed(self, action: Action, error: BaseException) -> None:
+        msg = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        self._end(action, f"  ✗ {action.kind.value} {action.address} failed: {msg}")
+
+    def skipped(self, action: Action, cause: str) -> None:
+        self._log(f"  ↷ {action.kind.value} {action.address} skipped ({cause})")
+
+    def sink_for(self, action: Action) -> Any:
+        reporter = self
+
+        class Sink:
+            def start(self, files: int, total_bytes: int) -> None:
+                task = reporter.tasks.get(action.id)
+                if task is not None:
+                    reporter.progress.update(task, total=total_bytes or None)
+
+            def file_start(self, path: str, size: int, done: int) -> None:
+                pass
+
+            def advance(self, path: str, nbytes: int) -> None:
+                task = reporter.tasks.get(action.id)
+                if task is not None:
+                    reporter.progress.advance(task, nbytes)
+
+            def file_done(self, path: str, *, cached: bool) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return Sink()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
 def _approve(args: argparse.Namespace) -> bool:
     from batuta_sync.errors import UsageError
 
@@ -254,15 +331,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if not _approve(args):
         _common.info(args, "Apply cancelled; nothing was changed.")
         return 0
-    result = apply_plan(
-        plan,
-        manifest=args.file,
-        settings=settings,
-        jobs=args.jobs,
-        keep_going=args.keep_going,
-        reporter=_CliReporter(args),  # type: ignore[arg-type]
-        check_remote=check_remote,
-    )
+    rich = _common.is_tty(sys.stderr) and not args.quiet and not args.json
+    reporter = _RichApplyProgress(args, plan) if rich else _CliReporter(args)
+    try:
+        result = apply_plan(
+            plan,
+            manifest=args.file,
+            settings=settings,
+            jobs=args.jobs,
+            keep_going=args.keep_going,
+            reporter=reporter,  # type: ignore[arg-type]
+            check_remote=check_remote,
+            progress_for=reporter.sink_for if isinstance(reporter, _RichApplyProgress) else None,
+        )
+    finally:
+        if isinstance(reporter, _RichApplyProgress):
+            reporter.close()
     return _finish(args, result)
 
 

@@ -154,8 +154,13 @@ def apply_plan(
     check_remote: bool = True,
     client_factory: Callable[[], Any] | None = None,
     lock_timeout: float = 0.0,
+    progress_for: Callable[[Any], Any] | None = None,
 ) -> ApplyResult:
-    """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action."""
+    """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action.
+
+    ``progress_for(action)`` may return a download progress sink (``hub.download.ProgressSink``)
+    for a pull action; ``reporter`` receives started/finished/failed/skipped events.
+    """
     from batuta_sync.core.executor import check_fresh, execute, raise_if_stale
     from batuta_sync.core.workspace import Journal, WorkspaceLock
 
@@ -194,7 +199,7 @@ def apply_plan(
                 jobs=jobs or man.jobs,
                 keep_going=keep_going,
                 reporter=reporter,
-                extra={"settings": settings, "manifest": man, "state": state},
+                extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for},
             )
         finally:
             state.save()

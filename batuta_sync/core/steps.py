@@ -67,7 +67,9 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             copy=bool(p.get("copy")),
             allow_unsafe=bool(p.get("allow_unsafe")),
         )
-        result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot)
+        progress_for = ctx.extra.get("progress_for")
+        progress = progress_for(action) if progress_for else None
+        result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot, progress=progress)
         if result.blocked:
             from batuta_sync.safety import unsafe_files_error
 

@@ -499,6 +499,6 @@ def test_copy_output_checks_free_space(
             real(p)._replace(free=10) if str(p).startswith(str(out)) or str(p) == str(tmp_path) else real(p)
         ),
     )
-    with pytest.raises(DiskFullError, match="--copy|copies"):
+    with pytest.raises(DiskFullError, match="copies"):
         pull(settings, PullRequest(RepoRef(REPO), output=out, copy=True))
     assert content_gets(hub_env) == []

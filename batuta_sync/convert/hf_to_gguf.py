@@ -273,24 +273,26 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
 
 # --------------------------------------------------------------------------- work items
 
-WorkItem = tuple[TensorRef | None, Any, int, int, int, str, Any]  # ref, data, heads, r0, r1, qtype, (shape)
+# (ref, synthesized data, permutation heads, first row, end row, ggml type, numpy shape, byte offset in the file)
+WorkItem = tuple[TensorRef | None, Any, int, int, int, str, tuple[int, ...], int]
 
 
-def _work_items(t: PlannedTensor) -> Iterator[WorkItem]:
+def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
     if len(t.shape) < 2:
-        yield (t.ref, t.data, 0, 0, 0, t.qtype, t.shape)
+        yield (t.ref, t.data, 0, 0, 0, t.qtype, t.shape, offset)
         return
     rows = 1
     for d in t.shape[:-1]:
         rows *= d
+    rb = row_bytes(t.qtype, t.shape[-1])
     step = max(1, CHUNK_ELEMENTS // max(1, t.shape[-1]))
     for r0 in range(0, rows, step):
-        yield (t.ref, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape)
+        yield (t.ref, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb)
 
 
-def run_item(item: WorkItem) -> bytes:
-    """Produce the output bytes of one work item (runs in a worker process when jobs > 1)."""
-    ref, data, heads, r0, r1, qtype, shape = item
+def item_bytes(item: WorkItem) -> bytes:
+    """The output bytes of one work item."""
+    ref, data, heads, r0, r1, qtype, shape, _ = item
     if ref is None:
         arr = np.asarray(data, dtype=np.float32)
         return quantize_rows(arr if len(shape) < 2 else arr.reshape(-1, shape[-1])[r0:r1], qtype)
@@ -302,8 +304,8 @@ def run_item(item: WorkItem) -> bytes:
         sub = raw[idx]
     else:
         sub = raw[r0:r1]
-    if qtype == "BF16" and ref.dtype == "BF16":
-        out = np.ascontiguousarray(sub).tobytes()  # exact copy
+    if qtype == ref.dtype and qtype in ("F32", "F16", "BF16"):
+        out = np.ascontiguousarray(sub).tobytes()  # same type: an exact copy, no float round trip
     else:
         from batuta_sync.convert.st_io import to_f32
 
@@ -312,56 +314,44 @@ def run_item(item: WorkItem) -> bytes:
     return out
 
 
-def _die_with_parent(parent: int) -> None:
-    """Pool worker initializer: exit as soon as the parent dies (even by SIGKILL).
-
-    Forked workers inherit the parent's descriptors, including the workspace ``flock`` of
-    ``batuta apply``; an orphan would keep that lock (the next apply is refused) and run forever.
-    """
-    import threading
-    import time
-
+def run_item(item: WorkItem, path: str) -> int:
+    """Compute one work item and write it at its offset in ``path`` (in a worker process when jobs > 1)."""
+    data = item_bytes(item)
+    fd = os.open(path, os.O_WRONLY)
     try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG (Linux)
-    except Exception:
-        pass
-
-    def watch() -> None:  # portable fallback
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    if os.getppid() != parent:
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True).start()
+        view = memoryview(data)
+        pos = item[7]
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view, pos = view[n:], pos + n
+    finally:
+        os.close(fd)
+    return len(data)
 
 
-def _results(items: list[WorkItem], jobs: int) -> Iterator[bytes]:
+def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], None]) -> None:
+    """Run every item (writing into ``path``); ``done(i)`` after item i, in completion order."""
     if jobs <= 1 or len(items) <= 1:
-        for it in items:
-            yield run_item(it)
+        for i, it in enumerate(items):
+            run_item(it, path)
+            done(i)
         return
     import multiprocessing as mp
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
-    ) as pool:
-        pending: deque[Any] = deque()
-        queue = deque(items)
-        while queue and len(pending) < 2 * jobs:
-            pending.append(pool.submit(run_item, queue.popleft()))
-        while pending:
-            fut = pending.popleft()
-            yield fut.result()
-            if queue:
-                pending.append(pool.submit(run_item, queue.popleft()))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending: dict[Any, int] = {}
+        queue = list(range(len(items)))[::-1]
+        while queue or pending:
+            while queue and len(pending) < 2 * jobs:  # bounded: a few chunks in flight
+                i = queue.pop()
+                pending[pool.submit(run_item, items[i], path)] = i
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                fut.result()
+                done(pending.pop(fut))
 
 
 # --------------------------------------------------------------------------- writing
@@ -438,28 +428,30 @@ def write_gguf(
         w.write_ti_data_to_file()
         assert w.fout is not None
         fout = w.fout[0]
+        align = w.data_alignment
+        pos = -(-fout.tell() // align) * align
         items: list[WorkItem] = []
-        last_item_of: dict[int, int] = {}
+        owner: list[int] = []
         for i, t in enumerate(tensors):
-            items.extend(_work_items(t))
-            last_item_of[len(items) - 1] = i
-        starts = {}
-        pos = 0
-        for i, t in enumerate(tensors):
-            starts[pos] = i
-            pos += sum(1 for _ in _work_items(t))
-        done = 0
-        for k, chunk in enumerate(_results(items, jobs)):
-            if k in starts:
-                w.write_padding(fout, fout.tell())
-            fout.write(chunk)
-            if k in last_item_of:
-                t = tensors[last_item_of[k]]
-                w.write_padding(fout, t.nbytes)
-                done += 1
-                if progress is not None:
-                    progress(done, len(tensors))
+            before = len(items)
+            items.extend(_work_items(t, pos))
+            owner.extend([i] * (len(items) - before))
+            pos += -(-t.nbytes // align) * align
+        fout.truncate(pos)  # every tensor's place (and padding) exists; workers fill them in
         w.close()
+        left = [0] * len(tensors)
+        for i in owner:
+            left[i] += 1
+        finished = [0]
+
+        def done(k: int) -> None:
+            left[owner[k]] -= 1
+            if left[owner[k]] == 0:
+                finished[0] += 1
+                if progress is not None:
+                    progress(finished[0], len(tensors))
+
+        _run_all(items, str(tmp), jobs, done)
         os.replace(tmp, dst)
     finally:
         w.close()

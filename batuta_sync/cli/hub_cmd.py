@@ -67,6 +67,11 @@ def register(root: Any, hf: Any) -> None:
         action="store_true",
         help="Serve LFS files directly from /resolve instead of redirecting to the blob URL.",
     )
+    p.add_argument(
+        "--no-control-api",
+        action="store_true",
+        help="Disable the unauthenticated /_batuta/ control endpoints (fault injection, request log, counters).",
+    )
     p.set_defaults(handler=serve)
 
 
@@ -178,6 +183,7 @@ def build_server(args: argparse.Namespace) -> HubServer:
         users=list(users.values()),
         orgs=orgs,
         lfs_redirect=not args.no_lfs_redirect,
+        control_api=not args.no_control_api,
     )
 
 

@@ -86,6 +86,7 @@ class HubServer:
         lfs_redirect: bool = True,
         page_size: int | None = None,
         durable: bool = True,
+        control_api: bool = True,
     ) -> None:
         self.root = Path(root)
         self.host = host
@@ -99,6 +100,7 @@ class HubServer:
         self.open_mode = not self.users
         self.lfs_redirect = lfs_redirect
         self.page_size = page_size
+        self.control_api = control_api
         self._pending_lfs: dict[str, int] = {}
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {
@@ -517,6 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not d or d == [""]:
             return self._json({"name": "batuta local hub", "api": "/api"})
         if d[0] == "_batuta":
+            if not self.hub.control_api:
+                raise HTTPError(404, "The control API is disabled on this server.")
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])

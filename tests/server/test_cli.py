@@ -86,6 +86,7 @@ def test_serve_in_process_sigint(tmp_path: Path, capsys: pytest.CaptureFixture[s
                     headers={"authorization": "Bearer tok-carol-from-env-3"},
                 )
                 seen["name"] = r.json()["name"]
+                seen["control"] = httpx.get(f"http://127.0.0.1:{port}/_batuta/log").status_code
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
@@ -94,11 +95,24 @@ def test_serve_in_process_sigint(tmp_path: Path, capsys: pytest.CaptureFixture[s
     t = threading.Thread(target=poke)
     t.start()
     try:
-        rc = main(["hub", "serve", "--root", str(tmp_path / "r"), "--port", str(port), "--config", str(cfg)])
+        rc = main(
+            [
+                "hub",
+                "serve",
+                "--root",
+                str(tmp_path / "r"),
+                "--port",
+                str(port),
+                "--config",
+                str(cfg),
+                "--no-control-api",
+                "--no-lfs-redirect",
+            ]
+        )
     finally:
         t.join()
         os.environ.pop("CAROL_TOKEN", None)
-    assert rc == 0 and seen["name"] == "carol"
+    assert rc == 0 and seen["name"] == "carol" and seen["control"] == 404
     out = capsys.readouterr()
     assert f"http://127.0.0.1:{port}" in out.out and "tok-carol" not in out.out + out.err
 

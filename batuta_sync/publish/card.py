@@ -284,6 +284,30 @@ def read_provenance(root: Path, files: Sequence[str]) -> dict[str, Any]:
     return {}
 
 
+def provenance_from_gguf(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Provenance recorded in GGUF metadata: source / base model repo and the quantization (file type)."""
+    out: dict[str, Any] = {}
+    for key in ("general.source.huggingface.repository", "general.base_model.0.repo_url", "general.source.url",
+                "general.source.repo_url"):
+        v = metadata.get(key)
+        if isinstance(v, str) and v:
+            repo = v.rstrip("/").split("huggingface.co/")[-1]
+            if re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+                out["source_repo"] = repo
+                break
+    ftype = metadata.get("general.file_type")
+    if isinstance(ftype, int) and not isinstance(ftype, bool):
+        try:
+            from gguf import LlamaFileType
+
+            name = LlamaFileType(ftype).name
+            out["quantization"] = name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        except (ImportError, ValueError):
+            pass
+    out["source_format"] = "safetensors" if out.get("source_repo") else None
+    return {k: v for k, v in out.items() if v}
+
+
 def pipeline_for(config: Mapping[str, Any] | None) -> str | None:
     archs = (config or {}).get("architectures")
     for arch in archs if isinstance(archs, list) else []:
@@ -310,13 +334,15 @@ def card_for_push(
     config: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     sdk: str | None = None,
+    gguf_metadata: Mapping[str, Any] | None = None,
 ) -> CardPlan:
     overrides = dict(overrides or {})
     name = repo_id.split("/")[-1]
     # (the file list is not put in generated cards: adding a file must not rewrite README.md)
     if repo_type == "model":
         metrics, ds = read_metrics(root, files)
-        prov = read_provenance(root, files)
+        prov = provenance_from_gguf(gguf_metadata) if gguf_metadata else {}
+        prov.update(read_provenance(root, files))
         if isinstance(overrides.get("provenance"), Mapping):
             prov.update(overrides["provenance"])
         meta: dict[str, Any] = {

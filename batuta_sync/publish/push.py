@@ -262,6 +262,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         config=report.config,
         overrides=req.card,
         sdk=req.sdk,
+        gguf_metadata=next(iter(report.gguf.values())).metadata if report.gguf else None,
     )
     generated: dict[str, bytes] = {}
     if card.content is not None:

@@ -332,7 +332,7 @@ RULES: tuple[Rule, ...] = (
         "jwt",
         "JSON Web Token",
         _r(r"(ey[A-Za-z0-9]{17,4096}+\.ey[A-Za-z0-9/\\_-]{17,8192}+\.(?:[A-Za-z0-9/\\_-]{10,8192}+={0,2})?)"),
-        ("ey",),
+        ("eyJ",),  # a JWT header is base64url('{"…') = "eyJ…"
         left=_WORD,
     ),
     Rule(

@@ -234,3 +234,19 @@ def test_iter_files_exclusions_and_symlinks(tmp_path: Path) -> None:
     (root / "dirlink").symlink_to(root / "sub", target_is_directory=True)
     with pytest.raises(ValidationError, match="symlinked directory"):
         list(iter_files(root))
+
+
+def test_provenance_from_gguf_metadata(tmp_path: Path) -> None:
+    from batuta_sync.publish.card import provenance_from_gguf
+
+    prov = provenance_from_gguf({"general.source.huggingface.repository": "https://huggingface.co/org/base",
+                                 "general.file_type": 15})
+    assert prov == {"source_repo": "org/base", "quantization": "Q4_K_M", "source_format": "safetensors"}
+    assert provenance_from_gguf({"general.file_type": 9999}) == {}
+    (tmp_path / "m.gguf").write_bytes(b"")
+    plan = card_for_push(tmp_path, ["m.gguf"], repo_type="model", repo_id="org/m-gguf", fmt="gguf",
+                         gguf_metadata={"general.base_model.0.repo_url": "https://huggingface.co/org/base",
+                                        "general.file_type": 15})
+    front, body = split_front_matter(plan.text)
+    assert front is not None and front["base_model"] == "org/base" and front["library_name"] == "gguf"
+    assert "Quantization: Q4_K_M" in body and "quantized" in front["tags"]

@@ -1057,6 +1057,7 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.hub.store
         hist = list(store.history(store.resolve_state(st, rev)))
         page, headers = self._paginate(hist, 50)
+        formatted = "formatted" in self.params.get("expand[]", []) + self.params.get("expand", [])
         self._json(
             [
                 {
@@ -1065,6 +1066,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "message": c.message,
                     "date": c.date,
                     "authors": [{"user": c.author, "avatar": None}],
+                    **(
+                        {"formatted": {"title": _html(c.title), "message": _html(c.message)}}
+                        if formatted
+                        else {}
+                    ),
                 }
                 for c in page
             ],
@@ -1389,6 +1395,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def _chunks(f: Any, limit: int) -> Iterator[bytes]:

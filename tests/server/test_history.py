@@ -35,6 +35,7 @@ def test_branches_tags_and_revisions(hub_server: HubServer, api: HfApi, tmp_path
     assert commits[0].title == "two" and commits[0].message == "body"
     assert commits[-1].title == "initial commit"
     assert [c.commit_id for c in api.list_repo_commits("local/h", revision="dev")][:2] == [c3, c1]
+    assert api.list_repo_commits("local/h", formatted=True)[0].formatted_title == "two"
 
     def get(rev: str, cache: str) -> bytes:
         return Path(

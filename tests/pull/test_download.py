@@ -502,3 +502,26 @@ def test_copy_output_checks_free_space(
     with pytest.raises(DiskFullError, match="copies"):
         pull(settings, PullRequest(RepoRef(REPO), output=out, copy=True))
     assert content_gets(hub_env) == []
+
+
+def test_conversion_hook_answers_pulls_that_need_a_conversion(hub_env: Any, settings: Settings) -> None:
+    from batuta_sync.pull import ConversionNeededError, PullResult, register_conversion_hook
+
+    seed(hub_env)
+    with pytest.raises(ConversionNeededError) as exc:
+        pull(settings, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
+    assert exc.value.exit_code == 15 and exc.value.conversion.source_format == "safetensors"
+    calls: list[Any] = []
+
+    def hook(s: Settings, req: PullRequest, sel: Any, snap: Any) -> PullResult:
+        calls.append((req.quantization, [f.path for f in sel.conversion.source_files]))
+        src = pull(s, PullRequest(req.ref, format=sel.conversion.source_format), snapshot=snap)
+        return src
+
+    register_conversion_hook(hook)
+    try:
+        res = pull(settings, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
+    finally:
+        register_conversion_hook(None)
+    assert calls == [("Q4_K_M", ["model.safetensors"])]
+    assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG

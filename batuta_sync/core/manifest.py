@@ -640,20 +640,26 @@ def load_manifest(path: str | Path = "hf.yaml") -> Manifest:
         raise ManifestError(f"Cannot read {p}: {exc}.")
     # Validation cache: importing jsonschema and validating costs ~0.1 s, more than the
     # whole offline no-op plan should; a text that passed the same schema is not re-checked.
-    marker = p.resolve().parent / ".batuta" / "manifest.checked"
+    # The marker is content-addressed and lives in batuta's own state dir, not in the project.
     key = _validation_key(text)
-    try:
-        checked = marker.read_text(encoding="utf-8").strip() == key
-    except OSError:
-        checked = False
+    marker = _validation_dir() / key
+    checked = marker.is_file()
     manifest = parse_manifest(text, source=str(p), schema_checked=checked)
     if not checked:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(key + "\n", encoding="utf-8")
+            marker.touch()
         except OSError:
-            pass  # read-only checkout: just validate every time
+            pass  # read-only home: just validate every time
     return manifest
+
+
+def _validation_dir() -> Path:
+    """``$HF_HOME/batuta/manifest-checked`` (HF_HOME defaults to ~/.cache/huggingface)."""
+    import os
+
+    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(home).expanduser() / "batuta" / "manifest-checked"
 
 
 def _validation_key(text: str) -> str:

@@ -207,3 +207,18 @@ def test_validate_command(tmp_path: Path) -> None:
     assert r.returncode == 3
     assert f"{bad}:5:5: models.a.revison: unknown key 'revison'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_validation_cache_is_content_addressed_outside_the_project(tmp_path: Path) -> None:
+    import os
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "hf.yaml").write_text(GOOD)
+    first = load_manifest(ws / "hf.yaml")
+    markers = list((Path(os.environ["HF_HOME"]) / "batuta" / "manifest-checked").iterdir())
+    assert len(markers) == 1 and not (ws / ".batuta").exists()
+    assert load_manifest(ws / "hf.yaml") == first  # second load: schema skipped, same result
+    (ws / "hf.yaml").write_text(BROKEN[1][1])
+    with pytest.raises(ManifestError, match="revison"):
+        load_manifest(ws / "hf.yaml")  # another text is validated again

@@ -47,7 +47,7 @@ _HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 _SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
 _LAYER_ORDER = list(LAYER_NAMES.values())
 
-CHUNK_ELEMENTS = 1 << 22  # 4M floats (16 MB as float32) per work item
+CHUNK_ELEMENTS = 1 << 21  # 2M values (8 MB as float32) per work item
 
 
 def hf_to_gguf_name(name: str) -> str | None:

@@ -43,6 +43,7 @@ def _f16(a: NDArray) -> NDArray:
 
 def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple[NDArray, NDArray, NDArray]:
     """``make_qkx2_quants`` for every column of ``x`` (shape (n, S)); returns (L uint8, scale, the_min)."""
+    s = x.shape[1]
     mn = x.min(axis=0)
     mx = x.max(axis=0)
     sum_w = _reduce(w)
@@ -69,6 +70,11 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
         diff *= w
         best_error = _reduce(diff)
         wl = np.empty_like(x)
+        # Instead of copying L on every improvement, remember the winning (iscale, min) per column
+        # and recompute L once at the end with the very same float operations.
+        best_is = np.zeros(s, dtype=np.float32)
+        best_mn = np.zeros(s, dtype=np.float32)
+        won = np.zeros(s, dtype=bool)
         for step in range(nstep + 1):
             iscale = (F32(rmin) + F32(rdelta) * F32(step) + fnmax) / (mx - mn)
             np.subtract(x, mn, out=t)
@@ -96,10 +102,19 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
             cur_error = _reduce(t)
             upd = (d > 0) & (cur_error < best_error) & valid
             if upd.any():
-                np.copyto(best_l, lq, where=upd)
+                best_is[upd] = iscale[upd]
+                best_mn[upd] = mn[upd]
+                won |= upd
                 best_error = np.where(upd, cur_error, best_error)
                 scale = np.where(upd, this_scale, scale)
                 mn = np.where(upd, this_min, mn)
+        if won.any():
+            cols = np.nonzero(won)[0]
+            sub = x[:, cols] - best_mn[cols]
+            sub *= best_is[cols]
+            np.rint(sub, out=sub)
+            np.clip(sub, 0, fnmax, out=sub)
+            best_l[:, cols] = sub
     if flat.any():
         best_l[:, flat] = 0
         scale = np.where(flat, F32(0), scale)
@@ -166,11 +181,13 @@ def _q45k_chunk(xb: NDArray, nmax: int) -> NDArray:
 def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
     """``make_qx_quants(n, nmax, x, L, rmse_type=1, NULL)`` per column of x (n, S); L is int8 in [0, 2*nmax)."""
     s = x.shape[1]
-    ax = np.abs(x)
-    idx = np.argmax(ax, axis=0)
-    cols = np.arange(s)
-    amax = ax[idx, cols]
-    mx = x[idx, cols]
+    amax = np.zeros(s, dtype=np.float32)
+    mx = np.zeros(s, dtype=np.float32)
+    for i in range(x.shape[0]):  # C: first element with the largest |x| wins
+        row = x[i]
+        upd = np.abs(row) > amax
+        np.copyto(amax, np.abs(row), where=upd)
+        np.copyto(mx, row, where=upd)
     zero = amax < F32(1e-15)
     fn = F32(nmax)
     w = x * x
@@ -190,6 +207,8 @@ def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
         suml2 = _reduce(t)
         scale = np.where(suml2 != 0, sumlx / suml2, F32(0)).astype(np.float32)
         best = scale * sumlx
+        best_is = np.zeros(s, dtype=np.float32)
+        won = np.zeros(s, dtype=bool)
         for step in range(-9, 10):
             if step == 0:
                 continue
@@ -204,10 +223,17 @@ def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
             suml2 = _reduce(t)
             upd = (suml2 > 0) & (sumlx * sumlx > best * suml2) & ~zero
             if upd.any():
-                np.copyto(best_l, lq, where=upd)
+                best_is[upd] = iscale[upd]
+                won |= upd
                 new_scale = sumlx / suml2
                 scale = np.where(upd, new_scale, scale)
                 best = np.where(upd, new_scale * sumlx, best)
+        if won.any():
+            cols = np.nonzero(won)[0]
+            sub = x[:, cols] * best_is[cols]
+            np.rint(sub, out=sub)
+            np.clip(sub, -fn, fn - 1, out=sub)
+            best_l[:, cols] = sub
     best_l += fn
     if zero.any():
         best_l[:, zero] = 0

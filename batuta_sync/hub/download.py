@@ -188,6 +188,7 @@ class Downloader:
         self._virtual = 0.0
         self.gate = Gate(lambda: time.monotonic() + self._virtual)
         self._local = threading.local()
+        self._cancel = threading.Event()
         self._conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
 
@@ -218,15 +219,21 @@ class Downloader:
                 for j in todo:
                     outcomes.append(self.fetch(j))
             else:
-                with ThreadPoolExecutor(
+                pool = ThreadPoolExecutor(
                     max_workers=min(self.jobs, len(todo)), thread_name_prefix="batuta-dl"
-                ) as pool:
+                )
+                try:
                     futures = [pool.submit(self.fetch, j) for j in todo]
                     for fut in futures:
                         try:
                             outcomes.append(fut.result())
-                        except BaseException as exc:
+                        except Exception as exc:  # a worker's error; the others finish their files
                             errors.append(exc)
+                except BaseException:  # Ctrl-C: stop every worker at its next chunk (partials are kept)
+                    self._cancel.set()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                pool.shutdown(wait=True)
         finally:
             self.close()
         if errors:
@@ -351,6 +358,7 @@ class Downloader:
             try:
                 resp = self._open(url, headers)
             except (OSError, http.client.HTTPException) as exc:
+                self._drop_all()
                 drops += 1
                 if drops > MAX_DROPS:
                     raise NetworkError(
@@ -377,14 +385,17 @@ class Downloader:
                     raise _Restart
                 elif is_retryable_status(status):
                     retry_no += 1
-                    self._retry_wait(resp, status, retry_no, url)
+                    try:
+                        self._retry_wait(resp, status, retry_no, url)
+                    finally:
+                        self._drop_all()
                     continue
                 else:
                     body = _read_small(resp)
+                    self._drop_all()
                     raise _error_for(status, resp, url, body, self.settings, retry_no + 1)
             except _Restart:
-                _discard(resp)
-                self._drop_conn(url)
+                self._drop_all()
                 fh.seek(0)
                 fh.truncate(0)
                 hasher.reset()
@@ -400,6 +411,9 @@ class Downloader:
             try:
                 want = f.size - pos
                 while want > 0:
+                    if self._cancel.is_set():
+                        self._drop_all()
+                        raise KeyboardInterrupt
                     n = resp.readinto(buf[: min(self.chunk_size, want)])
                     if not n:
                         raise http.client.IncompleteRead(b"", want)
@@ -412,12 +426,12 @@ class Downloader:
                     progressed += n
                     self.progress.advance(f.path, n)
                 if resp.length:  # more bytes than the listing says: leave them, drop the connection
-                    self._drop_conn(url)
+                    self._drop_all()
                 else:
                     _discard(resp)
                 return received
             except (OSError, http.client.HTTPException) as exc:
-                self._drop_conn(url)
+                self._drop_all()
                 drops = 0 if progressed else drops + 1
                 if drops > MAX_DROPS:
                     raise NetworkError(
@@ -466,6 +480,13 @@ class Downloader:
             with self._conns_lock:
                 self._conns.append(conn)
         return conn
+
+    def _drop_all(self) -> None:
+        """Close this worker's connections (after an answer whose body was not fully read)."""
+        conns = getattr(self._local, "conns", None) or {}
+        for conn in conns.values():
+            conn.close()
+        conns.clear()
 
     def _drop_conn(self, url: str) -> None:
         parts = urlsplit(url)

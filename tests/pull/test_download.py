@@ -525,3 +525,30 @@ def test_conversion_hook_answers_pulls_that_need_a_conversion(hub_env: Any, sett
         register_conversion_hook(None)
     assert calls == [("Q4_K_M", ["model.safetensors"])]
     assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_partials(hub_env: Any, settings: Settings) -> None:
+    other = safetensors_bytes(750_000, seed=9)
+    seed(hub_env, extra__safetensors=other)
+    hub_env.faults.configure(
+        drop_after_bytes=200_000, drop_count=1000, latency_ms=60, path_filter="/cdn-lfs/"
+    )
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pull(settings, PullRequest(RepoRef(REPO)))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t0 < 5
+    partials = list(layout(settings).blobs_dir.glob("*.incomplete"))
+    assert partials and all(p.stat().st_size > 0 for p in partials)
+    hub_env.faults.reset()
+    res = pull(settings, PullRequest(RepoRef(REPO)))
+    assert (res.snapshot_dir / "extra" / "safetensors").read_bytes() == other

@@ -299,3 +299,68 @@ def test_cli_interactive(answer: str, hub_env: Any, tmp_path: Path, capsys: pyte
         assert "Aborted" in err and _writes(hub_env) == []
     else:
         assert "Pushed" in out and hub_env.store.resolve(REPO, "main")
+
+
+# ------------------------------------------------------------------------------------------------ upload layer
+
+
+def test_upload_protocol_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batuta_sync.errors import UsageError
+    from batuta_sync.hub.upload import _xet_mode, upload_protocol
+
+    local = resolve_settings(flags={"endpoint": "http://127.0.0.1:9"})
+    hub = resolve_settings(flags={"endpoint": "https://huggingface.co"})
+    assert upload_protocol(local, {}) == "lfs"
+    assert upload_protocol(hub, {}) in ("xet", "lfs")  # xet when hf_xet is installed
+    assert upload_protocol(hub, {"BATUTA_UPLOAD_PROTOCOL": "lfs"}) == "lfs"
+    assert upload_protocol(local, {"BATUTA_UPLOAD_PROTOCOL": "XET"}) == "xet"
+    with pytest.raises(UsageError):
+        upload_protocol(local, {"BATUTA_UPLOAD_PROTOCOL": "ftp"})
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_DISABLE_XET
+    with _xet_mode("xet", bars=False):
+        assert constants.HF_HUB_DISABLE_XET is False
+    with _xet_mode("lfs", bars=True):
+        assert constants.HF_HUB_DISABLE_XET is True
+    assert before == constants.HF_HUB_DISABLE_XET
+
+
+def test_read_only_token_maps_to_auth_error(tmp_path: Path) -> None:
+    from batuta_sync.errors import AuthError
+    from batuta_sync.server import HubServer, UserSpec
+
+    srv = HubServer(root=tmp_path / "hub", users=[UserSpec("alice", "tok-alice-read", "read")])
+    srv.start()
+    try:
+        s = resolve_settings(flags={"endpoint": srv.url, "token": "tok-alice-read"})
+        root = make_clean_model(tmp_path / "m")
+        with pytest.raises(AuthError) as exc:
+            push(s, PushRequest(root, "alice/tiny"))
+        assert exc.value.exit_code == 7 and "tok-alice-read" not in exc.value.render()
+    finally:
+        srv.stop()
+
+
+def test_gguf_only_model_push(hub_server: Any, tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    root = tmp_path / "g"
+    root.mkdir()
+    w = gguf.GGUFWriter(str(root / "tiny.Q8_0.gguf"), "llama")
+    w.add_name("tiny")
+    w.add_file_type(15)
+    w.add_string("general.source.huggingface.repository", "https://huggingface.co/org/tiny")
+    w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    s = _settings(hub_server)
+    plan = prepare_push(s, PushRequest(root, "org/tiny-gguf", format="gguf"))
+    assert plan.format == "gguf" and set(plan.adds) == {"README.md", "tiny.Q8_0.gguf"}
+    card = plan.generated["README.md"].decode()
+    assert "library_name: gguf" in card and "base_model: org/tiny" in card and "Q4_K_M" in card
+    with pytest.raises(ValidationError, match="--format safetensors"):
+        prepare_push(s, PushRequest(root, "org/tiny-gguf", format="safetensors"))

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,6 +114,8 @@ def make_plan(
         from batuta_sync.core.select import select_files
 
         select = select_files
+    import uuid
+
     return build_plan(man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__)
 
 

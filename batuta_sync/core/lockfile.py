@@ -32,7 +32,6 @@ import json
 import os
 import re
 import tempfile
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -405,6 +404,8 @@ def lock_digest(lock: Lock | None) -> str:
 
 def next_version(old: Lock | None, new: Lock) -> Lock:
     """``new`` with lineage kept and serial bumped iff its content differs from ``old``."""
+    import uuid
+
     lineage = (old.lineage if old else "") or new.lineage or uuid.uuid4().hex
     serial = old.serial if old else 0
     if old is None or old.content() != new.content():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ class WorkspaceLock:
 
     def acquire(self) -> WorkspaceLock:
         import fcntl
+        import socket
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()

@@ -37,7 +37,8 @@ def _reduce(a: NDArray) -> NDArray:
 
 def _f16(a: NDArray) -> NDArray:
     """float32 -> nearest fp16 value (as float32) and its raw bits."""
-    h = np.asarray(a, dtype=np.float32).astype(np.float16)
+    with np.errstate(over="ignore"):
+        h = np.asarray(a, dtype=np.float32).astype(np.float16)
     return h.astype(np.float32), h.view(np.uint16)
 
 

@@ -69,16 +69,18 @@ def quantize_rows(rows: Any, qtype: str) -> bytes:
     if qtype == "F32":
         return a.tobytes()
     if qtype == "F16":
-        return a.astype(np.float16).tobytes()
+        with np.errstate(over="ignore"):
+            return a.astype(np.float16).tobytes()
     if qtype in ("Q4_K", "Q5_K", "Q6_K"):
         from batuta_sync.convert.kquants import quantize_k
 
         return bytes(quantize_k(a, qtype).data)
     import gguf
 
-    out = gguf.quants.quantize(a, gguf.GGMLQuantizationType[qtype])
-    if qtype in ("Q4_0", "Q5_0", "Q5_1"):
-        _zero_signs_like_ggml(a, out, qtype)
+    with np.errstate(over="ignore"):  # |x| beyond fp16 range becomes inf, as in ggml
+        out = gguf.quants.quantize(a, gguf.GGMLQuantizationType[qtype])
+        if qtype in ("Q4_0", "Q5_0", "Q5_1"):
+            _zero_signs_like_ggml(a, out, qtype)
     return out.tobytes()
 
 

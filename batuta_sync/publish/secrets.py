@@ -32,6 +32,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 SCANNER_VERSION = "1"
 ALLOW_FILE = ".batuta-secrets-allow"
@@ -885,14 +886,24 @@ def _member_ok(name: str) -> bool:
     return not (n.startswith("/") or ".." in n.split("/") or ":" in n.split("/")[0])
 
 
-def _scan_zip(data: bytes, path: str, depth: int) -> list[Finding]:
+_TORCH_STORAGE_RE = re.compile(r"(?:^|/)data/\d+$")
+
+
+def _scan_zip(data: bytes | BinaryIO, path: str, depth: int) -> list[Finding]:
+    """Zip members (read one at a time; ``data`` may be an open file, so big checkpoints are streamed).
+
+    Raw tensor storages of torch checkpoints (``archive/data/0``…) are skipped like tensor data of
+    safetensors files: only the pickle (``data.pkl``) and other members are scanned.
+    """
     out: list[Finding] = []
     if depth >= MAX_ARCHIVE_DEPTH:
         return out
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, ValueError, OSError):
-        return scan_text(binary_strings(data), path, location="strings")
+        if isinstance(data, bytes):
+            return scan_text(binary_strings(data), path, location="strings")
+        return out
     total = 0
     with zf:
         for info in zf.infolist()[:MAX_ARCHIVE_MEMBERS]:
@@ -905,6 +916,8 @@ def _scan_zip(data: bytes, path: str, depth: int) -> list[Finding]:
             if info.flag_bits & 0x1:
                 continue  # encrypted member: cannot inspect; its name was checked
             if info.compress_size and info.file_size / max(info.compress_size, 1) > MAX_MEMBER_RATIO:
+                continue
+            if _TORCH_STORAGE_RE.search(info.filename):
                 continue
             total += info.file_size
             if total > MAX_ARCHIVE_TOTAL:
@@ -968,8 +981,10 @@ def scan_file(file: Path, rel: str) -> list[Finding]:
                 strings = []
             text = "\n".join(f"{k}: {v}" for k, v in strings)
             return findings + scan_text(text, rel, location="gguf-metadata")
-        if size <= MAX_TEXT_BYTES or is_pickle_bytes(head) or head[:2] == b"PK":
-            return findings + scan_bytes(fh.read(), rel)
+        if head[:4] == b"PK\x03\x04" and not rel.lower().endswith((".txt", ".md", ".json")):
+            return findings + _scan_zip(fh, rel, 0)
+        if size <= MAX_TEXT_BYTES or is_pickle_bytes(head):
+            return findings + scan_bytes(fh.read(MAX_PICKLE_BYTES if size > MAX_TEXT_BYTES else -1), rel)
         # Very large non-weight file: scan in overlapping windows of its text / strings.
         seen: set[str] = set()
         line_base = 0

@@ -233,6 +233,7 @@ def test_zip_members_torch_style_and_env(tmp_path: Path) -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("archive/data.pkl", pickle.dumps({"token": tok}, protocol=2))
         zf.writestr("dir/.env", "A=1\nB=2\nGH=ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3gH5" + "\n")
+        zf.writestr("archive/data/0", b"\x00" * 64 + ("noise " + hf_token()).encode())  # raw tensor storage: skipped
     (tmp_path / "pytorch_model.bin").write_bytes(buf.getvalue())
     findings = scan_file(tmp_path / "pytorch_model.bin", "pytorch_model.bin")
     paths = {(f.path, f.rule) for f in findings}
@@ -240,6 +241,7 @@ def test_zip_members_torch_style_and_env(tmp_path: Path) -> None:
     assert ("pytorch_model.bin!dir/.env", "dotenv-file") in paths
     env = next(f for f in findings if f.rule == "github-pat")
     assert env.path == "pytorch_model.bin!dir/.env" and env.line == 3
+    assert not any(f.path.endswith("data/0") for f in findings)
 
 
 def test_tar_members(tmp_path: Path) -> None:

@@ -23,6 +23,10 @@ _LAZY: dict[str, str] = {
     "PullRequest": "batuta_sync.pull",
     "SafetyPolicy": "batuta_sync.safety",
     "classify_file_safety": "batuta_sync.safety",
+    "PushRequest": "batuta_sync.publish.push",
+    "prepare_push": "batuta_sync.publish.push",
+    "generate_model_card": "batuta_sync.publish.card",
+    "UploadManifest": "batuta_sync.publish.manifest",
 }
 
 __all__ = sorted(["BatutaError", "__version__", *_LAZY])

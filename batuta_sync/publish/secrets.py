@@ -528,7 +528,9 @@ def _scan_private_keys(data: bytes) -> Iterator[_Hit]:
 
 
 # One pass finds candidate runs for base64 (≥ 16 chars) and hex (≥ 32 chars, a subset of the alphabet).
-_ENC_RUN_RE = re.compile(rb"[A-Za-z0-9+/_-]{16,}+={0,2}")
+_RUN_ALPHABET = frozenset((string.ascii_letters + string.digits + "+/_-").encode())
+_RUN_TABLE = bytes((0x61 if b in _RUN_ALPHABET else 0x20) for b in range(256))
+_RUN_NEEDLE = b"a" * 16
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]+")
 _PCT_RUN_RE = re.compile(rb"%[0-9A-Fa-f]{2}(?:[^%\s\"'<>]{0,64}+%[0-9A-Fa-f]{2}){2,}+[^%\s\"'<>]{0,64}+")
 _B64_HINT_RE = re.compile(rb"[0-9+/]")
@@ -550,10 +552,17 @@ def _printable(b: bytes) -> bytes | None:
 
 def _decode_candidates(data: bytes) -> Iterator[tuple[bytes, int, str]]:
     """(decoded bytes, offset in ``data``, encoding) for base64 / hex / percent-encoded runs."""
-    for m in _ENC_RUN_RE.finditer(data):
-        run = m.group()
-        start = m.start()
-        core = run.rstrip(b"=")[:_MAX_DECODE_RUN]
+    # Runs of the base64url/base64 alphabet, found with bytes.find on a translated copy (4x faster than
+    # a character-class regex): alphabet -> "a", everything else -> " ".
+    tr = data.translate(_RUN_TABLE)
+    pos = tr.find(_RUN_NEEDLE)
+    while pos != -1:
+        end = tr.find(b" ", pos)
+        if end == -1:
+            end = len(tr)
+        start = pos
+        core = data[pos:end][:_MAX_DECODE_RUN]
+        pos = tr.find(_RUN_NEEDLE, end)
         if len(core) >= 32 and len(core) % 2 == 0 and _HEX_RE.fullmatch(core):
             out = _printable(bytes.fromhex(core.decode("ascii")))
             if out:

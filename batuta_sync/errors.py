@@ -34,7 +34,7 @@ table; ``docs/exit-codes.md`` is checked against it by a test.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # The one exit-code table.  name -> (code, meaning)
 EXIT_CODES: dict[str, tuple[int, str]] = {
@@ -68,9 +68,11 @@ def exit_code(name: str) -> int:
     return EXIT_CODES[name][0]
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """One problem in an input file, located Terraform-style (``file:line:col``)."""
+class Diagnostic(NamedTuple):
+    """One problem in an input file, located Terraform-style (``file:line:col``).
+
+    A NamedTuple rather than a dataclass: ``dataclasses`` drags ``inspect`` into start-up.
+    """
 
     message: str
     file: str = ""

@@ -94,3 +94,35 @@ def test_cli_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_python_dash_m_runs_the_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "batuta_sync", "--help"], capture_output=True, text=True, check=True)
     assert "usage: batuta" in out.stdout
+
+
+def test_command_map_matches_what_modules_register() -> None:
+    """cli._ROOT_COMMANDS/_HF_COMMANDS (used to build only the needed parser) must stay true."""
+    import importlib
+
+    from batuta_sync import cli
+
+    for name in cli._COMMAND_MODULES:
+        root = cli._Parser(prog="x")
+        sub = root.add_subparsers()
+        hf = sub.add_parser("hf").add_subparsers()
+        importlib.import_module(f"batuta_sync.cli.{name}").register(sub, hf)
+        assert {c for c in sub.choices if c != "hf"} == {k for k, v in cli._ROOT_COMMANDS.items() if v == name}
+        assert set(hf.choices) == {k for k, v in cli._HF_COMMANDS.items() if v == name}
+
+
+@pytest.mark.parametrize(
+    ("argv", "modules"),
+    [
+        (["hf", "tree"], ("query_cmd",)),
+        (["--endpoint", "http://x", "hf", "pull", "model", "a/b"], ("pull_cmd",)),
+        (["plan", "--detailed-exitcode"], ("core_cmd",)),
+        (["--help"], None),
+        (["hf"], None),
+        (["nope"], None),
+    ],
+)
+def test_only_the_needed_command_module_is_loaded(argv: list[str], modules: tuple[str, ...] | None) -> None:
+    from batuta_sync import cli
+
+    assert cli._modules_for(argv) == (modules or cli._COMMAND_MODULES)

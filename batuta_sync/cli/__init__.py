@@ -30,6 +30,53 @@ _COMMAND_MODULES = (
 )
 
 
+# Which module defines each command, so a run builds only the parser it needs (start-up budget).
+# tests/test_foundation.py checks this map against what the modules really register.
+_ROOT_COMMANDS = {
+    **dict.fromkeys(("validate", "plan", "apply", "show", "graph", "lock", "status"), "core_cmd"),
+    "cache": "pull_cmd",
+    "convert": "convert_cmd",
+    "hub": "hub_cmd",
+    "demo": "demo_cmd",
+    "completion": "demo_cmd",
+}
+_HF_COMMANDS = {
+    **dict.fromkeys(("search", "info", "tree", "login", "logout", "whoami"), "query_cmd"),
+    "pull": "pull_cmd",
+    "push": "push_cmd",
+}
+_OPTIONS_WITH_VALUE = {"--endpoint", "--token"}
+
+
+def _positionals(argv: Sequence[str]) -> list[str]:
+    words: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not word.startswith("-"):
+            words.append(word)
+            if len(words) == 2:
+                break
+    return words
+
+
+def _modules_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The command modules needed to parse ``argv`` (all of them for help, errors and completion)."""
+    if argv is None or any(w in ("-h", "--help") for w in argv[:1]):
+        return _COMMAND_MODULES
+    words = _positionals(argv)
+    if not words:
+        return _COMMAND_MODULES
+    if words[0] == "hf":
+        module = _HF_COMMANDS.get(words[1]) if len(words) > 1 else None
+    else:
+        module = _ROOT_COMMANDS.get(words[0])
+    return (module,) if module else _COMMAND_MODULES
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError (exit 64) instead of exiting with 2.
 
@@ -40,7 +87,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"Run `{self.prog} --help` for usage.")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argparse tree; with ``argv``, only the part that parses that command line."""
     import importlib
 
     root = _Parser(
@@ -54,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     hf_parser = sub.add_parser("hf", help="Query, pull and push Hugging Face Hub repos (imperative commands).")
     hf = hf_parser.add_subparsers(dest="hf_command", metavar="HF_COMMAND", parser_class=_Parser)
     hf_parser.set_defaults(_parser=hf_parser)
-    for name in _COMMAND_MODULES:
+    for name in _modules_for(argv):
         module = importlib.import_module(f"batuta_sync.cli.{name}")
         module.register(sub, hf)
     root.set_defaults(_parser=root)
@@ -62,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -9,9 +9,8 @@ inside the steps.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from batuta_sync.core.actions import Action, ActionKind
 from batuta_sync.core.executor import StepContext, StepFn, StepResult, relock_step
@@ -23,18 +22,21 @@ from batuta_sync.core.lockfile import (
     entry_from_dict,
     tree_digest,
 )
-from batuta_sync.core.manifest import Manifest
+from batuta_sync.core.manifest import ConversionSpec, Manifest, PublishSpec, RepoSpec
 from batuta_sync.core.observe import WorkspaceState, hash_file, walk_files
 from batuta_sync.core.planner.diff import conversion_key, snapshot_dir
+from batuta_sync.errors import PlanError
 from batuta_sync.settings import Settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
+
+Spec = TypeVar("Spec", RepoSpec, ConversionSpec, PublishSpec)
 
 
 def _purge(settings: Settings, entry: RepoLock, paths: list[str]) -> None:
     """Remove corrupt cached files (the snapshot link and the blob it points to) so pull re-fetches them."""
     base = Path(snapshot_dir(str(settings.hub_cache), entry.repo_type, entry.repo, entry.commit))
     for rel in paths:
-        link = base / rel
+        link = inside(base, rel)
         try:
             target = link.resolve()
             if target != link and target.is_file():
@@ -44,18 +46,61 @@ def _purge(settings: Settings, entry: RepoLock, paths: list[str]) -> None:
             pass
 
 
+# Paths that apply writes or deletes are derived from hf.yaml (whose digest the plan was
+# checked against) and hf.lock, never taken from plan.json: a crafted plan cannot point
+# a delete or a download outside the workspace outputs.
+
+
+def inside(base: Path, rel: str) -> Path:
+    """``base / rel``, refusing anything that would land outside ``base``."""
+    path = Path(os.path.normpath(base / rel))
+    if path != base and not str(path).startswith(str(base).rstrip(os.sep) + os.sep):
+        raise PlanError(f"Refusing the path {rel!r}: it points outside {base}.")
+    return path
+
+
+def _abs(root: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(os.path.normpath(root / p))
+
+
+def _spec(manifest: Manifest, address: str, kind: type[Spec]) -> Spec:
+    spec = manifest.get(address)
+    if not isinstance(spec, kind):
+        raise PlanError(f"The plan has an action for {address}, which hf.yaml does not declare as expected.")
+    return spec
+
+
+def source_dir(manifest: Manifest, settings: Settings, ctx: StepContext, address: str) -> Path:
+    """Where the files of ``address`` are now: a repo's output (or cache snapshot), a conversion's output."""
+    spec = manifest.get(address)
+    if isinstance(spec, RepoSpec):
+        if spec.output:
+            return _abs(manifest.root, spec.output)
+        entry = ctx.lock.get(address)
+        if not isinstance(entry, RepoLock):
+            raise PlanError(f"{address} is not in hf.lock; apply its pull first.")
+        return Path(snapshot_dir(str(settings.hub_cache), entry.repo_type, entry.repo, entry.commit))
+    if isinstance(spec, ConversionSpec):
+        return _abs(manifest.root, spec.output_path)
+    raise PlanError(f"{address} has no local files.")
+
+
 def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def pull_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import pull as pull_mod
 
-        p = action.params
+        spec = _spec(manifest, action.address, RepoSpec)
         entry = entry_from_dict(action.address, action.lock_entry)
-        assert isinstance(entry, RepoLock)
+        if not isinstance(entry, RepoLock) or (entry.repo, entry.repo_type) != (spec.repo, spec.repo_type.value):
+            raise PlanError(f"The plan's resolution of {action.address} does not match hf.yaml.")
+        p = action.params
+        output = _abs(manifest.root, spec.output) if spec.output else None
         if p.get("purge"):
             _purge(settings, entry, list(p["purge"]))
-        if p.get("output"):
+        if output is not None:
             for rel in p.get("purge_output") or []:
-                (Path(p["output"]) / rel).unlink(missing_ok=True)
+                inside(output, rel).unlink(missing_ok=True)
         ref = RepoRef(entry.repo, HfAssetType(entry.repo_type), entry.revision)
         snapshot = RepoSnapshot(
             ref, entry.commit, tuple(RepoFile(f.path, f.size, f.gitsha1 or "", f.sha256) for f in entry.files)
@@ -63,9 +108,9 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
         req = pull_mod.PullRequest(
             ref=ref,
             files=tuple(f.path for f in entry.files),
-            output=Path(p["output"]) if p.get("output") else None,
-            copy=bool(p.get("copy")),
-            allow_unsafe=bool(p.get("allow_unsafe")),
+            output=output,
+            copy=manifest.materialize == "copy",
+            allow_unsafe=spec.allow_unsafe,
         )
         progress_for = ctx.extra.get("progress_for")
         progress = progress_for(action) if progress_for else None
@@ -96,46 +141,46 @@ def output_digests(path: Path) -> tuple[FileDigest, ...]:
     return tuple(out)
 
 
-def _input_tree(ctx: StepContext, source: str) -> str:
-    entry = ctx.lock.get(source)
+def _tree_of(ctx: StepContext, address: str) -> str | None:
+    entry = ctx.lock.get(address)
     if isinstance(entry, RepoLock):
         return entry.tree
     if isinstance(entry, ConversionLock):
         return tree_digest(entry.outputs)
-    return "unknown"
+    return None
 
 
 def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def convert_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import convert as convert_mod
 
-        p = action.params
-        dst = Path(p["dst"])
+        spec = _spec(manifest, action.address, ConversionSpec)
+        dst = _abs(manifest.root, spec.output_path)
         old = ctx.lock.get(action.address)
         if isinstance(old, ConversionLock):  # drop what the previous run wrote (only that)
-            old_dir = manifest.root / old.output
+            old_dir = _abs(manifest.root, old.output)
             for f in old.outputs:
-                (old_dir / f.path).unlink(missing_ok=True)
+                inside(old_dir, f.path).unlink(missing_ok=True)
         dst.mkdir(parents=True, exist_ok=True)
         convert_mod.convert(
-            Path(p["src"]),
+            source_dir(manifest, settings, ctx, spec.source),
             dst,
-            to=p["to"],
-            quantization=p.get("quantization"),
+            to=spec.to,
+            quantization=spec.quantization,
             jobs=ctx.jobs,
             allow_unsafe=manifest.allow_unsafe,
         )
-        input_tree = p.get("input_tree") or _input_tree(ctx, p["from"])
-        params: dict[str, Any] = dict(p.get("params") or {})
-        converter = str(p.get("converter") or getattr(convert_mod, "CONVERTER_VERSION", ""))
+        input_tree = _tree_of(ctx, spec.source) or "unknown"
+        params = spec.params()
+        converter = str(convert_mod.CONVERTER_VERSION)
         entry = ConversionLock(
             address=action.address,
-            source=p["from"],
-            key=p.get("key") or conversion_key(input_tree, converter, params),
+            source=spec.source,
+            key=conversion_key(input_tree, converter, params),
             converter=converter,
             input_tree=input_tree,
             params=tuple(sorted(params.items())),
-            output=p["output"],
+            output=spec.output_path,
             outputs=output_digests(dst),
         )
         return StepResult(lock_entry=entry)
@@ -143,73 +188,71 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
     return convert_step
 
 
-def _source_tree(ctx: StepContext, p: Mapping[str, Any]) -> str:
-    if p.get("source_tree"):
-        return str(p["source_tree"])
-    src = str(p.get("from", ""))
-    entry = ctx.lock.get(src)
-    if isinstance(entry, RepoLock):
-        return entry.tree
-    if isinstance(entry, ConversionLock):
-        return tree_digest(entry.outputs)
-    return tree_digest(output_digests(Path(p["path"])))
-
-
 def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def push_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import publish as publish_mod
 
-        p = action.params
+        spec = _spec(manifest, action.address, PublishSpec)
+        if spec.source_is_address:
+            path = source_dir(manifest, settings, ctx, spec.source)
+            tree = _tree_of(ctx, spec.source)
+        else:
+            path = _abs(manifest.root, spec.source)
+            tree = None
         req = publish_mod.PushRequest(
-            path=Path(p["path"]),
-            repo_id=p["repo"],
-            repo_type=HfAssetType(p["type"]),
-            revision=p["revision"],
-            format=p.get("format"),
-            private=bool(p.get("private")),
-            message=p.get("message") or f"batuta apply: {action.address}",
-            delete=bool(p.get("prune")),
-            sdk=p.get("sdk"),
-            card=dict(p.get("card") or {}),
-            allow_unsafe=bool(p.get("allow_unsafe")) or manifest.allow_unsafe,
-            parent_commit=p.get("parent_commit"),
+            path=path,
+            repo_id=spec.repo,
+            repo_type=spec.repo_type,
+            revision=spec.revision,
+            format=spec.format,
+            private=spec.private,
+            message=spec.message or f"batuta apply: {action.address}",
+            delete=spec.prune,
+            sdk=spec.sdk,
+            card=dict(spec.card),
+            allow_unsafe=spec.allow_unsafe,
+            parent_commit=action.params.get("parent_commit"),
         )
         push_plan = publish_mod.prepare_push(settings, req)
         result = publish_mod.push(settings, req, plan=push_plan)
+        if tree is None:
+            tree = str(action.params.get("source_tree") or "") or tree_digest(output_digests(path))
         entry = PublishLock(
             address=action.address,
-            repo=p["repo"],
-            repo_type=p["type"],
-            revision=p["revision"],
+            repo=spec.repo,
+            repo_type=spec.repo_type.value,
+            revision=spec.revision,
             commit=str(result.commit),
-            source_tree=_source_tree(ctx, p),
+            source_tree=tree,
         )
         return StepResult(lock_entry=entry, bytes=int(getattr(result, "bytes_sent", 0) or 0))
 
     return push_step
 
 
-def make_delete_step(state: WorkspaceState) -> StepFn:
+def make_delete_step(manifest: Manifest, state: WorkspaceState) -> StepFn:
     def delete_step(action: Action, ctx: StepContext) -> StepResult:
-        """Remove only the files batuta materialized (listed in the lock), then empty directories."""
+        """Remove only the files batuta materialized (as hf.lock lists them), then emptied directories."""
+        entry = ctx.lock.get(action.address)
+        base: Path | None = None
+        files: tuple[FileDigest, ...] = ()
+        if isinstance(entry, RepoLock) and entry.output:
+            base, files = _abs(manifest.root, entry.output), entry.files
+        elif isinstance(entry, ConversionLock):
+            base, files = _abs(manifest.root, entry.output), entry.outputs
         removed = 0
-        for path in action.params.get("paths", []):
-            p = Path(path)
-            try:
+        if base is not None:
+            for f in files:
+                p = inside(base, f.path)
                 if p.is_symlink() or p.is_file():
                     p.unlink()
                     removed += 1
-            except FileNotFoundError:
-                pass
-        for d in action.params.get("dirs", []):
-            root = Path(d)
-            if not root.is_dir():
-                continue
-            for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda t: -len(t[0])):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
+            if base.is_dir():
+                for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        pass
         state.set_applied(action.address, None)
         return StepResult(drop=True, message=f"removed {removed} files")
 
@@ -234,5 +277,5 @@ def default_steps(settings: Settings, manifest: Manifest, state: WorkspaceState)
         ActionKind.CONVERT: make_convert_step(settings, manifest, state),
         ActionKind.PUSH: make_push_step(settings, manifest, state),
         ActionKind.RELOCK: make_relock_step(state),
-        ActionKind.DELETE_LOCAL: make_delete_step(state),
+        ActionKind.DELETE_LOCAL: make_delete_step(manifest, state),
     }

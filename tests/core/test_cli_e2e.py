@@ -355,3 +355,28 @@ def test_lock_waits_for_no_one_and_refuses_during_an_apply(ws: Path, capsys: pyt
     lock = read_lock(ws / "hf.lock")
     assert lock is not None and set(lock.entries) == {"models.a", "models.b"}
     assert not (ws / "models").exists()  # lock resolves, never downloads
+
+
+def test_a_crafted_plan_cannot_point_apply_outside_the_workspace(
+    ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataclasses import replace
+
+    from batuta_sync.core.actions import Action, ActionKind, Reason
+    from batuta_sync.core.api import apply_plan, make_plan
+
+    f = ws / "hf.yaml"
+    assert run(capsys, "apply", "-f", str(f), "--auto-approve")[0] == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    plan = make_plan(f)
+    evil = Action(ActionKind.DELETE_LOCAL, "models.b", Reason.REMOVED_FROM_MANIFEST,
+                  params={"paths": [str(victim)], "dirs": [str(tmp_path)]})
+    result = apply_plan(replace(plan, actions=(evil,)), manifest=f)
+    assert result.ok and victim.read_text() == "keep me"  # paths come from hf.lock, not the plan
+    # A pull whose resolution names another repo than hf.yaml is refused.
+    plan = make_plan(f, replace=["models.a"], targets=["models.a"])
+    (pull,) = plan.actions
+    forged = replace(pull, lock_entry={**(pull.lock_entry or {}), "repo": "evil/repo"})
+    result = apply_plan(replace(plan, actions=(forged,)), manifest=f)
+    assert "does not match hf.yaml" in str(result.failed["pull:models.a"])

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors import safe_open
 
 from batuta_sync.errors import IntegrityError, UnsafeFileError
@@ -249,3 +251,29 @@ def test_blocked_listing_names_reason_and_flag() -> None:
 
 def test_casefold_collisions() -> None:
     assert casefold_collisions(["README.md", "readme.md", "x"]) == [("README.md", "readme.md")]
+
+
+_SEED_FILE = safetensors_bytes(16)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pos=st.integers(min_value=0, max_value=len(_SEED_FILE) - 1),
+    value=st.integers(min_value=0, max_value=255),
+    cut=st.one_of(st.none(), st.integers(min_value=0, max_value=len(_SEED_FILE))),
+)
+def test_differential_with_the_reference_parser(pos: int, value: int, cut: int | None) -> None:
+    """Mutated safetensors: whenever the reference implementation rejects, we reject too."""
+    from safetensors.numpy import load
+
+    blob = bytearray(_SEED_FILE)
+    blob[pos] = value
+    data = bytes(blob if cut is None else blob[:cut])
+    try:
+        load(data)
+        reference_ok = True
+    except Exception:
+        reference_ok = False
+    ours = check_safetensors_header(data)
+    if not reference_ok:
+        assert ours is not None

@@ -708,7 +708,8 @@ def pull(
     card: dict[str, Any] | None = None
     if ref.repo_type is HfAssetType.DATASET and req.split:
         readme = snapshot.file("README.md")
-        if readme is not None and path_problem(readme.path) is None:
+        have_readme = readme is not None and layout.blob_path(readme.etag).exists()
+        if readme is not None and path_problem(readme.path) is None and (have_readme or not offline):
             ensure_cache_root(settings.hub_cache)
             fetch([readme])
             try:
@@ -749,7 +750,7 @@ def pull(
         ensure_cache_root(settings.hub_cache)
         if complete_listing:
             write_tree(layout, snapshot)
-        elif not complete_listing:
+        else:
             write_partial_listing(settings.batuta_dir, layout, replace(snapshot, files=selection.selected))
     if req.output is not None and req.copy:
         from batuta_sync.hub.cache import disk_free, human_bytes
@@ -782,8 +783,8 @@ def pull(
         verdict = sniff_file_safety(blob, f.path)
         if verdict.unsafe and not req.allow_unsafe:
             blocked.append((f.path, f"{verdict.reason}; allow with --allow-unsafe (it is never loaded)"))
-            if not any(g.etag == f.etag and g is not f for g in keep):
-                blob.unlink(missing_ok=True)
+            if f.path in fresh and not any(g.etag == f.etag for g in keep):
+                blob.unlink(missing_ok=True)  # never cached (a blob that was already there may serve others)
             continue
         keep.append(f)
     for f in keep:

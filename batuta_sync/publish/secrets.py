@@ -583,9 +583,8 @@ def _decode_candidates(data: bytes) -> Iterator[tuple[bytes, int, str]]:
         from urllib.parse import unquote_to_bytes
 
         for m in _PCT_RUN_RE.finditer(data):
-            run = m.group()
-            for i in range(0, len(run), _MAX_DECODE_RUN):
-                yield unquote_to_bytes(run[i : i + _MAX_DECODE_RUN]), m.start() + i, "percent"
+            # bounded: the first 256 KiB of a run (URL-encoded credentials are short)
+            yield unquote_to_bytes(m.group()[: 16 * _MAX_DECODE_RUN]), m.start(), "percent"
 
 
 def _scan_plain(data: bytes, depth: int = 0) -> list[_Hit]:

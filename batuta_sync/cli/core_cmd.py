@@ -462,6 +462,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "drift": [d.to_dict() for d in plan.drift],
                 "pending": [{"id": a.id, "reason": a.reason.value} for a in pending],
                 "unchanged": list(plan.unchanged),
+                "warnings": list(plan.warnings),
             }
         )
     else:
@@ -471,6 +472,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"! {d.address}  {d.kind.value}: {d.detail}")
         for a in pending:
             print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({a.reason.value})")
+        for w in plan.warnings:
+            print(f"? {w}")
     if args.exit_code and (plan.drift or pending):
         return 2
     return 0

@@ -86,6 +86,10 @@ def render_text(plan: Plan) -> str:
         lines.append("")
     elif plan.refresh_only:
         lines.append("No drift: the lock matches the Hub and the local files.")
+    if plan.warnings:
+        if lines and lines[-1]:
+            lines.append("")
+        lines += ["Warnings:", *(f"  ? {w}" for w in plan.warnings), ""]
     if plan.actions:
         lines.append(_summary_line(plan))
         lines.append(_bytes_line(plan))

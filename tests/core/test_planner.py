@@ -432,3 +432,14 @@ def test_graph_cycle_is_reported_by_address() -> None:
     d = Action(ActionKind.CONVERT, "conversions.d", Reason.NOT_LOCKED, deps=(c.id,))
     assert execution_order(build_graph([d, c])) == [[c.id], [d.id]]
     _ = rfile
+
+
+def test_hub_errors_for_locked_resources_are_warnings() -> None:
+    from batuta_sync.core.render import render_text
+
+    lock = lock_of(repo_lock(M, "models.tiny", C1))
+    broken = replace(remote_head("models.tiny", "org/tiny", None), error="HTTP 503")
+    p = plan(M, lock, world([broken], [local_repo("models.tiny", C1)]))
+    assert p.actions == () and p.warnings == ("models.tiny: could not check org/tiny@main: HTTP 503",)
+    assert "? models.tiny: could not check" in render_text(p)
+    assert Plan.from_json(p.to_json()).warnings == p.warnings

@@ -75,4 +75,9 @@ def build_plan(
         preconditions=tuple(p for p in result.preconditions if p.address in addresses),
         options=opts.to_dict(),
         free_bytes=world.free_bytes,
+        warnings=tuple(
+            f"{r.address}: could not check {r.ref}: {r.error}"
+            for r in sorted(world.remote.values(), key=lambda r: r.address)
+            if r.error
+        ),
     )

@@ -61,6 +61,7 @@ class Plan:
     preconditions: tuple[Precondition, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     free_bytes: int | None = None
+    warnings: tuple[str, ...] = ()
     format_version: str = FORMAT_VERSION
 
     # ---- summary
@@ -125,6 +126,7 @@ class Plan:
             "actions": [a.to_dict() for a in self.actions],
             "unchanged": list(self.unchanged),
             "drift": [d.to_dict() for d in self.drift],
+            "warnings": list(self.warnings),
             "summary": self.summary(),
             "free_bytes": self.free_bytes,
             "has_changes": self.has_changes,
@@ -164,6 +166,7 @@ class Plan:
                 preconditions=tuple(Precondition.from_dict(p) for p in d.get("preconditions", ())),
                 options=dict(d.get("options") or {}),
                 free_bytes=d.get("free_bytes"),
+                warnings=tuple(d.get("warnings", ())),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ManifestError(

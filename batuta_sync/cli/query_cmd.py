@@ -55,7 +55,8 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
         type=_seconds,
         metavar="SECONDS",
         default=None,
-        help="Wait at most this long for a Hub rate limit, else fail (exit 10) naming when to retry.",
+        help="Wait at most this long for a Hub rate limit (default 300 = one Hub window; 'inf' = no limit), "
+        "else fail (exit 10) naming when to retry.",
     )
     x.add_argument(
         "--no-wait", action="store_true", help="Never wait for a rate limit: fail at once (exit 10)."
@@ -64,7 +65,7 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
 
 def http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """HubHttp keyword arguments from the parsed flags: waits, countdown, notices."""
-    from batuta_sync.hub.ratelimit import countdown_sleep
+    from batuta_sync.hub.ratelimit import DEFAULT_MAX_WAIT, countdown_sleep
 
     quiet = bool(getattr(args, "quiet", False))
 
@@ -73,7 +74,7 @@ def http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             print(f"Hub: {reason}; retrying in {seconds:.0f} s…", file=sys.stderr)
 
     return {
-        "max_wait": getattr(args, "max_wait", None),
+        "max_wait": getattr(args, "max_wait", None) or DEFAULT_MAX_WAIT,
         "no_wait": bool(getattr(args, "no_wait", False)),
         "on_wait": on_wait,
         "sleep": countdown_sleep(sys.stderr) if not quiet else __import__("time").sleep,

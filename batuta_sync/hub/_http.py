@@ -61,13 +61,17 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+DEFAULT_MAX_WAIT = ratelimit.DEFAULT_MAX_WAIT
+
+
 class HubHttp:
     """One HTTP/1.1 keep-alive client to one Hub endpoint; thread-safe.
 
     Args:
         settings: endpoint, token, offline flag.
         sleep: how to wait (tests inject a recorder).
-        max_wait: longest rate-limit wait accepted, in seconds (None = no limit).
+        max_wait: longest rate-limit wait accepted, in seconds (default 300 s = one Hub rate-limit
+            window, security.md RL-3; ``None`` or ``inf`` = no limit).
         no_wait: never wait for a rate limit; fail with RateLimitedError at once.
         on_wait: called as ``on_wait(seconds, reason)`` before every wait.
         config: the backoff schedule (default 1 s × 2, cap 60 s, 5 retries).
@@ -80,7 +84,7 @@ class HubHttp:
         settings: Settings,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        max_wait: float | None = None,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
         no_wait: bool = False,
         on_wait: Callable[[float, str], None] | None = None,
         config: ratelimit.RateLimitConfig | None = None,

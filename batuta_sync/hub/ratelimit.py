@@ -28,6 +28,9 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TextIO
 
+# Longest rate-limit wait accepted without a flag: one Hub window (security.md RL-3).
+DEFAULT_MAX_WAIT = 300.0
+
 RETRY_STATUSES = frozenset({408, 429})
 
 

@@ -112,6 +112,19 @@ def test_max_wait_fails_fast_naming_when_to_retry(seeded: HubServer, tmp_path: P
     assert waits == [3]
 
 
+def test_default_cap_is_one_hub_window(seeded: HubServer, tmp_path: Path) -> None:
+    """RL-3: without a flag, waits up to 300 s are accepted; t=900 fails fast instead of hanging 15 min."""
+    waits: list[float] = []
+    http = HubHttp(_settings(seeded, tmp_path), sleep=waits.append)
+    seeded.faults.configure(rate_limit=1, retry_after=None, ratelimit_reset=900)
+    with pytest.raises(RateLimitedError, match="--max-wait 300"):
+        http.get_json(INFO)
+    assert waits == []
+    seeded.faults.configure(rate_limit=1, retry_after=None, ratelimit_reset=250)
+    http.get_json(INFO)
+    assert waits == [251]
+
+
 def test_no_wait_fails_on_the_first_429(seeded: HubServer, tmp_path: Path) -> None:
     waits: list[float] = []
     http = HubHttp(_settings(seeded, tmp_path), sleep=waits.append, no_wait=True)

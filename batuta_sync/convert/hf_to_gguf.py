@@ -329,11 +329,22 @@ def run_item(item: WorkItem, path: str) -> int:
     return len(data)
 
 
+def _is_copy(item: WorkItem) -> bool:
+    ref, qtype = item[0], item[5]
+    return ref is not None and ref.dtype == qtype and qtype in ("F32", "F16", "BF16")
+
+
 def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], None]) -> None:
-    """Run every item (writing into ``path``); ``done(i)`` after item i, in completion order."""
-    if jobs <= 1 or len(items) <= 1:
-        for i, it in enumerate(items):
-            run_item(it, path)
+    """Run every item (writing into ``path``); ``done(i)`` after item i, in completion order.
+
+    Items are independent (each writes its own byte range), so order does not matter.  Plain
+    copies run in this process; quantization goes to ``jobs`` worker processes.
+    """
+    heavy = [i for i, it in enumerate(items) if not _is_copy(it)]
+    light = [i for i, it in enumerate(items) if _is_copy(it)]
+    if jobs <= 1 or len(heavy) <= 1:
+        for i in range(len(items)):
+            run_item(items[i], path)
             done(i)
         return
     import multiprocessing as mp
@@ -343,11 +354,17 @@ def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], 
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         pending: dict[Any, int] = {}
-        queue = list(range(len(items)))[::-1]
-        while queue or pending:
-            while queue and len(pending) < 2 * jobs:  # bounded: a few chunks in flight
-                i = queue.pop()
+        heavy.reverse()
+        light.reverse()
+        while heavy or light or pending:
+            while heavy and len(pending) < 2 * jobs:  # bounded: a few chunks in flight
+                i = heavy.pop()
                 pending[pool.submit(run_item, items[i], path)] = i
+            if light:  # copy while the workers quantize
+                i = light.pop()
+                run_item(items[i], path)
+                done(i)
+                continue
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
                 fut.result()

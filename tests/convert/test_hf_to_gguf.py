@@ -191,6 +191,10 @@ def test_jobs_give_identical_bytes(models: dict[str, Path], tmp_path: Path, monk
     assert seen[-1] == (two.tensor_count, two.tensor_count) and len(seen) == two.tensor_count
     assert two.params["converter_version"] == CONVERTER_VERSION
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    # F32 input: norms are plain copies done in the parent while workers quantize the rest
+    a = convert(models["odd"], tmp_path / "a.gguf", to="gguf", quantization="Q8_0", jobs=1).output
+    b = convert(models["odd"], tmp_path / "b.gguf", to="gguf", quantization="Q8_0", jobs=2).output
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_output_directory_and_default_quantization(models: dict[str, Path], tmp_path: Path) -> None:

@@ -552,3 +552,19 @@ def test_ctrl_c_stops_every_worker_and_keeps_partials(hub_env: Any, settings: Se
     res = pull(settings, PullRequest(RepoRef(REPO)))
     assert (res.snapshot_dir / "b.safetensors").read_bytes() == other
     assert res.transferred_bytes < len(BIG) + len(other)
+
+
+@pytest.mark.parametrize("bad", ["C:/Windows/evil", "a\x01b.json", "x/CON", "sub/trailing."])
+def test_malicious_names_listed_by_the_server_are_rejected_before_any_write(
+    hub_env: Any, settings: Settings, bad: str
+) -> None:
+    from batuta_sync.safety import UnsafePathError
+
+    hub_env.store.commit("org/hostile", {"config.json": CONFIG, bad: b"payload"})
+    with pytest.raises(UnsafePathError) as exc:
+        pull(settings, PullRequest(RepoRef("org/hostile")))
+    assert exc.value.exit_code == 11 and repr(bad) in exc.value.message
+    assert content_gets(hub_env) == []
+    assert not (settings.hub_cache / "models--org--hostile").exists()
+    res = pull(settings, PullRequest(RepoRef("org/hostile"), files=("config.json",)))
+    assert [f.path for f in res.selected] == ["config.json"]

@@ -31,6 +31,8 @@ CACHE_VERSION = 1
 # Never uploaded: VCS and tool state, and the secret-scan allowlist itself.
 EXCLUDED_DIRS = {".git", ".cache", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints", ".batuta"}
 EXCLUDED_FILES = {".DS_Store", ".batuta-secrets-allow"}
+# Never deleted by --delete (the Hub keeps its LFS patterns there; huggingface_hub protects it too).
+NEVER_DELETE = {".gitattributes"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,7 @@ class UploadManifest:
                 unchanged.append(path)
             else:
                 changes.append(path)
-        deletes = sorted(p for p in remote.files if p not in self.files) if delete else []
+        deletes = sorted(p for p in remote.files if p not in self.files and p not in NEVER_DELETE) if delete else []
         return ManifestDiff(tuple(adds), tuple(changes), tuple(deletes), tuple(unchanged))
 
     def changed_paths(self, remote: RemoteManifest) -> list[str]:

@@ -180,6 +180,7 @@ def test_diff_rules() -> None:
         "changed": RemoteFile(3, "gX", None),
         "size-diff": RemoteFile(5, "g4", None),
         "gone": RemoteFile(1, "g9", None),
+        ".gitattributes": RemoteFile(1, "ga", None),
     })
     d = local.diff(remote)
     assert d.adds == ("new",) and set(d.changes) == {"changed", "size-diff"} and d.deletes == ()

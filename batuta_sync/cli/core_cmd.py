@@ -390,60 +390,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from batuta_sync.core.api import make_plan
-    from batuta_sync.core.lockfile import entry_from_dict, next_version, read_lock, write_lock
-    from batuta_sync.core.workspace import Workspace
+    from batuta_sync.core.api import update_lock
 
     man, settings = _load(args)
-    ws = Workspace(Path(args.file))
-    old = read_lock(ws.lock_path)
-    base = old
     updates = list(man.addresses) if args.update_all else list(args.update)
-    if updates:
-        from batuta_sync.core.api import _check_addresses
-
-        _check_addresses(man, old, updates)
-    if base is not None:
-        for addr in updates:
-            entry = base.get(addr)
-            if entry is not None and entry.kind == "repo":
-                base = base.without(addr)
-    plan = make_plan(man, lock=base, settings=settings, offline=settings.offline)
-    from batuta_sync.core.lockfile import Lock
-
-    new = base or Lock()
-    changed: list[str] = []
-    for a in plan.actions:
-        if a.lock_entry is not None and a.lock_entry.get("kind") == "repo":
-            entry = entry_from_dict(a.address, a.lock_entry)
-            before = old.get(a.address) if old else None
-            if before != entry:
-                what = f"{getattr(before, 'commit', '')[:7] or 'new'} → {entry.commit[:7]}"  # type: ignore[union-attr]
-                changed.append(f"{a.address}: {what}")
-            new = new.with_entry(entry)
-    # Entries we did not touch keep their old value (a failed re-resolve must not drop them).
-    if old is not None:
-        for addr, entry in old.entries.items():
-            if addr not in new.entries:
-                new = new.with_entry(entry)
-    final = next_version(old, new)
-    if old is None or final.content() != old.content():
-        from batuta_sync.core.workspace import WorkspaceLock
-
-        with WorkspaceLock(ws.apply_lock):  # never race an apply that is writing hf.lock
-            if read_lock(ws.lock_path) != old:
-                from batuta_sync.errors import StalePlanError
-
-                raise StalePlanError(
-                    "hf.lock changed while `batuta lock` was resolving; nothing was written.",
-                    hint="Run `batuta lock` again.",
-                )
-            write_lock(ws.lock_path, final)
-        _common.info(args, f"Updated {ws.lock_path.name} (serial {final.serial}):")
-        for line in changed or ["(entries normalised)"]:
+    result = update_lock(man, updates=updates, settings=settings)
+    if result.written:
+        _common.info(args, f"Updated hf.lock (serial {result.lock.serial}):")
+        for line in result.changes or ["(entries normalised)"]:
             _common.info(args, f"  ~ {line}")
     else:
-        _common.info(args, f"{ws.lock_path.name} is up to date.")
+        _common.info(args, "hf.lock is up to date.")
     return 0
 
 
@@ -455,7 +412,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     man, settings = _load(args)
     plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline)
-    pending = [a for a in plan.actions]
+    pending = list(plan.actions)
     if args.json:
         _common.emit_json(
             {

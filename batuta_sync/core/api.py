@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # the executor (threads, futures) loads only when applying
     from batuta_sync.core.actions import ActionKind
     from batuta_sync.core.executor import ApplyResult, Reporter, StepFn
 
-__all__ = ["apply_plan", "load_manifest", "make_plan", "settings_for"]
+__all__ = ["LockUpdate", "apply_plan", "load_manifest", "make_plan", "settings_for", "update_lock"]
 
 
 def settings_for(manifest: Manifest, flags: Mapping[str, Any] | None = None) -> Settings:
@@ -90,7 +91,7 @@ def make_plan(
         lock = read_lock(ws.lock_path)
     settings = settings or settings_for(man)
     is_offline = settings.offline if offline is None else offline
-    _check_addresses(man, lock, [*targets, *excludes, *replace])
+    check_addresses(man, lock, [*targets, *excludes, *replace])
     opts = PlanOptions(
         refresh_only=refresh_only,
         targets=tuple(targets),
@@ -119,7 +120,7 @@ def make_plan(
     return build_plan(man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__)
 
 
-def _check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:
+def check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:
     from batuta_sync.errors import UsageError
 
     known = set(manifest.addresses) | set(lock.entries if lock else ())
@@ -225,3 +226,63 @@ def _check_disk(plan: Plan, journal: Any, settings: Settings, plan_lock_digest: 
             f"The plan needs {human_bytes(needed)} of disk under {settings.hub_cache}, "
             f"but only {human_bytes(free)} is free. Nothing was changed."
         )
+
+
+@dataclass(frozen=True)
+class LockUpdate:
+    """What :func:`update_lock` did: the lock now, one line per moved entry, whether it wrote."""
+
+    lock: Lock
+    changes: tuple[str, ...]
+    written: bool
+
+
+def update_lock(
+    manifest: Manifest | str | Path = "hf.yaml",
+    *,
+    updates: Sequence[str] = (),
+    settings: Settings | None = None,
+    client_factory: Callable[[], Any] | None = None,
+) -> LockUpdate:
+    """``batuta lock``: resolve new/changed resources (and ``updates``, to their revision's current
+    commit) into hf.lock without downloading; pinned entries stay where they are."""
+    from batuta_sync.core.lockfile import entry_from_dict, next_version, write_lock
+    from batuta_sync.core.workspace import WorkspaceLock
+    from batuta_sync.errors import StalePlanError
+
+    man = _manifest(manifest)
+    ws = Workspace(Path(man.path))
+    old = read_lock(ws.lock_path)
+    check_addresses(man, old, updates)
+    base = old
+    if base is not None:
+        for addr in updates:
+            entry = base.get(addr)
+            if entry is not None and entry.kind == "repo":
+                base = base.without(addr)  # forget the pin: resolve like a new resource
+    plan = make_plan(man, lock=base, settings=settings, client_factory=client_factory)
+    new = base or Lock()
+    changes: list[str] = []
+    for a in plan.actions:
+        if a.lock_entry is None or a.lock_entry.get("kind") != "repo":
+            continue
+        entry = entry_from_dict(a.address, a.lock_entry)
+        before = old.get(a.address) if old else None
+        if before != entry:
+            was = getattr(before, "commit", "")[:7] or "new"
+            changes.append(f"{a.address}: {was} → {getattr(entry, 'commit', '')[:7]}")
+        new = new.with_entry(entry)
+    for addr, entry in (old.entries if old else {}).items():
+        if addr not in new.entries:  # untouched entries keep their value
+            new = new.with_entry(entry)
+    final = next_version(old, new)
+    if old is not None and final.content() == old.content():
+        return LockUpdate(old, (), False)
+    with WorkspaceLock(ws.apply_lock):  # never race an apply that is writing hf.lock
+        if read_lock(ws.lock_path) != old:
+            raise StalePlanError(
+                "hf.lock changed while `batuta lock` was resolving; nothing was written.",
+                hint="Run `batuta lock` again.",
+            )
+        write_lock(ws.lock_path, final)
+    return LockUpdate(final, tuple(changes), True)

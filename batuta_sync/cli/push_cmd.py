@@ -84,6 +84,8 @@ def render_plan(plan: PushPlan, req: PushRequest) -> str:
     if plan.card_diff:
         lines.append("README.md (card) changes:")
         lines.extend("  " + ln.rstrip("\n") for ln in plan.card_diff.splitlines())
+    else:
+        lines.append("README.md (card): unchanged")
     if plan.findings:
         lines.append(f"Secret scan: {len(plan.findings)} finding(s) — the push is blocked:")
         lines.extend(f"  - {f}" for f in plan.findings)

@@ -405,7 +405,7 @@ RULES: tuple[Rule, ...] = (
         _r(
             r"(?:key|secret|token|passw(?:or)?d|pwd|credentials?)"
             + _ASSIGN
-            + r"([a-z0-9+/_.~!@#^&*=-]{12,200}+)"
+            + r"([a-z0-9+/_.~!@#^&*=-]{12,200}+)(?![(\[])"  # not a call or subscript
         ),
         ("key", "secret", "token", "passw", "pwd", "credential"),
         icase=True,

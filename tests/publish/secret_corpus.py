@@ -165,6 +165,7 @@ def corpus() -> dict[str, tuple[list[str], list[str]]]:
         "generic-secret-assignment": (
             [f'db_password = "{rand(20)}"', f"SECRET_KEY: {rand(32)}"],
             ['"tokenizer_class": "PreTrainedTokenizerFast"', "secret = get_secret()", "api_key = YOUR_API_KEY_HERE",
-             'pad_token_id: 0', "hf_token = ${HF_TOKEN}", "HF_TOKEN=<HF_TOKEN>"],
+             'pad_token_id: 0', "hf_token = ${HF_TOKEN}", "HF_TOKEN=<HF_TOKEN>",
+             "secret_key = hashlib.sha3_256(data).hexdigest()", "token = tokens_v2[idx1]"],
         ),
     }

@@ -96,6 +96,8 @@ def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
             val, pos = buf[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported wire type {wt}")
+        if pos > len(buf):
+            raise ValueError("truncated message")
         out.append((field, wt, val))
     return out
 

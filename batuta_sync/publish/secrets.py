@@ -141,6 +141,8 @@ def _url_password_ok(value: str) -> bool:
     low = value.lower()
     if low in {"password", "pass", "passwd", "pwd", "secret", "token", "changeme", "x-oauth-basic", "user"}:
         return False
+    if value.startswith(("{", "(", "[")):
+        return False  # a template or format expression, not a literal password
     return not (_PLACEHOLDER_RE.search(value) or set(value) <= {"*", "x", "X", "."})
 
 

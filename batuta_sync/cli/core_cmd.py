@@ -315,15 +315,22 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from batuta_sync.core.api import apply_plan, make_plan
+    from batuta_sync.core.api import make_plan
+    from batuta_sync.core.workspace import Workspace, WorkspaceLock
 
     man, settings = _load(args)
     if args.plan:
-        plan = _read_plan(args.plan)
-        check_remote = True
-    else:
+        return _apply(args, settings, _read_plan(args.plan), check_remote=True, locked=False)
+    # Plan and apply in one go: hold the workspace lock from the plan on, so another apply
+    # cannot move hf.lock between our plan and our apply.
+    with WorkspaceLock(Workspace(Path(args.file)).apply_lock):
         plan = make_plan(man, settings=settings, offline=settings.offline)
-        check_remote = False
+        return _apply(args, settings, plan, check_remote=False, locked=True)
+
+
+def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool) -> int:
+    from batuta_sync.core.api import apply_plan
+
     if not args.json:
         sys.stdout.write(_render(plan, "text"))
     if not plan.actions:
@@ -343,6 +350,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             reporter=reporter,  # type: ignore[arg-type]
             check_remote=check_remote,
             progress_for=reporter.sink_for if isinstance(reporter, _RichApplyProgress) else None,
+            workspace_locked=locked,
         )
     finally:
         if isinstance(reporter, _RichApplyProgress):

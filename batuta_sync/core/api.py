@@ -157,18 +157,23 @@ def apply_plan(
     client_factory: Callable[[], Any] | None = None,
     lock_timeout: float = 0.0,
     progress_for: Callable[[Any], Any] | None = None,
+    workspace_locked: bool = False,
 ) -> ApplyResult:
     """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action.
 
     ``progress_for(action)`` may return a download progress sink (``hub.download.ProgressSink``)
     for a pull action; ``reporter`` receives started/finished/failed/skipped events.
+    ``workspace_locked``: the caller already holds the workspace lock (plan-and-apply in one go).
     """
+    from contextlib import nullcontext
+
     from batuta_sync.core.executor import check_fresh, execute, raise_if_stale
     from batuta_sync.core.workspace import Journal, WorkspaceLock
 
     man_path = Path(manifest.path if isinstance(manifest, Manifest) else (manifest or plan.manifest_path))
     ws = Workspace(man_path)
-    with WorkspaceLock(ws.apply_lock, timeout=lock_timeout):
+    held = nullcontext() if workspace_locked else WorkspaceLock(ws.apply_lock, timeout=lock_timeout)
+    with held:
         man = load_manifest(man_path)  # re-read under the lock: its digest is a precondition
         lock = read_lock(ws.lock_path)
         journal = Journal(ws.journal(plan.plan_id))

@@ -175,8 +175,13 @@ def commit_files(
     parent_commit: str | None = None,
     protocol: str | None = None,
     progress: Callable[[str], None] | None = None,
+    sha256: Mapping[str, str] | None = None,
 ) -> CommitResult:
-    """One commit: ``uploads`` (paths under ``root``), ``generated`` contents, ``deletes``."""
+    """One commit: ``uploads`` (paths under ``root``), ``generated`` contents, ``deletes``.
+
+    ``sha256`` (path -> hex digest, already computed and re-checked by the caller) is handed to
+    huggingface_hub so it does not read and hash the files a second time.
+    """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     generated = dict(generated or {})
@@ -184,7 +189,11 @@ def commit_files(
     for rel in uploads:
         if rel in generated:
             continue
-        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel)))
+        op = CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel))
+        known = (sha256 or {}).get(rel)
+        if known and hasattr(op.upload_info, "is_hashed") and not op.upload_info.is_hashed:
+            op.upload_info.sha256 = bytes.fromhex(known)
+        ops.append(op)
     for rel, content in sorted(generated.items()):
         ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content))
     ops.extend(CommitOperationDelete(path_in_repo=rel, is_folder=False) for rel in deletes)

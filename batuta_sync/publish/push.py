@@ -378,6 +378,7 @@ def push(
         message=req.message or _default_message(plan),
         parent_commit=parent,
         progress=progress,
+        sha256={p: plan.local_sha256[p] for p in uploads if p in plan.local_sha256 and p not in plan.generated},
     )
     return PushResult(result.commit, uploads, plan.upload_bytes, False, plan.deletes, result.url)
 

@@ -86,6 +86,9 @@ def render_plan(plan: PushPlan, req: PushRequest) -> str:
         lines.extend("  " + ln.rstrip("\n") for ln in plan.card_diff.splitlines())
     else:
         lines.append("README.md (card): unchanged")
+    if plan.unsafe:
+        lines.append(f"Pickle-based files allowed by --allow-unsafe (they can run code when loaded): "
+                     f"{', '.join(plan.unsafe)}")
     if plan.findings:
         lines.append(f"Secret scan: {len(plan.findings)} finding(s) — the push is blocked:")
         lines.extend(f"  - {f}" for f in plan.findings)

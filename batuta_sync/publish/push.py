@@ -86,6 +86,7 @@ class PushPlan:
     sizes: Mapping[str, int] = field(default_factory=dict)
     local_sha256: Mapping[str, str] = field(default_factory=dict)
     suppressed: int = 0
+    unsafe: tuple[str, ...] = ()  # pickle-bearing files let through by allow_unsafe
 
     @property
     def is_noop(self) -> bool:
@@ -105,6 +106,7 @@ class PushPlan:
             "repo_exists": self.repo_exists,
             "branch_exists": self.branch_exists,
             "format": self.format,
+            "unsafe_allowed": list(self.unsafe),
             "noop": self.is_noop,
         }
 
@@ -315,6 +317,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         sizes={p: h.size for p, h in hashes.items()},
         local_sha256={p: h.sha256 for p, h in hashes.items()},
         suppressed=len(findings) - len(kept),
+        unsafe=report.unsafe,
     )
 
 

@@ -272,6 +272,8 @@ def test_cli_exit_codes(hub_env: Any, tmp_path: Path, capsys: pytest.CaptureFixt
     root2 = make_clean_model(tmp_path / "m2")
     (root2 / "optimizer.pt").write_bytes(pickle.dumps([1, 2], protocol=2))
     assert _run(["hf", "push", "model", str(root2), "--repo", REPO], capsys)[0] == 12
+    code, out, _ = _run(["hf", "push", "model", str(root2), "--repo", REPO, "--allow-unsafe", "--dry-run"], capsys)
+    assert code == 0 and "allowed by --allow-unsafe" in out and "optimizer.pt" in out
     assert _run(["hf", "push", "model", str(root2), "--repo", REPO, "--allow-unsafe", "-q"], capsys)[0] == 0
     assert _run(["hf", "push", "space", str(root2), "--repo", "org/s"], capsys)[0] == 64  # --sdk required
     assert _run(["hf", "push", "model", str(tmp_path / "nope"), "--repo", REPO], capsys)[0] == 64

@@ -324,3 +324,15 @@ def test_allowlist_rejects_non_fingerprints(tmp_path: Path) -> None:
     (tmp_path / ALLOW_FILE).write_text("*.py\n")
     with pytest.raises(UsageError):
         Allowlist.load(tmp_path)
+
+
+def test_project_tiny_model_and_dataset_are_clean(tmp_path: Path) -> None:
+    from batuta_sync.publish.manifest import iter_files
+    from batuta_sync.publish.validate import validate_folder
+    from batuta_sync.tinymodel import write_tiny_dataset, write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "m")
+    files = list(iter_files(model))
+    assert scan_tree(model, files) == [] and validate_folder(model, files).format == "safetensors"
+    data = write_tiny_dataset(tmp_path / "d")
+    assert scan_tree(data, list(iter_files(data))) == []

@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,13 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     report = validate_folder(
         root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe
     )
+    say("reading the remote tree")
+    ref = RepoRef(req.repo_id, req.repo_type, req.revision)
+    snap, repo_exists, branch_exists = _remote_snapshot(settings, ref)
+    remote = RemoteManifest.from_snapshot(snap)
+    # A card that exists only on the Hub (e.g. edited in the web UI) is kept: not replaced, not deleted.
+    remote_card_only = CARD_FILE not in files and CARD_FILE in remote.files
+
     card = card_for_push(
         root,
         files,
@@ -267,7 +274,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         gguf_metadata=next(iter(report.gguf.values())).metadata if report.gguf else None,
     )
     generated: dict[str, bytes] = {}
-    if card.content is not None:
+    if card.content is not None and not remote_card_only:
         generated[CARD_FILE] = card.content
         if CARD_FILE not in files:
             files.append(CARD_FILE)
@@ -295,11 +302,9 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     allow = Allowlist.load(root, req.allow_secrets)
     kept = filter_allowed(findings, allow)
 
-    say("reading the remote tree")
-    ref = RepoRef(req.repo_id, req.repo_type, req.revision)
-    snap, repo_exists, branch_exists = _remote_snapshot(settings, ref)
-    remote = RemoteManifest.from_snapshot(snap)
     diff: ManifestDiff = manifest.diff(remote, delete=req.delete)
+    if remote_card_only:
+        diff = replace(diff, deletes=tuple(p for p in diff.deletes if p != CARD_FILE))
     upload_bytes = sum(hashes[p].size for p in diff.to_upload)
     return PushPlan(
         adds=diff.adds,
@@ -307,7 +312,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         deletes=diff.deletes,
         unchanged=diff.unchanged,
         upload_bytes=upload_bytes,
-        card_diff=card.diff,
+        card_diff="" if remote_card_only else card.diff,
         findings=tuple(kept),
         remote_commit=remote.commit,
         repo_exists=repo_exists,

@@ -366,3 +366,18 @@ def test_gguf_only_model_push(hub_server: Any, tmp_path: Path) -> None:
     assert "library_name: gguf" in card and "base_model: org/tiny" in card and "Q4_K_M" in card
     with pytest.raises(ValidationError, match="--format safetensors"):
         prepare_push(s, PushRequest(root, "org/tiny-gguf", format="safetensors"))
+
+
+def test_card_edited_on_the_hub_is_kept(hub_server: Any, tmp_path: Path) -> None:
+    s = _settings(hub_server)
+    root = make_clean_model(tmp_path / "m")
+    push(s, PushRequest(root, REPO))
+    hub_server.store.commit(REPO, {"README.md": b"# Edited on the Hub\n"}, message="web edit")
+    (root / "extra.txt").write_text("x\n")
+    plan = prepare_push(s, PushRequest(root, REPO, delete=True))
+    assert plan.adds == ("extra.txt",) and plan.deletes == () and plan.card_diff == ""
+    push(s, PushRequest(root, REPO, delete=True), plan=plan)
+    from huggingface_hub import hf_hub_download
+
+    readme = hf_hub_download(REPO, "README.md", endpoint=hub_server.url, cache_dir=str(tmp_path / "dl"))
+    assert Path(readme).read_text() == "# Edited on the Hub\n"

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 MAX_DROPS = 8  # consecutive failed attempts (no progress) on one file before giving up
+PIPELINE_MIN = 8 << 20  # files this big hash in a helper thread
 MAX_CORRUPT = 2  # corrupt bodies tolerated per file before IntegrityError
 DISK_MARGIN = 16 << 20
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -153,6 +155,74 @@ class _Hasher:
 
     def ok(self) -> bool:
         return not self.expected or self.h.hexdigest() == self.expected
+
+
+class _PipelinedHasher(_Hasher):
+    """A :class:`_Hasher` whose digest runs in a helper thread, one chunk behind the network.
+
+    The worker takes a free buffer (:meth:`buffer`), fills and writes it, then hands it over
+    (:meth:`submit`); the helper hashes it and returns it to the pool.  Receiving/writing and
+    hashing of one file thus proceed on two cores.  :meth:`reset` and :meth:`ok` wait for
+    the helper to catch up first.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, f: RepoFile, chunk_size: int) -> None:
+        super().__init__(f)
+        self._free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(self.DEPTH):
+            self._free.put(memoryview(bytearray(chunk_size)))
+        self._todo: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="batuta-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._todo.get()
+            try:
+                if item is None:
+                    return
+                buf, n = item
+                try:
+                    self.h.update(buf[:n])
+                except BaseException as exc:  # pragma: no cover - hashlib does not fail on bytes
+                    self._error = exc
+                self._free.put(buf)
+            finally:
+                self._todo.task_done()
+
+    def buffer(self) -> memoryview:
+        return self._free.get()
+
+    def give_back(self, buf: memoryview) -> None:
+        self._free.put(buf)
+
+    def submit(self, buf: memoryview, n: int) -> None:
+        self._todo.put((buf, n))
+
+    def drain(self) -> None:
+        self._todo.join()
+        if self._error is not None:  # pragma: no cover
+            raise self._error
+
+    def update(self, data: Any) -> None:
+        self.drain()
+        self.h.update(data)
+
+    def reset(self) -> None:
+        if hasattr(self, "_todo"):
+            self.drain()
+        super().reset()
+
+    def ok(self) -> bool:
+        self.drain()
+        return super().ok()
+
+    def close(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
 
 
 class _Restart(Exception):
@@ -281,9 +351,17 @@ class Downloader:
 
     def _fetch_locked(self, job: DownloadJob) -> FetchOutcome:
         f = job.file
+        hasher = _PipelinedHasher(f, self.chunk_size) if f.size >= PIPELINE_MIN else _Hasher(f)
+        try:
+            return self._fetch_with(job, hasher)
+        finally:
+            if isinstance(hasher, _PipelinedHasher):
+                hasher.close()
+
+    def _fetch_with(self, job: DownloadJob, hasher: _Hasher) -> FetchOutcome:
+        f = job.file
         inc = job.layout.incomplete_path(f.etag)
         blob = job.layout.blob_path(f.etag)
-        hasher = _Hasher(f)
         corrupt = 0
         transferred = 0
         resumed_from = 0
@@ -410,16 +488,29 @@ class Downloader:
             progressed = 0
             try:
                 want = f.size - pos
+                piped = hasher if isinstance(hasher, _PipelinedHasher) else None
                 while want > 0:
                     if self._cancel.is_set():
                         self._drop_all()
                         raise KeyboardInterrupt
-                    n = resp.readinto(buf[: min(self.chunk_size, want)])
-                    if not n:
-                        raise http.client.IncompleteRead(b"", want)
-                    chunk = buf[:n]
-                    hasher.update(chunk)
-                    fh.write(chunk)
+                    if piped is not None:
+                        pbuf = piped.buffer()
+                        try:
+                            n = resp.readinto(pbuf[: min(len(pbuf), want)])
+                            if not n:
+                                raise http.client.IncompleteRead(b"", want)
+                            fh.write(pbuf[:n])
+                        except BaseException:
+                            piped.give_back(pbuf)
+                            raise
+                        piped.submit(pbuf, n)
+                    else:
+                        n = resp.readinto(buf[: min(self.chunk_size, want)])
+                        if not n:
+                            raise http.client.IncompleteRead(b"", want)
+                        chunk = buf[:n]
+                        hasher.update(chunk)
+                        fh.write(chunk)
                     pos += n
                     want -= n
                     received += n

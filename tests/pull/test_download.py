@@ -54,6 +54,15 @@ def sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
+@pytest.fixture(params=["inline-hash", "pipelined-hash"])
+def hash_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with hashing in the worker thread and with the helper-thread pipeline."""
+    from batuta_sync.hub import download
+
+    monkeypatch.setattr(download, "PIPELINE_MIN", 1 << 62 if request.param == "inline-hash" else 1)
+    return str(request.param)
+
+
 # --------------------------------------------------------------------------- layout & cache hits
 
 
@@ -119,7 +128,9 @@ def test_huggingface_hub_reads_our_cache_offline(hub_env: Any, settings: Setting
 # --------------------------------------------------------------------------- faults
 
 
-def test_dropped_connections_resume_where_they_stopped(hub_env: Any, settings: Settings) -> None:
+def test_dropped_connections_resume_where_they_stopped(
+    hub_env: Any, settings: Settings, hash_mode: str
+) -> None:
     seed(hub_env)
     hub_env.faults.configure(drop_after_bytes=1_000_000, drop_count=2, path_filter="/cdn-lfs/")
     res = pull(settings, PullRequest(RepoRef(REPO)))
@@ -154,7 +165,7 @@ def test_rate_limit_and_server_error_bursts_are_retried(
     assert not list(layout(settings, "org/rdead").blobs_dir.iterdir())
 
 
-def test_corrupt_byte_is_detected_and_never_cached(hub_env: Any, settings: Settings) -> None:
+def test_corrupt_byte_is_detected_and_never_cached(hub_env: Any, settings: Settings, hash_mode: str) -> None:
     commit = seed(hub_env)
     hub_env.faults.configure(corrupt=1, path_filter="/cdn-lfs/")
     res = pull(settings, PullRequest(RepoRef(REPO)))
@@ -174,7 +185,7 @@ def test_corrupt_byte_is_detected_and_never_cached(hub_env: Any, settings: Setti
 
 
 def test_partial_file_is_resumed_and_a_server_ignoring_range_restarts_cleanly(
-    hub_env: Any, settings: Settings
+    hub_env: Any, settings: Settings, hash_mode: str
 ) -> None:
     seed(hub_env)
     lay = layout(settings)
@@ -200,7 +211,7 @@ def test_partial_file_is_resumed_and_a_server_ignoring_range_restarts_cleanly(
     assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG
 
 
-def test_a_partial_file_with_wrong_bytes_restarts(hub_env: Any, settings: Settings) -> None:
+def test_a_partial_file_with_wrong_bytes_restarts(hub_env: Any, settings: Settings, hash_mode: str) -> None:
     seed(hub_env)
     lay = layout(settings)
     lay.blobs_dir.mkdir(parents=True)
@@ -277,7 +288,9 @@ def test_two_processes_fetching_the_same_blob_end_with_one_valid_blob(
     assert total == len(BIG)  # the second waited on the lock and found the blob
 
 
-def test_threads_fetching_the_same_repo_concurrently(hub_env: Any, settings: Settings) -> None:
+def test_threads_fetching_the_same_repo_concurrently(
+    hub_env: Any, settings: Settings, hash_mode: str
+) -> None:
     seed(hub_env)
     errors: list[BaseException] = []
 
@@ -527,7 +540,9 @@ def test_conversion_hook_answers_pulls_that_need_a_conversion(hub_env: Any, sett
     assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG
 
 
-def test_ctrl_c_stops_every_worker_and_keeps_partials(hub_env: Any, settings: Settings) -> None:
+def test_ctrl_c_stops_every_worker_and_keeps_partials(
+    hub_env: Any, settings: Settings, hash_mode: str
+) -> None:
     other = safetensors_bytes(750_000, seed=9)
     hub_env.store.commit(REPO, {"a.safetensors": BIG, "b.safetensors": other, "config.json": CONFIG})
     hub_env.faults.configure(

@@ -11,7 +11,9 @@ For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
    whose ``Content-Range`` does not start at N or has another total restarts too.
 4. Stream with large ``readinto`` calls into one reused buffer per worker; each chunk is
    hashed (sha256 for LFS files, git blob sha1 ``"blob <size>\\0" + content`` otherwise)
-   and written.  hashlib and file writes release the GIL, so workers overlap on cores.
+   and written.  hashlib and file writes release the GIL, so workers overlap on cores; files
+   of 8 MiB or more hash in a helper thread one chunk behind the network, so even a single
+   big file keeps two cores busy.
 5. A dropped connection resumes from the byte where it stopped; 408/429/5xx are retried
    per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum, one 429 pauses every
    worker on the endpoint).

@@ -206,6 +206,7 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="run each job N times (interleaved), keep the fastest")
+    ap.add_argument("--only", choices=("all", "convert", "kquant"), default="all")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
@@ -218,14 +219,16 @@ def main() -> int:
               f"{os.cpu_count()} CPUs")
         script = find_convert_script(Path.home() / ".cache" / "batuta-bench")
         jobs: list[tuple[str, object]] = []
-        for quant in ("F16", "Q8_0"):
+        for quant in ("F16", "Q8_0") if args.only != "kquant" else ():
             jobs += [
                 (f"ours {quant} j1", lambda q=quant: ours(src, work / f"ours-{q}.gguf", q, 1)),
                 (f"ours {quant} j2", lambda q=quant: ours(src, work / f"ours2-{q}.gguf", q, 2)),
                 (f"convert_hf_to_gguf {quant}", lambda q=quant: convert_hf_to_gguf(src, work / f"chg-{q}.gguf", q, script)),
                 (f"gguf-py path {quant}", lambda q=quant: gguf_py_path(src, work / f"gp-{q}.gguf", q)),
             ]
-        for t in threads:
+        if args.only == "kquant":  # the ggml peer reads our F16 file
+            ours(src, work / "ours-F16.gguf", "F16", 1)
+        for t in threads if args.only != "convert" else ():
             jobs += [
                 (f"ours Q4_K_M j{t}", lambda t=t: ours(src, work / f"ours-q4km-{t}.gguf", "Q4_K_M", t)),
                 (f"ggml Q4_K_M t{t}", lambda t=t: ggml_q4_k_m(work / "ours-F16.gguf", work / f"ours-q4km-{t}.gguf",
@@ -249,6 +252,8 @@ def main() -> int:
         print("ratios (peer time / our time; > 1 means we are faster):")
         for quant in ("F16", "Q8_0"):
             peer_name = f"convert_hf_to_gguf {quant}"
+            if peer_name not in results:
+                continue
             peer = results[peer_name]
             if "error" in peer:
                 peer_name = f"gguf-py path {quant}"
@@ -258,7 +263,7 @@ def main() -> int:
                 if "error" not in me and "error" not in peer:
                     print(f"  {quant} conversion, ours jobs={j} vs {peer_name}: {peer['seconds'] / me['seconds']:.2f}x "
                           f"(target >= 1.5x)")
-        for t in threads:
+        for t in threads if args.only != "convert" else ():
             me, peer = results[f"ours Q4_K_M j{t}"], results[f"ggml Q4_K_M t{t}"]
             if "error" not in me and "error" not in peer:
                 same = tensors_equal(work / f"ours-q4km-{t}.gguf", work / f"ggml-q4km-{t}.gguf")

@@ -292,3 +292,20 @@ def test_qwen2_with_biases_and_no_permutation(models: dict[str, Path], tmp_path:
     assert json.loads((back.output / "config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
     np.testing.assert_array_equal(hf_weights(back.output)["model.layers.1.self_attn.v_proj.bias"],
                                   weights["model.layers.1.self_attn.v_proj.bias"])
+
+
+def test_mistral_is_llama_in_gguf(models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "mistral"
+    shutil.copytree(models["gqa"], d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=None, head_dim=64)
+    (d / "config.json").write_text(json.dumps(cfg))
+    out = convert(d, tmp_path / "m.gguf", to="gguf", quantization="Q8_0").output
+    f = fields(out)
+    assert f["general.architecture"] == "llama" and f["general.file_type"] == 7
+    assert f["llama.attention.key_length"] == 64
+    ref = convert(models["gqa"], tmp_path / "l.gguf", to="gguf", quantization="Q8_0").output
+    a, b = gguf.GGUFReader(out).tensors, gguf.GGUFReader(ref).tensors
+    assert all(np.asarray(x.data).tobytes() == np.asarray(y.data).tobytes() for x, y in zip(a, b, strict=True))

@@ -76,10 +76,10 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
         best_is = np.zeros(s, dtype=np.float32)
         best_mn = np.zeros(s, dtype=np.float32)
         won = np.zeros(s, dtype=bool)
+        xm = x - mn  # x - min, kept up to date for the columns whose min changes
         for step in range(nstep + 1):
             iscale = (F32(rmin) + F32(rdelta) * F32(step) + fnmax) / (mx - mn)
-            np.subtract(x, mn, out=t)
-            np.multiply(t, iscale, out=lq)
+            np.multiply(xm, iscale, out=lq)
             np.rint(lq, out=lq)
             np.clip(lq, 0, fnmax, out=lq)
             np.multiply(w, lq, out=wl)
@@ -109,6 +109,11 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
                 best_error = np.where(upd, cur_error, best_error)
                 scale = np.where(upd, this_scale, scale)
                 mn = np.where(upd, this_min, mn)
+                cols = np.nonzero(upd)[0]
+                if 4 * cols.size > s:
+                    np.subtract(x, mn, out=xm)
+                else:
+                    xm[:, cols] = x[:, cols] - mn[cols]
         if won.any():
             cols = np.nonzero(won)[0]
             sub = x[:, cols] - best_mn[cols]

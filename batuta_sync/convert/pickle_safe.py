@@ -155,7 +155,7 @@ def load_state_dict(path: Path) -> dict[str, Tensor]:
                 raise ConversionError(f"{path} is a big-endian checkpoint; not supported.")
             with zf.open(pkl[0]) as fp:
                 obj = _SafeUnpickler(fp, zf, prefix).load()
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, RecursionError) as e:
         raise ConversionError(f"{path} could not be read as a PyTorch checkpoint: {e}.", hint="The file is corrupt.") from None
     return _flatten(obj, path)
 

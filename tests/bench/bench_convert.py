@@ -186,6 +186,31 @@ def ggml_q4_k_m(f16_gguf: Path, ours_q4: Path, out: Path, threads: int) -> dict:
     """)
 
 
+def interleaved(f16_gguf: Path, ours_q4: Path) -> dict:
+    """Load-robust check: per tensor, our quantizer and ggml's (1 thread) alternately on the same rows."""
+    return run(f"""
+    import time
+    from pathlib import Path
+    import gguf, numpy as np
+    from tests.convert._llamacpp import ggml_quantize
+    from batuta_sync.convert.quantize import quantize_rows
+    types = {{t.name: gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in gguf.GGUFReader(Path({str(ours_q4)!r})).tensors}}
+    mine = theirs = 0.0
+    for t in gguf.GGUFReader(Path({str(f16_gguf)!r})).tensors:
+        qt = types[t.name]
+        if qt == "F32":
+            continue
+        x = np.asarray(t.data).astype(np.float32).reshape(-1, int(t.shape[0]))
+        for r0 in range(0, x.shape[0], 2048):
+            rows = np.ascontiguousarray(x[r0:r0 + 2048])
+            a = time.perf_counter(); ours = quantize_rows(rows, qt); b = time.perf_counter()
+            ref = ggml_quantize(rows, qt).tobytes(); c = time.perf_counter()
+            assert ours == ref, t.name
+            mine += b - a; theirs += c - b
+    extra = {{"ours": mine, "ggml": theirs}}
+    """)
+
+
 def tensors_equal(a: Path, b: Path) -> bool:
     import gguf
     import numpy as np
@@ -269,6 +294,12 @@ def main() -> int:
                 same = tensors_equal(work / f"ours-q4km-{t}.gguf", work / f"ggml-q4km-{t}.gguf")
                 print(f"  Q4_K_M, {t} thread(s): {peer['seconds'] / me['seconds']:.2f}x (target >= 0.8x); "
                       f"byte-identical to ggml: {same}")
+        if args.only != "convert":
+            r = interleaved(work / "ours-F16.gguf", work / f"ours-q4km-{threads[0]}.gguf")
+            if "error" not in r:
+                e = r["extra"]
+                print(f"  Q4_K_M quantization only, 1 thread, interleaved per 2048 rows (load-robust): ours "
+                      f"{e['ours']:.1f} s, ggml {e['ggml']:.1f} s -> {e['ggml'] / e['ours']:.2f}x; all bytes equal")
         worst = max((r["rss_mb"] + r["child_rss_mb"]) for k, r in results.items() if k.startswith("ours") and "error" not in r)
         print(f"  our worst peak RSS (process + largest worker): {worst:.0f} MB = {worst / size_mb:.2f} of the model size "
               f"(target < 0.5)")

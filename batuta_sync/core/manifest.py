@@ -224,6 +224,35 @@ def _key_str(path: Path_) -> str:
     return out
 
 
+_MAX_NODES = 10_000
+
+
+def _distinct_nodes(root: Any) -> int:
+    """Nodes of a composed YAML graph, each counted once however many aliases point at it."""
+    import yaml
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack += (k, v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return len(seen)
+
+
+_TOO_DEEP = "the document is nested too deeply to be a manifest"
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _compose(text: str, source: str) -> _Doc:
     import yaml
 
@@ -240,12 +269,20 @@ def _compose(text: str, source: str) -> _Doc:
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked scanner errors are rare
         doc.diags.append(Diagnostic(f"YAML error: {exc}", source))
         return doc
+    except RecursionError:
+        doc.diags.append(Diagnostic(_TOO_DEEP, source))
+        return doc
     if node is None:
         doc.data = None
         return doc
     constructor = yaml.constructor.SafeConstructor()
+    # aliases can make a tiny file expand exponentially ("billion laughs"): allow a few re-visits only
+    budget = [_MAX_NODES + 10 * _distinct_nodes(node)]
 
     def walk(n: Any, path: Path_) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooLarge
         doc.marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
@@ -288,6 +325,10 @@ def _compose(text: str, source: str) -> _Doc:
 
     try:
         doc.data = walk(node, ())
+    except _TooLarge:
+        doc.diags.append(Diagnostic("YAML anchors/aliases expand the document far beyond its size; write it out", source))
+    except RecursionError:
+        doc.diags.append(Diagnostic(_TOO_DEEP, source))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         doc.diags.append(

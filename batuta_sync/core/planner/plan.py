@@ -180,6 +180,8 @@ class Plan:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{source} is not JSON: {exc}.", hint="Create it with `batuta plan -o plan.json`.")
+        except RecursionError:
+            raise ManifestError(f"{source} is nested too deeply to be a plan.", hint="Create it with `batuta plan -o plan.json`.")
         if not isinstance(data, dict):
             raise ManifestError(f"{source} is not a batuta plan (expected a JSON object).")
         return cls.from_dict(data, source=source)

@@ -630,6 +630,7 @@ class HfCache:
                 freed += _dir_size(child)
                 shutil.rmtree(child, ignore_errors=True)
         shutil.rmtree(self.root / ".locks", ignore_errors=True)
+        shutil.rmtree(self.index.path.parent / "listings", ignore_errors=True)
         with self.index.update() as data:
             data["access"] = {}
             data["resolved"] = {}
@@ -756,6 +757,8 @@ class HfCache:
                     if blob.name not in used and not blob.name.endswith(".incomplete"):
                         with contextlib.suppress(OSError):
                             blob.unlink()
+        with contextlib.suppress(OSError):
+            (self.index.path.parent / "listings" / repo_dir.name / f"{snap.commit}.json").unlink()
         self.index.forget(repo_dir.name, snap.commit)
         return before - (_dir_size(repo_dir) if repo_dir.exists() else 0)
 

@@ -327,15 +327,22 @@ def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
     with contextlib.suppress(OSError):
         if os.readlink(dest) == rel:
             return dest
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{id(f):x}.tmp"
-    with contextlib.suppress(OSError):
-        os.unlink(tmp)
+    tmp = _tmp_name(dest)
     try:
         os.symlink(rel, tmp)
-    except OSError:  # no symlinks here (some filesystems): a copy
+    except OSError as exc:  # no symlinks on this filesystem: a copy
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
         shutil.copyfile(blob, tmp)
     os.replace(tmp, dest)
     return dest
+
+
+def _tmp_name(dest: Path) -> Path:
+    """A sibling name no other thread or process uses (so concurrent writers never collide)."""
+    import uuid
+
+    return dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
 
 
 def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy: bool = False) -> Path:
@@ -353,19 +360,24 @@ def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not _inside(output, dest.parent):
             raise UnsafePathError(f"Refusing to write {path!r}: its folder resolves outside {output}.")
-        tmp = dest.parent / f".{dest.name}.{os.getpid()}.tmp"
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         if copy:
             if dest.exists() and not dest.is_symlink() and _same_content(dest, real):
                 continue
-            shutil.copyfile(real, tmp)
         else:
             with contextlib.suppress(OSError):
                 if os.readlink(dest) == str(real):
                     continue
-            os.symlink(real, tmp)
-        os.replace(tmp, dest)
+        tmp = _tmp_name(dest)
+        try:
+            if copy:
+                shutil.copyfile(real, tmp)
+            else:
+                os.symlink(real, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return output
 
 

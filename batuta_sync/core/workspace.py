@@ -45,6 +45,25 @@ class Workspace:
         return self.dir / "journal" / f"{plan_id}.json"
 
 
+# A flock belongs to the open file description, which fork() shares with the child: a forked
+# worker (e.g. a conversion process pool) that outlives a SIGKILLed apply would keep the
+# workspace locked.  Children close their copy right after fork, so the lock dies with us.
+_HELD: set[IO[str]] = set()
+
+
+def _close_held_in_child() -> None:
+    for fh in list(_HELD):
+        try:
+            os.close(fh.fileno())
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 class WorkspaceLock:
     """Exclusive, non-blocking (or ``timeout`` seconds) lock of a workspace for one apply."""
 
@@ -91,6 +110,7 @@ class WorkspaceLock:
         )
         fh.flush()
         self._fh = fh
+        _HELD.add(fh)
         return self
 
     def holder(self) -> dict[str, Any]:
@@ -105,6 +125,7 @@ class WorkspaceLock:
 
         if self._fh is None:
             return
+        _HELD.discard(self._fh)
         try:
             self._fh.seek(0)
             self._fh.truncate()

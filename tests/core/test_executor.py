@@ -265,3 +265,31 @@ def test_journal_prefix_matches_the_lock_that_was_actually_written(tmp_path: Pat
     assert again.done_at("sha256:0") == [] and again.digests() == {"sha256:1", "sha256:2"}
     again.remove()
     assert not Journal(tmp_path / "j" / "p.json").exists
+
+
+def test_a_forked_child_does_not_keep_the_workspace_lock(tmp_path: Path) -> None:
+    import os
+
+    lock_path = tmp_path / "w" / "apply.lock"
+    held = WorkspaceLock(lock_path).acquire()
+    r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: outlives the parent, like an orphaned worker would
+        os.close(w)
+        os.write(ready_w, b"r")  # the at-fork hooks have run by now
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    os.read(ready_r, 1)
+    os.close(ready_r)
+    os.close(ready_w)
+    try:
+        fh = held._fh  # die like SIGKILL would: the fd closes, no explicit unlock
+        assert fh is not None
+        fh.close()
+        WorkspaceLock(lock_path).acquire().release()  # free although the child still runs
+    finally:
+        os.write(w, b"x")
+        os.close(w)
+        os.waitpid(pid, 0)

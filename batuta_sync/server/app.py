@@ -68,6 +68,15 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     hub: HubServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients vanishing mid-request are normal: no traceback on stderr (other errors: one line)."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            return
+        print(f"batuta hub: error serving {client_address[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
 
 class HubServer:
     """A local Hugging Face Hub on ``host:port`` storing everything under ``root``.

@@ -233,3 +233,19 @@ def test_store_validation_helpers(tmp_path: Path) -> None:
     bad.mkdir(parents=True)
     (bad / "repo.json").write_text("{nope")
     assert [r.repo_id for r in Store(tmp_path / "s").repos()] == []
+
+
+def test_client_reset_is_silent(hub_server: HubServer, capfd: pytest.CaptureFixture[str]) -> None:
+    import struct
+    import time
+
+    port = int(hub_server.url.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /api/models HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.recv(65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # RST while the server waits for the next request line
+    time.sleep(0.2)
+    assert "Traceback" not in capfd.readouterr().err
+    hub_server.store.create_repo("local/alive")
+    assert httpx.get(f"{hub_server.url}/api/models/local/alive").status_code == 200

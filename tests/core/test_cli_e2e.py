@@ -218,11 +218,14 @@ def test_show_graph_json_markdown_and_targeting(ws: Path, capsys: pytest.Capture
     assert run(capsys, "show", str(ws / "bad.json"))[0] == 3
 
 
-def test_replace_and_removed_resources(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replace_and_removed_resources(ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
     f = str(ws / "hf.yaml")
     assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
-    out = run(capsys, "plan", "-f", f, "--replace", "models.a")[1]
+    hub_env.log.clear()
+    out = run(capsys, "plan", "-f", f, "--replace", "models.a", "-o", str(ws / "r.json"))[1]
     assert "(replace_requested)" in out
+    assert run(capsys, "apply", "-f", f, str(ws / "r.json"), "--auto-approve")[0] == 0
+    assert hub_env.log.count("GET", "/resolve/") == len(FILES_A)  # every file fetched again
     (ws / "models/a/notes.txt").write_text("tampered")
     code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
     assert code == 2 and "(digest_mismatch)" in out and "local_modified" in out

@@ -130,7 +130,8 @@ def test_digest_mismatch_by_hash_with_verify() -> None:
 def test_replace_requested() -> None:
     lock = lock_of(repo_lock(M, "models.tiny", C1))
     a = only(plan(M, lock, world(local=[local_repo("models.tiny", C1)]), replace=("models.tiny",)))
-    assert (a.kind, a.reason, a.params["force"]) == (ActionKind.PULL, Reason.REPLACE_REQUESTED, True)
+    assert (a.kind, a.reason) == (ActionKind.PULL, Reason.REPLACE_REQUESTED)
+    assert a.params["purge"] == ["config.json", "model.safetensors"] and a.download_bytes == 1010
 
 
 def test_up_to_date_is_unchanged_and_the_plan_is_empty() -> None:

@@ -237,6 +237,11 @@ def diff_repo(
     if reason is None:
         out.unchanged.append(spec.address)
         return
+    purge: list[str] = list(bad)
+    purge_output: list[str] = list(out_bad)
+    if reason is Reason.REPLACE_REQUESTED:
+        purge = [f.path for f in new.files]
+        purge_output = list(purge) if spec.output else []
     disk = download + (sum(f.size for f in new.files) if spec.output and opts.materialize == "copy" and kind is ActionKind.PULL else 0)
     detail = f"{spec.repo}@{new.commit[:7]}"
     if kind is ActionKind.PULL:
@@ -254,9 +259,9 @@ def diff_repo(
         "output": _join(opts.root, spec.output) if spec.output else None,
         "copy": opts.materialize == "copy",
         "allow_unsafe": spec.allow_unsafe,
-        "purge": list(bad) if reason in (Reason.DIGEST_MISMATCH, Reason.REPLACE_REQUESTED) else [],
-        "purge_output": list(out_bad) if reason in (Reason.DIGEST_MISMATCH, Reason.REPLACE_REQUESTED) else [],
-        "force": reason is Reason.REPLACE_REQUESTED,
+        # Removed before pulling, so they are fetched (and verified) again.
+        "purge": purge,
+        "purge_output": purge_output,
     }
     action = Action(
         kind=kind,

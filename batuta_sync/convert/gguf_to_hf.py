@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,7 +140,7 @@ def write_hf(
         size += ot.nbytes
 
     dst.mkdir(parents=True, exist_ok=True)
-    stage = dst / f".batuta-convert-{os.getpid()}"
+    stage = dst / f".batuta-convert-{os.getpid()}-{secrets.token_hex(4)}"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,7 +427,7 @@ def write_gguf(
     vocab = load_vocab(model_dir, spec.vocab_size, spec.arch)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     w = gguf.GGUFWriter(tmp, spec.arch)
     try:
         _add_metadata(w, spec, quant, model_dir.resolve().name)

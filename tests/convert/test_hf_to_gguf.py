@@ -224,6 +224,10 @@ def test_sentencepiece_tokenizer(models: dict[str, Path], tmp_path: Path) -> Non
     assert f["tokenizer.ggml.scores"][260] == -2.0 and f["tokenizer.ggml.token_type"][300] == 5
     assert f["tokenizer.ggml.bos_token_id"] == 1
     assert "tokenizer.ggml.merges" not in f
+    if _llamacpp.library_path() is not None:  # llama.cpp accepts the SentencePiece vocabulary too
+        cfg = json.loads((d / "config.json").read_text())
+        ref = forward(hf_weights(d), cfg, [1, 300, 259, 5])[-1]
+        assert np.abs(_llamacpp.last_logits(out, [1, 300, 259, 5]) - ref).max() < 0.05
 
 
 def test_llama3_rope_scaling_adds_rope_freqs(models: dict[str, Path], tmp_path: Path) -> None:

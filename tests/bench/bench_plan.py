@@ -51,6 +51,8 @@ def main() -> int:
         )
         env.pop("HF_HUB_OFFLINE", None)
         env.pop("HF_TOKEN", None)
+        # Measure as installed: byte-code cached (the setup run below writes it).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         names = [f"bench/model-{i:03d}" for i in range(args.models)]
         for i, repo in enumerate(names):
             srv.store.commit(

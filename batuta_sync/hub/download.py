@@ -28,14 +28,16 @@ metadata calls go through :mod:`batuta_sync.hub.client`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
+import mmap
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -59,7 +61,10 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 MAX_DROPS = 8  # consecutive failed attempts (no progress) on one file before giving up
+DIRECT_MIN = 64 << 20  # files this big are written around the page cache (O_DIRECT), when possible
+ALIGN = 4096
 PIPELINE_MIN = 8 << 20  # files this big hash in a helper thread
+DIRECT_IO = os.environ.get("BATUTA_DIRECT_IO", "1") != "0"
 MAX_CORRUPT = 2  # corrupt bodies tolerated per file before IntegrityError
 DISK_MARGIN = 16 << 20
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -174,7 +179,7 @@ class _PipelinedHasher(_Hasher):
         super().__init__(f)
         self._free: queue.Queue[memoryview] = queue.Queue()
         for _ in range(self.DEPTH):
-            self._free.put(memoryview(bytearray(chunk_size)))
+            self._free.put(_aligned_buffer(chunk_size))
         self._todo: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="batuta-hash", daemon=True)
@@ -225,6 +230,72 @@ class _PipelinedHasher(_Hasher):
     def close(self) -> None:
         self._todo.put(None)
         self._thread.join()
+
+
+def _block_signals() -> None:
+    """Worker threads leave SIGINT/SIGTERM to the main thread (so Ctrl-C interrupts it at once)."""
+    import signal
+
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _aligned_buffer(size: int) -> memoryview:
+    """A page-aligned buffer (usable for O_DIRECT writes)."""
+    return memoryview(mmap.mmap(-1, size))
+
+
+class _Writer:
+    """Writes a partial file at explicit offsets.
+
+    For big files, whole aligned chunks go straight to the disk (``O_DIRECT``): no copy into
+    the page cache, whose first-touch cost dominates on VMs, and no eviction of everyone
+    else's cache by a 100 GB download.  Anything unaligned (a chunk cut short by a dropped
+    connection, the file's tail) and filesystems without O_DIRECT use the normal path.
+    """
+
+    def __init__(self, fh: Any, path: Path, *, direct: bool) -> None:
+        self.fh = fh
+        self.dfd: int | None = None
+        if direct and DIRECT_IO and hasattr(os, "O_DIRECT"):
+            try:
+                self.dfd = os.open(path, os.O_WRONLY | os.O_DIRECT | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                self.dfd = None
+
+    def next_size(self, pos: int, want: int, chunk: int) -> int:
+        """How much to read next: realign to ALIGN first when writing direct."""
+        if self.dfd is not None and pos % ALIGN:
+            return min(ALIGN - pos % ALIGN, want)
+        return min(chunk, want)
+
+    def write(self, data: memoryview, pos: int) -> None:
+        n = len(data)
+        if self.dfd is not None and pos % ALIGN == 0 and n % ALIGN == 0:
+            try:
+                _pwrite_all(self.dfd, data, pos)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self.close()  # this filesystem refuses O_DIRECT: normal writes from now on
+        _pwrite_all(self.fh.fileno(), data, pos)
+
+    def restart(self) -> None:
+        self.fh.truncate(0)
+
+    def close(self) -> None:
+        if self.dfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.dfd)
+            self.dfd = None
+
+
+def _pwrite_all(fd: int, data: memoryview, pos: int) -> None:
+    while len(data):
+        n = os.pwrite(fd, data, pos)
+        data = data[n:]
+        pos += n
 
 
 class _Restart(Exception):
@@ -292,14 +363,19 @@ class Downloader:
                     outcomes.append(self.fetch(j))
             else:
                 pool = ThreadPoolExecutor(
-                    max_workers=min(self.jobs, len(todo)), thread_name_prefix="batuta-dl"
+                    max_workers=min(self.jobs, len(todo)),
+                    thread_name_prefix="batuta-dl",
+                    initializer=_block_signals,
                 )
                 try:
                     futures = [pool.submit(self.fetch, j) for j in todo]
+                    pending = set(futures)
+                    while pending:  # short waits: the main thread stays responsive to Ctrl-C
+                        _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                     for fut in futures:
                         try:
                             outcomes.append(fut.result())
-                        except Exception as exc:  # a worker's error; the others finish their files
+                        except Exception as exc:  # a worker's error; the others finished their files
                             errors.append(exc)
                 except BaseException:  # Ctrl-C: stop every worker at its next chunk (partials are kept)
                     self._cancel.set()
@@ -374,13 +450,16 @@ class Downloader:
                 if corrupt == 0:
                     resumed_from = pos
                 self.progress.file_start(f.path, f.size, pos)
+                writer = _Writer(fh, inc, direct=f.size >= DIRECT_MIN)
                 try:
-                    transferred += self._stream(job, fh, hasher, pos)
+                    transferred += self._stream(job, writer, hasher, pos)
                 except BaseException:
                     if os.fstat(fh.fileno()).st_size == 0:  # nothing worth resuming
                         with contextlib.suppress(OSError):
                             os.unlink(inc)
                     raise
+                finally:
+                    writer.close()
             if os.path.getsize(inc) == f.size and hasher.ok():
                 os.replace(inc, blob)
                 return FetchOutcome(f.path, False, transferred, resumed_from)
@@ -417,14 +496,14 @@ class Downloader:
         fh.truncate(pos)
         return pos
 
-    def _stream(self, job: DownloadJob, fh: Any, hasher: _Hasher, pos: int) -> int:
+    def _stream(self, job: DownloadJob, out: _Writer, hasher: _Hasher, pos: int) -> int:
         """Fill ``fh`` from ``pos`` to the file's size; returns bytes received."""
         f = job.file
         url = resolve_url(self.settings.endpoint, job.ref, job.commit, f.path)
         etag = f.etag
         buf = getattr(self._local, "buf", None)
         if buf is None or len(buf) != self.chunk_size:
-            buf = self._local.buf = memoryview(bytearray(self.chunk_size))
+            buf = self._local.buf = _aligned_buffer(self.chunk_size)
         received = 0
         drops = 0
         retry_no = 0
@@ -450,8 +529,7 @@ class Downloader:
             try:
                 if status == 200:
                     if pos > 0:  # Range ignored or the ETag changed: restart cleanly
-                        fh.seek(0)
-                        fh.truncate(0)
+                        out.restart()
                         hasher.reset()
                         pos = 0
                         restarted = True
@@ -476,8 +554,7 @@ class Downloader:
                     raise _error_for(status, resp, url, body, self.settings, retry_no + 1)
             except _Restart:
                 self._drop_all()
-                fh.seek(0)
-                fh.truncate(0)
+                out.restart()
                 hasher.reset()
                 pos = 0
                 if restarted:
@@ -498,21 +575,21 @@ class Downloader:
                     if piped is not None:
                         pbuf = piped.buffer()
                         try:
-                            n = resp.readinto(pbuf[: min(len(pbuf), want)])
+                            n = resp.readinto(pbuf[: out.next_size(pos, want, len(pbuf))])
                             if not n:
                                 raise http.client.IncompleteRead(b"", want)
-                            fh.write(pbuf[:n])
+                            out.write(pbuf[:n], pos)
                         except BaseException:
                             piped.give_back(pbuf)
                             raise
                         piped.submit(pbuf, n)
                     else:
-                        n = resp.readinto(buf[: min(self.chunk_size, want)])
+                        n = resp.readinto(buf[: out.next_size(pos, want, self.chunk_size)])
                         if not n:
                             raise http.client.IncompleteRead(b"", want)
                         chunk = buf[:n]
                         hasher.update(chunk)
-                        fh.write(chunk)
+                        out.write(chunk, pos)
                     pos += n
                     want -= n
                     received += n

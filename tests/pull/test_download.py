@@ -54,13 +54,17 @@ def sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-@pytest.fixture(params=["inline-hash", "pipelined-hash"])
+@pytest.fixture(params=["inline-hash", "pipelined-hash", "inline-direct", "pipelined-direct"])
 def hash_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with hashing in the worker thread and with the helper-thread pipeline."""
+    """Run a test with hashing in the worker thread or the helper-thread pipeline, writing
+    through the page cache or around it (O_DIRECT, normally only for files >= 64 MiB)."""
     from batuta_sync.hub import download
 
-    monkeypatch.setattr(download, "PIPELINE_MIN", 1 << 62 if request.param == "inline-hash" else 1)
-    return str(request.param)
+    mode = str(request.param)
+    monkeypatch.setattr(download, "PIPELINE_MIN", 1 if mode.startswith("pipelined") else 1 << 62)
+    monkeypatch.setattr(download, "DIRECT_MIN", 1 if mode.endswith("direct") else 1 << 62)
+    monkeypatch.setattr(download, "DIRECT_IO", True)
+    return mode
 
 
 # --------------------------------------------------------------------------- layout & cache hits

@@ -18,6 +18,7 @@ Everything it generated is deleted afterwards.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -59,6 +60,14 @@ def _write_safetensors(path: Path, size: int, seed: int) -> None:
             left -= k
             i += 1
     assert path.stat().st_size == size
+
+
+def _cpu() -> float:
+    """user + system CPU seconds of this process (all threads)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _free_port() -> int:
@@ -167,22 +176,35 @@ def main() -> int:
                         while fh.read(8 << 20):
                             pass
 
+        ours_cpu: list[float] = []
+        theirs_cpu: list[float] = []
+
         def run_ours(run: int) -> float:
             cache = work / f"batuta{run}"
             shutil.rmtree(cache, ignore_errors=True)
             settle()
+            c0 = _cpu()
             t0 = time.perf_counter()
             res = pull(settings_for(cache), PullRequest(RepoRef(REPO)), jobs=args.jobs)  # type: ignore[arg-type]
             dt = time.perf_counter() - t0
+            ours_cpu.append(_cpu() - c0)
             assert sum(f.size for f in res.selected) == total, "batuta pulled the wrong set"
+            for f in res.selected:  # untimed: what is on disk is what the Hub listed
+                h = hashlib.sha256() if f.sha256 else hashlib.sha1(b"blob %d\x00" % f.size)
+                with open(res.snapshot_dir / f.path, "rb") as fh:
+                    while chunk := fh.read(8 << 20):
+                        h.update(chunk)
+                assert h.hexdigest() == (f.sha256 or f.blob_id), f"{f.path} differs on disk"
             return dt
 
         def run_theirs(run: int) -> float:
             hcache = work / f"hf{run}"
             settle()
+            c0 = _cpu()
             t0 = time.perf_counter()
             path = snapshot_download(REPO, endpoint=url, cache_dir=hcache, max_workers=args.jobs)
             dt = time.perf_counter() - t0
+            theirs_cpu.append(_cpu() - c0)
             assert sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) == total
             shutil.rmtree(hcache)
             return dt
@@ -233,6 +255,10 @@ def main() -> int:
             + " ".join(f"{t:.2f}" for t in theirs)
             + "  (alternating who goes first; median ratio "
             + f"{sorted(theirs)[len(theirs) // 2] / sorted(ours)[len(ours) // 2]:.2f}x)"
+        )
+        print(
+            f"client CPU per GB (load-independent-ish): batuta {min(ours_cpu) / gb:.2f} s, "
+            f"snapshot_download {min(theirs_cpu) / gb:.2f} s  (ratio {min(theirs_cpu) / min(ours_cpu):.2f}x)"
         )
         print(
             f"second batuta pull of the cached repo: {cached_s:.2f} s, {len(paths)} request(s): "

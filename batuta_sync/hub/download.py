@@ -36,7 +36,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
-from batuta_sync.hub.cache import CacheLayout, disk_free, file_lock, human_bytes
+from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes
 from batuta_sync.hub.ratelimit import (
     Gate,
     RateLimitConfig,
@@ -410,13 +410,35 @@ class Downloader:
             self.progress.file_done(f.path, cached=True)
             return FetchOutcome(f.path, True, 0)
         job.layout.blobs_dir.mkdir(parents=True, exist_ok=True)
-        with file_lock(job.layout.lock_path(f.etag)):
+        with self._blob_lock(job.layout.lock_path(f.etag)):
             if _blob_ok(job):  # another thread/process finished it while we waited
                 self.progress.file_done(f.path, cached=True)
                 return FetchOutcome(f.path, True, 0)
             outcome = self._fetch_locked(job)
         self.progress.file_done(f.path, cached=False)
         return outcome
+
+    @contextlib.contextmanager
+    def _blob_lock(self, path: Path) -> Iterator[None]:
+        """``flock`` on the blob's lock file; waiting for another process stays cancellable."""
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self._cancel.is_set():
+                        raise KeyboardInterrupt from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def close(self) -> None:
         with self._conns_lock:

@@ -71,13 +71,23 @@ class WorkspaceState:
         st = path.stat()
         key = str(path)
         hit = self.hashes.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[2] and hit[3]:
             return st.st_size, hit[2], hit[3]
         sha256, sha1 = hash_file(path)
         with self._lock:
             self.hashes[key] = [st.st_size, st.st_mtime_ns, sha256, sha1]
             self.dirty = True
         return st.st_size, sha256, sha1
+
+    def remember(self, path: Path, sha256: str | None, gitsha1: str | None) -> None:
+        """Record a file batuta just wrote (content known): later plans trust it while size+mtime hold."""
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        with self._lock:
+            self.hashes[str(path)] = [st.st_size, st.st_mtime_ns, sha256, gitsha1]
+            self.dirty = True
 
     def set_applied(self, address: str, commit: str | None) -> None:
         with self._lock:
@@ -103,14 +113,31 @@ class WorkspaceState:
 # --------------------------------------------------------------------------- local
 
 
-def _stat_files(base: Path, paths: Iterable[str], verify: bool) -> dict[str, LocalFile]:
+def _stat_files(
+    base: Path, paths: Iterable[str], verify: bool, ws: WorkspaceState | None = None
+) -> dict[str, LocalFile]:
+    """Size of each file; digests with ``verify``, or (with ``ws``) when the file's mtime moved
+    since batuta recorded it (``WorkspaceState.remember``), so same-size edits are caught too."""
     out: dict[str, LocalFile] = {}
     for rel in paths:
         p = base / rel
         try:
-            size = p.stat().st_size  # follows the cache symlink to its blob
+            st = p.stat()  # follows the cache symlink to its blob
         except OSError:
             continue
+        size = st.st_size
+        if ws is not None and not verify:
+            rec = ws.hashes.get(str(p))
+            if rec and rec[0] == size and rec[1] == st.st_mtime_ns:
+                out[rel] = LocalFile(size, rec[2], rec[3])
+                continue
+            if rec:  # touched since batuta wrote it: look at the content
+                try:
+                    _, sha256, sha1 = ws.digests(p)
+                except OSError:
+                    continue
+                out[rel] = LocalFile(size, sha256, sha1)
+                continue
         if verify:
             try:
                 sha256, sha1 = hash_file(p)
@@ -136,23 +163,25 @@ def walk_files(root: Path) -> list[str]:
 
 
 def dir_state(address: str, path: Path, *, digests: bool, ws: WorkspaceState | None, verify: bool) -> LocalDirState:
+    """The files under ``path``: with ``digests`` every file's sha256 (hash cache by size+mtime),
+    else sizes (plus digests for files touched since batuta wrote them)."""
     if not path.exists():
         return LocalDirState(address, str(path), False)
     base = path.parent if path.is_file() else path
+    if not digests:
+        return LocalDirState(address, str(path), True, _stat_files(base, walk_files(path), verify, ws))
     files: dict[str, LocalFile] = {}
     for rel in walk_files(path):
         p = base / rel
         try:
-            if digests and ws is not None and not verify:
+            if ws is not None and not verify:
                 size, sha256, sha1 = ws.digests(p)
-                files[rel] = LocalFile(size, sha256, sha1)
-            elif digests or verify:
-                sha256, sha1 = hash_file(p)
-                files[rel] = LocalFile(p.stat().st_size, sha256, sha1)
             else:
-                files[rel] = LocalFile(p.stat().st_size)
+                sha256, sha1 = hash_file(p)
+                size = p.stat().st_size
         except OSError:
             continue
+        files[rel] = LocalFile(size, sha256, sha1)
     return LocalDirState(address, str(path), True, files)
 
 
@@ -297,6 +326,6 @@ def _repo_state(
     if spec.output:
         out_dir = _abs(root, spec.output)
         wanted = sorted({p for paths in candidates.values() for p in paths})
-        output = _stat_files(out_dir, wanted, verify) if out_dir.is_dir() else {}
+        output = _stat_files(out_dir, wanted, verify, ws) if out_dir.is_dir() else {}
     return LocalRepoState(spec.address, snaps, output, ws.applied.get(spec.address), blobs)
 

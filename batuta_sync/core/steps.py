@@ -120,6 +120,9 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
 
             raise unsafe_files_error(result.blocked)
         state.set_applied(action.address, entry.commit)
+        if output is not None:
+            for f in entry.files:
+                state.remember(output / f.path, f.sha256, f.gitsha1)
         return StepResult(
             lock_entry=entry,
             applied_commit=entry.commit,
@@ -183,6 +186,8 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             output=spec.output_path,
             outputs=output_digests(dst),
         )
+        for f in entry.outputs:
+            state.remember(dst / f.path, f.sha256, f.gitsha1)
         return StepResult(lock_entry=entry)
 
     return convert_step

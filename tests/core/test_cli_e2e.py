@@ -291,7 +291,15 @@ def test_materialize_copy_and_verify(tmp_path: Path, hub_env: Any, capsys: pytes
     assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
     out = ws / "out" / "config.json"
     assert out.is_file() and not out.is_symlink()
-    out.write_bytes(b'{"a": 9}')  # same size, different content: only --verify sees it
+    assert run(capsys, "plan", "-f", f, "--detailed-exitcode")[0] == 0  # trusted by size + mtime, not hashed
+    out.write_bytes(b'{"a": 9}')  # same size, different content: the mtime moved, so it is hashed
+    code, text, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2 and "(digest_mismatch)" in text
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    assert out.read_bytes() == FILES_A["config.json"]
+    # Without batuta's record of the file (state lost), only --verify sees a same-size edit.
+    (ws / ".batuta" / "state.json").unlink()
+    out.write_bytes(b'{"a": 8}')
     assert run(capsys, "plan", "-f", f, "--detailed-exitcode")[0] == 0
     code, text, _ = run(capsys, "plan", "-f", f, "--verify", "--detailed-exitcode", "-o", str(ws / "p.json"))
     assert code == 2 and "(digest_mismatch)" in text

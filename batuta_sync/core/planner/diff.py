@@ -206,7 +206,8 @@ def diff_repo(
     out_bad: tuple[str, ...] = ()
     if spec.output:
         out_missing, out_bad = check_files(new.files, local.output)
-    for path in bad + out_bad:
+    same_commit = local.applied_commit in (None, new.commit)
+    for path in bad + (out_bad if same_commit else ()):
         out.drift.append(Drift(spec.address, DriftKind.LOCAL_MODIFIED, f"{path} differs from hf.lock"))
     if why is None and local.applied_commit == new.commit:
         for path in missing:
@@ -222,11 +223,12 @@ def diff_repo(
     elif replace_req:
         reason = Reason.REPLACE_REQUESTED
         download = sum(f.size for f in new.files)
-    elif bad or out_bad:
+    elif bad:
         reason = Reason.DIGEST_MISMATCH
-    elif missing:
-        moved = local.applied_commit is not None and local.applied_commit != new.commit
-        reason = Reason.REVISION_MOVED if moved else Reason.NOT_IN_CACHE
+    elif missing or (out_bad and not same_commit):
+        reason = Reason.NOT_IN_CACHE if same_commit else Reason.REVISION_MOVED
+    elif out_bad:
+        reason = Reason.DIGEST_MISMATCH
     elif out_missing:
         reason = Reason.OUTPUT_MISSING
     elif new != locked:

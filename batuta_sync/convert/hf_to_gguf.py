@@ -353,7 +353,9 @@ def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], 
 
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: dict[Any, int] = {}
         heavy.reverse()
         light.reverse()
@@ -370,6 +372,37 @@ def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], 
             for fut in finished:
                 fut.result()
                 done(pending.pop(fut))
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: exit when the parent dies, even by SIGKILL.
+
+    Without it, the workers of a killed ``batuta apply`` wait forever on their task queue as
+    orphans.  Linux: the kernel delivers SIGKILL on parent death (``PR_SET_PDEATHSIG``); elsewhere
+    a daemon thread notices the re-parenting within a second.
+    """
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="batuta-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- writing

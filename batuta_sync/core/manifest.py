@@ -476,6 +476,11 @@ def _norm_out(path: str) -> str:
     return "/".join(parts) or "."
 
 
+def _mapping(value: Any) -> dict[Any, Any]:
+    """A section as a dict; anything else (the schema already reported it) as empty."""
+    return value if isinstance(value, dict) else {}
+
+
 def _semantic_diags(doc: _Doc, source: str) -> list[Diagnostic]:
     data = doc.data
     out: list[Diagnostic] = []
@@ -493,7 +498,7 @@ def _semantic_diags(doc: _Doc, source: str) -> list[Diagnostic]:
     outputs: list[tuple[str, Path_]] = []
     edges: dict[str, str] = {}
     for section in REPO_SECTIONS:
-        for name, spec in (data.get(section) or {}).items():
+        for name, spec in _mapping(data.get(section)).items():
             if not isinstance(spec, dict):
                 continue
             base: Path_ = (section, name)
@@ -512,7 +517,7 @@ def _semantic_diags(doc: _Doc, source: str) -> list[Diagnostic]:
                 diag("'quantization' selects GGUF files: set format: gguf or drop it", (*base, "quantization"), at_key=True)
             if isinstance(spec.get("output"), str):
                 outputs.append((spec["output"], (*base, "output")))
-    for name, spec in (data.get("conversions") or {}).items():
+    for name, spec in _mapping(data.get("conversions")).items():
         if not isinstance(spec, dict):
             continue
         base = ("conversions", name)
@@ -529,7 +534,7 @@ def _semantic_diags(doc: _Doc, source: str) -> list[Diagnostic]:
         out_path = str(spec["output"]) if isinstance(spec.get("output"), str) else f".batuta/outputs/conversions/{name}"
         out_key: Path_ = (*base, "output") if "output" in spec else base
         outputs.append((out_path, out_key))
-    for name, spec in (data.get("publish") or {}).items():
+    for name, spec in _mapping(data.get("publish")).items():
         if not isinstance(spec, dict):
             continue
         base = ("publish", name)

@@ -33,3 +33,10 @@ def test_deeply_nested_plan_json_is_a_manifest_error(text: str) -> None:
 def test_pickle_frame_with_huge_length_is_a_conversion_error() -> None:
     """Was: OverflowError ("FRAME length exceeds system's maximum") escaped load_state_dict."""
     run_bounded("unpickler", b"\x80\x05\x95" + b"\xff" * 8)
+
+
+@pytest.mark.parametrize("value", ["true", "3", "[a, b]", "'x'"])
+def test_a_section_of_the_wrong_type_is_a_manifest_error(value: str) -> None:
+    """Was (found by hypothesis): ``conversions: true`` let AttributeError escape parse_manifest."""
+    for section in ("models", "conversions", "publish"):
+        run_bounded("manifest", f"version: 1\n{section}: {value}\n".encode())

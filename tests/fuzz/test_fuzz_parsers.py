@@ -18,7 +18,7 @@ from tests.fuzz import strategies as S
 from tests.fuzz._targets import TARGETS, run_bounded
 from tests.reliability._harness import full_mode
 
-EXAMPLES = 1500 if full_mode() else 40
+EXAMPLES = 500 if full_mode() else 40
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

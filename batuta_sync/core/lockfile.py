@@ -379,7 +379,7 @@ def loads(text: str, *, source: str = "hf.lock") -> Lock:
             last_applied_plan=data.get("last_applied_plan"),
             entries=entries,
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise ManifestError(
             f"{source} is invalid: {exc}.",
             hint="hf.lock is written by batuta; restore it from git or delete it and run `batuta lock`.",

@@ -117,3 +117,26 @@ def test_any_paths_round_trip(files: dict[str, int], revision: str) -> None:
     text = dumps(lock)
     assert loads(text) == lock
     assert yaml.safe_load(text) == _fast_load(text)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                    max_leaves=12))
+def test_any_yaml_value_is_a_lock_or_a_config_error(value: object) -> None:
+    import json as _json
+
+    doc = {"version": 1, "resources": {"models.a": value}}
+    try:
+        loads(_json.dumps(doc))
+    except ManifestError:
+        pass
+
+
+def test_any_plan_shape_is_a_plan_or_a_config_error() -> None:
+    from batuta_sync.core.planner.plan import Plan
+
+    for actions in ([[1]], ["x"], [{"kind": "pull"}], [{"kind": "nope", "address": "a", "reason": "x"}]):
+        with pytest.raises(ManifestError):
+            Plan.from_dict({"format_version": "1.0", "plan_id": "p", "manifest_path": "m", "manifest_digest": "d",
+                            "lock_digest": "l", "actions": actions})

@@ -168,7 +168,7 @@ class Plan:
                 free_bytes=d.get("free_bytes"),
                 warnings=tuple(d.get("warnings", ())),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ManifestError(
                 f"{source} is not a valid batuta plan: {exc}.",
                 hint="Create it with `batuta plan -o plan.json`; do not edit it by hand.",

@@ -112,13 +112,18 @@ def run_demo(
     directory: Path | None = None,
     *,
     say: Callable[[str], None] = print,
-    run: Callable[[Sequence[str]], int] | None = None,
+    runner: Callable[[Sequence[str]], int] | None = None,
+    quiet: bool = False,
 ) -> DemoResult:
     """Run the demo in ``directory`` (a new temporary one by default) and return what happened."""
     from batuta_sync.cli import main as cli_main
     from batuta_sync.server import HubServer
 
-    run = run or cli_main
+    base_run = runner or cli_main
+    extra = ["--quiet"] if quiet else []
+
+    def run(argv: Sequence[str]) -> int:
+        return base_run([*argv, *extra])
     started = time.perf_counter()
     work = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="batuta-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -163,7 +168,7 @@ def run_demo(
 def main_demo(directory: str | None, quiet: bool) -> int:
     """CLI entry: run the demo, exit non-zero if any step failed."""
     say: Callable[[str], None] = (lambda _s: None) if quiet else (lambda s: print(s, file=sys.stdout, flush=True))
-    result = run_demo(Path(directory) if directory else None, say=say)
+    result = run_demo(Path(directory) if directory else None, say=say, quiet=quiet)
     if result.ok:
         return 0
     return result.apply_exit or result.second_plan_exit or 1

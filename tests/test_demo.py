@@ -36,6 +36,20 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # the user's own cache was not touched: the demo used its own HF_HOME
     assert (tmp_path / "demo" / "hf-home" / "hub").is_dir()
     assert "in sync" in text
+    # the published card carries the provenance of the conversion (read back through the real client)
+    from huggingface_hub import hf_hub_download
+
+    from batuta_sync.server import HubServer
+
+    srv = HubServer(root=tmp_path / "demo" / "hub").start()
+    try:
+        card = Path(
+            hf_hub_download("demo/tiny-llama-GGUF", "README.md", endpoint=srv.url, cache_dir=tmp_path / "c")
+        ).read_text()
+    finally:
+        srv.stop()
+    source_commit = resources["models.llama"]["commit"]
+    assert "demo/tiny-llama" in card and "Q4_K_M" in card and source_commit in card
 
 
 def test_demo_cli_quiet_subprocess(tmp_path: Path) -> None:

@@ -153,6 +153,36 @@ def _tree_of(ctx: StepContext, address: str) -> str | None:
     return None
 
 
+PROVENANCE_FILE = "provenance.json"
+
+
+def write_provenance(
+    dst: Path, source: object, source_path: Path, *, converter: str, quantization: str | None, to: str
+) -> None:
+    """Record where a conversion came from, for the model card of whatever publishes it.
+
+    Deterministic (sorted, no timestamps) so an unchanged conversion stays byte-identical. A
+    conversion of a conversion carries the original source forward.
+    """
+    import json
+
+    prov: dict[str, str] = {}
+    if isinstance(source, RepoLock):
+        prov = {"source_repo": source.repo, "source_commit": source.commit}
+    else:
+        try:
+            upstream = json.loads((source_path / PROVENANCE_FILE).read_text(encoding="utf-8"))
+            prov = {k: str(upstream[k]) for k in ("source_repo", "source_commit") if k in upstream}
+        except (OSError, ValueError, TypeError):
+            prov = {}
+    prov.update({"converter": "batuta", "converter_version": converter, "format": to})
+    if quantization:
+        prov["quantization"] = quantization
+    tmp = dst / f".{PROVENANCE_FILE}.tmp"
+    tmp.write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(dst / PROVENANCE_FILE)
+
+
 def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def convert_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import convert as convert_mod
@@ -176,6 +206,8 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
         input_tree = _tree_of(ctx, spec.source) or "unknown"
         params = spec.params()
         converter = str(convert_mod.CONVERTER_VERSION)
+        write_provenance(dst, ctx.lock.get(spec.source), source_dir(manifest, settings, ctx, spec.source),
+                         converter=converter, quantization=spec.quantization, to=spec.to)
         entry = ConversionLock(
             address=action.address,
             source=spec.source,

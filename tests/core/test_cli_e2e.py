@@ -277,7 +277,10 @@ def test_conversion_and_publish_end_to_end(tmp_path: Path, hub_env: Any, capsys:
     assert code == 2 and "(params_changed)" in out and "(source_changed)" in out
     assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
     outputs = sorted(p.name for p in (ws / "gguf").iterdir())
-    assert len(outputs) == 1 and outputs[0].endswith("F16.gguf"), outputs  # the Q8_0 output was replaced
+    assert outputs[1:] == ["provenance.json"], outputs
+    assert outputs[0].endswith("F16.gguf"), outputs  # the Q8_0 output was replaced
+    prov = json.loads((ws / "gguf" / "provenance.json").read_text())
+    assert prov["quantization"] == "F16" and prov["source_commit"] == hub_env.store.resolve("org/tiny")
     # Someone pushes to the published repo outside batuta: status reports it.
     hub_env.store.commit("me/tiny-gguf", {"extra.txt": b"x"})
     code, out, _ = run(capsys, "status", "-f", f)

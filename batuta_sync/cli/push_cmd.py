@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from batuta_sync._fmt import human_bytes
 from batuta_sync.cli import _common
 
 if TYPE_CHECKING:
@@ -52,15 +53,6 @@ def register(root: Any, hf: Any) -> None:
         p.set_defaults(handler=_handler, push_kind=kind)
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
 def render_plan(plan: PushPlan, req: PushRequest) -> str:
     """The human view of a push plan (files, card diff, scan result)."""
     from batuta_sync.types import RepoRef
@@ -76,10 +68,10 @@ def render_plan(plan: PushPlan, req: PushRequest) -> str:
     for sign, paths in (("+", plan.adds), ("~", plan.changes), ("-", plan.deletes)):
         for p in paths:
             size = plan.sizes.get(p)
-            lines.append(f"  {sign} {p}" + (f"  ({_human(size)})" if size is not None and sign != "-" else ""))
+            lines.append(f"  {sign} {p}" + (f"  ({human_bytes(size)})" if size is not None and sign != "-" else ""))
     lines.append(
         f"  {len(plan.adds)} to add, {len(plan.changes)} to change, {len(plan.deletes)} to delete, "
-        f"{len(plan.unchanged)} unchanged; {_human(plan.upload_bytes)} to upload"
+        f"{len(plan.unchanged)} unchanged; {human_bytes(plan.upload_bytes)} to upload"
     )
     if plan.card_diff:
         lines.append("README.md (card) changes:")
@@ -167,7 +159,7 @@ def _handler(args: argparse.Namespace) -> int:
         print(f"Nothing to push: {req.repo_id}@{req.revision} already matches ({result.commit}).")
     else:
         print(
-            f"Pushed {len(result.uploaded)} file(s), {_human(result.bytes_sent)}"
+            f"Pushed {len(result.uploaded)} file(s), {human_bytes(result.bytes_sent)}"
             + (f", deleted {len(result.deleted)}" if result.deleted else "")
             + f" -> commit {result.commit}"
         )

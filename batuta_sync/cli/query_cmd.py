@@ -93,9 +93,9 @@ def _num(n: int) -> str:
 
 
 def _size(n: int) -> str:
-    from batuta_sync.hub.models import human_size
+    from batuta_sync._fmt import human_bytes
 
-    return human_size(n) if n else ""
+    return human_bytes(n) if n else ""
 
 
 def _write(text: str) -> None:

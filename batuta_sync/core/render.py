@@ -6,19 +6,9 @@ Pure: a Plan in, a string out.  Symbols: ``+`` new in hf.lock, ``~`` relock,
 
 from __future__ import annotations
 
+from batuta_sync._fmt import human_bytes
 from batuta_sync.core.actions import Action, ActionKind, Reason
 from batuta_sync.core.planner.plan import Plan
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
 
 
 def _marker(a: Action) -> str:

@@ -701,16 +701,6 @@ def parse_size_expr(expr: str) -> SizeFilter:
     return SizeFilter("rows", low, high, cats)
 
 
-def human_size(n: int | float) -> str:
-    """``1536`` -> ``1.5 kB``: decimal units, like the Hub shows them."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover
-
-
 #: Weight file formats by extension (for "total weight size per format").
 WEIGHT_FORMATS: dict[str, str] = {
     ".safetensors": "safetensors",

@@ -119,12 +119,6 @@ def same_content(local: FileHash, remote: RemoteFile) -> bool:
     return local.git_sha1 == remote.blob_id
 
 
-def git_blob_sha1(data: bytes) -> str:
-    h = hashlib.sha1(f"blob {len(data)}\0".encode())
-    h.update(data)
-    return h.hexdigest()
-
-
 def hash_file(path: Path) -> FileHash:
     """sha256 (and git blob sha1 for files ≤ LFS_THRESHOLD) in one read."""
     size = path.stat().st_size

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from batuta_sync._fmt import git_blob_sha1
 from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError
 from batuta_sync.publish.card import CARD_FILE, SPACE_SDKS, card_for_push
 from batuta_sync.publish.manifest import (
@@ -31,7 +32,6 @@ from batuta_sync.publish.manifest import (
     ManifestDiff,
     RemoteManifest,
     UploadManifest,
-    git_blob_sha1,
     hash_cache_path,
     iter_files,
 )

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batuta_sync._fmt import git_blob_sha1
 from batuta_sync.server import meta
 
 LFS_EXTENSIONS = frozenset(
@@ -121,12 +122,6 @@ def is_lfs_policy(path: str, size: int) -> bool:
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def git_blob_sha1(data: bytes) -> str:
-    h = hashlib.sha1(b"blob %d\0" % len(data))
-    h.update(data)
-    return h.hexdigest()
 
 
 def now_iso(ts: float | None = None) -> str:

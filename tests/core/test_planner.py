@@ -405,7 +405,7 @@ def test_render_text_and_markdown() -> None:
 
     p = plan(M, None, world([remote_snap("models.tiny", "org/tiny", C1)]))
     text = render_text(p)
-    assert "+ ↓ pull  models.tiny  (not_locked)" in text and "Plan: 1 to pull" in text and "Download 1.0 KB" in text
+    assert "+ ↓ pull  models.tiny  (not_locked)" in text and "Plan: 1 to pull" in text and "Download 1.0 kB" in text
     md = render_markdown(p)
     assert "| ↓ | pull | `models.tiny` | not_locked |" in md
     empty = plan(M, lock_of(repo_lock(M, "models.tiny", C1)), world(local=[local_repo("models.tiny", C1)]))

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batuta_sync._fmt import human_bytes as human_size
 from batuta_sync.errors import UsageError
 from batuta_sync.hub.models import (
     FeatureType,
@@ -20,7 +21,6 @@ from batuta_sync.hub.models import (
     UserInfo,
     files_from_siblings,
     files_from_tree,
-    human_size,
     info_from_json,
     parse_size_expr,
     weight_sizes,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from batuta_sync._fmt import git_blob_sha1
 from batuta_sync.errors import ValidationError
 from batuta_sync.publish.card import (
     card_for_push,
@@ -27,7 +28,6 @@ from batuta_sync.publish.manifest import (
     RemoteManifest,
     UploadManifest,
     build_manifest,
-    git_blob_sha1,
     hash_file,
     iter_files,
     same_content,

@@ -10,7 +10,9 @@ into numpy; the tensors written are verified against the file tensor by tensor.
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -136,6 +138,9 @@ class _SafeUnpickler(pickle.Unpickler):
         return self._storages[str(key)]
 
 
+_MAX_PKL = 256 << 20
+
+
 def load_state_dict(path: Path) -> dict[str, Tensor]:
     """Tensors of a torch zip checkpoint, rebuilt into numpy without executing anything from the file."""
     path = Path(path)
@@ -154,8 +159,16 @@ def load_state_dict(path: Path) -> dict[str, Tensor]:
             if order != "little":
                 raise ConversionError(f"{path} is a big-endian checkpoint; not supported.")
             with zf.open(pkl[0]) as fp:
-                obj = _SafeUnpickler(fp, zf, prefix).load()
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, RecursionError) as e:
+                # pickle pre-allocates whatever length an opcode claims (7 bytes of data.pkl asked
+                # for 2 GiB): read it (capped; it holds only the structure, tensors are separate
+                # entries) and walk the opcodes, which checks every claim, before unpickling.
+                raw = fp.read(_MAX_PKL + 1)
+            if len(raw) > _MAX_PKL:
+                raise ConversionError(f"{path}: data.pkl is larger than {_MAX_PKL >> 20} MiB.", hint="The file is corrupt.")
+            for _op in pickletools.genops(raw):  # every length claim checked against the data first
+                pass
+            obj = _SafeUnpickler(io.BytesIO(raw), zf, prefix).load()
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
         raise ConversionError(f"{path} could not be read as a PyTorch checkpoint: {e}.", hint="The file is corrupt.") from None
     return _flatten(obj, path)
 

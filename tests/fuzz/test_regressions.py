@@ -40,3 +40,14 @@ def test_a_section_of_the_wrong_type_is_a_manifest_error(value: str) -> None:
     """Was (found by hypothesis): ``conversions: true`` let AttributeError escape parse_manifest."""
     for section in ("models", "conversions", "publish"):
         run_bounded("manifest", f"version: 1\n{section}: {value}\n".encode())
+
+
+@pytest.mark.parametrize(
+    "pkl",
+    [b"\x80\x04B\xff\xff\xff\x7f", b"\x80\x04\x8e\xff\xff\xff\xff\xff\x00\x00\x00", b"\x80\x05\x96\xff\xff\xff\x7f\x00\x00\x00\x00"],
+    ids=["binbytes", "binbytes8", "bytearray8"],
+)
+def test_pickle_length_claims_do_not_allocate(pkl: bytes) -> None:
+    """Was (found by hypothesis, full size): a 7-byte data.pkl claiming a 2 GiB BINBYTES made the
+    allow-listed torch unpickler allocate 2 GiB (MemoryError or the OOM killer)."""
+    run_bounded("unpickler", pkl)

@@ -306,6 +306,7 @@ def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms:
                 findings.append(f"trial {t} after resume: hf.lock does not parse: {e}")
             left = [x for d in OUTPUT_DIRS for x in temp_files(proj / d)]
             figures["temp_files_left_after_resume"] += len(left)
+            figures.setdefault("temp_file_examples", []).extend(str(Path(x).relative_to(proj)) for x in left[:3])
         figures.update(phases=phases, findings=findings, seconds=round(time.perf_counter() - t0, 2))
         return figures
     finally:

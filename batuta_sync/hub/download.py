@@ -527,10 +527,18 @@ class Downloader:
         if buf is None or len(buf) != self.chunk_size:
             buf = self._local.buf = _aligned_buffer(self.chunk_size)
         received = 0
-        drops = 0
+        drops = 0  # consecutive attempts that got no byte further than before
+        high = pos  # furthest byte reached: re-fetching bytes after a restart is not progress
         retry_no = 0
         restarted = False
+        budget = 50 + max(f.size, 0) // (1 << 20)  # connections per file: ~1 per MiB + slack
         while True:
+            budget -= 1
+            if budget < 0:
+                raise NetworkError(
+                    f"Gave up on {f.path}: the server kept cutting the transfer short "
+                    f"({received} bytes received in all, {pos} of {f.size} kept)."
+                )
             headers = {}
             if pos > 0:
                 headers["Range"] = f"bytes={pos}-"
@@ -545,7 +553,7 @@ class Downloader:
                     raise NetworkError(
                         f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts)."
                     )
-                self.sleep(min(0.25 * drops, 2.0))
+                self.sleep(min(0.1 * drops, 1.0))
                 continue
             status = resp.status
             try:
@@ -586,7 +594,6 @@ class Downloader:
                 restarted = True
                 continue
             # stream the body
-            progressed = 0
             try:
                 want = f.size - pos
                 piped = hasher if isinstance(hasher, _PipelinedHasher) else None
@@ -615,7 +622,6 @@ class Downloader:
                     pos += n
                     want -= n
                     received += n
-                    progressed += n
                     self.progress.advance(f.path, n)
                 if resp.length:  # more bytes than the listing says: leave them, drop the connection
                     self._drop_all()
@@ -624,13 +630,16 @@ class Downloader:
                 return received
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_all()
-                drops = 0 if progressed else drops + 1
-                if drops > MAX_DROPS:
+                advanced = pos > high
+                high = max(high, pos)
+                drops = 0 if advanced else drops + 1
+                if drops > MAX_DROPS or received > 3 * max(f.size, 0) + (64 << 20):
                     raise NetworkError(
-                        f"Download of {f.path} kept failing at byte {pos} of {f.size}: {type(exc).__name__}."
+                        f"Download of {f.path} kept failing at byte {pos} of {f.size} "
+                        f"({type(exc).__name__}; {received} bytes received in all)."
                     )
-                if not progressed:
-                    self.sleep(min(0.25 * drops, 2.0))
+                if not advanced:
+                    self.sleep(min(0.1 * drops, 1.0))
                 continue
 
     # ------------------------------------------------------------------ HTTP

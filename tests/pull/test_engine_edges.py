@@ -61,6 +61,18 @@ class Handler(BaseHTTPRequestHandler):
             if rng:
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(DATA)}"})
             return self._send(200, DATA)
+        if mode == "short":  # always promises the whole rest, sends 4 bytes, hangs up
+            body = DATA[start:] if self.mode.get("honour") else DATA
+            status = 206 if (rng and self.mode.get("honour")) else 200
+            self.send_response(status)
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{len(DATA) - 1}/{len(DATA)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body[:4])
+            self.close_connection = True
+            return None
         if mode == "longer":
             return self._send(200, DATA + b"extra")
         if mode == "status":
@@ -225,3 +237,16 @@ def test_helpers() -> None:
     assert resolve_url("http://h", RepoRef("o/d", HfAssetType.DATASET), COMMIT, "x").startswith(
         "http://h/datasets/o/d/"
     )
+
+
+@pytest.mark.parametrize("honour", [True, False], ids=["honours-range", "ignores-range"])
+def test_a_server_that_always_hangs_up_early_is_given_up_on(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, honour: bool
+) -> None:
+    url, h = server
+    h.mode.update(kind="short", honour=honour)
+    j = job(tmp_path)
+    with pytest.raises(NetworkError):
+        dl(url, monkeypatch).fetch(j)
+    assert len(h.seen) < 200  # bounded, whatever the server does
+    assert not j.layout.blob_path(SHA).exists()

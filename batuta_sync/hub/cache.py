@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batuta_sync._fmt import git_blob_sha1 as git_blob_sha1  # re-exported
+from batuta_sync._fmt import human_bytes as human_bytes  # re-exported
 from batuta_sync.errors import UsageError
 from batuta_sync.safety import UnsafePathError, validate_repo_path
 from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot
@@ -79,15 +81,6 @@ def parse_size(text: str) -> int:
             f"{text!r} is not a size.", hint="Use e.g. 50GB, 500MB, 1.5GiB or a number of bytes."
         )
     return int(float(m.group(1)) * _UNITS[unit or "B"])
-
-
-def human_bytes(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover
 
 
 def repo_folder_name(repo_type: HfAssetType | str, repo_id: str) -> str:
@@ -810,12 +803,6 @@ _LFS_EXTS = (
     ".tflite",
     ".model",
 )
-
-
-def git_blob_sha1(data: bytes) -> str:
-    h = hashlib.sha1(b"blob %d\x00" % len(data))
-    h.update(data)
-    return h.hexdigest()
 
 
 def hash_local_file(path: Path, rel: str) -> RepoFile:

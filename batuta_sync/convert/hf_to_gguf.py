@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from batuta_sync.convert.formats import GGUFQuantization, read_json
 from batuta_sync.convert.quantize import choose_type, quantize_rows, row_bytes
-from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header
+from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header, temp_path_for
 from batuta_sync.errors import ConversionError
 
 # HF architecture -> (gguf arch, Q/K permutation needed)
@@ -460,7 +459,7 @@ def write_gguf(
     vocab = load_vocab(model_dir, spec.vocab_size, spec.arch)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temp_path_for(dst)
     w = gguf.GGUFWriter(tmp, spec.arch)
     try:
         _add_metadata(w, spec, quant, model_dir.resolve().name)

@@ -142,6 +142,30 @@ class OutTensor:
         return n
 
 
+def temp_path_for(path: Path) -> Path:
+    """A unique temp name beside ``path`` (``.NAME.tmp-<pid>-<rand>``), after sweeping the temps that
+    converters killed earlier left behind (their pid is gone), so a crash never leaves litter for good."""
+    prefix = f".{path.name}.tmp-"
+    try:
+        for old in path.parent.glob(f"{prefix}*"):
+            pid_text = old.name[len(prefix) :].split("-", 1)[0]
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
 def write_safetensors(path: Path, tensors: Sequence[OutTensor], metadata: dict[str, str] | None = None) -> None:
     """Stream ``tensors`` into ``path`` atomically (temp file + os.replace); memory is one chunk."""
     header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
@@ -151,7 +175,7 @@ def write_safetensors(path: Path, tensors: Sequence[OutTensor], metadata: dict[s
         offset += t.nbytes
     hb = json.dumps(header, separators=(",", ":")).encode()
     hb += b" " * (-len(hb) % 8)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temp_path_for(path)
     try:
         with open(tmp, "wb") as f:
             f.write(struct.pack("<Q", len(hb)))

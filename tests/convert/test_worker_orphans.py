@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,19 @@ def test_workers_die_with_a_sigkilled_parent() -> None:
     while time.monotonic() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers), "pool workers outlived their SIGKILLed parent"
+
+
+def test_temps_of_dead_converters_are_swept_live_ones_kept(tmp_path: Path) -> None:
+    """A conversion killed mid-write leaves .NAME.tmp-<pid>-<rand>; the next write removes it."""
+    from batuta_sync.convert.st_io import temp_path_for
+
+    dst = tmp_path / "model.gguf"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".model.gguf.tmp-{int(dead.stdout)}-abcd1234"
+    live = tmp_path / f".model.gguf.tmp-{os.getppid()}-abcd1234"  # our parent is alive
+    other = tmp_path / ".other.gguf.tmp-1-abcd1234"
+    for f in (stale, live, other):
+        f.write_bytes(b"partial")
+    tmp = temp_path_for(dst)
+    assert not stale.exists() and live.exists() and other.exists()
+    assert tmp.name.startswith(f".model.gguf.tmp-{os.getpid()}-") and not tmp.exists()

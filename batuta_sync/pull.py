@@ -721,8 +721,13 @@ def pull(
 
     selection = plan_pull(snapshot, req, card=card)
     if selection.conversion is not None:
-        if _CONVERSION_HOOK is not None:
-            return _CONVERSION_HOOK(settings, req, selection, snapshot)
+        hook = _CONVERSION_HOOK
+        if hook is None and not offline:
+            from batuta_sync.convert.pullhook import convert_for_pull
+
+            hook = convert_for_pull
+        if hook is not None:
+            return hook(settings, req, selection, snapshot)
         c = selection.conversion
         target = c.target_format + (f" {c.quantization}" if c.quantization else "")
         raise ConversionNeededError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -522,12 +523,19 @@ def test_copy_output_checks_free_space(
 
 
 def test_conversion_hook_answers_pulls_that_need_a_conversion(hub_env: Any, settings: Settings) -> None:
+    from batuta_sync.errors import ConversionError
     from batuta_sync.pull import ConversionNeededError, PullResult, register_conversion_hook
 
     seed(hub_env)
-    with pytest.raises(ConversionNeededError) as exc:
+    # The default hook converts; this repo has weights but no config.json, so it cannot.
+    with pytest.raises(ConversionError, match=r"config\.json") as exc:
         pull(settings, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
-    assert exc.value.exit_code == 15 and exc.value.conversion.source_format == "safetensors"
+    assert exc.value.exit_code == 15
+    # Offline there is no default conversion: the pull says what is needed.
+    offline = dataclasses.replace(settings, offline=True)
+    with pytest.raises(ConversionNeededError) as need:
+        pull(offline, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
+    assert need.value.conversion.source_format == "safetensors"
     calls: list[Any] = []
 
     def hook(s: Settings, req: PullRequest, sel: Any, snap: Any) -> PullResult:

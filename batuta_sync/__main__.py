@@ -2,4 +2,4 @@
 
 from batuta_sync.cli import main
 
-raise SystemExit(main())
+raise SystemExit(main())  # pragma: no cover - exercised by a subprocess test

@@ -126,3 +126,74 @@ def test_only_the_needed_command_module_is_loaded(argv: list[str], modules: tupl
     from batuta_sync import cli
 
     assert cli._modules_for(argv) == (modules or cli._COMMAND_MODULES)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "needle"),
+    [
+        (KeyboardInterrupt(), 130, "Interrupted"),
+        (OSError(28, "No space left on device", "/data/x.bin"), 16, "Error [disk-full]"),
+        (PermissionError(13, "Permission denied", "/root/x"), 1, "Error [os-error]"),
+        (ValueError("boom hf_" + "b" * 34), 1, "Internal error: ValueError"),
+        (errors.NotFoundError("no such repo"), 8, "Error [repo-not-found]: no such repo"),
+    ],
+)
+def test_every_failure_is_one_paragraph_with_its_exit_code(
+    exc: BaseException, code: int, needle: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batuta_sync import cli
+
+    def boom(argv: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(cli, "_run", boom)
+    assert main(["hf", "tree"]) == code
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert "b" * 34 not in err  # token-shaped strings are redacted even in bug reports
+    if code != 130:
+        assert main(["hf", "tree", "--debug"]) == code
+        assert "Traceback" in capsys.readouterr().err
+
+
+def test_broken_pipe_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batuta_sync import cli
+
+    def boom(argv: object) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr(cli, "_run", boom)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    assert main(["hf", "tree"]) == 0
+
+
+def test_output_helpers(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from batuta_sync.cli import _common
+
+    _common.print_table(["a", "b"], [[1, None], ["x", "y"]])
+    assert capsys.readouterr().out == "a\tb\n1\t\nx\ty\n"  # piped: plain columns
+    monkeypatch.setattr(_common, "is_tty", lambda stream=None: True)
+    _common.print_table(["col"], [["val"]], title="T")
+    assert "val" in capsys.readouterr().out  # a rich table on a terminal
+    register_secret("sekrit-token-value")
+    _common.emit_json({"b": "sekrit-token-value", "a": 1})
+    out = capsys.readouterr().out
+    assert out.index('"a"') < out.index('"b"') and "sekrit" not in out
+    _common.info(argparse.Namespace(quiet=True), "hidden")
+    _common.info(argparse.Namespace(quiet=False), "shown")
+    assert capsys.readouterr().err == "shown\n"
+    monkeypatch.undo()
+    assert _common.is_tty(object()) is False
+
+
+def test_settings_from_args_uses_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from batuta_sync.cli import _common
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://env")
+    s = _common.settings_from_args(argparse.Namespace(endpoint="http://flag", token="tok_flag_123", offline=True))
+    assert (s.endpoint, s.offline, s.token_value()) == ("http://flag", True, "tok_flag_123")
+    assert _common.settings_from_args(argparse.Namespace()).endpoint == "http://env"

@@ -144,14 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 0
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            err = DiskFullError(f"No space left on device while writing {exc.filename or 'a file'}.")
-            _common.print_error(err.render())
-            return err.exit_code
         if debug:
             import traceback
 
             traceback.print_exc()
+        if exc.errno == errno.ENOSPC:
+            err = DiskFullError(f"No space left on device while writing {exc.filename or 'a file'}.")
+            _common.print_error(err.render())
+            return err.exit_code
         from batuta_sync._redact import redact
 
         _common.print_error(

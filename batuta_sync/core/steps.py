@@ -9,6 +9,7 @@ inside the steps.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -132,13 +133,18 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
     return pull_step
 
 
-def output_digests(path: Path) -> tuple[FileDigest, ...]:
-    """sha256 + git sha1 of every file under ``path`` (or of ``path`` itself)."""
+def output_digests(path: Path, produced: Sequence[Path] | None = None) -> tuple[FileDigest, ...]:
+    """sha256 + git sha1 of every file under ``path`` (or of ``path`` itself), or only of the
+    ``produced`` files (under ``path``) when given."""
     if not path.exists():
         return ()
     base = path.parent if path.is_file() else path
     out = []
-    for rel in walk_files(path):
+    rels = walk_files(path)
+    if produced is not None:
+        wanted = {f.resolve().relative_to(base.resolve()).as_posix() for f in produced if f.is_file()}
+        rels = [r for r in rels if r in wanted]
+    for rel in rels:
         sha256, sha1 = hash_file(base / rel)
         out.append(FileDigest(rel, (base / rel).stat().st_size, sha1, sha256))
     return tuple(out)
@@ -195,7 +201,7 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             for f in old.outputs:
                 inside(old_dir, f.path).unlink(missing_ok=True)
         dst.mkdir(parents=True, exist_ok=True)
-        convert_mod.convert(
+        result = convert_mod.convert(
             source_dir(manifest, settings, ctx, spec.source),
             dst,
             to=spec.to,
@@ -216,7 +222,9 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             input_tree=input_tree,
             params=tuple(sorted(params.items())),
             output=spec.output_path,
-            outputs=output_digests(dst),
+            # Only what the converter wrote (and its provenance): other files in the output
+            # directory are the user's, and removing the conversion must not delete them.
+            outputs=output_digests(dst, produced=[*result.files, dst / PROVENANCE_FILE]),
         )
         for f in entry.outputs:
             state.remember(dst / f.path, f.sha256, f.gitsha1)

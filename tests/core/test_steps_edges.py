@@ -1,0 +1,52 @@
+"""Executor steps at their edges: path confinement, removed conversions, pulls into the cache only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batuta_sync.cli import main
+from batuta_sync.core.steps import inside
+from batuta_sync.errors import PlanError
+from batuta_sync.tinymodel import write_tiny_llama
+
+
+def test_inside_refuses_paths_that_escape(tmp_path: Path) -> None:
+    assert inside(tmp_path, "a/b.txt") == tmp_path / "a" / "b.txt"
+    assert inside(tmp_path, ".") == tmp_path
+    for bad in ("../x", "a/../../x", "/etc/passwd"):
+        with pytest.raises(PlanError, match="outside"):
+            inside(tmp_path, bad)
+
+
+def _ws(tmp_path: Path, body: str) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "hf.yaml").write_text("version: 1\n" + body)
+    return ws
+
+
+def test_removing_a_conversion_deletes_only_its_outputs(
+    tmp_path: Path, hub_env: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_tiny_llama(tmp_path / "seed")
+    hub_env.store.commit("org/tiny", {p.name: p for p in src.iterdir() if p.is_file()})
+    body = "models:\n  tiny: {repo: org/tiny}\nconversions:\n  q8: {from: models.tiny, to: gguf, quantization: Q8_0, output: ./out}\n"
+    ws = _ws(tmp_path, body)
+    monkeypatch.chdir(ws)
+    (ws / "out").mkdir()
+    keep = ws / "out" / "notes.txt"  # a file batuta did not write stays
+    keep.write_text("mine")
+    assert main(["apply", "--auto-approve"]) == 0, capsys.readouterr().err
+    outputs = sorted(p.name for p in (ws / "out").iterdir())
+    assert any(n.endswith(".gguf") for n in outputs) and "provenance.json" in outputs
+    # the model stays in the cache only (no output:) — the conversion read it from the snapshot
+    (ws / "hf.yaml").write_text("version: 1\nmodels:\n  tiny: {repo: org/tiny}\n")
+    capsys.readouterr()
+    assert main(["plan", "--detailed-exitcode"]) == 2
+    assert "delete-local  conversions.q8  (removed_from_manifest)" in capsys.readouterr().out
+    assert main(["apply", "--auto-approve"]) == 0
+    assert sorted(p.name for p in (ws / "out").iterdir()) == ["notes.txt"]
+    assert main(["plan", "--detailed-exitcode"]) == 0

@@ -240,9 +240,9 @@ def fetch_remote(
         except NotFoundError as exc:
             if address.startswith("publish."):
                 return RemoteState(address, ref, None)
-            return RemoteState(address, ref, None, error=exc.message)
+            return RemoteState(address, ref, None, error=exc.message, error_exit=exc.exit_name)
         except BatutaError as exc:
-            return RemoteState(address, ref, None, error=exc.message)
+            return RemoteState(address, ref, None, error=exc.message, error_exit=exc.exit_name)
 
     from concurrent.futures import ThreadPoolExecutor
 

@@ -36,6 +36,7 @@ class RemoteState:
     commit: str | None = None
     snapshot: RepoSnapshot | None = None
     error: str | None = None
+    error_exit: str | None = None  # the exit-code name of that error (errors.EXIT_CODES)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,11 @@ def _raise_problems(result: DiffResult, opts: PlanOptions) -> None:
             f"Cannot plan offline:\n{listing}",
             hint="Run `batuta lock` once online (or drop --offline); a locked resource plans offline from hf.lock alone.",
         )
-    raise PlanError(f"Cannot plan:\n{listing}", hint="Fix the listed resources in hf.yaml or check the Hub, then plan again.")
+    err = PlanError(f"Cannot plan:\n{listing}", hint="Fix the listed resources in hf.yaml or check the Hub, then plan again.")
+    causes = set(result.problem_exits)
+    if len(causes) == 1 and len(result.problem_exits) == len(result.problems):
+        err.exit_name = causes.pop()  # every problem has the same cause: keep its exit code (e.g. 8, 9)
+    raise err
 
 
 def build_plan(

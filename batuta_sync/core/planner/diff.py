@@ -79,6 +79,8 @@ class DiffResult:
     drift: list[Drift] = field(default_factory=list)
     preconditions: list[Precondition] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # exit-code names of the Hub errors behind problems (so "cannot plan" keeps e.g. not-found = 8)
+    problem_exits: list[str] = field(default_factory=list)
     # address -> planned lock entry (None when only known after apply)
     planned: dict[str, LockEntry | None] = field(default_factory=dict)
     # address -> id of the action that (re)creates its files, if any
@@ -163,6 +165,8 @@ def diff_repo(
         if remote is None or remote.snapshot is None:
             hint = remote.error if remote and remote.error else "the Hub was not consulted (offline)"
             out.problems.append(f"{spec.address}: must be resolved ({why.value}) but {hint}")
+            if remote and remote.error_exit:
+                out.problem_exits.append(remote.error_exit)
             return
         try:
             files = tuple(to_digest(f) for f in select(remote.snapshot, spec))

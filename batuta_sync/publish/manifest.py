@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,14 +196,17 @@ def hash_cache_path(batuta_dir: Path) -> Path:
     return batuta_dir / "hash-cache.json"
 
 
-def iter_files(root: Path) -> Iterator[str]:
+def iter_files(root: Path, trusted: Sequence[Path] = ()) -> Iterator[str]:
     """Repo-relative posix paths of the regular files to push under ``root`` (sorted, exclusions applied).
 
-    Symlinks are followed only when they stay inside ``root``; others raise ValidationError.
+    Symlinks are followed only when they stay inside ``root`` or resolve into a ``trusted`` directory
+    (the Hub cache, whose blobs batuta verified: a pulled model materialized with symlinks can be
+    republished); others raise ValidationError.
     """
     from batuta_sync.errors import ValidationError
 
     real_root = root.resolve()
+    allowed = [real_root, *(t.resolve() for t in trusted)]
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS)
@@ -223,7 +226,7 @@ def iter_files(root: Path) -> Iterator[str]:
             rel = p.relative_to(root).as_posix()
             if p.is_symlink():
                 target = p.resolve()
-                if not target.is_relative_to(real_root) or not target.is_file():
+                if not any(target.is_relative_to(a) for a in allowed) or not target.is_file():
                     raise ValidationError(
                         f"{rel} is a symlink pointing outside the folder; refusing to upload it.",
                         hint="Copy the file into the folder (or remove the link).",

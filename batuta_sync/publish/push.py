@@ -195,7 +195,7 @@ def local_manifest(path: Path, settings: Settings | None = None, *, verify: bool
     """sha256 + git sha1 per file under ``path`` (exclusions applied), hash cache under settings.batuta_dir."""
     settings = _settings_or_default(settings)
     cache = HashCache(hash_cache_path(settings.batuta_dir))
-    files = {rel: cache.get(path / rel, verify=verify) for rel in iter_files(path)}
+    files = {rel: cache.get(path / rel, verify=verify) for rel in iter_files(path, (settings.hub_cache,))}
     cache.save()
     return UploadManifest(files)
 
@@ -250,7 +250,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     """Validate, build the card, hash, scan and diff against the remote tree.  No network writes."""
     say = progress or (lambda _m: None)
     root = _check_request(req)
-    files = list(iter_files(root))
+    files = list(iter_files(root, (settings.hub_cache,)))
     say(f"validating {len(files)} file(s)")
     report = validate_folder(
         root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe

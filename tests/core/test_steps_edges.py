@@ -50,3 +50,26 @@ def test_removing_a_conversion_deletes_only_its_outputs(
     assert main(["apply", "--auto-approve"]) == 0
     assert sorted(p.name for p in (ws / "out").iterdir()) == ["notes.txt"]
     assert main(["plan", "--detailed-exitcode"]) == 0
+
+
+def test_publish_a_pulled_model_materialized_with_symlinks(
+    tmp_path: Path, hub_env: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reliability finding #10: `publish: from: models.x` failed under the default symlink materialization."""
+    src = write_tiny_llama(tmp_path / "seed")
+    hub_env.store.commit("org/tiny", {p.name: p for p in src.iterdir() if p.is_file()})
+    body = "models:\n  tiny: {repo: org/tiny, output: ./tiny}\npublish:\n  mirror: {from: models.tiny, repo: me/tiny-mirror}\n"
+    ws = _ws(tmp_path, body)
+    monkeypatch.chdir(ws)
+    assert main(["apply", "--auto-approve"]) == 0, capsys.readouterr().err
+    assert (ws / "tiny" / "model.safetensors").is_symlink()
+    pushed = hub_env.store.resolve("me/tiny-mirror")
+    assert len(pushed) == 40
+    assert main(["plan", "--detailed-exitcode"]) == 0
+    # a symlink that points anywhere else is still refused
+    from batuta_sync.errors import ValidationError
+    from batuta_sync.publish.manifest import iter_files
+
+    (ws / "tiny" / "evil.txt").symlink_to(tmp_path / "seed" / "config.json")
+    with pytest.raises(ValidationError, match="outside"):
+        list(iter_files(ws / "tiny", (tmp_path / "home",)))

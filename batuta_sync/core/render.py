@@ -35,8 +35,19 @@ def _summary_line(plan: Plan) -> str:
     return "Plan: " + ", ".join(parts) + f"; {s['unchanged']} unchanged."
 
 
+def _upload_text(plan: Plan) -> str:
+    """Upload size; a push fed by a pending conversion only knows its size after converting."""
+    pushes = [a for a in plan.actions if a.kind is ActionKind.PUSH]
+    if not pushes:
+        return "upload 0 B"
+    unknown = any(a.upload_bytes == 0 for a in pushes)
+    if plan.upload_bytes == 0:
+        return "upload known after conversion" if unknown else "upload 0 B"
+    return f"upload ≤{human_bytes(plan.upload_bytes)}" + (" + conversion outputs" if unknown else "")
+
+
 def _bytes_line(plan: Plan) -> str:
-    line = f"Download {human_bytes(plan.download_bytes)}, upload ≤{human_bytes(plan.upload_bytes)}; "
+    line = f"Download {human_bytes(plan.download_bytes)}, {_upload_text(plan)}; "
     line += f"disk needed {human_bytes(plan.disk_bytes)} of {human_bytes(plan.free_bytes)} free."
     if plan.free_bytes is not None and plan.disk_bytes > plan.free_bytes:
         line += "  NOT ENOUGH DISK SPACE."

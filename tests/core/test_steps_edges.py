@@ -73,3 +73,25 @@ def test_publish_a_pulled_model_materialized_with_symlinks(
     (ws / "tiny" / "evil.txt").symlink_to(tmp_path / "seed" / "config.json")
     with pytest.raises(ValidationError, match="outside"):
         list(iter_files(ws / "tiny", (tmp_path / "home",)))
+
+
+def test_plan_says_when_upload_size_is_known_only_after_conversion(
+    tmp_path: Path, hub_env: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_tiny_llama(tmp_path / "seed")
+    hub_env.store.commit("org/tiny", {p.name: p for p in src.iterdir() if p.is_file()})
+    body = (
+        "models:\n  tiny: {repo: org/tiny}\n"
+        "conversions:\n  q8: {from: models.tiny, to: gguf, quantization: Q8_0}\n"
+        "publish:\n  out: {from: conversions.q8, repo: me/tiny-gguf}\n  raw: {from: ./raw, repo: me/raw}\n"
+    )
+    ws = _ws(tmp_path, body)
+    (ws / "raw").mkdir()
+    (ws / "raw" / "notes.txt").write_text("hello\n")
+    monkeypatch.chdir(ws)
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "upload ≤6 B + conversion outputs" in out and "≤0 B" not in out
+    (ws / "hf.yaml").write_text("version: 1\n" + body.split("  raw:")[0])
+    assert main(["plan"]) == 0
+    assert "upload known after conversion" in capsys.readouterr().out

@@ -7,36 +7,15 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from batuta_sync.cli import main
 from batuta_sync.server import HubServer
-from tests.hub.conftest import ALICE, BOB, settled, start_auth_hub, start_seeded_hub
+from tests.hub.conftest import ALICE, BOB, settled
 
-DATA = Path(__file__).parents[1] / "hub" / "data"
-
-
-@pytest.fixture
-def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    srv = start_seeded_hub(tmp_path / "hub-root")
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def auth_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    srv = start_auth_hub(tmp_path / "auth-root")
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+DATA = Path(__file__).parent / "data"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -6,6 +6,7 @@ One implementation each, used by the CLI, the planner, the pull engine, the publ
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 
 def human_bytes(n: float | None) -> str:
@@ -18,6 +19,20 @@ def human_bytes(n: float | None) -> str:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+def file_digests(path: Path, *, sha256: bool = True, sha1: bool = True) -> tuple[int, str | None, str | None]:
+    """``(size, sha256, git blob sha1)`` of a file in one read (a digest not asked for is None)."""
+    size = path.stat().st_size
+    h256 = hashlib.sha256() if sha256 else None
+    h1 = hashlib.sha1(b"blob %d\0" % size) if sha1 else None
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if h256 is not None:
+                h256.update(chunk)
+            if h1 is not None:
+                h1.update(chunk)
+    return size, h256.hexdigest() if h256 else None, h1.hexdigest() if h1 else None
 
 
 def git_blob_sha1(data: bytes) -> str:

@@ -8,28 +8,15 @@ what was pulled. The output goes to ``--output`` when given, else under ``$HF_HO
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batuta_sync._fmt import file_digests
 from batuta_sync.types import RepoFile
 
 if TYPE_CHECKING:
     from batuta_sync.pull import PullRequest, PullResult, PullSelection
     from batuta_sync.settings import Settings
     from batuta_sync.types import RepoSnapshot
-
-
-def _digests(path: Path) -> tuple[str, str]:
-    """(git blob sha1, sha256) of a file in one read."""
-    size = path.stat().st_size
-    sha1 = hashlib.sha1(b"blob %d\0" % size)
-    sha256 = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha1.update(chunk)
-            sha256.update(chunk)
-    return sha1.hexdigest(), sha256.hexdigest()
 
 
 def convert_for_pull(
@@ -52,8 +39,9 @@ def convert_for_pull(
     target = out_dir / f"{name}-{quant}.gguf"
     if not target.exists():  # the name carries repo, commit (dir) and quantization: reuse is safe
         convert(source.snapshot_dir, target, to=need.target_format, quantization=quant)
-    blob_id, sha256 = _digests(target)
-    gguf = RepoFile(path=target.name, size=target.stat().st_size, blob_id=blob_id, sha256=sha256)
+    size, sha256, blob_id = file_digests(target)
+    assert blob_id is not None
+    gguf = RepoFile(path=target.name, size=size, blob_id=blob_id, sha256=sha256)
     note = (
         f"{snapshot.ref.repo_id} has no {need.target_format} {quant} file: converted its "
         f"{need.source_format} weights (commit {snapshot.commit[:12]}) to {target}"

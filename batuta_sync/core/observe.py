@@ -12,7 +12,6 @@ publish sources are cached in ``.batuta/state.json`` by (size, mtime).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,6 @@ from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState, Rem
 from batuta_sync.errors import BatutaError, NotFoundError
 from batuta_sync.types import SHA1_RE, RepoRef
 
-_CHUNK = 1 << 20
 SKIP_DIRS = frozenset({".git", ".cache", ".batuta", "__pycache__"})
 
 
@@ -38,14 +36,11 @@ SKIP_DIRS = frozenset({".git", ".cache", ".batuta", "__pycache__"})
 
 def hash_file(path: Path) -> tuple[str, str]:
     """(sha256, git blob sha1) of a file in one read."""
-    size = path.stat().st_size
-    s256 = hashlib.sha256()
-    s1 = hashlib.sha1(f"blob {size}\0".encode())
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            s256.update(chunk)
-            s1.update(chunk)
-    return s256.hexdigest(), s1.hexdigest()
+    from batuta_sync._fmt import file_digests
+
+    _size, sha256, sha1 = file_digests(path)
+    assert sha256 is not None and sha1 is not None
+    return sha256, sha1
 
 
 class WorkspaceState:

@@ -807,18 +807,12 @@ _LFS_EXTS = (
 
 def hash_local_file(path: Path, rel: str) -> RepoFile:
     """A RepoFile for a local file: git blob sha1 always; sha256 when the Hub would store it in LFS."""
-    size = path.stat().st_size
-    sha1 = hashlib.sha1(b"blob %d\x00" % size)
-    lfs = size >= LFS_THRESHOLD or rel.lower().endswith(_LFS_EXTS)
-    sha256 = hashlib.sha256() if lfs else None
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha1.update(chunk)
-            if sha256 is not None:
-                sha256.update(chunk)
-    return RepoFile(
-        path=rel, size=size, blob_id=sha1.hexdigest(), sha256=sha256.hexdigest() if sha256 else None
-    )
+    from batuta_sync._fmt import file_digests
+
+    lfs = path.stat().st_size >= LFS_THRESHOLD or rel.lower().endswith(_LFS_EXTS)
+    size, sha256, sha1 = file_digests(path, sha256=lfs)
+    assert sha1 is not None
+    return RepoFile(path=rel, size=size, blob_id=sha1, sha256=sha256)
 
 
 def disk_free(path: Path) -> int:

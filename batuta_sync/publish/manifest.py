@@ -12,7 +12,6 @@ never re-read.  ``verify=True`` (``--rehash``) ignores the cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,11 +20,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batuta_sync._fmt import file_digests
 from batuta_sync.types import RepoSnapshot
 
 #: Files larger than this are always stored as LFS on the Hub, so their git sha1 is never needed.
 LFS_THRESHOLD = 10 * 1024 * 1024
-_CHUNK = 4 * 1024 * 1024
 CACHE_VERSION = 1
 
 # Never uploaded: VCS and tool state, and the secret-scan allowlist itself.
@@ -121,18 +120,9 @@ def same_content(local: FileHash, remote: RemoteFile) -> bool:
 
 def hash_file(path: Path) -> FileHash:
     """sha256 (and git blob sha1 for files ≤ LFS_THRESHOLD) in one read."""
-    size = path.stat().st_size
-    sha256 = hashlib.sha256()
-    sha1 = hashlib.sha1(f"blob {size}\0".encode()) if size <= LFS_THRESHOLD else None
-    with open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            if not chunk:
-                break
-            sha256.update(chunk)
-            if sha1 is not None:
-                sha1.update(chunk)
-    return FileHash(size, sha256.hexdigest(), sha1.hexdigest() if sha1 is not None else None)
+    size, sha256, sha1 = file_digests(path, sha1=path.stat().st_size <= LFS_THRESHOLD)
+    assert sha256 is not None
+    return FileHash(size, sha256, sha1)
 
 
 class HashCache:

@@ -30,8 +30,12 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batuta_sync.errors import IntegrityError, UnsafeFileError
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = [
     "FileSafety",
@@ -42,6 +46,7 @@ __all__ = [
     "classify_file_safety",
     "is_safe_repo_path",
     "path_problem",
+    "pickle_bearing_reason",
     "sniff_file_safety",
     "unsafe_files_error",
     "validate_repo_path",
@@ -221,6 +226,14 @@ class _Source:
             f.seek(offset)
             return f.read(n)
 
+    def open_tar(self) -> tarfile.TarFile:
+        import tarfile
+
+        if self._bytes is not None:
+            return tarfile.open(fileobj=io.BytesIO(self._bytes), mode="r:")
+        assert self._path is not None
+        return tarfile.open(self._path, mode="r:")
+
     def open_zip(self) -> zipfile.ZipFile:
         if self._bytes is not None:
             return zipfile.ZipFile(io.BytesIO(self._bytes))
@@ -282,10 +295,37 @@ def _npy_object_reason(head: bytes) -> str | None:
     return None
 
 
-def _tar_reason(head: bytes) -> str | None:
-    # Legacy torch checkpoints are tar files with 'storages', 'tensors', 'pickle' members.
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar archive (legacy PyTorch checkpoint format)"
+#: Member names of the legacy (pre-zip) PyTorch tar checkpoint.
+_TORCH_TAR_MEMBERS = frozenset({"pickle", "storages", "tensors", "sys_info"})
+#: Tar members that loaders unpickle (``.pyd`` is WebDataset's pickle extension).
+_PICKLE_MEMBER_SUFFIXES = (".pkl", ".pickle", ".pyd", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill")
+_TAR_MAX_MEMBERS = 100_000
+
+
+def _tar_reason(src: _Source, head: bytes) -> str | None:
+    """Why a tar archive is pickle-bearing, or None.
+
+    A tar is unsafe when it is a legacy PyTorch checkpoint (members ``pickle``, ``storages``,
+    ``tensors``, ``sys_info``) or carries members that loaders unpickle (``*.pkl``, WebDataset's
+    ``*.pyd``, torch checkpoints).  Plain data shards (WebDataset ``.jpg``/``.json``/``.cls``)
+    are not.  Only member headers are read, never member data.
+    """
+    if len(head) < 262 or head[257:262] != b"ustar":
+        return None
+    import tarfile
+
+    try:
+        with src.open_tar() as tf:
+            for i, member in enumerate(tf):
+                name = member.name.lstrip("./")
+                if name in _TORCH_TAR_MEMBERS:
+                    return "tar archive (legacy PyTorch checkpoint format)"
+                if name.lower().endswith(_PICKLE_MEMBER_SUFFIXES):
+                    return f"tar archive containing a pickle-bearing member ({name})"
+                if i >= _TAR_MAX_MEMBERS:
+                    return f"tar archive with more than {_TAR_MAX_MEMBERS} members (treated as unsafe)"
+    except (tarfile.TarError, OSError, ValueError, EOFError):
+        return "tar archive that cannot be listed (treated as unsafe)"
     return None
 
 
@@ -382,6 +422,26 @@ def check_safetensors_header(data: bytes | bytearray | memoryview | str | os.Pat
     return None
 
 
+def _content_reason(src: _Source, head: bytes) -> str | None:
+    """Pickle-bearing by content alone (UNS-1): a pickle stream, a zip with pickles, a legacy
+    torch tar or a tar with pickle members, an object-dtype ``.npy``."""
+    reason = looks_like_pickle(head)
+    if reason:
+        return reason
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        reason = _zip_reason(src)
+        if reason:
+            return reason
+    return _tar_reason(src, head) or _npy_object_reason(head)
+
+
+def pickle_bearing_reason(data: bytes | bytearray | memoryview | str | os.PathLike[str]) -> str | None:
+    """Why the content is pickle-bearing whatever its name (the one content sniffer shared by
+    pull and push), or None.  Reads a header, lists archives, never unpickles."""
+    src = _Source(data)
+    return _content_reason(src, src.read(0, SNIFF_BYTES))
+
+
 def sniff_file_safety(
     data: bytes | bytearray | memoryview | str | os.PathLike[str], filename: str | None = None
 ) -> SafetyVerdict:
@@ -392,19 +452,9 @@ def sniff_file_safety(
         filename = "" if isinstance(data, bytes | bytearray | memoryview) else Path(data).name
     head = src.read(0, SNIFF_BYTES)
     ext = _suffix(filename)
-    reason = looks_like_pickle(head)
+    reason = _content_reason(src, head)
     if reason:
         return SafetyVerdict(FileSafety.UNSAFE, f"content is a {reason}" + (f", named {ext}" if ext else ""))
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        zr = _zip_reason(src)
-        if zr:
-            return SafetyVerdict(FileSafety.UNSAFE, f"content is a {zr}")
-    tr = _tar_reason(head)
-    if tr:
-        return SafetyVerdict(FileSafety.UNSAFE, f"content is a {tr}")
-    nr = _npy_object_reason(head)
-    if nr:
-        return SafetyVerdict(FileSafety.UNSAFE, f"content is a {nr}")
     if ext == ".safetensors":
         problem = check_safetensors_header(data)
         if problem:

@@ -6,7 +6,8 @@
   ``reason`` mirroring the Rust error variants.
 * :func:`validate_gguf` / :func:`read_gguf_strings` — GGUF structure (reference PAR-2, 16 cases):
   magic, version, sane counts, string/array bounds, key types, tensor dims/types, alignment, offsets.
-* :func:`is_pickle_file` — content-based pickle detection (renamed files are caught).
+* pickle-bearing files — by name and by content, with the pull side's one sniffer
+  (:func:`batuta_sync.safety.pickle_bearing_reason`; renamed files are caught).
 * :func:`validate_folder` — the push-time checks: every weight file, ``config.json`` for models,
   the declared ``--format``, pickles refused unless ``allow_unsafe``, and upload path rules.
 """
@@ -15,16 +16,15 @@ from __future__ import annotations
 
 import io
 import json
-import pickletools
 import re
 import struct
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from batuta_sync.errors import UnsafeFileError, ValidationError
+from batuta_sync.safety import FileSafety, classify_file_safety, path_problem, pickle_bearing_reason
 
 MAX_SAFETENSORS_HEADER = 100_000_000
 MAX_SAFETENSORS_RANK = 8  # chosen & documented (docs/security.md): real models use ≤ 5
@@ -417,75 +417,6 @@ def read_gguf_strings(fh: BinaryIO, size: int, path: str = "<gguf>") -> list[tup
 
 
 # --------------------------------------------------------------------------------------------------
-# Pickles
-# --------------------------------------------------------------------------------------------------
-
-UNSAFE_EXTENSIONS = (".bin", ".pkl", ".pt", ".pth", ".pickle", ".ckpt", ".joblib", ".dill", ".npz")
-_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "REDUCE", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
-
-
-def _pickle0_like(data: bytes) -> bool:
-    """A protocol 0/1 pickle that parses to STOP and imports/calls something."""
-    try:
-        ops = {op.name for op, _a, _p in pickletools.genops(io.BytesIO(data))}
-    except Exception:
-        return False
-    return "STOP" in ops and bool(ops & _CODE_OPS)
-
-
-def sniff_pickle(head: bytes, data_for_zip: BinaryIO | None = None) -> bool:
-    """True if the bytes are pickle-bearing: a pickle, a zip with ``*.pkl``, an object-dtype ``.npy``."""
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    if head.startswith(b"\x93NUMPY"):
-        return b"'descr': '|O'" in head[:1024] or b"'descr': 'O'" in head[:1024]
-    if head.startswith(b"PK\x03\x04") and data_for_zip is not None:
-        try:
-            with zipfile.ZipFile(data_for_zip) as zf:
-                return any(n.endswith((".pkl", ".pickle")) or n.endswith("/data.pkl") for n in zf.namelist()[:10_000])
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return False
-    if head[:1] in (b"(", b"c", b"]", b"}", b"I", b"\x80") and b"\x00" not in head[:64]:
-        return _pickle0_like(head)
-    return False
-
-
-def is_pickle_file(file: Path) -> bool:
-    """Content-based check (the extension is checked separately by the caller)."""
-    with open(file, "rb") as fh:
-        head = fh.read(1 << 20)
-        fh.seek(0)
-        return sniff_pickle(head, fh if head.startswith(b"PK\x03\x04") else None)
-
-
-# --------------------------------------------------------------------------------------------------
-# Repo paths
-# --------------------------------------------------------------------------------------------------
-
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
-
-
-def check_repo_path(rel: str) -> str | None:
-    """Why ``rel`` (posix, relative) is not a safe path in a repo, or None."""
-    if not rel or rel.startswith("/") or "\\" in rel:
-        return "absolute path or backslash"
-    for part in rel.split("/"):
-        if part in ("", ".", ".."):
-            return "empty, '.' or '..' segment"
-        if any(ord(c) < 0x20 for c in part) or ":" in part:
-            return "control character or ':'"
-        if part.split(".")[0].lower() in _RESERVED:
-            return "Windows reserved name"
-        if part.endswith((".", " ")):
-            return "trailing dot or space"
-        if len(part.encode("utf-8")) > 255:
-            return "segment longer than 255 bytes"
-        if part in (".git", ".cache"):
-            return "'.git' or '.cache' segment"
-    return None
-
-
-# --------------------------------------------------------------------------------------------------
 # Folder validation
 # --------------------------------------------------------------------------------------------------
 
@@ -534,7 +465,7 @@ def validate_folder(
     gg: dict[str, GgufInfo] = {}
     unsafe: list[str] = []
     for rel in files:
-        why = check_repo_path(rel)
+        why = path_problem(rel)
         if why:
             problems.append(f"{rel!r}: unsafe path in repo ({why})")
             continue
@@ -545,7 +476,7 @@ def validate_folder(
                 st[rel] = validate_safetensors(file, rel)
             elif low.endswith(".gguf"):
                 gg[rel] = validate_gguf(file, rel)
-            elif low.endswith(UNSAFE_EXTENSIONS) or is_pickle_file(file):
+            elif classify_file_safety(rel) is FileSafety.UNSAFE or pickle_bearing_reason(file):
                 unsafe.append(rel)
         except (SafetensorsFormatError, GgufFormatError) as exc:
             problems.append(exc.message)

@@ -106,11 +106,10 @@ def t_gguf_file(data: bytes) -> None:
 
 def t_pickle_scan(data: bytes) -> None:
     from batuta_sync.publish.secrets import pickle_strings, scan_bytes
-    from batuta_sync.publish.validate import sniff_pickle
-    from batuta_sync.safety import looks_like_pickle
+    from batuta_sync.safety import looks_like_pickle, pickle_bearing_reason
 
     looks_like_pickle(data[:4096])
-    sniff_pickle(data[:4096], io.BytesIO(data))
+    pickle_bearing_reason(data)
     pickle_strings(data)
     scan_bytes(data, "fuzz/model.pkl")
 

@@ -19,16 +19,15 @@ from batuta_sync.errors import UnsafeFileError, UsageError, ValidationError
 from batuta_sync.publish.validate import (
     GgufFormatError,
     SafetensorsFormatError,
-    check_repo_path,
-    is_pickle_file,
     parse_gguf_bytes,
     parse_safetensors_header,
     read_gguf_strings,
-    sniff_pickle,
     validate_folder,
     validate_gguf,
     validate_safetensors,
 )
+from batuta_sync.safety import path_problem as check_repo_path
+from batuta_sync.safety import pickle_bearing_reason
 from tests.publish.fixtures import make_clean_model, safetensors_bytes
 
 
@@ -286,18 +285,38 @@ def test_pickle_sniffing_catches_renamed_files(tmp_path: Path) -> None:
     payload = pickle.dumps({"a": 1}, protocol=4)
     for name in ("weights.txt", "x.bin", "model.data"):
         (tmp_path / name).write_bytes(payload)
-        assert is_pickle_file(tmp_path / name)
+        assert pickle_bearing_reason(tmp_path / name)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("archive/data.pkl", payload)
     (tmp_path / "ckpt.zip").write_bytes(buf.getvalue())
-    assert is_pickle_file(tmp_path / "ckpt.zip")
-    assert sniff_pickle(b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (2,), }")
-    assert sniff_pickle(pickle.dumps(Path("x"), protocol=0))
-    assert not sniff_pickle(b"I123\n.")  # a bare int pickle imports nothing
-    assert not sniff_pickle(b'{"json": true}')
+    assert pickle_bearing_reason(tmp_path / "ckpt.zip")
+    assert pickle_bearing_reason(b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (2,), }")
+    assert pickle_bearing_reason(pickle.dumps(Path("x"), protocol=0))
+    assert not pickle_bearing_reason(b"I123\n.")  # a bare int pickle imports nothing
+    assert not pickle_bearing_reason(b'{"json": true}')
     (tmp_path / "notes.txt").write_text("(just text)")
-    assert not is_pickle_file(tmp_path / "notes.txt")
+    assert not pickle_bearing_reason(tmp_path / "notes.txt")
+
+
+def test_push_allows_a_webdataset_shard_and_blocks_a_tar_with_pickles(tmp_path: Path) -> None:
+    import tarfile
+
+    def tar(path: Path, members: dict[str, bytes]) -> None:
+        with tarfile.open(path, "w") as tf:
+            for name, payload in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    tar(root / "train-000.tar", {"0.jpg": b"\xff\xd8", "0.cls": b"1"})
+    rep = validate_folder(root, ["train-000.tar"], repo_type="dataset")
+    assert rep.unsafe == ()
+    tar(root / "train-001.tar", {"0.jpg": b"\xff\xd8", "0.pyd": pickle.dumps([1])})
+    with pytest.raises(UnsafeFileError, match=r"train-001\.tar"):
+        validate_folder(root, ["train-000.tar", "train-001.tar"], repo_type="dataset")
 
 
 # ------------------------------------------------------------------------------------------------ folder

@@ -27,6 +27,7 @@ from batuta_sync.safety import (
     classify_file_safety,
     is_safe_repo_path,
     path_problem,
+    pickle_bearing_reason,
     sniff_file_safety,
     unsafe_files_error,
     validate_repo_path,
@@ -112,6 +113,31 @@ def test_torch_zip_tar_and_object_npy_are_unsafe(tmp_path: Path) -> None:
     ok = tmp_path / "y.npy"
     np.save(ok, np.arange(4))
     assert not sniff_file_safety(ok).unsafe
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def test_webdataset_shard_is_safe_but_tars_carrying_pickles_are_not(tmp_path: Path) -> None:
+    """UNS-1: only a legacy torch tar or a tar with pickle members is pickle-bearing; a
+    WebDataset shard of images, labels and JSON is data and must not be blocked."""
+    shard = _tar({"000001.jpg": b"\xff\xd8\xff", "000001.cls": b"3", "000001.json": b'{"a": 1}'})
+    (tmp_path / "train-000.tar").write_bytes(shard)
+    assert not sniff_file_safety(tmp_path / "train-000.tar").unsafe
+    assert pickle_bearing_reason(shard) is None
+    pyd = _tar({"000001.jpg": b"x", "000001.pyd": pickle.dumps({"a": 1})})
+    assert "000001.pyd" in (pickle_bearing_reason(pyd) or "")
+    legacy = _tar({"sys_info": b"{}", "pickle": b"\x80\x02N.", "storages": b"", "tensors": b""})
+    assert "legacy PyTorch" in sniff_file_safety(legacy, "shard.tar").reason
+    broken = shard[:600]  # a ustar header whose member data is cut off
+    assert "cannot be listed" in (pickle_bearing_reason(broken) or "")
 
 
 def test_valid_safetensors_and_gguf_pass(tmp_path: Path) -> None:

@@ -394,3 +394,25 @@ def test_a_crafted_plan_cannot_point_apply_outside_the_workspace(
     forged = replace(pull, lock_entry={**(pull.lock_entry or {}), "repo": "evil/repo"})
     result = apply_plan(replace(plan, actions=(forged,)), manifest=f)
     assert "does not match hf.yaml" in str(result.failed["pull:models.a"])
+
+
+def test_a_plan_made_in_one_checkout_applies_in_another(
+    ws: Path, hub_env: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """GitOps: `plan -o plan.json` runs in one CI job's checkout, `apply plan.json` in another's.
+    The plan records project paths relative to hf.yaml, so it neither leaks the first
+    checkout's path nor writes there."""
+    plan_path = ws / "plan.json"
+    code, _, err = run(capsys, "plan", "-f", str(ws / "hf.yaml"), "-o", str(plan_path))
+    assert code == 0, err
+    assert str(ws) not in plan_path.read_text()
+    other = tmp_path / "second-checkout"
+    other.mkdir()
+    for name in ("hf.yaml", "plan.json"):  # what a clean checkout plus the plan artifact hold
+        (other / name).write_bytes((ws / name).read_bytes())
+    code, _, err = run(capsys, "apply", "-f", str(other / "hf.yaml"), str(other / "plan.json"), "--auto-approve")
+    assert code == 0, err
+    assert (other / "models/a/notes.txt").read_bytes() == FILES_A["notes.txt"]
+    assert not (ws / "models").exists() and not (ws / "hf.lock").exists()
+    lock = read_lock(other / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.a", "models.b"}

@@ -9,6 +9,7 @@ a frozen Plan.  The I/O wrapper that observes the world first is
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import PurePosixPath
 
 from batuta_sync.core.actions import DriftKind
 from batuta_sync.core.lockfile import Lock, lock_digest
@@ -66,7 +67,8 @@ def build_plan(
     drift = tuple(d for d in result.drift if not opts.targets or d.address in addresses or d.address in opts.targets)
     return Plan(
         plan_id=plan_id,
-        manifest_path=manifest.path,
+        # the file's name only: apply reads hf.yaml from its own checkout (portable, no local path)
+        manifest_path=PurePosixPath(manifest.path.replace("\\", "/")).name,
         manifest_digest=manifest.digest,
         lock_digest=lock_digest(lock),
         lock_serial=current.serial,

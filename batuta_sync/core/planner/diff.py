@@ -128,6 +128,12 @@ def _join(root: str, path: str) -> str:
     return str(p if p.is_absolute() else PurePosixPath(root) / p)
 
 
+def _proj(path: str) -> str:
+    """A project path as plan.json records it: relative to hf.yaml's folder (as written in
+    hf.yaml), so a plan made in one checkout applies in another and leaks no local path."""
+    return str(PurePosixPath(path or "."))
+
+
 def _sum_sizes(files: Sequence[FileDigest], paths: Sequence[str], cached: frozenset[str] = frozenset()) -> int:
     """Bytes to fetch for ``paths`` (a file whose blob is already cached costs nothing)."""
     wanted = set(paths)
@@ -262,7 +268,7 @@ def diff_repo(
         "format": spec.format,
         "quantization": spec.quantization,
         "split": spec.split,
-        "output": _join(opts.root, spec.output) if spec.output else None,
+        "output": _proj(spec.output) if spec.output else None,
         "copy": opts.materialize == "copy",
         "allow_unsafe": spec.allow_unsafe,
         # Removed before pulling, so they are fetched (and verified) again.
@@ -287,7 +293,7 @@ def diff_repo(
 def repo_source_dir(new: RepoLock, spec: RepoSpec, opts: PlanOptions) -> str:
     """Where a repo's files are on disk after apply: its output dir, else the cache snapshot."""
     if spec.output:
-        return _join(opts.root, spec.output)
+        return _proj(spec.output)
     return snapshot_dir(opts.cache_dir, spec.repo_type.value, spec.repo, new.commit)
 
 
@@ -314,7 +320,7 @@ def _source_dir(address: str, manifest: Manifest, out: DiffResult, opts: PlanOpt
     if isinstance(spec, RepoSpec) and isinstance(entry, RepoLock):
         return repo_source_dir(entry, spec, opts)
     if isinstance(spec, ConversionSpec):
-        return _join(opts.root, spec.output_path)
+        return _proj(spec.output_path)
     return ""
 
 
@@ -368,7 +374,7 @@ def diff_conversion(spec: ConversionSpec, manifest: Manifest, lock: Lock, world:
         params={
             "from": spec.source,
             "src": _source_dir(spec.source, manifest, out, opts),
-            "dst": _join(opts.root, spec.output_path),
+            "dst": _proj(spec.output_path),
             "output": spec.output_path,
             "to": spec.to,
             "quantization": spec.quantization,
@@ -396,7 +402,7 @@ def _publish_source(spec: PublishSpec, manifest: Manifest, world: World, opts: P
             return src_dir, tree_digest(entry.outputs), sum(f.size for f in entry.outputs)
         return src_dir, None, 0
     local = world.local.get(spec.address)
-    path = _join(opts.root, spec.source)
+    path = _proj(spec.source)
     if not isinstance(local, LocalDirState) or not local.exists:
         out.problems.append(f"{spec.address}: the source directory {spec.source!r} does not exist")
         return path, None, 0
@@ -472,17 +478,17 @@ def diff_removed(manifest: Manifest, lock: Lock, opts: PlanOptions, out: DiffRes
         kind = ActionKind.RELOCK
         if isinstance(entry, RepoLock) and entry.output:
             kind = ActionKind.DELETE_LOCAL
-            paths = [_join(_join(opts.root, entry.output), f.path) for f in entry.files]
+            paths = [_join(_proj(entry.output), f.path) for f in entry.files]
         elif isinstance(entry, ConversionLock):
             kind = ActionKind.DELETE_LOCAL
-            paths = [_join(_join(opts.root, entry.output), f.path) for f in entry.outputs]
+            paths = [_join(_proj(entry.output), f.path) for f in entry.outputs]
         out.actions.append(
             Action(
                 kind=kind,
                 address=address,
                 reason=Reason.REMOVED_FROM_MANIFEST,
                 detail=f"{len(paths)} local files" if paths else "drop from hf.lock",
-                params={"paths": paths, "dirs": [_join(opts.root, getattr(entry, "output", "") or "")] if paths else []},
+                params={"paths": paths, "dirs": [_proj(getattr(entry, "output", "") or "")] if paths else []},
             )
         )
 

@@ -167,8 +167,21 @@ def run_demo(
 
 def main_demo(directory: str | None, quiet: bool) -> int:
     """CLI entry: run the demo, exit non-zero if any step failed."""
-    say: Callable[[str], None] = (lambda _s: None) if quiet else (lambda s: print(s, file=sys.stdout, flush=True))
-    result = run_demo(Path(directory) if directory else None, say=say, quiet=quiet)
+    if not quiet:
+        result = run_demo(Path(directory) if directory else None, say=lambda s: print(s, flush=True))
+    else:
+        # Quiet: the commands' own output is kept back and shown only if a step fails; success
+        # is one line.
+        import contextlib
+        import io
+
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            result = run_demo(Path(directory) if directory else None, say=lambda _s: None, quiet=True)
+        if result.ok:
+            print(f"batuta demo: ok — plan → apply → in sync in {result.seconds:.1f} s ({result.directory})")
+        else:
+            sys.stdout.write(captured.getvalue())
     if result.ok:
         return 0
     return result.apply_exit or result.second_plan_exit or 1

@@ -63,3 +63,5 @@ def test_demo_cli_quiet_subprocess(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "d" / "project" / "hf.lock").is_file()
+    # quiet: one line on success, no plan listing
+    assert out.stdout.startswith("batuta demo: ok") and out.stdout.count("\n") == 1, out.stdout

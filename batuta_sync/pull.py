@@ -392,8 +392,12 @@ def plan_pull(
 ) -> PullSelection:
     """Decide which files of ``snapshot`` to fetch for ``req`` (pure; raises BatutaErrors).
 
-    ``card`` is the dataset card's YAML (for ``--split`` with card-declared splits).
+    ``card`` is the dataset card's YAML (for ``--split`` with card-declared splits); by default
+    the ``cardData`` the Hub sent with the snapshot, so ``batuta plan`` resolves card-declared
+    splits exactly as ``batuta hf pull`` does.
     """
+    if card is None:
+        card = snapshot.card
     ref = snapshot.ref
     notes: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -705,8 +709,8 @@ def pull(
             )
         return dl.fetch_all([DownloadJob(ref, snapshot.commit, f, layout) for f in files])
 
-    card: dict[str, Any] | None = None
-    if ref.repo_type is HfAssetType.DATASET and req.split:
+    card: Mapping[str, Any] | None = snapshot.card  # the Hub's cardData, when it sent it
+    if card is None and ref.repo_type is HfAssetType.DATASET and req.split:
         readme = snapshot.file("README.md")
         have_readme = readme is not None and layout.blob_path(readme.etag).exists()
         if readme is not None and path_problem(readme.path) is None and (have_readme or not offline):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -102,11 +104,13 @@ class RepoRef:
 
 @dataclass(frozen=True, slots=True)
 class RepoSnapshot:
-    """A repo resolved to one commit with its full file listing."""
+    """A repo resolved to one commit with its full file listing (and the card's YAML metadata,
+    ``cardData``, when the Hub sent it in the same answer)."""
 
     ref: RepoRef
     commit: str
     files: tuple[RepoFile, ...]
+    card: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def file(self, path: str) -> RepoFile | None:
         for f in self.files:

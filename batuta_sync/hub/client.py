@@ -269,8 +269,10 @@ class HfClient:
             raise HubError(f"The Hub's answer for {ref} has no commit sha.", hint="Check HF_ENDPOINT.")
         siblings = body.get("siblings")
         files = files_from_siblings(siblings)
+        card_data = body.get("cardData")
+        card = card_data if isinstance(card_data, dict) else None  # the README's YAML (dataset splits)
         if isinstance(siblings, list) and files and all(f.blob_id for f in files):
-            return RepoSnapshot(ref, sha, files)
+            return RepoSnapshot(ref, sha, files, card)
         tree_path = f"{base}/tree/{sha}"
         params: Params = [("recursive", "true"), ("expand", "false")]
         key = self.cache.key(tree_path, params)
@@ -284,7 +286,7 @@ class HfClient:
         else:
             entries = self.http.get_json_pages(tree_path, params=params)
             self.cache.put(key, entries, f"the file tree of {ref} at {sha}")
-        return RepoSnapshot(ref, sha, tuple(sorted(files_from_tree(entries), key=lambda f: f.path)))
+        return RepoSnapshot(ref, sha, tuple(sorted(files_from_tree(entries), key=lambda f: f.path)), card)
 
     # ------------------------------------------------------------------ auth
     def is_authenticated(self) -> bool:

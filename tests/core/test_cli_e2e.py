@@ -416,3 +416,36 @@ def test_a_plan_made_in_one_checkout_applies_in_another(
     assert not (ws / "models").exists() and not (ws / "hf.lock").exists()
     lock = read_lock(other / "hf.lock")
     assert lock is not None and set(lock.entries) == {"models.a", "models.b"}
+
+
+def test_a_dataset_split_declared_only_in_the_card_is_resolved_at_plan_time(
+    tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The split "holdout" exists only in README.md's `configs:` (no file is named after it).
+    The planner reads the card from the Hub's `cardData` in the same answer as the file list,
+    so `plan` locks the same files `hf pull --split holdout` would, with no extra request."""
+    card = (
+        "---\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: train\n    path: data/part-*.csv\n  - split: holdout\n    path: extra/kept-*.csv\n---\n# ds\n"
+    )
+    hub_env.store.commit(
+        "org/ds",
+        {"README.md": card.encode(), "data/part-0.csv": b"a,b\n1,2\n", "extra/kept-0.csv": b"a,b\n3,4\n",
+         "extra/kept-1.csv": b"a,b\n5,6\n"},
+        repo_type="dataset",
+    )
+    ws = tmp_path / "ws"
+    f = str(_write(ws, "datasets:\n  ds:\n    repo: org/ds\n    split: holdout\n    output: ./data\n"))
+    hub_env.log.clear()
+    code, _out, err = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 2, err
+    assert hub_env.log.count() == 1  # the revision answer carries the card: no README download
+    code, _, err = run(capsys, "apply", "-f", f, "--auto-approve")
+    assert code == 0, err
+    lock = read_lock(ws / "hf.lock")
+    entry = lock.get("datasets.ds") if lock else None
+    assert isinstance(entry, RepoLock)
+    data = {p.path for p in entry.files if p.path.endswith(".csv")}
+    assert data == {"extra/kept-0.csv", "extra/kept-1.csv"}
+    assert (ws / "data/extra/kept-1.csv").read_bytes() == b"a,b\n5,6\n"
+    assert not (ws / "data/data/part-0.csv").exists()

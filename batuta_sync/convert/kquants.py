@@ -14,10 +14,17 @@ quantizer, so these are ours.  They reproduce ``quantize_row_q{4,5,6}_K_ref`` (w
 
 The search loops are vectorised across sub-blocks; work is done in chunks of a few
 hundred blocks so the temporaries stay in the CPU cache.
+
+When numba is importable, :mod:`batuta_sync.convert._kquants_numba` (a compiled port of the same
+C loops, cached on disk) does the work instead -- several times faster, same bytes.  It is
+imported lazily on the first sizeable K-quant call; ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto``
+forces a backend (``auto``: numba when available).  Any failure to import or compile it falls
+back to numpy for the rest of the process.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -26,8 +33,54 @@ QK_K = 256
 BLOCK_BYTES = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
 _CHUNK_BLOCKS = 1024  # super-blocks per chunk (256K floats): big enough to amortise numpy call overhead
 
+_JIT_MIN_BLOCKS = 64  # below this the numpy path is as quick as importing numba in a fresh process
+_BACKEND_ENV = "BATUTA_KQUANTS_BACKEND"
+
 F32 = np.float32
 NDArray = Any
+_jit_module: Any = None  # None: not tried yet; False: unavailable in this process
+
+
+def _jit() -> Any:
+    """The numba kernels module, or None when numba is missing or broken here."""
+    global _jit_module
+    if _jit_module is None:
+        try:
+            from batuta_sync.convert import _kquants_numba
+
+            _jit_module = _kquants_numba
+        except Exception:  # ImportError, or numba/llvmlite failing to initialise
+            _jit_module = False
+    return _jit_module or None
+
+
+def _use_jit(nb: int, backend: str | None) -> bool:
+    choice = backend or os.environ.get(_BACKEND_ENV, "auto")
+    if choice == "numpy":
+        return False
+    if choice == "numba":
+        return _jit() is not None
+    return nb >= _JIT_MIN_BLOCKS and _jit() is not None
+
+
+def backend_name(qtype: str, nblocks: int = _JIT_MIN_BLOCKS) -> str:
+    """Which backend ``quantize_k`` would use for ``nblocks`` super-blocks of ``qtype`` ("numba"/"numpy")."""
+    return "numba" if qtype in BLOCK_BYTES and _use_jit(nblocks, None) else "numpy"
+
+
+def _quantize_jit(flat: NDArray, qtype: str, out: NDArray) -> bool:
+    """Quantize with the compiled kernels; False (and numpy from now on) if they cannot run."""
+    global _jit_module
+    mod = _jit()
+    try:
+        if qtype == "Q6_K":
+            mod.quantize_q6k(flat, out)
+        else:
+            mod.quantize_q45k(flat, out, 15 if qtype == "Q4_K" else 31)
+    except Exception:  # a compilation failure (numba/LLVM problem): the numpy path gives the same bytes
+        _jit_module = False
+        return False
+    return True
 
 
 def _reduce(a: NDArray) -> NDArray:
@@ -281,10 +334,11 @@ def _q6k_chunk(xb: NDArray) -> NDArray:
     return out
 
 
-def quantize_k(data: NDArray, qtype: str) -> NDArray:
+def quantize_k(data: NDArray, qtype: str, *, backend: str | None = None) -> NDArray:
     """Quantize a float array whose last dimension is a multiple of 256.
 
     Returns uint8 of shape ``(*rows, row_bytes)`` (the layout gguf-py uses for quantized data).
+    ``backend`` ("numpy" / "numba" / "auto") overrides ``$BATUTA_KQUANTS_BACKEND``.
     """
     if qtype not in BLOCK_BYTES:
         raise ValueError(f"not a K-quant type: {qtype}")
@@ -296,6 +350,8 @@ def quantize_k(data: NDArray, qtype: str) -> NDArray:
     nb = flat.shape[0]
     bb = BLOCK_BYTES[qtype]
     out = np.empty((nb, bb), dtype=np.uint8)
+    if nb and _use_jit(nb, backend) and _quantize_jit(np.ascontiguousarray(flat), qtype, out):
+        return out.reshape(*rows, (arr.shape[-1] // QK_K) * bb)
     for start in range(0, nb, _CHUNK_BLOCKS):
         xb = np.ascontiguousarray(flat[start : start + _CHUNK_BLOCKS])
         if qtype == "Q4_K":

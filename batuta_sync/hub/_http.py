@@ -6,8 +6,11 @@ Every Hub request of batuta (search, info, downloads, uploads) goes through one
 * retries with tenacity: only 408/429/5xx, timeouts and connection errors;
   backoff 1, 2, 4, 8, 16 s (cap 60 s, 5 retries); server hints (``Retry-After``,
   ``RateLimit … t=N``) are a minimum;
-* a 429 closes the endpoint's shared :class:`~batuta_sync.hub.ratelimit.Gate`, so every
-  worker thread pauses, not only the one that was told;
+* a 429 closes the endpoint's process-wide :class:`~batuta_sync.hub.ratelimit.Gate`
+  (:func:`~batuta_sync.hub.ratelimit.shared_gate`, also used by the download engine), so every
+  worker thread pauses, API calls and downloads alike, not only the one that was told;
+* the initial backoff follows ``BATUTA_RETRY_BACKOFF`` when no ``config`` is given
+  (:meth:`~batuta_sync.hub.ratelimit.RateLimitConfig.from_env`);
 * ``no_wait`` / ``max_wait`` raise :class:`~batuta_sync.errors.RateLimitedError` instead of
   waiting; ``on_wait(seconds, reason)`` is called before every wait (the CLI shows it);
 * a final error response becomes a BatutaError via :mod:`batuta_sync.hub.errors_map`;
@@ -74,8 +77,11 @@ class HubHttp:
             window, security.md RL-3; ``None`` or ``inf`` = no limit).
         no_wait: never wait for a rate limit; fail with RateLimitedError at once.
         on_wait: called as ``on_wait(seconds, reason)`` before every wait.
-        config: the backoff schedule (default 1 s × 2, cap 60 s, 5 retries).
-        clock: monotonic clock of the shared pause (tests inject a fake one).
+        config: the backoff schedule (default 1 s × 2, cap 60 s, 5 retries; the initial backoff
+            from ``BATUTA_RETRY_BACKOFF`` when set).
+        clock: monotonic clock of a private pause (tests inject a fake one); without it (and
+            without ``gate``) the endpoint's process-wide gate is used.
+        gate: the pause to share (default: ``ratelimit.shared_gate(endpoint)``).
         transport: an httpx transport (tests may pass ``httpx.MockTransport``).
     """
 
@@ -88,20 +94,22 @@ class HubHttp:
         no_wait: bool = False,
         on_wait: Callable[[float, str], None] | None = None,
         config: ratelimit.RateLimitConfig | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        gate: ratelimit.Gate | None = None,
         timeout: httpx.Timeout | float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.config = config or ratelimit.RateLimitConfig()
+        self.config = config or ratelimit.RateLimitConfig.from_env()
         self._sleep = sleep
         self.max_wait = max_wait
         self.no_wait = no_wait
         self.on_wait = on_wait
-        self._clock = clock
         self._timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
         self._transport = transport
-        self._gate = ratelimit.Gate(clock)  # shared by every thread using this client
+        if gate is None:
+            gate = ratelimit.Gate(clock) if clock is not None else ratelimit.shared_gate(self.endpoint)
+        self._gate = gate  # shared by every thread of this client (and, by default, every transport)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
@@ -194,11 +202,14 @@ class HubHttp:
         if self.on_wait is not None:
             self.on_wait(seconds, reason)
 
+    @property
+    def gate(self) -> ratelimit.Gate:
+        """The rate-limit pause this client honours (by default shared with the download engine)."""
+        return self._gate
+
     def _pass_gate(self) -> None:
         """Before a request: wait out a pause another worker's 429 started."""
         until = self._gate.until
-        if until <= getattr(self._local, "waited_until", 0.0):
-            return
         left = self._gate.remaining()
         if left <= 0:
             return
@@ -206,7 +217,15 @@ class HubHttp:
             raise self._rate_limited(left, None, "another request was rate limited; the Hub")
         self._notify(left, "rate limited (shared pause)")
         self._sleep(left)
-        self._local.waited_until = until
+        self._gate.reached(until)
+
+    def _retry_sleep(self, seconds: float) -> None:
+        """tenacity's sleep: after waiting out our own 429, that pause is over for everyone."""
+        self._sleep(seconds)
+        target = getattr(self._local, "pending", 0.0)
+        if target:
+            self._local.pending = 0.0
+            self._gate.reached(target)
 
     # ------------------------------------------------------------------ retry policy
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -215,13 +234,13 @@ class HubHttp:
         if isinstance(exc, _RetryableResponse):
             hint = ratelimit.server_hint(exc.headers)
         seconds = ratelimit.compute_wait(self.config, state.attempt_number, hint)
+        self._local.pending = 0.0
         if isinstance(exc, _RetryableResponse) and exc.status == 429:
             if not self._may_wait(seconds):
                 raise self._rate_limited(
                     seconds, hint, f"its {hint.source} header" if hint else "the backoff schedule"
                 )
-            self._gate.close(seconds)
-            self._local.waited_until = self._gate.until
+            self._local.pending = self._gate.close(seconds)
         return seconds
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
@@ -235,7 +254,7 @@ class HubHttp:
 
     def _retrying(self, retry: bool) -> tenacity.Retrying:
         return tenacity.Retrying(
-            sleep=self._sleep,
+            sleep=self._retry_sleep,
             stop=tenacity.stop_after_attempt(self.config.max_retries + 1 if retry else 1),
             wait=self._wait,
             retry=tenacity.retry_if_exception_type((_RetryableResponse, *_TRANSPORT_ERRORS)),

@@ -4,9 +4,12 @@ For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
 
 1. ``blobs/<etag>`` exists → cache hit, no request.
 2. Take ``.locks/<repo>/<etag>.lock`` (``flock``; two threads or processes fetching the
-   same blob serialize, and the second finds the blob done).
-3. ``blobs/<etag>.incomplete`` left by an earlier run (even one killed with SIGKILL) is
-   re-hashed and resumed with ``Range: bytes=N-`` + ``If-Range: "<etag>"``.  A ``200``
+   same blob serialize, and the second finds the blob done).  The lock only avoids duplicate
+   work: correctness does not depend on it (NFS without lockd and some FUSE mounts accept
+   ``flock`` and do nothing), see "Partial files" below.
+3. A resumable partial (``blobs/<etag>.incomplete`` parked by an interrupted run, or the
+   per-fetcher partial of a process that died, even by SIGKILL) is claimed, re-hashed and
+   resumed with ``Range: bytes=N-`` + ``If-Range: "<etag>"``.  A ``200``
    answer (Range ignored, or the ETag changed) restarts cleanly from byte 0; a ``206``
    whose ``Content-Range`` does not start at N or has another total restarts too.
 4. Stream with large ``readinto`` calls into one reused buffer per worker; each chunk is
@@ -17,10 +20,26 @@ For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
 5. A dropped connection resumes from the byte where it stopped; 408/429/5xx are retried
    per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum, one 429 pauses every
    worker on the endpoint).
-6. Size and digest verified → ``os.replace`` to ``blobs/<etag>``.  A corrupt body is
-   deleted, retried, then :class:`~batuta_sync.errors.IntegrityError`; it is never cached.
+6. Size and digest verified → published as ``blobs/<etag>`` (hard link, else ``os.replace``).
+   A corrupt body is deleted, retried, then :class:`~batuta_sync.errors.IntegrityError`; it
+   is never cached.
 
-Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`).
+Partial files (security.md DL-4: correct even when locks lie):
+
+* every fetcher writes only its own partial, ``blobs/<etag>.<host>-<pid>-<tid>-<rand>.incomplete``;
+  nobody else ever opens it while its owner lives;
+* a resumable partial is taken over by ``os.rename`` to the taker's own name, which only one
+  taker can win; the losers start from byte 0 (or take another one);
+* the published blob is never written into: a fetcher that finds ``blobs/<etag>`` already
+  there (another fetcher was faster) drops its own copy; a final name that already exists is
+  only replaced when its size is wrong;
+* on Ctrl-C or a network/rate-limit failure the partial is parked as ``blobs/<etag>.incomplete``
+  for the next run; on any other failure it is deleted.  A partial of a dead process (same
+  host, pid gone; another host: untouched for an hour) is resumable; any partial nobody writes
+  that is older than 7 days is deleted.
+
+Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`),
+counting the bytes a resumable partial already holds.
 Content requests use ``http.client`` with one keep-alive connection per worker (the
 metadata calls go through :mod:`batuta_sync.hub.client`).
 """
@@ -34,6 +53,8 @@ import http.client
 import mmap
 import os
 import queue
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,6 +74,7 @@ from batuta_sync.hub.ratelimit import (
     is_retryable_status,
     retry_at_text,
     server_hint,
+    shared_gate,
 )
 from batuta_sync.types import RepoFile, RepoRef
 
@@ -67,6 +89,8 @@ PIPELINE_MIN = 8 << 20  # files this big hash in a helper thread
 DIRECT_IO = os.environ.get("BATUTA_DIRECT_IO", "1") != "0"
 MAX_CORRUPT = 2  # corrupt bodies tolerated per file before IntegrityError
 DISK_MARGIN = 16 << 20
+STALE_FOREIGN = 3600.0  # a partial of another host untouched this long is abandoned
+STALE_ANY = 7 * 86400.0  # any partial nobody writes that is older than this is garbage
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -302,6 +326,14 @@ class _Restart(Exception):
     """The server's answer means: start this file again from byte 0."""
 
 
+class _Published(Exception):
+    """Another fetcher published the blob while this one was still downloading it."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__("published by another fetcher")
+        self.received = received  # bytes this fetcher had received for nothing
+
+
 class Downloader:
     """Fetch blobs into the cache with ``jobs`` workers (see the module docstring)."""
 
@@ -317,19 +349,20 @@ class Downloader:
         no_wait: bool = False,
         chunk_size: int = CHUNK,
         timeout: float = 60.0,
+        gate: Gate | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = max(1, int(jobs))
         self.progress: ProgressSink = progress or NullProgress()
         self._sleep = sleep
-        self.config = config or RateLimitConfig()
+        self.config = config or RateLimitConfig.from_env()
         self.max_wait = max_wait
         self.no_wait = no_wait
         self.chunk_size = chunk_size
         self.timeout = timeout
-        # one 429 pauses every worker of this pull; the gate's clock follows ``sleep`` (tests inject one)
-        self._virtual = 0.0
-        self.gate = Gate(lambda: time.monotonic() + self._virtual)
+        # one 429 pauses every worker of this pull and every API call to the same Hub (one
+        # process-wide gate per endpoint, shared with hub._http.HubHttp)
+        self.gate = gate if gate is not None else shared_gate(settings.endpoint)
         self._local = threading.local()
         self._cancel = threading.Event()
         self._conns: list[http.client.HTTPConnection] = []
@@ -337,9 +370,6 @@ class Downloader:
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
-        if self._sleep is not time.sleep:
-            with self._conns_lock:
-                self._virtual += seconds
 
     # ------------------------------------------------------------------ public
 
@@ -390,10 +420,12 @@ class Downloader:
 
     def check_disk(self, jobs: Iterable[DownloadJob]) -> None:
         need_by_dir: dict[Path, int] = {}
+        scans: dict[Path, dict[str, list[tuple[Path, int]]]] = {}
         for j in jobs:
-            have = 0
-            with contextlib.suppress(OSError):
-                have = j.layout.incomplete_path(j.file.etag).stat().st_size
+            blobs_dir = j.layout.blobs_dir
+            if blobs_dir not in scans:
+                scans[blobs_dir] = _resumable_partials(blobs_dir)
+            have = max((size for _p, size in scans[blobs_dir].get(j.file.etag, ())), default=0)
             need_by_dir[j.layout.root] = need_by_dir.get(j.layout.root, 0) + max(0, j.file.size - have)
         for root, need in need_by_dir.items():
             free = disk_free(root)
@@ -415,12 +447,13 @@ class Downloader:
                 self.progress.file_done(f.path, cached=True)
                 return FetchOutcome(f.path, True, 0)
             outcome = self._fetch_locked(job)
-        self.progress.file_done(f.path, cached=False)
+        self.progress.file_done(f.path, cached=outcome.cached)
         return outcome
 
     @contextlib.contextmanager
     def _blob_lock(self, path: Path) -> Iterator[None]:
-        """``flock`` on the blob's lock file; waiting for another process stays cancellable."""
+        """``flock`` on the blob's lock file: avoids duplicate work only (correctness never
+        depends on it); waiting for another process stays cancellable."""
         import fcntl
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -460,42 +493,43 @@ class Downloader:
 
     def _fetch_with(self, job: DownloadJob, hasher: _Hasher) -> FetchOutcome:
         f = job.file
-        inc = job.layout.incomplete_path(f.etag)
-        blob = job.layout.blob_path(f.etag)
+        mine = _own_partial_path(job.layout, f.etag)
+        _claim_partial(job.layout, f.etag, mine)
         corrupt = 0
         transferred = 0
         resumed_from = 0
-        while True:
-            fd = os.open(inc, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            with open(fd, "r+b", buffering=0) as fh:
-                pos = self._rehash_prefix(fh, hasher, f.size)
-                if corrupt == 0:
-                    resumed_from = pos
-                self.progress.file_start(f.path, f.size, pos)
-                writer = _Writer(fh, inc, direct=f.size >= DIRECT_MIN)
-                try:
-                    transferred += self._stream(job, writer, hasher, pos)
-                except BaseException:
-                    if os.fstat(fh.fileno()).st_size == 0:  # nothing worth resuming
-                        with contextlib.suppress(OSError):
-                            os.unlink(inc)
-                    raise
-                finally:
-                    writer.close()
-            if os.path.getsize(inc) == f.size and hasher.ok():
-                os.replace(inc, blob)
-                return FetchOutcome(f.path, False, transferred, resumed_from)
-            # corrupt: never cached; start over from nothing
-            with contextlib.suppress(OSError):
-                os.unlink(inc)
-            corrupt += 1
-            if corrupt > MAX_CORRUPT:
-                raise IntegrityError(
-                    f"{job.ref.repo_id}: {f.path} failed verification {corrupt} times "
-                    f"(expected {hasher.kind} {hasher.expected}, size {f.size}); the data was discarded.",
-                    hint="The server or a proxy is corrupting data. Retry later; nothing corrupt was cached.",
-                )
-            hasher.reset()
+        try:
+            while True:
+                with _open_partial(mine) as fh:
+                    pos = self._rehash_prefix(fh, hasher, f.size)
+                    if corrupt == 0:
+                        resumed_from = pos
+                    self.progress.file_start(f.path, f.size, pos)
+                    writer = _Writer(fh, mine, direct=f.size >= DIRECT_MIN)
+                    try:
+                        transferred += self._stream(job, writer, hasher, pos)
+                    finally:
+                        writer.close()
+                    complete = os.fstat(fh.fileno()).st_size == f.size
+                if complete and hasher.ok():
+                    _publish(job, mine)
+                    return FetchOutcome(f.path, False, transferred, resumed_from)
+                # corrupt: never cached; start over from nothing
+                _unlink(mine)
+                corrupt += 1
+                if corrupt > MAX_CORRUPT:
+                    raise IntegrityError(
+                        f"{job.ref.repo_id}: {f.path} failed verification {corrupt} times "
+                        f"(expected {hasher.kind} {hasher.expected}, size {f.size}); the data was discarded.",
+                        hint="The server or a proxy is corrupting data. Retry later; nothing corrupt was cached.",
+                    )
+                hasher.reset()
+        except _Published as done:  # another fetcher (its lock did not exclude us) was faster
+            _unlink(mine)
+            return FetchOutcome(f.path, True, transferred + done.received, resumed_from)
+        except BaseException as exc:
+            _abandon_partial(job, mine, keep=isinstance(exc, (KeyboardInterrupt, NetworkError, RateLimitedError)))
+            raise
 
     def _rehash_prefix(self, fh: Any, hasher: _Hasher, size: int) -> int:
         """Hash the bytes already in a partial file; return where to resume."""
@@ -539,6 +573,8 @@ class Downloader:
                     f"Gave up on {f.path}: the server kept cutting the transfer short "
                     f"({received} bytes received in all, {pos} of {f.size} kept)."
                 )
+            if _blob_ok(job):
+                raise _Published(received)
             headers = {}
             if pos > 0:
                 headers["Range"] = f"bytes={pos}-"
@@ -645,9 +681,19 @@ class Downloader:
     # ------------------------------------------------------------------ HTTP
 
     def _wait_gate(self) -> None:
+        """Before a request: wait out a pause a 429 started (seen by any worker or transport)."""
+        until = self.gate.until
         left = self.gate.remaining()
-        if left > 0:
-            self.sleep(left)
+        if left <= 0:
+            return
+        if self.no_wait or (self.max_wait is not None and left > self.max_wait):
+            raise RateLimitedError(
+                f"The Hub is rate limiting {self.settings.endpoint}: another request was told to wait "
+                f"{retry_at_text(left)}, which the wait limit does not allow.",
+                hint="Wait and rerun (completed files are kept), or allow waiting with a larger --max-wait.",
+            )
+        self.sleep(left)
+        self.gate.reached(until)
 
     def _retry_wait(self, resp: http.client.HTTPResponse, status: int, retry_no: int, url: str) -> None:
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
@@ -662,7 +708,10 @@ class Downloader:
                     f"The Hub rate-limited the download; it asks to retry {retry_at_text(wait)}.",
                     hint="Wait and rerun (completed files are kept), or allow waiting with a larger --max-wait.",
                 )
-            self.gate.close(wait)
+            until = self.gate.close(wait)
+            self.sleep(wait)
+            self.gate.reached(until)  # after our wait the pause is over for everyone
+            return
         self.sleep(wait)
 
     def _conn_for(self, url: str) -> http.client.HTTPConnection:
@@ -740,6 +789,146 @@ def _blob_ok(job: DownloadJob) -> bool:
         return job.layout.blob_path(job.file.etag).stat().st_size == job.file.size
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------- partial files
+
+_PARTIAL = re.compile(
+    r"^(?P<etag>[^.]+)\.(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<tid>\d+)-(?P<rand>[0-9a-f]{8})\.)?incomplete$"
+)
+_HOST_TAG: list[str] = []
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this machine in partial names (pids mean something only here)."""
+    if not _HOST_TAG:
+        _HOST_TAG.append(hashlib.sha1(os.uname().nodename.encode("utf-8", "replace")).hexdigest()[:8])
+    return _HOST_TAG[0]
+
+
+def _own_partial_path(layout: CacheLayout, etag: str) -> Path:
+    """This fetcher's own partial: ``<etag>.<host>-<pid>-<tid>-<rand>.incomplete``."""
+    tag = f"{_host_tag()}-{os.getpid()}-{threading.get_native_id()}-{secrets.token_hex(4)}"
+    return layout.blobs_dir / f"{etag}.{tag}.incomplete"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def _nobody_writes(m: re.Match[str], mtime: float, now: float) -> bool:
+    """Whether a partial is free to take: parked, or its writer is gone."""
+    age = now - mtime
+    if m.group("pid") is None or age > STALE_ANY:
+        return True
+    if m.group("host") != _host_tag():
+        return age > STALE_FOREIGN
+    return not _pid_alive(int(m.group("pid")))
+
+
+def _resumable_partials(blobs_dir: Path) -> dict[str, list[tuple[Path, int]]]:
+    """Partials in ``blobs_dir`` nobody writes, per etag, biggest first.
+
+    Those older than :data:`STALE_ANY` are deleted on the way (security.md DL-3).
+    """
+    found: dict[str, list[tuple[Path, int]]] = {}
+    now = time.time()
+    try:
+        entries = list(os.scandir(blobs_dir))
+    except OSError:
+        return found
+    for e in entries:
+        m = _PARTIAL.match(e.name)
+        if m is None:
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not e.is_file(follow_symlinks=False) or not _nobody_writes(m, st.st_mtime, now):
+            continue
+        if now - st.st_mtime > STALE_ANY:
+            _unlink(Path(e.path))
+            continue
+        found.setdefault(m.group("etag"), []).append((Path(e.path), st.st_size))
+    for parts in found.values():
+        parts.sort(key=lambda ps: -ps[1])
+    return found
+
+
+def _claim_partial(layout: CacheLayout, etag: str, mine: Path) -> bool:
+    """Take over the biggest resumable partial of ``etag`` as ``mine`` (atomic rename: only one
+    taker wins each; a loser tries the next).  False when there is none."""
+    for path, _size in _resumable_partials(layout.blobs_dir).get(etag, ()):
+        try:
+            os.rename(path, mine)
+        except OSError:  # taken by another fetcher a moment ago
+            continue
+        return True
+    return False
+
+
+def _open_partial(path: Path) -> Any:
+    """Open this fetcher's partial (its own name; only regular files are ever renamed to it)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    return open(fd, "r+b", buffering=0)
+
+
+def _publish(job: DownloadJob, mine: Path) -> None:
+    """Give the verified partial its final name without ever touching a published blob."""
+    blob = job.layout.blob_path(job.file.etag)
+    try:
+        os.link(mine, blob)
+    except FileExistsError:
+        if not _blob_ok(job):  # a wrong-sized file under the final name (not a verified blob)
+            os.replace(mine, blob)
+            return
+    except OSError:  # no hard links on this filesystem
+        if not _blob_ok(job):
+            os.replace(mine, blob)
+            return
+    _unlink(mine)
+    # partials of this blob left by dead fetchers are worthless now
+    for path, _size in _resumable_partials(job.layout.blobs_dir).get(job.file.etag, ()):
+        _unlink(path)
+
+
+def _abandon_partial(job: DownloadJob, mine: Path, *, keep: bool) -> None:
+    """After a failure: park a resumable partial as ``<etag>.incomplete`` (``keep``) or delete it."""
+    try:
+        size = os.lstat(mine).st_size
+    except OSError:
+        return
+    if not keep or size == 0 or _blob_ok(job):
+        _unlink(mine)
+        return
+    parked = job.layout.incomplete_path(job.file.etag)
+    try:
+        other = os.lstat(parked).st_size
+    except OSError:
+        other = -1
+    if other >= size:  # a longer one is parked already
+        _unlink(mine)
+        return
+    try:
+        os.replace(mine, parked)
+    except OSError:  # pragma: no cover - same directory; the dead-owner rule still finds it
+        pass
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

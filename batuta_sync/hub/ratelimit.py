@@ -8,7 +8,11 @@ Rules (docs/query.md "Rate limits"):
 * Server hints are a *minimum*, never shortened: ``RateLimit: "api";r=0;t=N`` means
   wait ``N + 1`` s; ``Retry-After`` is delta-seconds or an HTTP-date.  The wait is
   ``max(backoff, hint)``.
-* A 429 pauses every worker on the same endpoint (:class:`Gate`).
+* A 429 pauses every worker on the same endpoint (:class:`Gate`): one process-wide gate
+  per Hub endpoint (:func:`shared_gate`), used by the API transport (``hub._http``) and the
+  download engine (``hub.download``) alike, so a 429 on a download pauses API calls too.
+* ``BATUTA_RETRY_BACKOFF`` (seconds) sets the initial blind backoff, read in one place
+  (:meth:`RateLimitConfig.from_env`); chaos runs use e.g. ``0.05``.
 * ``max_wait`` / ``no_wait`` turn a long rate-limit wait into
   :class:`~batuta_sync.errors.RateLimitedError` naming when to retry.
 
@@ -18,6 +22,7 @@ The HTTP layer (``batuta_sync.hub._http``) only asks this module what to do.
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import threading
@@ -27,11 +32,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TextIO
+from urllib.parse import urlsplit
+
+from batuta_sync.errors import ConfigError
 
 # Longest rate-limit wait accepted without a flag: one Hub window (security.md RL-3).
 DEFAULT_MAX_WAIT = 300.0
 
 RETRY_STATUSES = frozenset({408, 429})
+
+#: Environment variable: initial blind backoff in seconds (default 1 → 1, 2, 4, 8, 16 s).
+RETRY_BACKOFF_ENV = "BATUTA_RETRY_BACKOFF"
 
 
 def is_retryable_status(status: int) -> bool:
@@ -51,6 +62,29 @@ class RateLimitConfig:
     def backoff(self, retry_number: int) -> float:
         """Blind wait before retry ``retry_number`` (1-based): 1, 2, 4, 8, 16 … capped."""
         return float(min(self.initial_backoff * self.multiplier ** (retry_number - 1), self.max_backoff))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimitConfig:
+        """The default config, with ``BATUTA_RETRY_BACKOFF`` (initial backoff, seconds) applied.
+
+        The one place this variable is read; an invalid value is a :class:`ConfigError`.
+        """
+        env = os.environ if env is None else env
+        raw = env.get(RETRY_BACKOFF_ENV)
+        if raw is None or not raw.strip():
+            return cls()
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = math.nan
+        top = cls().max_backoff
+        if not (0 <= value <= top):  # also rejects nan and inf
+            raise ConfigError(
+                f"{RETRY_BACKOFF_ENV}={raw!r} is not a valid initial retry backoff: "
+                f"expected a number of seconds between 0 and {top:g} (e.g. 1, the default, or 0.05).",
+                hint=f"Fix or unset {RETRY_BACKOFF_ENV}.",
+            )
+        return cls(initial_backoff=value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,16 +194,25 @@ class Gate:
 
     ``close(seconds)`` (after a 429) moves the reopening time forward (never back);
     ``remaining()`` is how long a worker must still wait before its next request.
+    ``reached(until)`` records that a worker has slept until ``until``: with a real sleep the
+    clock is there already; with a simulated one (tests inject ``sleep``) the gate's clock is
+    moved forward to it, so the pause is over for every worker, as it would be in real time.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._until = 0.0
+        self._skew = 0.0
 
-    def close(self, seconds: float) -> None:
+    def _now(self) -> float:
+        return self._clock() + self._skew
+
+    def close(self, seconds: float) -> float:
+        """Pause every worker for ``seconds`` from now (never shortens a pause); returns the reopening time."""
         with self._lock:
-            self._until = max(self._until, self._clock() + seconds)
+            self._until = max(self._until, self._now() + seconds)
+            return self._until
 
     @property
     def until(self) -> float:
@@ -179,7 +222,34 @@ class Gate:
 
     def remaining(self) -> float:
         with self._lock:
-            return max(0.0, self._until - self._clock())
+            return max(0.0, self._until - self._now())
+
+    def reached(self, until: float) -> None:
+        """A worker has slept until ``until`` (see the class docstring); moves the clock forward only."""
+        with self._lock:
+            now = self._now()
+            if now < until:
+                self._skew += until - now
+
+
+_GATES: dict[tuple[str, str, int | None], Gate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def shared_gate(endpoint: str) -> Gate:
+    """The process-wide :class:`Gate` of a Hub endpoint: API calls and downloads share it.
+
+    Keyed by origin (scheme, host, port), so ``https://huggingface.co`` and
+    ``https://huggingface.co/`` are one gate and two local test servers are two.
+    """
+    parts = urlsplit(endpoint)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    key = (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = Gate()
+        return gate
 
 
 def countdown_sleep(stream: TextIO | None = None) -> Callable[[float], None]:

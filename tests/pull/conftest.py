@@ -9,6 +9,12 @@ import pytest
 from batuta_sync.settings import Settings, resolve_settings
 
 
+@pytest.fixture(autouse=True)
+def _default_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry schedule these tests assert is the default one (a chaos run's env must not leak in)."""
+    monkeypatch.delenv("BATUTA_RETRY_BACKOFF", raising=False)
+
+
 @pytest.fixture
 def settings(hub_env: object) -> Settings:
     """Settings from the (isolated) environment, HF_ENDPOINT = the local Hub."""

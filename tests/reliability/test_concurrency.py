@@ -28,18 +28,7 @@ def test_two_projects_share_one_cache(tmp_path: Path) -> None:
     assert fig["problems"] == []
 
 
-NO_FLOCK_BUG = (
-    "hub/download.py shares one `<etag>.incomplete` between fetchers and relies on flock: with locks "
-    "that do nothing (NFS without lockd, some FUSE), concurrent fetchers unlink/replace each other's "
-    "partial and FileNotFoundError escapes (reported to the pull engine's owner; DL-4)"
-)
-
-
-@pytest.mark.parametrize(
-    "flock",
-    [True, pytest.param(False, marks=pytest.mark.xfail(reason=NO_FLOCK_BUG, strict=False))],
-    ids=["flock", "no-flock"],
-)
+@pytest.mark.parametrize("flock", [True, False], ids=["flock", "no-flock"])
 def test_same_blob_from_8_threads_and_2_processes(tmp_path: Path, flock: bool) -> None:
     fig = scenarios.same_blob(tmp_path, flock=flock)
     assert fig["errors"] == [], fig

@@ -6,7 +6,8 @@
 The model is a ~168 M-parameter F16 LlamaForCausalLM (337 MB of safetensors) written by
 ``batuta_sync.tinymodel``.  Every job runs in its own process; wall time is measured around the
 process and peak RSS is the larger of the process tree's summed RSS (sampled every 20 ms from /proc:
-the converter and its worker processes together) and ``getrusage``'s maxima.  Peers (section 1):
+the converter and its worker processes together; shared pages counted once per process, so an upper
+bound -- the tree's PSS is printed beside it) and ``getrusage``'s maxima.  Peers (section 1):
 
 * F16 / Q8_0: llama.cpp's ``convert_hf_to_gguf.py --outtype f16|q8_0`` from the llama-cpp-python sdist
   (needs torch); the time is the whole process, torch import shown apart.  Ours: ``batuta convert
@@ -75,20 +76,25 @@ def say(*a: object) -> None:
     print(*a, file=OUT, flush=True)
 
 
-def _tree_rss(pid: int) -> int:
-    """Summed RSS in bytes of ``pid`` and all its descendants (shared pages counted in each: an upper bound)."""
-    total, stack = 0, [pid]
+def _tree_mem(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in bytes of ``pid`` and all its descendants, summed.  The RSS sum counts pages shared
+    between the processes (libraries, the memory-mapped input, fork's copy-on-write pages) once per
+    process -- an upper bound; PSS splits each shared page between its sharers."""
+    rss = pss = 0
+    stack = [pid]
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
+                rss += int(f.read().split()[1]) * PAGE
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                pss += next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("Pss:")), 0)
             for tid in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{tid}/children") as f:
                     stack += [int(c) for c in f.read().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return rss, pss
 
 
 def run(body: str, python: str = sys.executable) -> Result:
@@ -97,9 +103,10 @@ def run(body: str, python: str = sys.executable) -> Result:
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         p = subprocess.Popen([python, "-c", code], stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        peak = 0
+        peak = peak_pss = 0
         while p.poll() is None:
-            peak = max(peak, _tree_rss(p.pid))
+            rss, pss = _tree_mem(p.pid)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             time.sleep(0.02)
         wall = time.perf_counter() - t0
         out.seek(0)
@@ -111,6 +118,7 @@ def run(body: str, python: str = sys.executable) -> Result:
     r: Result = json.loads(line[2:])
     r["wall_s"] = wall
     r["tree_rss_mb"] = peak / 1e6
+    r["tree_pss_mb"] = peak_pss / 1e6
     r["peak_rss_mb"] = max(r["tree_rss_mb"], r["rss_mb"], r["child_rss_mb"])
     return r
 
@@ -293,6 +301,7 @@ def best_of(results: dict[str, Result], name: str, r: Result) -> None:
     elif "error" not in r:
         keep = r if r["seconds_used"] < old["seconds_used"] else old
         keep["peak_rss_mb"] = max(r["peak_rss_mb"], old["peak_rss_mb"])
+        keep["tree_pss_mb"] = max(r["tree_pss_mb"], old["tree_pss_mb"])
         keep["runs"] = old.get("runs", 1) + 1
         results[name] = keep
 
@@ -305,6 +314,7 @@ def row(job: str, me: Result, peer: Result, peer_name: str, size_mb: float, targ
         out["ours_error"] = me["error"]
     else:
         out.update(ours_s=round(me["seconds_used"], 3), ours_rss_mb=round(me["peak_rss_mb"], 1),
+                   ours_pss_mb=round(me["tree_pss_mb"], 1),
                    ours_rss_over_model=round(me["peak_rss_mb"] / size_mb, 3))
         out["rss_pass"] = out["ours_rss_over_model"] < RSS_TARGET
     if "error" in peer:
@@ -341,6 +351,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     say("ratio = peer s / ours s (> 1: we are faster).  Peers and notes:")
     for r in rows:
         notes = [r["peer"]]
+        if "ours_pss_mb" in r:
+            notes.append(f"our peak PSS {r['ours_pss_mb']:.0f} MB")
         if "peer_torch_import_s" in r:
             notes.append(f"process {r['peer_process_s']:.2f} s of which importing torch {r['peer_torch_import_s']:.2f} s")
         elif "peer_process_s" in r and r["peer_process_s"] != r.get("peer_s"):

@@ -57,9 +57,6 @@ def bits_f32(i: Any) -> Any:
 
 @intrinsic
 def _bitcast_f32_i32(typingctx: Any, x: Any) -> Any:
-    if not (isinstance(x, types.Float) and x.bitwidth == 32):
-        return None
-
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         return builder.bitcast(args[0], ir.IntType(32))
 
@@ -68,9 +65,6 @@ def _bitcast_f32_i32(typingctx: Any, x: Any) -> Any:
 
 @intrinsic
 def _bitcast_i32_f32(typingctx: Any, i: Any) -> Any:
-    if not (isinstance(i, types.Integer) and getattr(i, "bitwidth", 0) == 32):
-        return None
-
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         return builder.bitcast(args[0], ir.FloatType())
 

@@ -9,7 +9,8 @@ quantizer, so these are ours.  They reproduce ``quantize_row_q{4,5,6}_K_ref`` (w
 * sums are accumulated sequentially in element order: the data is laid out
   ``(elements, sub_blocks)`` so ``np.add.reduce(axis=0)`` adds row after row, the same
   order as the C loop (numpy's pairwise summation only applies along a contiguous axis);
-* ``nearest_int`` is round-half-to-even (``np.rint``), fp16 conversion is IEEE
+* ``nearest_int`` is ggml's own bit trick (``_nint``: round-half-to-even like ``np.rint`` for
+  |v| <= 2**22, and the same wrapped integers as C beyond that, for inf and NaN); fp16 conversion is IEEE
   round-to-nearest-even (``astype(float16)``), ties in max searches keep the first hit.
 
 The search loops are vectorised across sub-blocks; work is done in chunks of a few
@@ -46,9 +47,9 @@ def _jit() -> Any:
     global _jit_module
     if _jit_module is None:
         try:
-            from batuta_sync.convert import _kquants_numba
+            import importlib
 
-            _jit_module = _kquants_numba
+            _jit_module = importlib.import_module("batuta_sync.convert._kquants_numba")
         except Exception:  # ImportError, or numba/llvmlite failing to initialise
             _jit_module = False
     return _jit_module or None
@@ -83,6 +84,23 @@ def _quantize_jit(flat: NDArray, qtype: str, out: NDArray) -> bool:
     return True
 
 
+_MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
+
+
+def _nint(a: NDArray) -> np.ndarray:
+    """ggml's ``nearest_int`` on a float32 array, in place, results as float32.
+
+    C adds 1.5*2**23 and reads the low 23 mantissa bits minus 2**22.  Setting the exponent bits of
+    2**23 on those mantissa bits and subtracting 1.5*2**23 gives that integer exactly as a float.
+    """
+    np.add(a, _MAGIC, out=a)
+    bits = a.view(np.int32)
+    np.bitwise_and(bits, 0x7FFFFF, out=bits)
+    np.bitwise_or(bits, 0x4B000000, out=bits)
+    np.subtract(a, _MAGIC, out=a)
+    return a
+
+
 def _reduce(a: NDArray) -> NDArray:
     """Sequential (C-order) sum over axis 0 of a (n, S) float32 array."""
     return np.add.reduce(a, axis=0, dtype=np.float32)
@@ -114,7 +132,7 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
         lq = np.empty_like(x)
         np.subtract(x, mn, out=t)  # x - min (min is updated below, so recomputed then)
         np.multiply(t, iscale, out=lq)
-        np.rint(lq, out=lq)
+        _nint(lq)
         np.clip(lq, 0, fnmax, out=lq)
         best_l = lq.copy()
         diff = scale * lq
@@ -133,7 +151,7 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
         for step in range(nstep + 1):
             iscale = (F32(rmin) + F32(rdelta) * F32(step) + fnmax) / (mx - mn)
             np.multiply(xm, iscale, out=lq)
-            np.rint(lq, out=lq)
+            _nint(lq)
             np.clip(lq, 0, fnmax, out=lq)
             np.multiply(w, lq, out=wl)
             sum_l = _reduce(wl)
@@ -171,7 +189,7 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
             cols = np.nonzero(won)[0]
             sub = x[:, cols] - best_mn[cols]
             sub *= best_is[cols]
-            np.rint(sub, out=sub)
+            _nint(sub)
             np.clip(sub, 0, fnmax, out=sub)
             best_l[:, cols] = sub
     if flat.any():
@@ -182,7 +200,7 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
 
 def _nearest_u8(v: NDArray) -> NDArray:
     """``(uint8_t) nearest_int(v)`` (wraps like the C assignment)."""
-    return (np.rint(v).astype(np.int64) & 0xFF).astype(np.uint8)
+    return (_nint(np.asarray(v, dtype=np.float32)).astype(np.int64) & 0xFF).astype(np.uint8)
 
 
 def _q45k_chunk(xb: NDArray, nmax: int) -> NDArray:
@@ -199,8 +217,8 @@ def _q45k_chunk(xb: NDArray, nmax: int) -> NDArray:
         lq, scales, mins = _qkx2(x, w, 31, -0.5, 0.1, 15)
     scales = scales.reshape(nb, 8)
     mins = mins.reshape(nb, 8)
-    max_scale = np.maximum(scales.max(axis=1), F32(0))
-    max_min = np.maximum(mins.max(axis=1), F32(0))
+    max_scale = np.fmax(np.fmax.reduce(scales, axis=1), F32(0))  # C's `if (v > max)` skips NaN
+    max_min = np.fmax(np.fmax.reduce(mins, axis=1), F32(0))
     with np.errstate(divide="ignore"):
         inv_scale = np.where(max_scale > 0, F32(63) / max_scale, F32(0)).astype(np.float32)
         inv_min = np.where(max_min > 0, F32(63) / max_min, F32(0)).astype(np.float32)
@@ -212,7 +230,7 @@ def _q45k_chunk(xb: NDArray, nmax: int) -> NDArray:
     dmsub = (dm32[:, None] * lm.astype(np.float32)).reshape(-1)
     nz = dsub != 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        requant = np.rint((x + dmsub) / dsub)
+        requant = _nint((x + dmsub) / dsub)
     np.clip(requant, 0, nmax, out=requant)
     lq = np.where(nz, requant, lq).astype(np.uint8)
     lblk = np.ascontiguousarray(lq.T).reshape(nb, 4, 2, 32)  # per 64-chunk: [low 32 | high 32]
@@ -256,7 +274,7 @@ def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         iscale = -fn / mx
         np.multiply(x, iscale, out=lq)
-        np.rint(lq, out=lq)
+        _nint(lq)
         np.clip(lq, -fn, fn - 1, out=lq)
         best_l = lq.copy()
         np.multiply(wx, lq, out=t)
@@ -273,7 +291,7 @@ def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
                 continue
             iscale = -(fn + F32(0.1) * F32(step)) / mx
             np.multiply(x, iscale, out=lq)
-            np.rint(lq, out=lq)
+            _nint(lq)
             np.clip(lq, -fn, fn - 1, out=lq)
             np.multiply(wx, lq, out=t)
             sumlx = _reduce(t)
@@ -290,7 +308,7 @@ def _qx(x: NDArray, nmax: int) -> tuple[NDArray, NDArray]:
         if won.any():
             cols = np.nonzero(won)[0]
             sub = x[:, cols] * best_is[cols]
-            np.rint(sub, out=sub)
+            _nint(sub)
             np.clip(sub, -fn, fn - 1, out=sub)
             best_l[:, cols] = sub
     best_l += fn
@@ -305,19 +323,21 @@ def _q6k_chunk(xb: NDArray) -> NDArray:
     x = np.ascontiguousarray(xb.reshape(nb * 16, 16).T)  # (16, S)
     lq, scales = _qx(x, 32)
     scales = scales.reshape(nb, 16)
-    aidx = np.argmax(np.abs(scales), axis=1)
-    max_scale = scales[np.arange(nb), aidx]
-    max_abs = np.abs(max_scale)
+    abs_sc = np.abs(scales)
+    abs_sc[np.isnan(abs_sc)] = 0  # C's `if (abs > max_abs)` never picks a NaN
+    aidx = np.argmax(abs_sc, axis=1)  # first of the largest, like C
+    max_abs = abs_sc[np.arange(nb), aidx]
+    max_scale = np.where(max_abs > 0, scales[np.arange(nb), aidx], F32(0))
     zero_blk = max_abs < F32(1e-15)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         iscale = (F32(-128) / max_scale).astype(np.float32)
         d32, d16 = _f16(F32(1) / iscale)
-        sc = np.minimum(np.rint(iscale[:, None] * scales), 127)
-    sc = np.where(zero_blk[:, None], 0, sc).astype(np.int8)
+        sc = np.minimum(_nint(iscale[:, None] * scales), 127).astype(np.int64)
+    sc = np.where(zero_blk[:, None], 0, sc & 0xFF).astype(np.uint8).view(np.int8)  # C stores it in an int8
     dsub = (d32[:, None] * sc.astype(np.float32)).reshape(-1)
     nz = (dsub != 0) & np.repeat(~zero_blk, 16)
     with np.errstate(divide="ignore", invalid="ignore"):
-        req = np.rint(x / dsub)
+        req = _nint(x / dsub)
     np.clip(req, -32, 31, out=req)
     req += 32
     lq = np.where(nz, req, lq).astype(np.uint8)

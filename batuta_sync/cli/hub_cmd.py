@@ -72,6 +72,17 @@ def register(root: Any, hf: Any) -> None:
         action="store_true",
         help="Disable the unauthenticated /_batuta/ control endpoints (fault injection, request log, counters).",
     )
+    p.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="Chaos mode: about R (0..1) of the requests get a random fault (dropped or truncated or "
+        "corrupted file bodies, 429, 5xx). Default 0 = none.",
+    )
+    p.add_argument(
+        "--fault-seed", type=int, default=0, metavar="N", help="Seed of the random faults (default 0)."
+    )
     p.set_defaults(handler=serve)
 
 
@@ -176,7 +187,9 @@ def build_server(args: argparse.Namespace) -> HubServer:
     root = Path(args.root).expanduser()
     if root.exists() and not root.is_dir():
         raise UsageError(f"--root {root} exists and is not a directory.")
-    return HubServer(
+    if not 0.0 <= args.fault_rate <= 1.0:
+        raise UsageError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}.")
+    srv = HubServer(
         root,
         host=host,
         port=port,
@@ -185,6 +198,9 @@ def build_server(args: argparse.Namespace) -> HubServer:
         lfs_redirect=not args.no_lfs_redirect,
         control_api=not args.no_control_api,
     )
+    if args.fault_rate:
+        srv.faults.configure(fault_rate=args.fault_rate, fault_seed=args.fault_seed)
+    return srv
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -200,6 +216,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"batuta hub serving {s.root} at {s.url}", flush=True)
         print(f"  auth: {mode}", flush=True)
         print(f"  export HF_ENDPOINT={s.url} HF_HUB_DISABLE_XET=1", flush=True)
+        rate = s.faults.snapshot()["fault_rate"]
+        if rate:
+            print(f"  random faults: {rate:.0%} of requests (seed {args.fault_seed})", flush=True)
         if s.host not in ("127.0.0.1", "localhost", "::1"):
             print(
                 f"  warning: listening on {s.host}, reachable beyond this machine",

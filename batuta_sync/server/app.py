@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlencode
 
 from batuta_sync.server import meta
-from batuta_sync.server.state import Faults, LogEntry, RequestLog, UserSpec
+from batuta_sync.server.state import FaultDraw, Faults, LogEntry, RequestLog, UserSpec
 from batuta_sync.server.store import (
     Commit,
     EntryNotFound,
@@ -297,6 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         ).lower()
         self.logged: tuple[int, LogEntry] | None = None
         self.head_sent = False
+        self.fault_drawn = False
         control = raw_path.startswith("/_batuta/")
         self.control = control
         try:
@@ -357,19 +358,44 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000.0)
         fault = faults.take_request_fault()
-        if fault is None:
-            return
-        kind, details = fault
+        if fault is not None:
+            kind, details = fault
+            if kind == "429":
+                self._raise_429(details.get("retry_after"), details.get("reset"))
+            self._raise_5xx(int(details["status"]))
+        # A download's random fault is drawn once its answer is known (a file body or a redirect).
+        is_download = self.command == "GET" and (
+            "/resolve/" in self.raw_path or self.raw_path.startswith("/cdn-lfs/")
+        )
+        if not is_download:
+            self._random_fault(body=False)
+
+    def _random_fault(self, *, body: bool) -> FaultDraw | None:
+        """Random mode: draw this request's fault once; raise a 429/5xx, return a body fault."""
+        faults = self.hub.faults
+        if self.control or self.fault_drawn or not faults.applies(self.raw_path):
+            return None
+        self.fault_drawn = True
+        drawn = faults.draw(self.command, self.raw_path, body=body)
+        if drawn is None or drawn.kind in ("drop", "truncate", "corrupt"):
+            return drawn
+        if drawn.kind == "429":
+            self._raise_429(faults.retry_after, None)
+        self._raise_5xx(drawn.status)
+
+    def _raise_429(self, retry_after: Any, reset: Any) -> NoReturn:
         self._drain_small_body()
-        if kind == "429":
-            headers: dict[str, str] = {}
-            if details.get("retry_after"):
-                headers["Retry-After"] = str(details["retry_after"])
-            if details.get("reset") is not None:
-                headers["RateLimit"] = f'"api";r=0;t={int(details["reset"])}'
-                headers["RateLimit-Policy"] = '"fixed window";"api";q=500;w=300'
-            raise HTTPError(429, "Rate limit reached (injected fault). Retry later.", None, headers)
-        raise HTTPError(int(details["status"]), "Service temporarily unavailable (injected fault).")
+        headers: dict[str, str] = {}
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
+        if reset is not None:
+            headers["RateLimit"] = f'"api";r=0;t={int(reset)}'
+            headers["RateLimit-Policy"] = '"fixed window";"api";q=500;w=300'
+        raise HTTPError(429, "Rate limit reached (injected fault). Retry later.", None, headers)
+
+    def _raise_5xx(self, status: int) -> NoReturn:
+        self._drain_small_body()
+        raise HTTPError(status, "Service temporarily unavailable (injected fault).")
 
     def _drain_small_body(self) -> None:
         if self.body_done:
@@ -688,12 +714,15 @@ class _Handler(BaseHTTPRequestHandler):
                         hub.faults.reset()
                 except (ValueError, TypeError) as exc:
                     raise HTTPError(400, str(exc))
-                return self._json({"faults": hub.faults.snapshot()})
+                return self._faults_json()
             if m == "GET":
-                return self._json({"faults": hub.faults.snapshot()})
+                return self._faults_json()
             if m == "DELETE":
                 hub.faults.reset()
-                return self._json({"faults": hub.faults.snapshot()})
+                return self._faults_json()
+        if d == ["faults", "counts"] and m == "DELETE":
+            hub.faults.clear_counts()
+            return self._faults_json()
         if d == ["log"]:
             if m == "GET":
                 return self._json(hub.log.as_json())
@@ -703,6 +732,11 @@ class _Handler(BaseHTTPRequestHandler):
         if d == ["counters"] and m == "GET":
             return self._json(hub.counters)
         raise HTTPError(404, f"Not found: {self.raw_path}")
+
+    def _faults_json(self) -> None:
+        faults = self.hub.faults
+        counts = faults.counts
+        self._json({"faults": faults.snapshot(), "injected": counts, "injected_total": sum(counts.values())})
 
     # ------------------------------------------------------------------ identity & repos
     def _whoami(self) -> None:
@@ -1305,6 +1339,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.hub.lfs_redirect:
                 loc = f"{self._base()}/cdn-lfs/{repo_type}/{repo_id}/resolve/{sha}/{e.sha256}"
                 head["Location"] = loc
+                self._random_fault(body=False)
                 return self._send_bytes(302, b"", head)
         if self.command == "GET":
             store.record_download(st)
@@ -1333,7 +1368,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not rng or size == 0:
             return None
         if self.hub.faults.ignore_range and self.hub.faults.applies(self.raw_path):
-            self.hub.faults.note_injected()
+            self.hub.faults.count("ignore_range")
             return None
         if_range = self.headers.get("If-Range")
         if if_range and _norm_etag(if_range) != etag:
@@ -1374,22 +1409,21 @@ class _Handler(BaseHTTPRequestHandler):
             h["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{size}"
         if self.command == "HEAD":
             return self._send_head(status, h, length)
-        drop, corrupt = (None, False)
+        fault = None
         if self.hub.faults.applies(self.raw_path):
-            drop, corrupt = self.hub.faults.take_body_fault()
+            fault = self.hub.faults.take_body_fault(length, self._random_fault(body=True))
         with open(fs_path, "rb") as f:
-            self._send_head(status, h, length, expected_out=length if drop is None else min(drop, length))
-            if drop is None and not corrupt:
+            self._send_head(status, h, length, expected_out=length if fault is None else fault.send)
+            if fault is None:
                 sent = self.connection.sendfile(f, offset=start, count=length) if length else 0
                 self.bytes_out += sent
                 if sent != length:
                     self.close_connection = True
                 return
-            limit = length if drop is None else min(drop, length)
-            flip_at = length // 2 if corrupt else -1
+            flip_at = -1 if fault.flip_at is None else fault.flip_at
             f.seek(start)
             pos = 0
-            for chunk in _chunks(f, limit):
+            for chunk in _chunks(f, fault.send):
                 if 0 <= flip_at - pos < len(chunk):
                     b = bytearray(chunk)
                     b[flip_at - pos] ^= 0xFF
@@ -1397,7 +1431,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 pos += len(chunk)
                 self.bytes_out += len(chunk)
-            if drop is not None and limit < length:
+            if fault.send < length:
                 self.close_connection = True
                 try:
                     self.wfile.flush()

@@ -1,8 +1,8 @@
 """Shared machinery of the reliability suite (used by the tests and by ``report.py``).
 
 * sizes: reduced by default (CI); ``BATUTA_RELIABILITY=full`` (or ``report.py --full``) runs the full size;
-* :class:`RandomFaults`: the server's fault knobs made random (about ``rate`` of all requests fail);
-  it plugs into :class:`batuta_sync.server.HubServer` in place of its deterministic ``Faults``;
+* :func:`random_faults`: switches on the server's own seeded random fault mode (about ``rate`` of
+  all requests fail; drop / truncate / corrupt on file bodies, 429 / 5xx on everything);
 * seeding a local Hub with tiny real repos and writing the project ``hf.yaml``;
 * running the CLI in-process (with its own environment and cwd) or as a subprocess;
 * integrity checks: every blob in a cache matches the digest it is named after, every output
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync.server import HubServer
-from batuta_sync.server.state import Faults
+from batuta_sync.server.state import DEFAULT_FAULT_WEIGHTS, Faults
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,100 +45,31 @@ def size(reduced: int, full: int) -> int:
 
 # --------------------------------------------------------------------------- random faults
 
+#: The chaos mix: share of each kind among the injected faults (body kinds only hit file bodies).
+FAULT_KINDS: dict[str, float] = dict(DEFAULT_FAULT_WEIGHTS)
 
-FAULT_KINDS: dict[str, float] = {"drop": 0.30, "truncate": 0.15, "corrupt": 0.15, "429": 0.20, "5xx": 0.20}
-
-
-class RandomFaults(Faults):
-    """About ``rate`` of requests get a fault, chosen at random (seeded) among ``kinds``:
-
-    * ``drop``: the body is cut at a random byte offset and the connection closed;
-    * ``truncate``: the body is cut 1..64 bytes before its end;
-    * ``corrupt``: one byte of the body is flipped;
-    * ``429``: Too Many Requests with ``Retry-After: <retry_after>``;
-    * ``5xx``: 500/502/503/504.
-
-    Body faults only exist on file bodies (resolve / LFS); on API calls a body fault drawn
-    for the request is simply not used, so API calls see 429/5xx only.  ``counts`` has what was
-    really injected, by kind.  Deterministic knobs of the base class still work when ``enabled``
-    is False (``configure(latency_ms=...)`` etc.).
-    """
-
-    def __init__(
-        self,
-        rate: float = 0.3,
-        seed: int = 0,
-        *,
-        kinds: Mapping[str, float] | None = None,
-        retry_after: str = "1",
-        only: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.rate = rate
-        self.rng = random.Random(seed)
-        self.kinds = dict(kinds or FAULT_KINDS)
-        self.retry_after = retry_after
-        self.only = only
-        self.enabled = True
-        self.counts: dict[str, int] = {k: 0 for k in self.kinds}
-        self._tl = threading.local()
-        self._rlock = threading.Lock()
-
-    def _draw(self) -> str | None:
-        with self._rlock:
-            if self.rng.random() >= self.rate:
-                return None
-            names = list(self.kinds)
-            return self.rng.choices(names, weights=[self.kinds[n] for n in names])[0]
-
-    def take_request_fault(self) -> tuple[str, Mapping[str, Any]] | None:
-        self._tl.pending = None
-        if not self.enabled:
-            return super().take_request_fault()
-        kind = self._draw()
-        if kind is None:
-            return None
-        if kind in ("429", "5xx"):
-            with self._rlock:
-                self.counts[kind] += 1
-                self.injected += 1
-                status = self.rng.choice((500, 502, 503, 504))
-            if kind == "429":
-                return "429", {"retry_after": self.retry_after, "reset": None}
-            return "5xx", {"status": status}
-        self._tl.pending = kind
-        return None
-
-    def take_body_fault(self) -> tuple[int | None, bool]:
-        if not self.enabled:
-            return super().take_body_fault()
-        kind = getattr(self._tl, "pending", None)
-        self._tl.pending = None
-        if kind is None:
-            return None, False
-        # the server's _send_file has the body length in a local; read it to cut inside the body
-        length = 0
-        with contextlib.suppress(Exception):
-            length = int(sys._getframe(1).f_locals.get("length") or 0)
-        if length <= 1:
-            return None, False
-        with self._rlock:
-            self.counts[kind] += 1
-            self.injected += 1
-            if kind == "corrupt":
-                return None, True
-            if kind == "truncate":
-                return length - self.rng.randint(1, min(64, length - 1)), False
-            return self.rng.randrange(0, length), False
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
+#: Initial retry backoff of the batuta clients during chaos runs (read by the hub client and the
+#: downloader); with ``Retry-After: 0`` from the server a retry costs tens of milliseconds, not seconds.
+CHAOS_ENV: dict[str, str | None] = {"BATUTA_RETRY_BACKOFF": "0.05"}
 
 
-def install_random_faults(server: HubServer, faults: RandomFaults) -> RandomFaults:
-    server.faults = faults
-    return faults
+def random_faults(
+    server: HubServer,
+    rate: float = 0.3,
+    seed: int = 0,
+    *,
+    kinds: Mapping[str, float] | None = None,
+    retry_after: str = "0",
+    only: str | None = None,
+) -> Faults:
+    """Switch the server's random fault mode on (counts restarted): about ``rate`` of requests get
+    a fault drawn among ``kinds`` (see :class:`batuta_sync.server.Faults`); returns the fault object
+    whose ``counts`` say what was really injected."""
+    server.faults.clear_counts()
+    server.faults.configure(
+        fault_rate=rate, fault_seed=seed, fault_kinds=dict(kinds or FAULT_KINDS), retry_after=retry_after, only=only
+    )
+    return server.faults
 
 
 # --------------------------------------------------------------------------- seeding

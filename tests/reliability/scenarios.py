@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from tests.reliability._harness import (
+    CHAOS_ENV,
     IntegrityMonitor,
-    RandomFaults,
     Seeded,
     bad_blobs,
     batuta_cmd,
     cache_env,
     check_outputs,
     communicate,
-    install_random_faults,
     lock_parses,
     output_files,
     publisher_wired,
+    random_faults,
     rss_bytes,
     run_cli,
     seed_hub,
@@ -99,7 +98,7 @@ def _pushed_ok(server: Any, repo: str, expected: Mapping[str, str]) -> list[str]
 
 def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int = 1, max_applies: int = 10) -> dict[str, Any]:
     """``runs`` fresh projects applied under ~``rate`` random faults until they converge."""
-    runs = runs if runs is not None else size(2, 12)
+    runs = runs if runs is not None else size(4, 20)
     t0 = time.perf_counter()
     server = start_server(work / "hub")
     push = publisher_wired()
@@ -119,10 +118,14 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
         reference = _outputs_of(ref_proj)
         findings = _check_against_seed(seeded, reference)
 
-        faults = install_random_faults(server, RandomFaults(rate=rate, seed=seed))
+        faults = random_faults(server, rate, seed, retry_after="0")
         figures: dict[str, Any] = {
             "runs": runs,
             "fault_rate": rate,
+            "fault_seed": seed,
+            "fault_mix": faults.snapshot()["fault_kinds"],
+            "retry_after": faults.retry_after,
+            "retry_backoff": CHAOS_ENV["BATUTA_RETRY_BACKOFF"],
             "push_included": push,
             "applies": 0,
             "applies_failed": 0,
@@ -138,7 +141,7 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
         for r in range(runs):
             home, proj = work / f"home-{r}", work / f"proj-{r}"
             manifest = write_project(proj, server.url, push=push, push_repo=f"pushed-{r}")
-            env = cache_env(home, server.url)
+            env = {**cache_env(home, server.url), **CHAOS_ENV}
             cache = home / "hf-home" / "hub"
             outs = {proj / d: exp for d, exp in reference.items()}
             with IntegrityMonitor(cache, outs) as mon:
@@ -178,12 +181,13 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
             err = lock_parses(proj)
             if err:
                 findings.append(f"run {r}: hf.lock does not parse: {err}")
-        faults.enabled = False
+        faults.configure(fault_rate=0)
+        counts = faults.counts
         requests = server.counters["requests"] - req0
         sent = server.counters["bytes_out"] - bytes0
         figures.update(
-            faults_injected=faults.total,
-            faults_by_kind=dict(faults.counts),
+            faults_injected=sum(counts.values()),
+            faults_by_kind=counts,
             requests=requests,
             requests_clean_run=base_requests,
             retries=max(0, requests - base_requests * runs),
@@ -223,9 +227,63 @@ def _phase(server: Any, log_from: int, cache: Path, project: Path, n_blobs: int,
     return "lock-write/finish"
 
 
+#: Where a crash trial kills ``batuta apply``: right after the trigger is seen (plus a small random delay).
+CRASH_POINTS: tuple[str, ...] = ("download", "convert", "upload", "lock-write", "random")
+_KILL_DELAY = {"download": 0.05, "convert": 0.3, "upload": 0.03, "lock-write": 0.0}
+
+
+def _children_of(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return bool(f.read().strip())
+    except OSError:
+        return False
+
+
+def _lock_activity(project: Path) -> tuple[bool, int]:
+    """(a temp lock file is being written, hf.lock mtime_ns or 0)."""
+    writing = False
+    try:
+        with os.scandir(project) as it:
+            for e in it:
+                if e.name.startswith(".hf.lock.") and e.name.endswith(".tmp"):
+                    writing = True
+    except OSError:
+        pass
+    try:
+        mtime = (project / "hf.lock").stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return writing, mtime
+
+
+def _trigger(point: str, server: Any, log_from: int, proj: Path, pid: int, lock0: int) -> str | None:
+    """What was seen that calls for the kill at ``point`` (None: not yet)."""
+    if point in ("download", "upload"):
+        for e in server.log.entries[log_from:]:
+            if point == "download" and e.method == "GET" and ("/resolve/" in e.path or "/cdn-lfs/" in e.path):
+                return "content GET started"
+            if point == "upload" and e.method in ("POST", "PUT") and (
+                "/commit/" in e.path or "lfs" in e.path or "preupload" in e.path
+            ):
+                return "upload request started"
+        return None
+    if point == "convert":
+        out = proj / "models" / "tiny-llama-gguf"
+        if out.is_dir() and any(out.iterdir()):
+            return "conversion output being written"
+        return "conversion workers running" if _children_of(pid) else None
+    writing, mtime = _lock_activity(proj)
+    if writing:
+        return "hf.lock temp file being written"
+    return "hf.lock just replaced" if mtime != lock0 else None
+
+
 def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms: float = 15.0) -> dict[str, Any]:
-    """SIGKILL ``batuta apply`` after a random delay, ``trials`` times; check, then resume."""
-    trials = trials if trials is not None else size(3, 25)
+    """SIGKILL ``batuta apply`` ``trials`` times, cycling through :data:`CRASH_POINTS` (download,
+    conversion, upload, lock write: killed when that activity is seen; random: after a random
+    delay); after each kill check hf.lock and every final-named file, then resume and re-plan."""
+    trials = trials if trials is not None else size(4, 25)
     rng = random.Random(seed)
     t0 = time.perf_counter()
     server = start_server(work / "hub")
@@ -247,6 +305,8 @@ def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms:
         findings += _check_against_seed(seeded, reference)
         n_blobs = len([b for b in (ref_home / "hf-home" / "hub").glob("*/blobs/*") if "." not in b.name])
         phases: dict[str, int] = {}
+        points = CRASH_POINTS if push else tuple(x for x in CRASH_POINTS if x != "upload")
+        per_point: dict[str, dict[str, Any]] = {}
         figures: dict[str, Any] = {
             "trials": trials,
             "push_included": push,
@@ -260,54 +320,84 @@ def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms:
             "temp_files_left_after_resume": 0,
         }
         for t in range(trials):
+            point = points[t % len(points)]
+            pp = per_point.setdefault(
+                point,
+                {"trials": 0, "killed": 0, "finished_before_kill": 0, "lock_parses": 0, "partial_files": 0,
+                 "resumed_ok": 0, "plan_empty_after": 0, "triggers": {}},
+            )
+            pp["trials"] += 1
             home, proj = work / f"home-{t}", work / f"proj-{t}"
             manifest = write_project(proj, server.url, push=push, push_repo=f"pushed-{t}")
             env = cache_env(home, server.url)
             cache = home / "hf-home" / "hub"
             log_from = len(server.log.entries)
-            delay = rng.uniform(0.15, max(0.3, t_ref))
+            lock0 = _lock_activity(proj)[1]
             p = spawn(batuta_cmd("apply", "--auto-approve", "-q", "-f", str(manifest)), env, proj)
-            try:
-                p.wait(timeout=delay)
-                figures["finished_before_kill"] += 1
-                phase = "finished"
-            except subprocess.TimeoutExpired:
+            seen: str | None = None
+            if point == "random":
+                deadline = time.monotonic() + rng.uniform(0.15, max(0.3, t_ref))
+                while p.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                seen = "random delay" if p.poll() is None else None
+            else:
+                while p.poll() is None and seen is None:
+                    seen = _trigger(point, server, log_from, proj, p.pid, lock0)
+                    if seen is None:
+                        time.sleep(0.001)
+                if seen is not None and _KILL_DELAY[point]:
+                    time.sleep(rng.uniform(0, _KILL_DELAY[point]))
+            if seen is not None and p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
                 figures["killed"] += 1
+                pp["killed"] += 1
+                pp["triggers"][seen] = pp["triggers"].get(seen, 0) + 1
                 phase = _phase(server, log_from, cache, proj, n_blobs, push)
+            else:
+                p.wait()
+                figures["finished_before_kill"] += 1
+                pp["finished_before_kill"] += 1
+                phase = "finished"
             communicate(p)
             phases[phase] = phases.get(phase, 0) + 1
             e = lock_parses(proj)
             if e:
                 figures["lock_parse_failures"] += 1
-                findings.append(f"trial {t} ({phase}): hf.lock does not parse after SIGKILL: {e}")
+                findings.append(f"trial {t} ({point}/{phase}): hf.lock does not parse after SIGKILL: {e}")
+            else:
+                pp["lock_parses"] += 1
             partial = _project_problems(proj, reference, complete=False) + bad_blobs(cache)
             if partial:
                 figures["partial_files_under_final_name"] += len(partial)
-                findings += [f"trial {t} ({phase}): {x}" for x in partial]
+                pp["partial_files"] += len(partial)
+                findings += [f"trial {t} ({point}/{phase}): {x}" for x in partial]
             # resume
             r = spawn(batuta_cmd("apply", "--auto-approve", "-q", "-f", str(manifest)), env, proj)
             _o, rerr = communicate(r)
             if r.returncode == 0:
                 figures["resumed_ok"] += 1
+                pp["resumed_ok"] += 1
             else:
-                findings.append(f"trial {t} ({phase}): resume apply exit {r.returncode}: {rerr[-1500:]}")
+                findings.append(f"trial {t} ({point}/{phase}): resume apply exit {r.returncode}: {rerr[-1500:]}")
             q = spawn(batuta_cmd("plan", "--detailed-exitcode", "-q", "-f", str(manifest)), env, proj)
             qout, qerr = communicate(q)
             if q.returncode == 0:
                 figures["plan_empty_after_resume"] += 1
+                pp["plan_empty_after"] += 1
             else:
-                findings.append(f"trial {t} ({phase}): plan after resume exit {q.returncode}: {qout[-600:]} {qerr[-600:]}")
-            findings += [f"trial {t} ({phase}) after resume: {x}" for x in _project_problems(proj, reference, complete=True)]
-            findings += [f"trial {t} ({phase}) after resume: corrupt blob {b}" for b in bad_blobs(cache)]
+                findings.append(f"trial {t} ({point}/{phase}): plan after resume exit {q.returncode}: {qout[-600:]} {qerr[-600:]}")
+            findings += [f"trial {t} ({point}/{phase}) after resume: {x}" for x in _project_problems(proj, reference, complete=True)]
+            findings += [f"trial {t} ({point}/{phase}) after resume: corrupt blob {b}" for b in bad_blobs(cache)]
+            if push:
+                findings += [f"trial {t} ({point}) after resume: {x}" for x in _pushed_ok(server, f"rel/pushed-{t}", reference["models/tiny-llama-gguf"])]
             e = lock_parses(proj)
             if e:
                 findings.append(f"trial {t} after resume: hf.lock does not parse: {e}")
             left = [x for d in OUTPUT_DIRS for x in temp_files(proj / d)]
             figures["temp_files_left_after_resume"] += len(left)
             figures.setdefault("temp_file_examples", []).extend(str(Path(x).relative_to(proj)) for x in left[:3])
-        figures.update(phases=phases, findings=findings, seconds=round(time.perf_counter() - t0, 2))
+        figures.update(points=per_point, phases=phases, findings=findings, seconds=round(time.perf_counter() - t0, 2))
         return figures
     finally:
         server.stop()

@@ -20,4 +20,6 @@ def test_apply_converges_under_random_faults(tmp_path: Path) -> None:
     assert fig["corrupt_files"] == 0
     assert fig["escaped_exceptions"] == 0
     assert fig["faults_injected"] > 0
+    assert sum(fig["faults_by_kind"].values()) == fig["faults_injected"]
+    assert fig["faults_by_kind"]["429"] + fig["faults_by_kind"]["5xx"] > 0
     assert fig["files_checked_while_running"] > 0

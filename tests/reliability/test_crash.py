@@ -1,4 +1,5 @@
-"""Crashes: SIGKILL ``batuta apply`` at random points (download, conversion, upload, lock write).
+"""Crashes: SIGKILL ``batuta apply`` at each kill point (download, conversion, upload, lock write:
+killed as soon as that activity is seen) and at random times.
 
 After every kill: ``hf.lock`` parses, no partial file sits under a final name (every blob matches
 its digest, every output file equals the reference run's), and the next apply converges to an
@@ -34,6 +35,11 @@ def test_sigkill_at_random_points_then_apply_converges(tmp_path: Path) -> None:
     assert fig["resumed_ok"] == fig["trials"]
     assert fig["plan_empty_after_resume"] == fig["trials"]
     assert fig["killed"] >= 1
+    # every kill point was tried (download, conversion, upload when the publisher is wired, lock write)
+    assert {"download", "convert", "lock-write"} <= set(fig["points"]), fig["points"]
+    for point, pp in fig["points"].items():
+        assert pp["lock_parses"] == pp["trials"] and pp["partial_files"] == 0, (point, pp)
+        assert pp["resumed_ok"] == pp["plan_empty_after"] == pp["trials"], (point, pp)
 
 
 def _children(pid: int) -> set[int]:

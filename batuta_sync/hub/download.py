@@ -494,11 +494,11 @@ class Downloader:
     def _fetch_with(self, job: DownloadJob, hasher: _Hasher) -> FetchOutcome:
         f = job.file
         mine = _own_partial_path(job.layout, f.etag)
-        _claim_partial(job.layout, f.etag, mine)
         corrupt = 0
         transferred = 0
         resumed_from = 0
         try:
+            _claim_partial(job.layout, f.etag, mine)
             while True:
                 with _open_partial(mine) as fh:
                     pos = self._rehash_prefix(fh, hasher, f.size)

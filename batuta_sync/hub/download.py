@@ -18,8 +18,10 @@ For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
    of 8 MiB or more hash in a helper thread one chunk behind the network, so even a single
    big file keeps two cores busy.
 5. A dropped connection resumes from the byte where it stopped; 408/429/5xx are retried
-   per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum, one 429 pauses every
-   worker on the endpoint).
+   per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum; one 429 pauses every
+   worker on the endpoint, API calls through ``hub._http`` included: both use the endpoint's
+   process-wide :func:`~batuta_sync.hub.ratelimit.shared_gate`).  The initial backoff follows
+   ``BATUTA_RETRY_BACKOFF`` unless a ``config`` is given.
 6. Size and digest verified → published as ``blobs/<etag>`` (hard link, else ``os.replace``).
    A corrupt body is deleted, retried, then :class:`~batuta_sync.errors.IntegrityError`; it
    is never cached.

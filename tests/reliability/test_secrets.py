@@ -109,3 +109,52 @@ def test_token_never_appears_anywhere(tmp_path: Path) -> None:
         assert codes[f"{label}: hf whoami --token {WRONG}"] == 7, codes
     assert fig["leaks"] == [], fig["leaks"]
     assert fig["files_with_token"] == [], fig["files_with_token"]
+
+
+LEAKY_TESTS = '''
+import os
+
+
+def test_prints(tmp_path):
+    print(os.environ["HF_TOKEN"])
+
+
+def test_writes_a_lockfile(tmp_path):
+    (tmp_path / "hf.lock").write_text(os.environ["HF_TOKEN"])
+
+
+def test_fails_with_it(tmp_path):
+    assert os.environ["HF_TOKEN"] == "x"
+
+
+def test_stores_it_where_login_does(tmp_path):
+    (tmp_path / "token").write_text(os.environ["HF_TOKEN"])
+'''
+
+
+def test_suite_wide_canary_plugin_finds_every_kind_of_leak(tmp_path: Path) -> None:
+    """The plugin behind the report's suite-wide check (``secrets_suite``) sees a token printed, written
+    to a file or shown in a failure, and nothing else."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.reliability._harness import REPO_ROOT, subprocess_env
+    from tests.reliability.canary_plugin import CANARY as SUITE_CANARY
+
+    (tmp_path / "leaky").mkdir()
+    (tmp_path / "leaky" / "test_leaky.py").write_text(LEAKY_TESTS)
+    out = tmp_path / "canary.jsonl"
+    env = subprocess_env({"BATUTA_CANARY_REPORT": str(out)})
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.reliability.canary_plugin",
+         "--rootdir", str(REPO_ROOT), "--basetemp", str(tmp_path / "bt"), str(tmp_path / "leaky")],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    rows = {r["test"].rsplit("::", 1)[1]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["test_prints"]["leaks"] == ["call: Captured stdout call"]
+    assert [x.rsplit("/", 1)[1] for x in rows["test_writes_a_lockfile"]["leaks"]] == ["hf.lock"]
+    assert rows["test_fails_with_it"]["leaks"] == ["call: failure text"]
+    assert rows["test_fails_with_it"]["outcome"] == "failed"
+    assert rows["test_stores_it_where_login_does"]["leaks"] == []
+    assert SUITE_CANARY not in p.stdout + p.stderr  # the failure text is withheld

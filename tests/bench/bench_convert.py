@@ -293,6 +293,25 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
             "all_identical": len(same) == len(ta) == len(tb)}
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    except OSError:
+        return "?"
+
+
+def revision() -> dict[str, Any]:
+    """The commit measured, and whether the converter's sources differ from it (others edit them live)."""
+    def git(*a: str) -> str:
+        p = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
+        return p.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "batuta_sync/convert").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD"), "convert_sources_modified": [ln[3:] for ln in changed],
+            "kquants_backend": os.environ.get("BATUTA_KQUANTS_BACKEND", "auto")}
+
+
 def best_of(results: dict[str, Result], name: str, r: Result) -> None:
     """Keep the fastest run of ``name``; the peak RSS is the worst over all runs."""
     old = results.get(name)
@@ -414,8 +433,9 @@ def main() -> int:
         generate(src, spec)
         size_mb = sum(f.stat().st_size for f in src.glob("*.safetensors")) / 1e6
         n_params = size_mb * 1e6 / 2
-        say(f"model: {n_params / 1e6:.0f} M parameters, F16 safetensors {size_mb:.0f} MB; {os.cpu_count()} CPUs; "
-            f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; peers: {python} {versions}")
+        say(f"model: {n_params / 1e6:.0f} M parameters, F16 safetensors {size_mb:.0f} MB; {os.cpu_count()} CPUs "
+            f"({cpu_model()}); load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; batuta {revision()}; "
+            f"peers: {python} {versions}")
         f16 = work / "ours-F16-j1.gguf"
         jobs: list[tuple[str, Callable[[], Result]]] = []
         chg_name = "convert_hf_to_gguf.py" if script else "gguf-py writer path (stand-in)"
@@ -489,9 +509,10 @@ def main() -> int:
         if args.json:
             print(json.dumps({
                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                            "load_before": load0, "load_after": load1},
-                "model": {"params": n_params, "safetensors_mib": round(size_mb, 1), "spec": spec},
+                "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
+                            "python": platform.python_version(), "load_before": load0, "load_after": load1},
+                "batuta": revision(),
+                "model": {"params": n_params, "safetensors_mb": round(size_mb, 1), "spec": spec},
                 "peers": {"python": python, "versions": versions, "convert_script": str(script) if script else None},
                 "repeat": max(1, args.repeat), "rows": rows, "kernels": kern,
                 "raw": results,

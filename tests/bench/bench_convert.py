@@ -305,10 +305,10 @@ def revision() -> dict[str, Any]:
     """The commit measured, and whether the converter's sources differ from it (others edit them live)."""
     def git(*a: str) -> str:
         p = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
-        return p.stdout.strip()
+        return p.stdout
 
     changed = git("status", "--porcelain", "--", "batuta_sync/convert").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "convert_sources_modified": [ln[3:] for ln in changed],
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "convert_sources_modified": [ln[3:] for ln in changed],
             "kquants_backend": os.environ.get("BATUTA_KQUANTS_BACKEND", "auto")}
 
 

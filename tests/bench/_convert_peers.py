@@ -30,10 +30,13 @@ TORCH = "2.13.0"  # the CPU build lying on this machine's disk; any other versio
 
 INSTALL = f"""\
     python -m venv --system-site-packages {VENV}
-    {VENV}/bin/pip install torch=={TORCH} transformers sentencepiece
-    CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \\
-        {VENV}/bin/pip install llama-cpp-python=={LLAMA_CPP_PYTHON}      # builds llama.cpp, ~6 min on 2 cores
-    (convert_hf_to_gguf.py is fetched by the bench itself: pip download --no-binary :all: llama-cpp-python)"""
+    {VENV}/bin/pip install torch=={TORCH}
+    {VENV}/bin/pip install transformers sentencepiece
+    CMAKE_ARGS="-DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DGGML_NATIVE=ON -DLLAMA_CURL=OFF" \\
+      CMAKE_BUILD_PARALLEL_LEVEL=2 {VENV}/bin/pip wheel --no-deps -w {CACHE}/wheels \\
+      llama-cpp-python=={LLAMA_CPP_PYTHON}          # builds llama.cpp: ~6 min on 2 quiet cores
+    {VENV}/bin/pip install {CACHE}/wheels/llama_cpp_python-{LLAMA_CPP_PYTHON}-*.whl
+    (convert_hf_to_gguf.py comes from the same sdist; the bench downloads and unpacks it itself)"""
 
 LLAMA_FTYPE = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q8_0": 7}
 

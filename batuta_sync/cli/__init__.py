@@ -112,6 +112,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if os.environ.get("BATUTA_RETRY_BACKOFF"):  # validate at start, before any command runs
+        from batuta_sync.hub.ratelimit import RateLimitConfig
+
+        RateLimitConfig.from_env()
     handler = getattr(args, "handler", None)
     if handler is None:
         args._parser.print_help()

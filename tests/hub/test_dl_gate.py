@@ -185,3 +185,17 @@ def test_an_invalid_env_backoff_stops_the_cli_with_a_clear_error(
     assert code == 3, err
     assert "BATUTA_RETRY_BACKOFF='fast'" in err and "Traceback" not in err
     assert seeded.log.count() == 0  # stopped before any request
+
+
+def test_an_invalid_env_backoff_is_refused_before_plan_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not reported as "Cannot plan … fix hf.yaml": the variable is checked before any command."""
+    from batuta_sync.cli import main
+
+    (tmp_path / "hf.yaml").write_text("version: 1\nmodels:\n  a:\n    repo: org/a\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BATUTA_RETRY_BACKOFF", "-1")
+    code = main(["plan"])
+    err = capsys.readouterr().err
+    assert code == 3 and "BATUTA_RETRY_BACKOFF='-1'" in err and "hf.yaml" not in err, err

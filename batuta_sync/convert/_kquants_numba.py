@@ -98,7 +98,7 @@ def _jit(fn: Any) -> Any:
     opts: dict[str, Any] = {"nogil": True, "fastmath": False, "error_model": "numpy"}
     try:
         return njit(cache=True, **opts)(fn)
-    except RuntimeError:  # pragma: no cover - read-only install and no usable NUMBA_CACHE_DIR
+    except RuntimeError:  # read-only install and no usable NUMBA_CACHE_DIR or user cache directory
         return njit(cache=False, **opts)(fn)
 
 

@@ -237,3 +237,23 @@ def test_cli_start_up_does_not_import_numba() -> None:
             "assert 'numba' not in sys.modules and 'llvmlite' not in sys.modules, 'numba imported'")
     env = {**os.environ, "PYTHONPATH": str(Path(kq.__file__).parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_kernels_compile_without_a_writable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only install with no usable cache directory still gets compiled kernels (just not cached)."""
+    from batuta_sync.convert import _kquants_numba as m
+
+    (tmp_path / "__pycache__").write_text("a file, so no cache directory can be made here")
+    (tmp_path / "ro_kernel.py").write_text("def plus_one(x):\n    return x + 1\n")
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "/dev/null/numba")  # NUMBA_CACHE_DIR unusable
+    monkeypatch.setenv("HOME", "/dev/null")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/dev/null/cache")  # user-wide cache unusable
+    spec = importlib.util.spec_from_file_location("ro_kernel", tmp_path / "ro_kernel.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(mod.plus_one)
+    fn = m._jit(mod.plus_one)
+    assert fn(41) == 42
+    assert type(fn._cache).__name__ == "NullCache"

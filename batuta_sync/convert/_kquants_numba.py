@@ -25,11 +25,14 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
-from numba import njit, types
+from numba import config, njit, types
 from numba.extending import intrinsic as _intrinsic
 from numba.extending import overload
 
 intrinsic: Any = _intrinsic  # numba's decorator types are not precise enough for mypy
+
+# NUMBA_DISABLE_JIT=1 turns every kernel below into (very slow) plain Python: kquants then uses numpy.
+COMPILED = not getattr(config, "DISABLE_JIT", False)
 
 F32 = np.float32
 _F0 = np.float32(0.0)

@@ -1,4 +1,4 @@
-"""Q4_K, Q5_K and Q6_K quantization in vectorised numpy, byte-identical to ggml's reference.
+"""Q4_K, Q5_K and Q6_K quantization (compiled kernels, or vectorised numpy), byte-identical to ggml.
 
 gguf-py can quantize F16/BF16/Q8_0/Q4_0/Q5_0/Q5_1 exactly like ggml but has no K-quant
 quantizer, so these are ours.  They reproduce ``quantize_row_q{4,5,6}_K_ref`` (what
@@ -17,10 +17,11 @@ The search loops are vectorised across sub-blocks; work is done in chunks of a f
 hundred blocks so the temporaries stay in the CPU cache.
 
 When numba is importable, :mod:`batuta_sync.convert._kquants_numba` (a compiled port of the same
-C loops, cached on disk) does the work instead -- several times faster, same bytes.  It is
-imported lazily on the first sizeable K-quant call; ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto``
-forces a backend (``auto``: numba when available).  Any failure to import or compile it falls
-back to numpy for the rest of the process.
+C loops, cached on disk) does the work instead: 1.7-2.4x ggml's single-thread speed where this
+numpy path reaches 0.65-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported
+lazily on the first K-quant call of at least ``_JIT_MIN_BLOCKS`` super-blocks (never at CLI
+start-up); ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto`` forces a backend (``auto``: numba when
+available).  Any failure to import or compile it falls back to numpy for the rest of the process.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _jit() -> Any:
         try:
             import importlib
 
-            _jit_module = importlib.import_module("batuta_sync.convert._kquants_numba")
+            mod = importlib.import_module("batuta_sync.convert._kquants_numba")
+            _jit_module = mod if mod.COMPILED else False
         except Exception:  # ImportError, or numba/llvmlite failing to initialise
             _jit_module = False
     return _jit_module or None

@@ -45,7 +45,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--types", default="Q4_K,Q5_K,Q6_K")
     ap.add_argument("--backend", default="auto", choices=["auto", "numpy", "numba"],
-                    help="force our backend (sets BATUTA_KQUANTS_BACKEND)")
+                    help="our backend under test (sets BATUTA_KQUANTS_BACKEND; auto = numba when installed)")
+    ap.add_argument("--no-numpy", action="store_true", help="do not also time the numpy path (the fallback)")
     args = ap.parse_args()
     os.environ["BATUTA_KQUANTS_BACKEND"] = args.backend
 
@@ -56,44 +57,52 @@ def main() -> int:
         return 2
     import batuta_sync.convert.kquants as kq
 
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
     x = make_data(args.mvalues)
-    print(f"data: {x.shape[0]}x{x.shape[1]} float32 ({x.nbytes / 1e6:.0f} MB); load average {' '.join(load)}")
-    print(f"{'type':5} {'backend':7} {'cold s':>7} {'ours best':>10} {'ggml best':>10} {'ratio best':>10} "
-          f"{'ours med':>9} {'ggml med':>9} {'ratio med':>9}  equal")
+    print(f"data: {x.shape[0]}x{x.shape[1]} float32 ({x.nbytes / 1e6:.0f} MB), {args.rounds} alternating rounds, "
+          f"1 thread each; load average {_load()}")
+    runners = {
+        "ours": lambda q: kq.quantize_k(x, q),
+        "ggml": lambda q: ggml_quantize(x, q),
+    }
+    if not args.no_numpy and args.backend != "numpy":
+        runners["numpy"] = lambda q: kq.quantize_k(x, q, backend="numpy")
+    print(f"{'type':5} {'backend':7} {'cold s':>6} | {'best s':>24} | {'median s':>24} | ratio ggml/ours best, median"
+          + ("  [numpy path]" if "numpy" in runners else ""))
+    print(f"{'':20} | {'  '.join(f'{n:>6}' for n in runners)} | {'  '.join(f'{n:>6}' for n in runners)} |")
     worst = float("inf")
     for qtype in args.types.split(","):
         t0 = time.perf_counter()
-        kq.quantize_k(x[:4], qtype)  # cold: import/JIT/cache load on a tiny input
+        kq.quantize_k(x[:16], qtype)  # cold: numba import + compile or cache load (not counted below)
         cold = time.perf_counter() - t0
-        ours: list[float] = []
-        peer: list[float] = []
-        equal = True
+        times: dict[str, list[float]] = {n: [] for n in runners}
+        outs: dict[str, bytes] = {}
+        names = list(runners)
         for r in range(args.rounds):
-            order = (0, 1) if r % 2 == 0 else (1, 0)
-            for who in order:
+            for n in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
                 t0 = time.perf_counter()
-                out = kq.quantize_k(x, qtype) if who == 0 else ggml_quantize(x, qtype)
-                dt = time.perf_counter() - t0
-                (ours if who == 0 else peer).append(dt)
-                if who == 0:
-                    mine = out
-                else:
-                    ref = out
-            equal = equal and mine.tobytes() == ref.tobytes()
-        backend = getattr(kq, "backend_name", lambda q: "numpy")(qtype)
-        rb = min(peer) / min(ours)
-        rm = statistics.median(peer) / statistics.median(ours)
+                out = runners[n](qtype)
+                times[n].append(time.perf_counter() - t0)
+                outs[n] = out.tobytes()
+            if len(set(outs.values())) != 1:
+                print(f"!! {qtype}: outputs differ from ggml: " + ", ".join(n for n in outs if outs[n] != outs["ggml"]))
+                return 1
+        best = {n: min(t) for n, t in times.items()}
+        med = {n: statistics.median(t) for n, t in times.items()}
+        rb, rm = best["ggml"] / best["ours"], med["ggml"] / med["ours"]
         worst = min(worst, rb, rm)
-        print(f"{qtype:5} {backend:7} {cold:7.2f} {min(ours):10.3f} {min(peer):10.3f} {rb:10.2f} "
-              f"{statistics.median(ours):9.3f} {statistics.median(peer):9.3f} {rm:9.2f}  {equal}")
-        if not equal:
-            print(f"!! {qtype}: output differs from ggml")
-            return 1
-    with open("/proc/loadavg") as f:
-        print(f"load average after: {' '.join(f.read().split()[:3])}; worst ratio {worst:.2f} (target >= 0.8)")
+        extra = ""
+        if "numpy" in runners:
+            extra = f"  [{best['ggml'] / best['numpy']:.2f}, {med['ggml'] / med['numpy']:.2f}]"
+        print(f"{qtype:5} {kq.backend_name(qtype, x.size // 256):7} {cold:6.2f} | "
+              f"{'  '.join(f'{best[n]:6.3f}' for n in runners)} | {'  '.join(f'{med[n]:6.3f}' for n in runners)} | "
+              f"{rb:.2f}, {rm:.2f}{extra}  bytes equal")
+    print(f"load average after: {_load()}; worst ratio {worst:.2f} (target >= 0.8 at the same thread count)")
     return 0
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 if __name__ == "__main__":

@@ -231,6 +231,11 @@ def test_backend_choice_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kq.quantize_k(x, "Q5_K", backend="numba").tobytes() == want
     assert kq._jit() is None
 
+    monkeypatch.setattr(kq, "_jit_module", None)  # NUMBA_DISABLE_JIT=1: the kernels would be plain Python
+    monkeypatch.setitem(sys.modules, "batuta_sync.convert._kquants_numba", _load_uncompiled())
+    assert kq._jit() is None
+    assert kq.backend_name("Q5_K") == "numpy"
+
 
 def test_cli_start_up_does_not_import_numba() -> None:
     code = ("import sys, batuta_sync.cli, batuta_sync.convert.kquants, batuta_sync.convert.quantize; "

@@ -1341,9 +1341,10 @@ class _Handler(BaseHTTPRequestHandler):
                 head["Location"] = loc
                 self._random_fault(body=False)
                 return self._send_bytes(302, b"", head)
+        drawn = self._random_fault(body=self.command == "GET")  # before counting: a 429/5xx is no download
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(store.blob_path(e.sha256), e.size, e.etag, head)
+        self._send_file(store.blob_path(e.sha256), e.size, e.etag, head, drawn)
 
     def _cdn_blob(self, repo_type: str, repo_id: str, commit: str, sha256: str) -> None:
         if repo_type not in _PREFIX:
@@ -1359,9 +1360,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, "Blob not found in this repo.", "EntryNotFound")
         size = store.blob_size(sha256)
         head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "X-Repo-Commit": commit}
+        drawn = self._random_fault(body=self.command == "GET")
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(store.blob_path(sha256), size, sha256, head)
+        self._send_file(store.blob_path(sha256), size, sha256, head, drawn)
 
     def _parse_range(self, size: int, etag: str) -> tuple[int, int] | None:
         rng = self.headers.get("Range")
@@ -1395,7 +1397,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return start, end
 
-    def _send_file(self, fs_path: Path, size: int, etag: str, headers: Mapping[str, str]) -> None:
+    def _send_file(
+        self, fs_path: Path, size: int, etag: str, headers: Mapping[str, str], drawn: FaultDraw | None = None
+    ) -> None:
+        """Send a file (or the requested range); ``drawn``: a random body fault drawn for this request."""
         h = dict(headers)
         h["Accept-Ranges"] = "bytes"
         h["Content-Type"] = "application/octet-stream"
@@ -1411,7 +1416,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_head(status, h, length)
         fault = None
         if self.hub.faults.applies(self.raw_path):
-            fault = self.hub.faults.take_body_fault(length, self._random_fault(body=True))
+            fault = self.hub.faults.take_body_fault(length, drawn)
         with open(fs_path, "rb") as f:
             self._send_head(status, h, length, expected_out=length if fault is None else fault.send)
             if fault is None:

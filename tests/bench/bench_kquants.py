@@ -1,13 +1,16 @@
 """Micro-benchmark: our K-quant quantizers against ggml's own reference quantizer, single thread.
 
-    python tests/bench/bench_kquants.py [--mvalues 8] [--rounds 5] [--types Q4_K,Q5_K,Q6_K] [--backend auto|numpy|numba]
+    python tests/bench/bench_kquants.py [--mvalues 8] [--rounds 5] [--types Q4_K,Q5_K,Q6_K]
+                                        [--backend auto|numpy|numba] [--no-numpy] [--baseline GIT_REV]
 
 Peer: ``ggml_quantize_chunk`` from the xllamacpp wheel (a real llama.cpp build; the routine
 ``llama_model_quantize`` runs per row chunk, here on one thread), called through ctypes in this
 same process.  For each type the two quantizers run alternately on the same data (normal
 weights scaled like an LLM's, a few large outliers, some all-zero rows), ``--rounds`` times; the
 script prints best-of and median wall times and the ratio peer_time / our_time (>= 1 means we are
-faster) and checks that the bytes are identical every round.  The cold first call of our
+faster) and checks that the bytes are identical every round.  The numpy fallback (and, with
+``--baseline REV``, kquants.py as of an older commit) run in the same rotation, so before/after
+figures come from the same run under the same load.  The cold first call of our
 quantizer (JIT compile or cache load, if the numba backend is used) is reported separately and
 not counted in the rounds.  Issue 6 target: ratio >= 0.8 at the same thread count.
 """
@@ -47,6 +50,7 @@ def main() -> int:
     ap.add_argument("--backend", default="auto", choices=["auto", "numpy", "numba"],
                     help="our backend under test (sets BATUTA_KQUANTS_BACKEND; auto = numba when installed)")
     ap.add_argument("--no-numpy", action="store_true", help="do not also time the numpy path (the fallback)")
+    ap.add_argument("--baseline", metavar="REV", help="also time kquants.py as of git revision REV (before/after)")
     args = ap.parse_args()
     os.environ["BATUTA_KQUANTS_BACKEND"] = args.backend
 
@@ -66,8 +70,12 @@ def main() -> int:
     }
     if not args.no_numpy and args.backend != "numpy":
         runners["numpy"] = lambda q: kq.quantize_k(x, q, backend="numpy")
-    print(f"{'type':5} {'backend':7} {'cold s':>6} | {'best s':>24} | {'median s':>24} | ratio ggml/ours best, median"
-          + ("  [numpy path]" if "numpy" in runners else ""))
+    if args.baseline:
+        old = _module_at(args.baseline)
+        runners[args.baseline[:6]] = lambda q: old.quantize_k(x, q)
+    width = 8 * len(runners) - 2
+    print(f"{'type':5} {'backend':7} {'cold s':>6} | {'best s':>{width}} | {'median s':>{width}} | "
+          "ratio ggml/ours best, median  [same for the other runs]")
     print(f"{'':20} | {'  '.join(f'{n:>6}' for n in runners)} | {'  '.join(f'{n:>6}' for n in runners)} |")
     worst = float("inf")
     for qtype in args.types.split(","):
@@ -90,14 +98,30 @@ def main() -> int:
         med = {n: statistics.median(t) for n, t in times.items()}
         rb, rm = best["ggml"] / best["ours"], med["ggml"] / med["ours"]
         worst = min(worst, rb, rm)
-        extra = ""
-        if "numpy" in runners:
-            extra = f"  [{best['ggml'] / best['numpy']:.2f}, {med['ggml'] / med['numpy']:.2f}]"
+        extra = "".join(f"  [{n}: {best['ggml'] / best[n]:.2f}, {med['ggml'] / med[n]:.2f}]"
+                        for n in runners if n not in ("ours", "ggml"))
         print(f"{qtype:5} {kq.backend_name(qtype, x.size // 256):7} {cold:6.2f} | "
               f"{'  '.join(f'{best[n]:6.3f}' for n in runners)} | {'  '.join(f'{med[n]:6.3f}' for n in runners)} | "
               f"{rb:.2f}, {rm:.2f}{extra}  bytes equal")
     print(f"load average after: {_load()}; worst ratio {worst:.2f} (target >= 0.8 at the same thread count)")
     return 0
+
+
+def _module_at(rev: str):  # type: ignore[no-untyped-def]
+    """kquants.py as of git revision ``rev``, imported as a separate module."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:batuta_sync/convert/kquants.py"],
+                         check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="kq_baseline_")) / "kquants_baseline.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("kquants_baseline", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _load() -> str:

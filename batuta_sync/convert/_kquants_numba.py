@@ -44,8 +44,8 @@ _F63 = np.float32(63.0)
 _F32V = np.float32(32.0)
 _FM128 = np.float32(-128.0)
 _F01 = np.float32(0.1)
-_LANES6 = 16  # Q6_K sub-blocks processed side by side (1 super-block; more lanes measured no faster)
-_LANES45 = 32  # Q4_K/Q5_K sub-blocks side by side (4 super-blocks: 2.4x ggml here, vs 2.2x with 16, 1.7x with 8)
+_LANES6 = 64  # Q6_K sub-blocks processed side by side (4 super-blocks)
+_LANES45 = 64  # Q4_K/Q5_K sub-blocks processed side by side (8 super-blocks)
 
 
 # --- bit casts (pure-Python versions for the interpreter, LLVM bitcasts inside compiled code) ---
@@ -146,117 +146,116 @@ def fp16_to_fp32(h: Any) -> Any:
 # --- Q4_K / Q5_K --------------------------------------------------------------------------------
 
 @_jit
-def _qkx2_lanes(xt: Any, w: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int,
-                lq: Any, laux: Any, scales: Any, mins: Any) -> None:
-    """``make_qkx2_quants(32, nmax, x, w, L, &min, Laux, rmin, rdelta, nstep, false)`` for 8 lanes.
+def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, scales: Any, mins: Any) -> None:
+    """``make_qkx2_quants(32, nmax, x, w, L, &min, Laux, rmin, rdelta, nstep, false)`` for every lane.
 
-    ``xt``/``w``/``lq``/``laux`` are (32, 8): element i of sub-block j at [i, j].  Writes L (as
-    float32) into ``lq``, the scales into ``scales`` and ``the_min`` into ``mins``.
+    ``dat`` is (2, 32, lanes): x and the weights, element i of lane (sub-block) j at [., i, j].
+    Writes L (as float32, shape (32, lanes)) into ``lq``, the scales and ``the_min`` values.
+    Instead of copying Laux into L on every improvement (as C does), the winning (iscale, min)
+    of each lane is kept and L recomputed once at the end with the very same operations.  The
+    hot loops touch few distinct arrays so that LLVM can vectorise them across lanes.
     """
-    n, g = xt.shape
+    n = dat.shape[1]
+    g = dat.shape[2]
     fnmax = np.float32(nmax)
-    mn = np.empty(g, np.float32)
-    mx = np.empty(g, np.float32)
-    sum_w = np.empty(g, np.float32)
-    sum_x = np.empty(g, np.float32)
+    # per-lane parameters: 0 iscale, 1 min, 2 max, 3 sum_w, 4 sum_x, 5 scale, 6 best error,
+    # 7 best iscale, 8 best min, 9 this_scale, 10 this_min, 11 min as first clamped
+    par = np.empty((12, g), np.float32)
+    acc = np.empty((4, g), np.float32)  # sum_l, sum_l2, sum_xl, error
+    laux = np.empty((n, g), np.float32)
+    flat = np.empty(g, np.bool_)
+    ok = np.empty(g, np.bool_)
     for j in range(g):
-        mn[j] = xt[0, j]
-        mx[j] = xt[0, j]
-        sum_w[j] = w[0, j]
-        sum_x[j] = np.float32(w[0, j] * xt[0, j])
+        par[1, j] = dat[0, 0, j]
+        par[2, j] = dat[0, 0, j]
+        par[3, j] = dat[1, 0, j]
+        par[4, j] = np.float32(dat[1, 0, j] * dat[0, 0, j])
     for i in range(1, n):
         for j in range(g):
-            v = xt[i, j]
-            mn[j] = v if v < mn[j] else mn[j]
-            mx[j] = v if v > mx[j] else mx[j]
-            sum_w[j] = np.float32(sum_w[j] + w[i, j])
-            sum_x[j] = np.float32(sum_x[j] + np.float32(w[i, j] * v))
-    scale = np.empty(g, np.float32)
-    iscale = np.empty(g, np.float32)
-    best = np.zeros(g, np.float32)
-    flat = np.empty(g, np.bool_)
-    mn0 = np.empty(g, np.float32)
+            v = dat[0, i, j]
+            wv = dat[1, i, j]
+            par[1, j] = v if v < par[1, j] else par[1, j]
+            par[2, j] = v if v > par[2, j] else par[2, j]
+            par[3, j] = np.float32(par[3, j] + wv)
+            par[4, j] = np.float32(par[4, j] + np.float32(wv * v))
     for j in range(g):
-        if mn[j] > _F0:
-            mn[j] = _F0
-        flat[j] = mx[j] == mn[j]
-        mn0[j] = mn[j]
-        iscale[j] = np.float32(fnmax / np.float32(mx[j] - mn[j]))
-        scale[j] = np.float32(_F1 / iscale[j])
+        if par[1, j] > _F0:
+            par[1, j] = _F0
+        flat[j] = par[2, j] == par[1, j]
+        par[11, j] = par[1, j]
+        par[0, j] = np.float32(fnmax / np.float32(par[2, j] - par[1, j]))
+        par[5, j] = np.float32(_F1 / par[0, j])
+        par[7, j] = par[0, j]
+        par[8, j] = par[1, j]
+        acc[3, j] = _F0
     for i in range(n):
         for j in range(g):
-            v = xt[i, j]
-            q = nearest_int(np.float32(iscale[j] * np.float32(v - mn[j])))
-            q = min(nmax, max(0, q))
-            fq = np.float32(q)
-            lq[i, j] = fq
-            d = np.float32(np.float32(np.float32(scale[j] * fq) + mn[j]) - v)
-            best[j] = np.float32(best[j] + np.float32(w[i, j] * np.float32(d * d)))
-    s_l = np.empty(g, np.float32)
-    s_l2 = np.empty(g, np.float32)
-    s_xl = np.empty(g, np.float32)
-    t_scale = np.empty(g, np.float32)
-    t_min = np.empty(g, np.float32)
-    err = np.empty(g, np.float32)
-    ok = np.empty(g, np.bool_)
+            v = dat[0, i, j]
+            q = nearest_int(np.float32(par[0, j] * np.float32(v - par[1, j])))
+            fq = np.float32(min(nmax, max(0, q)))
+            d = np.float32(np.float32(np.float32(par[5, j] * fq) + par[1, j]) - v)
+            acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * np.float32(d * d)))
+    for j in range(g):
+        par[6, j] = acc[3, j]
     for step in range(nstep + 1):
         num = np.float32(np.float32(rmin + np.float32(rdelta * np.float32(step))) + fnmax)
         for j in range(g):
-            iscale[j] = np.float32(num / np.float32(mx[j] - mn[j]))
-            s_l[j] = _F0
-            s_l2[j] = _F0
-            s_xl[j] = _F0
-            err[j] = _F0
+            par[0, j] = np.float32(num / np.float32(par[2, j] - par[1, j]))
+            acc[0, j] = _F0
+            acc[1, j] = _F0
+            acc[2, j] = _F0
+            acc[3, j] = _F0
         for i in range(n):
             for j in range(g):
-                v = xt[i, j]
-                q = nearest_int(np.float32(iscale[j] * np.float32(v - mn[j])))
+                v = dat[0, i, j]
+                q = nearest_int(np.float32(par[0, j] * np.float32(v - par[1, j])))
                 fq = np.float32(min(nmax, max(0, q)))
                 laux[i, j] = fq
-                wl = np.float32(w[i, j] * fq)
-                s_l[j] = np.float32(s_l[j] + wl)
-                s_l2[j] = np.float32(s_l2[j] + np.float32(wl * fq))
-                s_xl[j] = np.float32(s_xl[j] + np.float32(wl * v))
+                wl = np.float32(dat[1, i, j] * fq)
+                acc[0, j] = np.float32(acc[0, j] + wl)
+                acc[1, j] = np.float32(acc[1, j] + np.float32(wl * fq))
+                acc[2, j] = np.float32(acc[2, j] + np.float32(wl * v))
         anyok = False
         for j in range(g):
-            dd = np.float32(np.float32(sum_w[j] * s_l2[j]) - np.float32(s_l[j] * s_l[j]))
+            s_l = acc[0, j]
+            s_l2 = acc[1, j]
+            s_xl = acc[2, j]
+            dd = np.float32(np.float32(par[3, j] * s_l2) - np.float32(s_l * s_l))
             ok[j] = dd > _F0 and not flat[j]
             anyok = anyok or ok[j]
-            ts = np.float32(np.float32(np.float32(sum_w[j] * s_xl[j]) - np.float32(sum_x[j] * s_l[j])) / dd)
-            tm = np.float32(np.float32(np.float32(s_l2[j] * sum_x[j]) - np.float32(s_l[j] * s_xl[j])) / dd)
+            ts = np.float32(np.float32(np.float32(par[3, j] * s_xl) - np.float32(par[4, j] * s_l)) / dd)
+            tm = np.float32(np.float32(np.float32(s_l2 * par[4, j]) - np.float32(s_l * s_xl)) / dd)
             if tm > _F0:
                 tm = _F0
-                ts = np.float32(s_xl[j] / s_l2[j])
-            t_scale[j] = ts
-            t_min[j] = tm
+                ts = np.float32(s_xl / s_l2)
+            par[9, j] = ts
+            par[10, j] = tm
         if not anyok:
             continue
         for i in range(n):
             for j in range(g):
-                d = np.float32(np.float32(np.float32(t_scale[j] * laux[i, j]) + t_min[j]) - xt[i, j])
-                err[j] = np.float32(err[j] + np.float32(w[i, j] * np.float32(d * d)))
-        anyupd = False
+                d = np.float32(np.float32(np.float32(par[9, j] * laux[i, j]) + par[10, j]) - dat[0, i, j])
+                acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * np.float32(d * d)))
         for j in range(g):
-            upd = ok[j] and err[j] < best[j]
-            ok[j] = upd
-            if upd:
-                anyupd = True
-                best[j] = err[j]
-                scale[j] = t_scale[j]
-                mn[j] = t_min[j]
-        if anyupd:
-            for i in range(n):
-                for j in range(g):
-                    lq[i, j] = laux[i, j] if ok[j] else lq[i, j]
+            if ok[j] and acc[3, j] < par[6, j]:
+                par[6, j] = acc[3, j]
+                par[5, j] = par[9, j]
+                par[7, j] = par[0, j]  # L of this step: iscale and the min it was computed with
+                par[8, j] = par[1, j]
+                par[1, j] = par[10, j]
+    for i in range(n):
+        for j in range(g):
+            q = nearest_int(np.float32(par[7, j] * np.float32(dat[0, i, j] - par[8, j])))
+            lq[i, j] = np.float32(min(nmax, max(0, q)))
     for j in range(g):
         if flat[j]:  # C returns early: L = 0, scale 0, the_min = -min
-            mins[j] = -mn0[j]
+            mins[j] = -par[11, j]
             scales[j] = _F0
             for i in range(n):
                 lq[i, j] = _F0
         else:
-            mins[j] = -mn[j]
-            scales[j] = scale[j]
+            mins[j] = -par[1, j]
+            scales[j] = par[5, j]
 
 
 @_jit
@@ -313,8 +312,8 @@ def _finish_q45k(xt: Any, lq: Any, scales: Any, mins: Any, j0: int, nmax: int, o
 def quantize_q45k(x: Any, out: Any, nmax: int) -> None:
     """Quantize (nb, 256) float32 ``x`` into (nb, 144|176) uint8 ``out`` (Q4_K for nmax 15, Q5_K for 31).
 
-    Two super-blocks at a time: their 16 sub-blocks are the lanes (an odd last block is paired
-    with itself and the copy's result dropped).
+    A few super-blocks at a time: their sub-blocks are the lanes (an incomplete last group repeats
+    the last block and drops the copies).
     """
     nb = x.shape[0]
     if nmax == 15:
@@ -322,10 +321,8 @@ def quantize_q45k(x: Any, out: Any, nmax: int) -> None:
     else:
         rmin, rdelta, nstep = np.float32(-0.5), _F01, 15
     g = _LANES45
-    xt = np.empty((32, g), np.float32)
-    w = np.empty((32, g), np.float32)
+    dat = np.empty((2, 32, g), np.float32)  # x, weights
     lq = np.empty((32, g), np.float32)
-    laux = np.empty((32, g), np.float32)
     scales = np.empty(g, np.float32)
     mins = np.empty(g, np.float32)
     sx2 = np.empty(g, np.float32)
@@ -338,25 +335,26 @@ def quantize_q45k(x: Any, out: Any, nmax: int) -> None:
                 for jj in range(8):
                     j = 8 * k + jj
                     v = x[b, 32 * jj + i]
-                    xt[i, j] = v
+                    dat[0, i, j] = v
                     sx2[j] = np.float32(sx2[j] + np.float32(v * v))
         for j in range(g):
-            av = np.float32(np.sqrt(np.float32(sx2[j] / _F32V)))
-            for i in range(32):
-                w[i, j] = np.float32(av + abs(xt[i, j]))
-        _qkx2_lanes(xt, w, nmax, rmin, rdelta, nstep, lq, laux, scales, mins)
+            sx2[j] = np.float32(np.sqrt(np.float32(sx2[j] / _F32V)))  # av_x
+        for i in range(32):
+            for j in range(g):
+                dat[1, i, j] = np.float32(sx2[j] + abs(dat[0, i, j]))
+        _qkx2_lanes(dat, nmax, rmin, rdelta, nstep, lq, scales, mins)
         for k in range(g // 8):
             if b0 + k < nb:
-                _finish_q45k(xt, lq, scales, mins, 8 * k, nmax, out[b0 + k])
+                _finish_q45k(dat[0], lq, scales, mins, 8 * k, nmax, out[b0 + k])
 
 
 # --- Q6_K ---------------------------------------------------------------------------------------
 
 @_jit
-def _finish_q6k(xt: Any, lq: Any, scale: Any, j0: int, o: Any) -> None:
-    """The super-block part of ``quantize_row_q6_K_ref`` for the 16 lanes ``j0..j0+15``, written to ``o``."""
+def _finish_q6k(xb: Any, lq: Any, scale: Any, j0: int, o: Any) -> None:
+    """The super-block part of ``quantize_row_q6_K_ref`` for block ``xb`` (lanes ``j0..j0+15``), written to ``o``."""
     sc = np.empty(16, np.int64)
-    lfin = np.empty(256, np.int64)
+    lfin = np.empty(256, np.int32)
     max_scale = _F0
     max_abs = _F0
     for j in range(16):
@@ -376,11 +374,12 @@ def _finish_q6k(xt: Any, lq: Any, scale: Any, j0: int, o: Any) -> None:
         sc[j] = q - 256 if q > 127 else q  # stored as int8
     for j in range(16):
         d = np.float32(d32 * np.float32(sc[j]))
-        for i in range(16):
-            if d == _F0:
-                lfin[16 * j + i] = int(lq[i, j0 + j]) + 32
-            else:
-                q = nearest_int(np.float32(xt[i, j0 + j] / d))
+        if d == _F0:
+            for i in range(16):
+                lfin[16 * j + i] = np.int32(lq[i, j0 + j]) + 32
+        else:
+            for i in range(16):
+                q = nearest_int(np.float32(xb[16 * j + i] / d))
                 lfin[16 * j + i] = max(-32, min(31, q)) + 32
     for h in range(2):
         base = 128 * h
@@ -404,86 +403,78 @@ def quantize_q6k(x: Any, out: Any) -> None:
 
     ``make_qx_quants(16, 32, x, L, 1, NULL)`` runs for the 16-element sub-blocks of a few super-blocks
     side by side (the lanes); an incomplete last group repeats the last block and drops the copies.
+    As in the Q4_K/Q5_K search, the winning iscale of each lane is kept and L computed once at the
+    end, and the hot loops touch only three arrays, so LLVM vectorises them across lanes.
     """
     nb = x.shape[0]
     g = _LANES6
-    xt = np.empty((16, g), np.float32)
-    wx = np.empty((16, g), np.float32)
-    ww = np.empty((16, g), np.float32)
+    dat = np.empty((3, 16, g), np.float32)  # x, w*x, w  (w = x*x)
+    par = np.empty((6, g), np.float32)  # iscale, best iscale, amax, max, scale, best
+    acc = np.empty((2, g), np.float32)  # sum w*x*l, sum w*l*l
     lq = np.empty((16, g), np.float32)
-    laux = np.empty((16, g), np.float32)
-    amax = np.empty(g, np.float32)
-    mx = np.empty(g, np.float32)
-    iscale = np.empty(g, np.float32)
-    slx = np.empty(g, np.float32)
-    sl2 = np.empty(g, np.float32)
-    scale = np.empty(g, np.float32)
-    best = np.empty(g, np.float32)
-    upd = np.empty(g, np.bool_)
     for b0 in range(0, nb, g // 16):
         for j in range(g):
-            amax[j] = _F0
-            mx[j] = _F0
+            par[2, j] = _F0
+            par[3, j] = _F0
         for k in range(g // 16):
             b = min(b0 + k, nb - 1)
             for i in range(16):
                 for jj in range(16):
                     j = 16 * k + jj
                     v = x[b, 16 * jj + i]
-                    xt[i, j] = v
+                    dat[0, i, j] = v
                     av = abs(v)
-                    if av > amax[j]:
-                        amax[j] = av
-                        mx[j] = v
+                    m = av > par[2, j]
+                    par[3, j] = v if m else par[3, j]
+                    par[2, j] = av if m else par[2, j]
                     w = np.float32(v * v)
-                    ww[i, j] = w
-                    wx[i, j] = np.float32(w * v)
+                    dat[2, i, j] = w
+                    dat[1, i, j] = np.float32(w * v)
         for j in range(g):
-            iscale[j] = np.float32(np.float32(-32.0) / mx[j])
-            slx[j] = _F0
-            sl2[j] = _F0
+            par[0, j] = np.float32(np.float32(-32.0) / par[3, j])
+            par[1, j] = par[0, j]
+            acc[0, j] = _F0
+            acc[1, j] = _F0
         for i in range(16):
             for j in range(g):
-                q = nearest_int(np.float32(iscale[j] * xt[i, j]))
+                q = nearest_int(np.float32(par[0, j] * dat[0, i, j]))
                 fq = np.float32(max(-32, min(31, q)))
-                lq[i, j] = fq
-                slx[j] = np.float32(slx[j] + np.float32(wx[i, j] * fq))
-                sl2[j] = np.float32(sl2[j] + np.float32(np.float32(ww[i, j] * fq) * fq))
+                acc[0, j] = np.float32(acc[0, j] + np.float32(dat[1, i, j] * fq))
+                acc[1, j] = np.float32(acc[1, j] + np.float32(np.float32(dat[2, i, j] * fq) * fq))
         for j in range(g):
-            scale[j] = np.float32(slx[j] / sl2[j]) if sl2[j] != _F0 else _F0
-            best[j] = np.float32(scale[j] * slx[j])
+            par[4, j] = np.float32(acc[0, j] / acc[1, j]) if acc[1, j] != _F0 else _F0
+            par[5, j] = np.float32(par[4, j] * acc[0, j])
         for step in range(-9, 10):
             if step == 0:
                 continue
             num = -np.float32(_F32V + np.float32(_F01 * np.float32(step)))
             for j in range(g):
-                iscale[j] = np.float32(num / mx[j])
-                slx[j] = _F0
-                sl2[j] = _F0
+                par[0, j] = np.float32(num / par[3, j])
+                acc[0, j] = _F0
+                acc[1, j] = _F0
             for i in range(16):
                 for j in range(g):
-                    q = nearest_int(np.float32(iscale[j] * xt[i, j]))
+                    q = nearest_int(np.float32(par[0, j] * dat[0, i, j]))
                     fq = np.float32(max(-32, min(31, q)))
-                    laux[i, j] = fq
-                    slx[j] = np.float32(slx[j] + np.float32(wx[i, j] * fq))
-                    sl2[j] = np.float32(sl2[j] + np.float32(np.float32(ww[i, j] * fq) * fq))
-            anyupd = False
+                    acc[0, j] = np.float32(acc[0, j] + np.float32(dat[1, i, j] * fq))
+                    acc[1, j] = np.float32(acc[1, j] + np.float32(np.float32(dat[2, i, j] * fq) * fq))
             for j in range(g):
-                u = sl2[j] > _F0 and np.float32(slx[j] * slx[j]) > np.float32(best[j] * sl2[j])
-                upd[j] = u
-                if u:
-                    anyupd = True
-                    scale[j] = np.float32(slx[j] / sl2[j])
-                    best[j] = np.float32(scale[j] * slx[j])
-            if anyupd:
-                for i in range(16):
-                    for j in range(g):
-                        lq[i, j] = laux[i, j] if upd[j] else lq[i, j]
+                slx = acc[0, j]
+                sl2 = acc[1, j]
+                if sl2 > _F0 and np.float32(slx * slx) > np.float32(par[5, j] * sl2):
+                    par[1, j] = par[0, j]
+                    par[4, j] = np.float32(slx / sl2)
+                    par[5, j] = np.float32(par[4, j] * slx)
+        for i in range(16):
+            for j in range(g):
+                q = nearest_int(np.float32(par[1, j] * dat[0, i, j]))
+                lq[i, j] = np.float32(max(-32, min(31, q)))
+        scale = par[4]
         for j in range(g):
-            if amax[j] < _EPS:  # all-zero sub-block: L = 0 (not 32), scale 0
+            if par[2, j] < _EPS:  # all-zero sub-block: L = 0 (not 32), scale 0
                 scale[j] = _F0
                 for i in range(16):
                     lq[i, j] = np.float32(-32.0)
         for k in range(g // 16):
             if b0 + k < nb:
-                _finish_q6k(xt, lq, scale, 16 * k, out[b0 + k])
+                _finish_q6k(x[b0 + k], lq, scale, 16 * k, out[b0 + k])

@@ -183,14 +183,15 @@ def test_kernel_source_run_as_python_gives_the_same_bytes() -> None:
     part[0, :16] = 0.0  # a zero sub-block inside a non-zero block
     part[0, 16:32] *= 1e-6  # and one whose 6-bit scale rounds to 0
     x = np.concatenate([
-        FAMILIES["zeros"].reshape(-1, 256)[:4],  # a whole lane group with nothing to search
+        FAMILIES["zeros"].reshape(-1, 256)[:4],
         part,
         FAMILIES["uniform_pos"].reshape(-1, 256)[:1],
         FAMILIES["mixed_blocks"].reshape(-1, 256)[:6],
         FAMILIES["heavy_tail"].reshape(-1, 256)[:1],
         EXTREME["float_max_alternating"].reshape(-1, 256)[:1],
         EXTREME["denormal_steps"].reshape(-1, 256)[:1],
-        FAMILIES["const_neg"].reshape(-1, 256)[:2],  # 18 blocks: the last lane group is partly padding
+        # 18 blocks: the last lane group is constant blocks plus padding, with nothing to search
+        FAMILIES["const_neg"].reshape(-1, 256)[:2],
     ])
     with np.errstate(all="ignore"):
         for qtype, nmax in (("Q4_K", 15), ("Q5_K", 31), ("Q6_K", 0)):

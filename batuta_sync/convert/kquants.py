@@ -17,11 +17,12 @@ The search loops are vectorised across sub-blocks; work is done in chunks of a f
 hundred blocks so the temporaries stay in the CPU cache.
 
 When numba is importable, :mod:`batuta_sync.convert._kquants_numba` (a compiled port of the same
-C loops, cached on disk) does the work instead: 1.7-2.4x ggml's single-thread speed where this
-numpy path reaches 0.65-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported
-lazily on the first K-quant call of at least ``_JIT_MIN_BLOCKS`` super-blocks (never at CLI
-start-up); ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto`` forces a backend (``auto``: numba when
-available).  Any failure to import or compile it falls back to numpy for the rest of the process.
+C loops, cached on disk) does the work instead: 3-4x ggml's single-thread speed where this numpy
+path reaches 0.6-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported lazily on
+the first K-quant call of at least ``_JIT_MIN_BLOCKS`` super-blocks (never at CLI start-up) and
+then used for every size; ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto`` forces a backend (``auto``:
+numba when available).  Any failure to import or compile it falls back to numpy for the rest of
+the process.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ QK_K = 256
 BLOCK_BYTES = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
 _CHUNK_BLOCKS = 1024  # super-blocks per chunk (256K floats): big enough to amortise numpy call overhead
 
-_JIT_MIN_BLOCKS = 64  # below this the numpy path is as quick as importing numba in a fresh process
+# numba's import + loading the cached kernels take ~0.5 s in a fresh process: worth it from about
+# a thousand super-blocks (numpy needs ~0.1 s for those); once loaded, the kernels serve any size.
+_JIT_MIN_BLOCKS = 1024
 _BACKEND_ENV = "BATUTA_KQUANTS_BACKEND"
 
 F32 = np.float32
@@ -61,9 +64,9 @@ def _use_jit(nb: int, backend: str | None) -> bool:
     choice = backend or os.environ.get(_BACKEND_ENV, "auto")
     if choice == "numpy":
         return False
-    if choice == "numba":
+    if choice == "numba" or nb >= _JIT_MIN_BLOCKS:
         return _jit() is not None
-    return nb >= _JIT_MIN_BLOCKS and _jit() is not None
+    return bool(_jit_module)  # small input: the kernels only if they are loaded already
 
 
 def backend_name(qtype: str, nblocks: int = _JIT_MIN_BLOCKS) -> str:

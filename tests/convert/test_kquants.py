@@ -1,4 +1,5 @@
-"""K-quants (ours, numpy) and gguf-py's types against ggml's own quantizer from a real llama.cpp build."""
+"""K-quants (ours: the numpy path, and the numba kernels where noted) and gguf-py's types against ggml's
+own quantizer from a real llama.cpp build.  More on the numba kernels in test_kquants_numba.py."""
 
 from __future__ import annotations
 
@@ -105,12 +106,22 @@ GOLDEN = {  # sha256[:16] of ggml_quantize_chunk's output for FAMILIES (recorded
 }
 
 
+def _backend(name: str) -> str:
+    if name == "numba":
+        from batuta_sync.convert.kquants import _jit
+
+        if _jit() is None:
+            pytest.skip("numba is not installed")
+    return name
+
+
 @pytest.mark.llamacpp
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q5_K", "Q6_K"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_k_quants_are_byte_identical_to_ggml(qtype: str, family: str) -> None:
+def test_k_quants_are_byte_identical_to_ggml(qtype: str, family: str, backend: str) -> None:
     x = FAMILIES[family]
-    ours = quantize_k(x, qtype)
+    ours = quantize_k(x, qtype, backend=_backend(backend))
     theirs = ggml_quantize(x, qtype)
     assert ours.shape == theirs.shape
     assert ours.tobytes() == theirs.tobytes()
@@ -146,10 +157,10 @@ def test_k_quants_handle_more_blocks_than_one_chunk(monkeypatch: pytest.MonkeyPa
     import batuta_sync.convert.kquants as kq
 
     x = FAMILIES["normal"]
-    whole = kq.quantize_k(x, "Q4_K")
+    whole = kq.quantize_k(x, "Q4_K", backend="numpy")
     monkeypatch.setattr(kq, "_CHUNK_BLOCKS", 5)  # chunk edges inside rows must not matter
-    assert kq.quantize_k(x, "Q4_K").tobytes() == whole.tobytes()
-    assert kq.quantize_k(x[0], "Q6_K").shape == (2 * 210,)
+    assert kq.quantize_k(x, "Q4_K", backend="numpy").tobytes() == whole.tobytes()
+    assert kq.quantize_k(x[0], "Q6_K", backend="numpy").shape == (2 * 210,)
 
 
 @pytest.mark.llamacpp
@@ -172,7 +183,7 @@ def test_k_quants_match_ggml_on_generated_rows() -> None:
         x[rng.random(x.shape) < zero_frac] = 0.0
         x = x.astype(np.float32)
         for qtype in ("Q4_K", "Q5_K", "Q6_K"):
-            assert quantize_k(x, qtype).tobytes() == ggml_quantize(x, qtype).tobytes(), qtype
+            assert quantize_k(x, qtype, backend="numpy").tobytes() == ggml_quantize(x, qtype).tobytes(), qtype
         for qtype in ("Q8_0", "Q4_0", "Q5_0", "Q5_1"):
             assert quantize_rows(x, qtype) == ggml_quantize(x, qtype).tobytes(), qtype
 
@@ -186,7 +197,7 @@ def test_outputs_match_recorded_ggml_digests(key: str) -> None:
 
     qtype, family = key.split("/")
     x = FAMILIES[family]
-    data = quantize_k(x, qtype).tobytes() if qtype.endswith("_K") else quantize_rows(x, qtype)
+    data = quantize_k(x, qtype, backend="numpy").tobytes() if qtype.endswith("_K") else quantize_rows(x, qtype)
     assert hashlib.sha256(data).hexdigest()[:16] == GOLDEN[key]
 
 

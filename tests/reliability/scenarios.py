@@ -96,6 +96,18 @@ def _pushed_ok(server: Any, repo: str, expected: Mapping[str, str]) -> list[str]
 # =========================================================================== chaos
 
 
+def _failure_reason(err: str) -> str:
+    """The gist of a failed apply's error output: its error lines with numbers, paths and hashes blanked."""
+    import re
+
+    lines = [x.strip() for x in err.splitlines() if x.strip() and not x.strip().lower().startswith("hint")]
+    text = " | ".join(lines[:4])[:400]
+    text = re.sub(r"[0-9a-f]{16,}", "<hex>", text)
+    text = re.sub(r"http://127\.0\.0\.1:\d+", "<hub>", text)
+    text = re.sub(r"(?<![\w:])/(?:tmp|work|root|home)/\S+", "<path>", text)
+    return re.sub(r"\d+(\.\d+)?", "N", text)
+
+
 def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int = 1, max_applies: int = 10) -> dict[str, Any]:
     """``runs`` fresh projects applied under ~``rate`` random faults until they converge."""
     runs = runs if runs is not None else size(4, 20)
@@ -134,6 +146,7 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
             "plan_empty_after": 0,
             "escaped_exceptions": 0,
             "exit_codes_seen": {},
+            "failure_reasons": {},
         }
         req0, bytes0 = server.counters["requests"], server.counters["bytes_out"]
         checked = 0
@@ -158,6 +171,8 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
                         figures["max_applies_to_converge"] = max(figures["max_applies_to_converge"], attempt)
                         break
                     figures["applies_failed"] += 1
+                    why = _failure_reason(res.err)
+                    figures["failure_reasons"][why] = figures["failure_reasons"].get(why, 0) + 1
                     if "Traceback" in res.err:
                         findings.append(f"run {r}: traceback printed: {res.err[-1500:]}")
                 else:

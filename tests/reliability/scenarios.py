@@ -294,7 +294,14 @@ def _trigger(point: str, server: Any, log_from: int, proj: Path, pid: int, lock0
     return "hf.lock just replaced" if mtime != lock0 else None
 
 
-def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms: float = 15.0) -> dict[str, Any]:
+def crashes(
+    work: Path,
+    *,
+    trials: int | None = None,
+    seed: int = 3,
+    latency_ms: float = 15.0,
+    points: tuple[str, ...] = CRASH_POINTS,
+) -> dict[str, Any]:
     """SIGKILL ``batuta apply`` ``trials`` times, cycling through :data:`CRASH_POINTS` (download,
     conversion, upload, lock write: killed when that activity is seen; random: after a random
     delay); after each kill check hf.lock and every final-named file, then resume and re-plan."""
@@ -320,7 +327,7 @@ def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms:
         findings += _check_against_seed(seeded, reference)
         n_blobs = len([b for b in (ref_home / "hf-home" / "hub").glob("*/blobs/*") if "." not in b.name])
         phases: dict[str, int] = {}
-        points = CRASH_POINTS if push else tuple(x for x in CRASH_POINTS if x != "upload")
+        points = points if push else tuple(x for x in points if x != "upload")
         per_point: dict[str, dict[str, Any]] = {}
         figures: dict[str, Any] = {
             "trials": trials,
@@ -410,6 +417,7 @@ def crashes(work: Path, *, trials: int | None = None, seed: int = 3, latency_ms:
             if e:
                 findings.append(f"trial {t} after resume: hf.lock does not parse: {e}")
             left = [x for d in OUTPUT_DIRS for x in temp_files(proj / d)]
+            left += [str(x) for x in proj.glob(".hf.lock.*.tmp")]  # a killed lock write's temp file
             figures["temp_files_left_after_resume"] += len(left)
             figures.setdefault("temp_file_examples", []).extend(str(Path(x).relative_to(proj)) for x in left[:3])
         figures.update(points=per_point, phases=phases, findings=findings, seconds=round(time.perf_counter() - t0, 2))

@@ -204,8 +204,10 @@ def _chaos_line(f: dict[str, Any]) -> tuple[str, bool]:
         f"{f['converged_runs']}/{f['runs']} runs converged ({f['applies']} applies, at most "
         f"{f['max_applies_to_converge']} per run), plan empty after {f['plan_empty_after']}/{f['runs']}; "
         f"{f['faults_injected']} faults injected in {f['requests']} requests ({kinds}); "
-        f"{f['retries']} retries; {f['bytes_transferred_again'] / 2**20:.2f} MiB transferred again "
-        f"({f['bytes_transferred_again'] / max(1, f['bytes_sent']):.1%} of {f['bytes_sent'] / 2**20:.1f} MiB); "
+        f"{f['retries']} retries; {f['bytes_transferred_again'] / 2**20:.2f} MiB downloaded again "
+        f"({f['bytes_transferred_again'] / max(1, f['bytes_sent']):.1%} of {f['bytes_sent'] / 2**20:.1f} MiB), "
+        f"{f['bytes_uploaded_again'] / 2**20:.2f} MiB uploaded again "
+        f"(of {f['bytes_uploaded'] / 2**20:.2f} MiB; LFS blobs the Hub already has are skipped); "
         f"{f['files_checked_while_running']} files hashed while running; corrupt files {f['corrupt_files']}; "
         f"escaped exceptions {f['escaped_exceptions']}"
     )

@@ -127,6 +127,7 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
             raise AssertionError(f"fault-free reference apply failed ({res.code}): {res.err[-2000:]}")
         base_requests = after["requests"] - before["requests"]
         base_bytes = after["bytes_out"] - before["bytes_out"]
+        base_in = after["bytes_in"] - before["bytes_in"]
         reference = _outputs_of(ref_proj)
         findings = _check_against_seed(seeded, reference)
 
@@ -148,7 +149,7 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
             "exit_codes_seen": {},
             "failure_reasons": {},
         }
-        req0, bytes0 = server.counters["requests"], server.counters["bytes_out"]
+        req0, bytes0, in0 = server.counters["requests"], server.counters["bytes_out"], server.counters["bytes_in"]
         checked = 0
         corrupt_visible: set[str] = set()
         for r in range(runs):
@@ -200,6 +201,7 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
         counts = faults.counts
         requests = server.counters["requests"] - req0
         sent = server.counters["bytes_out"] - bytes0
+        received = server.counters["bytes_in"] - in0
         figures.update(
             faults_injected=sum(counts.values()),
             faults_by_kind=counts,
@@ -209,6 +211,9 @@ def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int =
             bytes_sent=sent,
             bytes_clean_run=base_bytes,
             bytes_transferred_again=max(0, sent - base_bytes * runs),
+            bytes_uploaded=received,
+            bytes_uploaded_clean_run=base_in,
+            bytes_uploaded_again=max(0, received - base_in * runs),
             files_checked_while_running=checked,
             corrupt_files=len(corrupt_visible) + sum(1 for f in findings if "corrupt" in f),
             findings=findings,

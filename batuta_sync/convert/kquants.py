@@ -78,6 +78,8 @@ def _quantize_jit(flat: NDArray, qtype: str, out: NDArray) -> bool:
     """Quantize with the compiled kernels; False (and numpy from now on) if they cannot run."""
     global _jit_module
     mod = _jit()
+    flat = flat.view()
+    flat.flags.writeable = False  # one compiled specialisation for writable and read-only (mmap) input
     try:
         if qtype == "Q6_K":
             mod.quantize_q6k(flat, out)

@@ -109,6 +109,11 @@ def test_numba_and_numpy_agree_on_a_realistic_tensor() -> None:
         b = kq.quantize_k(x, qtype, backend="numpy")
         assert a.shape == b.shape == (96, 3 * kq.BLOCK_BYTES[qtype])
         assert a.tobytes() == b.tobytes(), qtype
+    ro = x.copy()
+    ro.flags.writeable = False  # e.g. a memory-mapped F32 checkpoint
+    assert kq.quantize_k(ro, "Q6_K", backend="numba").tobytes() == kq.quantize_k(x, "Q6_K").tobytes()
+    mod = kq._jit()
+    assert len(mod.quantize_q6k.signatures) == len(mod.quantize_q45k.signatures) == 1  # compiled once
 
 
 def test_fp16_conversions_match_ieee() -> None:

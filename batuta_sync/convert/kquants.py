@@ -22,7 +22,9 @@ path reaches 0.6-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is im
 the first K-quant call of at least ``_JIT_MIN_BLOCKS`` super-blocks (never at CLI start-up) and
 then used for every size; ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto`` forces a backend (``auto``:
 numba when available).  Any failure to import or compile it falls back to numpy for the rest of
-the process.
+the process.  Costs: the first compile takes ~5 s once per install (then the on-disk cache loads
+in ~0.5 s per process), and numba + LLVM add ~130 MB RSS per process, independent of the model.
+The kernels release the GIL, so threads scale too.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Streaming: the safetensors files are memory-mapped; the GGUF header, metadata and tensor
 infos are written first (every output size is known from shapes and types), then tensor data
-is produced row-chunk by row-chunk -- in worker processes when ``jobs > 1`` -- and appended in
-order.  Peak memory is a few chunks, not the model.  The file appears atomically.
+is produced row-chunk by row-chunk -- by ``jobs`` workers when ``jobs > 1`` (threads for the
+compiled K-quant kernels, processes otherwise) -- and written at its offset.  Peak memory is a few chunks, not the model.  The file appears atomically.
 """
 
 from __future__ import annotations
@@ -338,7 +338,8 @@ def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], 
     """Run every item (writing into ``path``); ``done(i)`` after item i, in completion order.
 
     Items are independent (each writes its own byte range), so order does not matter.  Plain
-    copies run in this process; quantization goes to ``jobs`` worker processes.
+    copies run in this process; quantization goes to ``jobs`` workers (threads for the compiled
+    K-quant kernels, processes otherwise: :func:`pool_kind`).
     """
     heavy = [i for i, it in enumerate(items) if not _is_copy(it)]
     light = [i for i, it in enumerate(items) if _is_copy(it)]
@@ -347,14 +348,9 @@ def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], 
             run_item(items[i], path)
             done(i)
         return
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
-    ) as pool:
+    with _pool(jobs, {items[i][5] for i in heavy}) as pool:
         pending: dict[Any, int] = {}
         heavy.reverse()
         light.reverse()
@@ -371,6 +367,29 @@ def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], 
             for fut in finished:
                 fut.result()
                 done(pending.pop(fut))
+
+
+def pool_kind(qtypes: set[str]) -> str:
+    """``"threads"`` when every quantized type runs in the compiled K-quant kernels (they release
+    the GIL, and one process pays numba/LLVM's ~130 MB once instead of per worker), else
+    ``"processes"`` (numpy quantizers hold the GIL for much of their work)."""
+    from batuta_sync.convert.kquants import BLOCK_BYTES, backend_name
+
+    if qtypes and all(q in BLOCK_BYTES and backend_name(q) == "numba" for q in qtypes):
+        return "threads"
+    return "processes"
+
+
+def _pool(jobs: int, qtypes: set[str]) -> Any:
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if pool_kind(qtypes) == "threads":
+        return ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="batuta-quantize")
+    import multiprocessing as mp
+
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -188,6 +188,15 @@ def test_jobs_give_identical_bytes(models: dict[str, Path], tmp_path: Path, monk
     two = convert(models["gqa"], tmp_path / "two.gguf", to="gguf", quantization="Q4_K_M", jobs=2,
                   progress=lambda d, t: seen.append((d, t)))
     assert one.output.read_bytes() == two.output.read_bytes()
+    # K-quants run in the compiled kernels (GIL released): threads, one process, one numba runtime
+    from batuta_sync.convert.kquants import backend_name
+
+    if backend_name("Q4_K") == "numba":
+        assert h.pool_kind({"Q4_K", "Q6_K"}) == "threads"
+    assert h.pool_kind({"Q4_K", "Q8_0"}) == h.pool_kind({"Q8_0"}) == "processes"
+    monkeypatch.setenv("BATUTA_KQUANTS_BACKEND", "numpy")
+    assert h.pool_kind({"Q4_K", "Q6_K"}) == "processes"
+    monkeypatch.delenv("BATUTA_KQUANTS_BACKEND")
     assert seen[-1] == (two.tensor_count, two.tensor_count) and len(seen) == two.tensor_count
     assert two.params["converter_version"] == CONVERTER_VERSION
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind

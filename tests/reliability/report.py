@@ -241,11 +241,14 @@ def _crash_line(f: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _two_applies_line(f: dict[str, Any]) -> tuple[str, bool]:
+    running = f.get("first_still_running_when_second_started", False)
     text = (
+        f"second apply started while the first was {'downloading' if running else 'already done'}: "
         f"first exit {f['first_exit']}, second exit {f['second_exit']} after {f['second_seconds']} s "
-        f"({' '.join(f['second_message'])[:120]}); plan after exit {f['plan_after_exit']}; hf.lock parses {f['lock_ok']}"
+        f"({' '.join(f['second_message'])[:100]}...); plan after exit {f['plan_after_exit']}; hf.lock parses {f['lock_ok']}"
     )
-    return text, f["first_exit"] == 0 and f["second_exit"] in (0, 17) and f["plan_after_exit"] == 0 and f["lock_ok"]
+    refused = f["second_exit"] == 17 if running else f["second_exit"] in (0, 17)
+    return text, f["first_exit"] == 0 and refused and f["plan_after_exit"] == 0 and f["lock_ok"]
 
 
 def _shared_line(f: dict[str, Any]) -> tuple[str, bool]:

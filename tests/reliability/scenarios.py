@@ -105,7 +105,7 @@ def _failure_reason(err: str) -> str:
     text = re.sub(r"[0-9a-f]{16,}", "<hex>", text)
     text = re.sub(r"http://127\.0\.0\.1:\d+", "<hub>", text)
     text = re.sub(r"(?<![\w:])/(?:tmp|work|root|home)/\S+", "<path>", text)
-    return re.sub(r"\d+(\.\d+)?", "N", text)
+    return re.sub(r"(?<!after )\b\d+(\.\d+)?", "N", text)  # keep "after 6 attempts"
 
 
 def chaos(work: Path, *, runs: int | None = None, rate: float = 0.3, seed: int = 1, max_applies: int = 10) -> dict[str, Any]:
@@ -434,8 +434,9 @@ def crashes(
 # =========================================================================== concurrency
 
 
-def two_applies(work: Path, *, latency_ms: float = 40.0) -> dict[str, Any]:
-    """Two ``batuta apply`` on one project at once: one runs, the other is refused (or waits), clearly."""
+def two_applies(work: Path, *, latency_ms: float = 60.0) -> dict[str, Any]:
+    """Two ``batuta apply`` on one project at once: one runs, the other is refused (or waits), clearly.
+    The second starts once the first is downloading (so it holds the workspace lock)."""
     server = start_server(work / "hub")
     try:
         seed_hub(server, work, extra_files=2, extra_size=256 << 10)
@@ -445,7 +446,12 @@ def two_applies(work: Path, *, latency_ms: float = 40.0) -> dict[str, Any]:
         env = cache_env(work / "home", server.url)
         cmd = batuta_cmd("apply", "--auto-approve", "-f", str(manifest))
         a = spawn(cmd, env, proj)
-        time.sleep(0.8)  # let the first take the workspace lock (python start-up + plan)
+        deadline = time.monotonic() + 60
+        while a.poll() is None and time.monotonic() < deadline and not any(
+            e.method == "GET" and ("/resolve/" in e.path or "/cdn-lfs/" in e.path) for e in server.log.entries
+        ):
+            time.sleep(0.005)
+        first_running = a.poll() is None
         t = time.perf_counter()
         b = spawn(cmd, env, proj)
         _b_out, b_err = communicate(b)
@@ -456,6 +462,7 @@ def two_applies(work: Path, *, latency_ms: float = 40.0) -> dict[str, Any]:
         communicate(plan)
         return {
             "first_exit": a.returncode,
+            "first_still_running_when_second_started": first_running,
             "second_exit": b.returncode,
             "second_seconds": round(b_seconds, 2),
             "second_message": b_err.strip().splitlines()[:3],

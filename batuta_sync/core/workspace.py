@@ -64,6 +64,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_held_in_child)
 
 
+def _sweep_dead_temps(root: Path) -> None:
+    """Remove temp files of hf.lock and journal writes killed mid-write (SIGKILL, power loss).
+
+    Only called with the workspace lock held: every writer of these files holds it, so any
+    such temp file belongs to a dead process."""
+    for pattern in (".hf.lock.*.tmp", ".batuta/journal/.journal.*"):
+        for tmp in root.glob(pattern):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
 class WorkspaceLock:
     """Exclusive, non-blocking (or ``timeout`` seconds) lock of a workspace for one apply."""
 
@@ -111,6 +124,7 @@ class WorkspaceLock:
         fh.flush()
         self._fh = fh
         _HELD.add(fh)
+        _sweep_dead_temps(self.path.parent.parent)
         return self
 
     def holder(self) -> dict[str, Any]:

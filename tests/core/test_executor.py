@@ -293,3 +293,23 @@ def test_a_forked_child_does_not_keep_the_workspace_lock(tmp_path: Path) -> None
         os.write(w, b"x")
         os.close(w)
         os.waitpid(pid, 0)
+
+
+def test_taking_the_workspace_lock_sweeps_temp_files_of_killed_lock_writes(tmp_path: Path) -> None:
+    """Reliability finding #14: a SIGKILL inside write_lock left `.hf.lock.<rand>.tmp` for good.
+    Every writer of hf.lock and the journal holds the workspace lock, so the next holder removes
+    what a dead writer left; nothing else is touched."""
+    ws = Workspace(tmp_path / "hf.yaml")
+    (tmp_path / ".hf.lock.k1l2.tmp").write_text("half a lock")
+    journal_dir = tmp_path / ".batuta" / "journal"
+    journal_dir.mkdir(parents=True)
+    (journal_dir / ".journal.x9").write_text("{")
+    (tmp_path / "notes.tmp").write_text("mine")
+    (journal_dir / "p1.json").write_text("{}")
+    lock = WorkspaceLock(ws.apply_lock).acquire()
+    try:
+        assert not (tmp_path / ".hf.lock.k1l2.tmp").exists()
+        assert not (journal_dir / ".journal.x9").exists()
+        assert (tmp_path / "notes.tmp").read_text() == "mine" and (journal_dir / "p1.json").exists()
+    finally:
+        lock.release()

@@ -222,6 +222,16 @@ def test_conversion_not_locked_runs_after_its_pull() -> None:
     assert conv.params["key"] and conv.params["dst"] == ".batuta/outputs/conversions/q4"
 
 
+def test_conversion_waits_for_the_relock_of_its_cached_source() -> None:
+    """Reliability finding #13: hf.lock lost (apply killed during its first write) while the
+    files are cached: the source only relocks, and the conversion must run after that relock,
+    because its step records the source's locked commit and tree (provenance)."""
+    w = world([remote_snap("models.tiny", "org/tiny", C1)], [local_repo("models.tiny", C1), *conv_world().local.values()])
+    relock, conv = plan(MC, None, w).actions
+    assert (relock.kind, conv.kind) == (ActionKind.RELOCK, ActionKind.CONVERT)
+    assert conv.deps == (relock.id,)
+
+
 def test_unchanged_conversion_is_a_noop() -> None:
     rl = repo_lock(MC, "models.tiny", C1)
     p = plan(MC, lock_of(rl, conv_lock(rl.tree)), conv_world())

@@ -85,6 +85,9 @@ class DiffResult:
     planned: dict[str, LockEntry | None] = field(default_factory=dict)
     # address -> id of the action that (re)creates its files, if any
     producers: dict[str, str] = field(default_factory=dict)
+    # address -> id of the relock action that writes its hf.lock entry (no files change); a
+    # conversion or publish of it must run after it, since its step reads that entry
+    relocks: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -288,6 +291,12 @@ def diff_repo(
     out.actions.append(action)
     if kind is ActionKind.PULL:
         out.producers[spec.address] = action.id
+    else:
+        out.relocks[spec.address] = action.id
+
+
+def _deps(*ids: str | None) -> tuple[str, ...]:
+    return tuple(i for i in ids if i)
 
 
 def repo_source_dir(new: RepoLock, spec: RepoSpec, opts: PlanOptions) -> str:
@@ -370,7 +379,7 @@ def diff_conversion(spec: ConversionSpec, manifest: Manifest, lock: Lock, world:
         address=spec.address,
         reason=reason,
         detail=detail,
-        deps=(upstream,) if upstream else (),
+        deps=_deps(upstream, out.relocks.get(spec.source)),
         params={
             "from": spec.source,
             "src": _source_dir(spec.source, manifest, out, opts),
@@ -448,7 +457,7 @@ def diff_publish(spec: PublishSpec, manifest: Manifest, lock: Lock, world: World
         address=spec.address,
         reason=reason,
         detail=f"{spec.source} → {spec.repo}@{spec.revision}",
-        deps=(upstream,) if upstream else (),
+        deps=_deps(upstream, out.relocks.get(spec.source) if spec.source_is_address else None),
         params={
             "path": src_dir,
             "from": spec.source,

@@ -27,17 +27,9 @@ from tests.reliability._harness import (
 )
 
 
-def _known_lock_loss(finding: str) -> bool:
-    """Finding #13 (tests/reliability/test_lock_loss.py): killed after a pull was recorded in
-    .batuta/state.json but before hf.lock got its entry (the lock-write point, sometimes the download
-    point), the resumed apply converts before relocking; the plan after it re-converts (and re-pushes)."""
-    return "(input_changed)" in finding or "provenance.json" in finding
-
-
 def test_sigkill_at_random_points_then_apply_converges(tmp_path: Path) -> None:
     fig = scenarios.crashes(tmp_path)
-    unknown = [f for f in fig["findings"] if not _known_lock_loss(f)]
-    assert unknown == [], "\n".join(unknown)
+    assert fig["findings"] == [], "\n".join(fig["findings"])
     assert fig["lock_parse_failures"] == 0
     assert fig["partial_files_under_final_name"] == 0
     assert fig["resumed_ok"] == fig["trials"]
@@ -46,9 +38,9 @@ def test_sigkill_at_random_points_then_apply_converges(tmp_path: Path) -> None:
     assert {"download", "convert", "lock-write"} <= set(fig["points"]), fig["points"]
     for point, pp in fig["points"].items():
         assert pp["lock_parses"] == pp["trials"] and pp["partial_files"] == 0, (point, pp)
-        assert pp["resumed_ok"] == pp["trials"], (point, pp)
-    if fig["plan_empty_after_resume"] != fig["trials"]:
-        pytest.xfail(f"known finding #13 hit: {fig['trials'] - fig['plan_empty_after_resume']} trial(s)")
+        assert pp["resumed_ok"] == pp["plan_empty_after"] == pp["trials"], (point, pp)
+    assert fig["plan_empty_after_resume"] == fig["trials"]  # findings #13/#14 (fixed in c14f8d7) broke this
+    assert fig["temp_files_left_after_resume"] == 0, fig["temp_file_examples"]
 
 
 def _children(pid: int) -> set[int]:

@@ -14,12 +14,21 @@ choice is made here, per call, from ``BATUTA_UPLOAD_PROTOCOL``:
 
 It is applied by setting ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` for the duration of the
 commit (huggingface_hub reads it at call time), under a lock, and restoring it afterwards.
+
+Retries (security.md RL-2, RL-6): each call runs under the hub client's schedule (1, 2, 4, 8, 16 s
+or ``BATUTA_RETRY_BACKOFF``; server hints are a minimum) and the endpoint's shared rate-limit gate.
+Repo/branch creation (``exist_ok``), ``validate-yaml``, ``preupload`` and LFS transfers are
+idempotent and retried on 408/429/5xx and on connection failures.  The commit POST itself is
+retried only when the Hub cannot have processed it: 429 and 503 (``parentCommit`` also guards a
+double commit); a 500/502/504 after it was sent is reported, not replayed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,6 +130,72 @@ def _map_error(exc: BaseException, settings: Settings, what: str) -> BatutaError
     return HubError(f"The upload failed while {what}: {name}: {exc}", hint="Rerun with --debug for details.")
 
 
+_COMMIT_POST = re.compile(r"/api/(?:models|datasets|spaces)/[^?]+/commit/")
+_UNPROCESSED = frozenset({429, 503})  # the Hub did not process the request: safe to send again
+Sleep = Callable[[float], None]
+
+
+def _failed_request(exc: BaseException) -> tuple[int | None, dict[str, str], str]:
+    """(status, lower-cased headers, URL path) of the HTTP answer behind ``exc`` (None: no answer)."""
+    resp = getattr(exc, "response", None)
+    if resp is None:
+        return None, {}, ""
+    try:
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        url = str(resp.request.url) if resp.request is not None else ""
+    except Exception:
+        headers, url = {}, ""
+    return int(resp.status_code), headers, urlsplit(url).path
+
+
+def _may_retry(exc: BaseException, status: int | None, path: str) -> bool:
+    from batuta_sync.hub.ratelimit import is_retryable_status
+
+    if status is None:  # no answer: only a connection that never got through is safe to redo
+        return "Connect" in type(exc).__name__
+    if not is_retryable_status(status):
+        return False
+    return status in _UNPROCESSED or not _COMMIT_POST.search(path)
+
+
+def _call(settings: Settings, what: str, fn: Callable[[], Any], *, sleep: Sleep | None = None) -> Any:
+    """Run one huggingface_hub call under the hub client's retry schedule and shared gate."""
+    from batuta_sync.hub.ratelimit import (
+        DEFAULT_MAX_WAIT,
+        RateLimitConfig,
+        compute_wait,
+        server_hint,
+        shared_gate,
+    )
+
+    sleep = sleep or time.sleep
+    config = RateLimitConfig.from_env()
+    gate = shared_gate(settings.endpoint)
+    retry_no = 0
+    while True:
+        pause = gate.remaining()  # another worker (API call or download) saw a 429: wait it out
+        if pause > 0:
+            until = gate.until
+            sleep(pause)
+            gate.reached(until)
+        try:
+            return fn()
+        except Exception as exc:
+            status, headers, path = _failed_request(exc)
+            if retry_no >= config.max_retries or not _may_retry(exc, status, path):
+                raise _map_error(exc, settings, what) from None
+            retry_no += 1
+            wait = compute_wait(config, retry_no, server_hint(headers) if headers else None)
+            if status == 429:
+                if wait > DEFAULT_MAX_WAIT:
+                    raise _map_error(exc, settings, what) from None
+                until = gate.close(wait)
+                sleep(wait)
+                gate.reached(until)
+            else:
+                sleep(wait)
+
+
 def ensure_repo(
     settings: Settings,
     repo_id: str,
@@ -131,16 +206,17 @@ def ensure_repo(
 ) -> None:
     """Create the repo when missing (``exist_ok``): one POST /api/repos/create."""
     api = _api(settings)
-    try:
-        api.create_repo(
+    _call(
+        settings,
+        f"creating {repo_type.value} repo {repo_id}",
+        lambda: api.create_repo(
             repo_id,
             repo_type=repo_type.value,
             private=private,
             exist_ok=True,
             space_sdk=sdk if repo_type is HfAssetType.SPACE else None,
-        )
-    except Exception as exc:
-        raise _map_error(exc, settings, f"creating {repo_type.value} repo {repo_id}") from None
+        ),
+    )
 
 
 def ensure_branch(
@@ -148,10 +224,11 @@ def ensure_branch(
 ) -> None:
     """Create ``branch`` at commit ``start`` (default: the default branch's head) when it does not exist."""
     api = _api(settings)
-    try:
-        api.create_branch(repo_id, branch=branch, revision=start, repo_type=repo_type.value, exist_ok=True)
-    except Exception as exc:
-        raise _map_error(exc, settings, f"creating branch {branch} of {repo_id}") from None
+    _call(
+        settings,
+        f"creating branch {branch} of {repo_id}",
+        lambda: api.create_branch(repo_id, branch=branch, revision=start, repo_type=repo_type.value, exist_ok=True),
+    )
 
 
 @dataclass(frozen=True)
@@ -201,9 +278,10 @@ def commit_files(
         progress(f"committing {len(ops)} operation(s) to {repo_id}@{revision}")
     proto = protocol or upload_protocol(settings)
     api = _api(settings)
-    try:
+
+    def commit() -> Any:
         with _xet_mode(proto, bars=progress is not None):
-            info = api.create_commit(
+            return api.create_commit(
                 repo_id,
                 ops,
                 commit_message=message,
@@ -212,6 +290,6 @@ def commit_files(
                 revision=revision,
                 parent_commit=parent_commit,
             )
-    except Exception as exc:
-        raise _map_error(exc, settings, f"committing to {repo_id}@{revision}") from None
+
+    info = _call(settings, f"committing to {repo_id}@{revision}", commit)
     return CommitResult(commit=str(info.oid), url=str(info.commit_url))

@@ -375,7 +375,8 @@ def pool_kind(qtypes: set[str]) -> str:
     ``"processes"`` (numpy quantizers hold the GIL for much of their work)."""
     from batuta_sync.convert.kquants import BLOCK_BYTES, backend_name
 
-    if qtypes and all(q in BLOCK_BYTES and backend_name(q) == "numba" for q in qtypes):
+    quantized = qtypes - {"F32", "F16", "BF16"}  # float casts (norms) are cheap numpy work
+    if quantized and all(q in BLOCK_BYTES and backend_name(q) == "numba" for q in quantized):
         return "threads"
     return "processes"
 

@@ -192,8 +192,8 @@ def test_jobs_give_identical_bytes(models: dict[str, Path], tmp_path: Path, monk
     from batuta_sync.convert.kquants import backend_name
 
     if backend_name("Q4_K") == "numba":
-        assert h.pool_kind({"Q4_K", "Q6_K"}) == "threads"
-    assert h.pool_kind({"Q4_K", "Q8_0"}) == h.pool_kind({"Q8_0"}) == "processes"
+        assert h.pool_kind({"Q4_K", "Q6_K"}) == h.pool_kind({"Q4_K", "Q6_K", "F32"}) == "threads"
+    assert h.pool_kind({"Q4_K", "Q8_0"}) == h.pool_kind({"Q8_0"}) == h.pool_kind({"F32"}) == "processes"
     monkeypatch.setenv("BATUTA_KQUANTS_BACKEND", "numpy")
     assert h.pool_kind({"Q4_K", "Q6_K"}) == "processes"
     monkeypatch.delenv("BATUTA_KQUANTS_BACKEND")

@@ -133,9 +133,24 @@ def generate(dest: Path, spec: dict[str, Any]) -> None:
         raise SystemExit(f"could not generate the model: {r['error']}")
 
 
+OURS_VENV = Path.home() / ".cache" / "batuta-bench" / "ours"
+OURS_PYTHON = sys.executable
+
+
+def ours_python(arg: str | None) -> str:
+    """The interpreter our side runs in: ``--ours-python``, $BATUTA_BENCH_OURS_PYTHON, a venv holding a
+    plain ``pip install -e .`` (batuta's own dependencies and nothing else: what a user gets) at
+    ~/.cache/batuta-bench/ours, else this one."""
+    cand = arg or os.environ.get("BATUTA_BENCH_OURS_PYTHON")
+    if cand:
+        return cand
+    venv = OURS_VENV / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
 def ours(src: Path, out: Path, quant: str, jobs: int) -> Result:
     """``batuta convert SRC OUT --to gguf --quantization Q --jobs N`` (the CLI entry point, in-process)."""
-    r = run(f"""
+    r = run(python=OURS_PYTHON, body=f"""
     from batuta_sync.cli import main
     rc = main(["convert", {str(src)!r}, {str(out)!r}, "--to", "gguf", "--quantization", {quant!r},
                "--jobs", "{jobs}", "--quiet"])
@@ -400,6 +415,9 @@ def main() -> int:
     ap.add_argument("--peer-python", default=None,
                     help=f"interpreter with torch/transformers/llama_cpp (default: $BATUTA_BENCH_PEER_PYTHON, "
                          f"{peers.VENV}/bin/python if present, else this one)")
+    ap.add_argument("--ours-python", default=None,
+                    help=f"interpreter for our side (default: $BATUTA_BENCH_OURS_PYTHON, {OURS_VENV}/bin/python "
+                         "if present -- a venv with `pip install -e .` only -- else this one)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (table on stderr)")
     ap.add_argument("--keep", action="store_true", help="keep the generated model and outputs")
     ap.add_argument("--small", action="store_true", help="a 2-layer 6 M-parameter model: checks the bench itself")
@@ -411,6 +429,12 @@ def main() -> int:
     want_q4 = args.only in ("all", "kquant", "q4km")
     want_kernels = args.only in ("all", "kquant", "kernels")
 
+    global OURS_PYTHON
+    OURS_PYTHON = ours_python(args.ours_python)
+    extra = subprocess.run([OURS_PYTHON, "-c", "import importlib.util as u; print(bool(u.find_spec('scipy')))"],
+                           capture_output=True, text=True).stdout.strip()
+    say(f"ours: {OURS_PYTHON} (SciPy importable: {extra}; numba loads SciPy's LAPACK bindings when it is, "
+        "about +20 MB RSS)")
     python = peers.peer_python(args.peer_python)
     versions = peers.installed(python)
     have_chg = bool(versions["torch"] and versions["transformers"])

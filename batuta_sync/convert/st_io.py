@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from batuta_sync._proc import pid_alive
 from batuta_sync.errors import ConversionError
 
 # safetensors dtype -> (numpy storage dtype, bytes per element)
@@ -149,21 +150,11 @@ def temp_path_for(path: Path) -> Path:
     try:
         for old in path.parent.glob(f"{prefix}*"):
             pid_text = old.name[len(prefix) :].split("-", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and not pid_alive(int(pid_text)):
                 old.unlink(missing_ok=True)
     except OSError:
         pass
     return path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, someone else's
-        return True
-    return True
 
 
 def write_safetensors(path: Path, tensors: Sequence[OutTensor], metadata: dict[str, str] | None = None) -> None:

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes
@@ -814,20 +815,6 @@ def _own_partial_path(layout: CacheLayout, etag: str) -> Path:
     return layout.blobs_dir / f"{etag}.{tag}.incomplete"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
-
-
 def _nobody_writes(m: re.Match[str], mtime: float, now: float) -> bool:
     """Whether a partial is free to take: parked, or its writer is gone."""
     age = now - mtime
@@ -835,7 +822,7 @@ def _nobody_writes(m: re.Match[str], mtime: float, now: float) -> bool:
         return True
     if m.group("host") != _host_tag():
         return age > STALE_FOREIGN
-    return not _pid_alive(int(m.group("pid")))
+    return not pid_alive(int(m.group("pid")))
 
 
 def _resumable_partials(blobs_dir: Path) -> dict[str, list[tuple[Path, int]]]:

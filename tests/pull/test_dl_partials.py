@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from batuta_sync._proc import pid_alive
 from batuta_sync.errors import DiskFullError, NetworkError
 from batuta_sync.hub import download
 from batuta_sync.hub.cache import CacheLayout
@@ -325,11 +326,11 @@ def test_a_partial_taken_by_someone_else_first_is_skipped(
 
 
 def test_pid_liveness(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert download._pid_alive(os.getpid()) and download._pid_alive(os.getppid())
-    assert not download._pid_alive(0) and not download._pid_alive(dead_pid())
+    assert pid_alive(os.getpid()) and pid_alive(os.getppid())
+    assert not pid_alive(0) and not pid_alive(dead_pid())
 
     def eperm(pid: int, sig: int) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "kill", eperm)
-    assert download._pid_alive(4242)  # another user's process: alive
+    assert pid_alive(4242)  # another user's process: alive

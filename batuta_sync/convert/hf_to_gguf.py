@@ -481,6 +481,7 @@ def write_gguf(
     weights = find_weights(model_dir)
     tensors = plan(spec, weights, quant)
     vocab = load_vocab(model_dir, spec.vocab_size, spec.arch)
+    tokenizer_model, tokenizer_pre = vocab.model, vocab.pre
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(dst)
@@ -513,6 +514,10 @@ def write_gguf(
             pos += -(-t.nbytes // align) * align
         fout.truncate(pos)  # every tensor's place (and padding) exists; workers fill them in
         w.close()
+        # The header is on disk: drop the vocabulary and the writer's copies of it before the
+        # tensors stream, so the quantizers' buffers reuse that memory (a few MB for a 32K vocab).
+        del vocab
+        w.kv_data, w.tensors = [{}], [{}]
         left = [0] * len(tensors)
         for i in owner:
             left[i] += 1
@@ -538,7 +543,7 @@ def write_gguf(
         "architecture": spec.arch,
         "quantization": quant.value,
         "tensor_types": ",".join(f"{k}:{v}" for k, v in sorted(counts.items())),
-        "tokenizer": vocab.model,
-        "tokenizer_pre": vocab.pre,
+        "tokenizer": tokenizer_model,
+        "tokenizer_pre": tokenizer_pre,
     }
     return len(tensors), params

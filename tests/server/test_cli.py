@@ -7,8 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -16,14 +14,11 @@ import pytest
 from huggingface_hub import HfApi
 
 from batuta_sync.cli import main
+from tests.server._serve import free_port, serve_and_probe
 
 TOKEN = "tok-alice-very-secret-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -72,45 +67,20 @@ def test_serve_subprocess_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> 
 
 
 def test_serve_in_process_sigint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "hub.yaml"
     cfg.write_text("users:\n  - {name: carol, token_env: CAROL_TOKEN, role: write}\norgs: {}\n")
     os.environ["CAROL_TOKEN"] = "tok-carol-from-env-3"
     seen: dict[str, object] = {}
 
-    def poke() -> None:
-        for _ in range(200):
-            try:
-                r = httpx.get(
-                    f"http://127.0.0.1:{port}/api/whoami-v2",
-                    headers={"authorization": "Bearer tok-carol-from-env-3"},
-                )
-                seen["name"] = r.json()["name"]
-                seen["control"] = httpx.get(f"http://127.0.0.1:{port}/_batuta/log").status_code
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
+    def probe(base: str) -> None:
+        r = httpx.get(f"{base}/api/whoami-v2", headers={"authorization": "Bearer tok-carol-from-env-3"})
+        seen["name"] = r.json()["name"]
+        seen["control"] = httpx.get(f"{base}/_batuta/log").status_code
 
-    t = threading.Thread(target=poke)
-    t.start()
     try:
-        rc = main(
-            [
-                "hub",
-                "serve",
-                "--root",
-                str(tmp_path / "r"),
-                "--port",
-                str(port),
-                "--config",
-                str(cfg),
-                "--no-control-api",
-                "--no-lfs-redirect",
-            ]
-        )
+        rc = serve_and_probe(tmp_path / "r", port, ["--config", str(cfg), "--no-control-api", "--no-lfs-redirect"], probe)
     finally:
-        t.join()
         os.environ.pop("CAROL_TOKEN", None)
     assert rc == 0 and seen["name"] == "carol" and seen["control"] == 404
     out = capsys.readouterr()

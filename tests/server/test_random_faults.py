@@ -5,11 +5,6 @@ gives the same faults; the admin endpoint and ``batuta hub serve --fault-rate/--
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +14,7 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from batuta_sync.server import HubServer
 from batuta_sync.server.state import FAULT_KINDS, BodyFault, FaultDraw, Faults
+from tests.server._serve import free_port, serve_and_probe
 
 DATA = bytes(range(256)) * 160  # 40 KiB, an LFS file (.bin)
 FILES = {f"w{i}.parquet": hashlib.sha256(b"%d" % i).digest() * 1024 + DATA for i in range(6)}
@@ -306,47 +302,15 @@ def test_admin_endpoint_configures_random_mode(seeded: HubServer) -> None:
     assert httpx.get(f"{base}/_batuta/faults").json()["injected_total"] == 1  # counts survive a reset
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_hub_serve_fault_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from batuta_sync.cli import main
 
-    port = _free_port()
     seen: dict[str, Any] = {}
 
-    def poke() -> None:
-        for _ in range(200):
-            try:
-                seen["faults"] = httpx.get(f"http://127.0.0.1:{port}/_batuta/faults").json()["faults"]
-            except httpx.HTTPError:
-                time.sleep(0.05)
-                continue
-            os.kill(os.getpid(), signal.SIGINT)  # only once the server answers (else main returned)
-            return
+    def probe(base: str) -> None:
+        seen["faults"] = httpx.get(f"{base}/_batuta/faults").json()["faults"]
 
-    t = threading.Thread(target=poke)
-    t.start()
-    try:
-        rc = main(
-            [
-                "hub",
-                "serve",
-                "--root",
-                str(tmp_path / "r"),
-                "--port",
-                str(port),
-                "--fault-rate",
-                "0.3",
-                "--fault-seed",
-                "7",
-            ]
-        )
-    finally:
-        t.join()
+    rc = serve_and_probe(tmp_path / "r", free_port(), ["--fault-rate", "0.3", "--fault-seed", "7"], probe)
     assert rc == 0
     assert seen["faults"]["fault_rate"] == 0.3 and seen["faults"]["fault_seed"] == 7
     assert "random faults" in capsys.readouterr().out

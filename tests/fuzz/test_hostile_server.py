@@ -154,30 +154,48 @@ def _payload(obj: Any, deep_open: str) -> bytes:
     return json.dumps(obj).encode()
 
 
-def _run_all(h: Hostile, url: str, tmp: Path, *, allow_loop: bool = False) -> list[tuple[str, int]]:
-    home = tmp / "home"
-    env = cache_env(home, url)
-    out = []
-    loops = []
-    for argv in (
+def commands(tmp: Path) -> tuple[list[str], ...]:
+    """The commands every malicious answer is thrown at (also used by tests/reliability/report.py)."""
+    return (
         ["hf", "info", "model", "evil/repo", "--files"],
         ["hf", "pull", "model", "evil/repo", "--output", str(tmp / "out"), "--no-wait"],
         ["hf", "pull", "files", "evil/repo", "model.safetensors", "--no-wait"],
-    ):
-        h.body_requests = 0
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        try:
-            res = run_cli(argv, env, tmp)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        seconds = time.perf_counter() - t0
+    )
+
+
+def run_measured(h: Hostile, argv: list[str], env: dict[str, str], tmp: Path) -> tuple[Any, float]:
+    """Run one command against the malicious Hub: (the CLI result, traced peak memory in bytes)."""
+    h.body_requests = 0
+    tracemalloc.start()
+    try:
+        res = run_cli(argv, env, tmp)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return res, peak
+
+
+_ESCAPE_NAMES = ("outside.safetensors", "evil.json", "x.safetensors", "post-checkout")
+_ABS_ESCAPE = Path("/tmp/batuta-hostile-abs.safetensors")
+
+
+def files_outside(tmp: Path) -> list[str]:
+    """Files the malicious names tried to plant outside the cache/output (must stay empty)."""
+    found = [str(p) for p in tmp.rglob("*") if p.name in _ESCAPE_NAMES]
+    return found + ([str(_ABS_ESCAPE)] if _ABS_ESCAPE.exists() else [])
+
+
+def _run_all(h: Hostile, url: str, tmp: Path, *, allow_loop: bool = False) -> list[tuple[str, int]]:
+    env = cache_env(tmp / "home", url)
+    out = []
+    loops = []
+    for argv in commands(tmp):
+        res, peak = run_measured(h, argv, env, tmp)
         assert res.error is None, f"{argv}: {type(res.error).__name__} escaped: {res.error}"
         assert "Traceback" not in res.err, res.err[-2000:]
         assert res.code == 0 or res.code in ERROR_CODES, (argv, res.code, res.err[-500:])
         assert peak < 64 << 20, f"{argv}: {peak / 2**20:.0f} MiB"
-        assert seconds < 15, f"{argv}: {seconds:.1f} s"
+        assert res.seconds < 15, f"{argv}: {res.seconds:.1f} s"
         if h.body_requests > h.body_limit:
             loops.append(f"{' '.join(argv[:3])}: {h.body_requests} body requests (retry loop)")
         out.append((" ".join(argv[:3]), res.code))
@@ -187,8 +205,7 @@ def _run_all(h: Hostile, url: str, tmp: Path, *, allow_loop: bool = False) -> li
 
 
 def _nothing_outside(tmp: Path) -> None:
-    assert not Path("/tmp/batuta-hostile-abs.safetensors").exists()
-    escaped = [p for p in tmp.rglob("*") if p.name in ("outside.safetensors", "evil.json", "x.safetensors", "post-checkout")]
+    escaped = files_outside(tmp)
     assert escaped == [], escaped
 
 

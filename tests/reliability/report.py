@@ -80,10 +80,8 @@ HOSTILE_HEADERS: dict[str, dict[str, str]] = {
 def _hostile(work: Path) -> dict[str, Any]:
     """Every crafted answer of the malicious Hub (tests/fuzz/test_hostile_server.py) against
     ``hf info`` / ``hf pull model`` / ``hf pull files``: exit codes, escapes, time and memory per command."""
-    import tracemalloc
-
     from tests.fuzz import test_hostile_server as H
-    from tests.reliability._harness import cache_env, run_cli
+    from tests.reliability._harness import cache_env
 
     h = H.Hostile()
     srv = H._server(h)
@@ -103,21 +101,11 @@ def _hostile(work: Path) -> dict[str, Any]:
             tmp.mkdir(parents=True)
             env = cache_env(tmp / "home", url)
             codes = []
-            for argv in (
-                ["hf", "info", "model", "evil/repo", "--files"],
-                ["hf", "pull", "model", "evil/repo", "--output", str(tmp / "out"), "--no-wait"],
-                ["hf", "pull", "files", "evil/repo", "model.safetensors", "--no-wait"],
-            ):
-                h.body_requests = 0
-                tracemalloc.start()
-                try:
-                    res = run_cli(argv, env, tmp)
-                    peak = tracemalloc.get_traced_memory()[1] / 2**20
-                finally:
-                    tracemalloc.stop()
+            for argv in H.commands(tmp):
+                res, peak_bytes = H.run_measured(h, argv, env, tmp)
                 commands += 1
                 codes.append(res.code)
-                max_s, max_mib = max(max_s, res.seconds), max(max_mib, peak)
+                max_s, max_mib = max(max_s, res.seconds), max(max_mib, peak_bytes / 2**20)
                 label = f"{name}: {' '.join(argv[:3])}"
                 if res.error is not None:
                     problems.append(f"{label}: {type(res.error).__name__} escaped")
@@ -127,10 +115,7 @@ def _hostile(work: Path) -> dict[str, Any]:
                     problems.append(f"{label}: undocumented exit code {res.code}")
                 if h.body_requests > h.body_limit:
                     problems.append(f"{label}: {h.body_requests} body requests (retry loop)")
-            escaped = [str(x) for x in tmp.rglob("*") if x.name in ("outside.safetensors", "evil.json", "x.safetensors", "post-checkout")]
-            if Path("/tmp/batuta-hostile-abs.safetensors").exists():
-                escaped.append("/tmp/batuta-hostile-abs.safetensors")
-            problems += [f"{name}: file written outside the cache: {e}" for e in escaped]
+            problems += [f"{name}: file written outside the cache: {e}" for e in H.files_outside(tmp)]
             per_case[name] = "/".join(map(str, codes))
     finally:
         srv.shutdown()

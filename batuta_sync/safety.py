@@ -317,7 +317,7 @@ def _tar_reason(src: _Source, head: bytes) -> str | None:
     try:
         with src.open_tar() as tf:
             for i, member in enumerate(tf):
-                name = member.name.lstrip("./")
+                name = member.name.removeprefix("./")
                 if name in _TORCH_TAR_MEMBERS:
                     return "tar archive (legacy PyTorch checkpoint format)"
                 if name.lower().endswith(_PICKLE_MEMBER_SUFFIXES):

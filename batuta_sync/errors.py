@@ -58,6 +58,9 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     "workspace-busy": (17, "Another `batuta apply` holds the workspace lock."),
     "offline-miss": (18, "Offline mode and the data is not in the cache."),
     "conflict": (19, "Conflict on the Hub (branch moved, repo exists with other type, …)."),
+    "path-escape": (20, "A path would leave the cache, workspace or output it belongs to (hostile input or a symlink)."),
+    "name-collision": (21, "Two file names clash (same after Unicode normalization/case folding, or a file where a folder must be)."),
+    "untrusted-endpoint": (22, "The token would go to an endpoint the user has not trusted (e.g. one set only in hf.yaml)."),
     "usage": (64, "Command-line usage error."),
     "interrupted": (130, "Interrupted (Ctrl-C)."),
 }

@@ -494,41 +494,14 @@ class UnsafePathError(IntegrityError):
     default_hint = "The repo lists a file name that is not a safe relative path; nothing was written. Report it to the repo owner."
 
 
-_WIN_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def path_problem(path: str) -> str | None:
-    """Why ``path`` is not a safe relative repo path, or None (PAR-4; Windows rules everywhere)."""
-    if not isinstance(path, str) or not path:
-        return "empty path"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        return "contains a control character"
-    if "\\" in path:
-        return "contains a backslash"
-    if path.startswith("/"):
-        return "is an absolute path"
-    if _DRIVE.match(path):
-        return "starts with a drive letter"
-    if ":" in path:
-        return "contains ':' (drive letter or NTFS stream)"
-    parts = path.split("/")
-    for i, part in enumerate(parts):
-        if part == "":
-            return "has an empty path segment"
-        if part in (".", ".."):
-            return f"has a '{part}' segment"
-        if part.lower() in (".git", ".cache") and i < len(parts) - 1:
-            return f"is inside a '{part}/' folder"
-        if part.lower() == ".git":
-            return "is named '.git'"
-        if _WIN_RESERVED.match(part):
-            return f"uses the reserved device name {part!r}"
-        if part.endswith((".", " ")):
-            return "has a segment ending with a dot or space"
-        if len(part.encode("utf-8")) > 255:
-            return "has a segment longer than 255 bytes"
-    return None
+    """Why ``path`` is not a safe relative repo path, or None (PAR-4; the rule lives in ``ids``)."""
+    from batuta_sync.ids import repo_path_problem
+
+    problem = repo_path_problem(path)
+    return problem[3:] if problem and problem.startswith("is an empty") else problem
 
 
 def is_safe_repo_path(path: str) -> bool:

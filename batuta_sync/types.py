@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+from batuta_sync.ids import SHA1_RE as SHA1_RE  # one home: batuta_sync/ids.py
 
 
 class HfAssetType(str, enum.Enum):
@@ -51,7 +50,9 @@ class HfAssetType(str, enum.Enum):
 
 def is_valid_repo_id(repo_id: str) -> bool:
     """``name`` or ``namespace/name`` with the Hub's allowed characters (no ``--``, no ``..``)."""
-    return bool(_REPO_ID_RE.match(repo_id)) and "--" not in repo_id and ".." not in repo_id
+    from batuta_sync.ids import is_repo_id
+
+    return is_repo_id(repo_id)
 
 
 def check_repo_id(repo_id: str) -> str:

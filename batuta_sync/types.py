@@ -7,7 +7,6 @@ in ``batuta_sync/hub/``; nothing above that layer sees camelCase JSON.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any

@@ -61,6 +61,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     "path-escape": (20, "A path would leave the cache, workspace or output it belongs to (hostile input or a symlink)."),
     "name-collision": (21, "Two file names clash (same after Unicode normalization/case folding, or a file where a folder must be)."),
     "untrusted-endpoint": (22, "The token would go to an endpoint the user has not trusted (e.g. one set only in hf.yaml)."),
+    "remote": (23, "The shared remote (s3:// or file://) failed or refused an operation."),
     "usage": (64, "Command-line usage error."),
     "interrupted": (130, "Interrupted (Ctrl-C)."),
 }

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "push_cmd",  # hf push …
     "convert_cmd",  # convert
     "hub_cmd",  # hub serve
+    "remote_cmd",  # remote check | ls | stats | gc, force-unlock
     "demo_cmd",  # demo, completion
 )
 
@@ -37,6 +38,8 @@ _ROOT_COMMANDS = {
     "cache": "pull_cmd",
     "convert": "convert_cmd",
     "hub": "hub_cmd",
+    "remote": "remote_cmd",
+    "force-unlock": "remote_cmd",
     "demo": "demo_cmd",
     "completion": "demo_cmd",
 }

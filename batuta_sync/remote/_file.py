@@ -1,0 +1,187 @@
+"""``file:///path``: a remote on a shared file system (NFS, a mounted volume, a local folder).
+
+Create-only writes use ``os.link`` of a fully written temporary file (atomic, fails with
+EEXIST when another writer won); compare-and-swap takes a per-key ``filelock`` (which
+falls back to a soft lock on file systems without working ``flock``), compares the
+current ETag (sha256 of the content) and replaces the object with ``os.replace``.  Every
+key is confined to the root (``_fs.confine``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from batuta_sync._fs import confine
+from batuta_sync.remote.store import ObjectInfo, PreconditionFailed, RemoteError
+
+_CHUNK = 1 << 20
+
+
+def _etag_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FileStore:
+    """A directory as an object store (``root/<key>``; lock files under ``root/.locks/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RemoteError(f"Cannot use the remote {self.url}: {exc.strerror or exc}.")
+
+    @property
+    def url(self) -> str:
+        return "file://" + str(self.root)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
+            raise RemoteError(f"Refusing the remote key {key!r} on {self.url}.")
+        return confine(self.root, key, what="remote key")
+
+    def _tmp(self, dest: Path, data: bytes | Path) -> str:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        shutil.copyfileobj(src, f, _CHUNK)
+                else:
+                    f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    @contextlib.contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        import filelock
+
+        lock_path = confine(self.root, ".locks/" + hashlib.sha256(key.encode()).hexdigest() + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(lock_path), timeout=60):
+            yield
+
+    def _os_error(self, exc: OSError, key: str) -> RemoteError:
+        return RemoteError(f"The remote {self.url} failed on {key!r}: {exc.strerror or exc}.")
+
+    # ------------------------------------------------------------------ interface
+
+    def put_if_absent(self, key: str, data: bytes | Path) -> bool:
+        dest = self._path(key)
+        try:
+            tmp = self._tmp(dest, data)
+            try:
+                os.link(tmp, dest)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        except OSError as exc:
+            raise self._os_error(exc, key)
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        dest = self._path(key)
+        try:
+            with self._key_lock(key):
+                if not dest.is_file() or _etag_of(dest) != etag:
+                    raise PreconditionFailed(f"{key!r} on {self.url} changed since it was read.")
+                tmp = self._tmp(dest, data)
+                os.replace(tmp, dest)
+                return hashlib.sha256(data).hexdigest()
+        except OSError as exc:
+            raise self._os_error(exc, key)
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        dest = self._path(key)
+        try:
+            data = dest.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._os_error(exc, key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def get_to_file(self, key: str, dest: Path, *, max_size: int | None = None) -> int | None:
+        src = self._path(key)
+        try:
+            size = src.stat().st_size
+            if max_size is not None and size > max_size:
+                raise RemoteError(f"{key!r} on {self.url} is {size} bytes, more than the expected {max_size}.")
+            shutil.copyfile(src, dest)
+            return size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                from batuta_sync.errors import DiskFullError
+
+                raise DiskFullError(f"No space left while copying {key!r} from {self.url}.")
+            raise self._os_error(exc, key)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        dest = self._path(key)
+        try:
+            st = dest.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._os_error(exc, key)
+        return ObjectInfo(key, st.st_size, _etag_of(dest))
+
+    def delete_if_match(self, key: str, etag: str) -> None:
+        dest = self._path(key)
+        try:
+            with self._key_lock(key):
+                if not dest.exists():
+                    return
+                if _etag_of(dest) != etag:
+                    raise PreconditionFailed(f"{key!r} on {self.url} changed since it was read.")
+                dest.unlink()
+        except OSError as exc:
+            raise self._os_error(exc, key)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                self._path(key).unlink()
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise self._os_error(exc, key)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / prefix if prefix else self.root
+        start = base if base.is_dir() else base.parent
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                p = Path(dirpath) / name
+                key = p.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    with contextlib.suppress(OSError):
+                        yield ObjectInfo(key, p.stat().st_size, "")

@@ -10,7 +10,6 @@ key is confined to the root (``_fs.confine``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import shutil
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from batuta_sync._fs import confine
-from batuta_sync.remote.store import ObjectInfo, PreconditionFailed, RemoteError
+from batuta_sync.remote.store import ObjectInfo, PreconditionFailed, RemoteError, local_write_error
 
 _CHUNK = 1 << 20
 
@@ -133,11 +132,7 @@ class FileStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                from batuta_sync.errors import DiskFullError
-
-                raise DiskFullError(f"No space left while copying {key!r} from {self.url}.")
-            raise self._os_error(exc, key)
+            raise local_write_error(exc, key, self.url)
 
     def head(self, key: str) -> ObjectInfo | None:
         dest = self._path(key)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batuta_sync.remote.store import ObjectInfo, PreconditionFailed, RemoteError
+from batuta_sync.remote.store import ObjectInfo, PreconditionFailed, RemoteError, local_write_error
 
 
 def _missing_extra() -> RemoteError:
@@ -149,13 +149,9 @@ class S3Store:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            import errno
-
-            if exc.errno == errno.ENOSPC:
-                from batuta_sync.errors import DiskFullError
-
-                raise DiskFullError(f"No space left while downloading {key!r} from {self.url}.")
-            raise self._fail(exc, key)
+            if exc.errno is None:  # obstore's own I/O errors carry no errno
+                raise self._fail(exc, key)
+            raise local_write_error(exc, key, self.url)
         except RemoteError:
             raise
         except Exception as exc:

@@ -110,6 +110,19 @@ class SharedStore:
             with contextlib.suppress(OSError):
                 tmp_path.unlink()
 
+    def _small_json(self, key: str, limit: int) -> Any:
+        """The JSON document at ``key`` if it exists, is at most ``limit`` bytes and parses; else None."""
+        info = self.store.head(key)
+        if info is None or info.size > limit:
+            return None
+        got = self.store.get(key)
+        if got is None or len(got[0]) > limit:
+            return None
+        try:
+            return json.loads(got[0])
+        except ValueError:
+            return None
+
     # ------------------------------------------------------------------ listings
 
     def put_listing(self, repo_type: str, repo_id: str, commit: str, listing: Mapping[str, Any]) -> bool:
@@ -118,15 +131,10 @@ class SharedStore:
 
     def get_listing(self, repo_type: str, repo_id: str, commit: str) -> dict[str, Any] | None:
         """The shared listing, or None (missing, too large or malformed: a miss, never trusted)."""
-        key = tree_key(repo_type, repo_id, commit)
-        info = self.store.head(key)
-        if info is None or info.size > MAX_LISTING_BYTES:
-            return None
-        got = self.store.get(key)
-        if got is None:
+        data = self._small_json(tree_key(repo_type, repo_id, commit), MAX_LISTING_BYTES)
+        if data is None:
             return None
         try:
-            data = json.loads(got[0])
             files = data["files"]
             if not isinstance(files, dict):
                 return None
@@ -148,15 +156,10 @@ class SharedStore:
         return self.store.put_if_absent(run_key(memo), json.dumps(body, sort_keys=True).encode())
 
     def get_run(self, memo: str) -> dict[str, dict[str, Any]] | None:
-        key = run_key(memo)
-        info = self.store.head(key)
-        if info is None or info.size > MAX_RUN_BYTES:
-            return None
-        got = self.store.get(key)
-        if got is None:
+        data = self._small_json(run_key(memo), MAX_RUN_BYTES)
+        if data is None:
             return None
         try:
-            data = json.loads(got[0])
             outputs = data["outputs"]
             out: dict[str, dict[str, Any]] = {}
             for name, entry in outputs.items():

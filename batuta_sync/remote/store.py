@@ -38,6 +38,17 @@ class PreconditionFailed(RemoteError):
     code = "remote-precondition"
 
 
+def local_write_error(exc: OSError, key: str, url: str) -> BatutaError:
+    """A local file-system failure while copying ``key`` from ``url`` (disk full is its own code)."""
+    import errno
+
+    from batuta_sync.errors import DiskFullError
+
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(f"No space left while copying {key!r} from {url}.")
+    return RemoteError(f"The remote {url} failed on {key!r}: {exc.strerror or exc}.")
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str

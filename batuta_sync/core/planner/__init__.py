@@ -49,6 +49,7 @@ def build_plan(
     *,
     plan_id: str,
     tool_version: str = "",
+    endpoint: str = "",
 ) -> Plan:
     """Pure: the plan for ``manifest`` against ``lock`` and the observed ``world``."""
     current = lock or Lock()
@@ -75,6 +76,7 @@ def build_plan(
         lock_lineage=current.lineage,
         tool_version=tool_version,
         converter_version=opts.converter_version,
+        endpoint=endpoint,
         actions=tuple(actions),
         unchanged=tuple(sorted(result.unchanged)),
         drift=drift,

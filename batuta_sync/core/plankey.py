@@ -44,15 +44,19 @@ def plan_key(hf_home: Path, *, env: Mapping[str, str] | None = None) -> bytes:
             )
         return value.strip().encode("utf-8")
     path = key_path(hf_home)
-    try:
-        return _read(path)
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         _create(path)
-        return _read(path)
+    return _read(path)
 
 
 def _read(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:  # a symlink (O_NOFOLLOW), a folder, no permission
+        raise ConfigError(
+            f"Cannot read the plan key {path}: {exc.strerror or exc}.",
+            hint=f"Delete {path} (batuta makes a new one) or set {ENV_KEY}.",
+        )
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or st.st_size > 4096:

@@ -136,6 +136,6 @@ def test_a_symlink_planted_after_the_plan_is_caught_at_apply(
     plan = make_plan(ws / "hf.yaml")
     before = _snapshot(canary)
     (ws / "out").symlink_to(canary, target_is_directory=True)
-    with pytest.raises(PathEscapeError, match="models.m.output"):
+    with pytest.raises(PathEscapeError, match=r"models\.m\.output"):
         apply_plan(plan, manifest=ws / "hf.yaml")
     assert _snapshot(canary) == before and not (ws / "hf.lock").exists()

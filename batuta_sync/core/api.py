@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -299,8 +299,9 @@ def update_lock(
     for addr, entry in (old.entries if old else {}).items():
         if addr not in new.entries:  # untouched entries keep their value
             new = new.with_entry(entry)
+    new = replace(new, endpoint=plan.endpoint)
     final = next_version(old, new)
-    if old is not None and final.content() == old.content():
+    if old is not None and final.content() == old.content() and final.endpoint == old.endpoint:
         return LockUpdate(old, (), False)
     with WorkspaceLock(ws.apply_lock):  # never race an apply that is writing hf.lock
         if read_lock(ws.lock_path) != old:

@@ -15,6 +15,7 @@ Layout (schema: ``schemas/lock.schema.json``)::
     version: 1
     lineage: "…"            # random id fixed when the lock is created
     serial: 3               # +1 on every content change
+    endpoint: "https://…"   # the Hub the entries were resolved on (a change shows in every plan)
     last_applied_plan: "…"  # the plan id of the last complete apply (plans are single-use)
     resources:
       "models.llama":
@@ -172,6 +173,7 @@ class Lock:
     last_applied_plan: str | None = None
     entries: Mapping[str, LockEntry] = field(default_factory=dict)
     version: int = LOCK_VERSION
+    endpoint: str = ""  # the Hub the entries were resolved on (userinfo stripped); "" = not recorded
 
     def get(self, address: str) -> LockEntry | None:
         return self.entries.get(address)
@@ -198,6 +200,8 @@ class Lock:
         }
         if self.last_applied_plan:
             d["last_applied_plan"] = self.last_applied_plan
+        if self.endpoint:
+            d["endpoint"] = self.endpoint
         return d
 
 
@@ -223,6 +227,8 @@ def _flow(d: Mapping[str, Any]) -> str:
 def dumps(lock: Lock) -> str:
     """The canonical text of ``lock`` (same value → same bytes)."""
     lines = [HEADER.rstrip("\n"), f"version: {lock.version}", f"lineage: {_s(lock.lineage)}", f"serial: {lock.serial}"]
+    if lock.endpoint:
+        lines.append(f"endpoint: {_s(lock.endpoint)}")
     if lock.last_applied_plan:
         lines.append(f"last_applied_plan: {_s(lock.last_applied_plan)}")
     if not lock.entries:
@@ -454,6 +460,7 @@ def loads(text: str, *, source: str = "hf.lock") -> Lock:
             check_plan_id(last, "last_applied_plan")
         return Lock(
             lineage=_text(data.get("lineage") or "", "lineage", limit=200),
+            endpoint=_text(data.get("endpoint") or "", "endpoint", limit=2048),
             serial=serial,
             last_applied_plan=last,
             entries=entries,
@@ -482,12 +489,12 @@ def lock_digest(lock: Lock | None) -> str:
 
 
 def next_version(old: Lock | None, new: Lock) -> Lock:
-    """``new`` with lineage kept and serial bumped iff its content differs from ``old``."""
+    """``new`` with lineage kept and serial bumped iff its content (or endpoint) differs from ``old``."""
     import uuid
 
     lineage = (old.lineage if old else "") or new.lineage or uuid.uuid4().hex
     serial = old.serial if old else 0
-    if old is None or old.content() != new.content():
+    if old is None or old.content() != new.content() or old.endpoint != new.endpoint:
         serial += 1
     return replace(new, lineage=lineage, serial=serial)
 

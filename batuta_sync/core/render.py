@@ -56,7 +56,13 @@ def _bytes_line(plan: Plan) -> str:
 
 def _endpoint_line(plan: Plan) -> str:
     n = len(plan.resources())
-    return f"Hub endpoint: {plan.endpoint or '(not recorded)'}  (all {n} resource{'s' if n != 1 else ''} of this plan)"
+    line = f"Hub endpoint: {plan.endpoint or '(not recorded)'}  (all {n} resource{'s' if n != 1 else ''} of this plan)"
+    if plan.endpoint_changed:
+        line += (
+            f"\n! ENDPOINT CHANGED: hf.lock was resolved on {plan.locked_endpoint}, this plan talks to "
+            f"{plan.endpoint}. `batuta lock` records the new one in hf.lock (so does an apply that runs actions)."
+        )
+    return line
 
 
 def render_text(plan: Plan) -> str:
@@ -82,7 +88,10 @@ def render_text(plan: Plan) -> str:
             lines.append(row.rstrip())
         lines.append("")
     elif not plan.refresh_only:
-        lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
+        if plan.endpoint_changed:
+            lines.append(f"No actions, but the Hub endpoint changed ({len(plan.unchanged)} resources; see below).")
+        else:
+            lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
     if plan.drift:
         if lines and lines[-1]:
             lines.append("")

@@ -235,3 +235,45 @@ def test_settings_rules(tmp_path: Path) -> None:
     with pytest.raises(UntrustedEndpointError) as info:
         resolve_settings(env=env, manifest={"endpoint": "http://u:pw123456@evil.example"}, home=tmp_path)
     assert "pw123456" not in info.value.render()
+
+
+def test_hf_lock_records_the_endpoint_and_a_changed_one_is_a_visible_plan_change(
+    tmp_path: Path, trusted: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batuta_sync.core.lockfile import read_lock
+    from batuta_sync.server import HubServer
+    from batuta_sync.server.state import UserSpec
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "hf.yaml").write_text("version: 1\nmodels:\n  m: {repo: ci/private, output: ./m}\n")
+    f = str(ws / "hf.yaml")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", trusted.url)
+    assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and lock.endpoint == trusted.url and lock.serial == 1
+    code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 0 and "ENDPOINT CHANGED" not in out
+    mirror = HubServer(root=tmp_path / "mirror-root", users=[UserSpec("ci", TOKEN, "write")])
+    mirror.start()
+    try:
+        mirror.store.create_repo("ci/private", private=True)
+        mirror.store.commit("ci/private", FILES)
+        monkeypatch.setenv("HF_ENDPOINT", mirror.url)
+        code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+        assert code == 2 and "No actions, but the Hub endpoint changed" in out
+        assert f"ENDPOINT CHANGED: hf.lock was resolved on {trusted.url}, this plan talks to {mirror.url}" in out
+        code, js, _ = run(capsys, "plan", "-f", f, "--json")
+        data = json.loads(js)
+        assert data["endpoint_changed"] is True and data["locked_endpoint"] == trusted.url and data["has_changes"]
+        assert "ENDPOINT CHANGED" in run(capsys, "plan", "-f", f, "--format", "markdown")[1]
+        code, _, err = run(capsys, "plan", "-f", f, "--locked")
+        assert code == exit_code("lock-out-of-date") and f"endpoint: hf.lock was resolved on {trusted.url}" in err
+        assert run(capsys, "lock", "-f", f)[0] == 0
+        relocked = read_lock(ws / "hf.lock")
+        assert relocked is not None and relocked.endpoint == mirror.url and relocked.serial == 2
+        code, out, _ = run(capsys, "plan", "-f", f, "--refresh-only")
+        assert "ENDPOINT CHANGED" not in out
+    finally:
+        mirror.stop()

@@ -64,6 +64,7 @@ class Plan:
     tool_version: str = ""
     converter_version: str = ""
     endpoint: str = ""  # the Hub every resource of this plan was observed on (and apply must use)
+    locked_endpoint: str = ""  # the Hub hf.lock was resolved on ("" = not recorded)
     actions: tuple[Action, ...] = ()
     unchanged: tuple[str, ...] = ()
     drift: tuple[Drift, ...] = ()
@@ -79,11 +80,21 @@ class Plan:
         return bool(self.options.get("refresh_only"))
 
     @property
+    def endpoint_changed(self) -> bool:
+        """hf.lock was resolved on another Hub than this plan talks to (a visible plan change)."""
+        from batuta_sync.settings import endpoint_key
+
+        return bool(self.endpoint and self.locked_endpoint) and endpoint_key(self.endpoint) != endpoint_key(
+            self.locked_endpoint
+        )
+
+    @property
     def has_changes(self) -> bool:
-        """True when apply would do something (or, for --refresh-only, when anything drifted)."""
+        """True when apply would do something (or, for --refresh-only, when anything drifted);
+        a changed endpoint is a change too."""
         if self.refresh_only:
-            return bool(self.drift)
-        return bool(self.actions)
+            return bool(self.drift) or self.endpoint_changed
+        return bool(self.actions) or self.endpoint_changed
 
     @property
     def download_bytes(self) -> int:
@@ -131,6 +142,8 @@ class Plan:
             "tool_version": self.tool_version,
             "converter_version": self.converter_version,
             "endpoint": self.endpoint,
+            "locked_endpoint": self.locked_endpoint,
+            "endpoint_changed": self.endpoint_changed,
             "resources": self.resources(),
             "manifest_path": self.manifest_path,
             "manifest_digest": self.manifest_digest,
@@ -375,6 +388,7 @@ def _parse(d: Mapping[str, Any]) -> Plan:
         tool_version=_str(d.get("tool_version", ""), "tool_version", limit=200),
         converter_version=_str(d.get("converter_version", ""), "converter_version", limit=200),
         endpoint=_str(d.get("endpoint", ""), "endpoint", limit=2048),
+        locked_endpoint=_str(d.get("locked_endpoint", ""), "locked_endpoint", limit=2048),
         actions=actions,
         unchanged=tuple(_address(x, "unchanged[]") for x in _list(d.get("unchanged", []), "unchanged")),
         drift=tuple(_drift(x, i) for i, x in enumerate(_list(d.get("drift", []), "drift"))),

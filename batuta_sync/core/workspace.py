@@ -62,7 +62,10 @@ class Workspace:
         return self.dir / "apply.lock"
 
     def journal(self, plan_id: str) -> Path:
-        return self.dir / "journal" / f"{check_plan_id(plan_id)}.json"
+        try:
+            return self.dir / "journal" / f"{check_plan_id(plan_id)}.json"
+        except ValueError as exc:  # a Plan built in Python with a hostile id
+            raise ConfigError(f"Refusing the plan: {exc}.", hint="Plan ids come from `batuta plan`; do not set them by hand.")
 
 
 # A flock belongs to the open file description, which fork() shares with the child: a forked

@@ -124,3 +124,10 @@ def test_a_pull_whose_plan_entry_is_not_a_repo_is_refused(tmp_path: Path) -> Non
     pub = {"kind": "publish", "repo": "o/m", "type": "model", "revision": "main", "commit": SHA, "source_tree": "t"}
     with pytest.raises(PlanError, match="not a repo entry"):
         pull(Action(ActionKind.PULL, "models.m", Reason.NOT_LOCKED, lock_entry=pub), StepContext(lock=Lock()))
+
+
+def test_a_plan_id_that_is_a_path_never_names_a_journal(tmp_path: Path) -> None:
+    from batuta_sync.core.workspace import Workspace
+
+    with pytest.raises(ConfigError, match="not a plan id"):
+        Workspace(tmp_path / "hf.yaml").journal("../../x")

@@ -189,9 +189,12 @@ class Plan:
         verify_mac(d, key, source=source)
         try:
             return _parse(d)
-        except (KeyError, ValueError, TypeError, AttributeError, InvalidIdentifierError) as exc:
-            why = exc.message if isinstance(exc, InvalidIdentifierError) else f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ManifestError(f"{source} is not a valid batuta plan: {why}", hint=_HINT)
+        except InvalidIdentifierError as exc:
+            raise ManifestError(f"{source} is not a valid batuta plan: {exc.message}", hint=_HINT)
+        except KeyError as exc:
+            raise ManifestError(f"{source} is not a valid batuta plan: missing field {exc}.", hint=_HINT)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"{source} is not a valid batuta plan: {exc}.", hint=_HINT)
 
     @classmethod
     def from_json(cls, text: str, *, key: bytes, source: str = "plan.json") -> Plan:

@@ -5,10 +5,19 @@ Precedence, highest first (documented in ``docs/configuration.md``)::
     CLI flag  >  environment  >  hf.yaml (defaults/policies)  >  built-in default
 
 Environment variables: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_CACHE``,
-``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` seconds).  The token is also read
+``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` seconds, ``BATUTA_TRUSTED_ENDPOINTS``).  The token is also read
 from ``$HF_HOME/token`` (where ``batuta hf login`` stores it, like huggingface_hub)
 and the legacy ``~/.huggingface/token``.  It is wrapped in :class:`Secret` so it
 never prints.
+
+Endpoint trust: the token goes only to an endpoint the user chose *outside* the repository
+(``--endpoint``, ``HF_ENDPOINT``, or the default ``https://huggingface.co`` the login token is
+for) or to an hf.yaml endpoint the user trusted explicitly (``--trust-endpoint URL``,
+repeatable, or ``BATUTA_TRUSTED_ENDPOINTS``, comma/space separated).  An hf.yaml endpoint
+that is neither, with a token at hand and not offline, is refused with
+:class:`UntrustedEndpointError` (exit 22) before any request: a pull request that edits
+``defaults.endpoint`` cannot make a CI job send its token to another host.  Without a token
+the hf.yaml endpoint is used anonymously (nothing secret to leak).
 
 Pure: :func:`resolve_settings` takes the environment as a mapping and only reads
 token files, so it is trivially testable.
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync._redact import Secret
+from batuta_sync.errors import BatutaError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_METADATA_TTL = 600.0
@@ -39,6 +49,43 @@ class HfAuth(enum.Enum):
     NONE = "none"  # anonymous: public repos only
 
 
+class UntrustedEndpointError(BatutaError):
+    """hf.yaml names an endpoint the user did not trust, and a token would go to it."""
+
+    code = "untrusted-endpoint"
+    exit_name = "untrusted-endpoint"
+
+
+def endpoint_key(url: str) -> str:
+    """The comparable form of an endpoint: lower-case scheme and host, explicit port, no
+    trailing slash, no userinfo (``https://HF.co/`` == ``https://hf.co:443``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}"
+
+
+def endpoint_display(url: str) -> str:
+    """``url`` without userinfo (a password in an endpoint URL never prints)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def parse_endpoint_list(text: str | None) -> tuple[str, ...]:
+    """``BATUTA_TRUSTED_ENDPOINTS``: URLs separated by commas and/or whitespace."""
+    return tuple(u for u in (text or "").replace(",", " ").split() if u)
+
+
 def env_flag(value: str | None) -> bool:
     return (value or "").strip().lower() in _TRUE
 
@@ -52,6 +99,9 @@ class Settings:
     hub_cache: Path = field(default_factory=lambda: Path("~/.cache/huggingface/hub").expanduser())
     offline: bool = False
     metadata_ttl: float = DEFAULT_METADATA_TTL
+    endpoint_source: str = "default"  # flag | env | hf.yaml | default
+    trusted_endpoints: tuple[str, ...] = ()
+    allow_outside_workspace: bool = False  # --allow-outside-workspace (command line only)
 
     @property
     def token_path(self) -> Path:
@@ -84,9 +134,10 @@ def resolve_settings(
 ) -> Settings:
     """Resolve settings from CLI ``flags`` > ``env`` > ``manifest`` defaults > built-ins.
 
-    ``flags`` keys: endpoint, token, offline, hf_home, hub_cache, metadata_ttl (None = unset).
+    ``flags`` keys: endpoint, token, offline, hf_home, hub_cache, metadata_ttl (None = unset),
+    trust_endpoint (a list of URLs), allow_outside_workspace.
     ``manifest`` is the hf.yaml ``defaults``/``policies`` merged mapping (keys: endpoint,
-    offline, cache_dir, metadata_ttl).
+    offline, cache_dir, metadata_ttl).  Raises :class:`UntrustedEndpointError` (see above).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
@@ -105,6 +156,15 @@ def resolve_settings(
     hf_home = Path(pick("hf_home", "HF_HOME", None, str(home / ".cache" / "huggingface"))).expanduser()
     hub_cache = Path(pick("hub_cache", "HF_HUB_CACHE", "cache_dir", str(hf_home / "hub"))).expanduser()
     endpoint = str(pick("endpoint", "HF_ENDPOINT", "endpoint", DEFAULT_ENDPOINT)).rstrip("/")
+    if "endpoint" in flags:
+        source = "flag"
+    elif env.get("HF_ENDPOINT"):
+        source = "env"
+    elif manifest.get("endpoint") is not None:
+        source = "hf.yaml"
+    else:
+        source = "default"
+    trusted = (*(str(u) for u in flags.get("trust_endpoint") or ()), *parse_endpoint_list(env.get("BATUTA_TRUSTED_ENDPOINTS")))
     offline_raw = pick("offline", "HF_HUB_OFFLINE", "offline", False)
     offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
     ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))
@@ -118,7 +178,7 @@ def resolve_settings(
         token = _read_token_file(hf_home / "token") or _read_token_file(home / ".huggingface" / "token")
         auth = HfAuth.FILE_TOKEN if token else HfAuth.NONE
 
-    return Settings(
+    settings = Settings(
         endpoint=endpoint,
         token=Secret(token) if token else None,
         auth=auth,
@@ -126,4 +186,34 @@ def resolve_settings(
         hub_cache=hub_cache,
         offline=offline,
         metadata_ttl=ttl,
+        endpoint_source=source,
+        trusted_endpoints=trusted,
+        allow_outside_workspace=bool(flags.get("allow_outside_workspace")),
+    )
+    check_endpoint_trust(settings)
+    return settings
+
+
+def endpoint_trusted(settings: Settings) -> bool:
+    """True when the token may go to ``settings.endpoint`` (see the module docstring)."""
+    if settings.endpoint_source != "hf.yaml":
+        return True
+    key = endpoint_key(settings.endpoint)
+    allowed = {endpoint_key(DEFAULT_ENDPOINT), *(endpoint_key(u) for u in settings.trusted_endpoints)}
+    return key in allowed
+
+
+def check_endpoint_trust(settings: Settings) -> None:
+    """Refuse (exit 22) an hf.yaml endpoint the user did not trust while a token is at hand."""
+    if settings.token is None or settings.offline or endpoint_trusted(settings):
+        return
+    shown = endpoint_display(settings.endpoint)
+    raise UntrustedEndpointError(
+        f"hf.yaml sets the Hub endpoint to {shown}, which you have not trusted, and a token "
+        f"({settings.auth.value}) is available: batuta will not send it there. Nothing was requested.",
+        hint=(
+            f"If you trust this host with your token, pass `--trust-endpoint {shown}` (or set "
+            f"BATUTA_TRUSTED_ENDPOINTS), or choose the endpoint yourself with --endpoint / HF_ENDPOINT. "
+            "Without a token (HF_TOKEN unset, no stored login) it is used anonymously."
+        ),
     )

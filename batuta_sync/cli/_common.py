@@ -56,6 +56,8 @@ def settings_from_args(args: argparse.Namespace, manifest: dict[str, Any] | None
         "endpoint": getattr(args, "endpoint", None),
         "token": getattr(args, "token", None),
         "offline": True if getattr(args, "offline", False) else None,
+        "trust_endpoint": getattr(args, "trust_endpoint", None) or None,
+        "allow_outside_workspace": True if getattr(args, "allow_outside_workspace", False) else None,
     }
     return resolve_settings(flags=flags, manifest=manifest)
 

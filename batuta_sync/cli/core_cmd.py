@@ -7,9 +7,7 @@ and light batuta modules at import time; the core is imported inside handlers.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +34,32 @@ def _add_file(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--file", default="hf.yaml", metavar="HF_YAML", help="The manifest (default: ./hf.yaml).")
 
 
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-endpoint",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Let the token go to this endpoint although only hf.yaml names it (repeatable; env BATUTA_TRUSTED_ENDPOINTS).",
+    )
+    p.add_argument(
+        "--allow-outside-workspace",
+        action="store_true",
+        help="Let hf.yaml paths (outputs, publish sources, cache_dir) point outside the folder of hf.yaml.",
+    )
+
+
 def register(root: Any, hf: Any) -> None:
     """Add validate, plan, apply, show, graph, lock and status to the root parser."""
     p = _common.command_parser(root, "validate", "Check hf.yaml against its schema and semantic rules (exit 3 if invalid).")
     _add_file(p)
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
     p.set_defaults(handler=cmd_validate)
 
     p = _common.command_parser(root, "plan", "Show what `batuta apply` would do to reach hf.yaml (Terraform-style).")
     _add_file(p)
+    _add_trust(p)
     p.add_argument("-o", "--out", metavar="PLAN_JSON", help="Save the plan to apply exactly it later.")
     p.add_argument("--json", action="store_true", help="Print the plan as JSON on stdout.")
     p.add_argument("--format", choices=("text", "markdown"), default="text", help="Rendering (markdown for PR comments).")
@@ -61,6 +76,7 @@ def register(root: Any, hf: Any) -> None:
 
     p = _common.command_parser(root, "apply", "Apply a saved plan (or plan and apply) and update hf.lock.")
     _add_file(p)
+    _add_trust(p)
     p.add_argument("plan", nargs="?", metavar="PLAN_JSON", help="A plan saved by `batuta plan -o`.")
     p.add_argument("--auto-approve", action="store_true", help="Do not ask (required when stdin is not a terminal).")
     p.add_argument("--jobs", type=_positive_int, default=None, help="Actions run in parallel (default: policies.jobs).")
@@ -82,12 +98,14 @@ def register(root: Any, hf: Any) -> None:
 
     p = _common.command_parser(root, "lock", "Resolve hf.yaml into hf.lock without downloading anything.")
     _add_file(p)
+    _add_trust(p)
     p.add_argument("--update", action="append", default=[], metavar="ADDR", help="Move ADDR to its revision's current commit.")
     p.add_argument("--update-all", action="store_true", help="Move every resource to its revision's current commit.")
     p.set_defaults(handler=cmd_lock)
 
     p = _common.command_parser(root, "status", "Report drift: upstream moved, local files changed, published repos changed.")
     _add_file(p)
+    _add_trust(p)
     p.add_argument("--verify", action="store_true", help="Hash local files fully.")
     p.add_argument("--json", action="store_true")
     p.add_argument("--exit-code", action="store_true", help="Exit 2 when anything drifted or is pending.")
@@ -104,23 +122,23 @@ def _load(args: argparse.Namespace) -> tuple[Manifest, Any]:
     return man, _common.settings_from_args(args, manifest=man.settings_layer())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+def _plan_key(settings: Any) -> bytes:
+    from batuta_sync.core.plankey import plan_key
+
+    return plan_key(settings.hf_home)
 
 
-def _read_plan(path: str) -> Plan:
+def _read_plan(path: str, settings: Any) -> Plan:
+    """A saved plan, refused unless its MAC verifies under the plan key (exit 3)."""
     from batuta_sync.core.planner.plan import Plan
     from batuta_sync.errors import ConfigError
 
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"Cannot read the plan {path}: {exc.strerror or exc}.", hint="Create it with `batuta plan -o`.")
-    return Plan.from_json(text, source=path)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"Cannot read the plan {path}: {why}.", hint="Create it with `batuta plan -o`.")
+    return Plan.from_json(text, key=_plan_key(settings), source=path)
 
 
 def _render(plan: Plan, fmt: str) -> str:
@@ -134,8 +152,10 @@ def _render(plan: Plan, fmt: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from batuta_sync.core.manifest import load_manifest
+    from batuta_sync.core.workspace import confine_manifest
 
     man = load_manifest(args.file)
+    confine_manifest(man, allow_outside=args.allow_outside_workspace)
     if args.json:
         _common.emit_json({"valid": True, "file": args.file, "addresses": list(man.addresses), "digest": man.digest})
     else:
@@ -162,10 +182,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         locked=args.locked,
         offline=settings.offline,
     )
-    if args.out:
-        _write_atomic(Path(args.out), plan.to_json())
+    key = _plan_key(settings) if (args.out or args.json) else None
+    if args.out and key is not None:
+        from batuta_sync._fs import atomic_write
+
+        atomic_write(Path(args.out), plan.to_json(key))
     if args.json:
-        _common.emit_json(plan.to_dict())
+        _common.emit_json(plan.to_dict(key))
     else:
         sys.stdout.write(_render(plan, args.format))
     if args.out and not args.json:
@@ -320,7 +343,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     man, settings = _load(args)
     if args.plan:
-        return _apply(args, settings, _read_plan(args.plan), check_remote=True, locked=False)
+        return _apply(args, settings, _read_plan(args.plan, settings), check_remote=True, locked=False)
     # Plan and apply in one go: hold the workspace lock from the plan on, so another apply
     # cannot move hf.lock between our plan and our apply.
     with WorkspaceLock(Workspace(Path(args.file)).apply_lock):
@@ -362,7 +385,7 @@ def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    plan = _read_plan(args.plan)
+    plan = _read_plan(args.plan, _common.settings_from_args(args))
     if args.json:
         _common.emit_json(plan.to_dict())
     else:
@@ -376,7 +399,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     nodes: dict[str, str] = {}
     edges: list[tuple[str, str]] = []
     if args.plan:
-        plan = _read_plan(args.plan)
+        plan = _read_plan(args.plan, _common.settings_from_args(args))
         for a in plan.actions:
             nodes[a.id] = f"{a.kind.symbol} {a.kind.value} {a.address} ({a.reason.value})"
             edges += [(d, a.id) for d in a.deps]

@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,9 @@ from batuta_sync.core.observe import WorkspaceState, observe
 from batuta_sync.core.planner import build_plan
 from batuta_sync.core.planner.diff import PlanOptions, Selector
 from batuta_sync.core.planner.plan import Plan, Precondition
-from batuta_sync.core.workspace import Workspace
+from batuta_sync.core.workspace import Workspace, confine_manifest
 from batuta_sync.errors import NotFoundError
-from batuta_sync.settings import Settings, resolve_settings
+from batuta_sync.settings import Settings, endpoint_display, resolve_settings
 from batuta_sync.types import HfAssetType, RepoRef
 
 if TYPE_CHECKING:  # the executor (threads, futures) loads only when applying
@@ -90,6 +90,7 @@ def make_plan(
     if lock is None:
         lock = read_lock(ws.lock_path)
     settings = settings or settings_for(man)
+    confine_manifest(man, allow_outside=settings.allow_outside_workspace)
     is_offline = settings.offline if offline is None else offline
     check_addresses(man, lock, [*targets, *excludes, *replace])
     opts = PlanOptions(
@@ -117,7 +118,10 @@ def make_plan(
         select = select_files
     import uuid
 
-    return build_plan(man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__)
+    return build_plan(
+        man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__,
+        endpoint=endpoint_display(settings.endpoint),
+    )
 
 
 def check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:
@@ -178,6 +182,8 @@ def apply_plan(
         lock = read_lock(ws.lock_path)
         journal = Journal(ws.journal(plan.plan_id))
         settings = settings or settings_for(man)
+        confine_manifest(man, allow_outside=settings.allow_outside_workspace)
+        _check_endpoint(plan, settings)
         resolve = None
         client = None
         if check_remote and plan.preconditions and not settings.offline:
@@ -215,6 +221,19 @@ def apply_plan(
 
             HfCache.from_settings(settings, max_size=parse_size(str(man.policies["max_cache_size"]))).prune()
         return result
+
+
+def _check_endpoint(plan: Plan, settings: Settings) -> None:
+    """A plan observed one Hub; applying it against another would push/pull elsewhere than shown."""
+    from batuta_sync.errors import StalePlanError
+    from batuta_sync.settings import endpoint_key
+
+    if plan.endpoint and endpoint_key(plan.endpoint) != endpoint_key(endpoint_display(settings.endpoint)):
+        raise StalePlanError(
+            f"The plan was made against the Hub {plan.endpoint}, but apply would talk to "
+            f"{endpoint_display(settings.endpoint)}; refusing to apply it.",
+            hint="Apply with the same endpoint (--endpoint / HF_ENDPOINT / hf.yaml), or plan again.",
+        )
 
 
 def _check_disk(plan: Plan, journal: Any, settings: Settings, plan_lock_digest: str) -> None:
@@ -280,8 +299,9 @@ def update_lock(
     for addr, entry in (old.entries if old else {}).items():
         if addr not in new.entries:  # untouched entries keep their value
             new = new.with_entry(entry)
+    new = replace(new, endpoint=plan.endpoint)
     final = next_version(old, new)
-    if old is not None and final.content() == old.content():
+    if old is not None and final.content() == old.content() and final.endpoint == old.endpoint:
         return LockUpdate(old, (), False)
     with WorkspaceLock(ws.apply_lock):  # never race an apply that is writing hf.lock
         if read_lock(ws.lock_path) != old:

@@ -172,7 +172,10 @@ def execute(
     result = ApplyResult(plan.plan_id, lock=lock)
     if not plan.actions:
         return result
-    state = {"lock": lock or Lock()}
+    base = lock or Lock()
+    if plan.endpoint and base.endpoint != plan.endpoint:  # hf.lock records the Hub it was resolved on
+        base = replace(base, endpoint=plan.endpoint)
+    state = {"lock": base}
     guard = threading.Lock()
     graph = build_graph(plan.actions)
     by_id = {a.id: a for a in plan.actions}

@@ -15,6 +15,7 @@ Layout (schema: ``schemas/lock.schema.json``)::
     version: 1
     lineage: "…"            # random id fixed when the lock is created
     serial: 3               # +1 on every content change
+    endpoint: "https://…"   # the Hub the entries were resolved on (a change shows in every plan)
     last_applied_plan: "…"  # the plan id of the last complete apply (plans are single-use)
     resources:
       "models.llama":
@@ -29,14 +30,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from batuta_sync._fs import atomic_write
 from batuta_sync.errors import ManifestError
 
 LOCK_VERSION = 1
@@ -173,6 +173,7 @@ class Lock:
     last_applied_plan: str | None = None
     entries: Mapping[str, LockEntry] = field(default_factory=dict)
     version: int = LOCK_VERSION
+    endpoint: str = ""  # the Hub the entries were resolved on (userinfo stripped); "" = not recorded
 
     def get(self, address: str) -> LockEntry | None:
         return self.entries.get(address)
@@ -199,6 +200,8 @@ class Lock:
         }
         if self.last_applied_plan:
             d["last_applied_plan"] = self.last_applied_plan
+        if self.endpoint:
+            d["endpoint"] = self.endpoint
         return d
 
 
@@ -224,6 +227,8 @@ def _flow(d: Mapping[str, Any]) -> str:
 def dumps(lock: Lock) -> str:
     """The canonical text of ``lock`` (same value → same bytes)."""
     lines = [HEADER.rstrip("\n"), f"version: {lock.version}", f"lineage: {_s(lock.lineage)}", f"serial: {lock.serial}"]
+    if lock.endpoint:
+        lines.append(f"endpoint: {_s(lock.endpoint)}")
     if lock.last_applied_plan:
         lines.append(f"last_applied_plan: {_s(lock.last_applied_plan)}")
     if not lock.entries:
@@ -248,56 +253,128 @@ def dumps(lock: Lock) -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_SIZE = 2**53  # no file is larger; JSON-safe
+
+
+def _id(check: Any, value: Any, where: str) -> str:
+    """``check(value)`` from :mod:`batuta_sync.ids`, as a ValueError naming the key."""
+    from batuta_sync.ids import InvalidIdentifierError
+
+    try:
+        out: str = check(value, where=where)
+    except InvalidIdentifierError as exc:
+        raise ValueError(exc.message.rstrip("."))
+    return out
+
+
+def _text(value: Any, where: str, *, limit: int = 4096) -> str:
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise ValueError(f"{where}: expected a string of at most {limit} characters, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _local_path(value: Any, where: str) -> str:
+    """A path from hf.yaml recorded in the lock (confined to the workspace where it is used)."""
+    path = _text(value, where)
+    if not path:
+        raise ValueError(f"{where}: expected a non-empty path")
+    return path
+
+
 def _files(raw: Any, where: str) -> tuple[FileDigest, ...]:
+    from batuta_sync import ids
+
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of files")
     out = []
     for path, d in sorted(raw.items()):
-        if not isinstance(d, dict) or not isinstance(d.get("size"), int):
-            raise ValueError(f"{where}.{path}: expected {{size, gitsha1|sha256}}")
-        out.append(FileDigest(str(path), int(d["size"]), d.get("gitsha1"), d.get("sha256")))
+        at = f"{where}.{path}"
+        _id(ids.repo_path, path, where)
+        size = d.get("size") if isinstance(d, dict) else None
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+            raise ValueError(f"{at}: expected {{size, gitsha1|sha256}} with a size between 0 and {MAX_SIZE}")
+        gitsha1, sha256 = d.get("gitsha1"), d.get("sha256")
+        if gitsha1 is None and sha256 is None:
+            raise ValueError(f"{at}: needs a gitsha1 or a sha256")
+        out.append(
+            FileDigest(
+                str(path),
+                size,
+                None if gitsha1 is None else _id(ids.git_sha1, gitsha1, f"{at}.gitsha1"),
+                None if sha256 is None else _id(ids.sha256_hex, sha256, f"{at}.sha256"),
+            )
+        )
     return tuple(out)
 
 
+_TYPES = ("model", "dataset", "space")
+
+
+def _repo_type(value: Any, where: str) -> str:
+    if value not in _TYPES:
+        raise ValueError(f"{where}: expected model, dataset or space, got {_show(value)}")
+    return str(value)
+
+
 def entry_from_dict(address: str, d: Any) -> LockEntry:
+    """One lock entry, every field checked (identifiers with :mod:`batuta_sync.ids`); ValueError if not."""
+    from batuta_sync import ids
+    from batuta_sync.core.manifest import ADDRESS_RE
+
+    at = f"resources.{address}"
+    if not ADDRESS_RE.match(address):
+        raise ValueError(f"{at}: not an address (e.g. models.<name>)")
     if not isinstance(d, dict):
-        raise ValueError(f"resources.{address}: expected a mapping")
+        raise ValueError(f"{at}: expected a mapping")
     kind = d.get("kind")
     try:
         if kind == "repo":
             return RepoLock(
                 address=address,
-                repo=str(d["repo"]),
-                repo_type=str(d["type"]),
-                revision=str(d["revision"]),
-                commit=str(d["commit"]),
-                selection=str(d["selection"]),
-                files=_files(d.get("files", {}), f"resources.{address}.files"),
-                output=d.get("output"),
+                repo=_id(ids.repo_id, d["repo"], f"{at}.repo"),
+                repo_type=_repo_type(d["type"], f"{at}.type"),
+                revision=_id(ids.revision, d["revision"], f"{at}.revision"),
+                commit=_id(ids.commit_sha, d["commit"], f"{at}.commit"),
+                selection=_text(d["selection"], f"{at}.selection", limit=200),
+                files=_files(d.get("files", {}), f"{at}.files"),
+                output=None if d.get("output") is None else _local_path(d["output"], f"{at}.output"),
             )
         if kind == "conversion":
+            params = d.get("params") or {}
+            if not isinstance(params, dict) or not all(
+                isinstance(v, str | int | float | bool) or v is None for v in params.values()
+            ):
+                raise ValueError(f"{at}.params: expected a mapping of plain values")
+            source = _text(d["from"], f"{at}.from", limit=200)
+            if not ADDRESS_RE.match(source):
+                raise ValueError(f"{at}.from: not an address, got {_show(source)}")
             return ConversionLock(
                 address=address,
-                source=str(d["from"]),
-                key=str(d["key"]),
-                converter=str(d["converter"]),
-                input_tree=str(d["input_tree"]),
-                params=tuple(sorted((d.get("params") or {}).items())),
-                output=str(d["output"]),
-                outputs=_files(d.get("outputs", {}), f"resources.{address}.outputs"),
+                source=source,
+                key=_text(d["key"], f"{at}.key", limit=200),
+                converter=_text(d["converter"], f"{at}.converter", limit=200),
+                input_tree=_text(d["input_tree"], f"{at}.input_tree", limit=200),
+                params=tuple(sorted((str(k), v) for k, v in params.items())),
+                output=_local_path(d["output"], f"{at}.output"),
+                outputs=_files(d.get("outputs", {}), f"{at}.outputs"),
             )
         if kind == "publish":
             return PublishLock(
                 address=address,
-                repo=str(d["repo"]),
-                repo_type=str(d["type"]),
-                revision=str(d["revision"]),
-                commit=str(d["commit"]),
-                source_tree=str(d["source_tree"]),
+                repo=_id(ids.repo_id, d["repo"], f"{at}.repo"),
+                repo_type=_repo_type(d["type"], f"{at}.type"),
+                revision=_id(ids.revision, d["revision"], f"{at}.revision"),
+                commit=_id(ids.commit_sha, d["commit"], f"{at}.commit"),
+                source_tree=_text(d["source_tree"], f"{at}.source_tree", limit=200),
             )
     except KeyError as exc:
-        raise ValueError(f"resources.{address}: missing key {exc.args[0]!r}")
-    raise ValueError(f"resources.{address}.kind: expected repo, conversion or publish, got {kind!r}")
+        raise ValueError(f"{at}: missing key {exc.args[0]!r}")
+    raise ValueError(f"{at}.kind: expected repo, conversion or publish, got {_show(kind)}")
 
 
 def _fast_load(text: str) -> dict[str, Any] | None:
@@ -373,10 +450,19 @@ def loads(text: str, *, source: str = "hf.lock") -> Lock:
         if not isinstance(resources, dict):
             raise ValueError("resources: expected a mapping")
         entries = {str(a): entry_from_dict(str(a), d) for a, d in resources.items()}
+        serial = data.get("serial") or 0
+        if isinstance(serial, bool) or not isinstance(serial, int) or not 0 <= serial <= MAX_SIZE:
+            raise ValueError(f"serial: expected a non-negative integer, got {_show(serial)}")
+        last = data.get("last_applied_plan")
+        if last is not None:
+            from batuta_sync.core.workspace import check_plan_id
+
+            check_plan_id(last, "last_applied_plan")
         return Lock(
-            lineage=str(data.get("lineage") or ""),
-            serial=int(data.get("serial") or 0),
-            last_applied_plan=data.get("last_applied_plan"),
+            lineage=_text(data.get("lineage") or "", "lineage", limit=200),
+            endpoint=_text(data.get("endpoint") or "", "endpoint", limit=2048),
+            serial=serial,
+            last_applied_plan=last,
             entries=entries,
         )
     except (ValueError, TypeError, AttributeError) as exc:
@@ -403,30 +489,16 @@ def lock_digest(lock: Lock | None) -> str:
 
 
 def next_version(old: Lock | None, new: Lock) -> Lock:
-    """``new`` with lineage kept and serial bumped iff its content differs from ``old``."""
+    """``new`` with lineage kept and serial bumped iff its content (or endpoint) differs from ``old``."""
     import uuid
 
     lineage = (old.lineage if old else "") or new.lineage or uuid.uuid4().hex
     serial = old.serial if old else 0
-    if old is None or old.content() != new.content():
+    if old is None or old.content() != new.content() or old.endpoint != new.endpoint:
         serial += 1
     return replace(new, lineage=lineage, serial=serial)
 
 
 def write_lock(path: str | Path, lock: Lock) -> None:
     """Write atomically: a temp file in the same directory, fsync, then ``os.replace``."""
-    target = Path(path)
-    text = dumps(lock)
-    fd, tmp = tempfile.mkstemp(prefix=".hf.lock.", suffix=".tmp", dir=str(target.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, dumps(lock), fsync=True)

@@ -53,12 +53,9 @@ class WorkspaceState:
     def __init__(self, workdir: Path) -> None:
         self.path = workdir / "state.json"
         self._lock = threading.Lock()
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        self.applied: dict[str, str] = dict(data.get("applied") or {})
-        self.hashes: dict[str, list[Any]] = dict(data.get("hashes") or {})
+        from batuta_sync.core.workspace import parse_state, read_json
+
+        self.applied, self.hashes = parse_state(read_json(self.path), str(self.path))
         self.dirty = False
 
     def digests(self, path: Path) -> tuple[int, str, str]:

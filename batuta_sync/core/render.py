@@ -54,6 +54,17 @@ def _bytes_line(plan: Plan) -> str:
     return line
 
 
+def _endpoint_line(plan: Plan) -> str:
+    n = len(plan.resources())
+    line = f"Hub endpoint: {plan.endpoint or '(not recorded)'}  (all {n} resource{'s' if n != 1 else ''} of this plan)"
+    if plan.endpoint_changed:
+        line += (
+            f"\n! ENDPOINT CHANGED: hf.lock was resolved on {plan.locked_endpoint}, this plan talks to "
+            f"{plan.endpoint}. `batuta lock` records the new one in hf.lock (so does an apply that runs actions)."
+        )
+    return line
+
+
 def render_text(plan: Plan) -> str:
     lines: list[str] = []
     if plan.refresh_only:
@@ -77,7 +88,10 @@ def render_text(plan: Plan) -> str:
             lines.append(row.rstrip())
         lines.append("")
     elif not plan.refresh_only:
-        lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
+        if plan.endpoint_changed:
+            lines.append(f"No actions, but the Hub endpoint changed ({len(plan.unchanged)} resources; see below).")
+        else:
+            lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
     if plan.drift:
         if lines and lines[-1]:
             lines.append("")
@@ -94,16 +108,19 @@ def render_text(plan: Plan) -> str:
     if plan.actions:
         lines.append(_summary_line(plan))
         lines.append(_bytes_line(plan))
+    lines.append(_endpoint_line(plan))
     return "\n".join(lines).rstrip() + "\n"
 
 
 def render_markdown(plan: Plan) -> str:
-    out = ["### batuta plan", ""]
+    out = ["### batuta plan", "", _endpoint_line(plan), ""]
     if plan.actions:
-        out += ["| | action | address | reason | detail |", "|---|---|---|---|---|"]
+        out += ["| | action | address | reason | detail | endpoint |", "|---|---|---|---|---|---|"]
         for a in plan.actions:
             detail = a.detail + (f" ({_size(a)})" if _size(a) else "")
-            out.append(f"| {a.kind.symbol.strip() or '·'} | {a.kind.value} | `{a.address}` | {a.reason.value} | {detail} |")
+            out.append(
+                f"| {a.kind.symbol.strip() or '·'} | {a.kind.value} | `{a.address}` | {a.reason.value} | {detail} | `{plan.endpoint}` |"
+            )
         out += ["", f"**{_summary_line(plan)}**", "", _bytes_line(plan)]
     else:
         out.append("No changes." if not plan.refresh_only else "Refresh-only plan.")

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from batuta_sync import ids
+from batuta_sync._fs import atomic_write, confine, is_inside
 from batuta_sync.core.actions import Action, ActionKind
 from batuta_sync.core.executor import StepContext, StepFn, StepResult, relock_step
 from batuta_sync.core.lockfile import (
     ConversionLock,
     FileDigest,
+    LockEntry,
     PublishLock,
     RepoLock,
     entry_from_dict,
@@ -26,6 +29,7 @@ from batuta_sync.core.lockfile import (
 from batuta_sync.core.manifest import ConversionSpec, Manifest, PublishSpec, RepoSpec
 from batuta_sync.core.observe import WorkspaceState, hash_file, walk_files
 from batuta_sync.core.planner.diff import conversion_key, snapshot_dir
+from batuta_sync.core.workspace import workspace_path
 from batuta_sync.errors import PlanError
 from batuta_sync.settings import Settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
@@ -34,35 +38,51 @@ Spec = TypeVar("Spec", RepoSpec, ConversionSpec, PublishSpec)
 
 
 def _purge(settings: Settings, entry: RepoLock, paths: list[str]) -> None:
-    """Remove corrupt cached files (the snapshot link and the blob it points to) so pull re-fetches them."""
+    """Remove corrupt cached files (the snapshot link and the blob it points to) so pull re-fetches them.
+
+    The link is confined to the snapshot folder (not followed), the blob it points to to the
+    repo's ``blobs/`` folder: a planted symlink cannot make this delete anything else."""
     base = Path(snapshot_dir(str(settings.hub_cache), entry.repo_type, entry.repo, entry.commit))
+    blobs = base.parent.parent / "blobs"
     for rel in paths:
-        link = inside(base, rel)
+        link = confine(base, rel, follow_last=False, what="cached file")
         try:
-            target = link.resolve()
-            if target != link and target.is_file():
-                target.unlink()
+            if link.is_symlink() and is_inside(blobs, link) and os.path.isfile(link):
+                os.unlink(os.path.realpath(link))
             link.unlink()
         except OSError:
             pass
 
 
 # Paths that apply writes or deletes are derived from hf.yaml (whose digest the plan was
-# checked against) and hf.lock, never taken from plan.json: a crafted plan cannot point
-# a delete or a download outside the workspace outputs.
+# checked against), hf.lock and the settings, never taken from plan.json; each is confined
+# (``_fs.confine``: real paths, symlinks included) to the workspace, an output folder or the
+# cache.  A plan's lock entries must agree with hf.yaml (``_agrees``).  So even a correctly
+# signed plan with crafted paths cannot point a write or a delete anywhere else.
 
 
-def inside(base: Path, rel: str) -> Path:
-    """``base / rel``, refusing anything that would land outside ``base``."""
-    path = Path(os.path.normpath(base / rel))
-    if path != base and not str(path).startswith(str(base).rstrip(os.sep) + os.sep):
-        raise PlanError(f"Refusing the path {rel!r}: it points outside {base}.")
-    return path
+def _abs(manifest: Manifest, settings: Settings, path: str, what: str) -> Path:
+    return workspace_path(manifest, path, allow_outside=settings.allow_outside_workspace, what=what)
 
 
-def _abs(root: Path, path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else Path(os.path.normpath(root / p))
+def _agrees(manifest: Manifest, entry: LockEntry) -> None:
+    """Refuse a lock entry from the plan that does not match what hf.yaml declares for its address."""
+    spec = manifest.get(entry.address)
+    ok = False
+    if isinstance(entry, RepoLock) and isinstance(spec, RepoSpec):
+        ok = (entry.repo, entry.repo_type, entry.revision, entry.output, entry.selection) == (
+            spec.repo, spec.repo_type.value, spec.revision, spec.output, spec.selection_digest()
+        )
+    elif isinstance(entry, ConversionLock) and isinstance(spec, ConversionSpec):
+        ok = (entry.source, entry.output) == (spec.source, spec.output_path)
+    elif isinstance(entry, PublishLock) and isinstance(spec, PublishSpec):
+        ok = (entry.repo, entry.repo_type, entry.revision) == (spec.repo, spec.repo_type.value, spec.revision)
+    if not ok:
+        raise PlanError(
+            f"The plan's lock entry for {entry.address} does not match hf.yaml (repo, revision, output or "
+            "selection differ); refusing it.",
+            hint="Re-create the plan with `batuta plan -o plan.json`.",
+        )
 
 
 def _spec(manifest: Manifest, address: str, kind: type[Spec]) -> Spec:
@@ -77,13 +97,13 @@ def source_dir(manifest: Manifest, settings: Settings, ctx: StepContext, address
     spec = manifest.get(address)
     if isinstance(spec, RepoSpec):
         if spec.output:
-            return _abs(manifest.root, spec.output)
+            return _abs(manifest, settings, spec.output, f"{address}.output")
         entry = ctx.lock.get(address)
         if not isinstance(entry, RepoLock):
             raise PlanError(f"{address} is not in hf.lock; apply its pull first.")
         return Path(snapshot_dir(str(settings.hub_cache), entry.repo_type, entry.repo, entry.commit))
     if isinstance(spec, ConversionSpec):
-        return _abs(manifest.root, spec.output_path)
+        return _abs(manifest, settings, spec.output_path, f"{address}.output")
     raise PlanError(f"{address} has no local files.")
 
 
@@ -93,15 +113,16 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
 
         spec = _spec(manifest, action.address, RepoSpec)
         entry = entry_from_dict(action.address, action.lock_entry)
-        if not isinstance(entry, RepoLock) or (entry.repo, entry.repo_type) != (spec.repo, spec.repo_type.value):
-            raise PlanError(f"The plan's resolution of {action.address} does not match hf.yaml.")
+        if not isinstance(entry, RepoLock):
+            raise PlanError(f"The plan's resolution of {action.address} is not a repo entry.")
+        _agrees(manifest, entry)
         p = action.params
-        output = _abs(manifest.root, spec.output) if spec.output else None
+        output = _abs(manifest, settings, spec.output, f"{action.address}.output") if spec.output else None
         if p.get("purge"):
-            _purge(settings, entry, list(p["purge"]))
+            _purge(settings, entry, [ids.repo_path(r, where="plan") for r in p["purge"]])
         if output is not None:
             for rel in p.get("purge_output") or []:
-                inside(output, rel).unlink(missing_ok=True)
+                confine(output, ids.repo_path(rel, where="plan"), follow_last=False, what="output file").unlink(missing_ok=True)
         ref = RepoRef(entry.repo, HfAssetType(entry.repo_type), entry.revision)
         snapshot = RepoSnapshot(
             ref, entry.commit, tuple(RepoFile(f.path, f.size, f.gitsha1 or "", f.sha256) for f in entry.files)
@@ -184,9 +205,7 @@ def write_provenance(
     prov.update({"converter": "batuta", "converter_version": converter, "format": to})
     if quantization:
         prov["quantization"] = quantization
-    tmp = dst / f".{PROVENANCE_FILE}.tmp"
-    tmp.write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(dst / PROVENANCE_FILE)
+    atomic_write(dst / PROVENANCE_FILE, json.dumps(prov, indent=2, sort_keys=True) + "\n")
 
 
 def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
@@ -194,12 +213,12 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
         from batuta_sync import convert as convert_mod
 
         spec = _spec(manifest, action.address, ConversionSpec)
-        dst = _abs(manifest.root, spec.output_path)
+        dst = _abs(manifest, settings, spec.output_path, f"{action.address}.output")
         old = ctx.lock.get(action.address)
         if isinstance(old, ConversionLock):  # drop what the previous run wrote (only that)
-            old_dir = _abs(manifest.root, old.output)
+            old_dir = _abs(manifest, settings, old.output, f"hf.lock {action.address}.output")
             for f in old.outputs:
-                inside(old_dir, f.path).unlink(missing_ok=True)
+                confine(old_dir, f.path, follow_last=False, what="conversion output").unlink(missing_ok=True)
         dst.mkdir(parents=True, exist_ok=True)
         result = convert_mod.convert(
             source_dir(manifest, settings, ctx, spec.source),
@@ -242,7 +261,7 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             path = source_dir(manifest, settings, ctx, spec.source)
             tree = _tree_of(ctx, spec.source)
         else:
-            path = _abs(manifest.root, spec.source)
+            path = _abs(manifest, settings, spec.source, f"{action.address}.from")
             tree = None
         req = publish_mod.PushRequest(
             path=path,
@@ -275,20 +294,23 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
     return push_step
 
 
-def make_delete_step(manifest: Manifest, state: WorkspaceState) -> StepFn:
+def make_delete_step(manifest: Manifest, state: WorkspaceState, settings: Settings | None = None) -> StepFn:
+    allow_outside = bool(settings and settings.allow_outside_workspace)
+
     def delete_step(action: Action, ctx: StepContext) -> StepResult:
         """Remove only the files batuta materialized (as hf.lock lists them), then emptied directories."""
         entry = ctx.lock.get(action.address)
         base: Path | None = None
         files: tuple[FileDigest, ...] = ()
+        where = f"hf.lock {action.address}.output"
         if isinstance(entry, RepoLock) and entry.output:
-            base, files = _abs(manifest.root, entry.output), entry.files
+            base, files = workspace_path(manifest, entry.output, allow_outside=allow_outside, what=where), entry.files
         elif isinstance(entry, ConversionLock):
-            base, files = _abs(manifest.root, entry.output), entry.outputs
+            base, files = workspace_path(manifest, entry.output, allow_outside=allow_outside, what=where), entry.outputs
         removed = 0
         if base is not None:
             for f in files:
-                p = inside(base, f.path)
+                p = confine(base, f.path, follow_last=False, what="materialized file")
                 if p.is_symlink() or p.is_file():
                     p.unlink()
                     removed += 1
@@ -304,14 +326,18 @@ def make_delete_step(manifest: Manifest, state: WorkspaceState) -> StepFn:
     return delete_step
 
 
-def make_relock_step(state: WorkspaceState) -> StepFn:
+def make_relock_step(state: WorkspaceState, manifest: Manifest | None = None) -> StepFn:
     def relock(action: Action, ctx: StepContext) -> StepResult:
-        """Record the planned entry; the files are already in place (remember their commit)."""
+        """Record the planned entry (once it agrees with hf.yaml); the files are already in place."""
         res = relock_step(action, ctx)
-        entry = action.lock_entry
-        if entry is not None and entry.get("kind") == "repo":
-            state.set_applied(action.address, str(entry["commit"]))
-        return res
+        if action.lock_entry is None:
+            return res
+        entry = entry_from_dict(action.address, action.lock_entry)
+        if manifest is not None:
+            _agrees(manifest, entry)
+        if isinstance(entry, RepoLock):
+            state.set_applied(action.address, entry.commit)
+        return StepResult(lock_entry=entry)
 
     return relock
 
@@ -321,6 +347,6 @@ def default_steps(settings: Settings, manifest: Manifest, state: WorkspaceState)
         ActionKind.PULL: make_pull_step(settings, manifest, state),
         ActionKind.CONVERT: make_convert_step(settings, manifest, state),
         ActionKind.PUSH: make_push_step(settings, manifest, state),
-        ActionKind.RELOCK: make_relock_step(state),
-        ActionKind.DELETE_LOCAL: make_delete_step(manifest, state),
+        ActionKind.RELOCK: make_relock_step(state, manifest),
+        ActionKind.DELETE_LOCAL: make_delete_step(manifest, state, settings),
     }

@@ -9,14 +9,34 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from batuta_sync.errors import WorkspaceBusyError
+from batuta_sync._fs import PathEscapeError, atomic_write, confine
+from batuta_sync.errors import ConfigError, WorkspaceBusyError
+
+if TYPE_CHECKING:
+    from batuta_sync.core.manifest import Manifest
+
+_PLAN_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+_ACTION_ID_RE = re.compile(
+    r"\A(pull|convert|push|relock|delete-local|noop):(models|datasets|spaces|conversions|publish)\.[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z"
+)
+_LOCK_DIGEST_RE = re.compile(r"\A(none|sha256:[0-9a-f]{64})\Z")
+MAX_STATE_BYTES = 256 * 1024 * 1024
+
+
+def check_plan_id(value: Any, what: str = "plan_id") -> str:
+    """A plan id names its journal file: 1-64 letters, digits, '-' or '_' (no path tricks); ValueError if not."""
+    if not isinstance(value, str) or not _PLAN_ID_RE.match(value):
+        shown = repr(value)[:80]
+        raise ValueError(f"{what} {shown} is not a plan id (1-64 letters, digits, '-' or '_')")
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,10 @@ class Workspace:
         return self.dir / "apply.lock"
 
     def journal(self, plan_id: str) -> Path:
-        return self.dir / "journal" / f"{plan_id}.json"
+        try:
+            return self.dir / "journal" / f"{check_plan_id(plan_id)}.json"
+        except ValueError as exc:  # a Plan built in Python with a hostile id
+            raise ConfigError(f"Refusing the plan: {exc}.", hint="Plan ids come from `batuta plan`; do not set them by hand.")
 
 
 # A flock belongs to the open file description, which fork() shares with the child: a forked
@@ -69,7 +92,7 @@ def _sweep_dead_temps(root: Path) -> None:
 
     Only called with the workspace lock held: every writer of these files holds it, so any
     such temp file belongs to a dead process."""
-    for pattern in (".hf.lock.*.tmp", ".batuta/journal/.journal.*"):
+    for pattern in (".hf.lock.*.tmp", ".batuta/journal/.journal.*", ".batuta/journal/.*.tmp"):
         for tmp in root.glob(pattern):
             try:
                 tmp.unlink()
@@ -166,11 +189,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        self.entries: list[tuple[str, str]] = [(str(a), str(d)) for a, d in data.get("entries") or []]
+        self.entries: list[tuple[str, str]] = parse_journal(read_json(path), str(path))
 
     @property
     def exists(self) -> bool:
@@ -186,16 +205,130 @@ class Journal:
 
     def record(self, action_id: str, lock_digest: str) -> None:
         self.entries.append((action_id, lock_digest))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".journal.", dir=str(self.path.parent))
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"entries": self.entries}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps({"entries": self.entries}), fsync=True)
 
     def remove(self) -> None:
         try:
             self.path.unlink()
         except OSError:
             pass
+
+
+# --------------------------------------------------------------------------- reading workspace files
+
+
+def _bad(path: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"{path} is invalid: {why}.",
+        hint=f"It is batuta's own bookkeeping, not meant to be edited: delete {path} and run the command again.",
+    )
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path`` (None when absent); a ConfigError naming the file when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _bad(str(path), f"cannot read it ({exc.strerror or exc})")
+    if len(raw) > MAX_STATE_BYTES:
+        raise _bad(str(path), f"larger than {MAX_STATE_BYTES} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise _bad(str(path), f"not JSON ({type(exc).__name__})")
+
+
+def parse_journal(data: Any, source: str) -> list[tuple[str, str]]:
+    """Journal entries ``[action id, lock digest]``, each shape checked."""
+    if data is None:
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("entries", []), list):
+        raise _bad(source, "expected {\"entries\": [[action id, lock digest], ...]}")
+    out: list[tuple[str, str]] = []
+    for i, e in enumerate(data.get("entries") or []):
+        if not (isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)):
+            raise _bad(source, f"entries[{i}] is not [action id, lock digest]")
+        if not _ACTION_ID_RE.match(e[0]) or not _LOCK_DIGEST_RE.match(e[1]):
+            raise _bad(source, f"entries[{i}] {repr(e)[:80]} is not an action id and a lock digest")
+        out.append((e[0], e[1]))
+    return out
+
+
+def parse_state(data: Any, source: str) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """``.batuta/state.json``: ``applied`` address -> commit, ``hashes`` path -> [size, mtime_ns, sha256, gitsha1]."""
+    from batuta_sync import ids
+    from batuta_sync.core.manifest import ADDRESS_RE
+
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise _bad(source, "expected a JSON object")
+    applied, hashes = data.get("applied") or {}, data.get("hashes") or {}
+    if not isinstance(applied, dict) or not isinstance(hashes, dict):
+        raise _bad(source, "'applied' and 'hashes' must be objects")
+    for address, commit in applied.items():
+        if not ADDRESS_RE.match(address) or not ids.is_git_sha1(commit):
+            raise _bad(source, f"applied.{address[:80]} = {repr(commit)[:80]} is not an address and a commit sha")
+    for path, rec in hashes.items():
+        ok = (
+            isinstance(rec, list)
+            and len(rec) == 4
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**63 for x in rec[:2])
+            and (rec[2] is None or ids.is_sha256(rec[2]))
+            and (rec[3] is None or ids.is_git_sha1(rec[3]))
+        )
+        if not ok:
+            raise _bad(source, f"hashes[{path[:80]!r}] is not [size, mtime_ns, sha256, gitsha1]")
+    return dict(applied), dict(hashes)
+
+
+# --------------------------------------------------------------------------- confinement
+
+
+def manifest_paths(manifest: Manifest) -> Iterable[tuple[str, str]]:
+    """(key, path) of every local path hf.yaml names: outputs, publish sources, cache_dir."""
+    for r in manifest.repos:
+        if r.output:
+            yield f"{r.address}.output", r.output
+    for c in manifest.conversions:
+        yield f"{c.address}.output", c.output_path
+    for p in manifest.publishes:
+        if not p.source_is_address:
+            yield f"{p.address}.from", p.source
+    for section, values in (("defaults", manifest.defaults), ("policies", manifest.policies)):
+        if values.get("cache_dir") is not None:
+            yield f"{section}.cache_dir", str(values["cache_dir"])
+
+
+def confine_manifest(manifest: Manifest, *, allow_outside: bool = False) -> None:
+    """Refuse (exit 20) when a path in hf.yaml resolves outside the workspace (the folder of
+    hf.yaml): absolute paths, ``..`` and symlinked folders alike.  ``allow_outside`` is
+    ``--allow-outside-workspace``, the explicit command-line opt-out."""
+    if allow_outside:
+        return
+    root = manifest.root
+    bad: list[str] = []
+    for key, path in manifest_paths(manifest):
+        try:
+            confine(root, path, what=key)
+        except PathEscapeError:
+            bad.append(f"  - {key}: {path!r}")
+    if bad:
+        raise PathEscapeError(
+            f"{manifest.path}: these paths resolve outside the workspace {root} (absolute, '..' or a symlinked folder):\n"
+            + "\n".join(bad),
+            hint="Keep outputs, publish sources and cache_dir inside the folder of hf.yaml, or pass "
+            "--allow-outside-workspace if you really mean it. Nothing was read or written.",
+        )
+
+
+def workspace_path(manifest: Manifest, path: str, *, allow_outside: bool, what: str) -> Path:
+    """``path`` from hf.yaml or hf.lock as an absolute path, confined to the workspace unless allowed."""
+    root = manifest.root
+    if allow_outside:
+        p = Path(path)
+        return p if p.is_absolute() else Path(os.path.normpath(root / p))
+    return confine(root, path, what=what)

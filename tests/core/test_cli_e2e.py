@@ -198,7 +198,7 @@ def test_show_graph_json_markdown_and_targeting(ws: Path, capsys: pytest.Capture
     plan_path = str(ws / "plan.json")
     code, out, _ = run(capsys, "plan", "-f", f, "--json", "-o", plan_path)
     data = json.loads(out)
-    assert data["summary"]["pull"] == 2 and data["plan_digest"].startswith("sha256:")
+    assert data["summary"]["pull"] == 2 and data["plan_mac"].startswith("hmac-sha256:")
     assert run(capsys, "show", plan_path)[1].startswith("batuta will perform")
     assert json.loads(run(capsys, "show", plan_path, "--json")[1])["plan_id"] == data["plan_id"]
     assert "| ↓ | pull | `models.a` |" in run(capsys, "show", plan_path, "--format", "markdown")[1]

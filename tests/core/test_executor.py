@@ -256,13 +256,14 @@ def test_public_api_is_exported_lazily() -> None:
 
 
 def test_journal_prefix_matches_the_lock_that_was_actually_written(tmp_path: Path) -> None:
+    D0, D1, D2 = ("sha256:" + c * 64 for c in "012")
     j = Journal(tmp_path / "j" / "p.json")
-    j.record("pull:models.a", "sha256:1")
-    j.record("pull:models.b", "sha256:2")  # killed before hf.lock reached sha256:2
+    j.record("pull:models.a", D1)
+    j.record("pull:models.b", D2)  # killed before hf.lock reached sha256:2
     again = Journal(tmp_path / "j" / "p.json")
-    assert again.done_at("sha256:1") == ["pull:models.a"]  # models.b is redone
-    assert again.done_at("sha256:2") == ["pull:models.a", "pull:models.b"]
-    assert again.done_at("sha256:0") == [] and again.digests() == {"sha256:1", "sha256:2"}
+    assert again.done_at(D1) == ["pull:models.a"]  # models.b is redone
+    assert again.done_at(D2) == ["pull:models.a", "pull:models.b"]
+    assert again.done_at(D0) == [] and again.digests() == {D1, D2}
     again.remove()
     assert not Journal(tmp_path / "j" / "p.json").exists
 

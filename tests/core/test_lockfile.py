@@ -25,6 +25,7 @@ from batuta_sync.core.lockfile import (
     write_lock,
 )
 from batuta_sync.errors import ManifestError
+from batuta_sync.ids import repo_path_problem, revision_problem
 
 SHA1 = "a" * 40
 
@@ -71,7 +72,7 @@ def test_hand_edited_yaml_falls_back_to_the_yaml_reader() -> None:
         ("version: 1\nresources: [1]\n", "resources: expected a mapping"),
         ("version: 1\nresources:\n  models.a: {kind: repo}\n", "missing key 'repo'"),
         ("version: 1\nresources:\n  models.a: {kind: other}\n", "expected repo, conversion or publish"),
-        ("version: 1\nresources:\n  models.a: {kind: repo, repo: r, type: model, revision: m, commit: c, selection: s, files: {x: 1}}\n", "expected {size"),
+        ("version: 1\nresources:\n  models.a: {kind: repo, repo: r, type: model, revision: m, commit: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', selection: s, files: {x: 1}}\n", "expected {size"),
     ],
 )
 def test_invalid_locks_are_config_errors(text: str, fragment: str) -> None:
@@ -108,8 +109,14 @@ def test_tree_digest_is_order_independent_and_content_sensitive() -> None:
 names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 
 
+# Only valid repo paths and revisions make a lock (the others are refused: tests/core/test_tamper.py).
+repo_paths = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\:"),
+                     min_size=1, max_size=20).filter(lambda p: repo_path_problem(p) is None)
+revisions = st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_+@=,-]{0,12}\Z").filter(lambda r: revision_problem(r) is None)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(names, st.integers(min_value=0, max_value=2**40), max_size=5), names)
+@given(st.dictionaries(repo_paths, st.integers(min_value=0, max_value=2**40), max_size=5), revisions)
 def test_any_paths_round_trip(files: dict[str, int], revision: str) -> None:
     entry = RepoLock("models.x", "o/x", "model", revision, SHA1, "sha256:" + "0" * 64,
                      tuple(FileDigest(p, n, "b" * 40) for p, n in sorted(files.items())))
@@ -134,9 +141,11 @@ def test_any_yaml_value_is_a_lock_or_a_config_error(value: object) -> None:
 
 
 def test_any_plan_shape_is_a_plan_or_a_config_error() -> None:
-    from batuta_sync.core.planner.plan import Plan
+    from batuta_sync.core.planner.plan import Plan, plan_mac
 
+    key = b"k" * 32
     for actions in ([[1]], ["x"], [{"kind": "pull"}], [{"kind": "nope", "address": "a", "reason": "x"}]):
+        d = {"format_version": "1.0", "plan_id": "p", "manifest_path": "m", "manifest_digest": "d",
+             "lock_digest": "l", "actions": actions}
         with pytest.raises(ManifestError):
-            Plan.from_dict({"format_version": "1.0", "plan_id": "p", "manifest_path": "m", "manifest_digest": "d",
-                            "lock_digest": "l", "actions": actions})
+            Plan.from_dict({**d, "plan_mac": plan_mac(d, key)}, key=key)

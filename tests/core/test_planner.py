@@ -10,9 +10,9 @@ from batuta_sync.core.actions import Action, ActionKind, DriftKind, Reason
 from batuta_sync.core.lockfile import ConversionLock, FileDigest, Lock, PublishLock, tree_digest
 from batuta_sync.core.planner import build_plan
 from batuta_sync.core.planner.diff import check_files, conversion_key, select_actions
-from batuta_sync.core.planner.plan import Plan
+from batuta_sync.core.planner.plan import Plan, plan_mac
 from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState
-from batuta_sync.errors import LockOutOfDateError, ManifestError, OfflineError, PlanError
+from batuta_sync.errors import ConfigError, LockOutOfDateError, ManifestError, OfflineError, PlanError
 from tests.core.fakes import (
     C1,
     C2,
@@ -31,6 +31,7 @@ from tests.core.fakes import (
     world,
 )
 
+KEY = b"k" * 32  # the plan key of these tests
 M = manifest("models:\n  tiny:\n    repo: org/tiny\n")
 M_OUT = manifest("models:\n  tiny:\n    repo: org/tiny\n    output: ./m/tiny\n")
 
@@ -384,7 +385,7 @@ def test_check_files() -> None:
 def test_plan_json_round_trips_and_detects_edits() -> None:
     p = plan(MP, None, world([remote_snap("models.tiny", "org/tiny", C1), remote_head("publish.gguf", "me/tiny-gguf", None),
                               remote_head("publish.app", "me/app", None)], [LocalDirState("publish.app", "/ws/space", True, SPACE)]))
-    back = Plan.from_json(p.to_json())
+    back = Plan.from_json(p.to_json(KEY), key=KEY)
     assert back.to_dict() == p.to_dict()
     import json
 
@@ -392,15 +393,15 @@ def test_plan_json_round_trips_and_detects_edits() -> None:
 
     from batuta_sync.core.manifest import load_schema
 
-    Draft202012Validator(load_schema("plan.schema.json")).validate(json.loads(p.to_json()))
-    tampered = json.loads(p.to_json())
+    Draft202012Validator(load_schema("plan.schema.json")).validate(json.loads(p.to_json(KEY)))
+    tampered = json.loads(p.to_json(KEY))
     tampered["actions"][0]["params"]["repo"] = "evil/repo"
-    with pytest.raises(ManifestError, match=r"edited"):
-        Plan.from_dict(tampered)
+    with pytest.raises(ConfigError, match=r"edited"):
+        Plan.from_dict(tampered, key=KEY)
     with pytest.raises(ManifestError, match=r"not JSON"):
-        Plan.from_json("{")
+        Plan.from_json("{", key=KEY)
     with pytest.raises(ManifestError, match=r"format_version"):
-        Plan.from_dict({"format_version": "9"})
+        Plan.from_dict({"format_version": "9", "plan_mac": plan_mac({"format_version": "9"}, KEY)}, key=KEY)
 
 
 def test_plan_summary_counts_bytes() -> None:
@@ -453,4 +454,4 @@ def test_hub_errors_for_locked_resources_are_warnings() -> None:
     p = plan(M, lock, world([broken], [local_repo("models.tiny", C1)]))
     assert p.actions == () and p.warnings == ("models.tiny: could not check org/tiny@main: HTTP 503",)
     assert "? models.tiny: could not check" in render_text(p)
-    assert Plan.from_json(p.to_json()).warnings == p.warnings
+    assert Plan.from_json(p.to_json(KEY), key=KEY).warnings == p.warnings

@@ -134,14 +134,15 @@ def lockfiles() -> st.SearchStrategy[bytes]:
 
 
 def plans() -> st.SearchStrategy[bytes]:
-    from batuta_sync.core.planner.plan import plan_digest
+    from batuta_sync.core.planner.plan import MAC_FIELD, plan_mac
+    from tests.fuzz._targets import FUZZ_PLAN_KEY
 
     base = json.loads((SEEDS / "plan.json").read_text())
 
     def sign(d: Any) -> bytes:
         if isinstance(d, dict):
             try:
-                d = {**d, "plan_digest": plan_digest({k: v for k, v in d.items() if k != "plan_digest"})}
+                d = {**d, MAC_FIELD: plan_mac(d, FUZZ_PLAN_KEY)}
             except (TypeError, ValueError):
                 pass
         return _dumps(d)

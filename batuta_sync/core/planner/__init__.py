@@ -40,6 +40,12 @@ def _raise_problems(result: DiffResult, opts: PlanOptions) -> None:
     raise err
 
 
+def _endpoint_moved(locked: str, now: str) -> bool:
+    from batuta_sync.settings import endpoint_key
+
+    return bool(locked and now) and endpoint_key(locked) != endpoint_key(now)
+
+
 def build_plan(
     manifest: Manifest,
     lock: Lock | None,
@@ -49,6 +55,7 @@ def build_plan(
     *,
     plan_id: str,
     tool_version: str = "",
+    endpoint: str = "",
 ) -> Plan:
     """Pure: the plan for ``manifest`` against ``lock`` and the observed ``world``."""
     current = lock or Lock()
@@ -59,6 +66,8 @@ def build_plan(
     actions = [replace(a, deps=tuple(d for d in a.deps if d in kept)) for a in actions]
     if opts.locked:
         why = [f"{a.address}: {a.reason.value}" for a in actions if a.changes_lock]
+        if _endpoint_moved(current.endpoint, endpoint):
+            why.insert(0, f"endpoint: hf.lock was resolved on {current.endpoint}, this plan talks to {endpoint}")
         why += [f"{d.address}: {d.detail}" for d in result.drift if d.kind is DriftKind.UPSTREAM_MOVED]
         if why:
             listing = "\n".join(f"  - {w}" for w in why)
@@ -75,6 +84,8 @@ def build_plan(
         lock_lineage=current.lineage,
         tool_version=tool_version,
         converter_version=opts.converter_version,
+        endpoint=endpoint,
+        locked_endpoint=current.endpoint,
         actions=tuple(actions),
         unchanged=tuple(sorted(result.unchanged)),
         drift=drift,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync._fmt import git_blob_sha1
+from batuta_sync.ids import is_sha256, repo_path_problem
 from batuta_sync.server import meta
 
 LFS_EXTENSIONS = frozenset(
@@ -144,11 +145,11 @@ def check_repo_type(repo_type: str | None) -> str:
 
 
 def check_path(path: str) -> str:
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
-        raise StoreError(f"Invalid path in repo: {path!r}.", status=400)
-    if "\0" in path or "\\" in path:
-        raise StoreError(f"Invalid path in repo: {path!r}.", status=400)
+    """``path`` if it is a repo file path the client would accept too (``ids.repo_path_problem``:
+    no ``..``, no absolute path, no ``.git`` component, no control characters, …); else a 400."""
+    problem = repo_path_problem(path)
+    if problem:
+        raise StoreError(f"Invalid path in repo {path[:200]!r}: it {problem}.", status=400)
     return path
 
 
@@ -290,6 +291,9 @@ class Store:
         self._repos: dict[tuple[str, str], RepoState] = {}
         self._commits: dict[str, Commit] = {}
         self._file_info: dict[tuple[str, str], Any] = {}
+        # Who holds each stored object: the repos whose commits reference it, plus the repos it was
+        # uploaded to (an upload proves possession).  Authorisation of an object is per repo.
+        self._owners: dict[str, set[tuple[str, str]]] = {}
         self._load()
 
     # ------------------------------------------------------------------ persistence helpers
@@ -350,6 +354,13 @@ class Store:
             heads = [*st.branches.values(), *st.tags.values(), *st.prs.values()]
             st.commits = self._reachable(heads)
             self._repos[(st.repo_type, st.repo_id)] = st
+            for sha in st.commits:
+                try:
+                    files = self.get_commit(sha).files.values()
+                except StoreError:
+                    continue
+                for e in files:
+                    self._owners.setdefault(e.sha256, set()).add((st.repo_type, st.repo_id))
 
     def _reachable(self, heads: Sequence[str]) -> set[str]:
         seen: set[str] = set()
@@ -378,7 +389,7 @@ class Store:
         return self.root / "blobs" / sha256[:2] / sha256
 
     def has_blob(self, sha256: str) -> bool:
-        return bool(re.match(r"^[0-9a-f]{64}$", sha256)) and self.blob_path(sha256).is_file()
+        return is_sha256(sha256) and self.blob_path(sha256).is_file()
 
     def _install_blob(self, tmp: Path, sha256: str) -> None:
         dest = self.blob_path(sha256)
@@ -454,6 +465,17 @@ class Store:
     def blob_size(self, sha256: str) -> int:
         return self.blob_path(sha256).stat().st_size
 
+    def add_owner(self, st: RepoState, sha256: str) -> None:
+        """Record that ``st`` holds the stored object ``sha256`` (it was uploaded to it)."""
+        with self.lock:
+            self._owners.setdefault(sha256, set()).add((st.repo_type, st.repo_id))
+
+    def holders(self, sha256: str) -> list[RepoState]:
+        """The existing repos that hold ``sha256`` (reference it in a commit, or had it uploaded)."""
+        with self.lock:
+            keys = list(self._owners.get(sha256, ()))
+            return [self._repos[k] for k in keys if k in self._repos]
+
     def _blob_git_sha1(self, sha256: str, size: int) -> str:
         h = hashlib.sha1(b"blob %d\0" % size)
         with open(self.blob_path(sha256), "rb") as f:
@@ -508,7 +530,10 @@ class Store:
             # Make the deletion atomic: drop repo.json first, then the directory.
             (d / "repo.json").unlink(missing_ok=True)
             shutil.rmtree(d, ignore_errors=True)
-            del self._repos[(st.repo_type, st.repo_id)]
+            key = (st.repo_type, st.repo_id)
+            del self._repos[key]
+            for holders in self._owners.values():
+                holders.discard(key)
 
     def update_settings(
         self, repo_id: str, repo_type: str = "model", *, private: bool | None = None, gated: Any = None
@@ -784,6 +809,8 @@ class Store:
             else:
                 st.branches[rev] = c.id
             st.commits.add(c.id)
+            for a in adds:
+                self._owners.setdefault(a.sha256, set()).add((st.repo_type, st.repo_id))
             self._save_settings(st)
             return c.id, (pr_num if (create_pr or m) else None)
 

@@ -14,7 +14,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -424,9 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 try:
-                    if isinstance(exc, HTTPError) and exc.status == 413:
-                        self._discard_body(_DRAIN_ON_ERROR)  # so the client reads the 413, not a reset
                     self._send_exception(exc)
+                    if isinstance(exc, HTTPError) and exc.status == 413:
+                        self._linger()
                 except OSError:
                     self.close_connection = True
         finally:
@@ -518,6 +518,19 @@ class _Handler(BaseHTTPRequestHandler):
         _, length = self._body_reader()
         if length is not None and length <= _DRAIN_ON_ERROR:
             self._discard_body(_DRAIN_ON_ERROR)
+
+    def _linger(self) -> None:
+        """After an early error answer: read and drop what the client is still sending (a while, a
+        bounded amount) before closing, so it reads the answer instead of a connection reset.  (The
+        answer said ``Connection: close`` whenever the body was not read to its end.)"""
+        if self.body_done:
+            return
+        self.close_connection = True
+        try:
+            self.connection.settimeout(1.0)
+        except OSError:
+            return
+        self._discard_body(_DRAIN_ON_ERROR)
 
     def _discard_body(self, limit: int) -> None:
         """Read and drop up to ``limit`` more body bytes (the connection closes if more remain)."""
@@ -619,41 +632,29 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(parts)
 
     def _body_lines(self) -> Iterator[bytes]:
-        """Non-empty lines of the request body, read incrementally in linear time: each chunk is
-        scanned once for newlines and a line's pieces are joined once (a single long line costs
-        O(its length), not O(length**2)).  Bounded by the commit body and line limits (413)."""
+        """Non-empty lines of the request body, read incrementally (see :func:`ndjson_lines`), bounded
+        by the commit body and line limits (413)."""
         if self.body_done:
             return
         lim = self.hub.limits
         read, length = self._body_reader()
         if length is not None and length > lim.max_commit_body:
             raise self._too_large("The commit payload", lim.max_commit_body)
-        parts: list[bytes] = []  # pieces of the line being read
-        pending = 0
-        total = 0
-        while chunk := read(_CHUNK):
-            total += len(chunk)
-            if total > lim.max_commit_body:
-                raise self._too_large("The commit payload", lim.max_commit_body)
-            start = 0
-            while (nl := chunk.find(b"\n", start)) >= 0:
-                if pending + nl - start > lim.max_commit_line:
-                    raise self._too_large("A commit operation (one NDJSON line)", lim.max_commit_line)
-                parts.append(chunk[start:nl])
-                line = b"".join(parts)
-                parts, pending = [], 0
-                if line.strip():
-                    yield line
-                start = nl + 1
-            if start < len(chunk):
-                pending += len(chunk) - start
-                if pending > lim.max_commit_line:
-                    raise self._too_large("A commit operation (one NDJSON line)", lim.max_commit_line)
-                parts.append(chunk[start:])
-        self.body_done = True
-        line = b"".join(parts)
-        if line.strip():
-            yield line
+
+        def chunks() -> Iterator[bytes]:
+            total = 0
+            while chunk := read(_CHUNK):
+                total += len(chunk)
+                if total > lim.max_commit_body:
+                    raise self._too_large("The commit payload", lim.max_commit_body)
+                yield chunk
+            self.body_done = True
+
+        yield from ndjson_lines(
+            chunks(),
+            max_line=lim.max_commit_line,
+            too_long=lambda: self._too_large("A commit operation (one NDJSON line)", lim.max_commit_line),
+        )
 
     def _json_body(self) -> Any:
         raw = self._read_body()
@@ -1649,6 +1650,35 @@ class _Handler(BaseHTTPRequestHandler):
                     pass
 
 
+def ndjson_lines(
+    chunks: Iterable[bytes], *, max_line: int, too_long: Callable[[], Exception]
+) -> Iterator[bytes]:
+    """The non-empty lines of a byte stream given in ``chunks``, in linear time: each chunk is scanned
+    once for newlines and a line's pieces are joined once, so a single long line costs O(its length),
+    not O(length**2).  A line longer than ``max_line`` raises ``too_long()``."""
+    parts: list[bytes] = []  # pieces of the line being read
+    pending = 0
+    for chunk in chunks:
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            if pending + nl - start > max_line:
+                raise too_long()
+            parts.append(chunk[start:nl])
+            line = b"".join(parts)
+            parts, pending = [], 0
+            if line.strip():
+                yield line
+            start = nl + 1
+        if start < len(chunk):
+            pending += len(chunk) - start
+            if pending > max_line:
+                raise too_long()
+            parts.append(chunk[start:])
+    line = b"".join(parts)
+    if line.strip():
+        yield line
+
+
 def _html(text: str) -> str:
     import html
 
@@ -1665,4 +1695,4 @@ def _chunks(f: Any, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-__all__ = ["HTTPError", "HubServer"]
+__all__ = ["HTTPError", "HubServer", "check_public_url", "is_loopback", "ndjson_lines"]

@@ -146,10 +146,25 @@ def check_repo_type(repo_type: str | None) -> str:
 
 def check_path(path: str) -> str:
     """``path`` if it is a repo file path the client would accept too (``ids.repo_path_problem``:
-    no ``..``, no absolute path, no ``.git`` component, no control characters, …); else a 400."""
+    no ``..``, no absolute path, no ``.git`` component, no control characters, …); else a 400.
+    The rule for every path that arrives over HTTP."""
     problem = repo_path_problem(path)
     if problem:
         raise StoreError(f"Invalid path in repo {path[:200]!r}: it {problem}.", status=400)
+    return path
+
+
+def tree_path(path: str) -> str:
+    """``path`` if it can be stored in a git tree (relative, no empty / ``.`` / ``..`` segments, no NUL).
+
+    The looser rule of the trusted seeding API (:meth:`Store.commit`): tests use it to make the server
+    list names a client must refuse (``x/CON``, ``C:/…``, control characters).  Paths never become
+    file-system paths in the store (blobs are stored by digest)."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
+        raise StoreError(f"Invalid path in repo: {path[:200]!r}.", status=400)
+    if "\0" in path or "\\" in path:
+        raise StoreError(f"Invalid path in repo: {path[:200]!r}.", status=400)
     return path
 
 
@@ -704,7 +719,7 @@ class Store:
         self.create_repo(repo_id, rt, exist_ok=True, author=author)
         adds: list[NewFile] = []
         for path, content in files.items():
-            check_path(path)
+            tree_path(path)
             if isinstance(content, (bytes, bytearray, memoryview)):
                 data = bytes(content)
                 sha256, sha1 = self.put_bytes(data)
@@ -754,7 +769,7 @@ class Store:
     ) -> tuple[str, int | None]:
         """Commit on branch ``rev`` (or open a PR against it); return (commit sha, PR number or None)."""
         for a in adds:
-            check_path(a.path)
+            tree_path(a.path)
             if not self.has_blob(a.sha256):
                 raise StoreError(f"LFS object {a.sha256} for {a.path!r} was never uploaded.", status=422)
         with self.lock:

@@ -319,9 +319,21 @@ def test_commit_refuses_paths_the_client_refuses(hub_server: HubServer, path: st
         f"{hub_server.url}/api/models/local/p/commit/main", content=_ndjson(HEADER, _inline(path, b"x"))
     )
     assert r.status_code == 400 and "Invalid path in repo" in r.json()["error"]
-    with pytest.raises(StoreError):
-        hub_server.store.commit("local/p", {path: b"x"})
     assert list(hub_server.store.commit_of("local/p").files) == []
+    r = httpx.post(
+        f"{hub_server.url}/api/models/local/p/commit/main",
+        content=_ndjson(HEADER, {"key": "deletedFile", "value": {"path": path}}),
+    )
+    assert r.status_code == (200 if path == "x/" else 400)  # deleting folder "x/" is fine
+
+
+def test_seeding_api_stays_able_to_make_a_hostile_hub(hub_server: HubServer) -> None:
+    """Tests of the client seed names the client must refuse; only tree-breaking paths are refused."""
+    hub_server.store.commit("local/h", {"x/CON": b"x", "C:/evil": b"y", "a\x01b": b"z"})
+    assert sorted(hub_server.store.commit_of("local/h").files) == ["C:/evil", "a\x01b", "x/CON"]
+    for bad in ("", "/abs", "a//b", "../up", ".git/config", "a\\b", "nul\0"):
+        with pytest.raises(StoreError):
+            hub_server.store.commit("local/h", {bad: b"x"})
 
 
 # --------------------------------------------------------------------------- URLs

@@ -311,7 +311,8 @@ def test_hub_serve_fault_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str
     def probe(base: str) -> None:
         seen["faults"] = httpx.get(f"{base}/_batuta/faults").json()["faults"]
 
-    rc = serve_and_probe(tmp_path / "r", free_port(), ["--fault-rate", "0.3", "--fault-seed", "7", "--control-api"], probe
+    rc = serve_and_probe(
+        tmp_path / "r", free_port(), ["--fault-rate", "0.3", "--fault-seed", "7", "--control-api"], probe
     )
     assert rc == 0
     assert seen["faults"]["fault_rate"] == 0.3 and seen["faults"]["fault_seed"] == 7

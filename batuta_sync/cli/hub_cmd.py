@@ -291,32 +291,38 @@ def build_server(args: argparse.Namespace) -> HubServer:
     return srv
 
 
-def serve(args: argparse.Namespace) -> int:
+def print_banner(s: HubServer, fault_seed: int = 0) -> None:
+    """What ``hub serve`` prints once it listens: where, who may do what, and the risks."""
     from batuta_sync.server.app import is_loopback
 
+    mode = (
+        "open (every request acts as user 'local' with write access)"
+        if s.open_mode
+        else "users: "
+        + ", ".join(f"{u.name} ({u.role})" for u in sorted(s.users.values(), key=lambda u: u.name))
+    )
+    print(f"batuta hub serving {s.root} at {s.url}", flush=True)
+    print(f"  auth: {mode}", flush=True)
+    print(f"  export HF_ENDPOINT={s.url} HF_HUB_DISABLE_XET=1", flush=True)
+    rate = s.faults.snapshot()["fault_rate"]
+    if rate:
+        print(f"  random faults: {rate:.0%} of requests (seed {fault_seed})", flush=True)
+    if s.control_api:
+        print("  control API: /_batuta/ (faults, request log, counters)", flush=True)
+    if not is_loopback(s.host):
+        risk = " with write access for everyone (--insecure-open-write)" if s.open_mode else ""
+        print(
+            f"  warning: listening on {s.host}, reachable beyond this machine{risk}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def serve(args: argparse.Namespace) -> int:
     srv = build_server(args)
 
     def ready(s: HubServer) -> None:
-        mode = (
-            "open (every request acts as user 'local' with write access)"
-            if s.open_mode
-            else "users: "
-            + ", ".join(f"{u.name} ({u.role})" for u in sorted(s.users.values(), key=lambda u: u.name))
-        )
-        print(f"batuta hub serving {s.root} at {s.url}", flush=True)
-        print(f"  auth: {mode}", flush=True)
-        print(f"  export HF_ENDPOINT={s.url} HF_HUB_DISABLE_XET=1", flush=True)
-        rate = s.faults.snapshot()["fault_rate"]
-        if rate:
-            print(f"  random faults: {rate:.0%} of requests (seed {args.fault_seed})", flush=True)
-        if s.control_api:
-            print("  control API: /_batuta/ (faults, request log, counters)", flush=True)
-        if not is_loopback(s.host):
-            print(
-                f"  warning: listening on {s.host}, reachable beyond this machine",
-                file=sys.stderr,
-                flush=True,
-            )
+        print_banner(s, args.fault_seed)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

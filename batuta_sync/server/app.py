@@ -526,16 +526,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.body_done:
             return
         self.close_connection = True
-        try:
-            self.connection.settimeout(1.0)
-        except OSError:
-            return
+        self.connection.settimeout(1.0)  # an OSError here is handled by the caller (_dispatch)
         self._discard_body(_DRAIN_ON_ERROR)
 
     def _discard_body(self, limit: int) -> None:
         """Read and drop up to ``limit`` more body bytes (the connection closes if more remain)."""
-        if self.body_done:
-            return
         read, _ = self._body_reader()
         left = limit
         try:

@@ -211,8 +211,18 @@ def load_card_yaml(body: str) -> Any:
         return yaml.load(body, Loader=_card_loader())  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise CardYAMLError(str(exc)) from None
-    except (RecursionError, MemoryError) as exc:  # defensive: the depth bound should stop this first
-        raise CardYAMLError(f"card metadata could not be parsed: {type(exc).__name__}") from None
+
+
+def _json_safe(value: Any) -> Any:
+    """Card data as JSON types: mapping keys and non-JSON scalars (dates, bytes) become strings.
+    (Recursion is bounded by MAX_YAML_DEPTH.)"""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def _split_front(text: str) -> str | None:
@@ -242,10 +252,7 @@ def front_matter(text: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    try:
-        return dict(json.loads(json.dumps(data, default=str)))  # JSON-safe (dates → str)
-    except (ValueError, RecursionError):
-        return {}
+    return dict(_json_safe(data))
 
 
 def validate_card_yaml(text: str) -> tuple[list[str], list[str]]:

@@ -212,3 +212,18 @@ def test_serve_refusals(
     assert main(["hub", "serve", "--root", str(tmp_path / "r"), *argv]) == code
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and "tok-carol" not in err
+
+
+def test_banner_warns_about_non_loopback_binds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from batuta_sync.cli.hub_cmd import print_banner
+    from batuta_sync.server import HubServer, UserSpec
+
+    print_banner(
+        HubServer(tmp_path / "a", host="0.0.0.0", users=[UserSpec("a", "tok-aaaaaaaa")])
+    )  # never started
+    err = capsys.readouterr().err
+    assert "reachable beyond this machine" in err and "everyone" not in err
+    print_banner(HubServer(tmp_path / "b", host="0.0.0.0", insecure_open_write=True))
+    assert "write access for everyone (--insecure-open-write)" in capsys.readouterr().err
+    print_banner(HubServer(tmp_path / "c"))
+    assert capsys.readouterr().err == ""

@@ -134,6 +134,14 @@ def test_commit_limits_line_body_and_operations(small: HubServer) -> None:
         many = [_inline(f"f{i}.txt", b"y" * 1000) for i in range(16)]  # short lines, too much in all
         assert _is_413(c.post(url, content=_ndjson(HEADER, *many)))
 
+        def short_lines() -> Iterator[bytes]:  # chunked: the total is only known while reading
+            yield json.dumps(HEADER).encode() + b"\n"
+            for _ in range(30):
+                yield b" " * 900 + b"\n"  # blank lines: no operations, but bytes
+
+        r = c.post(url, content=short_lines())
+        assert _is_413(r) and "commit payload" in r.json()["error"]
+
         def endless_line() -> Iterator[bytes]:
             yield b'{"key": "header", "value": {"summary": "'
             for _ in range(100):
@@ -275,6 +283,10 @@ def test_card_yaml_normal_cards_and_unclosed_large_front_matter() -> None:
         "license": "mit",
         "tags": ["a", "b"],
         "x": 1,
+    }
+    assert meta.front_matter("---\n2024-01-01: [2024-02-02, !!binary aGk=]\n1: x\n---\n") == {
+        "2024-01-01": ["2024-02-02", "b'hi'"],
+        "1": "x",
     }
     huge = "---\n" + "k: v\n" * (meta.MAX_FRONT_MATTER_BYTES // 2) + "---\n"
     assert meta.front_matter(huge) == {}  # closed only beyond the bound: not parsed

@@ -235,3 +235,19 @@ def test_open_mode_keeps_working_for_the_real_client(hub_server: HubServer, tmp_
     hub_server.log.clear()
     api.upload_file(path_or_fileobj=SECRET, path_in_repo="w.bin", repo_id="local/o2")
     assert hub_server.log.count("PUT", "/lfs-upload/") == 0  # everything is readable in open mode
+
+
+def test_ownership_is_rebuilt_from_commits_on_restart(tmp_path: Path) -> None:
+    from batuta_sync.server import Store
+
+    store = Store(tmp_path / "s", durable=False)
+    first = store.commit("alice/a", {"w.bin": SECRET})
+    store.commit("alice/a", {"x.bin": b"later"}, deletes=["w.bin"])
+    store.commit("bob/b", {"y.bin": b"bob"})
+    (tmp_path / "s" / "objects" / first[:2] / f"{first}.json").unlink()  # a lost commit record
+    again = Store(tmp_path / "s", durable=False)
+    assert [st.repo_id for st in again.holders(hashlib.sha256(b"later").hexdigest())] == ["alice/a"]
+    assert [st.repo_id for st in again.holders(hashlib.sha256(b"bob").hexdigest())] == ["bob/b"]
+    assert again.holders(SECRET_OID) == []  # only the lost commit referenced it
+    again.delete_repo("bob/b")
+    assert again.holders(hashlib.sha256(b"bob").hexdigest()) == []

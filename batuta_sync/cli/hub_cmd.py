@@ -303,7 +303,7 @@ def print_banner(s: HubServer, fault_seed: int = 0) -> None:
     )
     print(f"batuta hub serving {s.root} at {s.url}", flush=True)
     print(f"  auth: {mode}", flush=True)
-    print(f"  export HF_ENDPOINT={s.url} HF_HUB_DISABLE_XET=1", flush=True)
+    print(f"  export HF_ENDPOINT={s.public_url or s.url} HF_HUB_DISABLE_XET=1", flush=True)
     rate = s.faults.snapshot()["fault_rate"]
     if rate:
         print(f"  random faults: {rate:.0%} of requests (seed {fault_seed})", flush=True)

@@ -225,5 +225,6 @@ def test_banner_warns_about_non_loopback_binds(tmp_path: Path, capsys: pytest.Ca
     assert "reachable beyond this machine" in err and "everyone" not in err
     print_banner(HubServer(tmp_path / "b", host="0.0.0.0", insecure_open_write=True))
     assert "write access for everyone (--insecure-open-write)" in capsys.readouterr().err
-    print_banner(HubServer(tmp_path / "c"))
-    assert capsys.readouterr().err == ""
+    print_banner(HubServer(tmp_path / "c", public_url="https://hub.example"))
+    out = capsys.readouterr()
+    assert out.err == "" and "export HF_ENDPOINT=https://hub.example " in out.out

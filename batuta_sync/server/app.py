@@ -76,13 +76,22 @@ def check_public_url(url: str) -> str:
 @dataclass
 class _Upload:
     """An LFS upload ticket handed out by a batch request: the object it is for, its announced size,
-    the repo it will belong to once its bytes are received, when it expires, and whether it is done."""
+    the repo it will belong to once its bytes are received, who asked for it, when it expires, and
+    when its bytes were received (None = pending)."""
 
     oid: str
     size: int
     repo: tuple[str, str]
+    user: str
     expires: float
-    done: bool = False
+    done_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+
+_DONE_TICKET_KEPT = 600.0  # seconds a used ticket still answers a retried PUT and the verify call
 
 
 class HTTPError(Exception):
@@ -179,6 +188,8 @@ class HubServer:
         self.page_size = page_size
         self.control_api = control_api
         self._uploads: dict[str, _Upload] = {}
+        self._pending_by_user: dict[str, int] = {}  # tickets not yet used, per user (the quota)
+        self._next_sweep = 0.0
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {
             "requests": 0,
@@ -314,22 +325,54 @@ class HubServer:
             self.can_read(user, st) for st in self.store.holders(sha256)
         )
 
-    def new_upload(self, oid: str, size: int, st: RepoState) -> str:
-        """An upload ticket for ``oid`` into ``st`` (the bytes, once received and hashed, prove possession)."""
+    def new_uploads(
+        self, objects: Sequence[tuple[str, int]], st: RepoState, user: UserSpec | None
+    ) -> list[str]:
+        """Upload tickets for ``(oid, size)`` objects into ``st`` (the bytes, once received and hashed,
+        prove possession); all or none.  Each user has at most ``limits.max_pending_uploads`` unused
+        tickets, so one user cannot exhaust the uploads of the others."""
+        name = user.name if user is not None else ""
         now = time.monotonic()
         with self._lock:
-            if len(self._uploads) >= self.limits.max_pending_uploads:
-                for k in [k for k, u in self._uploads.items() if u.expires <= now or u.done]:
-                    del self._uploads[k]
-            if len(self._uploads) >= self.limits.max_pending_uploads:
+            cap = self.limits.max_pending_uploads
+            if now >= self._next_sweep or self._pending_by_user.get(name, 0) + len(objects) > cap:
+                self._sweep_uploads(now)
+            if self._pending_by_user.get(name, 0) + len(objects) > cap:
                 raise HTTPError(
-                    503, "Too many pending LFS uploads; retry later.", None, {"Retry-After": "60"}
+                    503,
+                    f"Too many pending LFS uploads for {name or 'this client'} ({cap}); retry later.",
+                    None,
+                    {"Retry-After": "60"},
                 )
-            ticket = secrets.token_urlsafe(24)
-            self._uploads[ticket] = _Upload(
-                oid, size, (st.repo_type, st.repo_id), now + self.limits.upload_ticket_ttl
-            )
-        return ticket
+            tickets = []
+            for oid, size in objects:
+                ticket = secrets.token_urlsafe(24)
+                expires = now + self.limits.upload_ticket_ttl
+                self._uploads[ticket] = _Upload(oid, size, (st.repo_type, st.repo_id), name, expires)
+                tickets.append(ticket)
+            self._pending_by_user[name] = self._pending_by_user.get(name, 0) + len(objects)
+        return tickets
+
+    def _sweep_uploads(self, now: float) -> None:
+        """Drop expired tickets and tickets used a while ago; recount the quota (lock held)."""
+        for k in [
+            k
+            for k, u in self._uploads.items()
+            if u.expires <= now or (u.done_at is not None and u.done_at + _DONE_TICKET_KEPT <= now)
+        ]:
+            del self._uploads[k]
+        counts: dict[str, int] = {}
+        for u in self._uploads.values():
+            if not u.done:
+                counts[u.user] = counts.get(u.user, 0) + 1
+        self._pending_by_user = counts
+        self._next_sweep = now + 60.0
+
+    def upload_done(self, up: _Upload) -> None:
+        with self._lock:
+            if up.done_at is None:
+                up.done_at = time.monotonic()
+                self._pending_by_user[up.user] = max(0, self._pending_by_user.get(up.user, 0) - 1)
 
     def upload_for(self, ticket: str) -> _Upload | None:
         if not _TICKET_RE.match(ticket):
@@ -337,8 +380,7 @@ class HubServer:
         with self._lock:
             up = self._uploads.get(ticket)
             if up is not None and up.expires <= time.monotonic():
-                del self._uploads[ticket]
-                return None
+                return None  # removed (and the quota recounted) by the next sweep
             return up
 
 
@@ -1374,6 +1416,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise self._too_large("The LFS batch request", limit, "objects; split it into batches")
         base = self._base()
         objects = []
+        needs_upload: list[dict[str, Any]] = []
         for obj in raw_objects:
             oid, size = obj.get("oid"), obj.get("size", 0)
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -1383,19 +1426,22 @@ class _Handler(BaseHTTPRequestHandler):
                 item["error"] = {"code": 422, "message": "Invalid object: expected a sha256 oid and a size."}
             elif op == "upload":
                 if not self.hub.can_read_object(user, str(oid)):
-                    ticket = self.hub.new_upload(str(oid), size, st)
-                    item["actions"] = {
-                        "upload": {"href": f"{base}/lfs-upload/{ticket}", "header": {}},
-                        "verify": {"href": f"{base}/lfs-verify/{ticket}", "header": {}},
-                    }
+                    needs_upload.append(item)
             else:
-                commit = self._commit_with_blob(st, str(oid))
+                held = self.hub.store.holds(st, str(oid))  # cheap: no history walk for others' oids
+                commit = self._commit_with_blob(st, str(oid)) if held else None
                 if commit is not None:
                     href = f"{base}/cdn-lfs/{repo_type}/{repo_id}/resolve/{commit}/{oid}"
                     item["actions"] = {"download": {"href": href}}
                 else:
                     item["error"] = {"code": 404, "message": "Object does not exist"}
             objects.append(item)
+        tickets = self.hub.new_uploads([(i["oid"], i["size"]) for i in needs_upload], st, user)
+        for item, ticket in zip(needs_upload, tickets, strict=True):
+            item["actions"] = {
+                "upload": {"href": f"{base}/lfs-upload/{ticket}", "header": {}},
+                "verify": {"href": f"{base}/lfs-verify/{ticket}", "header": {}},
+            }
         self._json(
             {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
             headers={"Content-Type": "application/vnd.git-lfs+json"},
@@ -1435,7 +1481,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise
         self._read_body()  # consume a chunked terminator, if any
         self.hub.store.add_owner(st, up.oid)
-        up.done = True
+        self.hub.upload_done(up)
         self._json({"ok": True})
 
     def _lfs_verify(self, ticket: str) -> None:

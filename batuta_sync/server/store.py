@@ -491,6 +491,11 @@ class Store:
             keys = list(self._owners.get(sha256, ()))
             return [self._repos[k] for k in keys if k in self._repos]
 
+    def holds(self, st: RepoState, sha256: str) -> bool:
+        """Whether ``st`` holds ``sha256`` (a cheap pre-check before walking its history)."""
+        with self.lock:
+            return (st.repo_type, st.repo_id) in self._owners.get(sha256, ())
+
     def _blob_git_sha1(self, sha256: str, size: int) -> str:
         h = hashlib.sha1(b"blob %d\0" % size)
         with open(self.blob_path(sha256), "rb") as f:

@@ -251,3 +251,24 @@ def test_ownership_is_rebuilt_from_commits_on_restart(tmp_path: Path) -> None:
     assert again.holders(SECRET_OID) == []  # only the lost commit referenced it
     again.delete_repo("bob/b")
     assert again.holders(hashlib.sha256(b"bob").hexdigest()) == []
+
+
+def test_upload_quota_is_per_user(tmp_path: Path) -> None:
+    users = [UserSpec("alice", ALICE, "write"), UserSpec("bob", BOB, "write")]
+    with HubServer(tmp_path / "q", users=users, limits=Limits(max_pending_uploads=2)) as s:
+        s.store.create_repo("alice/a")
+        s.store.create_repo("bob/b")
+        objs = [{"oid": hashlib.sha256(b"%d" % i).hexdigest(), "size": 1} for i in range(3)]
+        with _bob(s) as c:
+            url = "/bob/b.git/info/lfs/objects/batch"
+            assert c.post(url, json={"operation": "upload", "objects": objs[:2]}).status_code == 200
+            r = c.post(url, json={"operation": "upload", "objects": objs[2:]})
+            assert r.status_code == 503 and "bob" in r.json()["error"]
+        a = httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {ALICE}"}, timeout=30)
+        with a:  # bob's tickets do not use up alice's
+            r = a.post("/alice/a.git/info/lfs/objects/batch", json={"operation": "upload", "objects": objs})
+            assert r.status_code == 503
+            r = a.post(
+                "/alice/a.git/info/lfs/objects/batch", json={"operation": "upload", "objects": objs[:2]}
+            )
+            assert r.status_code == 200

@@ -93,7 +93,11 @@ def register(root: Any, hf: Any) -> None:
         help="Serve the /_batuta/ control endpoints (fault injection, request log, counters); off by "
         "default. With users configured they need the admin token (--admin-token-file).",
     )
-    p.add_argument("--no-control-api", action="store_true", help=argparse.SUPPRESS)  # the old default
+    p.add_argument(
+        "--no-control-api",
+        action="store_true",
+        help="Keep the control API off (the default now; wins over --control-api).",
+    )
     p.add_argument(
         "--public-url",
         default=None,

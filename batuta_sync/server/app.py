@@ -693,14 +693,18 @@ class _Handler(BaseHTTPRequestHandler):
             too_long=lambda: self._too_large("A commit operation (one NDJSON line)", lim.max_commit_line),
         )
 
-    def _json_body(self) -> Any:
+    def _json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object ({} when empty); anything else is a 400."""
         raw = self._read_body()
         if not raw:
             return {}
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise HTTPError(400, "Request body is not valid JSON.")
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise HTTPError(400, "Request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise HTTPError(400, "Request body must be a JSON object.")
+        return body
 
     # ------------------------------------------------------------------ responses
     def _base(self) -> str:
@@ -919,8 +923,6 @@ class _Handler(BaseHTTPRequestHandler):
         if d == ["faults"]:
             if m == "POST":
                 body = self._json_body()
-                if not isinstance(body, dict):
-                    raise HTTPError(400, "Fault knobs must be a JSON object.")
                 try:
                     if body:
                         hub.faults.configure(**body)
@@ -1375,9 +1377,14 @@ class _Handler(BaseHTTPRequestHandler):
                 gitignore = store.blob_path(entry.sha256).read_text("utf-8", errors="replace")
         ignored = meta.gitignore_matcher(gitignore) if isinstance(gitignore, str) else (lambda p: False)
         out = []
-        for f in body.get("files") or []:
+        files = body.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise HTTPError(400, "preupload 'files' must be a list of {path, size} objects.")
+        for f in files:
             path = str(f.get("path") or "")
-            size = int(f.get("size") or 0)
+            size = f.get("size") or 0
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise HTTPError(400, f"preupload: invalid size for {path[:200]!r}.")
             lfs = is_lfs_policy(path, size)
             existing = c.files.get(path) if c is not None else None
             oid: str | None = None
@@ -1398,8 +1405,6 @@ class _Handler(BaseHTTPRequestHandler):
         of such an object is answered "needs upload" (its bytes then prove possession), a download of
         an object not in this repo is "does not exist" whether or not some other repo holds it."""
         body = self._json_body()
-        if not isinstance(body, dict):
-            raise HTTPError(400, "The LFS batch request must be a JSON object.")
         op = body.get("operation")
         user: UserSpec | None
         if op == "upload":
@@ -1489,7 +1494,7 @@ class _Handler(BaseHTTPRequestHandler):
         announced) was received, never anything about other objects."""
         body = self._json_body()
         up = self.hub.upload_for(ticket)
-        if up is None or not up.done or not isinstance(body, dict) or body.get("oid") != up.oid:
+        if up is None or not up.done or body.get("oid") != up.oid:
             raise HTTPError(404, "No completed LFS upload for this URL and oid.")
         if body.get("size") is not None and body["size"] != up.size:
             raise HTTPError(422, f"The upload has size {up.size}, not {str(body['size'])[:20]}.")

@@ -400,3 +400,23 @@ def test_open_mode_refuses_non_loopback_binds(tmp_path: Path) -> None:
         HubServer(tmp_path / "r", host=host, insecure_open_write=True)  # the risk named: allowed
         HubServer(tmp_path / "r", host=host, users=[UserSpec("a", "tok-aaaaaaaa")])  # users: allowed
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "::1", "localhost", "[::1]"))
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/repos/create", [1]),
+        ("/api/models/local/j/preupload/main", {"files": "x"}),
+        ("/api/models/local/j/preupload/main", {"files": [{"path": "a", "size": "big"}]}),
+        ("/api/models/local/j/preupload/main", {"files": [{"path": "a", "size": -1}]}),
+        ("/local/j.git/info/lfs/objects/batch", "upload"),
+        ("/api/validate-yaml", []),
+    ],
+)
+def test_malformed_json_bodies_are_400_not_500(hub_server: HubServer, path: str, body: object) -> None:
+    hub_server.store.create_repo("local/j")
+    r = httpx.post(f"{hub_server.url}{path}", json=body)
+    assert r.status_code == 400, r.text
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = httpx.post(f"{hub_server.url}/api/models/local/j/preupload/main", content=deep)
+    assert r.status_code in (400, 413)

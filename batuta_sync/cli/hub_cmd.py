@@ -143,11 +143,21 @@ def parse_user(text: str, where: str = "--user") -> UserSpec:
 
 
 def _read_secret_file(path: Path, what: str) -> str:
+    """The text of a file holding tokens; warns when other users of the machine may read it."""
     try:
-        return path.read_text("utf-8")
+        text = path.read_text("utf-8")
+        mode = path.stat().st_mode
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise ConfigError(f"Cannot read the {what} {path}: {reason}.") from None
+    if os.name == "posix" and mode & 0o077:
+        print(
+            f"batuta hub: warning: the {what} {path} is readable by other users (mode "
+            f"{mode & 0o777:o}); `chmod 600 {path}`.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return text
 
 
 def load_users_file(path: Path) -> list[UserSpec]:

@@ -141,8 +141,10 @@ def test_users_file_admin_token_file_and_control_api(
 ) -> None:
     users = tmp_path / "users"
     users.write_text(f"# name:token[:role]\n\nalice:{TOKEN}:write\n  bob:tok-bob-readonly-2:read  \n")
+    users.chmod(0o600)
     admin = tmp_path / "admin"
     admin.write_text("admin-secret-token-42\n")
+    admin.chmod(0o644)
     seen: dict[str, object] = {}
 
     def probe(base: str) -> None:
@@ -159,6 +161,8 @@ def test_users_file_admin_token_file_and_control_api(
     out = capsys.readouterr()
     text = out.out + out.err
     assert "control API" in out.out and "warning: --user" not in out.err
+    assert f"the admin token file {admin} is readable by other users (mode 644)" in out.err
+    assert "users file" not in out.err  # mode 600: no warning
     assert TOKEN not in text and "admin-secret" not in text
     # the admin token may come from the environment instead
     monkeypatch.setenv("BATUTA_HUB_ADMIN_TOKEN", "admin-from-env-0042")

@@ -777,6 +777,8 @@ class Store:
             tree_path(a.path)
             if not self.has_blob(a.sha256):
                 raise StoreError(f"LFS object {a.sha256} for {a.path!r} was never uploaded.", status=422)
+            if a.path == "README.md":
+                self._card(a.sha256)  # parsed (bounded) before taking the store lock, then cached
         with self.lock:
             st = self.repo(repo_id, repo_type)
             pr_num: int | None = None
@@ -907,16 +909,26 @@ class Store:
             self._file_info[key] = fn(self.blob_path(sha256))
         return self._file_info[key]
 
+    def _card(self, sha256: str) -> dict[str, Any]:
+        """The card data of a README blob (cached by digest; see ``meta.front_matter`` for the bounds)."""
+
+        def parse(path: Path) -> dict[str, Any]:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(meta.MAX_FRONT_MATTER_BYTES * 2 + 16)  # the front matter is at the top
+            except OSError:
+                return {}
+            return meta.front_matter(head.decode("utf-8", errors="replace"))
+
+        card: dict[str, Any] = self._cached("card", sha256, parse)
+        return card
+
     def _derive_info(self, files: Mapping[str, FileEntry], repo_type: str) -> dict[str, Any]:
         info: dict[str, Any] = {}
         readme = files.get("README.md")
         card: dict[str, Any] = {}
-        if readme is not None and readme.size <= 1 << 20:
-            try:
-                text = self.blob_path(readme.sha256).read_text("utf-8", errors="replace")
-            except OSError:
-                text = ""
-            card = meta.front_matter(text)
+        if readme is not None:
+            card = dict(self._card(readme.sha256))
         info["cardData"] = card
         if repo_type == "model":
             params: dict[str, int] = {}

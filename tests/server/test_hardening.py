@@ -268,9 +268,15 @@ def test_alias_bomb_readme_is_refused_in_bounded_memory(hub_server: HubServer) -
         "a: '" + "x" * (meta.MAX_FRONT_MATTER_BYTES + 10) + "'",  # larger than the bound
         "a: &x 1\nb: *x",  # a single alias
         "<<: *undefined",
+        "a: [" + "x, " * meta.MAX_YAML_NODES + "x]",  # too many values (parse time bound)
+        "a: [1, 2",  # not YAML
     ],
 )
-def test_card_yaml_bounds(body: str) -> None:
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_card_yaml_bounds(body: str, libyaml: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    monkeypatch.setattr(yaml, "__with_libyaml__", libyaml and yaml.__with_libyaml__)
     with pytest.raises(meta.CardYAMLError):
         meta.load_card_yaml(body)
     assert meta.front_matter(f"---\n{body}\n---\n") == {}
@@ -278,12 +284,23 @@ def test_card_yaml_bounds(body: str) -> None:
     assert errors and errors[0].startswith("Invalid YAML")
 
 
-def test_card_yaml_normal_cards_and_unclosed_large_front_matter() -> None:
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_card_yaml_normal_cards_and_unclosed_large_front_matter(
+    libyaml: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    monkeypatch.setattr(yaml, "__with_libyaml__", libyaml and yaml.__with_libyaml__)
     assert meta.front_matter("---\nlicense: mit\ntags: [a, b]\nx: &anchor 1\n---\n") == {
         "license": "mit",
         "tags": ["a", "b"],
         "x": 1,
     }
+    inner = meta.MAX_YAML_DEPTH - 1  # the top-level mapping is the first level
+    at_the_bound = "a: " + "[" * inner + "x" + "]" * inner
+    assert meta.load_card_yaml(at_the_bound)["a"]  # 32 levels: accepted by both parsers
+    with pytest.raises(meta.CardYAMLError, match="deeper"):
+        meta.load_card_yaml("a: " + "[" * inner + "{b: x}" + "]" * inner)
     assert meta.front_matter("---\n2024-01-01: [2024-02-02, !!binary aGk=]\n1: x\n---\n") == {
         "2024-01-01": ["2024-02-02", "b'hi'"],
         "1": "x",
@@ -420,3 +437,24 @@ def test_malformed_json_bodies_are_400_not_500(hub_server: HubServer, path: str,
     deep = b"[" * 100_000 + b"]" * 100_000
     r = httpx.post(f"{hub_server.url}/api/models/local/j/preupload/main", content=deep)
     assert r.status_code in (400, 413)
+
+
+def test_card_is_parsed_once_and_outside_the_store_lock(
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow card cannot stall other repos' commits: it is parsed before the store lock is taken."""
+    seen: list[bool] = []
+    real = meta.front_matter
+
+    def spy(text: str) -> dict[str, object]:
+        seen.append(hub_server.store.lock._is_owned())  # type: ignore[attr-defined]
+        return real(text)
+
+    monkeypatch.setattr(meta, "front_matter", spy)
+    hub_server.store.create_repo("local/card")
+    readme = _inline("README.md", b"---\nlicense: mit\n---\n# hi\n")
+    url = f"{hub_server.url}/api/models/local/card/commit/main"
+    assert httpx.post(url, content=_ndjson(HEADER, readme)).status_code == 200
+    assert httpx.post(url, content=_ndjson(HEADER, _inline("b.txt", b"b"))).status_code == 200
+    assert seen == [False]  # once, unlocked; the second commit reuses the parsed card
+    assert httpx.get(f"{hub_server.url}/api/models/local/card").json()["cardData"] == {"license": "mit"}

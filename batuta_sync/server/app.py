@@ -1289,6 +1289,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif p in c.dirs:
                 entries.append(self._entry_json(c, p, is_dir=True))
         if expand:
+            if len(entries) > self.hub.limits.max_expand_paths:  # each costs a walk of the history
+                raise self._too_large("paths-info with expand", self.hub.limits.max_expand_paths, "paths")
             self._add_last_commits(c, entries)
         self._json(entries)
 

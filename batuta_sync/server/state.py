@@ -120,6 +120,8 @@ class Limits:
     """Operations in one commit."""
     max_lfs_objects: int = 1_000
     """Objects in one LFS batch request."""
+    max_expand_paths: int = 1_000
+    """Paths in one ``paths-info`` request with ``expand`` (each one walks the commit history)."""
     max_pending_uploads: int = 20_000
     """LFS upload tickets handed out and not yet used or expired."""
     upload_ticket_ttl: float = 6 * 3600.0

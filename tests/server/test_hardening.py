@@ -151,6 +151,16 @@ def test_commit_limits_line_body_and_operations(small: HubServer) -> None:
     assert sorted(small.store.commit_of("local/s").files) == ["a.txt"]
 
 
+def test_paths_info_expand_is_capped(tmp_path: Path) -> None:
+    with HubServer(tmp_path / "e", limits=Limits(max_expand_paths=2)) as s:
+        s.store.commit("local/e", {f"f{i}": b"x" for i in range(3)})
+        url = f"{s.url}/api/models/local/e/paths-info/main"
+        paths = ["f0", "f1", "f2"]
+        assert _is_413(httpx.post(url, json={"paths": paths, "expand": True}))
+        assert len(httpx.post(url, json={"paths": paths[:2], "expand": True}).json()) == 2
+        assert len(httpx.post(url, json={"paths": paths}).json()) == 3  # without expand: cheap, no cap
+
+
 def test_lfs_batch_object_count_is_capped(small: HubServer) -> None:
     objs = [{"oid": f"{i:064x}", "size": 1} for i in range(3)]
     with httpx.Client(base_url=small.url, timeout=30) as c:

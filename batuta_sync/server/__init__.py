@@ -11,7 +11,7 @@ Usage::
     srv.store.commit("alice/tiny", {"config.json": b"{}"})       # seed directly
     srv.faults.configure(rate_limit=1, retry_after="1")          # inject faults (deterministic)
     srv.faults.configure(fault_rate=0.3, fault_seed=7)           # or ~30 % random faults, seeded
-    srv.control_api = True                                       # also over HTTP: /_batuta/ (off by default)
+    # over HTTP too (/_batuta/, off by default): HubServer(..., control_api=True, admin_token="…")
     srv.faults.counts                                            # what was injected, by kind
     srv.log.count("GET", "/resolve/")                            # read the request log
     srv.stop()
@@ -19,8 +19,8 @@ Usage::
 With no users the server is open: every request acts as user ``local`` with write access (only on a
 loopback address unless ``insecure_open_write=True``).  Multi-user safety (LFS object ownership,
 the admin-token control API, body / card / log bounds, path rules, URL building) is described in
-docs/hub-server.md ("Security"); ``Limits`` holds the size bounds.  See docs/hub-server.md; the random fault mode (drop / truncate / corrupt on file bodies, 429 / 5xx
-everywhere; also ``POST /_batuta/faults`` and ``batuta hub serve --fault-rate R --fault-seed N``) is
+docs/hub-server.md ("Security"); ``Limits`` holds the size bounds.  The random fault mode (drop /
+truncate / corrupt on file bodies, 429 / 5xx everywhere; also ``POST /_batuta/faults`` and ``batuta hub serve --fault-rate R --fault-seed N``) is
 described in :class:`batuta_sync.server.state.Faults` and docs/reliability.md.
 """
 

@@ -19,6 +19,8 @@ from batuta_sync.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     from batuta_sync.server import HubServer, UserSpec
 
+ADMIN_TOKEN_ENV = "BATUTA_HUB_ADMIN_TOKEN"
+
 
 def register(root: Any, hf: Any) -> None:
     """Add ``hub serve`` to the root parser."""
@@ -33,8 +35,10 @@ def register(root: Any, hf: Any) -> None:
         help="Serve a local Hub from a directory until Ctrl-C.",
         description=(
             "Serve a Hugging Face Hub-compatible API (models, datasets, spaces; upload, LFS, download, search) "
-            "from --root. With no --user the server is open: every request acts as user 'local' with write "
-            "access. Point clients at it with HF_ENDPOINT (and HF_HUB_DISABLE_XET=1 for uploads)."
+            "from --root. With no users the server is open: every request acts as user 'local' with write "
+            "access (allowed on a loopback address only, unless --insecure-open-write). Give users with "
+            "--users-file or --config (tokens never on the command line). Point clients at it with "
+            "HF_ENDPOINT (and HF_HUB_DISABLE_XET=1 for uploads)."
         ),
     )
     p.add_argument(
@@ -47,7 +51,23 @@ def register(root: Any, hf: Any) -> None:
         action="append",
         default=[],
         metavar="NAME:TOKEN[:read|write]",
-        help="A user and their bearer token (repeatable; role defaults to write).",
+        help="A user and their bearer token (repeatable; role defaults to write). Deprecated: the token is "
+        "visible in the process list; use --users-file.",
+    )
+    p.add_argument(
+        "--users-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="Users, one 'NAME:TOKEN[:read|write]' per line ('#' comments, blank lines ignored).",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"File holding the control API's admin token (or set {ADMIN_TOKEN_ENV}); needed with "
+        "--control-api when users are configured.",
     )
     p.add_argument(
         "--org",
@@ -68,9 +88,27 @@ def register(root: Any, hf: Any) -> None:
         help="Serve LFS files directly from /resolve instead of redirecting to the blob URL.",
     )
     p.add_argument(
+        "--control-api",
+        action="store_true",
+        help="Serve the /_batuta/ control endpoints (fault injection, request log, counters); off by "
+        "default. With users configured they need the admin token (--admin-token-file).",
+    )
+    p.add_argument(
         "--no-control-api",
         action="store_true",
-        help="Disable the unauthenticated /_batuta/ control endpoints (fault injection, request log, counters).",
+        help="Keep the control API off (the default now; wins over --control-api).",
+    )
+    p.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="Base of the absolute URLs the server hands out (LFS upload/download links, pagination), "
+        "e.g. behind a proxy. Default: the request's Host header when well-formed, else the bound address.",
+    )
+    p.add_argument(
+        "--insecure-open-write",
+        action="store_true",
+        help="Allow open mode (no users: everyone has write access) on a non-loopback address.",
     )
     p.add_argument(
         "--fault-rate",
@@ -86,21 +124,66 @@ def register(root: Any, hf: Any) -> None:
     p.set_defaults(handler=serve)
 
 
-def parse_user(text: str) -> UserSpec:
+def parse_user(text: str, where: str = "--user") -> UserSpec:
+    """``NAME:TOKEN[:read|write]`` (from ``--user`` or a line of ``--users-file``) as a UserSpec."""
     from batuta_sync._redact import register_secret
     from batuta_sync.server import UserSpec
 
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise UsageError(
-            f"--user expects NAME:TOKEN[:read|write], got {len(parts)} field(s).",
-            hint="Example: --user alice:hf_xxx:write (the token is never printed).",
+            f"{where} expects NAME:TOKEN[:read|write], got {len(parts)} field(s).",
+            hint="Example line: alice:hf_xxx:write (the token is never printed).",
         )
     register_secret(parts[1])
     role = parts[2] if len(parts) == 3 else "write"
     if role not in ("read", "write"):
-        raise UsageError(f"--user role must be 'read' or 'write', not {role!r}.")
+        raise UsageError(f"{where}: the role must be 'read' or 'write', not {role!r}.")
     return UserSpec(parts[0], parts[1], role)
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    """The text of a file holding tokens; warns when other users of the machine may read it."""
+    try:
+        text = path.read_text("utf-8")
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"Cannot read the {what} {path}: {reason}.") from None
+    if os.name == "posix" and mode & 0o077:
+        print(
+            f"batuta hub: warning: the {what} {path} is readable by other users (mode "
+            f"{mode & 0o777:o}); `chmod 600 {path}`.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return text
+
+
+def load_users_file(path: Path) -> list[UserSpec]:
+    """Users from a file: one ``NAME:TOKEN[:read|write]`` per line; ``#`` comments and blanks skipped."""
+    users = []
+    for n, raw in enumerate(_read_secret_file(path, "users file").splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            users.append(parse_user(line, where=f"{path} line {n}"))
+    return users
+
+
+def admin_token(args: argparse.Namespace) -> str | None:
+    """The control API's admin token: ``--admin-token-file`` (first line) or $BATUTA_HUB_ADMIN_TOKEN."""
+    from batuta_sync._redact import register_secret
+
+    if args.admin_token_file is not None:
+        lines = _read_secret_file(args.admin_token_file, "admin token file").strip().splitlines()
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise ConfigError(f"The admin token file {args.admin_token_file} is empty.")
+    else:
+        token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    if token:
+        register_secret(token)
+    return token or None
 
 
 def parse_org(text: str) -> tuple[str, list[str]]:
@@ -170,6 +253,15 @@ def build_server(args: argparse.Namespace) -> HubServer:
 
     cfg: dict[str, Any] = load_config(args.config) if args.config else {"users": [], "orgs": {}}
     users = {u.name: u for u in cfg["users"]}
+    if args.users_file is not None:
+        users.update((u.name, u) for u in load_users_file(args.users_file))
+    if args.user:
+        print(
+            "batuta hub: warning: --user puts a token on the command line, where other users of this "
+            "machine can see it (ps, /proc); use --users-file or --config with token_env instead.",
+            file=sys.stderr,
+            flush=True,
+        )
     for text in args.user:
         u = parse_user(text)
         users[u.name] = u
@@ -189,42 +281,62 @@ def build_server(args: argparse.Namespace) -> HubServer:
         raise UsageError(f"--root {root} exists and is not a directory.")
     if not 0.0 <= args.fault_rate <= 1.0:
         raise UsageError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}.")
-    srv = HubServer(
-        root,
-        host=host,
-        port=port,
-        users=list(users.values()),
-        orgs=orgs,
-        lfs_redirect=not args.no_lfs_redirect,
-        control_api=not args.no_control_api,
-    )
+    try:
+        srv = HubServer(
+            root,
+            host=host,
+            port=port,
+            users=list(users.values()),
+            orgs=orgs,
+            lfs_redirect=not args.no_lfs_redirect,
+            control_api=args.control_api and not args.no_control_api,
+            admin_token=admin_token(args),
+            public_url=args.public_url,
+            insecure_open_write=args.insecure_open_write,
+        )
+    except ValueError as exc:
+        raise UsageError(
+            f"Refusing to serve: {exc}.",
+            hint="See `batuta hub serve --help`: --users-file, --admin-token-file, --public-url, "
+            "--insecure-open-write.",
+        ) from None
     if args.fault_rate:
         srv.faults.configure(fault_rate=args.fault_rate, fault_seed=args.fault_seed)
     return srv
+
+
+def print_banner(s: HubServer, fault_seed: int = 0) -> None:
+    """What ``hub serve`` prints once it listens: where, who may do what, and the risks."""
+    from batuta_sync.server.app import is_loopback
+
+    mode = (
+        "open (every request acts as user 'local' with write access)"
+        if s.open_mode
+        else "users: "
+        + ", ".join(f"{u.name} ({u.role})" for u in sorted(s.users.values(), key=lambda u: u.name))
+    )
+    print(f"batuta hub serving {s.root} at {s.url}", flush=True)
+    print(f"  auth: {mode}", flush=True)
+    print(f"  export HF_ENDPOINT={s.public_url or s.url} HF_HUB_DISABLE_XET=1", flush=True)
+    rate = s.faults.snapshot()["fault_rate"]
+    if rate:
+        print(f"  random faults: {rate:.0%} of requests (seed {fault_seed})", flush=True)
+    if s.control_api:
+        print("  control API: /_batuta/ (faults, request log, counters)", flush=True)
+    if not is_loopback(s.host):
+        risk = " with write access for everyone (--insecure-open-write)" if s.open_mode else ""
+        print(
+            f"  warning: listening on {s.host}, reachable beyond this machine{risk}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def serve(args: argparse.Namespace) -> int:
     srv = build_server(args)
 
     def ready(s: HubServer) -> None:
-        mode = (
-            "open (every request acts as user 'local' with write access)"
-            if s.open_mode
-            else "users: "
-            + ", ".join(f"{u.name} ({u.role})" for u in sorted(s.users.values(), key=lambda u: u.name))
-        )
-        print(f"batuta hub serving {s.root} at {s.url}", flush=True)
-        print(f"  auth: {mode}", flush=True)
-        print(f"  export HF_ENDPOINT={s.url} HF_HUB_DISABLE_XET=1", flush=True)
-        rate = s.faults.snapshot()["fault_rate"]
-        if rate:
-            print(f"  random faults: {rate:.0%} of requests (seed {args.fault_seed})", flush=True)
-        if s.host not in ("127.0.0.1", "localhost", "::1"):
-            print(
-                f"  warning: listening on {s.host}, reachable beyond this machine",
-                file=sys.stderr,
-                flush=True,
-            )
+        print_banner(s, args.fault_seed)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -6,19 +6,25 @@ path so that ``refs%2Fpr%2F1`` stays one segment.  See docs/hub-server.md for th
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
+import re
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+from batuta_sync.ids import is_sha256
 from batuta_sync.server import meta
-from batuta_sync.server.state import FaultDraw, Faults, LogEntry, RequestLog, UserSpec
+from batuta_sync.server.state import FaultDraw, Faults, Limits, LogEntry, RequestLog, UserSpec
 from batuta_sync.server.store import (
     Commit,
     EntryNotFound,
@@ -34,9 +40,58 @@ from batuta_sync.server.store import (
 
 _TYPES_BY_PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_MAX_JSON_BODY = 1 << 30
 _CHUNK = 1 << 20
+_DRAIN_ON_ERROR = 8 << 20  # unread request bytes discarded so the client can read an early error
 _LOCAL = UserSpec("local", "", "write")
+# A Host header used in absolute URLs: a DNS name or an IPv4/[IPv6] literal, an optional port.
+_HOST_RE = re.compile(r"\A(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?\Z")
+_TICKET_RE = re.compile(r"\A[A-Za-z0-9_-]{20,64}\Z")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_public_url(url: str) -> str:
+    """``url`` without a trailing slash if it is ``http(s)://host[:port][/path]``; else ValueError."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or "@" in parts.netloc
+        or not _HOST_RE.match(parts.netloc)
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"public URL {url!r} must look like http(s)://host[:port][/path]")
+    return url.rstrip("/")
+
+
+@dataclass
+class _Upload:
+    """An LFS upload ticket handed out by a batch request: the object it is for, its announced size,
+    the repo it will belong to once its bytes are received, who asked for it, when it expires, and
+    when its bytes were received (None = pending)."""
+
+    oid: str
+    size: int
+    repo: tuple[str, str]
+    user: str
+    expires: float
+    done_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+
+_DONE_TICKET_KEPT = 600.0  # seconds a used ticket still answers a retried PUT and the verify call
 
 
 class HTTPError(Exception):
@@ -95,8 +150,30 @@ class HubServer:
         lfs_redirect: bool = True,
         page_size: int | None = None,
         durable: bool = True,
-        control_api: bool = True,
+        control_api: bool = False,
+        admin_token: str | None = None,
+        public_url: str | None = None,
+        limits: Limits | None = None,
+        insecure_open_write: bool = False,
     ) -> None:
+        """``control_api``: serve ``/_batuta/`` (faults, log, counters) over HTTP; with users it needs
+        ``admin_token`` (sent as ``Authorization: Bearer …``).  ``public_url``: the base of the absolute
+        URLs the server hands out (else a well-formed ``Host`` header, else the bound address).  Open
+        mode (no users) on a non-loopback ``host`` gives everyone write access: refused unless
+        ``insecure_open_write``.  Raises ValueError for a refused combination."""
+        if control_api and users and not admin_token:
+            raise ValueError(
+                "the control API needs an admin token when users are configured (it can inject faults "
+                "and read the request log)"
+            )
+        if not users and not insecure_open_write and not is_loopback(host):
+            raise ValueError(
+                f"open mode (no users) on the non-loopback address {host} would give everyone who can "
+                "reach it write access; configure users, bind 127.0.0.1, or accept the risk explicitly"
+            )
+        self.public_url = check_public_url(public_url) if public_url else None
+        self.admin_token = admin_token or None
+        self.limits = limits or Limits()
         self.root = Path(root)
         self.host = host
         self.port = port
@@ -110,7 +187,9 @@ class HubServer:
         self.lfs_redirect = lfs_redirect
         self.page_size = page_size
         self.control_api = control_api
-        self._pending_lfs: dict[str, int] = {}
+        self._uploads: dict[str, _Upload] = {}
+        self._pending_by_user: dict[str, int] = {}  # tickets not yet used, per user (the quota)
+        self._next_sweep = 0.0
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {
             "requests": 0,
@@ -216,6 +295,16 @@ class HubServer:
             raise HTTPError(401, "Invalid credentials in Authorization header")
         return user
 
+    def admin_ok(self, auth_header: str | None) -> bool:
+        """Whether a control-API request may proceed: always without an admin token configured (open
+        mode only), else only with ``Bearer <admin token>``."""
+        if self.admin_token is None:
+            return self.open_mode
+        scheme, _, token = (auth_header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.admin_token.encode()
+        )
+
     def member_of(self, user: UserSpec, namespace: str) -> bool:
         return user.name == namespace or user.name in self.orgs.get(namespace, ())
 
@@ -228,6 +317,71 @@ class HubServer:
         if self.open_mode:
             return True
         return user is not None and user.role == "write" and self.member_of(user, namespace)
+
+    def can_read_object(self, user: UserSpec | None, sha256: str) -> bool:
+        """Whether ``user`` may already read the stored object ``sha256``: some repo they can read
+        holds it (references it, or had it uploaded).  Existence alone proves nothing."""
+        return self.store.has_blob(sha256) and any(
+            self.can_read(user, st) for st in self.store.holders(sha256)
+        )
+
+    def new_uploads(
+        self, objects: Sequence[tuple[str, int]], st: RepoState, user: UserSpec | None
+    ) -> list[str]:
+        """Upload tickets for ``(oid, size)`` objects into ``st`` (the bytes, once received and hashed,
+        prove possession); all or none.  Each user has at most ``limits.max_pending_uploads`` unused
+        tickets, so one user cannot exhaust the uploads of the others."""
+        name = user.name if user is not None else ""
+        now = time.monotonic()
+        with self._lock:
+            cap = self.limits.max_pending_uploads
+            if now >= self._next_sweep or self._pending_by_user.get(name, 0) + len(objects) > cap:
+                self._sweep_uploads(now)
+            if self._pending_by_user.get(name, 0) + len(objects) > cap:
+                raise HTTPError(
+                    503,
+                    f"Too many pending LFS uploads for {name or 'this client'} ({cap}); retry later.",
+                    None,
+                    {"Retry-After": "60"},
+                )
+            tickets = []
+            for oid, size in objects:
+                ticket = secrets.token_urlsafe(24)
+                expires = now + self.limits.upload_ticket_ttl
+                self._uploads[ticket] = _Upload(oid, size, (st.repo_type, st.repo_id), name, expires)
+                tickets.append(ticket)
+            self._pending_by_user[name] = self._pending_by_user.get(name, 0) + len(objects)
+        return tickets
+
+    def _sweep_uploads(self, now: float) -> None:
+        """Drop expired tickets and tickets used a while ago; recount the quota (lock held)."""
+        for k in [
+            k
+            for k, u in self._uploads.items()
+            if u.expires <= now or (u.done_at is not None and u.done_at + _DONE_TICKET_KEPT <= now)
+        ]:
+            del self._uploads[k]
+        counts: dict[str, int] = {}
+        for u in self._uploads.values():
+            if not u.done:
+                counts[u.user] = counts.get(u.user, 0) + 1
+        self._pending_by_user = counts
+        self._next_sweep = now + 60.0
+
+    def upload_done(self, up: _Upload) -> None:
+        with self._lock:
+            if up.done_at is None:
+                up.done_at = time.monotonic()
+                self._pending_by_user[up.user] = max(0, self._pending_by_user.get(up.user, 0) - 1)
+
+    def upload_for(self, ticket: str) -> _Upload | None:
+        if not _TICKET_RE.match(ticket):
+            return None
+        with self._lock:
+            up = self._uploads.get(ticket)
+            if up is not None and up.expires <= time.monotonic():
+                return None  # removed (and the quota recounted) by the next sweep
+            return up
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -296,6 +450,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Transfer-Encoding") or ""
         ).lower()
         self.logged: tuple[int, LogEntry] | None = None
+        self.reader: tuple[Callable[[int], bytes], int | None] | None = None
         self.head_sent = False
         self.fault_drawn = False
         control = raw_path.startswith("/_batuta/")
@@ -312,6 +467,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 try:
                     self._send_exception(exc)
+                    if isinstance(exc, HTTPError) and exc.status == 413:
+                        self._linger()
                 except OSError:
                     self.close_connection = True
         finally:
@@ -400,13 +557,38 @@ class _Handler(BaseHTTPRequestHandler):
     def _drain_small_body(self) -> None:
         if self.body_done:
             return
-        length = self.headers.get("Content-Length")
-        if length is not None and int(length) <= _CHUNK * 8:
-            self._read_body()
+        _, length = self._body_reader()
+        if length is not None and length <= _DRAIN_ON_ERROR:
+            self._discard_body(_DRAIN_ON_ERROR)
+
+    def _linger(self) -> None:
+        """After an early error answer: read and drop what the client is still sending (a while, a
+        bounded amount) before closing, so it reads the answer instead of a connection reset.  (The
+        answer said ``Connection: close`` whenever the body was not read to its end.)"""
+        if self.body_done:
+            return
+        self.close_connection = True
+        self.connection.settimeout(1.0)  # an OSError here is handled by the caller (_dispatch)
+        self._discard_body(_DRAIN_ON_ERROR)
+
+    def _discard_body(self, limit: int) -> None:
+        """Read and drop up to ``limit`` more body bytes (the connection closes if more remain)."""
+        read, _ = self._body_reader()
+        left = limit
+        try:
+            while left > 0 and (chunk := read(min(_CHUNK, left))):
+                left -= len(chunk)
+        except (HTTPError, OSError):
+            self.close_connection = True
 
     # ------------------------------------------------------------------ request bodies
     def _body_reader(self) -> tuple[Callable[[int], bytes], int | None]:
-        """A read(n) function over the request body and its length (None = chunked)."""
+        """A read(n) function over the request body and its length (None = chunked); one per request."""
+        if self.reader is None:
+            self.reader = self._new_body_reader()
+        return self.reader
+
+    def _new_body_reader(self) -> tuple[Callable[[int], bytes], int | None]:
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
             state = {"left": 0, "eof": False}
@@ -416,7 +598,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return b""
                 if state["left"] == 0:
                     line = self.rfile.readline(65537)
-                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                    try:
+                        size = int(line.split(b";")[0].strip() or b"0", 16)
+                    except ValueError:
+                        raise HTTPError(400, "Malformed chunked request body.") from None
                     if size == 0:
                         while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                             pass
@@ -434,7 +619,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return data
 
             return read_chunked, None
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int((self.headers.get("Content-Length") or "0").strip())
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise HTTPError(400, "Invalid Content-Length header.")
         remaining = {"n": length}
         if length == 0:
             self.body_done = True
@@ -453,55 +644,76 @@ class _Handler(BaseHTTPRequestHandler):
 
         return read_plain, length
 
-    def _read_body(self) -> bytes:
+    @staticmethod
+    def _too_large(what: str, limit: int, unit: str = "bytes") -> HTTPError:
+        return HTTPError(
+            413, f"{what} is larger than this server accepts ({limit} {unit}).", "PayloadTooLarge"
+        )
+
+    def _read_body(self, limit: int | None = None) -> bytes:
+        """The whole request body, at most ``limit`` bytes (default: the JSON body limit) else 413."""
         if self.body_done:
             return b""
+        limit = self.hub.limits.max_json_body if limit is None else limit
         read, length = self._body_reader()
-        if length is not None and length > _MAX_JSON_BODY:
-            raise HTTPError(413, "Request body too large.")
+        if length is not None and length > limit:
+            raise self._too_large("The request body", limit)
         parts: list[bytes] = []
         total = 0
         while chunk := read(_CHUNK):
             parts.append(chunk)
             total += len(chunk)
-            if total > _MAX_JSON_BODY:
-                raise HTTPError(413, "Request body too large.")
+            if total > limit:
+                raise self._too_large("The request body", limit)
         self.body_done = True
         return b"".join(parts)
 
     def _body_lines(self) -> Iterator[bytes]:
-        """Non-empty lines of the request body, read incrementally."""
+        """Non-empty lines of the request body, read incrementally (see :func:`ndjson_lines`), bounded
+        by the commit body and line limits (413)."""
         if self.body_done:
             return
-        read, _ = self._body_reader()
-        buf = b""
-        total = 0
-        while chunk := read(_CHUNK):
-            total += len(chunk)
-            if total > _MAX_JSON_BODY:
-                raise HTTPError(413, "Request body too large.")
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield line
-        self.body_done = True
-        if buf.strip():
-            yield buf
+        lim = self.hub.limits
+        read, length = self._body_reader()
+        if length is not None and length > lim.max_commit_body:
+            raise self._too_large("The commit payload", lim.max_commit_body)
 
-    def _json_body(self) -> Any:
+        def chunks() -> Iterator[bytes]:
+            total = 0
+            while chunk := read(_CHUNK):
+                total += len(chunk)
+                if total > lim.max_commit_body:
+                    raise self._too_large("The commit payload", lim.max_commit_body)
+                yield chunk
+            self.body_done = True
+
+        yield from ndjson_lines(
+            chunks(),
+            max_line=lim.max_commit_line,
+            too_long=lambda: self._too_large("A commit operation (one NDJSON line)", lim.max_commit_line),
+        )
+
+    def _json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object ({} when empty); anything else is a 400."""
         raw = self._read_body()
         if not raw:
             return {}
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise HTTPError(400, "Request body is not valid JSON.")
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise HTTPError(400, "Request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise HTTPError(400, "Request body must be a JSON object.")
+        return body
 
     # ------------------------------------------------------------------ responses
     def _base(self) -> str:
-        host = self.headers.get("Host")
-        return f"http://{host}" if host else self.hub.url
+        """The base of absolute URLs: the configured public URL, else the ``Host`` header when it is
+        a plain ``host[:port]``, else the bound address (a hostile Host cannot inject into links)."""
+        if self.hub.public_url:
+            return self.hub.public_url
+        host = (self.headers.get("Host") or "").strip()
+        return f"http://{host}" if _HOST_RE.match(host) else self.hub.url
 
     def _send_head(
         self, status: int, headers: Mapping[str, str], length: int, expected_out: int | None = None
@@ -555,14 +767,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"name": "batuta local hub", "api": "/api"})
         if d[0] == "_batuta":
             if not self.hub.control_api:
-                raise HTTPError(404, "The control API is disabled on this server.")
+                raise HTTPError(404, "The control API is disabled on this server (see --control-api).")
+            if not self.hub.admin_ok(self.headers.get("Authorization")):
+                self._drain_small_body()
+                raise HTTPError(
+                    401 if not self.headers.get("Authorization") else 403,
+                    "The control API needs the admin token (Authorization: Bearer <admin token>).",
+                )
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])
         if d[0] == "lfs-upload" and len(d) == 2 and m == "PUT":
             return self._lfs_upload(d[1])
-        if d[0] == "lfs-verify" and m == "POST":
-            return self._lfs_verify()
+        if d[0] == "lfs-verify" and len(d) == 2 and m == "POST":
+            return self._lfs_verify(d[1])
         if d[0] == "cdn-lfs" and len(d) == 7 and d[4] == "resolve" and m in ("GET", "HEAD"):
             return self._cdn_blob(d[1], f"{d[2]}/{d[3]}", d[5], d[6])
         repo_type = "model"
@@ -705,8 +923,6 @@ class _Handler(BaseHTTPRequestHandler):
         if d == ["faults"]:
             if m == "POST":
                 body = self._json_body()
-                if not isinstance(body, dict):
-                    raise HTTPError(400, "Fault knobs must be a JSON object.")
                 try:
                     if body:
                         hub.faults.configure(**body)
@@ -1073,6 +1289,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif p in c.dirs:
                 entries.append(self._entry_json(c, p, is_dir=True))
         if expand:
+            if len(entries) > self.hub.limits.max_expand_paths:  # each costs a walk of the history
+                raise self._too_large("paths-info with expand", self.hub.limits.max_expand_paths, "paths")
             self._add_last_commits(c, entries)
         self._json(entries)
 
@@ -1161,9 +1379,14 @@ class _Handler(BaseHTTPRequestHandler):
                 gitignore = store.blob_path(entry.sha256).read_text("utf-8", errors="replace")
         ignored = meta.gitignore_matcher(gitignore) if isinstance(gitignore, str) else (lambda p: False)
         out = []
-        for f in body.get("files") or []:
+        files = body.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise HTTPError(400, "preupload 'files' must be a list of {path, size} objects.")
+        for f in files:
             path = str(f.get("path") or "")
-            size = int(f.get("size") or 0)
+            size = f.get("size") or 0
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise HTTPError(400, f"preupload: invalid size for {path[:200]!r}.")
             lfs = is_lfs_policy(path, size)
             existing = c.files.get(path) if c is not None else None
             oid: str | None = None
@@ -1180,39 +1403,52 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"files": out, "commitOid": c.id if c else None})
 
     def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
+        """git-lfs batch.  Nothing is revealed about objects in repos the caller cannot read: an upload
+        of such an object is answered "needs upload" (its bytes then prove possession), a download of
+        an object not in this repo is "does not exist" whether or not some other repo holds it."""
         body = self._json_body()
         op = body.get("operation")
+        user: UserSpec | None
         if op == "upload":
-            st, _ = self._writable_repo(repo_type, repo_id)
+            st, user = self._writable_repo(repo_type, repo_id)
+        elif op == "download":
+            st, user = self._visible_repo(repo_type, repo_id)
         else:
-            st, _ = self._visible_repo(repo_type, repo_id)
-        store = self.hub.store
+            raise HTTPError(400, f"Unknown LFS operation {str(op)[:50]!r}.")
+        raw_objects = body.get("objects") or []
+        if not isinstance(raw_objects, list) or not all(isinstance(o, dict) for o in raw_objects):
+            raise HTTPError(400, "LFS batch 'objects' must be a list of {oid, size} objects.")
+        limit = self.hub.limits.max_lfs_objects
+        if len(raw_objects) > limit:
+            raise self._too_large("The LFS batch request", limit, "objects; split it into batches")
         base = self._base()
         objects = []
-        for obj in body.get("objects") or []:
-            oid = str(obj.get("oid") or "")
-            size = int(obj.get("size") or 0)
-            item: dict[str, Any] = {"oid": oid, "size": size}
-            if len(oid) != 64 or any(ch not in "0123456789abcdef" for ch in oid):
-                item["error"] = {"code": 422, "message": "Invalid oid: expected a sha256 hex digest."}
+        needs_upload: list[dict[str, Any]] = []
+        for obj in raw_objects:
+            oid, size = obj.get("oid"), obj.get("size", 0)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                size = -1
+            item: dict[str, Any] = {"oid": str(oid)[:64], "size": max(size, 0)}
+            if not is_sha256(oid) or size < 0:
+                item["error"] = {"code": 422, "message": "Invalid object: expected a sha256 oid and a size."}
             elif op == "upload":
-                if not store.has_blob(oid):
-                    with self.hub._lock:
-                        self.hub._pending_lfs[oid] = size
-                    item["actions"] = {
-                        "upload": {"href": f"{base}/lfs-upload/{oid}", "header": {}},
-                        "verify": {"href": f"{base}/lfs-verify", "header": {}},
-                    }
-            elif op == "download":
-                commit = self._commit_with_blob(st, oid)
+                if not self.hub.can_read_object(user, str(oid)):
+                    needs_upload.append(item)
+            else:
+                held = self.hub.store.holds(st, str(oid))  # cheap: no history walk for others' oids
+                commit = self._commit_with_blob(st, str(oid)) if held else None
                 if commit is not None:
                     href = f"{base}/cdn-lfs/{repo_type}/{repo_id}/resolve/{commit}/{oid}"
                     item["actions"] = {"download": {"href": href}}
                 else:
                     item["error"] = {"code": 404, "message": "Object does not exist"}
-            else:
-                raise HTTPError(400, f"Unknown LFS operation {op!r}.")
             objects.append(item)
+        tickets = self.hub.new_uploads([(i["oid"], i["size"]) for i in needs_upload], st, user)
+        for item, ticket in zip(needs_upload, tickets, strict=True):
+            item["actions"] = {
+                "upload": {"href": f"{base}/lfs-upload/{ticket}", "header": {}},
+                "verify": {"href": f"{base}/lfs-verify/{ticket}", "header": {}},
+            }
         self._json(
             {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
             headers={"Content-Type": "application/vnd.git-lfs+json"},
@@ -1227,35 +1463,43 @@ class _Handler(BaseHTTPRequestHandler):
                     return c.id
         return None
 
-    def _lfs_upload(self, oid: str) -> None:
-        with self.hub._lock:
-            expected_size = self.hub._pending_lfs.get(oid)
-        if expected_size is None:
-            if self.hub.store.has_blob(oid):
-                self._drain_small_body()
-                return self._json({"ok": True})
-            raise HTTPError(403, "No LFS upload was negotiated for this object (use the batch API first).")
-        read, length = self._body_reader()
-        if length is not None and length != expected_size:
-            raise HTTPError(400, f"Upload size {length} does not match the announced size {expected_size}.")
+    def _lfs_upload(self, ticket: str) -> None:
+        """PUT the bytes of a negotiated object.  The body is always read and hashed, even when the
+        store already has the object: the upload is what proves the uploader has it."""
+        up = self.hub.upload_for(ticket)
+        if up is None:
+            self._drain_small_body()
+            raise HTTPError(403, "No LFS upload was negotiated for this URL (use the batch API first).")
+        if up.done:  # a retried PUT of an upload already received: accepted, ignored
+            self._drain_small_body()
+            return self._json({"ok": True})
         try:
-            self.hub.store.put_stream(read, expected_size, expected_sha256=oid)
+            st = self.hub.store.repo(up.repo[1], up.repo[0])
+        except RepoNotFound:
+            self._drain_small_body()
+            raise HTTPError(404, "The repo this upload was negotiated for no longer exists.") from None
+        read, length = self._body_reader()
+        if length is not None and length != up.size:
+            raise HTTPError(400, f"Upload size {length} does not match the announced size {up.size}.")
+        try:
+            self.hub.store.put_stream(read, up.size, expected_sha256=up.oid)
         except StoreError:
             self.close_connection = True
             raise
         self._read_body()  # consume a chunked terminator, if any
-        with self.hub._lock:
-            self.hub._pending_lfs.pop(oid, None)
+        self.hub.store.add_owner(st, up.oid)
+        self.hub.upload_done(up)
         self._json({"ok": True})
 
-    def _lfs_verify(self) -> None:
+    def _lfs_verify(self, ticket: str) -> None:
+        """Verify one upload ticket: says only whether that upload (whose oid and size the caller
+        announced) was received, never anything about other objects."""
         body = self._json_body()
-        oid = str(body.get("oid") or "")
-        store = self.hub.store
-        if not store.has_blob(oid):
-            raise HTTPError(404, f"LFS object {oid} not found.")
-        if body.get("size") is not None and int(body["size"]) != store.blob_size(oid):
-            raise HTTPError(422, f"LFS object {oid} has size {store.blob_size(oid)}, not {body['size']}.")
+        up = self.hub.upload_for(ticket)
+        if up is None or not up.done or body.get("oid") != up.oid:
+            raise HTTPError(404, "No completed LFS upload for this URL and oid.")
+        if body.get("size") is not None and body["size"] != up.size:
+            raise HTTPError(422, f"The upload has size {up.size}, not {str(body['size'])[:20]}.")
         self._json({"ok": True})
 
     def _commit(self, repo_type: str, repo_id: str, rev: str) -> None:
@@ -1264,7 +1508,10 @@ class _Handler(BaseHTTPRequestHandler):
         header: dict[str, Any] = {}
         adds: list[NewFile] = []
         deletes: list[str] = []
-        for line in self._body_lines():  # streamed: one operation (at most one inline file) in memory
+        max_ops = self.hub.limits.max_commit_ops
+        for n, line in enumerate(self._body_lines()):  # streamed: one operation in memory at a time
+            if n > max_ops:  # line 0 is the header
+                raise self._too_large("The commit", max_ops, "operations")
             try:
                 item = json.loads(line)
             except ValueError:
@@ -1282,9 +1529,15 @@ class _Handler(BaseHTTPRequestHandler):
                 adds.append(store.put_inline(path, str(value.get("content") or "")))
             elif key == "lfsFile":
                 path = check_path(str(value.get("path") or ""))
-                oid = str(value.get("oid") or "")
-                if not store.has_blob(oid):
-                    raise HTTPError(422, f"LFS object {oid} for {path!r} was not uploaded.")
+                oid = str(value.get("oid") or "")[:64]
+                if not self.hub.can_read_object(user, oid):
+                    # Same answer whether the object is absent or held only by repos the committer
+                    # cannot read: a commit cannot be used to learn of, or to take, someone's object.
+                    raise HTTPError(
+                        422,
+                        f"LFS object {oid} for {path!r} was not uploaded to this repo (or to a repo you can "
+                        "read); upload its content first (LFS batch + upload).",
+                    )
                 size = store.blob_size(oid)
                 if value.get("size") is not None and int(value["size"]) != size:
                     raise HTTPError(422, f"LFS object {oid} has size {size}, not {value['size']}.")
@@ -1445,6 +1698,35 @@ class _Handler(BaseHTTPRequestHandler):
                     pass
 
 
+def ndjson_lines(
+    chunks: Iterable[bytes], *, max_line: int, too_long: Callable[[], Exception]
+) -> Iterator[bytes]:
+    """The non-empty lines of a byte stream given in ``chunks``, in linear time: each chunk is scanned
+    once for newlines and a line's pieces are joined once, so a single long line costs O(its length),
+    not O(length**2).  A line longer than ``max_line`` raises ``too_long()``."""
+    parts: list[bytes] = []  # pieces of the line being read
+    pending = 0
+    for chunk in chunks:
+        start = 0
+        while (nl := chunk.find(b"\n", start)) >= 0:
+            if pending + nl - start > max_line:
+                raise too_long()
+            parts.append(chunk[start:nl])
+            line = b"".join(parts)
+            parts, pending = [], 0
+            if line.strip():
+                yield line
+            start = nl + 1
+        if start < len(chunk):
+            pending += len(chunk) - start
+            if pending > max_line:
+                raise too_long()
+            parts.append(chunk[start:])
+    line = b"".join(parts)
+    if line.strip():
+        yield line
+
+
 def _html(text: str) -> str:
     import html
 
@@ -1461,4 +1743,4 @@ def _chunks(f: Any, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-__all__ = ["HTTPError", "HubServer"]
+__all__ = ["HTTPError", "HubServer", "check_public_url", "is_loopback", "ndjson_lines"]

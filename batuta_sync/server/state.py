@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,29 +38,49 @@ class LogEntry:
     bytes_out: int
 
 
-class RequestLog:
-    """Every request (except ``/_batuta/`` control calls), in completion order."""
+_ENTRY_OVERHEAD = 96  # bytes charged per log entry besides its strings (object, ints, tuple)
 
-    def __init__(self, max_entries: int = 200_000) -> None:
+
+def _entry_cost(entry: LogEntry) -> int:
+    return _ENTRY_OVERHEAD + len(entry.method) + len(entry.path) + len(entry.query)
+
+
+class RequestLog:
+    """Every request (except ``/_batuta/`` control calls), in completion order.
+
+    A ring buffer bounded both in entries and in bytes (``max_bytes`` counts the path and query
+    strings plus a fixed overhead per entry): on a long-running server the oldest entries go first,
+    so a flood of requests with long URLs cannot grow the log without bound.
+    """
+
+    def __init__(self, max_entries: int = 200_000, max_bytes: int = 32 << 20) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._entries: list[LogEntry] = []
-        self._offset = 0
+        self._entries: deque[LogEntry] = deque()
+        self._bytes = 0
+        self._offset = 0  # how many entries were dropped or cleared before _entries[0]
+
+    @property
+    def bytes_used(self) -> int:
+        with self._lock:
+            return self._bytes
 
     def add(self, entry: LogEntry) -> int:
         with self._lock:
             self._entries.append(entry)
-            if len(self._entries) > self.max_entries:  # long-running servers: keep the newest half
-                drop = len(self._entries) - self.max_entries // 2
-                del self._entries[:drop]
-                self._offset += drop
+            self._bytes += _entry_cost(entry)
+            while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
+                self._bytes -= _entry_cost(self._entries.popleft())
+                self._offset += 1
             return self._offset + len(self._entries) - 1
 
     def replace(self, index: int, entry: LogEntry) -> None:
-        """Fix up an entry added earlier (no-op if the log was cleared since)."""
+        """Fix up an entry added earlier (no-op if it was dropped or the log was cleared since)."""
         with self._lock:
             i = index - self._offset
             if 0 <= i < len(self._entries):
+                self._bytes += _entry_cost(entry) - _entry_cost(self._entries[i])
                 self._entries[i] = entry
 
     @property
@@ -71,6 +92,7 @@ class RequestLog:
         with self._lock:
             self._offset = self._offset + len(self._entries)
             self._entries.clear()
+            self._bytes = 0
 
     def count(self, method: str | None = None, path_contains: str | None = None) -> int:
         return sum(
@@ -82,6 +104,28 @@ class RequestLog:
 
     def as_json(self) -> list[dict[str, Any]]:
         return [asdict(e) for e in self.entries]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size bounds of what a client may send; a request over one is answered 413 with the limit."""
+
+    max_json_body: int = 16 << 20
+    """JSON request bodies (preupload, LFS batch, paths-info, repo create / settings, …)."""
+    max_commit_body: int = 4 << 30
+    """A whole NDJSON commit payload (inline files included)."""
+    max_commit_line: int = 64 << 20
+    """One NDJSON line of a commit (one operation; an inline file's base64 content)."""
+    max_commit_ops: int = 100_000
+    """Operations in one commit."""
+    max_lfs_objects: int = 1_000
+    """Objects in one LFS batch request."""
+    max_expand_paths: int = 1_000
+    """Paths in one ``paths-info`` request with ``expand`` (each one walks the commit history)."""
+    max_pending_uploads: int = 20_000
+    """LFS upload tickets handed out and not yet used or expired."""
+    upload_ticket_ttl: float = 6 * 3600.0
+    """Seconds an LFS upload ticket stays valid."""
 
 
 FAULT_KINDS: tuple[str, ...] = ("drop", "truncate", "corrupt", "429", "5xx")

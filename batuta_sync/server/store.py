@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync._fmt import git_blob_sha1
+from batuta_sync.ids import is_sha256, repo_path_problem
 from batuta_sync.server import meta
 
 LFS_EXTENSIONS = frozenset(
@@ -144,11 +145,26 @@ def check_repo_type(repo_type: str | None) -> str:
 
 
 def check_path(path: str) -> str:
+    """``path`` if it is a repo file path the client would accept too (``ids.repo_path_problem``:
+    no ``..``, no absolute path, no ``.git`` component, no control characters, …); else a 400.
+    The rule for every path that arrives over HTTP."""
+    problem = repo_path_problem(path)
+    if problem:
+        raise StoreError(f"Invalid path in repo {path[:200]!r}: it {problem}.", status=400)
+    return path
+
+
+def tree_path(path: str) -> str:
+    """``path`` if it can be stored in a git tree (relative, no empty / ``.`` / ``..`` segments, no NUL).
+
+    The looser rule of the trusted seeding API (:meth:`Store.commit`): tests use it to make the server
+    list names a client must refuse (``x/CON``, ``C:/…``, control characters).  Paths never become
+    file-system paths in the store (blobs are stored by digest)."""
     parts = path.split("/")
     if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
-        raise StoreError(f"Invalid path in repo: {path!r}.", status=400)
+        raise StoreError(f"Invalid path in repo: {path[:200]!r}.", status=400)
     if "\0" in path or "\\" in path:
-        raise StoreError(f"Invalid path in repo: {path!r}.", status=400)
+        raise StoreError(f"Invalid path in repo: {path[:200]!r}.", status=400)
     return path
 
 
@@ -290,6 +306,9 @@ class Store:
         self._repos: dict[tuple[str, str], RepoState] = {}
         self._commits: dict[str, Commit] = {}
         self._file_info: dict[tuple[str, str], Any] = {}
+        # Who holds each stored object: the repos whose commits reference it, plus the repos it was
+        # uploaded to (an upload proves possession).  Authorisation of an object is per repo.
+        self._owners: dict[str, set[tuple[str, str]]] = {}
         self._load()
 
     # ------------------------------------------------------------------ persistence helpers
@@ -350,6 +369,13 @@ class Store:
             heads = [*st.branches.values(), *st.tags.values(), *st.prs.values()]
             st.commits = self._reachable(heads)
             self._repos[(st.repo_type, st.repo_id)] = st
+            for sha in st.commits:
+                try:
+                    files = self.get_commit(sha).files.values()
+                except StoreError:
+                    continue
+                for e in files:
+                    self._owners.setdefault(e.sha256, set()).add((st.repo_type, st.repo_id))
 
     def _reachable(self, heads: Sequence[str]) -> set[str]:
         seen: set[str] = set()
@@ -378,7 +404,7 @@ class Store:
         return self.root / "blobs" / sha256[:2] / sha256
 
     def has_blob(self, sha256: str) -> bool:
-        return bool(re.match(r"^[0-9a-f]{64}$", sha256)) and self.blob_path(sha256).is_file()
+        return is_sha256(sha256) and self.blob_path(sha256).is_file()
 
     def _install_blob(self, tmp: Path, sha256: str) -> None:
         dest = self.blob_path(sha256)
@@ -454,6 +480,22 @@ class Store:
     def blob_size(self, sha256: str) -> int:
         return self.blob_path(sha256).stat().st_size
 
+    def add_owner(self, st: RepoState, sha256: str) -> None:
+        """Record that ``st`` holds the stored object ``sha256`` (it was uploaded to it)."""
+        with self.lock:
+            self._owners.setdefault(sha256, set()).add((st.repo_type, st.repo_id))
+
+    def holders(self, sha256: str) -> list[RepoState]:
+        """The existing repos that hold ``sha256`` (reference it in a commit, or had it uploaded)."""
+        with self.lock:
+            keys = list(self._owners.get(sha256, ()))
+            return [self._repos[k] for k in keys if k in self._repos]
+
+    def holds(self, st: RepoState, sha256: str) -> bool:
+        """Whether ``st`` holds ``sha256`` (a cheap pre-check before walking its history)."""
+        with self.lock:
+            return (st.repo_type, st.repo_id) in self._owners.get(sha256, ())
+
     def _blob_git_sha1(self, sha256: str, size: int) -> str:
         h = hashlib.sha1(b"blob %d\0" % size)
         with open(self.blob_path(sha256), "rb") as f:
@@ -508,7 +550,10 @@ class Store:
             # Make the deletion atomic: drop repo.json first, then the directory.
             (d / "repo.json").unlink(missing_ok=True)
             shutil.rmtree(d, ignore_errors=True)
-            del self._repos[(st.repo_type, st.repo_id)]
+            key = (st.repo_type, st.repo_id)
+            del self._repos[key]
+            for holders in self._owners.values():
+                holders.discard(key)
 
     def update_settings(
         self, repo_id: str, repo_type: str = "model", *, private: bool | None = None, gated: Any = None
@@ -679,7 +724,7 @@ class Store:
         self.create_repo(repo_id, rt, exist_ok=True, author=author)
         adds: list[NewFile] = []
         for path, content in files.items():
-            check_path(path)
+            tree_path(path)
             if isinstance(content, (bytes, bytearray, memoryview)):
                 data = bytes(content)
                 sha256, sha1 = self.put_bytes(data)
@@ -729,9 +774,11 @@ class Store:
     ) -> tuple[str, int | None]:
         """Commit on branch ``rev`` (or open a PR against it); return (commit sha, PR number or None)."""
         for a in adds:
-            check_path(a.path)
+            tree_path(a.path)
             if not self.has_blob(a.sha256):
                 raise StoreError(f"LFS object {a.sha256} for {a.path!r} was never uploaded.", status=422)
+            if a.path == "README.md":
+                self._card(a.sha256)  # parsed (bounded) before taking the store lock, then cached
         with self.lock:
             st = self.repo(repo_id, repo_type)
             pr_num: int | None = None
@@ -784,6 +831,8 @@ class Store:
             else:
                 st.branches[rev] = c.id
             st.commits.add(c.id)
+            for a in adds:
+                self._owners.setdefault(a.sha256, set()).add((st.repo_type, st.repo_id))
             self._save_settings(st)
             return c.id, (pr_num if (create_pr or m) else None)
 
@@ -860,16 +909,26 @@ class Store:
             self._file_info[key] = fn(self.blob_path(sha256))
         return self._file_info[key]
 
+    def _card(self, sha256: str) -> dict[str, Any]:
+        """The card data of a README blob (cached by digest; see ``meta.front_matter`` for the bounds)."""
+
+        def parse(path: Path) -> dict[str, Any]:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(meta.MAX_FRONT_MATTER_BYTES * 2 + 16)  # the front matter is at the top
+            except OSError:
+                return {}
+            return meta.front_matter(head.decode("utf-8", errors="replace"))
+
+        card: dict[str, Any] = self._cached("card", sha256, parse)
+        return card
+
     def _derive_info(self, files: Mapping[str, FileEntry], repo_type: str) -> dict[str, Any]:
         info: dict[str, Any] = {}
         readme = files.get("README.md")
         card: dict[str, Any] = {}
-        if readme is not None and readme.size <= 1 << 20:
-            try:
-                text = self.blob_path(readme.sha256).read_text("utf-8", errors="replace")
-            except OSError:
-                text = ""
-            card = meta.front_matter(text)
+        if readme is not None:
+            card = dict(self._card(readme.sha256))
         info["cardData"] = card
         if repo_type == "model":
             params: dict[str, int] = {}

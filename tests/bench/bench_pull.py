@@ -141,6 +141,7 @@ def main() -> int:
                 str(work / "root"),
                 "--port",
                 str(port),
+                "--control-api",  # the bench reads /_batuta/counters and the log (off by default)
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

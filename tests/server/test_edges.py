@@ -74,10 +74,15 @@ def test_lfs_upload_errors(hub_server: HubServer, c: httpx.Client) -> None:
         "/local/e.git/info/lfs/objects/batch", json={"operation": "nope", "objects": [{"oid": "a" * 64}]}
     )
     assert r.status_code == 400
-    c.put(_negotiate(c, "local/e", data), content=data)
+    href = _negotiate(c, "local/e", data)
+    verify = href.replace("/lfs-upload/", "/lfs-verify/")
     oid = hashlib.sha256(data).hexdigest()
-    assert c.post("/lfs-verify", json={"oid": oid, "size": 5}).status_code == 422
-    assert c.post("/lfs-verify", json={"oid": oid, "size": 1000}).status_code == 200
+    assert c.post(verify, json={"oid": oid, "size": 1000}).status_code == 404  # not uploaded yet
+    c.put(href, content=data)
+    assert c.post(verify, json={"oid": oid, "size": 5}).status_code == 422
+    assert c.post(verify, json={"oid": "0" * 64, "size": 1000}).status_code == 404  # another object
+    assert c.post(verify, json={"oid": oid, "size": 1000}).status_code == 200
+    assert c.post("/lfs-verify", json={"oid": oid, "size": 1000}).status_code == 404  # no ticket, no answer
 
 
 @pytest.mark.parametrize(
@@ -171,6 +176,8 @@ def test_misc_routes_and_errors(hub_server: HubServer, c: httpx.Client) -> None:
     r = c.get("/local/e/resolve/main/a.txt", headers={"Range": "bytes=0-0", "If-Range": 'W/"x"'})
     assert r.status_code == 200
     assert c.get("/api/models?limit=1&full=true&expand=siblings").status_code == 200
+    assert c.delete("/_batuta/faults").status_code == 404  # the control API is off by default
+    hub_server.control_api = True
     assert c.delete("/_batuta/faults").status_code == 200
     assert c.post("/_batuta/faults", json=[1]).status_code == 400
 

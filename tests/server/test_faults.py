@@ -19,6 +19,7 @@ DATA = bytes(range(256)) * 64  # 16 KiB
 
 @pytest.fixture
 def seeded(hub_server: HubServer) -> HubServer:
+    hub_server.control_api = True  # these tests drive /_batuta/ over HTTP (off by default)
     hub_server.store.commit("local/f", {"w.bin": DATA, "c.txt": b"config"})
     hub_server.log.clear()
     return hub_server

@@ -23,6 +23,7 @@ FILES["c.txt"] = b"config " * 500  # a regular (git) file, served from /resolve/
 
 @pytest.fixture
 def seeded(hub_server: HubServer) -> HubServer:
+    hub_server.control_api = True  # these tests drive /_batuta/ over HTTP (off by default)
     hub_server.store.commit("local/f", FILES)
     hub_server.log.clear()
     return hub_server
@@ -310,7 +311,9 @@ def test_hub_serve_fault_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str
     def probe(base: str) -> None:
         seen["faults"] = httpx.get(f"{base}/_batuta/faults").json()["faults"]
 
-    rc = serve_and_probe(tmp_path / "r", free_port(), ["--fault-rate", "0.3", "--fault-seed", "7"], probe)
+    rc = serve_and_probe(
+        tmp_path / "r", free_port(), ["--fault-rate", "0.3", "--fault-seed", "7", "--control-api"], probe
+    )
     assert rc == 0
     assert seen["faults"]["fault_rate"] == 0.3 and seen["faults"]["fault_seed"] == 7
     assert "random faults" in capsys.readouterr().out

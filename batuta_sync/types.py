@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batuta_sync.ids import SHA1_RE as SHA1_RE  # one home: batuta_sync/ids.py
+from batuta_sync.ids import InvalidIdentifierError, commit_sha, git_sha1, sha256_hex
 
 
 class HfAssetType(str, enum.Enum):
@@ -79,6 +80,18 @@ class RepoFile:
     blob_id: str
     sha256: str | None = None
 
+    def __post_init__(self) -> None:
+        # Type-level guard (issue 13): these values name cache files (``blobs/<etag>``), so
+        # no RepoFile can carry one without its shape, wherever it was read from.
+        if not isinstance(self.path, str):
+            raise InvalidIdentifierError(f"Refusing the repo file path {self.path!r}: it is not text.")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise InvalidIdentifierError(f"Refusing the size {self.size!r} of {self.path!r}: not a byte count.")
+        if self.blob_id != "":  # "" = unknown (nothing can be verified or cached under it)
+            git_sha1(self.blob_id, where=f"the listing of {self.path!r}", kind="git blob id")
+        if self.sha256 is not None:
+            sha256_hex(self.sha256, where=f"the listing of {self.path!r}", kind="LFS sha256")
+
     @property
     def is_lfs(self) -> bool:
         return self.sha256 is not None
@@ -111,6 +124,9 @@ class RepoSnapshot:
     commit: str
     files: tuple[RepoFile, ...]
     card: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        commit_sha(self.commit, where=f"the snapshot of {self.ref}")  # it names snapshots/<commit>
 
     def file(self, path: str) -> RepoFile | None:
         for f in self.files:

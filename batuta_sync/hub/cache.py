@@ -199,7 +199,7 @@ def read_ref(layout: CacheLayout, revision: str) -> str | None:
         return revision
     path = layout.ref_path(revision)
     try:
-        raw = confine(layout.repo_dir, path, what="cache ref").read_bytes()
+        raw = confine(layout.root, path, what="cache ref").read_bytes()
     except OSError:
         return None
     text = raw.decode("utf-8", "replace").strip()
@@ -210,7 +210,7 @@ def write_ref(layout: CacheLayout, revision: str, commit: str) -> None:
     """``refs/<revision>`` = commit (not for a revision that is the commit itself, like huggingface_hub)."""
     if revision == commit:
         return
-    path = layout.ref_path(revision)
+    path = confine(layout.root, layout.ref_path(revision), follow_last=False, what="cache ref")
     try:
         if path.read_text(encoding="utf-8") == commit:
             return
@@ -232,7 +232,7 @@ def tree_json(files: Iterable[RepoFile]) -> dict[str, Any]:
 
 def write_tree(layout: CacheLayout, snapshot: RepoSnapshot) -> None:
     """``trees/<commit>.json``: the commit's full listing (what huggingface_hub checks for completeness)."""
-    path = layout.tree_path(snapshot.commit)
+    path = confine(layout.root, layout.tree_path(snapshot.commit), follow_last=False, what="cache listing")
     if path.exists():
         return
     atomic_write_text(path, json.dumps(tree_json(snapshot.files), indent=1))
@@ -276,7 +276,7 @@ def _size_of(value: object, rel: str, where: str) -> int:
 
 
 def read_tree(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...] | None:
-    return _listing_files(layout.tree_path(commit), layout.repo_dir)
+    return _listing_files(layout.tree_path(commit), layout.root)
 
 
 def _partial_listing_path(state_dir: Path, layout: CacheLayout, commit: str) -> Path:
@@ -289,7 +289,7 @@ def write_partial_listing(state_dir: Path, layout: CacheLayout, snapshot: RepoSn
     ``trees/<sha>.json`` must stay the commit's *complete* listing (huggingface_hub trusts
     it even online), so subsets go to batuta's own state; the union is kept.
     """
-    path = _partial_listing_path(state_dir, layout, snapshot.commit)
+    path = confine(state_dir, _partial_listing_path(state_dir, layout, snapshot.commit), follow_last=False, what="listing")
     known: dict[str, RepoFile] = {f.path: f for f in _listing_files(path, Path(state_dir)) or ()}
     before = dict(known)
     known.update({f.path: f for f in snapshot.files})
@@ -356,7 +356,7 @@ def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
     """``snapshots/<commit>/<path>`` -> ``../../blobs/<etag>`` (relative; a copy where symlinks fail)."""
     snap = layout.snapshot_dir(commit)
     blob = layout.blob_path(f.etag)
-    confine(layout.repo_dir, snap, what="snapshot folder")
+    confine(layout.root, snap, what="snapshot folder")
     snap.mkdir(parents=True, exist_ok=True)
     dest = _place(snap, f.path)
     rel = os.path.relpath(blob, dest.parent)
@@ -432,7 +432,8 @@ def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy:
 
 
 def _verified_marker(state_dir: Path, layout: CacheLayout, etag: str) -> Path:
-    return Path(state_dir) / "verified" / layout.folder / ids.blob_id(etag, where="a cache blob name")
+    path = Path(state_dir) / "verified" / layout.folder / ids.blob_id(etag, where="a cache blob name")
+    return confine(state_dir, path, follow_last=False, what="verification stamp")
 
 
 def _stamp(st: os.stat_result) -> str:
@@ -463,7 +464,7 @@ def verified_blob(state_dir: Path, layout: CacheLayout, f: RepoFile, *, rehash: 
     ``rehash=False`` only trusts the stamp (a cheap "did someone publish it meanwhile").
     With ``rehash``, a stamp-less file of the right size is hashed; a wrong one is deleted.
     """
-    blob = layout.blob_path(f.etag)
+    blob = confine(layout.root, layout.blob_path(f.etag), follow_last=False, what="cache blob")
     try:
         st = os.lstat(blob)
     except OSError:

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from batuta_sync._fs import confine
 from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
@@ -451,8 +452,11 @@ class Downloader:
         if self._have(job):
             self.progress.file_done(f.path, cached=True)
             return FetchOutcome(f.path, True, 0)
+        # a symlinked repo/blobs/.locks folder must not lead the partial, blob or lock out of the cache
+        confine(job.layout.root, job.layout.blobs_dir, what="cache blobs folder")
+        lock = confine(job.layout.root, job.layout.lock_path(f.etag), what="cache lock file")
         job.layout.blobs_dir.mkdir(parents=True, exist_ok=True)
-        with self._blob_lock(job.layout.lock_path(f.etag)):
+        with self._blob_lock(lock):
             if self._have(job):  # another thread/process finished it while we waited
                 self.progress.file_done(f.path, cached=True)
                 return FetchOutcome(f.path, True, 0)

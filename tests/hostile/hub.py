@@ -75,15 +75,23 @@ _API = re.compile(r"^/api/(models|datasets|spaces)/(?P<rest>.+)$")
 _RESOLVE = re.compile(r"^/(?:(?:datasets|spaces)/)?(?P<id>[^/]+(?:/[^/]+)?)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client hanging up is normal
+        pass
+
+
 class HostileHub:
     """The server.  ``repos[repo_id]`` says what to answer; ``log`` records (method, path)."""
 
     def __init__(self, *, max_requests: int = 400) -> None:
         self.repos: dict[str, HostileRepo] = {}
         self.log: list[tuple[str, str]] = []
+        self.ranges: list[str | None] = []  # the Range header of each file request
         self.max_requests = max_requests
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ setup
@@ -99,8 +107,7 @@ class HostileHub:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def start(self) -> HostileHub:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -190,6 +197,8 @@ def _handler(hub: HostileHub) -> type[BaseHTTPRequestHandler]:
                 return
             status, data, headers = hub.answer_file(path)
             rng = self.headers.get("Range")
+            with hub._lock:
+                hub.ranges.append(rng)
             m = re.fullmatch(r"bytes=(\d+)-", rng or "")
             if status == 200 and m and int(m.group(1)) < len(data):
                 start = int(m.group(1))

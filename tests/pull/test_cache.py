@@ -10,7 +10,6 @@ import pytest
 
 from batuta_sync._fs import PathEscapeError
 from batuta_sync.errors import UsageError
-from batuta_sync.ids import InvalidIdentifierError
 from batuta_sync.hub.cache import (
     CacheLayout,
     HfCache,
@@ -26,6 +25,7 @@ from batuta_sync.hub.cache import (
     write_ref,
     write_tree,
 )
+from batuta_sync.ids import InvalidIdentifierError
 from batuta_sync.settings import resolve_settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 

@@ -406,3 +406,21 @@ def test_prune_and_clear_never_delete_through_a_symlinked_blobs_folder(
     for argv in (("cache", "prune", "--max-size", "1"), ("cache", "clear", "--yes")):
         batuta(capsys, *argv)
         world.assert_untouched()
+
+
+def test_a_dataset_split_read_from_a_readme_blob_planted_wrong_is_rehashed(
+    hub: HostileHub, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README (for the split rules) is read from the cache only once verified: a planted
+    README of the right size that moves the split onto other files is hashed and replaced."""
+    readme = b"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: a/*.csv\n---\n"
+    evil = readme.replace(b"a/*.csv", b"b/*.csv")
+    hub.repo("org/d", {"README.md": readme, "a/1.csv": b"x,y\n", "b/1.csv": b"z,w\n"}, sha=COMMIT)
+    blob = world.cache / "datasets--org--d" / "blobs" / git_sha1(readme)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(evil)
+    code, _out, err = batuta(capsys, "hf", "pull", "dataset", "org/d", "--split", "train", "--output", str(world.out))
+    assert code == 0, err
+    assert blob.read_bytes() == readme
+    assert (world.out / "a/1.csv").is_file() and not (world.out / "b").exists()
+    world.assert_untouched()

@@ -299,3 +299,28 @@ def test_a_full_disk_seen_mid_transfer_parks_what_was_written(settings: Settings
     (parked,) = job.layout.blobs_dir.iterdir()
     assert parked.name == f"{job.file.etag}.incomplete" and data.startswith(parked.read_bytes())
     assert 100_000 <= parked.stat().st_size < len(data)
+
+
+def test_enospc_on_a_write_stops_the_transfer_and_parks_the_bytes(
+    settings: Settings, hub_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batuta_sync.hub import download
+
+    data = bytes(range(256)) * 1000
+    job = _job(settings, hub_env, data)
+    real = download._Writer.write
+
+    def full_after_one_chunk(self: Any, chunk: memoryview, pos: int) -> None:
+        if pos >= 65536:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, chunk, pos)
+
+    monkeypatch.setattr(download._Writer, "write", full_after_one_chunk)
+    dl = Downloader(settings, chunk_size=65536)
+    with pytest.raises(DiskFullError, match="ENOSPC") as info:
+        dl.fetch(job)
+    assert info.value.exit_code == 16 and dl._disk_full.is_set()
+    (parked,) = job.layout.blobs_dir.iterdir()
+    assert parked.name == f"{job.file.etag}.incomplete" and parked.read_bytes() == data[:65536]
+    gets = [e for e in hub_env.log.entries if e.method == "GET" and "/resolve/" in e.path]
+    assert len(gets) == 1  # not retried as a network error

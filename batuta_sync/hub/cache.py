@@ -709,13 +709,17 @@ class HfCache:
         ref = RepoRef(repo_id, repo_type, revision)
         layout = self.layout(ref)
         ensure_cache_root(self.root)
+        state = self.index.path.parent
+        confine(self.root, layout.blobs_dir, what="cache blobs folder")
         for (_rel, src), f in zip(sources, files, strict=True):
             blob = layout.blob_path(f.etag)
-            if not blob.exists():
+            if not verified_blob(state, layout, f):
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 tmp = layout.blobs_dir / f".{f.etag}.{os.getpid()}.put"
                 shutil.copyfile(src, tmp)
                 os.replace(tmp, blob)
+                if blob_digest_ok(blob, f):  # the source may have changed since it was hashed
+                    mark_verified(state, layout, f)
             link_snapshot_file(layout, commit, f)
         snapshot = RepoSnapshot(ref=ref, commit=commit, files=tuple(files))
         write_tree(layout, snapshot)
@@ -752,6 +756,7 @@ class HfCache:
                 shutil.rmtree(child, ignore_errors=True)
         shutil.rmtree(self.root / ".locks", ignore_errors=True)
         shutil.rmtree(self.index.path.parent / "listings", ignore_errors=True)
+        shutil.rmtree(self.index.path.parent / "verified", ignore_errors=True)
         with self.index.update() as data:
             data["access"] = {}
             data["resolved"] = {}

@@ -324,3 +324,24 @@ def test_enospc_on_a_write_stops_the_transfer_and_parks_the_bytes(
     assert parked.name == f"{job.file.etag}.incomplete" and parked.read_bytes() == data[:65536]
     gets = [e for e in hub_env.log.entries if e.method == "GET" and "/resolve/" in e.path]
     assert len(gets) == 1  # not retried as a network error
+
+
+def test_put_model_stamps_what_it_verified_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"alpha")
+    (src / "b.txt").write_bytes(b"beta")
+    cache = hc.HfCache(tmp_path / "hub", state_dir=tmp_path / "state")
+    real_copy = hc.shutil.copyfile
+
+    def changed_meanwhile(a: Any, b: Any, **k: Any) -> Any:  # b.txt changes between hash and copy
+        out = real_copy(a, b, **k)
+        if str(a).endswith("b.txt"):
+            Path(b).write_bytes(b"BETA")
+        return out
+
+    monkeypatch.setattr(hc.shutil, "copyfile", changed_meanwhile)
+    cache.put_model("org/local", COMMIT, src)
+    lay = CacheLayout(tmp_path / "hub", HfAssetType.MODEL, "org/local")
+    assert verified_blob(tmp_path / "state", lay, _blob_file(b"alpha"), rehash=False)
+    assert not verified_blob(tmp_path / "state", lay, _blob_file(b"beta", "b.txt"), rehash=False)

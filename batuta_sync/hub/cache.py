@@ -855,6 +855,8 @@ class HfCache:
 
     def _remove_snapshot(self, snap: CachedSnapshot) -> int:
         repo_dir = self.root / repo_folder_name(snap.repo_type, snap.repo_id)
+        for sub in ("", "snapshots", "refs", "blobs", "trees"):  # a symlinked folder must not lead a delete out
+            confine(self.root, repo_dir / sub, what="cache folder")
         before = _dir_size(repo_dir)
         lock = self.root / ".locks" / repo_dir.name / "repo.lock"
         with file_lock(lock):

@@ -74,9 +74,9 @@ class World:
                     p = Path(dirpath) / name
                     if p in self.planted:
                         continue
-                    if p.is_symlink():
-                        real = Path(os.path.realpath(p))
-                        assert self.allowed(real), f"{p} links outside: {real}"
+                    if p.is_symlink():  # where the link itself points (a planted folder link aside)
+                        target = Path(os.path.normpath(os.path.join(p.parent, os.readlink(p))))
+                        assert self.allowed(target), f"{p} links outside: {target}"
                     elif p.is_file() and p.stat().st_size >= len(CANARY):
                         assert CANARY not in p.read_bytes(), f"{p} holds the canary's content"
 

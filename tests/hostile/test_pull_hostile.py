@@ -389,23 +389,28 @@ def test_tampered_cache_files_are_refused(
 def test_prune_and_clear_never_delete_through_a_symlinked_blobs_folder(
     hub: HostileHub, world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A cached repo whose ``blobs`` is a symlink to a folder outside: prune/clear leave it alone."""
+    """A cached repo (two snapshots) whose ``blobs`` is a symlink to a folder outside: on main,
+    prune deleted the outside file (not used by the remaining snapshot); now it refuses (exit 20)
+    and clear removes the cached repo without following the link."""
     victim = world.outside / "victim"
     victim.mkdir()
     (victim / ("d" * 40)).write_bytes(b"keep me")
     world.before = world.outside_state()
     hub.repo("org/a", {"config.json": CONFIG}, sha="a" * 40)
-    hub.repo("org/b", {"config.json": b"{}"}, sha="b" * 40)
     assert batuta(capsys, "hf", "pull", "model", "org/a")[0] == 0
-    assert batuta(capsys, "hf", "pull", "model", "org/b")[0] == 0
+    hub.repo("org/a", {"config.json": b"{}"}, sha="b" * 40)  # a second snapshot of the same repo
+    assert batuta(capsys, "hf", "pull", "model", "org/a")[0] == 0
     blobs = world.cache / "models--org--a" / "blobs"
     for p in blobs.iterdir():
         p.unlink()
     blobs.rmdir()
     world.plant(blobs, victim)
-    for argv in (("cache", "prune", "--max-size", "1"), ("cache", "clear", "--yes")):
-        batuta(capsys, *argv)
-        world.assert_untouched()
+    code, _out, err = batuta(capsys, "cache", "prune", "--max-size", "1")
+    assert code == PATH_ESCAPE and "[path-escape]" in err, err
+    world.assert_untouched()
+    assert batuta(capsys, "cache", "clear", "--yes")[0] == 0
+    world.assert_untouched()
+    assert not (world.cache / "models--org--a").exists()  # the link itself is removed, not followed
 
 
 def test_a_dataset_split_read_from_a_readme_blob_planted_wrong_is_rehashed(

@@ -2,7 +2,9 @@
 
 For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
 
-1. ``blobs/<etag>`` exists → cache hit, no request.
+1. ``blobs/<etag>`` is a verified blob → cache hit, no request.  Verified means stamped by
+   batuta when it published it, or hashed now (:func:`~batuta_sync.hub.cache.verified_blob`);
+   a size match is never enough, a symlink is never a blob.
 2. Take ``.locks/<repo>/<etag>.lock`` (``flock``; two threads or processes fetching the
    same blob serialize, and the second finds the blob done).  The lock only avoids duplicate
    work: correctness does not depend on it (NFS without lockd and some FUSE mounts accept
@@ -41,7 +43,9 @@ Partial files (security.md DL-4: correct even when locks lie):
   that is older than 7 days is deleted.
 
 Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`),
-counting the bytes a resumable partial already holds.
+counting the bytes a resumable partial already holds.  A write that fails for lack of space
+(``ENOSPC``, ``EDQUOT``, ``EFBIG``) drops the connection at once, stops every worker at its next
+chunk and parks what was written: exit 16, never a network error, nothing more received.
 Content requests use ``http.client`` with one keep-alive connection per worker (the
 metadata calls go through :mod:`batuta_sync.hub.client`).
 """
@@ -588,8 +592,7 @@ class Downloader:
                     f"Gave up on {f.path}: the server kept cutting the transfer short "
                     f"({received} bytes received in all, {pos} of {f.size} kept)."
                 )
-            if self._disk_full.is_set():
-                raise DiskFullError(f"Stopped downloading {f.path}: the disk is full (another file hit it).")
+            self._stop_if_disk_full(f)
             if self._have(job):  # another fetcher published it (ours or huggingface_hub's: hashed)
                 raise _Published(received)
             headers = {}
@@ -654,9 +657,7 @@ class Downloader:
                     if self._cancel.is_set():
                         self._drop_all()
                         raise KeyboardInterrupt
-                    if self._disk_full.is_set():
-                        self._drop_all()
-                        raise DiskFullError(f"Stopped downloading {f.path}: the disk is full (another file hit it).")
+                    self._stop_if_disk_full(f)
                     if piped is not None:
                         pbuf = piped.buffer()
                         try:
@@ -697,6 +698,11 @@ class Downloader:
                 if not advanced:
                     self.sleep(min(0.1 * drops, 1.0))
                 continue
+
+    def _stop_if_disk_full(self, f: RepoFile) -> None:
+        if self._disk_full.is_set():
+            self._drop_all()
+            raise DiskFullError(f"Stopped downloading {f.path}: the disk is full (another file hit it).")
 
     def _write(self, out: _Writer, data: memoryview, pos: int, f: RepoFile) -> None:
         """Write one chunk; a full disk (or quota, or file-size limit) stops the whole transfer:

@@ -67,6 +67,13 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def byte_count(value: object, *, where: str) -> int:
+    """``value`` if it is a file size (a non-negative int, not a bool); else InvalidIdentifierError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidIdentifierError(f"Refusing the size {value!r} from {where}: it is not a byte count.")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class RepoFile:
     """One file of a repo at a commit, as the Hub lists it.
@@ -85,8 +92,7 @@ class RepoFile:
         # no RepoFile can carry one without its shape, wherever it was read from.
         if not isinstance(self.path, str):
             raise InvalidIdentifierError(f"Refusing the repo file path {self.path!r}: it is not text.")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
-            raise InvalidIdentifierError(f"Refusing the size {self.size!r} of {self.path!r}: not a byte count.")
+        byte_count(self.size, where=f"the listing of {self.path!r}")
         if self.blob_id != "":  # "" = unknown (nothing can be verified or cached under it)
             git_sha1(self.blob_id, where=f"the listing of {self.path!r}", kind="git blob id")
         if self.sha256 is not None:

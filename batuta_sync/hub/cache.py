@@ -42,7 +42,7 @@ from batuta_sync._fmt import human_bytes as human_bytes  # re-exported
 from batuta_sync._fs import atomic_write, confine
 from batuta_sync.errors import UsageError
 from batuta_sync.safety import NameCollisionError, validate_repo_path
-from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot
+from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot, byte_count
 
 if TYPE_CHECKING:
     from batuta_sync.settings import Settings
@@ -261,18 +261,12 @@ def _listing_files(path: Path, base: Path) -> tuple[RepoFile, ...] | None:
         files.append(
             RepoFile(
                 path=str(rel),
-                size=_size_of(info.get("size"), rel, where),
+                size=byte_count(info.get("size"), where=f"{where} ({rel!r})"),
                 blob_id="" if blob == "" else ids.git_sha1(blob, where=where, kind="git blob id"),
                 sha256=None if lfs is None else ids.sha256_hex(lfs, where=where, kind="LFS sha256"),
             )
         )
     return tuple(sorted(files, key=lambda f: f.path))
-
-
-def _size_of(value: object, rel: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ids.InvalidIdentifierError(f"Refusing the size {value!r} of {rel!r} from {where}: not a byte count.")
-    return value
 
 
 def read_tree(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...] | None:

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from batuta_sync.ids import InvalidIdentifierError, git_sha1, is_git_sha1, sha256_hex
-from batuta_sync.types import HfAssetType, RepoFile
+from batuta_sync.ids import git_sha1, is_git_sha1, sha256_hex
+from batuta_sync.types import HfAssetType, RepoFile, byte_count
 
 # --------------------------------------------------------------------------- helpers
 
@@ -83,10 +83,7 @@ def _file(path: str, size: Any, blob: Any, lfs: Mapping[str, Any], where: str) -
     blob_id = "" if blob is None or blob == "" else git_sha1(blob, where=at, kind="git blob id")
     oid = lfs.get("sha256") or lfs.get("oid")
     sha256 = None if oid is None or oid == "" else sha256_hex(oid, where=at, kind="LFS oid")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        if size is not None:
-            raise InvalidIdentifierError(f"Refusing the size {size!r} from {at}: it is not a byte count.")
-        size = 0
+    size = 0 if size is None else byte_count(size, where=at)
     return RepoFile(path=path, size=size, blob_id=blob_id, sha256=sha256)
 
 

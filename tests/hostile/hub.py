@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -89,12 +89,19 @@ class HostileHub:
         self.repos: dict[str, HostileRepo] = {}
         self.log: list[tuple[str, str]] = []
         self.ranges: list[str | None] = []  # the Range header of each file request
+        # raw overrides, tried first: (method, compiled path regex, handler writing its own answer)
+        # — for answers no JSON can express (endless or trickling bodies, bombs, odd status lines)
+        self.routes: list[tuple[str, re.Pattern[str], Callable[[BaseHTTPRequestHandler], None]]] = []
         self.max_requests = max_requests
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ setup
+
+    def route(self, method: str, pattern: str, handler: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        """Answer ``method`` requests whose path matches ``pattern`` with ``handler(request)``."""
+        self.routes.append((method.upper(), re.compile(pattern), handler))
 
     def repo(self, repo_id: str, bodies: Mapping[str, bytes] | None = None, **kw: Any) -> HostileRepo:
         r = HostileRepo(bodies=dict(bodies or {}), **kw)
@@ -191,6 +198,10 @@ def _handler(hub: HostileHub) -> type[BaseHTTPRequestHandler]:
             if self._over():
                 return
             path = urlsplit(self.path).path
+            for method, pattern, handler in hub.routes:
+                if method == self.command and pattern.search(path):
+                    handler(self)
+                    return
             if path.startswith("/api/"):
                 status, obj = hub.answer_api(path)
                 self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json"}, head=head)

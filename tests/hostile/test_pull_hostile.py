@@ -429,3 +429,27 @@ def test_a_dataset_split_read_from_a_readme_blob_planted_wrong_is_rehashed(
     assert blob.read_bytes() == readme
     assert (world.out / "a/1.csv").is_file() and not (world.out / "b").exists()
     world.assert_untouched()
+
+
+def test_raw_routes_answer_what_json_cannot(hub: HostileHub, world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """A raw route: the file body is cut short forever (a declared length never delivered).
+    The pull gives up with a network error after a bounded number of requests; nothing is kept
+    in the cache but the parked partial, nothing outside is touched."""
+    from http.server import BaseHTTPRequestHandler
+
+    hub.repo(REPO, {"config.json": CONFIG}, sha=COMMIT)
+
+    def short(req: BaseHTTPRequestHandler) -> None:
+        req.send_response(200)
+        req.send_header("Content-Length", str(len(CONFIG)))
+        req.end_headers()
+        req.wfile.write(CONFIG[:3])
+        req.close_connection = True
+
+    hub.route("GET", r"/resolve/", short)
+    code, _out, err = batuta(capsys, "hf", "pull", "model", REPO)
+    assert code == 9, err
+    assert len(hub.log) < 100
+    blob = blobs_dir(world) / git_sha1(CONFIG)
+    assert not blob.exists()
+    world.assert_untouched()

@@ -2,7 +2,9 @@
 
 For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
 
-1. ``blobs/<etag>`` exists → cache hit, no request.
+1. ``blobs/<etag>`` is a verified blob → cache hit, no request.  Verified means stamped by
+   batuta when it published it, or hashed now (:func:`~batuta_sync.hub.cache.verified_blob`);
+   a size match is never enough, a symlink is never a blob.
 2. Take ``.locks/<repo>/<etag>.lock`` (``flock``; two threads or processes fetching the
    same blob serialize, and the second finds the blob done).  The lock only avoids duplicate
    work: correctness does not depend on it (NFS without lockd and some FUSE mounts accept
@@ -41,7 +43,9 @@ Partial files (security.md DL-4: correct even when locks lie):
   that is older than 7 days is deleted.
 
 Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`),
-counting the bytes a resumable partial already holds.
+counting the bytes a resumable partial already holds.  A write that fails for lack of space
+(``ENOSPC``, ``EDQUOT``, ``EFBIG``) drops the connection at once, stops every worker at its next
+chunk and parks what was written: exit 16, never a network error, nothing more received.
 Content requests use ``http.client`` with one keep-alive connection per worker (the
 metadata calls go through :mod:`batuta_sync.hub.client`).
 """
@@ -66,10 +70,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from batuta_sync._fs import confine
 from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
-from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes
+from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
 from batuta_sync.hub.ratelimit import (
     Gate,
     RateLimitConfig,
@@ -95,6 +100,7 @@ DISK_MARGIN = 16 << 20
 STALE_FOREIGN = 3600.0  # a partial of another host untouched this long is abandoned
 STALE_ANY = 7 * 86400.0  # any partial nobody writes that is older than this is garbage
 _REDIRECTS = {301, 302, 303, 307, 308}
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no space, quota, file-size limit
 
 
 class ProgressSink(Protocol):
@@ -368,6 +374,8 @@ class Downloader:
         self.gate = gate if gate is not None else shared_gate(settings.endpoint)
         self._local = threading.local()
         self._cancel = threading.Event()
+        self._disk_full = threading.Event()  # one worker hit a full disk: every worker stops
+        self._state = settings.batuta_dir  # where verified-blob stamps live
         self._conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
 
@@ -379,7 +387,7 @@ class Downloader:
     def fetch_all(self, jobs: Sequence[DownloadJob]) -> DownloadReport:
         """Fetch every job (hits first, no request); raise the first error after the others finish."""
         t0 = time.monotonic()
-        todo = [j for j in jobs if not _blob_ok(j)]
+        todo = [j for j in jobs if not self._have(j)]
         self.check_disk(todo)
         self.progress.start(len(todo), sum(j.file.size for j in todo))
         outcomes: list[FetchOutcome] = []
@@ -439,14 +447,21 @@ class Downloader:
                     f"(+{human_bytes(margin)} margin) but only {human_bytes(free)} is free. Nothing was downloaded."
                 )
 
+    def _have(self, job: DownloadJob) -> bool:
+        """Whether the blob is in the cache, verified (a stamp, else hashed now; never by size)."""
+        return verified_blob(self._state, job.layout, job.file)
+
     def fetch(self, job: DownloadJob) -> FetchOutcome:
         f = job.file
-        if _blob_ok(job):
+        if self._have(job):
             self.progress.file_done(f.path, cached=True)
             return FetchOutcome(f.path, True, 0)
+        # a symlinked repo/blobs/.locks folder must not lead the partial, blob or lock out of the cache
+        confine(job.layout.root, job.layout.blobs_dir, what="cache blobs folder")
+        lock = confine(job.layout.root, job.layout.lock_path(f.etag), what="cache lock file")
         job.layout.blobs_dir.mkdir(parents=True, exist_ok=True)
-        with self._blob_lock(job.layout.lock_path(f.etag)):
-            if _blob_ok(job):  # another thread/process finished it while we waited
+        with self._blob_lock(lock):
+            if self._have(job):  # another thread/process finished it while we waited
                 self.progress.file_done(f.path, cached=True)
                 return FetchOutcome(f.path, True, 0)
             outcome = self._fetch_locked(job)
@@ -515,7 +530,7 @@ class Downloader:
                         writer.close()
                     complete = os.fstat(fh.fileno()).st_size == f.size
                 if complete and hasher.ok():
-                    _publish(job, mine)
+                    _publish(job, mine, self._state)
                     return FetchOutcome(f.path, False, transferred, resumed_from)
                 # corrupt: never cached; start over from nothing
                 _unlink(mine)
@@ -531,7 +546,8 @@ class Downloader:
             _unlink(mine)
             return FetchOutcome(f.path, True, transferred + done.received, resumed_from)
         except BaseException as exc:
-            _abandon_partial(job, mine, keep=isinstance(exc, (KeyboardInterrupt, NetworkError, RateLimitedError)))
+            keep = isinstance(exc, (KeyboardInterrupt, NetworkError, RateLimitedError, DiskFullError))
+            _abandon_partial(job, mine, self._state, keep=keep)
             raise
 
     def _rehash_prefix(self, fh: Any, hasher: _Hasher, size: int) -> int:
@@ -576,7 +592,8 @@ class Downloader:
                     f"Gave up on {f.path}: the server kept cutting the transfer short "
                     f"({received} bytes received in all, {pos} of {f.size} kept)."
                 )
-            if _blob_ok(job):
+            self._stop_if_disk_full(f)
+            if self._have(job):  # another fetcher published it (ours or huggingface_hub's: hashed)
                 raise _Published(received)
             headers = {}
             if pos > 0:
@@ -640,13 +657,14 @@ class Downloader:
                     if self._cancel.is_set():
                         self._drop_all()
                         raise KeyboardInterrupt
+                    self._stop_if_disk_full(f)
                     if piped is not None:
                         pbuf = piped.buffer()
                         try:
                             n = resp.readinto(pbuf[: out.next_size(pos, want, len(pbuf))])
                             if not n:
                                 raise http.client.IncompleteRead(b"", want)
-                            out.write(pbuf[:n], pos)
+                            self._write(out, pbuf[:n], pos, f)
                         except BaseException:
                             piped.give_back(pbuf)
                             raise
@@ -657,7 +675,7 @@ class Downloader:
                             raise http.client.IncompleteRead(b"", want)
                         chunk = buf[:n]
                         hasher.update(chunk)
-                        out.write(chunk, pos)
+                        self._write(out, chunk, pos, f)
                     pos += n
                     want -= n
                     received += n
@@ -680,6 +698,28 @@ class Downloader:
                 if not advanced:
                     self.sleep(min(0.1 * drops, 1.0))
                 continue
+
+    def _stop_if_disk_full(self, f: RepoFile) -> None:
+        if self._disk_full.is_set():
+            self._drop_all()
+            raise DiskFullError(f"Stopped downloading {f.path}: the disk is full (another file hit it).")
+
+    def _write(self, out: _Writer, data: memoryview, pos: int, f: RepoFile) -> None:
+        """Write one chunk; a full disk (or quota, or file-size limit) stops the whole transfer:
+        the connection is dropped at once (nothing more is received), every worker stops at its
+        next chunk and the partial is parked for resume (:class:`DiskFullError`, exit 16)."""
+        try:
+            out.write(data, pos)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._disk_full.set()
+            self._drop_all()
+            raise DiskFullError(
+                f"The disk is full ({errno.errorcode.get(exc.errno or 0, exc.errno)}) while writing {f.path} "
+                f"at byte {pos} of {f.size}; the download stopped and the {human_bytes(pos)} written so far "
+                "are kept to resume from."
+            ) from None
 
     # ------------------------------------------------------------------ HTTP
 
@@ -787,13 +827,6 @@ class Downloader:
 # --------------------------------------------------------------------------- helpers
 
 
-def _blob_ok(job: DownloadJob) -> bool:
-    try:
-        return job.layout.blob_path(job.file.etag).stat().st_size == job.file.size
-    except OSError:
-        return False
-
-
 # --------------------------------------------------------------------------- partial files
 
 _PARTIAL = re.compile(
@@ -873,32 +906,34 @@ def _open_partial(path: Path) -> Any:
     return open(fd, "r+b", buffering=0)
 
 
-def _publish(job: DownloadJob, mine: Path) -> None:
-    """Give the verified partial its final name without ever touching a published blob."""
+def _publish(job: DownloadJob, mine: Path, state: Path) -> None:
+    """Give the verified partial its final name without ever touching a published blob, and
+    stamp it verified.  A file already under the final name is kept only when it is a
+    verified blob (stamp, else re-hashed); anything else there is replaced."""
     blob = job.layout.blob_path(job.file.etag)
     try:
         os.link(mine, blob)
-    except FileExistsError:
-        if not _blob_ok(job):  # a wrong-sized file under the final name (not a verified blob)
+    except OSError:  # taken already, or no hard links on this filesystem
+        if not verified_blob(state, job.layout, job.file):  # not a blob another fetcher published
             os.replace(mine, blob)
+            mark_verified(state, job.layout, job.file)
             return
-    except OSError:  # no hard links on this filesystem
-        if not _blob_ok(job):
-            os.replace(mine, blob)
-            return
-    _unlink(mine)
+        _unlink(mine)
+    else:
+        _unlink(mine)
+        mark_verified(state, job.layout, job.file)  # after the unlink: it changes the ctime
     # partials of this blob left by dead fetchers are worthless now
     for path, _size in _resumable_partials(job.layout.blobs_dir).get(job.file.etag, ()):
         _unlink(path)
 
 
-def _abandon_partial(job: DownloadJob, mine: Path, *, keep: bool) -> None:
+def _abandon_partial(job: DownloadJob, mine: Path, state: Path, *, keep: bool) -> None:
     """After a failure: park a resumable partial as ``<etag>.incomplete`` (``keep``) or delete it."""
     try:
         size = os.lstat(mine).st_size
     except OSError:
         return
-    if not keep or size == 0 or _blob_ok(job):
+    if not keep or size == 0 or verified_blob(state, job.layout, job.file, rehash=False):
         _unlink(mine)
         return
     parked = job.layout.incomplete_path(job.file.etag)

@@ -5,10 +5,11 @@ Precedence, highest first (documented in ``docs/configuration.md``)::
     CLI flag  >  environment  >  hf.yaml (defaults/policies)  >  built-in default
 
 Environment variables: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_CACHE``,
-``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` seconds).  The token is also read
-from ``$HF_HOME/token`` (where ``batuta hf login`` stores it, like huggingface_hub)
-and the legacy ``~/.huggingface/token``.  It is wrapped in :class:`Secret` so it
-never prints.
+``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` and ``BATUTA_TIMEOUT`` seconds).  The
+token comes from ``--token`` > ``--token-file`` > ``HF_TOKEN`` > ``$HF_HOME/token`` (where
+``batuta hf login`` stores it, like huggingface_hub) > the legacy ``~/.huggingface/token``;
+an empty ``--token ""`` or ``HF_TOKEN=`` means anonymous.  It is wrapped in :class:`Secret`
+so it never prints.
 
 Pure: :func:`resolve_settings` takes the environment as a mapping and only reads
 token files, so it is trivially testable.
@@ -34,6 +35,7 @@ class HfAuth(enum.Enum):
     """Where the token came from (spec: ``HfAuth``)."""
 
     TOKEN = "token"  # explicit: --token flag or Python argument
+    TOKEN_FILE = "token-file"  # --token-file F
     ENV_TOKEN = "env"  # HF_TOKEN
     FILE_TOKEN = "file"  # $HF_HOME/token or ~/.huggingface/token
     NONE = "none"  # anonymous: public repos only
@@ -52,6 +54,8 @@ class Settings:
     hub_cache: Path = field(default_factory=lambda: Path("~/.cache/huggingface/hub").expanduser())
     offline: bool = False
     metadata_ttl: float = DEFAULT_METADATA_TTL
+    #: --timeout / BATUTA_TIMEOUT: no connect/read timeout and no retry wait longer (hub/limits.py)
+    timeout: float | None = None
 
     @property
     def token_path(self) -> Path:
@@ -75,6 +79,38 @@ def _read_token_file(path: Path) -> str | None:
     return text or None
 
 
+def parse_timeout(raw: str | float, source: str) -> float:
+    """A ``--timeout`` / ``BATUTA_TIMEOUT`` value: seconds, > 0 and finite (ConfigError otherwise)."""
+    import math
+
+    from batuta_sync.errors import ConfigError
+
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigError(
+            f"{source}={raw!r} is not a valid timeout: expected a number of seconds greater than 0 (e.g. 5).",
+            hint=f"Fix or unset {source}.",
+        )
+    return value
+
+
+def read_token_file(path: Path) -> str | None:
+    """The token stored in ``path`` (``--token-file``): ConfigError when unreadable, None when empty."""
+    from batuta_sync.errors import ConfigError
+
+    try:
+        text = path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"Cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}.",
+            hint="Check the path given to --token-file (the file holds only the token).",
+        ) from None
+    return text or None
+
+
 def resolve_settings(
     *,
     flags: Mapping[str, Any] | None = None,
@@ -84,7 +120,8 @@ def resolve_settings(
 ) -> Settings:
     """Resolve settings from CLI ``flags`` > ``env`` > ``manifest`` defaults > built-ins.
 
-    ``flags`` keys: endpoint, token, offline, hf_home, hub_cache, metadata_ttl (None = unset).
+    ``flags`` keys: endpoint, token, token_file, offline, hf_home, hub_cache, metadata_ttl, timeout
+    (None = unset; ``token=""`` = anonymous).
     ``manifest`` is the hf.yaml ``defaults``/``policies`` merged mapping (keys: endpoint,
     offline, cache_dir, metadata_ttl).
     """
@@ -109,11 +146,21 @@ def resolve_settings(
     offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
     ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))
 
+    raw_timeout = flags.get("timeout", env.get("BATUTA_TIMEOUT") or None)
+    timeout = None
+    if raw_timeout is not None:
+        timeout = parse_timeout(raw_timeout, "--timeout" if "timeout" in flags else "BATUTA_TIMEOUT")
+
     token: str | None
-    if flags.get("token"):
-        token, auth = str(flags["token"]), HfAuth.TOKEN
-    elif env.get("HF_TOKEN"):
-        token, auth = env["HF_TOKEN"].strip(), HfAuth.ENV_TOKEN
+    if "token" in flags:  # --token "" = anonymous, whatever HF_TOKEN or the stored login say
+        token = str(flags["token"]).strip() or None
+        auth = HfAuth.TOKEN if token else HfAuth.NONE
+    elif "token_file" in flags:
+        token = read_token_file(Path(str(flags["token_file"])))
+        auth = HfAuth.TOKEN_FILE if token else HfAuth.NONE
+    elif "HF_TOKEN" in env:  # HF_TOKEN= (set, empty) = anonymous
+        token = env["HF_TOKEN"].strip() or None
+        auth = HfAuth.ENV_TOKEN if token else HfAuth.NONE
     else:
         token = _read_token_file(hf_home / "token") or _read_token_file(home / ".huggingface" / "token")
         auth = HfAuth.FILE_TOKEN if token else HfAuth.NONE
@@ -126,4 +173,5 @@ def resolve_settings(
         hub_cache=hub_cache,
         offline=offline,
         metadata_ttl=ttl,
+        timeout=timeout,
     )

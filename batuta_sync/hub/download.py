@@ -43,7 +43,10 @@ Partial files (security.md DL-4: correct even when locks lie):
 Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`),
 counting the bytes a resumable partial already holds.
 Content requests use ``http.client`` with one keep-alive connection per worker (the
-metadata calls go through :mod:`batuta_sync.hub.client`).
+metadata calls go through :mod:`batuta_sync.hub.client`), under the client limits of
+:mod:`batuta_sync.hub.limits`: connect and read-inactivity timeouts, a minimum average rate
+(a trickling peer is cut off, the partial kept), a few quick retries when the connection is
+refused; ``--timeout`` caps every wait and ``no_wait`` makes none.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes
+from batuta_sync.hub.limits import NetLimits, Pace
 from batuta_sync.hub.ratelimit import (
     Gate,
     RateLimitConfig,
@@ -351,18 +355,22 @@ class Downloader:
         max_wait: float | None = None,
         no_wait: bool = False,
         chunk_size: int = CHUNK,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         gate: Gate | None = None,
+        limits: NetLimits | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = max(1, int(jobs))
         self.progress: ProgressSink = progress or NullProgress()
         self._sleep = sleep
         self.config = config or RateLimitConfig.from_env()
-        self.max_wait = max_wait
+        self.limits = limits or NetLimits.from_settings(settings)
+        if timeout is not None:  # the old knob: the read (inactivity) timeout
+            self.limits = self.limits.with_timeout(timeout)
+        cap = self.limits.max_sleep
+        self.max_wait = cap if cap is not None and (max_wait is None or cap < max_wait) else max_wait
         self.no_wait = no_wait
         self.chunk_size = chunk_size
-        self.timeout = timeout
         # one 429 pauses every worker of this pull and every API call to the same Hub (one
         # process-wide gate per endpoint, shared with hub._http.HubHttp)
         self.gate = gate if gate is not None else shared_gate(settings.endpoint)
@@ -588,11 +596,13 @@ class Downloader:
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_all()
                 drops += 1
-                if drops > MAX_DROPS:
+                quick = isinstance(exc, _ConnectFailed)  # refused / DNS: a few quick retries only
+                if drops > (self.limits.connect_retries if quick else MAX_DROPS) or (quick and self.no_wait):
                     raise NetworkError(
-                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts)."
+                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts).",
+                        hint="Check HF_ENDPOINT / --endpoint and the network; completed files are kept.",
                     )
-                self.sleep(min(0.1 * drops, 1.0))
+                self.sleep(self.limits.connect_wait(drops) if quick else min(0.1 * drops, 1.0))
                 continue
             status = resp.status
             try:
@@ -701,7 +711,7 @@ class Downloader:
     def _retry_wait(self, resp: http.client.HTTPResponse, status: int, retry_no: int, url: str) -> None:
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
         body = _read_small(resp)
-        if retry_no > self.config.max_retries:
+        if retry_no > self.config.max_retries or (self.no_wait and status != 429):
             raise _error_for(status, resp, url, body, self.settings, retry_no)
         hint = server_hint(hdrs)
         wait = compute_wait(self.config, retry_no, hint)
@@ -715,7 +725,7 @@ class Downloader:
             self.sleep(wait)
             self.gate.reached(until)  # after our wait the pause is over for everyone
             return
-        self.sleep(wait)
+        self.sleep(self.limits.sleep_cap(wait))
 
     def _conn_for(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
@@ -726,9 +736,9 @@ class Downloader:
         if conn is None:
             host = parts.hostname or "localhost"
             if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.timeout)
+                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.limits.connect)
             else:
-                conn = http.client.HTTPConnection(host, parts.port, timeout=self.timeout)
+                conn = http.client.HTTPConnection(host, parts.port, timeout=self.limits.connect)
             conns[key] = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -767,6 +777,9 @@ class Downloader:
                 _discard(resp)
                 url = location
                 continue
+            # every body read (content, error text) keeps the minimum pace
+            pace = Pace(self.limits, f"The download of {urlsplit(url).path}")
+            resp.fp = _PacedReader(resp.fp, pace)  # type: ignore[assignment]
             return resp
         raise NetworkError(f"Too many redirects while downloading {url}.")
 
@@ -774,6 +787,14 @@ class Downloader:
         for attempt in (0, 1):
             conn = self._conn_for(url)
             reused = conn.sock is not None
+            if not reused:
+                try:
+                    conn.connect()  # under limits.connect; then reads under limits.read
+                except OSError as exc:
+                    conn.close()
+                    raise _ConnectFailed(f"cannot connect to {urlsplit(url).netloc}: {exc}") from exc
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.limits.read)
             try:
                 conn.request("GET", path, headers=headers)
                 return conn.getresponse()
@@ -782,6 +803,50 @@ class Downloader:
                 if attempt or not reused:  # a fresh connection failing is a real failure
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- transport helpers
+
+
+class _ConnectFailed(OSError):
+    """The connection never got through (refused, DNS failure, connect timeout)."""
+
+
+class _PacedReader:
+    """Wraps a response's socket file: reads one ``recv`` at a time and reports each to a
+    :class:`~batuta_sync.hub.limits.Pace`, so a peer trickling bytes is cut off (a plain
+    ``readinto`` would wait for the whole chunk, one byte per read timeout)."""
+
+    def __init__(self, fp: Any, pace: Pace) -> None:
+        self._fp = fp
+        self._pace = pace
+
+    def readinto(self, b: Any) -> int:
+        mv = memoryview(b).cast("B")
+        got = 0
+        while got < len(mv):
+            n = self._fp.readinto1(mv[got:])
+            if not n:
+                break
+            got += n
+            self._pace.add(n)
+        return got
+
+    def read(self, amt: int | None = None) -> bytes:
+        parts: list[bytes] = []
+        left = -1 if amt is None or amt < 0 else amt
+        while left:
+            data = self._fp.read1(left if left > 0 else CHUNK)
+            if not data:
+                break
+            parts.append(data)
+            self._pace.add(len(data))
+            if left > 0:
+                left -= len(data)
+        return b"".join(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
 
 
 # --------------------------------------------------------------------------- helpers

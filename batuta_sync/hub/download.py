@@ -820,8 +820,24 @@ class _PacedReader:
     def __init__(self, fp: Any, pace: Pace) -> None:
         self._fp = fp
         self._pace = pace
+        self._too_slow: NetworkError | None = None
+
+    def _check(self, n: int) -> bool:
+        """Count ``n`` bytes; False once too slow (the bytes in hand are returned first, so the
+        partial keeps them, and the next read raises)."""
+        try:
+            self._pace.add(n)
+        except NetworkError as exc:
+            self._too_slow = exc
+            return False
+        return True
+
+    def _raise_if_too_slow(self) -> None:
+        if self._too_slow is not None:
+            raise self._too_slow
 
     def readinto(self, b: Any) -> int:
+        self._raise_if_too_slow()
         mv = memoryview(b).cast("B")
         got = 0
         while got < len(mv):
@@ -829,10 +845,12 @@ class _PacedReader:
             if not n:
                 break
             got += n
-            self._pace.add(n)
+            if not self._check(n):
+                break
         return got
 
     def read(self, amt: int | None = None) -> bytes:
+        self._raise_if_too_slow()
         parts: list[bytes] = []
         left = -1 if amt is None or amt < 0 else amt
         while left:
@@ -840,9 +858,10 @@ class _PacedReader:
             if not data:
                 break
             parts.append(data)
-            self._pace.add(len(data))
             if left > 0:
                 left -= len(data)
+            if not self._check(len(data)):
+                break
         return b"".join(parts)
 
     def __getattr__(self, name: str) -> Any:

@@ -147,6 +147,7 @@ class BodyDecoder:
                 hint="Check that the endpoint is a Hugging Face Hub and no proxy re-encodes its answers.",
             )
         self._z: zlib._Decompress | None = None
+        self._head = b""  # deflate: the first bytes, until the zlib header can be recognised
         if self._mode in ("gzip", "x-gzip"):
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
@@ -168,8 +169,11 @@ class BodyDecoder:
             self._append(raw)
             return
         if self._z is None:  # deflate: zlib-wrapped (RFC 9110) or, as some servers send, raw
-            first = raw[:2]
-            wrapped = len(first) == 2 and first[0] & 0x0F == 8 and ((first[0] << 8) | first[1]) % 31 == 0
+            self._head += raw
+            if len(self._head) < 2:
+                return
+            raw, first = self._head, self._head[:2]
+            wrapped = first[0] & 0x0F == 8 and ((first[0] << 8) | first[1]) % 31 == 0
             self._z = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         data = raw
         try:
@@ -183,6 +187,8 @@ class BodyDecoder:
             raise HubError(f"{self.what} has a corrupt {self._mode} body ({exc}).") from None
 
     def finish(self) -> bytes:
+        if self._z is None and self._head:  # a deflate body of one byte: not a valid stream
+            raise HubError(f"{self.what} has a corrupt {self._mode} body (truncated).")
         if self._z is not None:
             try:
                 self._append(self._z.flush())

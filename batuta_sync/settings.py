@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batuta_sync._redact import Secret
+from batuta_sync._redact import Secret, register_url_secrets
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_METADATA_TTL = 600.0
@@ -142,6 +142,7 @@ def resolve_settings(
     hf_home = Path(pick("hf_home", "HF_HOME", None, str(home / ".cache" / "huggingface"))).expanduser()
     hub_cache = Path(pick("hub_cache", "HF_HUB_CACHE", "cache_dir", str(hf_home / "hub"))).expanduser()
     endpoint = str(pick("endpoint", "HF_ENDPOINT", "endpoint", DEFAULT_ENDPOINT)).rstrip("/")
+    register_url_secrets(endpoint)  # a password in the endpoint URL is masked in every message
     offline_raw = pick("offline", "HF_HUB_OFFLINE", "offline", False)
     offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
     ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))

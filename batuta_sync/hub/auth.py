@@ -1,8 +1,8 @@
 """Token storage, like huggingface_hub: ``$HF_HOME/token``, mode 0600, written atomically.
 
 Where a token comes from is :class:`batuta_sync.settings.HfAuth` (resolved in
-``batuta_sync.settings``: ``--token`` > ``HF_TOKEN`` > ``$HF_HOME/token`` > the legacy
-``~/.huggingface/token``).  This module only writes and removes the stored file; it
+``batuta_sync.settings``: ``--token`` > ``--token-file`` > ``HF_TOKEN`` > ``$HF_HOME/token`` >
+the legacy ``~/.huggingface/token``; an empty ``--token ""`` / ``HF_TOKEN=`` is anonymous).  This module only writes and removes the stored file; it
 never prints or logs a token.
 """
 
@@ -67,6 +67,7 @@ def describe_source(settings: Settings) -> str:
     """Human description of where the active token comes from (never the token)."""
     return {
         HfAuth.TOKEN: "the --token option",
+        HfAuth.TOKEN_FILE: "the file given with --token-file",
         HfAuth.ENV_TOKEN: "the HF_TOKEN environment variable",
         HfAuth.FILE_TOKEN: "a stored token file (`batuta hf login`)",
         HfAuth.NONE: "no token (anonymous: public repos only)",

@@ -792,7 +792,8 @@ class Downloader:
                     conn.connect()  # under limits.connect; then reads under limits.read
                 except OSError as exc:
                     conn.close()
-                    raise _ConnectFailed(f"cannot connect to {urlsplit(url).netloc}: {exc}") from exc
+                    where = f"{conn.host}:{conn.port}"
+                    raise _ConnectFailed(f"cannot connect to {where}: {exc}") from exc
                 if conn.sock is not None:
                     conn.sock.settimeout(self.limits.read)
             try:
@@ -1059,6 +1060,7 @@ def _error_for(
         has_token=settings.token is not None,
         endpoint=settings.endpoint,
         attempts=attempts,
+        token_source=settings.auth.value,
     )
 
 

@@ -568,3 +568,29 @@ def _error_text(resp: httpx.Response) -> str:
     except (httpx.HTTPError, HubError):
         return ""
     return body[:2000].decode("utf-8", "replace")
+
+
+_HF_HUB_LIMITS: list[tuple[float, float, float]] = []  # [the timeouts huggingface_hub's client has]
+_HF_HUB_LOCK = threading.Lock()
+
+
+def limit_huggingface_hub(limits: NetLimits) -> None:
+    """Give huggingface_hub's shared client (pushes go through ``HfApi``) our connect / read /
+    write timeouts: its default client has none, so a Hub that accepts and stays silent would
+    hang a push forever.  The client is rebuilt only when the timeouts change."""
+    key = (limits.connect, limits.read, limits.write)
+    with _HF_HUB_LOCK:
+        if _HF_HUB_LIMITS and _HF_HUB_LIMITS[-1] == key:
+            return
+        import huggingface_hub
+        from huggingface_hub.utils import _http as hf_http
+
+        base = hf_http.default_client_factory
+
+        def factory() -> Any:
+            client = base()
+            client.timeout = type(client.timeout)(connect=key[0], read=key[1], write=key[2], pool=30.0)
+            return client
+
+        huggingface_hub.set_client_factory(factory)
+        _HF_HUB_LIMITS[:] = [key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,46 @@ def test_timeout_sets_the_socket_timeouts_and_caps_rate_limit_waits(tmp_path: Pa
     assert (dl.limits.connect, dl.limits.read, dl.max_wait) == (2.0, 2.0, 2.0)
     plain = Settings(endpoint="http://127.0.0.1:1", hf_home=tmp_path)
     assert Downloader(plain, timeout=5.0).limits.read == 5.0  # the old knob still works
+
+
+def test_paced_reader_returns_the_bytes_in_hand_then_raises() -> None:
+    import io
+
+    from batuta_sync.hub.download import _PacedReader
+    from batuta_sync.hub.limits import Pace
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0  # every recv "takes" one second
+        return now[0]
+
+    class Recv(io.RawIOBase):  # a socket: at most 7 bytes per recv
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            n = min(7, len(b), len(self.data))
+            b[:n], self.data = self.data[:n], self.data[n:]
+            return n
+
+    def sock(data: bytes) -> io.BufferedReader:
+        return io.BufferedReader(Recv(data), buffer_size=4)
+
+    lim = NetLimits(rate_window=2, min_rate=1 << 20)
+    r = _PacedReader(sock(b"x" * 100), Pace(lim, "t", clock=clock))
+    buf = bytearray(100)
+    got = r.readinto(buf)
+    assert 0 < got < 100  # cut short: the bytes received so far are handed over
+    with pytest.raises(NetworkError, match="too slow"):
+        r.readinto(buf)
+    with pytest.raises(NetworkError, match="too slow"):
+        r.read()
+    ok = _PacedReader(sock(b"abc" * 10), Pace(NetLimits(), "t"))
+    assert ok.read(5) == b"abcab" and ok.read() == b"c" + b"abc" * 8 and ok.read(3) == b""
+    assert ok.closed is False  # everything else is the socket file's
+    slow = _PacedReader(sock(b"y" * 50), Pace(lim, "t", clock=clock))
+    assert 0 < len(slow.read()) < 50

@@ -62,6 +62,13 @@ def test_decoder_output_never_exceeds_the_cap_in_one_step() -> None:
     assert d.size == (1 << 20) + 1
 
 
+def test_truncated_deflate_is_a_hub_error() -> None:
+    d = BodyDecoder("deflate", 100, "x")
+    d.feed(b"\x78")
+    with pytest.raises(HubError, match="corrupt deflate body"):
+        d.finish()
+
+
 def test_small_gzip_and_deflate_answers_still_decode(tmp_path: Path) -> None:
     import gzip
     import zlib
@@ -110,6 +117,18 @@ def test_endless_error_body_is_read_only_in_part(tmp_path: Path) -> None:
     ):
         http.get_json("/api/models")
     assert waits == [1, 2, 4, 8, 16] and len(peer.requests) == 6
+
+
+def test_error_answer_in_an_unrequested_encoding_still_maps_to_its_status(tmp_path: Path) -> None:
+    def br_404(conn: object, req: t.Request, peer: t.Peer) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\n\x1b\x00\x00")
+
+    with t.Peer(br_404) as peer, _http(peer.url, tmp_path) as http, pytest.raises(HubError) as ei:
+        http.get_json("/api/models/acme/nope")
+    assert ei.value.code == "repo-not-found"
 
 
 # --------------------------------------------------------------------------- time
@@ -233,6 +252,25 @@ def test_redirect_to_another_host_never_carries_the_token(tmp_path: Path) -> Non
     assert hub.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
     assert cdn.requests[0].target == "/api/models/acme/model"
     assert "authorization" not in cdn.requests[0].headers
+
+
+def test_303_after_a_post_is_followed_with_a_get(tmp_path: Path) -> None:
+    def see_other(conn: object, req: t.Request, peer: t.Peer) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        if req.method == "POST":  # (its small body came with the head; answer and hang up)
+            conn.sendall(
+                b"HTTP/1.1 303 See Other\r\nLocation: /done\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            raise OSError("close")
+        else:
+            t.record_ok()(conn, req, peer)
+
+    with t.Peer(see_other) as peer, _http(peer.url, tmp_path) as http:
+        resp = http.request("POST", "/api/x", json={"a": 1})
+    assert resp.json()["id"] == "acme/model"
+    assert [(r.method, r.target) for r in peer.requests] == [("POST", "/api/x"), ("GET", "/done")]
 
 
 def test_redirect_loop_is_bounded(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def test_endpoint_userinfo_is_masked_even_without_its_scheme(tmp_path: Path) -> 
     err = NetworkError("cannot connect to deploy:Pa55-Word-9x@hub.example:443")
     assert "Pa55-Word-9x" not in err.render()  # (a short user name is not masked bare)
     register_url_secrets("not a url @ all")  # harmless
+    register_url_secrets("http://[::1@x")  # unparseable: ignored
     register_url_secrets(None)
 
 

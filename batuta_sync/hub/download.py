@@ -597,7 +597,9 @@ class Downloader:
                 self._drop_all()
                 drops += 1
                 quick = isinstance(exc, _ConnectFailed)  # refused / DNS: a few quick retries only
-                if drops > (self.limits.connect_retries if quick else MAX_DROPS) or (quick and self.no_wait):
+                silent = isinstance(exc, TimeoutError)  # connected, no answer within limits.read
+                most = self.limits.connect_retries if quick else self.limits.timeout_retries if silent else MAX_DROPS
+                if drops > most or ((quick or silent) and self.no_wait):
                     raise NetworkError(
                         f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts).",
                         hint="Check HF_ENDPOINT / --endpoint and the network; completed files are kept.",

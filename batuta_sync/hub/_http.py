@@ -42,6 +42,7 @@ import tenacity
 from batuta_sync._version import __version__
 from batuta_sync.errors import HubError, NetworkError, OfflineError, RateLimitedError
 from batuta_sync.hub import ratelimit
+from batuta_sync.hub.auth import auth_headers, origin
 from batuta_sync.hub.errors_map import error_for
 from batuta_sync.hub.limits import BodyDecoder, NetLimits, Pace
 from batuta_sync.settings import Settings
@@ -75,12 +76,6 @@ class _RetryableResponse(Exception):
         self.path = path
         self.body = body
         self.method = method
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 DEFAULT_MAX_WAIT = ratelimit.DEFAULT_MAX_WAIT
@@ -143,7 +138,7 @@ class HubHttp:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
-        self._origin = _origin(self.endpoint)
+        self._origin = origin(self.endpoint)
         #: requests actually sent (attempts), for diagnostics and benchmarks
         self.sent = 0
 
@@ -200,9 +195,7 @@ class HubHttp:
             "user-agent": f"batuta/{__version__}; python/{sys.version_info[0]}.{sys.version_info[1]}",
             "accept-encoding": "gzip, deflate",  # what BodyDecoder inflates (bounded); nothing else
         }
-        token = self.settings.token_value()
-        if token and _origin(url) == self._origin:
-            h["authorization"] = f"Bearer {token}"
+        h.update(auth_headers(self.settings, url))
         if extra:
             h.update(extra)
         return h

@@ -72,6 +72,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
+from batuta_sync.hub.auth import auth_headers
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes
 from batuta_sync.hub.limits import NetLimits, Pace
 from batuta_sync.hub.ratelimit import (
@@ -761,7 +762,6 @@ class Downloader:
             conn.close()
 
     def _open(self, url: str, extra: dict[str, str]) -> http.client.HTTPResponse:
-        origin = _origin(self.settings.endpoint)
         for _hop in range(6):
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -770,9 +770,7 @@ class Downloader:
                 "Accept-Encoding": "identity",
                 **extra,
             }
-            token = self.settings.token_value()
-            if token and _origin(url) == origin:
-                headers["Authorization"] = f"Bearer {token}"
+            headers.update(auth_headers(self.settings, url))  # the token only on the endpoint's origin
             resp = self._request(url, path, headers)
             if resp.status in _REDIRECTS and resp.getheader("Location"):
                 location = urljoin(url, resp.getheader("Location") or "")
@@ -1005,12 +1003,6 @@ def _abandon_partial(job: DownloadJob, mine: Path, *, keep: bool) -> None:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
-
-
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    p = urlsplit(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return (p.scheme, p.hostname, port)
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:

@@ -66,3 +66,22 @@ def test_timeout_resolution(tmp_path: Path) -> None:
     for bad in ("0", "inf", "nan", "x"):
         with pytest.raises(ConfigError, match="BATUTA_TIMEOUT"):
             resolve_settings(env={"BATUTA_TIMEOUT": bad}, home=tmp_path)
+
+
+def test_auth_headers_only_for_the_endpoints_origin(tmp_path: Path) -> None:
+    from batuta_sync._redact import Secret
+    from batuta_sync.hub.auth import auth_headers
+    from batuta_sync.settings import Settings
+
+    s = Settings(endpoint="https://Hub.Example", token=Secret("hf_originORIGINoriginORIGINorigin12"), auth=HfAuth.TOKEN)
+    for same in ("https://hub.example/api/x", "https://HUB.example:443/resolve/y"):
+        assert auth_headers(s, same) == {"authorization": "Bearer hf_originORIGINoriginORIGINorigin12"}
+    for other in (
+        "http://hub.example/api/x",  # another scheme (a downgrade)
+        "https://hub.example:8443/x",  # another port
+        "https://cdn.hub.example/x",  # a sub-domain (the CDN)
+        "https://hub.example.evil/x",
+        "https://hub.example@evil.example/x",  # userinfo trick: the host is evil.example
+    ):
+        assert auth_headers(s, other) == {}, other
+    assert auth_headers(Settings(endpoint="https://hub.example"), "https://hub.example/x") == {}

@@ -112,9 +112,11 @@ def print_error(text: str) -> None:
 
 
 def info(args: argparse.Namespace, text: str) -> None:
-    """Informational message to stderr unless --quiet."""
+    """Informational message to stderr unless --quiet (through the redactor: tokens, URL userinfo)."""
     if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
+        from batuta_sync._redact import redact
+
+        print(redact(text), file=sys.stderr)
 
 
 def emit_json(obj: Any) -> None:

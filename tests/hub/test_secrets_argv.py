@@ -85,3 +85,13 @@ def test_auth_headers_only_for_the_endpoints_origin(tmp_path: Path) -> None:
     ):
         assert auth_headers(s, other) == {}, other
     assert auth_headers(Settings(endpoint="https://hub.example"), "https://hub.example/x") == {}
+
+
+def test_informational_messages_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from batuta_sync.cli import _common
+
+    _common.info(argparse.Namespace(quiet=False), "pushing to https://ci:Zx9-pass-Qw7@hub.internal/acme/m")
+    err = capsys.readouterr().err
+    assert "Zx9-pass-Qw7" not in err and "https://***@hub.internal/acme/m" in err

@@ -535,6 +535,12 @@ class HubHttp:
     def _decode(resp: httpx.Response) -> Any:
         try:
             return resp.json()
+        except RecursionError:  # ``[[[[…`` nested deeper than Python's stack: hostile, not JSON we use
+            raise HubError(
+                f"The Hub's answer for {urlsplit(str(resp.url)).path} nests JSON too deeply to read.",
+                hint="Check that HF_ENDPOINT points at a Hugging Face Hub (or `batuta hub serve`).",
+                code="response-too-deep",
+            ) from None
         except ValueError:
             raise HubError(
                 f"The Hub sent a non-JSON answer for {urlsplit(str(resp.url)).path} "

@@ -131,6 +131,13 @@ def test_error_answer_in_an_unrequested_encoding_still_maps_to_its_status(tmp_pa
     assert ei.value.code == "repo-not-found"
 
 
+def test_deeply_nested_json_is_a_hub_error_not_recursion_error(tmp_path: Path) -> None:
+    deep = t.record_ok(b"[" * 200_000)
+    with t.Peer(deep) as peer, _http(peer.url, tmp_path) as http, pytest.raises(HubError) as ei:
+        http.get_json("/api/models")
+    assert ei.value.code == "response-too-deep" and ei.value.exit_code == 9
+
+
 # --------------------------------------------------------------------------- time
 
 

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
     """Options every command accepts, before or after the sub-command name."""
     default = None if top_level else argparse.SUPPRESS
+    if top_level:
+        # argparse matches every option string of a command line against the root's options first,
+        # sub-command options included: with abbreviations on, `convert --to gguf` would be an
+        # "ambiguous option" (--token, --token-file).  Root options are spelled out in full.
+        parser.allow_abbrev = False
     g = parser.add_argument_group("common options")
     g.add_argument("--endpoint", default=default, help="Hub URL (env HF_ENDPOINT; default https://huggingface.co).")
     g.add_argument(

@@ -127,3 +127,13 @@ def test_empty_token_means_anonymous(
     monkeypatch.delenv("HF_TOKEN")
     code, out, _ = run(capsys, "hf", "whoami")
     assert code == 0 and out.startswith("alice")
+
+
+def test_subcommand_options_sharing_a_prefix_with_global_ones_still_parse() -> None:
+    """`convert --to` is a prefix of the global --token and --token-file: the root parser must not
+    call it ambiguous (it did once --token-file existed)."""
+    from batuta_sync.cli import build_parser
+
+    argv = ["convert", "in.safetensors", "out.gguf", "--to", "gguf", "--token-file", "f"]
+    args = build_parser(argv).parse_args(argv)
+    assert args.to == "gguf" and args.token_file == "f"

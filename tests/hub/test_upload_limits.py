@@ -5,6 +5,7 @@ connection gets the quick retries, not the 1-16 s schedule."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ from batuta_sync.hub import upload
 from batuta_sync.settings import Settings
 from batuta_sync.types import HfAssetType
 from tests.hostile import transport as t
+
+
+@pytest.fixture(autouse=True)
+def _default_hf_hub_timeouts() -> Iterator[None]:
+    """Later tests of this process share huggingface_hub's client: give it back the defaults."""
+    yield
+    from batuta_sync.hub._http import limit_huggingface_hub
+    from batuta_sync.hub.limits import NetLimits
+
+    limit_huggingface_hub(NetLimits())
 
 
 def _settings(url: str, tmp_path: Path, **kw: object) -> Settings:

@@ -10,6 +10,7 @@ would, below what ``http.server`` lets one write:
 * :func:`trickle` — headers at once, then one byte every ``interval`` seconds;
 * :func:`self_link` / :func:`link_chain` — pagination whose ``Link: rel=next`` loops or never ends;
 * :func:`silent` — accepts, reads the request, never answers;
+* :func:`endless_headers` — a status line, then header lines forever;
 * :func:`redirect` — a 302 to another peer (for "the token never leaves the endpoint's origin");
 * :func:`record_ok` — a 200 with a small body (the redirect target).
 
@@ -245,6 +246,17 @@ def silent(conn: socket.socket, req: Request, peer: Peer) -> None:
         except TimeoutError:
             continue
     raise OSError("client gone")
+
+
+def endless_headers(conn: socket.socket, req: Request, peer: Peer) -> None:
+    """``HTTP/1.1 200 OK`` and then ``X-Pad: …`` header lines, never the blank line."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    line = b"X-Pad: " + b"p" * 1000 + b"\r\n"
+    sent = 0
+    while sent < MAX_BYTES and not peer.stopping.is_set():
+        conn.sendall(line * 64)
+        sent += len(line) * 64
+    raise OSError("enough")
 
 
 def redirect(to: str) -> Behaviour:

@@ -138,6 +138,26 @@ def test_deeply_nested_json_is_a_hub_error_not_recursion_error(tmp_path: Path) -
     assert ei.value.code == "response-too-deep" and ei.value.exit_code == 9
 
 
+def test_endless_headers_end_in_a_network_error(tmp_path: Path) -> None:
+    waits: list[float] = []
+    with t.Peer(t.endless_headers) as peer, _http(peer.url, tmp_path, waits) as http, pytest.raises(NetworkError):
+        http.get_json("/api/models")
+    assert len(peer.requests) == 6 and waits == [1, 2, 4, 8, 16]  # a protocol error: the usual schedule
+
+
+def test_endless_headers_on_a_download_end_in_a_network_error(tmp_path: Path) -> None:
+    from batuta_sync.hub.cache import CacheLayout
+    from batuta_sync.hub.download import Downloader, DownloadJob
+    from batuta_sync.types import RepoFile, RepoRef
+
+    ref = RepoRef("acme/model")
+    job = DownloadJob(ref, "c" * 40, RepoFile("w.bin", 10, "0" * 40, "a" * 64), CacheLayout.of(tmp_path / "hub", ref))
+    waits: list[float] = []
+    with t.Peer(t.endless_headers) as peer, pytest.raises(NetworkError):
+        Downloader(_settings(peer.url, tmp_path), sleep=waits.append, jobs=1).fetch_all([job])
+    assert len(peer.requests) == 9  # MAX_DROPS + 1, each cut off by http.client's header limits
+
+
 # --------------------------------------------------------------------------- time
 
 

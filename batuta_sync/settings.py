@@ -5,14 +5,18 @@ Precedence, highest first (documented in ``docs/configuration.md``)::
     CLI flag  >  environment  >  hf.yaml (defaults/policies)  >  built-in default
 
 Environment variables: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_CACHE``,
-``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` and ``BATUTA_TIMEOUT`` seconds).  The
-token comes from ``--token`` > ``--token-file`` > ``HF_TOKEN`` > ``$HF_HOME/token`` (where
-``batuta hf login`` stores it, like huggingface_hub) > the legacy ``~/.huggingface/token``;
-an empty ``--token ""`` or ``HF_TOKEN=`` means anonymous.  It is wrapped in :class:`Secret`
-so it never prints.
+``HF_HUB_OFFLINE`` (also ``BATUTA_METADATA_TTL`` seconds).  The token is also read
+from ``$HF_HOME/token`` (where ``batuta hf login`` stores it, like huggingface_hub)
+and the legacy ``~/.huggingface/token``.  It is wrapped in :class:`Secret` so it
+never prints.
 
 Pure: :func:`resolve_settings` takes the environment as a mapping and only reads
 token files, so it is trivially testable.
+
+Token sources, first match wins: ``--token`` > ``--token-file`` > ``HF_TOKEN`` >
+``$HF_HOME/token`` > ``~/.huggingface/token``; an empty ``--token ""`` or a set but empty
+``HF_TOKEN=`` means anonymous.  ``--timeout`` / ``BATUTA_TIMEOUT`` (seconds) is
+``Settings.timeout``: the longest connect/read timeout and retry wait (``hub/limits.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batuta_sync._redact import Secret, register_url_secrets
+from batuta_sync._redact import Secret
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_METADATA_TTL = 600.0
@@ -52,10 +56,10 @@ class Settings:
     auth: HfAuth = HfAuth.NONE
     hf_home: Path = field(default_factory=lambda: Path("~/.cache/huggingface").expanduser())
     hub_cache: Path = field(default_factory=lambda: Path("~/.cache/huggingface/hub").expanduser())
-    offline: bool = False
-    metadata_ttl: float = DEFAULT_METADATA_TTL
     #: --timeout / BATUTA_TIMEOUT: no connect/read timeout and no retry wait longer (hub/limits.py)
     timeout: float | None = None
+    offline: bool = False
+    metadata_ttl: float = DEFAULT_METADATA_TTL
 
     @property
     def token_path(self) -> Path:
@@ -120,8 +124,7 @@ def resolve_settings(
 ) -> Settings:
     """Resolve settings from CLI ``flags`` > ``env`` > ``manifest`` defaults > built-ins.
 
-    ``flags`` keys: endpoint, token, token_file, offline, hf_home, hub_cache, metadata_ttl, timeout
-    (None = unset; ``token=""`` = anonymous).
+    ``flags`` keys: endpoint, token, offline, hf_home, hub_cache, metadata_ttl (None = unset).
     ``manifest`` is the hf.yaml ``defaults``/``policies`` merged mapping (keys: endpoint,
     offline, cache_dir, metadata_ttl).
     """
@@ -142,11 +145,14 @@ def resolve_settings(
     hf_home = Path(pick("hf_home", "HF_HOME", None, str(home / ".cache" / "huggingface"))).expanduser()
     hub_cache = Path(pick("hub_cache", "HF_HUB_CACHE", "cache_dir", str(hf_home / "hub"))).expanduser()
     endpoint = str(pick("endpoint", "HF_ENDPOINT", "endpoint", DEFAULT_ENDPOINT)).rstrip("/")
-    register_url_secrets(endpoint)  # a password in the endpoint URL is masked in every message
     offline_raw = pick("offline", "HF_HUB_OFFLINE", "offline", False)
     offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
     ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))
 
+    # more flags: token_file, timeout; token="" = anonymous
+    from batuta_sync._redact import register_url_secrets
+
+    register_url_secrets(endpoint)  # a password in the endpoint URL is masked in every message
     raw_timeout = flags.get("timeout", env.get("BATUTA_TIMEOUT") or None)
     timeout = None
     if raw_timeout is not None:
@@ -170,9 +176,9 @@ def resolve_settings(
         endpoint=endpoint,
         token=Secret(token) if token else None,
         auth=auth,
+        timeout=timeout,
         hf_home=hf_home,
         hub_cache=hub_cache,
         offline=offline,
         metadata_ttl=ttl,
-        timeout=timeout,
     )

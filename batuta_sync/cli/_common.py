@@ -95,11 +95,11 @@ def settings_from_args(args: argparse.Namespace, manifest: dict[str, Any] | None
             file=sys.stderr,
         )
     flags = {
-        "endpoint": getattr(args, "endpoint", None),
-        "token": token,
         "token_file": getattr(args, "token_file", None),
-        "offline": True if getattr(args, "offline", False) else None,
         "timeout": getattr(args, "timeout", None),
+        "endpoint": getattr(args, "endpoint", None),
+        "token": getattr(args, "token", None),
+        "offline": True if getattr(args, "offline", False) else None,
     }
     return resolve_settings(flags=flags, manifest=manifest)
 

@@ -47,7 +47,10 @@ counting the bytes a resumable partial already holds.  A write that fails for la
 (``ENOSPC``, ``EDQUOT``, ``EFBIG``) drops the connection at once, stops every worker at its next
 chunk and parks what was written: exit 16, never a network error, nothing more received.
 Content requests use ``http.client`` with one keep-alive connection per worker (the
-metadata calls go through :mod:`batuta_sync.hub.client`).
+metadata calls go through :mod:`batuta_sync.hub.client`), under the client limits of
+:mod:`batuta_sync.hub.limits`: connect and read-inactivity timeouts, a minimum average rate
+(a trickling peer is cut off, the partial kept), a few quick retries when the connection is
+refused; ``--timeout`` caps every wait and ``no_wait`` makes none.
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ from batuta_sync._fs import confine
 from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
+from batuta_sync.hub.auth import auth_headers
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
+from batuta_sync.hub.limits import NetLimits, Pace
 from batuta_sync.hub.ratelimit import (
     Gate,
     RateLimitConfig,
@@ -357,18 +362,22 @@ class Downloader:
         max_wait: float | None = None,
         no_wait: bool = False,
         chunk_size: int = CHUNK,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         gate: Gate | None = None,
+        limits: NetLimits | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = max(1, int(jobs))
         self.progress: ProgressSink = progress or NullProgress()
         self._sleep = sleep
         self.config = config or RateLimitConfig.from_env()
-        self.max_wait = max_wait
+        self.limits = limits or NetLimits.from_settings(settings)
+        if timeout is not None:  # the old knob: the read (inactivity) timeout
+            self.limits = self.limits.with_timeout(timeout)
+        cap = self.limits.max_sleep
+        self.max_wait = cap if cap is not None and (max_wait is None or cap < max_wait) else max_wait
         self.no_wait = no_wait
         self.chunk_size = chunk_size
-        self.timeout = timeout
         # one 429 pauses every worker of this pull and every API call to the same Hub (one
         # process-wide gate per endpoint, shared with hub._http.HubHttp)
         self.gate = gate if gate is not None else shared_gate(settings.endpoint)
@@ -605,11 +614,15 @@ class Downloader:
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_all()
                 drops += 1
-                if drops > MAX_DROPS:
+                quick = isinstance(exc, _ConnectFailed)  # refused / DNS: a few quick retries only
+                silent = isinstance(exc, TimeoutError)  # connected, no answer within limits.read
+                most = self.limits.connect_retries if quick else self.limits.timeout_retries if silent else MAX_DROPS
+                if drops > most or ((quick or silent) and self.no_wait):
                     raise NetworkError(
-                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts)."
+                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts).",
+                        hint="Check HF_ENDPOINT / --endpoint and the network; completed files are kept.",
                     )
-                self.sleep(min(0.1 * drops, 1.0))
+                self.sleep(self.limits.connect_wait(drops) if quick else min(0.1 * drops, 1.0))
                 continue
             status = resp.status
             try:
@@ -741,7 +754,7 @@ class Downloader:
     def _retry_wait(self, resp: http.client.HTTPResponse, status: int, retry_no: int, url: str) -> None:
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
         body = _read_small(resp)
-        if retry_no > self.config.max_retries:
+        if retry_no > self.config.max_retries or (self.no_wait and status != 429):
             raise _error_for(status, resp, url, body, self.settings, retry_no)
         hint = server_hint(hdrs)
         wait = compute_wait(self.config, retry_no, hint)
@@ -755,7 +768,7 @@ class Downloader:
             self.sleep(wait)
             self.gate.reached(until)  # after our wait the pause is over for everyone
             return
-        self.sleep(wait)
+        self.sleep(self.limits.sleep_cap(wait))
 
     def _conn_for(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
@@ -766,9 +779,9 @@ class Downloader:
         if conn is None:
             host = parts.hostname or "localhost"
             if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.timeout)
+                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.limits.connect)
             else:
-                conn = http.client.HTTPConnection(host, parts.port, timeout=self.timeout)
+                conn = http.client.HTTPConnection(host, parts.port, timeout=self.limits.connect)
             conns[key] = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -789,7 +802,6 @@ class Downloader:
             conn.close()
 
     def _open(self, url: str, extra: dict[str, str]) -> http.client.HTTPResponse:
-        origin = _origin(self.settings.endpoint)
         for _hop in range(6):
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -798,15 +810,16 @@ class Downloader:
                 "Accept-Encoding": "identity",
                 **extra,
             }
-            token = self.settings.token_value()
-            if token and _origin(url) == origin:
-                headers["Authorization"] = f"Bearer {token}"
+            headers.update(auth_headers(self.settings, url))  # the token only on the endpoint's origin
             resp = self._request(url, path, headers)
             if resp.status in _REDIRECTS and resp.getheader("Location"):
                 location = urljoin(url, resp.getheader("Location") or "")
                 _discard(resp)
                 url = location
                 continue
+            # every body read (content, error text) keeps the minimum pace
+            pace = Pace(self.limits, f"The download of {urlsplit(url).path}")
+            resp.fp = _PacedReader(resp.fp, pace)  # type: ignore[assignment]
             return resp
         raise NetworkError(f"Too many redirects while downloading {url}.")
 
@@ -814,6 +827,15 @@ class Downloader:
         for attempt in (0, 1):
             conn = self._conn_for(url)
             reused = conn.sock is not None
+            if not reused:
+                try:
+                    conn.connect()  # under limits.connect; then reads under limits.read
+                except OSError as exc:
+                    conn.close()
+                    where = f"{conn.host}:{conn.port}"
+                    raise _ConnectFailed(f"cannot connect to {where}: {exc}") from exc
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.limits.read)
             try:
                 conn.request("GET", path, headers=headers)
                 return conn.getresponse()
@@ -822,6 +844,69 @@ class Downloader:
                 if attempt or not reused:  # a fresh connection failing is a real failure
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- transport helpers
+
+
+class _ConnectFailed(OSError):
+    """The connection never got through (refused, DNS failure, connect timeout)."""
+
+
+class _PacedReader:
+    """Wraps a response's socket file: reads one ``recv`` at a time and reports each to a
+    :class:`~batuta_sync.hub.limits.Pace`, so a peer trickling bytes is cut off (a plain
+    ``readinto`` would wait for the whole chunk, one byte per read timeout)."""
+
+    def __init__(self, fp: Any, pace: Pace) -> None:
+        self._fp = fp
+        self._pace = pace
+        self._too_slow: NetworkError | None = None
+
+    def _check(self, n: int) -> bool:
+        """Count ``n`` bytes; False once too slow (the bytes in hand are returned first, so the
+        partial keeps them, and the next read raises)."""
+        try:
+            self._pace.add(n)
+        except NetworkError as exc:
+            self._too_slow = exc
+            return False
+        return True
+
+    def _raise_if_too_slow(self) -> None:
+        if self._too_slow is not None:
+            raise self._too_slow
+
+    def readinto(self, b: Any) -> int:
+        self._raise_if_too_slow()
+        mv = memoryview(b).cast("B")
+        got = 0
+        while got < len(mv):
+            n = self._fp.readinto1(mv[got:])
+            if not n:
+                break
+            got += n
+            if not self._check(n):
+                break
+        return got
+
+    def read(self, amt: int | None = None) -> bytes:
+        self._raise_if_too_slow()
+        parts: list[bytes] = []
+        left = -1 if amt is None or amt < 0 else amt
+        while left:
+            data = self._fp.read1(left if left > 0 else CHUNK)
+            if not data:
+                break
+            parts.append(data)
+            if left > 0:
+                left -= len(data)
+            if not self._check(len(data)):
+                break
+        return b"".join(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -955,12 +1040,6 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
 
 
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    p = urlsplit(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return (p.scheme, p.hostname, port)
-
-
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
     """``bytes 100-199/1000`` -> (100, 1000); Nones if unparseable."""
     if not value:
@@ -1010,6 +1089,7 @@ def _error_for(
         has_token=settings.token is not None,
         endpoint=settings.endpoint,
         attempts=attempts,
+        token_source=settings.auth.value,
     )
 
 

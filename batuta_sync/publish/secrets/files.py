@@ -26,6 +26,7 @@ import struct
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol, cast
 
@@ -35,7 +36,7 @@ from batuta_sync.publish.secrets.formats import (
     pickle_strings,
     safetensors_header,
 )
-from batuta_sync.publish.secrets.raw import CHUNK, RawHit, RawScanner, looks_text, scan_name
+from batuta_sync.publish.secrets.raw import CHUNK, RawHit, RawScanner, looks_text, mask_path, scan_name
 from batuta_sync.publish.secrets.rules import (
     INCOMPLETE_RULE,
     Finding,
@@ -89,7 +90,8 @@ class _Report:
             if key not in self._keys:
                 self._keys.add(key)
                 self._paths.add(f.path)
-                self.findings.append(f)
+                masked = mask_path(f.path)  # the fingerprint keeps the real path; the printed one is redacted
+                self.findings.append(f if masked == f.path else replace(f, path=masked))
 
     def raw(self, path: str, hits: Sequence[RawHit], *, container: bool = False) -> None:
         for h in hits:

@@ -24,13 +24,19 @@ import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from batuta_sync.publish.secrets.rules import HIGH_CONFIDENCE, PEM_BEGIN, PRIVATE_KEY_RULE, RawRule
+from batuta_sync.publish.secrets.rules import (
+    HIGH_CONFIDENCE,
+    PEM_BEGIN,
+    PRIVATE_KEY_RULE,
+    RawRule,
+    redact_value,
+)
 from batuta_sync.publish.secrets.text import _scan_private_keys
 
 CHUNK = 4 << 20
 MIN_RUN = 16  # the shortest high-confidence token (sk_live_ + 10) has 18 characters
 PEM_WINDOW = 16 * 1024  # characters searched after a "-----BEGIN" (blocks up to half of it are seen whole)
-_TAIL = 96  # characters after a UTF-16/32 run a rule may still need ("PuTTY-User-Key-File-2: ssh-rsa")
+_TAIL = 48  # characters after a UTF-16/32 run a rule may still need ("PuTTY-User-Key-File-2: ssh-rsa")
 OVERLAP = 4 * PEM_WINDOW + 8 * 1024  # a UTF-32 private-key window, plus slack
 
 _TOKEN = frozenset((string.ascii_letters + string.digits + "_- ").encode())
@@ -69,8 +75,14 @@ class RawHit:
     encoding: str  # "bytes", "utf-16" or "utf-32"
 
 
-def match_prefixes(buf: bytes, start: int, end: int, *, loose: bool) -> Iterator[tuple[str, str, int]]:
-    """(rule id, secret, offset) of each high-confidence match whose prefix starts in ``buf[start:end]``."""
+def match_prefixes(buf: bytes, start: int, end: int, *, loose: bool, left: bool | None = None
+                   ) -> Iterator[tuple[str, str, int]]:
+    """(rule id, secret, offset) of each high-confidence match whose prefix starts in ``buf[start:end]``.
+
+    ``loose``: the rules without boundary lookarounds (binary payloads); ``left`` (default: not loose):
+    check the character before the prefix.
+    """
+    check_left = not loose if left is None else left
     pem_until = -1
     for m in PREFIX_RE.finditer(buf, start, end):
         pos = m.start()
@@ -84,12 +96,9 @@ def match_prefixes(buf: bytes, start: int, end: int, *, loose: bool) -> Iterator
             continue
         for rr in _CANDIDATES[prefix]:
             rule = rr.rule
-            if loose:
-                mm = rr.loose.match(buf, pos)
-            elif pos > 0 and buf[pos - 1] in rule.left:
+            if check_left and pos > 0 and buf[pos - 1] in rule.left:
                 continue
-            else:
-                mm = rule.regex.match(buf, pos)
+            mm = rr.loose.match(buf, pos) if loose else rule.regex.match(buf, pos)
             if mm is None:
                 continue
             secret = mm.group(rule.group).decode("latin-1")
@@ -194,13 +203,28 @@ class RawScanner:
                 pos = tr.find(needle, end)
 
     def _wide_run(self, buf: bytes, pos: int, end: int, unit: int, codec: str, base: int, tag: str) -> None:
-        """A UTF-16/32 run: decode it (plus a tail) from its first character and match with boundaries."""
-        n = (end - pos + unit - 1) // unit
-        dec = buf[pos : end + unit * _TAIL].decode(codec, "replace").encode("utf-8", "replace")
+        """A UTF-16/32 run: its ASCII characters (plus a tail) from the first one on, matched with boundaries."""
+        n = (end - pos + unit - 1) // unit + 1
+        dec = _wide_chars(buf, pos, end + unit * _TAIL, unit)
         if any(h in dec[: n + 1] for h in _PEM_HINT):
-            dec = buf[pos : pos + unit * PEM_WINDOW].decode(codec, "replace").encode("utf-8", "replace")
-        for rid, secret, off in match_prefixes(dec, 0, n, loose=False):
+            dec = _wide_chars(buf, pos, pos + unit * PEM_WINDOW, unit)
+        # the unit before a run may be noise that happens to look like a character: no left check; the
+        # right boundary holds (after a token in binary bytes comes a non-character unit, i.e. NUL here)
+        for rid, secret, off in match_prefixes(dec, 0, n, loose=False, left=False):
             self._add(rid, secret, base + pos + off * unit, tag)
+
+
+def _wide_chars(buf: bytes, pos: int, hi: int, unit: int) -> bytes:
+    """The code units of ``buf[pos:hi]`` (``unit`` bytes each, either byte order) as ASCII bytes; a unit
+    whose other bytes are not zero (not an ASCII character: binary noise, other scripts) becomes NUL."""
+    out = bytearray()
+    n = len(buf)
+    for k in range(pos, min(hi, n), unit):
+        c = buf[k]
+        le = k + unit <= n and not any(buf[k + 1 : k + unit])
+        be = k - unit + 1 >= 0 and not any(buf[k - unit + 1 : k])
+        out.append(c if c < 0x80 and (le or be) else 0)
+    return bytes(out)
 
 
 def looks_text(head: bytes) -> bool:
@@ -233,3 +257,10 @@ def scan_name(path: str) -> list[tuple[str, str]]:
         if (rid, secret) not in out:
             out.append((rid, secret))
     return out
+
+
+def mask_path(path: str) -> str:
+    """``path`` with every token in it redacted (a finding's path is printed; the token must not be)."""
+    for _rid, secret in scan_name(path):
+        path = path.replace(secret, redact_value(secret))
+    return path

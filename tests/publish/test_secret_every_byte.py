@@ -74,6 +74,10 @@ def tokens() -> dict[str, str]:
 TOKENS = tokens()
 
 
+class _ZstdError(Exception):
+    """Stands in for zstandard.ZstdError."""
+
+
 def _noise(n: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(n)
 
@@ -281,7 +285,8 @@ def test_zstd_with_the_package_is_decompressed(monkeypatch: pytest.MonkeyPatch) 
             assert read_across_frames
             return _Reader(fh)
 
-    monkeypatch.setitem(sys.modules, "zstandard", types.SimpleNamespace(ZstdDecompressor=_Decompressor))
+    fake = types.SimpleNamespace(ZstdDecompressor=_Decompressor, ZstdError=_ZstdError)
+    monkeypatch.setitem(sys.modules, "zstandard", fake)
     tok = TOKENS["replicate-api-token"]
     data = b"\x28\xb5\x2f\xfd" + gzip.compress(f"REPLICATE={tok}\n".encode())
     [f] = scan_bytes(data, "env.txt.zst")
@@ -484,3 +489,101 @@ def test_push_with_hidden_secrets_refused_exit_13_no_writes(hub_env: Any, tmp_pa
         assert where in out
     writes = [e for e in hub_env.log.entries[mark:] if e.method in ("POST", "PUT", "DELETE", "PATCH")]
     assert writes == []  # not even the repo creation
+
+
+# ----------------------------------------------------------------------------------------- edges
+
+
+def test_compressed_stream_is_found_by_magic_not_name() -> None:
+    tok = TOKENS["gcp-api-key"]
+    [f] = scan_bytes(gzip.compress(f"key {tok}\n".encode()), "blob.dat")
+    assert (f.path, f.rule, f.line) == ("blob.dat", "gcp-api-key", 1)
+
+
+@pytest.mark.parametrize("where", ["open", "read"])
+def test_zstd_errors_are_findings(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    class _Reader:
+        def read(self, n: int = -1) -> bytes:
+            raise _ZstdError("bad frame")
+
+    class _Decompressor:
+        def stream_reader(self, fh: Any, read_across_frames: bool = False) -> _Reader:
+            if where == "open":
+                raise _ZstdError("bad header")
+            return _Reader()
+
+    fake = types.SimpleNamespace(ZstdDecompressor=_Decompressor, ZstdError=_ZstdError)
+    monkeypatch.setitem(sys.modules, "zstandard", fake)
+    [f] = scan_bytes(b"\x28\xb5\x2f\xfd" + _noise(100), "x.zst")
+    assert f.rule == INCOMPLETE_RULE and "corrupt zstd stream" in f.redacted
+
+
+def test_nested_zip_too_large_to_buffer_is_a_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tok = TOKENS["github-pat"]
+    inner = _zip({"a.txt": b"clean\n" * 100, "b.txt": tok.encode()}, zipfile.ZIP_STORED)
+    (tmp_path / "outer.zip").write_bytes(_zip({"inner.zip": inner}, zipfile.ZIP_STORED))
+    monkeypatch.setattr(sfiles, "MAX_TEXT_BYTES", 100)
+    monkeypatch.setattr(sfiles, "CHUNK", 64)
+    found = scan_file(tmp_path / "outer.zip", "outer.zip")
+    assert ("outer.zip!inner.zip", INCOMPLETE_RULE) in {(f.path, f.rule) for f in found}
+    assert "github-pat" in _rules(found)  # still raw-scanned
+
+
+def test_archive_members_that_escape_or_fail() -> None:
+    data = _zip({"dir/": b"", "../evil.txt": b"x", "ok.txt": b"hello world"}, zipfile.ZIP_STORED)
+    found = {(f.path, f.rule) for f in scan_bytes(data, "a.zip")}
+    assert found == {("a.zip!../evil.txt", INCOMPLETE_RULE)}
+    bad = bytearray(data)
+    at = bad.find(b"hello world")
+    bad[at] ^= 0xFF  # CRC mismatch
+    found = {(f.path, f.rule) for f in scan_bytes(bytes(bad), "a.zip")}
+    assert ("a.zip!ok.txt", INCOMPLETE_RULE) in found
+
+
+def test_tar_links_and_escaping_names() -> None:
+    tok = TOKENS["huggingface-org-token"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        link = tarfile.TarInfo("latest")
+        link.type = tarfile.SYMTYPE
+        link.linkname = f"runs/{tok}"
+        tf.addfile(link)
+        evil = tarfile.TarInfo("../outside.txt")
+        evil.size = 1
+        tf.addfile(evil, io.BytesIO(b"x"))
+    found = {(f.path, f.rule, f.location) for f in scan_bytes(buf.getvalue(), "b.tar")}
+    assert ("b.tar!latest", "huggingface-org-token", "tar-header") in found
+    assert ("b.tar!../outside.txt", INCOMPLETE_RULE, "") in found
+
+
+def test_large_member_is_windowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sfiles, "MAX_TEXT_BYTES", 1000)
+    monkeypatch.setattr(sfiles, "_WINDOW", 4096)
+    monkeypatch.setattr(sfiles, "CHUNK", 512)
+    secret = "Xk9" + rand(20) + "q2Z"
+    body = ("filler line\n" * 1000 + f"api_secret = {secret}\n" + "more\n" * 100).encode()
+    [f] = scan_bytes(_zip({"logs/big.log": body}), "logs.zip")
+    assert (f.path, f.rule, f.line) == ("logs.zip!logs/big.log", "generic-secret-assignment", 1001)
+
+
+def test_weights_in_memory_and_formats() -> None:
+    from batuta_sync.publish.secrets import format_findings, safetensors_metadata
+
+    no_meta = safetensors_bytes({"w": ("F32", [4])})
+    assert scan_bytes(no_meta, "m.safetensors") == [] and safetensors_metadata(no_meta) is None
+    assert safetensors_metadata(b"\x01") is None and safetensors_metadata(struct.pack("<Q", 2) + b"{x") is None
+    assert safetensors_metadata(struct.pack("<Q", 2) + b"[]") is None
+    secret = "Xk9" + rand(20) + "q2Z"
+    [f] = scan_bytes(f"token_secret = {secret}\n".encode(), "fake.safetensors")  # text under a weights name
+    assert f.rule == "generic-secret-assignment"
+    [g] = scan_bytes(b"\x00\x01\x02" + f" password: {secret} ".encode() * 2, "bin.safetensors")
+    assert g.location == "strings"
+    assert format_findings([f]) == f"  {f}"
+
+
+def test_strict_raw_scan_for_text() -> None:
+    tok = TOKENS["huggingface-access-token"]
+    assert scan_raw(f"x = r{tok}\n".encode(), binary=False) == []
+    [h] = scan_raw(f"x = {tok}\n".encode(), binary=False)
+    assert (h.rule, h.offset, h.encoding) == ("huggingface-access-token", 4, "bytes")
+    assert [h.rule for h in scan_raw(f"x = {tok}\n".encode())] == ["huggingface-access-token"]

@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 from batuta_sync.publish.secrets.formats import (
     binary_strings,
@@ -155,9 +155,6 @@ class _Tee(io.RawIOBase):
         self._raw = raw
         self.count = 0
 
-    def readable(self) -> bool:
-        return True
-
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if not self._buf:
             self._buf = next(self._it, b"")
@@ -184,9 +181,6 @@ class _Capped(io.RawIOBase):
         self._compressed = compressed
         self._what = what
         self.count = 0
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self._inner.read(len(b))
@@ -269,8 +263,24 @@ def _decompressor(kind: str, fh: _Tee) -> _Readable | None:
         import zstandard  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return None
-    reader: _Readable = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
-    return reader
+    return _ZstdReader(zstandard, fh)
+
+
+class _ZstdReader:
+    """``zstandard``'s stream reader, its ZstdError turned into OSError (a corrupt stream, like the others)."""
+
+    def __init__(self, zstd: Any, fh: _Tee) -> None:
+        self._error: type[Exception] = zstd.ZstdError
+        try:
+            self._reader: _Readable = zstd.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
+        except self._error as e:
+            raise OSError(str(e)) from e
+
+    def read(self, n: int = -1, /) -> bytes:
+        try:
+            return self._reader.read(n)
+        except self._error as e:
+            raise OSError(str(e)) from e
 
 
 def _scan_compressed(rep: _Report, src: _Source, kind: str, path: str, depth: int, name: str) -> None:
@@ -279,19 +289,17 @@ def _scan_compressed(rep: _Report, src: _Source, kind: str, path: str, depth: in
 
     raw = RawScanner(binary=True)
     tee = _Tee(src, raw)
-    dec = _decompressor(kind, tee)
-    if dec is None:
-        rep.incomplete(path, "zstd stream and the 'zstandard' package is not installed (pip install zstandard)")
-    else:
-        capped = _Capped(dec, rep, lambda: tee.count, kind)
-        try:
+    try:
+        dec = _decompressor(kind, tee)
+        if dec is None:
+            rep.incomplete(path, "zstd stream and the 'zstandard' package is not installed (pip install zstandard)")
+        else:
+            capped = _Capped(dec, rep, lambda: tee.count, kind)
             _scan_content(rep, _Source(capped), path, depth + 1, _inner_name(name))
-        except _Limit as e:
-            rep.incomplete(path, str(e))
-        except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
-            rep.incomplete(path, f"corrupt {kind} stream ({type(e).__name__})")
-        except Exception as e:  # zstandard.ZstdError and other codec errors
-            rep.incomplete(path, f"corrupt {kind} stream ({type(e).__name__})")
+    except _Limit as e:
+        rep.incomplete(path, str(e))
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
+        rep.incomplete(path, f"corrupt {kind} stream ({type(e).__name__})")
     tee.drain()
     rep.raw(path, raw.finish(), container=True)
 

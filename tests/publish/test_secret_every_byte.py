@@ -476,6 +476,10 @@ def test_push_with_hidden_secrets_refused_exit_13_no_writes(hub_env: Any, tmp_pa
     (root / "train.log.gz").write_bytes(gzip.compress(f"step 1\nGITHUB_TOKEN={toks[1]}\n".encode()))
     (root / "notes-utf16.txt").write_bytes(f"aws id {toks[2]}\n".encode("utf-16-le"))
     (root / f"run_{toks[3]}.md").write_text("clean\n")
+    locked = bytearray(_zip({"creds.txt": b"whatever"}, zipfile.ZIP_STORED))
+    locked[6] |= 1
+    locked[locked.rfind(b"PK\x01\x02") + 8] |= 1
+    (root / "backup.zip").write_bytes(bytes(locked))  # an encrypted member: cannot be scanned
     env = {**os.environ, "HF_ENDPOINT": hub_env.url, "HF_HOME": str(tmp_path / "hf-home"),
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     mark = len(hub_env.log.entries)
@@ -485,8 +489,9 @@ def test_push_with_hidden_secrets_refused_exit_13_no_writes(hub_env: Any, tmp_pa
     assert proc.returncode == 13, out
     for tok in toks:
         assert tok not in out and tok[6:20] not in out
-    for where in ("model.safetensors", "train.log.gz", "notes-utf16.txt", "run_"):
+    for where in ("model.safetensors", "train.log.gz", "notes-utf16.txt", "run_", "backup.zip!creds.txt"):
         assert where in out
+    assert "4 credential(s) and 1 place(s) it could not scan fully" in out
     writes = [e for e in hub_env.log.entries[mark:] if e.method in ("POST", "PUT", "DELETE", "PATCH")]
     assert writes == []  # not even the repo creation
 

@@ -41,11 +41,11 @@ OVERLAP = 4 * PEM_WINDOW + 8 * 1024  # a UTF-32 private-key window, plus slack
 
 _TOKEN = frozenset((string.ascii_letters + string.digits + "_- ").encode())
 _TABLE = bytes(0x61 if b in _TOKEN else 0x7A if b == 0 else 0x20 for b in range(256))
-# (needle, code-unit size, run matcher, codec, location tag)
-_STAGES: tuple[tuple[bytes, int, re.Pattern[bytes], str, str], ...] = (
-    (b"a" * MIN_RUN, 1, re.compile(rb"a+"), "", "bytes"),
-    (b"az" * MIN_RUN, 2, re.compile(rb"(?:az)+"), "utf-16-le", "utf-16"),
-    (b"azzz" * MIN_RUN, 4, re.compile(rb"(?:azzz)+"), "utf-32-le", "utf-32"),
+# (needle, code-unit size, run matcher, location tag)
+_STAGES: tuple[tuple[bytes, int, re.Pattern[bytes], str], ...] = (
+    (b"a" * MIN_RUN, 1, re.compile(rb"a+"), "bytes"),
+    (b"az" * MIN_RUN, 2, re.compile(rb"(?:az)+"), "utf-16"),
+    (b"azzz" * MIN_RUN, 4, re.compile(rb"(?:azzz)+"), "utf-32"),
 )
 
 # The coarse binary prefilter on the even bytes (see RawScanner._scan): token characters and NUL -> "a".
@@ -113,7 +113,7 @@ class RawScanner:
         self.binary = binary
         # ascii=False: text whose every byte the caller also runs through the text engine (all rules, same
         # strict regexes); only the UTF-16/UTF-32 stages are left to do here.
-        self.ascii = ascii or binary
+        self.ascii = ascii
         self._carry = b""
         self._parts: list[bytes] = []
         self._pending = 0
@@ -155,7 +155,11 @@ class RawScanner:
     def _scan(self, buf: bytes, base: int) -> None:
         # A NUL byte makes a chunk binary whatever the file's head said (a text head on a binary payload).
         if not self.binary and b"\x00" not in buf:
-            self._scan_range(buf, 0, len(buf), base, binary=False)
+            # text: no NUL, so no UTF-16/32 run; the prefix regex over the whole buffer (runs would be nearly
+            # every line), unless the caller runs the text engine over these bytes anyway
+            if self.ascii:
+                for rid, secret, off in match_prefixes(buf, 0, len(buf), loose=False):
+                    self._add(rid, secret, base + off, "bytes")
             return
         # Binary: a first, coarser prefilter on the even bytes only (half the data to translate and search,
         # one needle).  A 16+ run of any stage leaves 8+ "a" there (token characters or NULs): ASCII -> every
@@ -180,17 +184,10 @@ class RawScanner:
         if hi > lo:
             self._scan_range(buf, lo, hi, base)
 
-    def _scan_range(self, buf: bytes, lo: int, hi: int, base: int, *, binary: bool = True) -> None:
+    def _scan_range(self, buf: bytes, lo: int, hi: int, base: int) -> None:
         """Full-resolution prefilter on ``buf[lo:hi]``; rules read ``buf`` past ``hi`` when they need to."""
         tr = buf[lo:hi].translate(_TABLE)
-        for needle, unit, run_re, codec, tag in _STAGES:
-            if unit == 1 and not binary:
-                # text: the prefix regex over the whole range (runs would be nearly every line)
-                if not self.ascii:
-                    continue
-                for rid, secret, off in match_prefixes(buf, lo, hi, loose=False):
-                    self._add(rid, secret, base + off, tag)
-                continue
+        for needle, unit, run_re, tag in _STAGES:
             pos = tr.find(needle)
             while pos != -1:
                 m = run_re.match(tr, pos)
@@ -199,10 +196,10 @@ class RawScanner:
                     for rid, secret, off in match_prefixes(buf, lo + pos, lo + end, loose=True):
                         self._add(rid, secret, base + off, tag)
                 else:
-                    self._wide_run(buf, lo + pos, lo + end, unit, codec, base, tag)
+                    self._wide_run(buf, lo + pos, lo + end, unit, base, tag)
                 pos = tr.find(needle, end)
 
-    def _wide_run(self, buf: bytes, pos: int, end: int, unit: int, codec: str, base: int, tag: str) -> None:
+    def _wide_run(self, buf: bytes, pos: int, end: int, unit: int, base: int, tag: str) -> None:
         """A UTF-16/32 run: its ASCII characters (plus a tail) from the first one on, matched with boundaries."""
         n = (end - pos + unit - 1) // unit + 1
         dec = _wide_chars(buf, pos, end + unit * _TAIL, unit)

@@ -151,23 +151,24 @@ class _Tee(io.RawIOBase):
 
     def __init__(self, src: _Source, raw: RawScanner) -> None:
         self._it = iter(src.chunks())
-        self._buf = b""
+        self._buf = memoryview(b"")
         self._raw = raw
         self.count = 0
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if not self._buf:
-            self._buf = next(self._it, b"")
-            self._raw.feed(self._buf)
+            chunk = next(self._it, b"")
+            self._raw.feed(chunk)
+            self._buf = memoryview(chunk)
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        self._buf = self._buf[n:]  # a view: no copy of the rest of the chunk per read
         self.count += n
         return n
 
     def drain(self) -> None:
         """Read (and raw-scan) whatever the parser left: trailing bytes are uploaded too."""
-        self._buf = b""
+        self._buf = memoryview(b"")
         for chunk in self._it:
             self._raw.feed(chunk)
 

@@ -1,20 +1,23 @@
 """Raw scan: the high-confidence token formats in *every byte* of a stream, in ASCII/UTF-8, UTF-16 and UTF-32.
 
-Two stages per chunk (4 MiB, with a 72 KiB overlap so a token across a chunk boundary is seen whole):
+Two stages per 4 MiB chunk (plus a seam scan of 72 KiB on each side of every chunk boundary, so a token
+or a private-key block across it is seen whole):
 
-1. **Prefilter** (C speed): one ``bytes.translate`` maps each byte to ``a`` (token character: letters,
-   digits, ``_``, ``-``, space), ``z`` (NUL) or `` `` (anything else); then three ``bytes.find`` calls look
-   for runs of 16+ token characters: ``a``×16 (ASCII/UTF-8), ``az``×16 (UTF-16: big-endian ASCII shifted by
-   one byte reads as little-endian, so one needle serves both byte orders) and ``azzz``×16 (UTF-32).  Every
-   high-confidence token is 18+ characters of that alphabet, and random tensor bytes hold a 16-run about
-   once in 4 GiB, so stage 2 almost never runs on weights.
-2. **Rules at candidates only**: inside each run, one regex of the literal prefixes (:data:`PREFIX_RE`), then
-   the rule itself at each prefix, its placeholder check, and the private-key block check at ``-----BEGIN``.
+1. **Prefilter** (C speed).  The run alphabet is letters, digits, ``_``, ``-`` and space; every
+   high-confidence token is 18+ characters of it.  In a binary chunk, the even bytes are translated
+   (token character or NUL -> ``a``) and searched for ``a``×8: any ASCII, UTF-16 or UTF-32 run of 16+
+   characters leaves that trace, random tensor bytes about once per 128 KiB.  Around each trace, the full
+   bytes are translated (token character -> ``a``, NUL -> ``z``) and searched for ``a``×16 (ASCII/UTF-8),
+   ``az``×16 (UTF-16: big-endian ASCII shifted by one byte reads as little-endian, so one needle serves
+   both byte orders) and ``azzz``×16 (UTF-32).  A NUL-free (text) chunk has no UTF-16/32 run at all.
+2. **Rules at candidates only**: inside each run, one regex of the literal prefixes (:data:`PREFIX_RE`),
+   then the rule itself at each prefix, its placeholder check, and the private-key block check at
+   ``-----BEGIN``.
 
-Text (``binary=False``) keeps the rules' word boundaries; binary payloads (``binary=True``) use the loose
-variants (:attr:`~.rules.RawRule.loose`), because the byte before or after a token embedded in tensor data
-is arbitrary.  UTF-16/UTF-32 runs are decoded and matched with boundaries (their neighbours are real
-characters).  The secret never leaves this module except inside :class:`RawHit` (for the fingerprint).
+Text keeps the rules' word boundaries; chunks with a NUL byte (binary payloads) use the loose variants
+(:attr:`~.rules.RawRule.loose`), because the bytes around a token embedded in tensor data are arbitrary.
+UTF-16/UTF-32 runs are decoded unit by unit and matched with their right boundary.  The secret never
+leaves this module except inside :class:`RawHit` (for the fingerprint).
 """
 
 from __future__ import annotations

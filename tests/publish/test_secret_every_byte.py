@@ -398,6 +398,14 @@ def test_token_as_file_or_directory_name(tmp_path: Path) -> None:
     _assert_hidden(a + b, t1, t2)
 
 
+def test_token_in_a_credential_file_name_is_redacted_too(tmp_path: Path) -> None:
+    tok = TOKENS["github-pat"]
+    (tmp_path / f"{tok}.pem").write_text("clean\n")
+    findings = scan_file(tmp_path / f"{tok}.pem", f"{tok}.pem")
+    assert {f.rule for f in findings} == {"pem-file", "github-pat"}
+    _assert_hidden(findings, tok)
+
+
 def test_token_as_archive_member_name() -> None:
     tok = TOKENS["slack-token"]
     found = scan_bytes(_zip({f"exports/{tok}/data.csv": b"a,b\n1,2\n"}), "export.zip")

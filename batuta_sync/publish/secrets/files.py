@@ -107,7 +107,8 @@ class _Report:
     def name(self, path: str, name: str) -> None:
         rule = filename_rule(name)
         if rule:
-            self.add([Finding(path, 0, rule, PurePosixPath(name).name, fingerprint(rule, path, ""))])
+            shown = mask_path(PurePosixPath(name).name)
+            self.add([Finding(path, 0, rule, shown, fingerprint(rule, path, ""))])
         for rid, secret in scan_name(name):
             self.add([Finding(path, 0, rid, redact_value(secret), fingerprint(rid, path, secret), "name")])
 

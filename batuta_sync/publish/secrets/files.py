@@ -309,13 +309,11 @@ def _scan_compressed(rep: _Report, src: _Source, kind: str, path: str, depth: in
 # ----------------------------------------------------------------------------------------- archives
 
 
-def _member_ok(name: str) -> bool:
-    n = name.replace("\\", "/")
-    return not (n.startswith("/") or ".." in n.split("/") or ":" in n.split("/")[0])
-
-
 def _scan_zip(rep: _Report, src: _Source, path: str, depth: int) -> None:
-    """Every member (names, content), on the local file or a buffered copy; the zip's own bytes are raw-scanned."""
+    """Every member (names, content), on the local file or a buffered copy; the zip's own bytes are raw-scanned.
+
+    Members are read, never extracted, so a name like ``../x`` is scanned like any other.
+    """
     raw = RawScanner(binary=True)
     if src.disk is not None:
         for chunk in src.chunks():
@@ -347,9 +345,6 @@ def _scan_zip(rep: _Report, src: _Source, path: str, depth: int) -> None:
             inner = f"{path}!{info.filename}"
             rep.name(inner, info.filename)
             if info.is_dir():
-                continue
-            if not _member_ok(info.filename):
-                rep.incomplete(inner, "member name escapes the archive (not extracted)")
                 continue
             if info.flag_bits & 0x1:
                 rep.incomplete(inner, "encrypted member")
@@ -391,9 +386,6 @@ def _scan_tar(rep: _Report, src: _Source, path: str, depth: int) -> None:
                 header = [member.linkname, member.uname, member.gname, *(f"{k}={v}" for k, v in member.pax_headers.items())]
                 rep.add(scan_text("\n".join(h for h in header if h), inner, location="tar-header"))
                 if not member.isfile():
-                    continue
-                if not _member_ok(member.name):
-                    rep.incomplete(inner, "member name escapes the archive (not extracted)")
                     continue
                 fh = tf.extractfile(member)
                 if fh is not None:

@@ -222,11 +222,12 @@ def test_wide_text_with_bom_gets_every_rule(codec: str) -> None:
 # ----------------------------------------------------------------------------------------- compressed
 
 
-@pytest.mark.parametrize("fmt", ["gz", "bz2", "xz"])
+@pytest.mark.parametrize("fmt", ["gz", "bz2", "xz", "lzma"])
 def test_compressed_files(fmt: str, tmp_path: Path) -> None:
     tok = TOKENS["huggingface-access-token"]
     text = ("log line\n" * 5000 + f"HF_TOKEN={tok}\n").encode()
-    comp = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[fmt](text)
+    comp = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress,
+            "lzma": lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE)}[fmt](text)
     assert tok.encode() not in comp
     (tmp_path / f"train.log.{fmt}").write_bytes(comp)
     [f] = scan_file(tmp_path / f"train.log.{fmt}", f"train.log.{fmt}")

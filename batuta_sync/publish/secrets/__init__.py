@@ -35,7 +35,7 @@ from batuta_sync.publish.secrets.formats import (
     pickle_strings,
     safetensors_metadata,
 )
-from batuta_sync.publish.secrets.raw import RawHit, scan_name, scan_raw
+from batuta_sync.publish.secrets.raw import RawHit, mask_path, scan_name, scan_raw
 from batuta_sync.publish.secrets.rules import (
     HIGH_CONFIDENCE_IDS,
     INCOMPLETE_RULE,
@@ -78,6 +78,7 @@ __all__ = [
     "fingerprint",
     "format_findings",
     "is_pickle_bytes",
+    "mask_path",
     "pickle_strings",
     "redact_value",
     "safetensors_metadata",

@@ -479,3 +479,250 @@ def quantize_q6k(x: Any, out: Any) -> None:
         for k in range(g // 16):
             if b0 + k < nb:
                 _finish_q6k(x[b0 + k], lq, scale, 16 * k, out[b0 + k])
+
+
+# --- Q2_K / Q3_K (scalar ports: one sub-block at a time, the C loops as written) ----------------
+
+@_jit
+def _qkx2_mad(x: Any, off: int, n: int, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, laux: Any) -> Any:
+    """``make_qkx2_quants(n, nmax, x+off, |x|, L, &min, Laux, rmin, rdelta, nstep, use_mad=true)``.
+
+    Writes L into ``lq[off:off+n]``; returns (scale, the_min).
+    """
+    mn = x[off]
+    mx = x[off]
+    sum_w = abs(x[off])
+    sum_x = np.float32(sum_w * x[off])
+    for i in range(1, n):
+        v = x[off + i]
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+        w = abs(v)
+        sum_w = np.float32(sum_w + w)
+        sum_x = np.float32(sum_x + np.float32(w * v))
+    if mn > _F0:
+        mn = _F0
+    if mx == mn:
+        for i in range(n):
+            lq[off + i] = 0
+        return _F0, -mn
+    fnmax = np.float32(nmax)
+    iscale = np.float32(fnmax / np.float32(mx - mn))
+    scale = np.float32(_F1 / iscale)
+    best = _F0
+    for i in range(n):
+        v = x[off + i]
+        q = min(nmax, max(0, nearest_int(np.float32(iscale * np.float32(v - mn)))))
+        lq[off + i] = q
+        d = np.float32(np.float32(np.float32(scale * np.float32(q)) + mn) - v)
+        best = np.float32(best + np.float32(abs(v) * abs(d)))
+    for step in range(nstep + 1):
+        iscale = np.float32(np.float32(np.float32(rmin + np.float32(rdelta * np.float32(step))) + fnmax) / np.float32(mx - mn))
+        s_l = _F0
+        s_l2 = _F0
+        s_xl = _F0
+        for i in range(n):
+            v = x[off + i]
+            q = min(nmax, max(0, nearest_int(np.float32(iscale * np.float32(v - mn)))))
+            laux[i] = q
+            w = abs(v)
+            fq = np.float32(q)
+            s_l = np.float32(s_l + np.float32(w * fq))
+            s_l2 = np.float32(s_l2 + np.float32(np.float32(w * fq) * fq))
+            s_xl = np.float32(s_xl + np.float32(np.float32(w * fq) * v))
+        dd = np.float32(np.float32(sum_w * s_l2) - np.float32(s_l * s_l))
+        if dd > _F0:
+            ts = np.float32(np.float32(np.float32(sum_w * s_xl) - np.float32(sum_x * s_l)) / dd)
+            tm = np.float32(np.float32(np.float32(s_l2 * sum_x) - np.float32(s_l * s_xl)) / dd)
+            if tm > _F0:
+                tm = _F0
+                ts = np.float32(s_xl / s_l2)
+            err = _F0
+            for i in range(n):
+                v = x[off + i]
+                d = np.float32(np.float32(np.float32(ts * np.float32(laux[i])) + tm) - v)
+                err = np.float32(err + np.float32(abs(v) * abs(d)))
+            if err < best:
+                for i in range(n):
+                    lq[off + i] = laux[i]
+                best = err
+                scale = ts
+                mn = tm
+    return scale, -mn
+
+
+@_jit
+def _pack2(lq: Any, o: Any, base: int) -> None:
+    """``qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6`` at ``o[base:base+64]``."""
+    for h in range(2):
+        for i in range(32):
+            j = 128 * h + i
+            o[base + 32 * h + i] = lq[j] | (lq[j + 32] << 2) | (lq[j + 64] << 4) | (lq[j + 96] << 6)
+
+
+@_jit
+def quantize_q2k(x: Any, out: Any) -> None:
+    """Quantize (nb, 256) float32 ``x`` into (nb, 84) uint8 ``out`` (``quantize_row_q2_K_ref``)."""
+    nb = x.shape[0]
+    lq = np.empty(256, np.int64)
+    laux = np.empty(16, np.int64)
+    scales = np.empty(16, np.float32)
+    mins = np.empty(16, np.float32)
+    sc = np.empty(16, np.int64)
+    f15 = np.float32(15.0)
+    for b in range(nb):
+        xb = x[b]
+        o = out[b]
+        max_scale = _F0
+        max_min = _F0
+        for j in range(16):
+            s, m = _qkx2_mad(xb, 16 * j, 16, 3, np.float32(-0.5), _F01, 15, lq, laux)
+            scales[j] = s
+            mins[j] = m
+            if s > max_scale:
+                max_scale = s
+            if m > max_min:
+                max_min = m
+        if max_scale > _F0:
+            isc = np.float32(f15 / max_scale)
+            for j in range(16):
+                sc[j] = nearest_int(np.float32(isc * scales[j])) & 0xFF
+            d16 = fp32_to_fp16(np.float32(max_scale / f15))
+        else:
+            for j in range(16):
+                sc[j] = 0
+            d16 = 0
+        if max_min > _F0:
+            isc = np.float32(f15 / max_min)
+            for j in range(16):
+                sc[j] = (sc[j] | (nearest_int(np.float32(isc * mins[j])) << 4)) & 0xFF
+            dm16 = fp32_to_fp16(np.float32(max_min / f15))
+        else:
+            dm16 = 0
+        d32 = fp16_to_fp32(d16)
+        dm32 = fp16_to_fp32(dm16)
+        for j in range(16):
+            d = np.float32(d32 * np.float32(sc[j] & 0xF))
+            if d == _F0:
+                continue
+            dm = np.float32(dm32 * np.float32(sc[j] >> 4))
+            for i in range(16):
+                q = nearest_int(np.float32(np.float32(xb[16 * j + i] + dm) / d))
+                lq[16 * j + i] = max(0, min(3, q))
+        for j in range(16):
+            o[j] = sc[j]
+        _pack2(lq, o, 16)
+        o[80] = d16 & 0xFF
+        o[81] = d16 >> 8
+        o[82] = dm16 & 0xFF
+        o[83] = dm16 >> 8
+
+
+@_jit
+def _q3_quants(x: Any, off: int, lq: Any) -> Any:
+    """``make_q3_quants(16, 4, x+off, L, do_rmse=true)``: L (0..7) into ``lq[off:off+16]``, returns the scale."""
+    n = 16
+    mx = _F0
+    amax = _F0
+    for i in range(n):
+        a = abs(x[off + i])
+        if a > amax:
+            amax = a
+            mx = x[off + i]
+    if amax < _EPS:
+        for i in range(n):
+            lq[off + i] = 0
+        return _F0
+    iscale = np.float32(np.float32(-4.0) / mx)
+    sumlx = _F0
+    suml2 = _F0
+    for i in range(n):
+        v = x[off + i]
+        q = max(-4, min(3, nearest_int(np.float32(iscale * v))))
+        lq[off + i] = q
+        w = np.float32(v * v)
+        fq = np.float32(q)
+        sumlx = np.float32(sumlx + np.float32(np.float32(w * v) * fq))
+        suml2 = np.float32(suml2 + np.float32(np.float32(w * fq) * fq))
+    for _ in range(5):
+        changed = 0
+        for i in range(n):
+            v = x[off + i]
+            w = np.float32(v * v)
+            fl = np.float32(lq[off + i])
+            slx = np.float32(sumlx - np.float32(np.float32(w * v) * fl))
+            if slx > _F0:
+                sl2 = np.float32(suml2 - np.float32(np.float32(w * fl) * fl))
+                nl = max(-4, min(3, nearest_int(np.float32(np.float32(v * sl2) / slx))))
+                if nl != lq[off + i]:
+                    fn = np.float32(nl)
+                    slx = np.float32(slx + np.float32(np.float32(w * v) * fn))
+                    sl2 = np.float32(sl2 + np.float32(np.float32(w * fn) * fn))
+                    if sl2 > _F0 and np.float32(np.float32(slx * slx) * suml2) > np.float32(np.float32(sumlx * sumlx) * sl2):
+                        lq[off + i] = nl
+                        sumlx = slx
+                        suml2 = sl2
+                        changed += 1
+        if changed == 0:
+            break
+    for i in range(n):
+        lq[off + i] += 4
+    return np.float32(sumlx / suml2) if suml2 > _F0 else _F0
+
+
+@_jit
+def quantize_q3k(x: Any, out: Any) -> None:
+    """Quantize (nb, 256) float32 ``x`` into (nb, 110) uint8 ``out`` (``quantize_row_q3_K_ref``)."""
+    nb = x.shape[0]
+    lq = np.empty(256, np.int64)
+    scales = np.empty(16, np.float32)
+    sc = np.empty(12, np.int64)
+    for b in range(nb):
+        xb = x[b]
+        o = out[b]
+        max_scale = _F0
+        amax = _F0
+        for j in range(16):
+            s = _q3_quants(xb, 16 * j, lq)
+            scales[j] = s
+            if abs(s) > amax:
+                amax = abs(s)
+                max_scale = s
+        for k in range(12):
+            sc[k] = 0
+        if max_scale != _F0:
+            isc = np.float32(np.float32(-32.0) / max_scale)
+            for j in range(16):
+                l8 = ((nearest_int(np.float32(isc * scales[j])) + 128) & 0xFF) - 128  # int8_t l = nearest_int(...)
+                q = max(-32, min(31, l8)) + 32
+                if j < 8:
+                    sc[j] = q & 0xF
+                else:
+                    sc[j - 8] |= (q & 0xF) << 4
+                sc[8 + j % 4] |= (q >> 4) << (2 * (j // 4))
+            d16 = fp32_to_fp16(np.float32(_F1 / isc))
+        else:
+            d16 = 0
+        d32 = fp16_to_fp32(d16)
+        for j in range(16):
+            lo = sc[j] & 0xF if j < 8 else sc[j - 8] >> 4
+            s8 = (lo | (((sc[8 + j % 4] >> (2 * (j // 4))) & 3) << 4)) - 32
+            d = np.float32(d32 * np.float32(s8))
+            if d == _F0:
+                continue
+            for i in range(16):
+                q = nearest_int(np.float32(xb[16 * j + i] / d))
+                lq[16 * j + i] = max(-4, min(3, q)) + 4
+        for m in range(32):
+            o[m] = 0
+        for j in range(256):
+            if lq[j] > 3:
+                o[j % 32] |= 1 << (j // 32)
+                lq[j] -= 4
+        _pack2(lq, o, 32)
+        for k in range(12):
+            o[96 + k] = sc[k]
+        o[108] = d16 & 0xFF
+        o[109] = d16 >> 8

@@ -156,7 +156,8 @@ def quantizable(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) >= 2 and name.endswith("weight") and not any(k in name for k in _NEVER_QUANTIZED)
 
 
-def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: ModelInfo, i_wv: int, n_wv: int) -> str:
+def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: ModelInfo, i_wv: int, n_wv: int,
+             output_type: str | None = None) -> str:
     """``llama_tensor_get_type_impl`` without imatrix for the K/legacy ftypes we write.
 
     ``i_wv`` / ``n_wv``: this attn_v-like tensor's index among them, and their count; FFN
@@ -168,6 +169,8 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
     n_layer = m.n_layer
     falcon = m.arch == "falcon"
     if cat == "output" or (m.tied and cat == "token_embd"):
+        if output_type:  # --output-tensor-type also covers tied embeddings
+            return output_type
         if falcon or ncols % BLOCK[default] != 0:
             return "Q8_0"
         return default if default == "Q8_0" else "Q6_K"
@@ -240,7 +243,7 @@ def _tensor_type(name: str, shape: tuple[int, ...], ftype: str, m: ModelInfo, op
             new, manual = qtype, True
             break
     if not manual and not opts.pure and ftype != "Q8_0":  # Q8_0 follows convert_hf_to_gguf (no mixture)
-        new = _mixture(name, cat, ncols, ftype, default, m, i_wv, n_wv)
+        new = _mixture(name, cat, ncols, ftype, default, m, i_wv, n_wv, opts.output_tensor_type)
     return _fallback(new, ncols)
 
 

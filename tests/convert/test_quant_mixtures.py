@@ -1,0 +1,240 @@
+"""The per-tensor type choice against llama-quantize's rules (``llama_tensor_get_type`` in llama.cpp's
+src/llama-quant.cpp, no imatrix).  The expected tables are derived by hand from that source (the
+xllamacpp wheel exports no ``llama_model_quantize``), written out literally so the test cannot
+share a mistake with the code: a 16-layer Llama shape (MHA and GQA 4), an 8-expert MoE shape, a
+4-expert one; then the per-tensor controls (--tensor-type, --output/--token-embedding-type, --pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import pytest
+
+from batuta_sync.convert import convert
+from batuta_sync.convert.formats import GGUFQuantization
+from batuta_sync.convert.quantize import ModelInfo, QuantOptions, choose_types, model_info
+from batuta_sync.errors import ConversionError
+
+N = 16
+EMBD, FF, VOCAB = 4096, 11008, 32000
+MORE_BITS_16 = {0, 1, 4, 7, 10, 13, 14, 15}  # use_more_bits(i, 16): i < 2, i >= 14, (i - 2) % 3 == 2
+
+
+def llama_tensors(n: int = N, kv_rows: int = EMBD) -> list[tuple[str, tuple[int, ...]]]:
+    out: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (VOCAB, EMBD)), ("output_norm.weight", (EMBD,)),
+                                              ("output.weight", (VOCAB, EMBD))]
+    for i in range(n):
+        out += [(f"blk.{i}.attn_norm.weight", (EMBD,)), (f"blk.{i}.attn_q.weight", (EMBD, EMBD)),
+                (f"blk.{i}.attn_k.weight", (kv_rows, EMBD)), (f"blk.{i}.attn_v.weight", (kv_rows, EMBD)),
+                (f"blk.{i}.attn_output.weight", (EMBD, EMBD)), (f"blk.{i}.ffn_norm.weight", (EMBD,)),
+                (f"blk.{i}.ffn_gate.weight", (FF, EMBD)), (f"blk.{i}.ffn_up.weight", (FF, EMBD)),
+                (f"blk.{i}.ffn_down.weight", (EMBD, FF))]
+    return out
+
+
+def per_layer(types: dict[str, str], kind: str, n: int = N) -> list[str]:
+    return [types[f"blk.{i}.{kind}.weight"] for i in range(n)]
+
+
+def layers(rule: dict[str, set[int]], default: str, n: int = N) -> list[str]:
+    """A per-layer column from {type: layers} (the rest get ``default``)."""
+    out = [default] * n
+    for t, which in rule.items():
+        for i in which:
+            out[i] = t
+    return out
+
+
+# ftype -> (token_embd, output, attn_q, attn_k, attn_v column, attn_output, ffn_gate/up, ffn_down column)
+# for the 16-layer MHA Llama (n_gqa 1), untied.  Derived from llama_tensor_get_type_impl:
+LLAMA_MHA = {
+    # attn_v: Q3_K (n_gqa < 4); attn_output: Q3_K; ffn_down: Q3_K
+    "Q2_K": ("Q2_K", "Q6_K", "Q2_K", "Q2_K", ["Q3_K"] * N, "Q3_K", "Q2_K", ["Q3_K"] * N),
+    "Q3_K_S": ("Q3_K", "Q6_K", "Q3_K", "Q3_K", ["Q3_K"] * N, "Q3_K", "Q3_K", ["Q3_K"] * N),
+    # attn_v: Q5_K for the first two, then Q4_K; ffn_down: Q5_K below n/16 = 1, else Q4_K (not Falcon)
+    "Q3_K_M": ("Q3_K", "Q6_K", "Q3_K", "Q3_K", layers({"Q5_K": {0, 1}}, "Q4_K"), "Q4_K", "Q3_K",
+               layers({"Q5_K": {0}}, "Q4_K")),
+    "Q3_K_L": ("Q3_K", "Q6_K", "Q3_K", "Q3_K", ["Q5_K"] * N, "Q5_K", "Q3_K", ["Q5_K"] * N),
+    # attn_v: Q5_K for the first four; ffn_down: Q5_K below n/8 = 2
+    "Q4_K_S": ("Q4_K", "Q6_K", "Q4_K", "Q4_K", layers({"Q5_K": {0, 1, 2, 3}}, "Q4_K"), "Q4_K", "Q4_K",
+               layers({"Q5_K": {0, 1}}, "Q4_K")),
+    "Q4_K_M": ("Q4_K", "Q6_K", "Q4_K", "Q4_K", layers({"Q6_K": MORE_BITS_16}, "Q4_K"), "Q4_K", "Q4_K",
+               layers({"Q6_K": MORE_BITS_16}, "Q4_K")),
+    "Q5_K_S": ("Q5_K", "Q6_K", "Q5_K", "Q5_K", ["Q5_K"] * N, "Q5_K", "Q5_K", ["Q5_K"] * N),
+    "Q5_K_M": ("Q5_K", "Q6_K", "Q5_K", "Q5_K", layers({"Q6_K": MORE_BITS_16}, "Q5_K"), "Q5_K", "Q5_K",
+               layers({"Q6_K": MORE_BITS_16}, "Q5_K")),
+    "Q6_K": ("Q6_K", "Q6_K", "Q6_K", "Q6_K", ["Q6_K"] * N, "Q6_K", "Q6_K", ["Q6_K"] * N),
+    "Q4_0": ("Q4_0", "Q6_K", "Q4_0", "Q4_0", ["Q4_0"] * N, "Q4_0", "Q4_0", ["Q4_0"] * N),
+    "Q4_1": ("Q4_1", "Q6_K", "Q4_1", "Q4_1", ["Q4_1"] * N, "Q4_1", "Q4_1", ["Q4_1"] * N),
+    "Q5_0": ("Q5_0", "Q6_K", "Q5_0", "Q5_0", ["Q5_0"] * N, "Q5_0", "Q5_0", ["Q5_0"] * N),
+    "Q5_1": ("Q5_1", "Q6_K", "Q5_1", "Q5_1", ["Q5_1"] * N, "Q5_1", "Q5_1", ["Q5_1"] * N),
+}
+
+
+@pytest.mark.parametrize("ftype", sorted(LLAMA_MHA))
+def test_llama_shaped_mixture_table(ftype: str) -> None:
+    types = choose_types(llama_tensors(), GGUFQuantization(ftype), ModelInfo(n_layer=N))
+    emb, out, q, k, v, o, gate_up, down = LLAMA_MHA[ftype]
+    assert types["token_embd.weight"] == emb
+    assert types["output.weight"] == out
+    assert types["output_norm.weight"] == "F32" and set(per_layer(types, "attn_norm")) == {"F32"}
+    assert set(per_layer(types, "attn_q")) == {q} and set(per_layer(types, "attn_k")) == {k}
+    assert per_layer(types, "attn_v") == v
+    assert set(per_layer(types, "attn_output")) == {o}
+    assert set(per_layer(types, "ffn_gate")) == set(per_layer(types, "ffn_up")) == {gate_up}
+    assert per_layer(types, "ffn_down") == down
+
+
+def test_gqa_and_70b_rules() -> None:
+    # n_gqa >= 4: Q2_K's attn_v gets Q4_K (Q3_K below 4)
+    gqa = model_info("llama", N, 32, 8)
+    assert gqa.n_gqa == 4 and not gqa.is_70b
+    t = choose_types(llama_tensors(kv_rows=1024), GGUFQuantization.Q2_K, gqa)
+    assert set(per_layer(t, "attn_v")) == {"Q4_K"}
+    # an 80-layer GQA llama is llama.cpp's 70B type: Q3_K / Q4_K attn_v become Q5_K
+    big = model_info("llama", 80, 64, 8)
+    assert big.is_70b and not model_info("llama", 80, 64, 64).is_70b and model_info("qwen2", 80, 64, 64).is_70b
+    t = choose_types(llama_tensors(80, 1024), GGUFQuantization.Q3_K_M, big)
+    assert set(per_layer(t, "attn_v", 80)) == {"Q5_K"}
+    t = choose_types(llama_tensors(80, 1024), GGUFQuantization.Q4_K_M, big)
+    assert {v for v in per_layer(t, "attn_v", 80)} == {"Q5_K", "Q6_K"}  # Q6_K (more bits) stays
+
+
+def test_tied_embeddings_take_the_output_rule() -> None:
+    tensors = [t for t in llama_tensors(2) if t[0] != "output.weight"]
+    for ftype, want in (("Q2_K", "Q6_K"), ("Q3_K_M", "Q6_K"), ("Q5_1", "Q6_K"), ("Q8_0", "Q8_0")):
+        assert choose_types(tensors, GGUFQuantization(ftype), ModelInfo(2, tied=True))["token_embd.weight"] == want
+    # an output whose rows are not a multiple of the default type's block: Q8_0
+    odd = [("output.weight", (VOCAB, 4000)), ("blk.0.attn_v.weight", (4000, 4000))]
+    t = choose_types(odd, GGUFQuantization.Q3_K_L, ModelInfo(1))
+    assert t["output.weight"] == "Q8_0"
+    assert t["blk.0.attn_v.weight"] == "Q5_1"  # Q5_K -> Q5_1 (4000 = 125 x 32)
+
+
+MOE_LAYERS = 4
+MORE_BITS_4 = {2, 3}  # use_more_bits(i, 4): n/8 = 0, 7n/8 = 3, i % 3 == 2
+
+
+def moe_tensors(n_expert: int = 8) -> list[tuple[str, tuple[int, ...]]]:
+    e, d, f = n_expert, 1024, 2048
+    out: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (VOCAB, d)), ("output.weight", (VOCAB, d))]
+    for i in range(MOE_LAYERS):
+        out += [(f"blk.{i}.attn_q.weight", (d, d)), (f"blk.{i}.attn_k.weight", (256, d)),
+                (f"blk.{i}.attn_v.weight", (256, d)), (f"blk.{i}.attn_output.weight", (d, d)),
+                (f"blk.{i}.ffn_gate_inp.weight", (e, d)), (f"blk.{i}.ffn_norm.weight", (d,)),
+                (f"blk.{i}.ffn_gate_exps.weight", (e, f, d)), (f"blk.{i}.ffn_up_exps.weight", (e, f, d)),
+                (f"blk.{i}.ffn_down_exps.weight", (e, d, f))]
+    return out
+
+
+# ftype -> (attn_q, attn_k, attn_v, attn_output, gate/up exps, ffn_down_exps column) for 8 experts, GQA 4
+MOE_8 = {
+    # n_expert == 8: attn_v and attn_k Q8_0; attn_output Q5_K for the listed ftypes
+    "Q2_K": ("Q2_K", "Q8_0", "Q8_0", "Q5_K", "Q2_K", ["Q3_K"] * 4),
+    "Q3_K_S": ("Q3_K", "Q8_0", "Q8_0", "Q5_K", "Q3_K", ["Q3_K"] * 4),
+    "Q3_K_M": ("Q3_K", "Q8_0", "Q8_0", "Q5_K", "Q3_K", ["Q4_K"] * 4),  # n/16 = 0: never Q5_K
+    "Q3_K_L": ("Q3_K", "Q8_0", "Q8_0", "Q3_K", "Q3_K", ["Q5_K"] * 4),  # Q3_K_L is not in the MoE list
+    "Q4_K_S": ("Q4_K", "Q8_0", "Q8_0", "Q5_K", "Q4_K", ["Q4_K"] * 4),  # n/8 = 0
+    "Q4_K_M": ("Q4_K", "Q8_0", "Q8_0", "Q5_K", "Q4_K", layers({"Q6_K": MORE_BITS_4}, "Q4_K", 4)),
+    "Q5_K_M": ("Q5_K", "Q8_0", "Q8_0", "Q5_K", "Q5_K", layers({"Q6_K": MORE_BITS_4}, "Q5_K", 4)),
+    "Q5_0": ("Q5_0", "Q8_0", "Q8_0", "Q5_0", "Q5_0", ["Q5_0"] * 4),
+}
+
+
+@pytest.mark.parametrize("ftype", sorted(MOE_8))
+def test_moe_shaped_mixture_table(ftype: str) -> None:
+    m = model_info("llama", MOE_LAYERS, 32, 8, n_expert=8)
+    types = choose_types(moe_tensors(), GGUFQuantization(ftype), m)
+    q, k, v, o, gate_up, down = MOE_8[ftype]
+    assert types["output.weight"] == "Q6_K" and types["token_embd.weight"] == GGUFQuantization(ftype).base_type
+    assert set(per_layer(types, "attn_q", 4)) == {q} and set(per_layer(types, "attn_k", 4)) == {k}
+    assert set(per_layer(types, "attn_v", 4)) == {v} and set(per_layer(types, "attn_output", 4)) == {o}
+    assert set(per_layer(types, "ffn_gate_inp", 4)) == {"F32"}  # the router is never quantized
+    assert set(per_layer(types, "ffn_norm", 4)) == {"F32"}
+    assert set(per_layer(types, "ffn_gate_exps", 4)) == set(per_layer(types, "ffn_up_exps", 4)) == {gate_up}
+    assert per_layer(types, "ffn_down_exps", 4) == down
+
+
+def test_moe_with_four_experts_gets_no_8_expert_bumps() -> None:
+    m = model_info("llama", MOE_LAYERS, 32, 8, n_expert=4)
+    t = choose_types(moe_tensors(4), GGUFQuantization.Q4_K_M, m)
+    assert per_layer(t, "attn_v", 4) == layers({"Q6_K": MORE_BITS_4}, "Q4_K", 4)
+    assert set(per_layer(t, "attn_k", 4)) == {"Q4_K"} and set(per_layer(t, "attn_output", 4)) == {"Q4_K"}
+    assert per_layer(t, "ffn_down_exps", 4) == layers({"Q6_K": MORE_BITS_4}, "Q4_K", 4)
+
+
+def test_attn_v_counter_follows_llama_order_not_input_order() -> None:
+    # fused qkv counts as attn_v; llama.cpp walks tensors by layer number, so the first two of
+    # Q3_K_M's Q5_K attn_v are layers 0 and 1 even when the list is shuffled
+    tensors = [(f"blk.{i}.attn_qkv.weight", (768, 256)) for i in (3, 0, 2, 1)]
+    t = choose_types(tensors, GGUFQuantization.Q3_K_M, ModelInfo(4))
+    assert [t[f"blk.{i}.attn_qkv.weight"] for i in range(4)] == ["Q5_K", "Q5_K", "Q4_K", "Q4_K"]
+
+
+# --------------------------------------------------------------------------- per-tensor control
+
+
+def test_tensor_type_overrides_first_match_wins_then_fallback() -> None:
+    opts = QuantOptions.parse(tensor_types=["attn_v=Q8_0", r"blk\.0\..*=F16", "ffn_down=q2_k", "attn=Q5_1"])
+    t = choose_types(llama_tensors(2) + [("blk.1.ffn_down_odd.weight", (EMBD, 100 * 32))],
+                     GGUFQuantization.Q4_K_M, ModelInfo(2), opts)
+    assert t["blk.0.attn_v.weight"] == t["blk.1.attn_v.weight"] == "Q8_0"  # first pattern wins
+    assert t["blk.0.attn_q.weight"] == "F16" and t["blk.0.ffn_down.weight"] == "F16"
+    assert t["blk.1.ffn_down.weight"] == "Q2_K"
+    assert t["blk.1.ffn_down_odd.weight"] == "Q4_0"  # Q2_K's shape fallback still applies
+    assert t["blk.1.attn_q.weight"] == "Q5_1"
+    assert t["blk.1.ffn_up.weight"] == "Q4_K"  # no pattern: the mixture
+    assert t["blk.0.attn_norm.weight"] == "F32"  # never quantized, whatever the patterns say
+    assert t["output.weight"] == "Q6_K"
+
+
+def test_output_and_token_embedding_types_and_pure() -> None:
+    opts = QuantOptions.parse(output_tensor_type="q8_0", token_embedding_type="Q3_K")
+    t = choose_types(llama_tensors(2), GGUFQuantization.Q4_K_M, ModelInfo(2), opts)
+    assert t["output.weight"] == "Q8_0" and t["token_embd.weight"] == "Q3_K"
+    pure = choose_types(llama_tensors(N), GGUFQuantization.Q4_K_M, ModelInfo(N), QuantOptions(pure=True))
+    assert {v for k, v in pure.items() if not k.endswith("norm.weight")} == {"Q4_K"}  # output too
+    tied = [t for t in llama_tensors(2) if t[0] != "output.weight"]
+    t = choose_types(tied, GGUFQuantization.Q4_K_M, ModelInfo(2, tied=True), QuantOptions.parse(output_tensor_type="F16"))
+    assert t["token_embd.weight"] == "F16"  # tied: token_embd is the output
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"tensor_types": ["attn_v"]}, "REGEX=TYPE"),
+    ({"tensor_types": ["=Q8_0"]}, "REGEX=TYPE"),
+    ({"tensor_types": ["attn(=Q8_0"]}, "not a valid regular expression"),
+    ({"tensor_types": ["attn_v=Q9_9"]}, "Unknown --tensor-type type"),
+    ({"output_tensor_type": "IQ1_S"}, "Unknown --output-tensor-type"),
+    ({"token_embedding_type": "int8"}, "Unknown --token-embedding-type"),
+])
+def test_bad_per_tensor_options_are_conversion_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConversionError, match=message):
+        QuantOptions.parse(**kwargs)  # type: ignore[arg-type]
+
+
+def test_options_are_memo_params_only_when_set() -> None:
+    assert QuantOptions().memo_params() == {}
+    p = QuantOptions.parse(tensor_types=["a=Q8_0", ("b", "q6_k")], output_tensor_type="Q8_0",
+                           token_embedding_type="Q6_K", pure=True, allow_requantize=True).memo_params()
+    assert p == {"tensor_types": "a=Q8_0;b=Q6_K", "output_tensor_type": "Q8_0", "token_embedding_type": "Q6_K",
+                 "pure": "true", "allow_requantize": "true"}
+
+
+def _types(path: Path) -> dict[str, str]:
+    return {t.name: gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in gguf.GGUFReader(path).tensors}
+
+
+def test_conversion_applies_the_mixture_and_options(models: dict[str, Path], tmp_path: Path) -> None:
+    # the tiny GQA model: 2 layers, n_gqa 2, hidden 256
+    t = _types(convert(models["gqa"], tmp_path / "a.gguf", to="gguf", quantization="q3_k_m").output)
+    assert [t["blk.0.attn_v.weight"], t["blk.1.attn_v.weight"]] == ["Q5_K", "Q5_K"]
+    assert t["blk.0.ffn_down.weight"] == t["blk.1.ffn_down.weight"] == "Q4_K"  # n/16 = 0
+    assert t["blk.0.attn_output.weight"] == "Q4_K" and t["blk.0.attn_q.weight"] == "Q3_K"
+    res = convert(models["gqa"], tmp_path / "b.gguf", to="gguf", quantization="Q2_K",
+                  tensor_types=["ffn_(up|gate)=Q8_0"], output_tensor_type="Q4_K", token_embedding_type="Q5_0", pure=True)
+    t = _types(res.output)
+    assert t["blk.0.ffn_up.weight"] == t["blk.1.ffn_gate.weight"] == "Q8_0"
+    assert t["output.weight"] == "Q4_K" and t["token_embd.weight"] == "Q5_0"
+    assert t["blk.0.attn_v.weight"] == t["blk.1.ffn_down.weight"] == "Q2_K"  # pure: no mixture
+    assert res.params["tensor_types"] == "ffn_(up|gate)=Q8_0" and res.params["pure"] == "true"

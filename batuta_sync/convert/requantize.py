@@ -119,7 +119,7 @@ def requantize_gguf(
         out_types.append(new)
 
     kvs = []
-    for key, field in model.fields.items():
+    for key, field in model.metadata.items():
         if key == "general.file_type":
             kvs.append(kv_bytes(key, _U32, quant.file_type))
         elif key == "general.quantization_version":

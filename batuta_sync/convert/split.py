@@ -195,6 +195,11 @@ class GGUFModel:
         self.tensors = [t for r in readers for t in r.tensors]
         self.alignment = alignment_of(readers[0])
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The real key-value pairs (gguf-py adds pseudo-fields ``GGUF.version`` etc. to ``fields``)."""
+        return {k: f for k, f in self.fields.items() if not k.startswith("GGUF.")}
+
     def tensor_bytes(self, t: Any) -> Any:
         """The raw bytes of tensor ``t`` (a read-only memory-mapped uint8 view)."""
         for r in self.readers:
@@ -282,7 +287,7 @@ def split_gguf(src: Path, out: Path, opts: SplitOptions) -> list[Path]:
     prefix = out.with_name(out.name.removesuffix(".gguf"))
     final = [shard_path(prefix, i, n) for i in range(n)]
     temps = [p.with_name(f".{p.name}.tmp-{os.getpid()}") for p in final]
-    meta = [field_bytes(f) for f in model.fields.values()]
+    meta = [field_bytes(f) for f in model.metadata.values()]
     try:
         for i, idx in enumerate(shards):
             split_kvs = [kv_bytes(SPLIT_NO, _U16, i), kv_bytes(SPLIT_COUNT, _U16, n), kv_bytes(SPLIT_TENSORS, _I32, len(infos))]

@@ -177,7 +177,7 @@ def test_attn_v_counter_follows_llama_order_not_input_order() -> None:
 
 def test_tensor_type_overrides_first_match_wins_then_fallback() -> None:
     opts = QuantOptions.parse(tensor_types=["attn_v=Q8_0", r"blk\.0\..*=F16", "ffn_down=q2_k", "attn=Q5_1"])
-    t = choose_types(llama_tensors(2) + [("blk.1.ffn_down_odd.weight", (EMBD, 100 * 32))],
+    t = choose_types([*llama_tensors(2), ("blk.1.ffn_down_odd.weight", (EMBD, 100 * 32))],
                      GGUFQuantization.Q4_K_M, ModelInfo(2), opts)
     assert t["blk.0.attn_v.weight"] == t["blk.1.attn_v.weight"] == "Q8_0"  # first pattern wins
     assert t["blk.0.attn_q.weight"] == "F16" and t["blk.0.ffn_down.weight"] == "F16"

@@ -147,8 +147,9 @@ def fp16_to_fp32(h: Any) -> Any:
 # --- Q4_K / Q5_K --------------------------------------------------------------------------------
 
 @_jit
-def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, scales: Any, mins: Any) -> None:
-    """``make_qkx2_quants(32, nmax, x, w, L, &min, Laux, rmin, rdelta, nstep, false)`` for every lane.
+def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, scales: Any, mins: Any,
+                mad: bool) -> None:
+    """``make_qkx2_quants(n, nmax, x, w, L, &min, Laux, rmin, rdelta, nstep, use_mad=mad)`` for every lane.
 
     ``dat`` is (2, 32, lanes): x and the weights, element i of lane (sub-block) j at [., i, j].
     Writes L (as float32, shape (32, lanes)) into ``lq``, the scales and ``the_min`` values.
@@ -195,7 +196,8 @@ def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any
             q = nearest_int(np.float32(par[0, j] * np.float32(v - par[1, j])))
             fq = np.float32(min(nmax, max(0, q)))
             d = np.float32(np.float32(np.float32(par[5, j] * fq) + par[1, j]) - v)
-            acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * np.float32(d * d)))
+            e = abs(d) if mad else np.float32(d * d)
+            acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * e))
     for j in range(g):
         par[6, j] = acc[3, j]
     for step in range(nstep + 1):
@@ -236,7 +238,8 @@ def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any
         for i in range(n):
             for j in range(g):
                 d = np.float32(np.float32(np.float32(par[9, j] * laux[i, j]) + par[10, j]) - dat[0, i, j])
-                acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * np.float32(d * d)))
+                e = abs(d) if mad else np.float32(d * d)
+                acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * e))
         for j in range(g):
             if ok[j] and acc[3, j] < par[6, j]:
                 par[6, j] = acc[3, j]
@@ -343,7 +346,7 @@ def quantize_q45k(x: Any, out: Any, nmax: int) -> None:
         for i in range(32):
             for j in range(g):
                 dat[1, i, j] = np.float32(sx2[j] + abs(dat[0, i, j]))
-        _qkx2_lanes(dat, nmax, rmin, rdelta, nstep, lq, scales, mins)
+        _qkx2_lanes(dat, nmax, rmin, rdelta, nstep, lq, scales, mins, False)
         for k in range(g // 8):
             if b0 + k < nb:
                 _finish_q45k(dat[0], lq, scales, mins, 8 * k, nmax, out[b0 + k])
@@ -481,77 +484,7 @@ def quantize_q6k(x: Any, out: Any) -> None:
                 _finish_q6k(x[b0 + k], lq, scale, 16 * k, out[b0 + k])
 
 
-# --- Q2_K / Q3_K (scalar ports: one sub-block at a time, the C loops as written) ----------------
-
-@_jit
-def _qkx2_mad(x: Any, off: int, n: int, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, laux: Any) -> Any:
-    """``make_qkx2_quants(n, nmax, x+off, |x|, L, &min, Laux, rmin, rdelta, nstep, use_mad=true)``.
-
-    Writes L into ``lq[off:off+n]``; returns (scale, the_min).
-    """
-    mn = x[off]
-    mx = x[off]
-    sum_w = abs(x[off])
-    sum_x = np.float32(sum_w * x[off])
-    for i in range(1, n):
-        v = x[off + i]
-        if v < mn:
-            mn = v
-        if v > mx:
-            mx = v
-        w = abs(v)
-        sum_w = np.float32(sum_w + w)
-        sum_x = np.float32(sum_x + np.float32(w * v))
-    if mn > _F0:
-        mn = _F0
-    if mx == mn:
-        for i in range(n):
-            lq[off + i] = 0
-        return _F0, -mn
-    fnmax = np.float32(nmax)
-    iscale = np.float32(fnmax / np.float32(mx - mn))
-    scale = np.float32(_F1 / iscale)
-    best = _F0
-    for i in range(n):
-        v = x[off + i]
-        q = min(nmax, max(0, nearest_int(np.float32(iscale * np.float32(v - mn)))))
-        lq[off + i] = q
-        d = np.float32(np.float32(np.float32(scale * np.float32(q)) + mn) - v)
-        best = np.float32(best + np.float32(abs(v) * abs(d)))
-    for step in range(nstep + 1):
-        iscale = np.float32(np.float32(np.float32(rmin + np.float32(rdelta * np.float32(step))) + fnmax) / np.float32(mx - mn))
-        s_l = _F0
-        s_l2 = _F0
-        s_xl = _F0
-        for i in range(n):
-            v = x[off + i]
-            q = min(nmax, max(0, nearest_int(np.float32(iscale * np.float32(v - mn)))))
-            laux[i] = q
-            w = abs(v)
-            fq = np.float32(q)
-            s_l = np.float32(s_l + np.float32(w * fq))
-            s_l2 = np.float32(s_l2 + np.float32(np.float32(w * fq) * fq))
-            s_xl = np.float32(s_xl + np.float32(np.float32(w * fq) * v))
-        dd = np.float32(np.float32(sum_w * s_l2) - np.float32(s_l * s_l))
-        if dd > _F0:
-            ts = np.float32(np.float32(np.float32(sum_w * s_xl) - np.float32(sum_x * s_l)) / dd)
-            tm = np.float32(np.float32(np.float32(s_l2 * sum_x) - np.float32(s_l * s_xl)) / dd)
-            if tm > _F0:
-                tm = _F0
-                ts = np.float32(s_xl / s_l2)
-            err = _F0
-            for i in range(n):
-                v = x[off + i]
-                d = np.float32(np.float32(np.float32(ts * np.float32(laux[i])) + tm) - v)
-                err = np.float32(err + np.float32(abs(v) * abs(d)))
-            if err < best:
-                for i in range(n):
-                    lq[off + i] = laux[i]
-                best = err
-                scale = ts
-                mn = tm
-    return scale, -mn
-
+# --- Q2_K (the lanes kernel above with use_mad) / Q3_K (a scalar port of the C loops) --------------
 
 @_jit
 def _pack2(lq: Any, o: Any, base: int) -> None:
@@ -563,61 +496,79 @@ def _pack2(lq: Any, o: Any, base: int) -> None:
 
 
 @_jit
-def quantize_q2k(x: Any, out: Any) -> None:
-    """Quantize (nb, 256) float32 ``x`` into (nb, 84) uint8 ``out`` (``quantize_row_q2_K_ref``)."""
-    nb = x.shape[0]
-    lq = np.empty(256, np.int64)
-    laux = np.empty(16, np.int64)
-    scales = np.empty(16, np.float32)
-    mins = np.empty(16, np.float32)
+def _finish_q2k(xt: Any, lq: Any, scales: Any, mins: Any, j0: int, o: Any) -> None:
+    """The super-block part of ``quantize_row_q2_K_ref`` for the 16 lanes ``j0..j0+15``, written to ``o``."""
     sc = np.empty(16, np.int64)
+    lfin = np.empty(256, np.int64)
     f15 = np.float32(15.0)
-    for b in range(nb):
-        xb = x[b]
-        o = out[b]
-        max_scale = _F0
-        max_min = _F0
+    max_scale = _F0
+    max_min = _F0
+    for j in range(16):
+        if scales[j0 + j] > max_scale:
+            max_scale = scales[j0 + j]
+        if mins[j0 + j] > max_min:
+            max_min = mins[j0 + j]
+    d16 = 0
+    dm16 = 0
+    for j in range(16):
+        sc[j] = 0
+    if max_scale > _F0:
+        isc = np.float32(f15 / max_scale)
         for j in range(16):
-            s, m = _qkx2_mad(xb, 16 * j, 16, 3, np.float32(-0.5), _F01, 15, lq, laux)
-            scales[j] = s
-            mins[j] = m
-            if s > max_scale:
-                max_scale = s
-            if m > max_min:
-                max_min = m
-        if max_scale > _F0:
-            isc = np.float32(f15 / max_scale)
-            for j in range(16):
-                sc[j] = nearest_int(np.float32(isc * scales[j])) & 0xFF
-            d16 = fp32_to_fp16(np.float32(max_scale / f15))
-        else:
-            for j in range(16):
-                sc[j] = 0
-            d16 = 0
-        if max_min > _F0:
-            isc = np.float32(f15 / max_min)
-            for j in range(16):
-                sc[j] = (sc[j] | (nearest_int(np.float32(isc * mins[j])) << 4)) & 0xFF
-            dm16 = fp32_to_fp16(np.float32(max_min / f15))
-        else:
-            dm16 = 0
-        d32 = fp16_to_fp32(d16)
-        dm32 = fp16_to_fp32(dm16)
+            sc[j] = nearest_int(np.float32(isc * scales[j0 + j])) & 0xFF
+        d16 = fp32_to_fp16(np.float32(max_scale / f15))
+    if max_min > _F0:
+        isc = np.float32(f15 / max_min)
         for j in range(16):
-            d = np.float32(d32 * np.float32(sc[j] & 0xF))
-            if d == _F0:
-                continue
-            dm = np.float32(dm32 * np.float32(sc[j] >> 4))
+            sc[j] = (sc[j] | (nearest_int(np.float32(isc * mins[j0 + j])) << 4)) & 0xFF
+        dm16 = fp32_to_fp16(np.float32(max_min / f15))
+    d32 = fp16_to_fp32(d16)
+    dm32 = fp16_to_fp32(dm16)
+    for j in range(16):
+        d = np.float32(d32 * np.float32(sc[j] & 0xF))
+        if d == _F0:
             for i in range(16):
-                q = nearest_int(np.float32(np.float32(xb[16 * j + i] + dm) / d))
-                lq[16 * j + i] = max(0, min(3, q))
-        for j in range(16):
-            o[j] = sc[j]
-        _pack2(lq, o, 16)
-        o[80] = d16 & 0xFF
-        o[81] = d16 >> 8
-        o[82] = dm16 & 0xFF
-        o[83] = dm16 >> 8
+                lfin[16 * j + i] = int(lq[i, j0 + j])
+            continue
+        dm = np.float32(dm32 * np.float32(sc[j] >> 4))
+        for i in range(16):
+            q = nearest_int(np.float32(np.float32(xt[i, j0 + j] + dm) / d))
+            lfin[16 * j + i] = max(0, min(3, q))
+    for j in range(16):
+        o[j] = sc[j]
+    _pack2(lfin, o, 16)
+    o[80] = d16 & 0xFF
+    o[81] = d16 >> 8
+    o[82] = dm16 & 0xFF
+    o[83] = dm16 >> 8
+
+
+@_jit
+def quantize_q2k(x: Any, out: Any) -> None:
+    """Quantize (nb, 256) float32 ``x`` into (nb, 84) uint8 ``out`` (``quantize_row_q2_K_ref``).
+
+    ``make_qkx2_quants(16, 3, x, |x|, ..., -0.5, 0.1, 15, use_mad=true)`` runs for the 16-element
+    sub-blocks of a few super-blocks side by side (the Q4_K/Q5_K lanes kernel); an incomplete last
+    group repeats the last block and drops the copies.
+    """
+    nb = x.shape[0]
+    g = _LANES6
+    dat = np.empty((2, 16, g), np.float32)  # x, weights |x|
+    lq = np.empty((16, g), np.float32)
+    scales = np.empty(g, np.float32)
+    mins = np.empty(g, np.float32)
+    for b0 in range(0, nb, g // 16):
+        for k in range(g // 16):
+            b = min(b0 + k, nb - 1)
+            for i in range(16):
+                for jj in range(16):
+                    v = x[b, 16 * jj + i]
+                    dat[0, i, 16 * k + jj] = v
+                    dat[1, i, 16 * k + jj] = abs(v)
+        _qkx2_lanes(dat, 3, np.float32(-0.5), _F01, 15, lq, scales, mins, True)
+        for k in range(g // 16):
+            if b0 + k < nb:
+                _finish_q2k(dat[0], lq, scales, mins, 16 * k, out[b0 + k])
 
 
 @_jit

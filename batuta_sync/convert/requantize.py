@@ -88,13 +88,7 @@ def requantize_gguf(
     tensors = model.tensors
     names = [t.name for t in tensors]
     shapes = [tuple(int(d) for d in reversed([int(x) for x in t.shape])) for t in tensors]  # numpy order
-    in_types = []
-    for t in tensors:
-        try:
-            in_types.append(gguf.GGMLQuantizationType(int(t.tensor_type)).name)
-        except ValueError:
-            raise ConversionError(f"Tensor {t.name} has unknown ggml type {int(t.tensor_type)}.",
-                                  hint="The file needs a newer tool than gguf-py knows.") from None
+    in_types = [gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in tensors]  # the reader checked them
     n_head = _scalar(model, f"{arch}.attention.head_count", 1)
     minfo = model_info(arch, _scalar(model, f"{arch}.block_count"), n_head,
                        _scalar(model, f"{arch}.attention.head_count_kv", n_head) or n_head,

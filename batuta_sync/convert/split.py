@@ -193,6 +193,7 @@ class GGUFModel:
         self.files = files
         self.fields = {k: f for k, f in readers[0].fields.items() if k not in SPLIT_KEYS}
         self.tensors = [t for r in readers for t in r.tensors]
+        self._reader_of = {id(t): r for r in readers for t in r.tensors}
         self.alignment = alignment_of(readers[0])
 
     @property
@@ -202,10 +203,7 @@ class GGUFModel:
 
     def tensor_bytes(self, t: Any) -> Any:
         """The raw bytes of tensor ``t`` (a read-only memory-mapped uint8 view)."""
-        for r in self.readers:
-            if any(x is t for x in r.tensors):
-                return r.data[t.data_offset: t.data_offset + t.n_bytes]
-        raise KeyError(t.name)
+        return self._reader_of[id(t)].data[t.data_offset: t.data_offset + t.n_bytes]
 
 
 def alignment_of(reader: Any) -> int:

@@ -238,3 +238,19 @@ def test_conversion_applies_the_mixture_and_options(models: dict[str, Path], tmp
     assert t["output.weight"] == "Q4_K" and t["token_embd.weight"] == "Q5_0"
     assert t["blk.0.attn_v.weight"] == t["blk.1.ffn_down.weight"] == "Q2_K"  # pure: no mixture
     assert res.params["tensor_types"] == "ffn_(up|gate)=Q8_0" and res.params["pure"] == "true"
+
+
+def test_falcon_rules() -> None:
+    """Falcon (never converted from safetensors here, but a GGUF input may be one)."""
+    m = ModelInfo(n_layer=N, arch="falcon")
+    t = choose_types(llama_tensors(), GGUFQuantization.Q4_K_M, m)
+    assert t["output.weight"] == "Q8_0"
+    # ffn_down: Q6_K below n/16, Q5_K where use_more_bits, else Q4_K
+    assert per_layer(t, "ffn_down") == layers({"Q6_K": {0}, "Q5_K": MORE_BITS_16 - {0}}, "Q4_K")
+    t = choose_types(llama_tensors(), GGUFQuantization.Q3_K_L, m)
+    assert set(per_layer(t, "attn_output")) == {"Q4_K"} and set(per_layer(t, "ffn_down")) == {"Q4_K"}
+    t = choose_types(llama_tensors(), GGUFQuantization.Q3_K_M, m)
+    assert per_layer(t, "ffn_down") == layers({"Q5_K": {0}, "Q4_K": MORE_BITS_16 - {0}}, "Q3_K")
+    assert set(per_layer(t, "attn_output")) == {"Q3_K"}  # Falcon: only Q3_K_L bumps attn_output
+    t = choose_types(llama_tensors(), GGUFQuantization.Q4_K_S, m)
+    assert set(per_layer(t, "ffn_down")) == {"Q4_K"}  # Q4_K_S's early-layer Q5_K is not for Falcon

@@ -199,3 +199,97 @@ def test_apply_runs_a_tuned_split_conversion(
     assert types["blk.0.attn_v.weight"] == "Q8_0" and types["blk.0.attn_q.weight"] == "Q2_K"
     capsys.readouterr()
     assert main(["plan", "--detailed-exitcode"]) == 0  # memo key unchanged: nothing to do
+
+
+def _handmade(path: Path, *, head_count: Any = 8, tensors: dict[str, np.ndarray] | None = None,
+              raw: dict[str, tuple[np.ndarray, Any]] | None = None) -> Path:
+    """A small llama GGUF built with gguf-py's writer (no file_type / quantization_version keys)."""
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_block_count(1)
+    if isinstance(head_count, list):
+        w.add_array("llama.attention.head_count", head_count)
+    elif isinstance(head_count, str):
+        w.add_string("llama.attention.head_count", head_count)
+    else:
+        w.add_head_count(head_count)
+    for name, arr in (tensors or {}).items():
+        w.add_tensor(name, arr)
+    for name, (arr, qtype) in (raw or {}).items():
+        w.add_tensor(name, arr, raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_requantize_reads_every_float_type_and_adds_missing_keys(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    bf16 = (x.view(np.uint32) >> 16).astype(np.uint16)
+    src = _handmade(tmp_path / "h.gguf", head_count=[8, 8], tensors={
+        "blk.0.attn_q.weight": x, "blk.0.attn_k.weight": x.astype(np.float16), "blk.0.attn_norm.weight": x[0]},
+        raw={"blk.0.attn_v.weight": (bf16, gguf.GGMLQuantizationType.BF16)})
+    seen = []
+    res = convert(src, tmp_path / "q.gguf", to="gguf", quantization="Q6_K",
+                  progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (4, 4)
+    f = fields(res.output)
+    assert f["general.file_type"] == 18 and f["general.quantization_version"] == 2
+    got = _tensors(res.output)
+    assert got["blk.0.attn_norm.weight"][0] == "F32"
+    widened = (bf16.astype(np.uint32) << 16).view(np.float32)
+    for name, want in (("blk.0.attn_q.weight", x), ("blk.0.attn_k.weight", x.astype(np.float16).astype(np.float32)),
+                       ("blk.0.attn_v.weight", widened)):
+        from batuta_sync.convert.kquants import quantize_k
+
+        assert got[name] == ("Q6_K", quantize_k(want, "Q6_K").tobytes()), name
+
+
+def test_requantize_rejects_damaged_metadata(tmp_path: Path) -> None:
+    src = _handmade(tmp_path / "s.gguf", head_count="eight", tensors={"blk.0.attn_q.weight": np.zeros((2, 32), np.float32)})
+    with pytest.raises(ConversionError, match=r"llama\.attention\.head_count is not an integer"):
+        convert(src, tmp_path / "o.gguf", to="gguf", quantization="Q8_0")
+    # a tensor type gguf-py does not know: the type field patched to 250
+    ok = _handmade(tmp_path / "t.gguf", tensors={"blk.0.attn_q.weight": np.zeros((2, 32), np.float32)})
+    data = bytearray(ok.read_bytes())
+    name = b"blk.0.attn_q.weight"
+    at = data.index(name) + len(name) + 4 + 2 * 8  # n_dims, two dims, then the type
+    data[at:at + 4] = (250).to_bytes(4, "little")
+    (tmp_path / "u.gguf").write_bytes(bytes(data))
+    with pytest.raises(ConversionError):
+        convert(tmp_path / "u.gguf", tmp_path / "o.gguf", to="gguf", quantization="Q8_0")
+    assert not (tmp_path / "o.gguf").exists()
+
+
+def test_quantized_input_is_dequantized_with_allow_requantize(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    q = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q4_0)
+    src = _handmade(tmp_path / "q.gguf", raw={"blk.0.ffn_up.weight": (q, gguf.GGMLQuantizationType.Q4_0)})
+    out = convert(src, tmp_path / "o.gguf", to="gguf", quantization="Q8_0", allow_requantize=True).output
+    back = gguf.quants.dequantize(q, gguf.GGMLQuantizationType.Q4_0)
+    from batuta_sync.convert.quantize import quantize_rows
+
+    assert _tensors(out)["blk.0.ffn_up.weight"] == ("Q8_0", quantize_rows(back, "Q8_0"))
+
+
+def test_types_gguf_py_cannot_read_back_are_refused_before_writing(tmp_path: Path) -> None:
+    src = _handmade(tmp_path / "f64.gguf", tensors={"blk.0.attn_q.weight": np.ones((2, 32), np.float64)})
+    with pytest.raises(ConversionError, match="has type F64, which cannot be dequantized"):
+        convert(src, tmp_path / "o" / "o.gguf", to="gguf", quantization="Q8_0", allow_requantize=True)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failure_while_writing_leaves_nothing(f16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import batuta_sync.convert.requantize as rq
+
+    def boom(rows: Any, qtype: str) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rq, "quantize_rows", boom)
+    from batuta_sync.errors import DiskFullError
+
+    with pytest.raises(DiskFullError):
+        convert(f16, tmp_path / "o" / "q.gguf", to="gguf", quantization="Q4_K_M", jobs=2)
+    assert list((tmp_path / "o").iterdir()) == []

@@ -169,3 +169,24 @@ def test_every_tensor_of_new_quantizations_is_byte_identical_to_ggml(
             assert got == x.astype(np.float32).tobytes(), t.name
         else:
             assert got == ggml_quantize(x, qt).tobytes(), (t.name, qt)
+
+
+def test_q2_q3_kernel_source_run_as_python_gives_the_same_bytes() -> None:
+    """The Q2_K/Q3_K kernels' source interpreted (what coverage can see) agrees with the numpy path."""
+    from .test_kquants_numba import _load_uncompiled
+
+    py = _load_uncompiled()
+    part = FAMILIES["normal"][:1, :256].copy()
+    part[0, :16] = 0.0  # a zero sub-block inside a non-zero block
+    part[0, 16:32] *= 1e-6  # and one whose 4-bit scale rounds to 0
+    neg = -np.abs(FAMILIES["normal"][:1, :256])  # all negative: Q2_K mins only
+    x = np.concatenate([
+        FAMILIES["zeros"].reshape(-1, 256)[:1], part, neg,
+        FAMILIES["const_pos"].reshape(-1, 256)[:1], FAMILIES["mixed_blocks"].reshape(-1, 256)[:3],
+        EXTREME["float_max_alternating"].reshape(-1, 256)[:1], EXTREME["denormal_steps"].reshape(-1, 256)[:1],
+    ]).astype(np.float32)
+    with np.errstate(all="ignore"):
+        for qtype, fn in (("Q2_K", py.quantize_q2k), ("Q3_K", py.quantize_q3k)):
+            out = np.zeros((x.shape[0], {"Q2_K": 84, "Q3_K": 110}[qtype]), np.uint8)
+            fn(x, out)
+            assert out.tobytes() == _ours(x, qtype, "numpy"), qtype

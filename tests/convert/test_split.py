@@ -229,4 +229,38 @@ def test_cli_prints_every_shard(models: dict[str, Path], tmp_path: Path, capsys:
     assert [Path(p).name for p in out] == ["c-00001-of-00003.gguf", "c-00002-of-00003.gguf", "c-00003-of-00003.gguf"]
     assert main(["convert", str(models["gqa"]), str(tmp_path / "d.gguf"), "--to", "gguf", "--split-max-tensors", "0"]) == 64  # usage
     assert "must be a positive integer" in capsys.readouterr().err
+    assert main(["convert", str(models["gqa"]), str(tmp_path / "d.gguf"), "--to", "gguf", "--split-max-tensors", "x"]) == 64
+    assert "not a number" in capsys.readouterr().err
     assert main(["convert", str(models["gqa"]), str(tmp_path / "d.gguf"), "--to", "gguf", "--split-max-size", "big"]) == 15
+
+
+def test_a_failure_mid_split_leaves_no_shards(single: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import batuta_sync.convert.split as sp
+
+    real = sp.write_gguf_file
+    calls = []
+
+    def flaky(path: Path, *a: Any) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, *a)
+
+    monkeypatch.setattr(sp, "write_gguf_file", flaky)
+    (tmp_path / "o").mkdir()
+    with pytest.raises(OSError):
+        split_gguf(single, tmp_path / "o" / "m.gguf", SplitOptions(max_tensors=10))
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_split_keys_of_the_wrong_type(single: Path, tmp_path: Path) -> None:
+    from batuta_sync.convert.split import TensorInfo, write_gguf_file
+
+    import struct
+
+    k = b"split.count"
+    bad = struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, 3) + b"two"  # a string where a u16 belongs
+    write_gguf_file(tmp_path / "b-00001-of-00002.gguf", [bad], [TensorInfo("a.weight", (32,), 0, 128)], 32,
+                    lambda fd, i, off: None)
+    with pytest.raises(ConversionError, match=r"split\.count is not an integer"):
+        open_gguf(tmp_path / "b-00001-of-00002.gguf")

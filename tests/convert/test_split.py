@@ -254,9 +254,9 @@ def test_a_failure_mid_split_leaves_no_shards(single: Path, tmp_path: Path, monk
 
 
 def test_split_keys_of_the_wrong_type(single: Path, tmp_path: Path) -> None:
-    from batuta_sync.convert.split import TensorInfo, write_gguf_file
-
     import struct
+
+    from batuta_sync.convert.split import TensorInfo, write_gguf_file
 
     k = b"split.count"
     bad = struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, 3) + b"two"  # a string where a u16 belongs

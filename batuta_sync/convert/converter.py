@@ -128,14 +128,14 @@ def convert(
             return ConversionResult(res.output, res.files, res.tensor_count, {**res.params, "source": "pytorch"},
                                     time.perf_counter() - started)
         if target == "gguf":
-            from batuta_sync.convert.split import write_maybe_split
+            from batuta_sync.convert.split import model_stem, write_maybe_split
 
             quant = GGUFQuantization.parse(quantization)
             if fmt is ModelFormat.GGUF:
                 from batuta_sync.convert.requantize import requantize_gguf
 
                 gguf_in = _single_gguf(src)
-                out = _gguf_path(gguf_in.parent / gguf_in.name.split("-00001-of-")[0].removesuffix(".gguf"), dst, quant)
+                out = _gguf_path(gguf_in.parent / model_stem(gguf_in), dst, quant)
                 files, count, params = write_maybe_split(
                     out, sopts, lambda tmp: requantize_gguf(gguf_in, tmp, quant, qopts, jobs=jobs, progress=progress))
             else:

@@ -86,6 +86,12 @@ def shard_path(prefix: Path, index: int, count: int) -> Path:
     return prefix.with_name(f"{prefix.name}-{index + 1:05d}-of-{count:05d}.gguf")
 
 
+def model_stem(path: Path) -> str:
+    """The model's name: ``PREFIX`` for a shard ``PREFIX-0000i-of-0000N.gguf``, else the file's stem."""
+    m = SHARD_RE.match(path.name)
+    return m.group("prefix") if m else path.name.removesuffix(".gguf")
+
+
 def first_shards(paths: Iterable[Path]) -> list[Path]:
     """GGUF paths with every split set reduced to its first shard (one entry per model)."""
     out = []

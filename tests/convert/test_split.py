@@ -264,3 +264,13 @@ def test_split_keys_of_the_wrong_type(single: Path, tmp_path: Path) -> None:
                     lambda fd, i, off: None)
     with pytest.raises(ConversionError, match=r"split\.count is not an integer"):
         open_gguf(tmp_path / "b-00001-of-00002.gguf")
+
+
+def test_gguf_input_into_a_directory_is_named_after_the_model(models: dict[str, Path], tmp_path: Path) -> None:
+    from batuta_sync.convert.split import model_stem
+
+    assert model_stem(Path("m-00002-of-00003.gguf")) == "m" and model_stem(Path("x.gguf")) == "x"
+    sp = convert(models["gqa"], tmp_path / "in" / "tiny.gguf", to="gguf", quantization="F16", split_max_tensors=10)
+    (tmp_path / "out").mkdir()
+    res = convert(sp.files[1], tmp_path / "out", to="gguf", quantization="Q8_0")
+    assert res.output == tmp_path / "out" / "tiny-Q8_0.gguf"

@@ -254,3 +254,32 @@ def test_falcon_rules() -> None:
     assert set(per_layer(t, "attn_output")) == {"Q3_K"}  # Falcon: only Q3_K_L bumps attn_output
     t = choose_types(llama_tensors(), GGUFQuantization.Q4_K_S, m)
     assert set(per_layer(t, "ffn_down")) == {"Q4_K"}  # Q4_K_S's early-layer Q5_K is not for Falcon
+
+
+LLAMA_FTYPE = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13,
+               "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}
+
+
+def test_whole_files_match_llama_quantize_when_installed(models: dict[str, Path], tmp_path: Path) -> None:
+    """With llama-cpp-python (the bench's peer venv, docs/conversion.md) importable: llama-quantize itself
+    on our F16 GGUF gives, tensor by tensor, the types and bytes of our direct conversion, for every ftype."""
+    import ctypes
+
+    import numpy as np
+
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (llama_model_quantize) is not installed")
+    f16 = convert(models["gqa"], tmp_path / "f16.gguf", to="gguf", quantization="F16").output
+    llama_cpp.llama_backend_init()
+
+    def tensors(path: Path) -> dict[str, tuple[str, bytes]]:
+        return {t.name: (gguf.GGMLQuantizationType(int(t.tensor_type)).name, np.asarray(t.data).tobytes())
+                for t in gguf.GGUFReader(path).tensors}
+
+    for ftype, code in sorted(LLAMA_FTYPE.items()):
+        p = llama_cpp.llama_model_quantize_default_params()
+        p.ftype = code
+        p.nthread = 1
+        theirs = tmp_path / f"theirs-{ftype}.gguf"
+        assert llama_cpp.llama_model_quantize(str(f16).encode(), str(theirs).encode(), ctypes.byref(p)) == 0, ftype
+        ours = convert(models["gqa"], tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype).output
+        assert tensors(ours) == tensors(theirs), ftype

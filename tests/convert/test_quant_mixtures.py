@@ -1,12 +1,14 @@
 """The per-tensor type choice against llama-quantize's rules (``llama_tensor_get_type`` in llama.cpp's
-src/llama-quant.cpp, no imatrix).  The expected tables are derived by hand from that source (the
-xllamacpp wheel exports no ``llama_model_quantize``), written out literally so the test cannot
-share a mistake with the code: a 16-layer Llama shape (MHA and GQA 4), an 8-expert MoE shape, a
-4-expert one; then the per-tensor controls (--tensor-type, --output/--token-embedding-type, --pure)."""
+src/llama-quant.cpp, no imatrix).  Two oracles: tables derived by hand from that source, written out
+literally (a 16-layer Llama shape, MHA and GQA 4, 70B, 8- and 4-expert MoE shapes, Falcon), which run
+everywhere; and, where a llama.cpp library exporting ``llama_model_quantize`` is installed by hand
+(the xllamacpp wheel does not export it), llama-quantize itself on whole files, Llama and MoE, every
+ftype.  Then the per-tensor controls (--tensor-type, --output/--token-embedding-type, --pure)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gguf
 import pytest
@@ -258,28 +260,106 @@ def test_falcon_rules() -> None:
 
 LLAMA_FTYPE = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13,
                "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}
+# A prebuilt llama.cpp with ``llama_model_quantize``, installed by hand (never in CI): $BATUTA_LIBLLAMA, or
+# npm's @node-llama-cpp/linux-x64 unpacked here (``npm pack @node-llama-cpp/linux-x64@3.22.1`` + tar xzf)
+NODE_LLAMA = Path.home() / ".cache" / "batuta-bench" / "node-llama-cpp" / "package" / "bins" / "linux-x64"
 
 
-def test_whole_files_match_llama_quantize_when_installed(models: dict[str, Path], tmp_path: Path) -> None:
-    """With llama-cpp-python (the bench's peer venv, docs/conversion.md) importable: llama-quantize itself
-    on our F16 GGUF gives, tensor by tensor, the types and bytes of our direct conversion, for every ftype."""
+def _libllama() -> Any:
     import ctypes
+    import os
+
+    path = os.environ.get("BATUTA_LIBLLAMA") or next(iter(sorted(NODE_LLAMA.glob("libllama*.so"))), None)
+    if not path:
+        pytest.skip("no llama.cpp library with llama_model_quantize: set BATUTA_LIBLLAMA or unpack "
+                    f"@node-llama-cpp/linux-x64 into {NODE_LLAMA.parents[2]}")
+    so = ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL)
+    so.llama_model_quantize.restype = ctypes.c_uint32
+    so.llama_model_quantize.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+    so.llama_backend_init()
+    return so
+
+
+def llama_quantize(src: Path, dst: Path, ftype: str) -> None:
+    """llama-quantize SRC DST FTYPE (one thread, no imatrix) through the C API."""
+    import ctypes
+
+    class Params(ctypes.Structure):  # returned in a caller buffer: a larger one is ABI-safe
+        _fields_ = [("raw", ctypes.c_uint8 * 1024)]
+
+    so = _libllama()
+    so.llama_model_quantize_default_params.restype = Params
+    p = so.llama_model_quantize_default_params()
+    ctypes.c_int32.from_buffer(p, 0).value = 1  # nthread
+    ctypes.c_int32.from_buffer(p, 4).value = LLAMA_FTYPE[ftype]  # ftype (the first two fields in every version)
+    assert so.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(p)) == 0, ftype
+
+
+def _tensors(path: Path) -> dict[str, tuple[str, bytes]]:
+    import numpy as np
+
+    return {t.name: (gguf.GGMLQuantizationType(int(t.tensor_type)).name, np.asarray(t.data).tobytes())
+            for t in gguf.GGUFReader(path).tensors}
+
+
+@pytest.mark.parametrize("layers", [2, 16])
+def test_whole_files_match_llama_quantize(tmp_path: Path, layers: int) -> None:
+    """Real llama-quantize on our F16 GGUF gives, for every ftype, the types and bytes of our direct conversion."""
+    from batuta_sync.tinymodel import TinyLlamaSpec, write_tiny_llama
+
+    _libllama()
+    model = write_tiny_llama(tmp_path / "m", TinyLlamaSpec(dtype="float16", seed=5, num_hidden_layers=layers), card=False)
+    f16 = convert(model, tmp_path / "f16.gguf", to="gguf", quantization="F16").output
+    for ftype in LLAMA_FTYPE:
+        llama_quantize(f16, tmp_path / f"theirs-{ftype}.gguf", ftype)
+        ours = convert(model, tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype).output
+        assert _tensors(ours) == _tensors(tmp_path / f"theirs-{ftype}.gguf"), ftype
+
+
+def _moe_gguf(base: Path, out: Path, n_expert: int) -> Path:
+    """An F16 llama-MoE GGUF: the metadata of ``base`` (a 2-layer tiny llama) plus expert keys, 4 layers of
+    attention + router + merged expert tensors (ggml shapes [n_embd, n_ff, n_expert] ...)."""
+    import os
 
     import numpy as np
 
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (llama_model_quantize) is not installed")
-    f16 = convert(models["gqa"], tmp_path / "f16.gguf", to="gguf", quantization="F16").output
-    llama_cpp.llama_backend_init()
+    from batuta_sync.convert.split import TensorInfo, field_bytes, kv_bytes, open_gguf, write_gguf_file
 
-    def tensors(path: Path) -> dict[str, tuple[str, bytes]]:
-        return {t.name: (gguf.GGMLQuantizationType(int(t.tensor_type)).name, np.asarray(t.data).tobytes())
-                for t in gguf.GGUFReader(path).tensors}
+    src = open_gguf(base)
+    kvs = [field_bytes(f) for k, f in src.metadata.items() if k != "llama.block_count"]
+    kvs += [kv_bytes("llama.block_count", 4, 4), kv_bytes("llama.expert_count", 4, n_expert),
+            kv_bytes("llama.expert_used_count", 4, 2)]
+    rng = np.random.default_rng(9)
+    d, f, e = 256, 512, n_expert
+    arrays: list[tuple[str, Any]] = [("token_embd.weight", rng.standard_normal((320, d))), ("output_norm.weight", np.ones(d)),
+                                     ("output.weight", rng.standard_normal((320, d)))]
+    for i in range(4):
+        arrays += [(f"blk.{i}.attn_norm.weight", np.ones(d)), (f"blk.{i}.attn_q.weight", rng.standard_normal((d, d))),
+                   (f"blk.{i}.attn_k.weight", rng.standard_normal((128, d))),
+                   (f"blk.{i}.attn_v.weight", rng.standard_normal((128, d))),
+                   (f"blk.{i}.attn_output.weight", rng.standard_normal((d, d))), (f"blk.{i}.ffn_norm.weight", np.ones(d)),
+                   (f"blk.{i}.ffn_gate_inp.weight", rng.standard_normal((e, d))),
+                   (f"blk.{i}.ffn_gate_exps.weight", rng.standard_normal((e, f, d))),
+                   (f"blk.{i}.ffn_down_exps.weight", rng.standard_normal((e, d, f))),
+                   (f"blk.{i}.ffn_up_exps.weight", rng.standard_normal((e, f, d)))]
+    data = []
+    for name, a in arrays:
+        f32 = a.ndim == 1 or "gate_inp" in name
+        data.append(np.ascontiguousarray(a * 0.05, dtype=np.float32 if f32 else np.float16))
+    infos = [TensorInfo(n, tuple(reversed(a.shape)), 0 if a.dtype == np.float32 else 1, a.nbytes)
+             for (n, _), a in zip(arrays, data, strict=True)]
+    write_gguf_file(out, kvs, infos, 32, lambda fd, i, off: os.pwrite(fd, data[i].tobytes(), off))
+    return out
 
-    for ftype, code in sorted(LLAMA_FTYPE.items()):
-        p = llama_cpp.llama_model_quantize_default_params()
-        p.ftype = code
-        p.nthread = 1
-        theirs = tmp_path / f"theirs-{ftype}.gguf"
-        assert llama_cpp.llama_model_quantize(str(f16).encode(), str(theirs).encode(), ctypes.byref(p)) == 0, ftype
-        ours = convert(models["gqa"], tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype).output
-        assert tensors(ours) == tensors(theirs), ftype
+
+@pytest.mark.parametrize("n_expert", [8, 4])
+def test_moe_files_match_llama_quantize(models: dict[str, Path], tmp_path: Path, n_expert: int) -> None:
+    """An 8-expert (and a 4-expert) MoE GGUF re-quantized by us (GGUF -> GGUF) and by llama-quantize:
+    the same types (the MoE rules: attn_v/attn_k Q8_0, attn_output Q5_K, expert ffn_down by layer) and bytes."""
+    _libllama()
+    base = convert(models["gqa"], tmp_path / "base.gguf", to="gguf", quantization="F16").output
+    moe = _moe_gguf(base, tmp_path / "moe.gguf", n_expert)
+    for ftype in LLAMA_FTYPE:
+        llama_quantize(moe, tmp_path / f"theirs-{ftype}.gguf", ftype)
+        ours = convert(moe, tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype).output
+        assert _tensors(ours) == _tensors(tmp_path / f"theirs-{ftype}.gguf"), ftype

@@ -280,8 +280,9 @@ def _libllama() -> Any:
     return so
 
 
-def llama_quantize(src: Path, dst: Path, ftype: str) -> None:
-    """llama-quantize SRC DST FTYPE (one thread, no imatrix) through the C API."""
+def llama_quantize(src: Path, dst: Path, ftype: str, *, output_type: int = -1, embd_type: int = -1,
+                   pure: bool = False, allow_requantize: bool = False) -> None:
+    """llama-quantize SRC DST FTYPE (one thread, no imatrix) through the C API; ``*_type`` are ggml type ids."""
     import ctypes
 
     class Params(ctypes.Structure):  # returned in a caller buffer: a larger one is ABI-safe
@@ -291,7 +292,13 @@ def llama_quantize(src: Path, dst: Path, ftype: str) -> None:
     so.llama_model_quantize_default_params.restype = Params
     p = so.llama_model_quantize_default_params()
     ctypes.c_int32.from_buffer(p, 0).value = 1  # nthread
-    ctypes.c_int32.from_buffer(p, 4).value = LLAMA_FTYPE[ftype]  # ftype (the first two fields in every version)
+    ctypes.c_int32.from_buffer(p, 4).value = LLAMA_FTYPE[ftype]  # ftype
+    if output_type >= 0:  # output_tensor_type, token_embedding_type, then the bools (llama.h's field order)
+        ctypes.c_int32.from_buffer(p, 8).value = output_type
+    if embd_type >= 0:
+        ctypes.c_int32.from_buffer(p, 12).value = embd_type
+    p.raw[16] = int(allow_requantize)
+    p.raw[19] = int(pure)
     assert so.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(p)) == 0, ftype
 
 
@@ -363,3 +370,17 @@ def test_moe_files_match_llama_quantize(models: dict[str, Path], tmp_path: Path,
         llama_quantize(moe, tmp_path / f"theirs-{ftype}.gguf", ftype)
         ours = convert(moe, tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype).output
         assert _tensors(ours) == _tensors(tmp_path / f"theirs-{ftype}.gguf"), ftype
+
+
+def test_per_tensor_options_match_llama_quantize(models: dict[str, Path], tmp_path: Path) -> None:
+    """--output-tensor-type, --token-embedding-type, --pure and --allow-requantize as llama-quantize has them."""
+    _libllama()
+    f16 = convert(models["gqa"], tmp_path / "f16.gguf", to="gguf", quantization="F16").output
+    llama_quantize(f16, tmp_path / "t1.gguf", "Q3_K_M", output_type=8, embd_type=6, pure=True)  # Q8_0, Q5_0
+    ours = convert(f16, tmp_path / "o1.gguf", to="gguf", quantization="Q3_K_M", output_tensor_type="Q8_0",
+                   token_embedding_type="Q5_0", pure=True).output
+    assert _tensors(ours) == _tensors(tmp_path / "t1.gguf")
+    q8 = convert(f16, tmp_path / "q8.gguf", to="gguf", quantization="Q8_0").output
+    llama_quantize(q8, tmp_path / "t2.gguf", "Q4_K_M", allow_requantize=True)
+    ours = convert(q8, tmp_path / "o2.gguf", to="gguf", quantization="Q4_K_M", allow_requantize=True).output
+    assert _tensors(ours) == _tensors(tmp_path / "t2.gguf")

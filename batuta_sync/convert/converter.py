@@ -154,6 +154,11 @@ def convert(
         gguf_file = _single_gguf(src)
         if quantization is not None:
             raise ConversionError("--quantization applies to --to gguf only.", hint="Drop --quantization.")
+        gguf_only = [k.replace("_", "-").replace("tensor-types", "tensor-type")
+                     for k in (*qopts.memo_params(), *sopts.memo_params())]
+        if gguf_only:
+            raise ConversionError(f"--{', --'.join(gguf_only)} appl{'ies' if len(gguf_only) == 1 else 'y'} to "
+                                  "--to gguf only.", hint="Drop them, or convert to GGUF.")
         from batuta_sync.convert.gguf_to_hf import write_hf
 
         files, count, params = write_hf(gguf_file, dst, progress=progress)

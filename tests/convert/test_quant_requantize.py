@@ -293,3 +293,11 @@ def test_a_failure_while_writing_leaves_nothing(f16: Path, tmp_path: Path, monke
     with pytest.raises(DiskFullError):
         convert(f16, tmp_path / "o" / "q.gguf", to="gguf", quantization="Q4_K_M", jobs=2)
     assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_gguf_options_are_refused_for_safetensors_output(f16: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="--pure applies to --to gguf only"):
+        convert(f16, tmp_path / "st", to="safetensors", pure=True)
+    with pytest.raises(ConversionError, match="--tensor-type, --split-max-tensors apply to --to gguf only"):
+        convert(f16, tmp_path / "st", to="safetensors", tensor_types=["a=Q8_0"], split_max_tensors=3)
+    assert not (tmp_path / "st").exists()

@@ -190,3 +190,13 @@ def test_q2_q3_kernel_source_run_as_python_gives_the_same_bytes() -> None:
             out = np.zeros((x.shape[0], {"Q2_K": 84, "Q3_K": 110}[qtype]), np.uint8)
             fn(x, out)
             assert out.tobytes() == _ours(x, qtype, "numpy"), qtype
+
+
+def test_new_quantizations_give_the_same_bytes_with_jobs(models: dict[str, Path], tmp_path: Path) -> None:
+    from .test_quant_requantize import _tensors
+
+    for model in ("gqa", "odd"):  # all-K-quant (threads) and with Q4_0/Q5_1 fallbacks (processes)
+        for quant in ("Q2_K", "Q3_K_M", "Q5_1"):
+            one = convert_all(models, tmp_path / "1", model, quant)
+            two = convert_all(models, tmp_path / "2", model, quant, jobs=2)
+            assert _tensors(one) == _tensors(two), (model, quant)

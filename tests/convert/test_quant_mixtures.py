@@ -273,7 +273,7 @@ def _libllama() -> Any:
     if not path:
         pytest.skip("no llama.cpp library with llama_model_quantize: set BATUTA_LIBLLAMA or unpack "
                     f"@node-llama-cpp/linux-x64 into {NODE_LLAMA.parents[2]}")
-    so = ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL)
+    so = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)  # its ggml must not clash with xllamacpp's
     so.llama_model_quantize.restype = ctypes.c_uint32
     so.llama_model_quantize.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
     so.llama_backend_init()

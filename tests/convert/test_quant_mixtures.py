@@ -384,3 +384,18 @@ def test_per_tensor_options_match_llama_quantize(models: dict[str, Path], tmp_pa
     llama_quantize(q8, tmp_path / "t2.gguf", "Q4_K_M", allow_requantize=True)
     ours = convert(q8, tmp_path / "o2.gguf", to="gguf", quantization="Q4_K_M", allow_requantize=True).output
     assert _tensors(ours) == _tensors(tmp_path / "t2.gguf")
+
+
+def test_70b_rule_matches_llama_quantize(tmp_path: Path) -> None:
+    """An 80-layer GQA llama is llama.cpp's LLM_TYPE_70B: its attn_v bump (Q3_K/Q4_K -> Q5_K) as llama-quantize has it."""
+    from batuta_sync.tinymodel import TinyLlamaSpec, write_tiny_llama
+
+    _libllama()
+    spec = TinyLlamaSpec(dtype="float16", seed=6, num_hidden_layers=80, hidden_size=256, intermediate_size=256)
+    model = write_tiny_llama(tmp_path / "m", spec, card=False)
+    f16 = convert(model, tmp_path / "f16.gguf", to="gguf", quantization="F16").output
+    for ftype in ("Q3_K_M", "Q4_K_M"):
+        llama_quantize(f16, tmp_path / f"theirs-{ftype}.gguf", ftype)
+        ours = _tensors(convert(model, tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype).output)
+        assert ours == _tensors(tmp_path / f"theirs-{ftype}.gguf"), ftype
+        assert {ours[f"blk.{i}.attn_v.weight"][0] for i in range(80)} >= {"Q5_K"}, ftype

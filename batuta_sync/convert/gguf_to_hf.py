@@ -45,12 +45,9 @@ def _val(reader: Any, key: str, default: Any = None) -> Any:
 
 
 def _open(src: Path) -> Any:
-    import gguf
+    from batuta_sync.convert.split import open_gguf
 
-    try:
-        return gguf.GGUFReader(src, "r")
-    except Exception as e:  # gguf-py raises ValueError/struct.error/... on corrupt files
-        raise ConversionError(f"{src} is not a readable GGUF file: {e}.", hint="Re-download or re-create the file.") from None
+    return open_gguf(src)  # one file, or a whole split set (-0000i-of-0000N.gguf) read as one model
 
 
 def write_hf(

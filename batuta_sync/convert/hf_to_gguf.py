@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from batuta_sync.convert.formats import GGUFQuantization, read_json
-from batuta_sync.convert.quantize import choose_type, quantize_rows, row_bytes
+from batuta_sync.convert.quantize import QuantOptions, choose_type, model_info, quantize_rows, row_bytes
 from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header, temp_path_for
 from batuta_sync.errors import ConversionError
 
@@ -207,7 +207,8 @@ class PlannedTensor:
         return rows * row_bytes(self.qtype, self.shape[-1])
 
 
-def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization) -> list[PlannedTensor]:
+def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization,
+         options: QuantOptions | None = None) -> list[PlannedTensor]:
     """Which tensors go into the GGUF, under which names, in which order and type."""
     mapped: dict[str, tuple[TensorRef, str]] = {}
     unknown = []
@@ -248,6 +249,8 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
         return (0 if gg.startswith("token_embd") else top.get(gg.split(".")[0], 4), 0, 0, gg)
 
     tied = spec.tied or "output.weight" not in mapped
+    minfo = model_info(spec.arch, spec.n_layer, spec.n_head, spec.n_head_kv,
+                       n_expert=int(getattr(spec, "n_expert", 0) or 0), tied=tied)
     out: list[PlannedTensor] = []
     rtype = str(spec.rope_scaling.get("rope_type") or spec.rope_scaling.get("type") or "")
     if spec.arch == "llama" and rtype == "llama3":
@@ -269,7 +272,7 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
             if shape[0] % (2 * heads):
                 raise ConversionError(f"{hf_name} has {shape[0]} rows, not divisible into {heads} heads.",
                                       hint="config.json does not match the weights.")
-        qtype = choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied)
+        qtype = choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied, model=minfo, options=options)
         out.append(PlannedTensor(gg, shape, qtype, ref, heads))
     return out
 
@@ -288,7 +291,7 @@ def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
     for d in t.shape[:-1]:
         rows *= d
     rb = row_bytes(t.qtype, t.shape[-1])
-    chunk = CHUNK_ELEMENTS // _KQUANT_CHUNK_DIVISOR if t.qtype in ("Q4_K", "Q5_K", "Q6_K") else CHUNK_ELEMENTS
+    chunk = CHUNK_ELEMENTS // _KQUANT_CHUNK_DIVISOR if t.qtype.endswith("_K") else CHUNK_ELEMENTS
     step = max(1, chunk // max(1, t.shape[-1]))
     for r0 in range(0, rows, step):
         yield (t.ref, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb)
@@ -470,6 +473,7 @@ def write_gguf(
     *,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    options: QuantOptions | None = None,
 ) -> tuple[int, dict[str, str]]:
     """Convert ``model_dir`` into the GGUF file ``dst``; returns (tensor count, parameters)."""
     import gguf
@@ -479,7 +483,7 @@ def write_gguf(
     cfg_path = model_dir / "config.json"
     spec = read_spec(read_json(cfg_path, "Model config"), cfg_path)
     weights = find_weights(model_dir)
-    tensors = plan(spec, weights, quant)
+    tensors = plan(spec, weights, quant, options)
     vocab = load_vocab(model_dir, spec.vocab_size, spec.arch)
     tokenizer_model, tokenizer_pre = vocab.model, vocab.pre
 

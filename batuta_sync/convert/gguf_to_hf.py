@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from batuta_sync.convert.gguf_meta import Meta
 from batuta_sync.convert.hf_to_gguf import GGUF_TO_HF_ARCH, LAYER_NAMES, TOP_NAMES, qk_permutation
 from batuta_sync.convert.st_io import OutTensor, write_safetensors
 from batuta_sync.errors import ConversionError
@@ -37,11 +38,6 @@ def gguf_to_hf_name(name: str) -> str | None:
     if m and m.group(2) in _REV_LAYER:
         return f"model.layers.{m.group(1)}.{_REV_LAYER[m.group(2)]}.{m.group(3)}"
     return None
-
-
-def _val(reader: Any, key: str, default: Any = None) -> Any:
-    f = reader.fields.get(key)
-    return default if f is None else f.contents()
 
 
 def _open(src: Path) -> Any:
@@ -64,15 +60,16 @@ def write_hf(
     import gguf
 
     reader = _open(src)
-    arch = _val(reader, "general.architecture")
+    meta = Meta(reader, src)
+    arch = meta.get_str("general.architecture")
     if arch not in GGUF_TO_HF_ARCH:
         raise ConversionError(
             f"{src} has architecture {arch!r}; GGUF -> safetensors supports " + ", ".join(GGUF_TO_HF_ARCH) + ".",
             hint="Only LLaMA-family GGUF files can be turned back into transformers checkpoints.",
         )
     hf_arch, model_type = GGUF_TO_HF_ARCH[arch]
-    n_head = int(_val(reader, f"{arch}.attention.head_count", 0) or 0)
-    n_head_kv = int(_val(reader, f"{arch}.attention.head_count_kv", n_head) or n_head)
+    n_head = meta.get_int(f"{arch}.attention.head_count", minimum=1, maximum=1 << 16)
+    n_head_kv = meta.get_int(f"{arch}.attention.head_count_kv", n_head, minimum=1, maximum=n_head)
     permute = arch == "llama"
 
     entries: list[tuple[str, Any, str, tuple[int, ...], int]] = []
@@ -84,6 +81,9 @@ def write_hf(
             dropped.append(t.name)
             continue
         shape = tuple(int(d) for d in reversed([int(x) for x in t.shape]))
+        if not shape or min(shape) <= 0:
+            raise ConversionError(f"{src}: tensor {t.name} has shape {list(shape)}; every dimension must be positive.",
+                                  hint="The file is corrupt; re-create it.")
         qt = gguf.GGMLQuantizationType(int(t.tensor_type))
         st_dtype = {"F32": "F32", "F16": "F16", "BF16": "BF16"}.get(qt.name, "F32")
         if qt.name not in ("F32", "F16", "BF16"):
@@ -97,6 +97,9 @@ def write_hf(
             heads = n_head
         elif permute and ".attn_k." in t.name:
             heads = n_head_kv
+        if heads and (len(shape) != 2 or shape[0] % (2 * heads)):
+            raise ConversionError(f"{src}: tensor {t.name} has shape {list(shape)}, which does not split into {heads} "
+                                  "attention heads.", hint="The head counts in the metadata do not match the tensors.")
         entries.append((hf, t, st_dtype, shape, heads))
         if len(shape) >= 2:
             dtype_count[st_dtype] = dtype_count.get(st_dtype, 0) + 1
@@ -165,12 +168,12 @@ def write_hf(
         tied = not any(hf == "lm_head.weight" for hf, *_ in entries)
         embd = next((shape for hf, _, _, shape, _ in entries if hf == "model.embed_tokens.weight"), None)
         dominant = max(dtype_count, key=lambda k: dtype_count[k]) if dtype_count else "F32"
-        cfg = _config(reader, arch, hf_arch, model_type, embd, tied, dominant)
+        cfg = _config(meta, arch, hf_arch, model_type, embd, tied, dominant)
         (stage / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         written.append("config.json")
         from batuta_sync.convert.tokenizer import write_hf_tokenizer
 
-        tok_files = write_hf_tokenizer(reader, stage, cfg.get("max_position_embeddings"))
+        tok_files = write_hf_tokenizer(meta, stage, cfg.get("max_position_embeddings"))
         written.extend(p.name for p in tok_files)
         for old in dst.glob("model*.safetensors*"):
             if old.name not in written:
@@ -183,7 +186,7 @@ def write_hf(
         "architecture": arch,
         "dtype": dominant.lower(),
         "shards": str(len(shards)),
-        "source_file_type": str(_val(reader, "general.file_type", "")),
+        "source_file_type": str(meta.get_int("general.file_type", "")),
     }
     if dropped:
         params["dropped"] = ",".join(dropped)
@@ -195,43 +198,43 @@ def _f7(v: Any) -> float:
     return float(f"{float(v):.7g}")
 
 
-def _config(reader: Any, arch: str, hf_arch: str, model_type: str, embd: tuple[int, ...] | None, tied: bool,
+def _config(meta: Meta, arch: str, hf_arch: str, model_type: str, embd: tuple[int, ...] | None, tied: bool,
             dominant: str) -> dict[str, Any]:
     p = arch + "."
-    n_embd = int(_val(reader, p + "embedding_length"))
-    n_head = int(_val(reader, p + "attention.head_count"))
-    tokens = _val(reader, "tokenizer.ggml.tokens")
-    vocab = int(_val(reader, p + "vocab_size", 0) or (embd[0] if embd else len(tokens or [])))
+    n_embd = meta.get_int(p + "embedding_length", minimum=1)
+    n_head = meta.get_int(p + "attention.head_count", minimum=1)
+    tokens = meta.get_array("tokenizer.ggml.tokens", "str", [])
+    vocab = meta.get_int(p + "vocab_size", 0) or (embd[0] if embd else len(tokens))
     cfg: dict[str, Any] = {
         "architectures": [hf_arch],
         "model_type": model_type,
         "vocab_size": vocab,
         "hidden_size": n_embd,
-        "intermediate_size": int(_val(reader, p + "feed_forward_length")),
-        "num_hidden_layers": int(_val(reader, p + "block_count")),
+        "intermediate_size": meta.get_int(p + "feed_forward_length", minimum=1),
+        "num_hidden_layers": meta.get_int(p + "block_count", minimum=1),
         "num_attention_heads": n_head,
-        "num_key_value_heads": int(_val(reader, p + "attention.head_count_kv", n_head)),
-        "max_position_embeddings": int(_val(reader, p + "context_length", 4096)),
-        "rms_norm_eps": _f7(_val(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": _f7(_val(reader, p + "rope.freq_base", 10000.0)),
+        "num_key_value_heads": meta.get_int(p + "attention.head_count_kv", n_head, minimum=1),
+        "max_position_embeddings": meta.get_int(p + "context_length", 4096, minimum=1),
+        "rms_norm_eps": _f7(meta.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": _f7(meta.get_float(p + "rope.freq_base", 10000.0)),
         "hidden_act": "silu",
         "tie_word_embeddings": tied,
         "torch_dtype": {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dominant],
     }
-    key_len = _val(reader, p + "attention.key_length")
-    if key_len is not None and int(key_len) != n_embd // n_head:
-        cfg["head_dim"] = int(key_len)
-    stype = _val(reader, p + "rope.scaling.type")
+    key_len = meta.get_int(p + "attention.key_length", None, minimum=1)
+    if key_len is not None and key_len != n_embd // n_head:
+        cfg["head_dim"] = key_len
+    stype = meta.get_str(p + "rope.scaling.type", None)
     if stype in ("linear", "yarn"):
-        rs: dict[str, Any] = {"rope_type": stype, "factor": float(_val(reader, p + "rope.scaling.factor", 1.0))}
-        orig = _val(reader, p + "rope.scaling.original_context_length")
+        rs: dict[str, Any] = {"rope_type": stype, "factor": meta.get_float(p + "rope.scaling.factor", 1.0)}
+        orig = meta.get_int(p + "rope.scaling.original_context_length", None)
         if orig:
-            rs["original_max_position_embeddings"] = int(orig)
+            rs["original_max_position_embeddings"] = orig
         cfg["rope_scaling"] = rs
     if arch == "qwen2":
         cfg["attention_bias"] = True
     for key, name in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("padding", "pad_token_id")):
-        v = _val(reader, f"tokenizer.ggml.{key}_token_id")
+        v = meta.token_id(f"tokenizer.ggml.{key}_token_id", max(vocab, len(tokens)))
         if v is not None:
-            cfg[name] = int(v)
+            cfg[name] = v
     return cfg

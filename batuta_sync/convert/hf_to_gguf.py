@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from batuta_sync.convert.formats import GGUFQuantization, read_json
+from batuta_sync.convert.hf_config import MAX_LAYERS, Config
 from batuta_sync.convert.quantize import choose_type, quantize_rows, row_bytes
 from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header, temp_path_for
 from batuta_sync.errors import ConversionError
@@ -92,24 +93,17 @@ class ModelSpec:
     rope_scaling: dict[str, Any] = field(default_factory=dict)
 
 
-def _first(cfg: dict[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if cfg.get(k) is not None:
-            return cfg[k]
-    return None
-
-
-def read_spec(cfg: dict[str, Any], path: Path) -> ModelSpec:
-    """Validate config.json and extract what GGUF needs; ConversionError lists every missing key."""
-    archs = cfg.get("architectures") or []
-    hf_arch = archs[0] if isinstance(archs, list) and archs else cfg.get("model_type", "")
-    if hf_arch not in ARCHITECTURES:
+def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
+    """Validate config.json and extract what GGUF needs; ConversionError names the bad or missing key."""
+    cfg = Config(raw_cfg, path)
+    archs = raw_cfg.get("architectures")
+    hf_arch = archs[0] if isinstance(archs, list) and archs else raw_cfg.get("model_type", "")
+    if not isinstance(hf_arch, str) or hf_arch not in ARCHITECTURES:
         raise ConversionError(
-            f"Unsupported architecture {hf_arch or '(none)'!r} in {path}.",
+            f"Unsupported architecture {str(hf_arch or '(none)')[:80]!r} in {path}.",
             hint="GGUF conversion supports: " + ", ".join(ARCHITECTURES) + ".",
         )
     arch, permute = ARCHITECTURES[hf_arch]
-    cfg = {**cfg, **(cfg.get("text_config") or {})}
     wanted = {
         "num_hidden_layers": ("num_hidden_layers", "n_layers", "n_layer", "num_layers"),
         "hidden_size": ("hidden_size", "n_embd", "dim"),
@@ -117,34 +111,36 @@ def read_spec(cfg: dict[str, Any], path: Path) -> ModelSpec:
         "num_attention_heads": ("num_attention_heads", "n_head", "n_heads"),
         "vocab_size": ("vocab_size",),
     }
-    vals = {k: _first(cfg, *alts) for k, alts in wanted.items()}
-    missing = [k for k, v in vals.items() if v is None]
-    if missing:
-        raise ConversionError(
-            f"{path} lacks required keys: {', '.join(missing)}.",
-            hint="Use the model's original config.json; GGUF metadata is built from these keys.",
-        )
-    try:
-        n_layer, n_embd, n_ff, n_head, vocab = (int(vals[k]) for k in wanted)
-        n_head_kv = int(_first(cfg, "num_key_value_heads", "n_kv_heads") or n_head)
-        head_dim_cfg = cfg.get("head_dim")
-        head_dim = int(head_dim_cfg) if head_dim_cfg else n_embd // n_head
-        ctx = int(_first(cfg, "max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
-                         "model_max_length") or 4096)
-        eps = float(_first(cfg, "rms_norm_eps", "norm_eps") or 1e-5)
-        rope: dict[str, Any] = {}
-        for key in ("rope_parameters", "rope_scaling"):  # transformers 5 / 4 spelling
-            if isinstance(cfg.get(key), dict):
-                rope.update(cfg[key])
-        theta = float(_first(rope, "rope_theta") or _first(cfg, "rope_theta", "rotary_emb_base") or 10000.0)
-    except (TypeError, ValueError) as e:
-        raise ConversionError(f"{path} has a malformed value: {e}.", hint="Fix config.json.") from None
-    if min(n_layer, n_embd, n_ff, n_head, vocab, n_head_kv) <= 0 or n_head % n_head_kv or head_dim % 2:
+    cfg.require(wanted)
+    n_layer = cfg.get_int(*wanted["num_hidden_layers"], maximum=MAX_LAYERS)
+    n_embd = cfg.get_int(*wanted["hidden_size"])
+    n_ff = cfg.get_int(*wanted["intermediate_size"])
+    n_head = cfg.get_int(*wanted["num_attention_heads"], maximum=1 << 16)
+    vocab = cfg.get_int("vocab_size")
+    n_head_kv = cfg.get_int("num_key_value_heads", "n_kv_heads", default=n_head, maximum=n_head)
+    head_dim = cfg.get_int("head_dim", default=0, minimum=0) or n_embd // n_head
+    ctx = cfg.get_int("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
+                      "model_max_length", default=4096)
+    eps = cfg.get_float("rms_norm_eps", "norm_eps", default=1e-5, positive=True)
+    rope: dict[str, Any] = {}
+    for key in ("rope_parameters", "rope_scaling"):  # transformers 5 / 4 spelling
+        rope.update(cfg.get_dict(key).data)
+    rcfg = Config({}, path)
+    rcfg.data = rope
+    theta = rcfg.get_float("rope_theta", default=None, positive=True) or cfg.get_float(
+        "rope_theta", "rotary_emb_base", default=10000.0, positive=True)
+    rtype = rcfg.get_str("rope_type", "type", default="")
+    if rtype in ("linear", "yarn", "llama3"):
+        rope["factor"] = rcfg.get_float("factor", default=8.0 if rtype == "llama3" else None, positive=True)
+        for k in ("low_freq_factor", "high_freq_factor"):
+            rope[k] = rcfg.get_float(k, default=None, positive=True)
+        rope["original_max_position_embeddings"] = rcfg.get_int("original_max_position_embeddings", default=None)
+    if n_head % n_head_kv or head_dim % 2:
         raise ConversionError(f"{path} has inconsistent sizes (heads {n_head}/{n_head_kv}, head_dim {head_dim}).",
                               hint="Fix config.json.")
-    tied = bool(cfg.get("tie_word_embeddings", False))
+    tied = cfg.get_bool("tie_word_embeddings", default=False)
     return ModelSpec(hf_arch, arch, permute, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim,
-                     bool(head_dim_cfg), ctx, eps, theta, vocab, tied, dict(rope))
+                     cfg.has("head_dim"), ctx, eps, theta, vocab, tied, rope)
 
 
 def find_weights(model_dir: Path) -> dict[str, TensorRef]:
@@ -171,10 +167,13 @@ def find_weights(model_dir: Path) -> dict[str, TensorRef]:
 
 def _llama3_rope_factors(spec: ModelSpec) -> Any:
     r = spec.rope_scaling
-    factor = float(r.get("factor", 8.0))
-    low = float(r.get("low_freq_factor", 1.0))
-    high = float(r.get("high_freq_factor", 4.0))
-    old_ctx = int(r.get("original_max_position_embeddings", 8192))
+    factor = float(r.get("factor") or 8.0)
+    low = float(r.get("low_freq_factor") or 1.0)
+    high = float(r.get("high_freq_factor") or 4.0)
+    old_ctx = int(r.get("original_max_position_embeddings") or 8192)
+    if high <= low:
+        raise ConversionError(f"rope_scaling has high_freq_factor {high} <= low_freq_factor {low}.",
+                              hint="Fix rope_scaling in config.json.")
     freqs = 1.0 / (spec.rope_theta ** (np.arange(0, spec.head_dim, 2, dtype=np.float32) / spec.head_dim))
     low_wl, high_wl = old_ctx / low, old_ctx / high
     out = []

@@ -18,35 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from batuta_sync.convert.archs import ARCHS, BY_HF, TOP_NAMES, Arch, HParam, supported_hf
 from batuta_sync.convert.formats import GGUFQuantization, read_json
 from batuta_sync.convert.hf_config import MAX_LAYERS, Config
 from batuta_sync.convert.quantize import choose_type, quantize_rows, row_bytes
 from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header, temp_path_for
 from batuta_sync.errors import ConversionError
 
-# HF architecture -> (gguf arch, Q/K permutation needed)
-ARCHITECTURES: dict[str, tuple[str, bool]] = {
-    "LlamaForCausalLM": ("llama", True),
-    "MistralForCausalLM": ("llama", True),
-    "Qwen2ForCausalLM": ("qwen2", False),
-}
-GGUF_TO_HF_ARCH = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2")}
-
-TOP_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
-LAYER_NAMES = {
-    "input_layernorm": "attn_norm",
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "post_attention_layernorm": "ffn_norm",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
 _HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 _SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
-_LAYER_ORDER = list(LAYER_NAMES.values())
+_EXPERT = re.compile(r"\.experts\.(\d+)\.")
 
 CHUNK_ELEMENTS = 1 << 21  # 2M values (8 MB as float32) per work item
 # K-quant items are an eighth of that: the compiled kernels run as fast on 256K values, and the
@@ -54,18 +35,27 @@ CHUNK_ELEMENTS = 1 << 21  # 2M values (8 MB as float32) per work item
 _KQUANT_CHUNK_DIVISOR = 8
 
 
-def hf_to_gguf_name(name: str) -> str | None:
-    """GGUF tensor name for an HF name; None for tensors that are dropped (rotary caches)."""
-    if _SKIP.search(name):
+def hf_to_gguf_name(name: str, arch: Arch) -> tuple[str, int] | None:
+    """(GGUF tensor name, expert index or -1) for an HF name; None for tensors dropped on purpose
+    (rotary caches, the arch's ``skip`` list); ("", -1) for a name this architecture does not know."""
+    if _SKIP.search(name) or name in arch.skip:
         return None
     for hf, gg in TOP_NAMES.items():
         for suffix in (".weight", ".bias"):
             if name == hf + suffix:
-                return gg + suffix
+                return gg + suffix, -1
     m = _HF_LAYER.match(name)
-    if m and m.group(2) in LAYER_NAMES:
-        return f"blk.{m.group(1)}.{LAYER_NAMES[m.group(2)]}.{m.group(3)}"
-    return ""
+    if not m:
+        return "", -1
+    layer, inner, suffix = m.groups()
+    if inner in arch.layer:
+        return f"blk.{layer}.{arch.layer[inner]}.{suffix}", -1
+    e = _EXPERT.search("." + inner + ".")
+    if e:
+        pattern = ("." + inner + ".").replace(e.group(0), ".experts.{e}.", 1)[1:-1]
+        if pattern in arch.experts:
+            return f"blk.{layer}.{arch.experts[pattern]}.{suffix}", int(e.group(1))
+    return "", -1
 
 
 def qk_permutation(rows: int, n_head: int) -> Any:
@@ -91,6 +81,10 @@ class ModelSpec:
     vocab_size: int
     tied: bool
     rope_scaling: dict[str, Any] = field(default_factory=dict)
+    entry: Arch = ARCHS[0]
+    n_expert: int = 0
+    extra: tuple[tuple[HParam, Any], ...] = ()  # the arch's extra hparams and their values
+    rope_dim: int = 0  # rotary dimensions (head_dim * partial_rotary_factor)
 
 
 def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
@@ -98,12 +92,19 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     cfg = Config(raw_cfg, path)
     archs = raw_cfg.get("architectures")
     hf_arch = archs[0] if isinstance(archs, list) and archs else raw_cfg.get("model_type", "")
-    if not isinstance(hf_arch, str) or hf_arch not in ARCHITECTURES:
+    if not isinstance(hf_arch, str) or hf_arch not in BY_HF:
         raise ConversionError(
             f"Unsupported architecture {str(hf_arch or '(none)')[:80]!r} in {path}.",
-            hint="GGUF conversion supports: " + ", ".join(ARCHITECTURES) + ".",
+            hint="GGUF conversion supports: " + ", ".join(supported_hf()) + ".",
         )
-    arch, permute = ARCHITECTURES[hf_arch]
+    entry = BY_HF[hf_arch]
+    arch, permute = entry.gguf, entry.permute_qk
+    if cfg.has("quantization_config"):
+        raise ConversionError(f"{path} describes a pre-quantized checkpoint (quantization_config); its weights "
+                              "cannot be mapped to GGUF types.", hint="Convert the original float checkpoint.")
+    for k, v in entry.defaults.items():
+        if not cfg.has(k):
+            cfg.data[k] = v
     wanted = {
         "num_hidden_layers": ("num_hidden_layers", "n_layers", "n_layer", "num_layers"),
         "hidden_size": ("hidden_size", "n_embd", "dim"),
@@ -130,6 +131,9 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     theta = rcfg.get_float("rope_theta", default=None, positive=True) or cfg.get_float(
         "rope_theta", "rotary_emb_base", default=10000.0, positive=True)
     rtype = rcfg.get_str("rope_type", "type", default="")
+    if rtype not in ("", "default", "linear", "yarn") and not (rtype == "llama3" and arch == "llama"):
+        raise ConversionError(f"{path}: rope scaling type {rtype!r} is not supported for {hf_arch}.",
+                              hint="Supported: linear, yarn, and llama3 (Llama 3.x); nothing is dropped silently.")
     if rtype in ("linear", "yarn", "llama3"):
         rope["factor"] = rcfg.get_float("factor", default=8.0 if rtype == "llama3" else None, positive=True)
         for k in ("low_freq_factor", "high_freq_factor"):
@@ -138,9 +142,24 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     if n_head % n_head_kv or head_dim % 2:
         raise ConversionError(f"{path} has inconsistent sizes (heads {n_head}/{n_head_kv}, head_dim {head_dim}).",
                               hint="Fix config.json.")
-    tied = cfg.get_bool("tie_word_embeddings", default=False)
+    tied = cfg.get_bool("tie_word_embeddings", default=entry.norm_offset)  # Gemma ties by default
+    extra = []
+    for hp in entry.hparams:
+        if hp.kind == "int":
+            value = cfg.get_int(*hp.config, default=hp.default, minimum=0)
+        elif hp.kind == "float":
+            value = cfg.get_float(*hp.config, default=hp.default)
+        else:
+            value = cfg.get_bool(*hp.config, default=hp.default)
+        if value is not None:
+            extra.append((hp, value))
+    n_expert = 0
+    if entry.experts:
+        n_expert = cfg.get_int("num_local_experts", "num_experts", maximum=1 << 12)
+    partial = cfg.get_float("partial_rotary_factor", default=1.0, positive=True)
+    rope_dim = int(partial * head_dim) if cfg.has("head_dim") else int(partial * n_embd) // n_head
     return ModelSpec(hf_arch, arch, permute, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim,
-                     cfg.has("head_dim"), ctx, eps, theta, vocab, tied, rope)
+                     cfg.has("head_dim"), ctx, eps, theta, vocab, tied, rope, entry, n_expert, tuple(extra), rope_dim)
 
 
 def find_weights(model_dir: Path) -> dict[str, TensorRef]:
@@ -197,6 +216,8 @@ class PlannedTensor:
     ref: TensorRef | None  # None: ``data`` holds a synthesized tensor
     perm_heads: int = 0  # >0: apply the Q/K permutation with this many heads
     data: Any = None
+    experts: tuple[TensorRef, ...] = ()  # MoE: one HF tensor per expert, stacked on a new first axis
+    norm_offset: bool = False  # Gemma: store w + 1
 
     @property
     def nbytes(self) -> int:
@@ -207,13 +228,19 @@ class PlannedTensor:
 
 
 def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization) -> list[PlannedTensor]:
-    """Which tensors go into the GGUF, under which names, in which order and type."""
+    """Which tensors go into the GGUF, under which names, in which order and type.
+
+    Every tensor of the checkpoint is accounted for: mapped, merged into an expert tensor, or on the
+    architecture's short list of tensors dropped on purpose; anything else is an error."""
+    arch = spec.entry
     mapped: dict[str, tuple[TensorRef, str]] = {}
+    experts: dict[str, dict[int, TensorRef]] = {}
     unknown = []
     for hf_name, ref in weights.items():
-        gg = hf_to_gguf_name(hf_name)
-        if gg is None:
+        got = hf_to_gguf_name(hf_name, arch)
+        if got is None:
             continue
+        gg, expert = got
         if gg == "":
             unknown.append(hf_name)
             continue
@@ -221,28 +248,41 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
             continue  # llama.cpp reuses token_embd for tied embeddings
         if ref.dtype not in FLOAT_DTYPES:
             raise ConversionError(f"Tensor {hf_name} has dtype {ref.dtype}; only float weights convert to GGUF.")
-        mapped[gg] = (ref, hf_name)
+        if expert >= 0:
+            experts.setdefault(gg, {})[expert] = ref
+        else:
+            mapped[gg] = (ref, hf_name)
     if unknown:
         shown = ", ".join(sorted(unknown)[:5]) + (" …" if len(unknown) > 5 else "")
         raise ConversionError(
             f"{len(unknown)} tensor(s) have no GGUF name for {spec.hf_arch}: {shown}.",
-            hint="The checkpoint does not look like a plain " + spec.hf_arch + "; only LLaMA-family models convert.",
+            hint=f"The checkpoint does not look like a plain {spec.hf_arch}; nothing is dropped silently. "
+            "Supported: " + ", ".join(supported_hf()) + ".",
         )
+    layer_kinds = [k for k in arch.layer.values()]
     required = ["token_embd.weight", "output_norm.weight"] + [
-        f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in _LAYER_ORDER
+        f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in layer_kinds
     ]
+    expert_names = [f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in arch.experts.values()]
     missing = [n for n in required if n not in mapped]
+    missing += [n for n in expert_names if len(experts.get(n, {})) != spec.n_expert]
     if missing:
         raise ConversionError(
             f"The checkpoint is missing {len(missing)} tensor(s), e.g. {missing[0]} "
-            f"(config.json says {spec.n_layer} layers).",
+            f"(config.json says {spec.n_layer} layers" + (f", {spec.n_expert} experts)." if arch.experts else ")."),
             hint="Download every shard, and check that config.json belongs to these weights.",
         )
+    extra = sorted(set(experts) - set(expert_names)) + [
+        n for n, per in experts.items() if n in expert_names and sorted(per) != list(range(spec.n_expert))]
+    if extra:
+        raise ConversionError(f"Expert tensors do not match config.json's {spec.n_expert} experts: {extra[0]}.",
+                              hint="config.json does not belong to these weights.")
+    order = [*layer_kinds, *arch.experts.values()]
 
     def key(gg: str) -> tuple[int, int, int, str]:
         if gg.startswith("blk."):
             _, layer, kind, suffix = gg.split(".", 3)
-            return (1, int(layer), _LAYER_ORDER.index(kind) if kind in _LAYER_ORDER else 99, suffix)
+            return (1, int(layer), order.index(kind) if kind in order else 99, suffix)
         top = {"token_embd": 0, "output_norm": 2, "output": 3}
         return (0 if gg.startswith("token_embd") else top.get(gg.split(".")[0], 4), 0, 0, gg)
 
@@ -252,7 +292,16 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
     if spec.arch == "llama" and rtype == "llama3":
         factors = _llama3_rope_factors(spec)
         out.append(PlannedTensor("rope_freqs.weight", factors.shape, "F32", None, data=factors))
-    for gg in sorted(mapped, key=key):
+    for gg in sorted([*mapped, *experts], key=key):
+        if gg in experts:
+            refs = tuple(experts[gg][e] for e in range(spec.n_expert))
+            if len({(r.shape, r.dtype) for r in refs}) != 1 or len(refs[0].shape) != 2:
+                raise ConversionError(f"The experts merged into {gg} differ in shape or dtype.",
+                                      hint="The checkpoint is inconsistent.")
+            shape3 = (spec.n_expert, *refs[0].shape)
+            qtype = choose_type(gg, shape3, quant, n_layer=spec.n_layer, tied=tied)
+            out.append(PlannedTensor(gg, shape3, qtype, refs[0], experts=refs))
+            continue
         ref, hf_name = mapped[gg]
         shape = ref.shape
         expect = {
@@ -268,20 +317,25 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
             if shape[0] % (2 * heads):
                 raise ConversionError(f"{hf_name} has {shape[0]} rows, not divisible into {heads} heads.",
                                       hint="config.json does not match the weights.")
-        qtype = choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied)
-        out.append(PlannedTensor(gg, shape, qtype, ref, heads))
+        kind = gg.split(".")[2] if gg.startswith("blk.") else ""
+        qtype = "F32" if kind in arch.f32 else choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied)
+        offset = arch.norm_offset and hf_name.endswith("norm.weight")
+        out.append(PlannedTensor(gg, shape, qtype, ref, heads, norm_offset=offset))
     return out
 
 
 # --------------------------------------------------------------------------- work items
 
-# (ref, synthesized data, permutation heads, first row, end row, ggml type, numpy shape, byte offset in the file)
-WorkItem = tuple[TensorRef | None, Any, int, int, int, str, tuple[int, ...], int]
+# (source, synthesized data, permutation heads, first row, end row, ggml type, numpy shape, byte offset in the
+# file, add-one (Gemma norms)); source is a TensorRef, the experts' TensorRefs (stacked), or None
+Source = TensorRef | tuple[TensorRef, ...] | None
+WorkItem = tuple[Source, Any, int, int, int, str, tuple[int, ...], int, bool]
 
 
 def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
+    src: Source = t.experts or t.ref
     if len(t.shape) < 2:
-        yield (t.ref, t.data, 0, 0, 0, t.qtype, t.shape, offset)
+        yield (src, t.data, 0, 0, 0, t.qtype, t.shape, offset, t.norm_offset)
         return
     rows = 1
     for d in t.shape[:-1]:
@@ -290,30 +344,45 @@ def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
     chunk = CHUNK_ELEMENTS // _KQUANT_CHUNK_DIVISOR if t.qtype in ("Q4_K", "Q5_K", "Q6_K") else CHUNK_ELEMENTS
     step = max(1, chunk // max(1, t.shape[-1]))
     for r0 in range(0, rows, step):
-        yield (t.ref, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb)
+        yield (src, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb, False)
+
+
+def _rows(src: TensorRef | tuple[TensorRef, ...], ncols: int, r0: int, r1: int, heads: int) -> tuple[Any, str]:
+    """Stored rows [r0, r1) of a tensor (of the experts stacked, for a tuple), and their dtype."""
+    if isinstance(src, tuple):
+        per = src[0].n_elements // ncols
+        parts = []
+        for e in range(r0 // per, (r1 - 1) // per + 1):
+            a, b = max(r0, e * per) - e * per, min(r1, (e + 1) * per) - e * per
+            parts.append(src[e].raw().reshape(-1, ncols)[a:b])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0], src[0].dtype
+    raw = src.raw().reshape(-1, ncols)
+    if heads:
+        return raw[qk_permutation(raw.shape[0], heads)[r0:r1]], src.dtype
+    return raw[r0:r1], src.dtype
 
 
 def item_bytes(item: WorkItem) -> bytes:
     """The output bytes of one work item."""
-    ref, data, heads, r0, r1, qtype, shape, _ = item
-    if ref is None:
+    from batuta_sync.convert.st_io import to_f32
+
+    src, data, heads, r0, r1, qtype, shape, _, add_one = item
+    if src is None:
         arr = np.asarray(data, dtype=np.float32)
         return quantize_rows(arr if len(shape) < 2 else arr.reshape(-1, shape[-1])[r0:r1], qtype)
     if len(shape) < 2:
-        return quantize_rows(ref.rows_f32(), qtype)
-    raw = ref.raw().reshape(-1, shape[-1])
-    if heads:
-        idx = qk_permutation(raw.shape[0], heads)[r0:r1]
-        sub = raw[idx]
-    else:
-        sub = raw[r0:r1]
-    if qtype == ref.dtype and qtype in ("F32", "F16", "BF16"):
+        assert isinstance(src, TensorRef)
+        if add_one:  # llama.cpp adds in float16 for float16 checkpoints, else in float32
+            if src.dtype == "F16":
+                return quantize_rows((np.asarray(src.raw()) + np.float16(1)).astype(np.float32), qtype)
+            return quantize_rows(src.rows_f32() + np.float32(1), qtype)
+        return quantize_rows(src.rows_f32(), qtype)
+    sub, dtype = _rows(src, shape[-1], r0, r1, heads)
+    if qtype == dtype and qtype in ("F32", "F16", "BF16"):
         out = np.ascontiguousarray(sub).tobytes()  # same type: an exact copy, no float round trip
     else:
-        from batuta_sync.convert.st_io import to_f32
-
-        out = quantize_rows(to_f32(sub, ref.dtype), qtype)
-    del raw, sub
+        out = quantize_rows(to_f32(sub, dtype), qtype)
+    del sub
     return out
 
 
@@ -333,8 +402,9 @@ def run_item(item: WorkItem, path: str) -> int:
 
 
 def _is_copy(item: WorkItem) -> bool:
-    ref, qtype = item[0], item[5]
-    return ref is not None and ref.dtype == qtype and qtype in ("F32", "F16", "BF16")
+    src, qtype = item[0], item[5]
+    dtype = src[0].dtype if isinstance(src, tuple) else src.dtype if src is not None else ""
+    return dtype == qtype and qtype in ("F32", "F16", "BF16")
 
 
 def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], None]) -> None:
@@ -443,12 +513,21 @@ def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str) -
     w.add_head_count_kv(spec.n_head_kv)
     w.add_rope_freq_base(spec.rope_theta)
     w.add_layer_norm_rms_eps(spec.rms_eps)
-    if spec.explicit_head_dim:
+    if spec.explicit_head_dim or spec.entry.head_dim_always:
         w.add_key_length(spec.head_dim)
         w.add_value_length(spec.head_dim)
     w.add_file_type(quant.file_type)
     w.add_vocab_size(spec.vocab_size)
-    w.add_rope_dimension_count(spec.head_dim)
+    if spec.entry.rope_dims:
+        w.add_rope_dimension_count(spec.rope_dim)
+    for hp, value in spec.extra:
+        key = f"{spec.arch}.{hp.gguf}"
+        if hp.kind == "float":
+            w.add_float32(key, float(value))
+        elif hp.kind == "bool":
+            w.add_bool(key, bool(value))
+        else:
+            w.add_uint32(key, int(value))
     r = spec.rope_scaling
     rtype = str(r.get("rope_type") or r.get("type") or "")
     if rtype == "linear" and r.get("factor"):

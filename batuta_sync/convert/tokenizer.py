@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from batuta_sync.convert.gguf_meta import Meta
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+# tokenizer.ggml.<key>_token_id (gguf-py's spelling, "seperator" included) -> tokenizer_config's <name>_token
+SPECIAL_ID_KEYS = {"bos": "bos", "eos": "eos", "unknown": "unk", "seperator": "sep", "padding": "pad", "cls": "cls",
+                   "mask": "mask", "eot": "eot", "eom": "eom"}
 
 LLAMA3_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -334,12 +337,13 @@ def write_hf_tokenizer(meta: Meta, out_dir: Path, context_length: int | None) ->
                               f"or a token type outside {NORMAL}..{BYTE}.",
                               hint="The file is corrupt; re-create it.")
     special = {}
-    for key in ("bos", "eos", "unknown", "padding"):
+    for key, name in SPECIAL_ID_KEYS.items():
         v = meta.token_id(f"tokenizer.ggml.{key}_token_id", len(tokens))
         if v is not None:
-            special[{"unknown": "unk", "padding": "pad"}.get(key, key)] = v
+            special[name] = v
     add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", None)
     add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", None)
+    add_sep = meta.get_bool("tokenizer.ggml.add_sep_token", None)
     chat = meta.get_str("tokenizer.chat_template", None)
     files: list[Path] = []
     cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
@@ -349,6 +353,8 @@ def write_hf_tokenizer(meta: Meta, out_dir: Path, context_length: int | None) ->
         cfg["add_bos_token"] = bool(add_bos)
     if add_eos is not None:
         cfg["add_eos_token"] = bool(add_eos)
+    if add_sep is not None:
+        cfg["add_sep_token"] = bool(add_sep)
     if chat:
         cfg["chat_template"] = chat
     if context_length:

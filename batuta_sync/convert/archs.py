@@ -37,9 +37,9 @@ _ATTN = {k: v for k, v in LLAMA_LAYER.items() if k.startswith("self_attn.") or k
 _QK_NORM = {"self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
 _GEMMA_LAYER = {
     **{k: v for k, v in LLAMA_LAYER.items() if k != "post_attention_layernorm"},
-    "post_attention_layernorm": "attn_post_norm",
+    "post_attention_layernorm": "post_attention_norm",
     "pre_feedforward_layernorm": "ffn_norm",
-    "post_feedforward_layernorm": "ffn_post_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
 }
 TOP_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
 
@@ -70,7 +70,10 @@ class Arch:
     f32: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     hparams: tuple[HParam, ...] = ()
-    rope_dims: bool = True  # write rope.dimension_count (head_dim * partial_rotary_factor)
+    rope_dims: bool = False  # write rope.dimension_count (head_dim * partial_rotary_factor), as llama.cpp's
+    vocab_size: bool = False  # LLaMA and Phi-3 converters do; the others leave {arch}.vocab_size out
+    rope_freq_base: bool = True  # Gemma 2's converter leaves {arch}.rope.freq_base out
+    add_space_prefix: bool | None = None  # SentencePiece: tokenizer.ggml.add_space_prefix (Gemma: False)
     head_dim_always: bool = False  # write key_length/value_length even when head_dim = n_embd / n_head
     hidden_act: str = "silu"
     attention_bias: bool | None = None  # written back into config.json when set
@@ -85,17 +88,19 @@ _MOE = (HParam("expert_count", ("num_local_experts", "num_experts")),
         HParam("expert_used_count", ("num_experts_per_tok",)))
 
 ARCHS: tuple[Arch, ...] = (
-    Arch("llama", ("LlamaForCausalLM", "MistralForCausalLM"), "llama", LLAMA_LAYER, permute_qk=True),
+    Arch("llama", ("LlamaForCausalLM", "MistralForCausalLM"), "llama", LLAMA_LAYER, permute_qk=True, rope_dims=True,
+         vocab_size=True),
     Arch("qwen2", ("Qwen2ForCausalLM",), "qwen2", LLAMA_LAYER, attention_bias=True),
-    Arch("qwen3", ("Qwen3ForCausalLM",), "qwen3", {**LLAMA_LAYER, **_QK_NORM}, rope_dims=False),
+    Arch("qwen3", ("Qwen3ForCausalLM",), "qwen3", {**LLAMA_LAYER, **_QK_NORM}),
     Arch("gemma2", ("Gemma2ForCausalLM",), "gemma2", _GEMMA_LAYER, norm_offset=True, skip=("lm_head.weight",),
-         rope_dims=False, head_dim_always=True, hidden_act="gelu_pytorch_tanh",
+         head_dim_always=True, rope_freq_base=False, add_space_prefix=False, hidden_act="gelu_pytorch_tanh",
          hparams=(HParam("attn_logit_softcapping", ("attn_logit_softcapping",), "float"),
                   HParam("final_logit_softcapping", ("final_logit_softcapping",), "float"),
                   HParam("attention.sliding_window", ("sliding_window",)))),
     Arch("gemma3", ("Gemma3ForCausalLM",), "gemma3", {**_GEMMA_LAYER, **_QK_NORM}, norm_offset=True,
-         skip=("lm_head.weight",), rope_dims=False, head_dim_always=True, hidden_act="gelu_pytorch_tanh",
+         skip=("lm_head.weight",), head_dim_always=True, hidden_act="gelu_pytorch_tanh", add_space_prefix=False,
          hparams=(HParam("final_logit_softcapping", ("final_logit_softcapping",), "float"),
+                  HParam("rope.freq_base_swa", ("rope_local_base_freq",), "float"),
                   HParam("attention.sliding_window", ("sliding_window",))),
          defaults={"max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
                    "head_dim": 256, "num_attention_heads": 8, "num_key_value_heads": 4}),
@@ -103,17 +108,17 @@ ARCHS: tuple[Arch, ...] = (
          {"input_layernorm": "attn_norm", "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
           "post_attention_layernorm": "ffn_norm", "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"},
          hparams=(HParam("rope.scaling.original_context_length", ("original_max_position_embeddings",)),
-                  HParam("attention.sliding_window", ("sliding_window",), default=0))),
+                  HParam("attention.sliding_window", ("sliding_window",), default=0)), rope_dims=True),
     Arch("llama", ("MixtralForCausalLM",), "mixtral",
          {**_ATTN, "post_attention_layernorm": "ffn_norm", "block_sparse_moe.gate": "ffn_gate_inp"},
          experts={"block_sparse_moe.experts.{e}.w1": "ffn_gate_exps", "block_sparse_moe.experts.{e}.w2": "ffn_down_exps",
                   "block_sparse_moe.experts.{e}.w3": "ffn_up_exps"},
-         permute_qk=True, f32=("ffn_gate_inp",), hparams=_MOE),
+         permute_qk=True, f32=("ffn_gate_inp",), hparams=_MOE, rope_dims=True, vocab_size=True),
     Arch("qwen3moe", ("Qwen3MoeForCausalLM",), "qwen3_moe",
          {**_ATTN, **_QK_NORM, "post_attention_layernorm": "ffn_norm", "mlp.gate": "ffn_gate_inp"},
          experts={"mlp.experts.{e}.gate_proj": "ffn_gate_exps", "mlp.experts.{e}.up_proj": "ffn_up_exps",
                   "mlp.experts.{e}.down_proj": "ffn_down_exps"},
-         f32=("ffn_gate_inp",), rope_dims=False,
+         f32=("ffn_gate_inp",),
          hparams=(*_MOE, HParam("expert_feed_forward_length", ("moe_intermediate_size",)))),
 )
 

@@ -15,7 +15,7 @@ from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, 
 from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
 
 # Bump whenever the bytes a conversion produces change (it is part of memo keys in hf.lock).
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 
 TARGETS = ("gguf", "safetensors")
 SUPPORTED = (

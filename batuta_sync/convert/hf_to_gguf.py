@@ -500,24 +500,46 @@ def die_with_parent(parent_pid: int) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str) -> None:
+def size_label(tensors: list[PlannedTensor]) -> str:
+    """``general.size_label`` as llama.cpp writes it ("1.3M", "8x7B"): parameters counted over the
+    written tensors, expert tensors (``*_exps``) counted per expert."""
+    import gguf
+
+    total = shared = expert = expert_sum = n_expert_tensors = 0
+    for t in tensors:
+        size = math.prod(t.shape)
+        total += size
+        if "_exps." in t.name and len(t.shape) >= 3:
+            expert += size // t.shape[0]
+            expert_sum += t.shape[0]
+            n_expert_tensors += 1
+        else:
+            shared += size
+    count = expert_sum // n_expert_tensors if n_expert_tensors else 0
+    return str(gguf.size_label(total, shared, expert, count))
+
+
+def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str, label: str) -> None:
     import gguf
 
     w.add_type("model")
     w.add_name(name)
+    w.add_size_label(label)
     w.add_block_count(spec.n_layer)
     w.add_context_length(spec.context_length)
     w.add_embedding_length(spec.n_embd)
     w.add_feed_forward_length(spec.n_ff)
     w.add_head_count(spec.n_head)
     w.add_head_count_kv(spec.n_head_kv)
-    w.add_rope_freq_base(spec.rope_theta)
+    if spec.entry.rope_freq_base:
+        w.add_rope_freq_base(spec.rope_theta)
     w.add_layer_norm_rms_eps(spec.rms_eps)
     if spec.explicit_head_dim or spec.entry.head_dim_always:
         w.add_key_length(spec.head_dim)
         w.add_value_length(spec.head_dim)
     w.add_file_type(quant.file_type)
-    w.add_vocab_size(spec.vocab_size)
+    if spec.entry.vocab_size:
+        w.add_vocab_size(spec.vocab_size)
     if spec.entry.rope_dims:
         w.add_rope_dimension_count(spec.rope_dim)
     for hp, value in spec.extra:
@@ -565,8 +587,10 @@ def write_gguf(
     tmp = temp_path_for(dst)
     w = gguf.GGUFWriter(tmp, spec.arch)
     try:
-        _add_metadata(w, spec, quant, model_dir.resolve().name)
+        _add_metadata(w, spec, quant, model_dir.resolve().name, size_label(tensors))
         add_vocab(w, model_dir, vocab)
+        if vocab.model == "llama" and spec.entry.add_space_prefix is not None:
+            w.add_add_space_prefix(spec.entry.add_space_prefix)
         for t in tensors:
             if t.qtype in ("F32", "F16"):
                 w.add_tensor_info(t.name, t.shape, np.dtype(np.float32 if t.qtype == "F32" else np.float16), t.nbytes)

@@ -257,6 +257,14 @@ def _added_from_json(tok: dict[str, Any], tj: Path) -> dict[int, tuple[str, bool
     return out
 
 
+def _json_or_none(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    from batuta_sync.convert.formats import read_json
+
+    return read_json(path, "Tokenizer file")
+
+
 def _is_tiktoken(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -292,6 +300,69 @@ def _pad(tokens: list[str], types: list[int], vocab_size: int, scores: list[floa
             scores.append(-1000.0)
 
 
+def _special_id(proc_item: Any) -> str | None:
+    """The token of a TemplateProcessing item ``{"SpecialToken": {"id": TOKEN}}`` (None for a sequence)."""
+    tok = proc_item.get("SpecialToken", {}).get("id") if isinstance(proc_item, dict) else None
+    return tok if isinstance(tok, str) and tok else None
+
+
+def _content(v: Any) -> str | None:
+    v = v.get("content") if isinstance(v, dict) else v
+    return v if isinstance(v, str) and v else None
+
+
+def add_special_flags(tokenizer: dict[str, Any] | None, tok_cfg: dict[str, Any] | None) -> dict[str, bool]:
+    """``add_bos`` / ``add_eos`` / ``add_sep`` as llama.cpp's converter derives them.
+
+    The tokenizer.json post-processor decides first -- ByteLevel adds nothing, RobertaProcessing adds
+    all three, a TemplateProcessing adds BOS when its single template starts with the BOS (or CLS)
+    token, EOS when it ends with a special token, and SEP when its pair template puts a SEP/EOS token
+    between A and B -- and tokenizer_config.json's ``add_*_token`` only fills in what the
+    post-processor left open (they are ignored when they disagree, as llama.cpp does).
+    """
+    flags: dict[str, bool] = {}
+    cfg = tok_cfg or {}
+    bos, cls = _content(cfg.get("bos_token")) or _content(cfg.get("cls_token")), _content(cfg.get("cls_token"))
+    eos = _content(cfg.get("eos_token")) or _content(cfg.get("sep_token"))
+    sep = _content(cfg.get("sep_token"))
+    post = (tokenizer or {}).get("post_processor")
+    procs = post.get("processors", [post]) if isinstance(post, dict) else []
+    for proc in procs if isinstance(procs, list) else []:
+        kind = proc.get("type") if isinstance(proc, dict) else None
+        if kind == "ByteLevel":
+            flags.setdefault("bos", False)
+            flags.setdefault("eos", False)
+        elif kind == "RobertaProcessing":
+            flags.update(bos=True, eos=True, sep=True)
+        elif kind == "TemplateProcessing":
+            single = proc.get("single") if isinstance(proc.get("single"), list) else []
+            pair = proc.get("pair") if isinstance(proc.get("pair"), list) else []
+            first = _special_id(single[0]) if len(single) > 1 else None
+            last = _special_id(single[-1]) if len(single) > 1 else None
+            if first:
+                if not tok_cfg:
+                    bos = first
+                flags["bos"] = first in (bos, cls) or (bool(tok_cfg) and (not bos or not cls))
+            if last:
+                flags["eos"] = True  # llama.cpp makes the trailing token the EOS when they differ
+                eos = last
+            inner = pair[1 if first and pair and _special_id(pair[0]) == first else 0:]
+            inner = inner[:-1] if last and inner and _special_id(inner[-1]) == last else inner
+            a = inner[0].get("Sequence", {}).get("id") if inner and isinstance(inner[0], dict) else None
+            b = inner[-1].get("Sequence", {}).get("id") if inner and isinstance(inner[-1], dict) else None
+            middle = inner[1:-1]
+            if a == "A" and b == "B" and middle:
+                add_sep = _special_id(middle[0]) in (sep, eos) and not last
+                if len(middle) == 2 and _special_id(middle[1]) in (sep, eos):
+                    add_sep = True
+                flags["sep"] = bool(add_sep)
+    for typ in ("bos", "eos", "sep"):
+        value = cfg.get(f"add_{typ}_token")
+        if isinstance(value, bool):
+            flags.setdefault(typ, value)
+    return flags
+
+
 def add_vocab(writer: Any, model_dir: Path, vocab: Vocab) -> None:
     """Write the vocabulary and the special-token metadata into a gguf.GGUFWriter."""
     import logging
@@ -308,6 +379,8 @@ def add_vocab(writer: Any, model_dir: Path, vocab: Vocab) -> None:
     logging.getLogger("gguf").setLevel(logging.ERROR)
     try:
         special = gguf.SpecialVocab(model_dir, load_merges=vocab.model == "gpt2", n_vocab=len(vocab.tokens))
+        special.add_special_token = add_special_flags(_json_or_none(model_dir / "tokenizer.json"),
+                                                      _json_or_none(model_dir / "tokenizer_config.json"))
         special.add_to_gguf(writer, quiet=True)
     except (AttributeError, TypeError, ValueError, KeyError, IndexError, UnicodeDecodeError) as e:
         # gguf-py's reader of tokenizer.json / tokenizer_config.json trusts their shapes

@@ -84,8 +84,7 @@ class Arch:
         return {**self.layer, **self.experts}
 
 
-_MOE = (HParam("expert_count", ("num_local_experts", "num_experts")),
-        HParam("expert_used_count", ("num_experts_per_tok",)))
+_MOE_USED = HParam("expert_used_count", ("num_experts_per_tok",))
 
 ARCHS: tuple[Arch, ...] = (
     Arch("llama", ("LlamaForCausalLM", "MistralForCausalLM"), "llama", LLAMA_LAYER, permute_qk=True, rope_dims=True,
@@ -113,13 +112,14 @@ ARCHS: tuple[Arch, ...] = (
          {**_ATTN, "post_attention_layernorm": "ffn_norm", "block_sparse_moe.gate": "ffn_gate_inp"},
          experts={"block_sparse_moe.experts.{e}.w1": "ffn_gate_exps", "block_sparse_moe.experts.{e}.w2": "ffn_down_exps",
                   "block_sparse_moe.experts.{e}.w3": "ffn_up_exps"},
-         permute_qk=True, f32=("ffn_gate_inp",), hparams=_MOE, rope_dims=True, vocab_size=True),
+         permute_qk=True, f32=("ffn_gate_inp",), hparams=(HParam("expert_count", ("num_local_experts",)), _MOE_USED), rope_dims=True, vocab_size=True),
     Arch("qwen3moe", ("Qwen3MoeForCausalLM",), "qwen3_moe",
          {**_ATTN, **_QK_NORM, "post_attention_layernorm": "ffn_norm", "mlp.gate": "ffn_gate_inp"},
          experts={"mlp.experts.{e}.gate_proj": "ffn_gate_exps", "mlp.experts.{e}.up_proj": "ffn_up_exps",
                   "mlp.experts.{e}.down_proj": "ffn_down_exps"},
          f32=("ffn_gate_inp",),
-         hparams=(*_MOE, HParam("expert_feed_forward_length", ("moe_intermediate_size",)))),
+         hparams=(HParam("expert_count", ("num_experts",)), _MOE_USED,
+                  HParam("expert_feed_forward_length", ("moe_intermediate_size",)))),
 )
 
 BY_HF = {name: a for a in ARCHS for name in a.hf}

@@ -278,7 +278,7 @@ def _config(meta: Meta, entry: Arch, embd: tuple[int, ...] | None, tied: bool, d
         "torch_dtype": {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dominant],
     }
     key_len = meta.get_int(p + "attention.key_length", None, minimum=1)
-    if key_len is not None and (key_len != n_embd // n_head or entry.head_dim_always):
+    if key_len is not None:  # written only when config.json had head_dim (or the arch always has it)
         cfg["head_dim"] = key_len
     head_dim = key_len or n_embd // n_head
     rope_dim = meta.get_int(p + "rope.dimension_count", None, minimum=1)
@@ -327,6 +327,12 @@ def _check_metadata_keys(meta: Meta, reader: Any, entry: Arch) -> None:
                               hint="Nothing is dropped silently; the GGUF carries settings config.json cannot express.")
 
 
+def _snap(v: float) -> float:
+    """A fitted value as the short number it was written as (1.0, not 0.99999994), when that close."""
+    nice = round(v * 8) / 8
+    return nice if abs(nice - v) <= 1e-4 * max(1.0, abs(v)) else round(v, 6)
+
+
 def _llama3_scaling(src: Path, factors: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     """config.json's Llama 3 ``rope_scaling`` from the ``rope_freqs`` factors llama.cpp stores.
 
@@ -345,9 +351,11 @@ def _llama3_scaling(src: Path, factors: Any, cfg: dict[str, Any]) -> dict[str, A
     if smooth.sum() >= 2 and factor > 1:
         s = (1.0 / factors[smooth] - 1.0 / factor) / (1.0 - 1.0 / factor)
         a, b = np.polyfit(inv_wl[smooth], s, 1)  # s = old/(high-low) / wl - low/(high-low)
-        for old in (8192, 4096, 2048, 16384, 32768, 131072):
+        fitted = []
+        for old in (8192, 4096, 2048, 16384, 32768, 131072):  # only old/low and old/high are identifiable
             span = old / a
-            candidates.insert(0, (round(-b * span, 4), round(-b * span + span, 4), old))
+            fitted.append((_snap(-b * span), _snap(-b * span + span), old))
+        candidates = fitted + candidates
     for low, high, old in candidates:
         rs = {"rope_type": "llama3", "factor": _f7(factor), "low_freq_factor": low, "high_freq_factor": high,
               "original_max_position_embeddings": old}

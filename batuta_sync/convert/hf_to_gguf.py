@@ -265,7 +265,7 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
     ]
     expert_names = [f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in arch.experts.values()]
     missing = [n for n in required if n not in mapped]
-    missing += [n for n in expert_names if len(experts.get(n, {})) != spec.n_expert]
+    missing += [n for n in expert_names if set(range(spec.n_expert)) - set(experts.get(n, {}))]
     if missing:
         raise ConversionError(
             f"The checkpoint is missing {len(missing)} tensor(s), e.g. {missing[0]} "
@@ -273,7 +273,7 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
             hint="Download every shard, and check that config.json belongs to these weights.",
         )
     extra = sorted(set(experts) - set(expert_names)) + [
-        n for n, per in experts.items() if n in expert_names and sorted(per) != list(range(spec.n_expert))]
+        n for n, per in experts.items() if n in expert_names and max(per) >= spec.n_expert]
     if extra:
         raise ConversionError(f"Expert tensors do not match config.json's {spec.n_expert} experts: {extra[0]}.",
                               hint="config.json does not belong to these weights.")

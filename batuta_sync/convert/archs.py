@@ -88,7 +88,7 @@ _MOE_USED = HParam("expert_used_count", ("num_experts_per_tok",))
 
 ARCHS: tuple[Arch, ...] = (
     Arch("llama", ("LlamaForCausalLM", "MistralForCausalLM"), "llama", LLAMA_LAYER, permute_qk=True, rope_dims=True,
-         vocab_size=True),
+         vocab_size=True, head_dim_always=True),  # LlamaConfig always carries head_dim
     Arch("qwen2", ("Qwen2ForCausalLM",), "qwen2", LLAMA_LAYER, attention_bias=True),
     Arch("qwen3", ("Qwen3ForCausalLM",), "qwen3", {**LLAMA_LAYER, **_QK_NORM}),
     Arch("gemma2", ("Gemma2ForCausalLM",), "gemma2", _GEMMA_LAYER, norm_offset=True, skip=("lm_head.weight",),

@@ -35,7 +35,8 @@ _GENERIC_KEYS = {
     "block_count", "context_length", "embedding_length", "feed_forward_length", "attention.head_count",
     "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "rope.freq_base", "attention.key_length",
     "attention.value_length", "vocab_size", "rope.dimension_count", "rope.scaling.type", "rope.scaling.factor",
-    "rope.scaling.original_context_length",
+    "rope.scaling.original_context_length", "rope.scaling.yarn_ext_factor", "rope.scaling.yarn_attn_factor",
+    "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow",
 }
 # tokenizer.* keys the tokenizer writer maps back
 _TOKENIZER_KEYS = {
@@ -290,6 +291,11 @@ def _config(meta: Meta, entry: Arch, embd: tuple[int, ...] | None, tied: bool, d
         orig = meta.get_int(p + "rope.scaling.original_context_length", None)
         if orig:
             rs["original_max_position_embeddings"] = orig
+        for key, suffix in (("extrapolation_factor", "ext_factor"), ("attention_factor", "attn_factor"),
+                            ("beta_fast", "beta_fast"), ("beta_slow", "beta_slow")):
+            v = meta.get_float(f"{p}rope.scaling.yarn_{suffix}", None)
+            if v is not None:
+                rs[key] = _f7(v)
         cfg["rope_scaling"] = rs
     elif stype not in (None, "none"):
         raise ConversionError(f"{meta.src}: rope scaling type {stype!r} cannot be mapped back to config.json.",

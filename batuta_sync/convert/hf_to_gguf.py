@@ -28,6 +28,9 @@ from batuta_sync.errors import ConversionError
 _HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 _SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
 _EXPERT = re.compile(r"\.experts\.(\d+)\.")
+# yarn rope_scaling keys -> {arch}.rope.scaling.<suffix> (config.json spelling first; attn_factor is an alias)
+_YARN = {"extrapolation_factor": "yarn_ext_factor", "attention_factor": "yarn_attn_factor",
+         "attn_factor": "yarn_attn_factor", "beta_fast": "yarn_beta_fast", "beta_slow": "yarn_beta_slow"}
 
 CHUNK_ELEMENTS = 1 << 21  # 2M values (8 MB as float32) per work item
 # K-quant items are an eighth of that: the compiled kernels run as fast on 256K values, and the
@@ -125,7 +128,13 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     eps = cfg.get_float("rms_norm_eps", "norm_eps", default=1e-5, positive=True)
     rope: dict[str, Any] = {}
     for key in ("rope_parameters", "rope_scaling"):  # transformers 5 / 4 spelling
-        rope.update(cfg.get_dict(key).data)
+        sub = cfg.get_dict(key)
+        if "full_attention" in sub.data:  # transformers 5, per attention type (Gemma 3)
+            swa = sub.get_dict("sliding_attention").data.get("rope_theta")
+            if swa is not None and not cfg.has("rope_local_base_freq"):
+                cfg.data["rope_local_base_freq"] = swa
+            sub = sub.get_dict("full_attention")
+        rope.update(sub.data)
     rcfg = Config({}, path)
     rcfg.data = rope
     theta = rcfg.get_float("rope_theta", default=None, positive=True) or cfg.get_float(
@@ -139,6 +148,11 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
         for k in ("low_freq_factor", "high_freq_factor"):
             rope[k] = rcfg.get_float(k, default=None, positive=True)
         rope["original_max_position_embeddings"] = rcfg.get_int("original_max_position_embeddings", default=None)
+        for k in _YARN:
+            rope[k] = rcfg.get_float(k, default=None)
+        if rtype == "yarn" and rope["original_max_position_embeddings"] is None:
+            raise ConversionError(f"{path}: yarn rope scaling needs original_max_position_embeddings.",
+                                  hint="Fix rope_scaling in config.json.")
     if n_head % n_head_kv or head_dim % 2:
         raise ConversionError(f"{path} has inconsistent sizes (heads {n_head}/{n_head_kv}, head_dim {head_dim}).",
                               hint="Fix config.json.")
@@ -558,8 +572,12 @@ def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str, l
     elif rtype == "yarn" and r.get("factor"):
         w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         w.add_rope_scaling_factor(float(r["factor"]))
-        if r.get("original_max_position_embeddings"):
-            w.add_rope_scaling_orig_ctx_len(int(r["original_max_position_embeddings"]))
+        w.add_rope_scaling_orig_ctx_len(int(r["original_max_position_embeddings"]))
+        done: set[str] = set()
+        for k, suffix in _YARN.items():
+            if r.get(k) is not None and suffix not in done:
+                w.add_float32(f"{spec.arch}.rope.scaling.{suffix}", float(r[k]))
+                done.add(suffix)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 

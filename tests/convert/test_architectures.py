@@ -23,12 +23,23 @@ import numpy as np
 import pytest
 
 from batuta_sync.convert import convert
-from batuta_sync.tinymodel import TINY_ARCHS, write_tiny_arch
+from batuta_sync.tinymodel import TINY_ARCHS, TinyLlamaSpec, write_tiny_arch, write_tiny_llama
 
 from . import _llamacpp
 
 PEER_CACHE = Path.home() / ".cache" / "batuta-bench"
 TOKENS = [2, 40, 50, 60, 70, 80]
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 8192}
+# the table's new architectures, plus LLaMA and Llama 3.x rope scaling for the peer comparisons
+YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 32.0, "beta_slow": 1.0,
+        "attention_factor": 1.125}
+# transformers 5 writes Gemma 3's rope per attention type
+GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+               "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+ALL = (*TINY_ARCHS, "LlamaForCausalLM", "Llama3RopeScaling", "Qwen3Yarn", "Gemma3RopeParameters")
+# YaRN: our GGUF is the peer's byte for byte, but llama.cpp's YaRN and transformers' differ by ~2 % here
+LOGIT_CASES = tuple(a for a in ALL if a != "Qwen3Yarn")
 
 
 def peer_python() -> str | None:
@@ -52,7 +63,36 @@ def convert_script() -> Path | None:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("archs")
-    return {a: write_tiny_arch(root / a, a, seed=i) for i, a in enumerate(TINY_ARCHS)}
+    out = {a: write_tiny_arch(root / a, a, seed=i) for i, a in enumerate(TINY_ARCHS)}
+    out["LlamaForCausalLM"] = write_tiny_llama(root / "llama", TinyLlamaSpec(seed=11), card=False)
+    d = write_tiny_llama(root / "llama3", TinyLlamaSpec(seed=12), card=False)
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "rope_theta": 500000.0, "rope_scaling": LLAMA3}))
+    out["Llama3RopeScaling"] = d
+    for name, arch, edit in (("Qwen3Yarn", "Qwen3ForCausalLM", {"rope_scaling": YARN}),
+                             ("Gemma3RopeParameters", "Gemma3ForCausalLM", {"rope_parameters": GEMMA3_ROPE})):
+        d = write_tiny_arch(root / name, arch, seed=13)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_local_base_freq")}
+        (d / "config.json").write_text(json.dumps({**cfg, **edit}))
+        out[name] = d
+    return out
+
+
+def test_yarn_and_per_attention_rope_parameters(tiny: dict[str, Path], tmp_path: Path) -> None:
+    import gguf
+
+    f = gguf.GGUFReader(convert(tiny["Qwen3Yarn"], tmp_path / "y.gguf", to="gguf", quantization="F16").output).fields
+    assert f["qwen3.rope.scaling.type"].contents() == "yarn" and f["qwen3.rope.scaling.factor"].contents() == 4.0
+    assert f["qwen3.rope.scaling.original_context_length"].contents() == 64
+    assert f["qwen3.rope.scaling.yarn_attn_factor"].contents() == 1.125
+    assert f["qwen3.rope.scaling.yarn_beta_fast"].contents() == 32.0
+    convert(tmp_path / "y.gguf", tmp_path / "y", to="safetensors")
+    assert json.loads((tmp_path / "y" / "config.json").read_text())["rope_scaling"] == YARN
+    f = gguf.GGUFReader(convert(tiny["Gemma3RopeParameters"], tmp_path / "g.gguf", to="gguf",
+                                quantization="F16").output).fields
+    assert f["gemma3.rope.freq_base"].contents() == 1000000.0 and f["gemma3.rope.freq_base_swa"].contents() == 10000.0
+    assert f["gemma3.rope.scaling.type"].contents() == "linear" and f["gemma3.rope.scaling.factor"].contents() == 8.0
 
 
 def st_tensors(d: Path) -> dict[str, np.ndarray]:
@@ -138,7 +178,7 @@ def test_llama_cpp_loads_and_decodes(tiny: dict[str, Path], tmp_path: Path, arch
 
 @pytest.mark.skipif(convert_script() is None or not peer_has("torch"),
                     reason="needs convert_hf_to_gguf.py and torch in ~/.cache/batuta-bench/peers (docs/conversion.md)")
-@pytest.mark.parametrize("arch", TINY_ARCHS)
+@pytest.mark.parametrize("arch", ALL)
 def test_identical_to_convert_hf_to_gguf(tiny: dict[str, Path], tmp_path: Path, arch: str) -> None:
     from tests.bench._convert_peers import convert_hf_to_gguf_body
 
@@ -163,7 +203,7 @@ def test_identical_to_convert_hf_to_gguf(tiny: dict[str, Path], tmp_path: Path, 
 @pytest.mark.llamacpp
 @pytest.mark.skipif(not peer_has("torch", "transformers"),
                     reason="needs torch and transformers in ~/.cache/batuta-bench/peers (docs/conversion.md)")
-@pytest.mark.parametrize("arch", TINY_ARCHS)
+@pytest.mark.parametrize("arch", LOGIT_CASES)
 def test_logits_match_transformers(tiny: dict[str, Path], tmp_path: Path, arch: str) -> None:
     py = peer_python()
     assert py is not None

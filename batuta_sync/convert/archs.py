@@ -138,4 +138,4 @@ def supported_hf() -> list[str]:
 
 
 def supported_gguf() -> list[str]:
-    return sorted({a.gguf for a in ARCHS})
+    return list(dict.fromkeys(a.gguf for a in ARCHS))

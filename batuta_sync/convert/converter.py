@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from batuta_sync.convert.archs import supported_gguf, supported_hf
 from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, detect_format
 from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
 
@@ -19,8 +20,8 @@ CONVERTER_VERSION = "2"
 
 TARGETS = ("gguf", "safetensors")
 SUPPORTED = (
-    "safetensors model directory (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) -> gguf "
-    "(F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K); gguf (llama, qwen2) -> safetensors; "
+    f"safetensors model directory ({', '.join(supported_hf())}) -> gguf "
+    f"({', '.join(q.value for q in GGUFQuantization)}); gguf ({', '.join(supported_gguf())}) -> safetensors; "
     "PyTorch .bin/.pt -> safetensors or gguf (with --allow-unsafe)"
 )
 Progress = Callable[[int, int], None]

@@ -48,14 +48,14 @@ TOP_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "l
 class HParam:
     """One metadata key: GGUF ``{arch}.<gguf>`` <-> config.json ``<config>`` (first spelling is written back).
 
-    ``kind`` is "int", "float" or "bool"; ``default`` is used (and written) when config.json lacks the
+    ``kind`` is "int" or "float"; ``default`` is used (and written) when config.json lacks the
     key -- None means the key is optional and then not written.
     """
 
     gguf: str
     config: tuple[str, ...]
     kind: str = "int"
-    default: float | int | bool | None = None
+    default: float | int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,6 @@ class Arch:
     hidden_act: str = "silu"
     attention_bias: bool | None = None  # written back into config.json when set
     defaults: dict[str, float | int] = field(default_factory=dict)  # config.json defaults llama.cpp assumes
-
-    @property
-    def name_map(self) -> dict[str, str]:
-        return {**self.layer, **self.experts}
 
 
 _MOE_USED = HParam("expert_used_count", ("num_experts_per_tok",))

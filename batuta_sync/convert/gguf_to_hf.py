@@ -135,6 +135,8 @@ def write_hf(
             raise ConversionError(f"{src}: tensor {t.name} has shape {list(shape)}, which does not split into {heads} "
                                   "attention heads.", hint="The head counts in the metadata do not match the tensors.")
         minus_one = entry.norm_offset and hf.endswith("norm.weight")
+        if minus_one:
+            st_dtype = "F32"
         if is_expert:
             if len(shape) != 3 or shape[0] != n_expert:
                 raise ConversionError(f"{src}: expert tensor {t.name} has shape {list(shape)}; "
@@ -162,11 +164,10 @@ def write_hf(
             data = t.data
             if len(shape) < 2:
                 arr = data if qt_name in ("F32", "F16", "BF16") else gguf.quants.dequantize(data, qt)
-                if minus_one:  # Gemma: llama.cpp stores w + 1
-                    if qt_name == "BF16":
-                        raise ConversionError(f"{src}: BF16 norm {t.name} cannot be shifted back exactly.",
-                                              hint="Convert from an F32/F16 GGUF.")
-                    arr = (np.asarray(arr, dtype=np.float32) - np.float32(1)).astype(arr.dtype)
+                if minus_one:  # Gemma: llama.cpp stores w + 1; undone in float32 (written as F32)
+                    raw = np.asarray(arr)
+                    f32 = (raw.astype(np.uint32) << 16).view(np.float32) if qt_name == "BF16" else raw.astype(np.float32)
+                    arr = f32 - np.float32(1)
                 yield np.ascontiguousarray(arr).tobytes()
                 return
             rows = int(np.prod(shape[:-1]))
@@ -301,8 +302,7 @@ def _config(meta: Meta, entry: Arch, embd: tuple[int, ...] | None, tied: bool, d
         raise ConversionError(f"{meta.src}: rope scaling type {stype!r} cannot be mapped back to config.json.",
                               hint="Supported: linear, yarn, and Llama 3's rope_freqs tensor.")
     for hp in entry.hparams:
-        get = {"int": meta.get_int, "float": meta.get_float, "bool": meta.get_bool}[hp.kind]
-        v = get(p + hp.gguf, None)
+        v = meta.get_int(p + hp.gguf, None) if hp.kind == "int" else meta.get_float(p + hp.gguf, None)
         if v is not None:
             cfg[hp.config[0]] = _f7(v) if hp.kind == "float" else v
     if entry.attention_bias is not None:

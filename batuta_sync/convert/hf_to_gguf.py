@@ -161,10 +161,8 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     for hp in entry.hparams:
         if hp.kind == "int":
             value = cfg.get_int(*hp.config, default=hp.default, minimum=0)
-        elif hp.kind == "float":
-            value = cfg.get_float(*hp.config, default=hp.default)
         else:
-            value = cfg.get_bool(*hp.config, default=hp.default)
+            value = cfg.get_float(*hp.config, default=hp.default)
         if value is not None:
             extra.append((hp, value))
     n_expert = 0
@@ -560,8 +558,6 @@ def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str, l
         key = f"{spec.arch}.{hp.gguf}"
         if hp.kind == "float":
             w.add_float32(key, float(value))
-        elif hp.kind == "bool":
-            w.add_bool(key, bool(value))
         else:
             w.add_uint32(key, int(value))
     r = spec.rope_scaling

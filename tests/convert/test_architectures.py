@@ -222,3 +222,26 @@ def test_logits_match_transformers(tiny: dict[str, Path], tmp_path: Path, arch: 
     logits = _llamacpp.last_logits(out, TOKENS)
     assert np.abs(logits - ref).max() < 1e-2 * max(1.0, np.abs(ref).max())
     assert int(logits.argmax()) == int(ref.argmax())
+
+
+def test_partial_rotary_factor_round_trips(tmp_path: Path) -> None:
+    import gguf
+
+    src = write_tiny_arch(tmp_path / "p", "Phi3ForCausalLM", seed=21)
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**cfg, "partial_rotary_factor": 0.75}))
+    out = convert(src, tmp_path / "p.gguf", to="gguf", quantization="F16").output
+    assert gguf.GGUFReader(out).fields["phi3.rope.dimension_count"].contents() == 48
+    convert(out, tmp_path / "hf", to="safetensors")
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["partial_rotary_factor"] == 0.75
+
+
+def test_gemma_norms_in_a_bf16_gguf_come_back_as_float32(tmp_path: Path) -> None:
+    from batuta_sync.convert.st_io import read_header
+
+    src = write_tiny_arch(tmp_path / "g", "Gemma2ForCausalLM", dtype="bfloat16", seed=22)
+    out = convert(src, tmp_path / "g.gguf", to="gguf", quantization="BF16").output
+    convert(out, tmp_path / "hf", to="safetensors")
+    back = read_header(tmp_path / "hf" / "model.safetensors")["model.layers.0.input_layernorm.weight"]
+    assert back.dtype == "F32"
+    np.testing.assert_array_equal(back.rows_f32(), st_tensors(src)["model.layers.0.input_layernorm.weight"])

@@ -323,6 +323,8 @@ def test_a_valid_hand_built_checkpoint_converts(tmp_path: Path, capsys: pytest.C
         pid=_tuple(_str("storage"), b"ctorch\nFloatStorage\n", _str("0"), _str("cpu"), _str("six")))),
      "not a valid tensor state dict"),
     ("memo bomb", lambda p: checkpoint(p, b"\x80\x02Nr\xff\xff\xff\x0f."), "memo entry 268435455"),
+    ("memoized, then a state that is no dict", lambda p: checkpoint(p, b"\x80\x04N\x94r\x01\x00\x00\x00."),
+     "does not contain a state dict"),
     ("memo get of nothing", lambda p: checkpoint(p, b"\x80\x02h\x05."), "not a valid tensor state dict"),
     ("BUILD on a tensor", lambda p: checkpoint(p, tensor_pickle(tail=b"}" + _str("dtype") + _str("F64") + b"sb")),
      "modifies a tensor"),

@@ -140,6 +140,7 @@ def test_a_missing_or_extra_expert_is_an_error(tmp_path: Path) -> None:
     ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rope scaling type 'dynamic' is not supported"),
     ({"rope_scaling": {"rope_type": "longrope", "long_factor": [1.0], "short_factor": [1.0]}}, "'longrope'"),
     ({"quantization_config": {"quant_method": "gptq"}}, "pre-quantized checkpoint"),
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "yarn rope scaling needs original_max_position_embeddings"),
 ])
 def test_config_settings_without_a_gguf_form_are_errors(tmp_path: Path, edit: dict[str, object], match: str) -> None:
     src = write_tiny_arch(tmp_path / "m", "Phi3ForCausalLM")

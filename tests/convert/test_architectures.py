@@ -37,7 +37,7 @@ YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 
 # transformers 5 writes Gemma 3's rope per attention type
 GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
-ALL = (*TINY_ARCHS, "LlamaForCausalLM", "Llama3RopeScaling", "Qwen3Yarn", "Gemma3RopeParameters")
+ALL = (*TINY_ARCHS, "LlamaForCausalLM", "Llama3RopeScaling", "Qwen3Yarn", "Gemma3RopeParameters", "Phi4")
 # YaRN: our GGUF is the peer's byte for byte, but llama.cpp's YaRN and transformers' differ by ~2 % here
 LOGIT_CASES = tuple(a for a in ALL if a != "Qwen3Yarn")
 
@@ -76,6 +76,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         cfg = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_local_base_freq")}
         (d / "config.json").write_text(json.dumps({**cfg, **edit}))
         out[name] = d
+    # Phi-4: Phi3ForCausalLM with a GPT-2 BPE tokenizer and no sliding window
+    from batuta_sync.tinymodel import tokenizer_json
+
+    d = write_tiny_arch(root / "Phi4", "Phi3ForCausalLM", seed=14)
+    (d / "tokenizer.model").unlink()
+    (d / "tokenizer.json").write_text(json.dumps(tokenizer_json(320)))
+    tok_cfg = json.loads((d / "tokenizer_config.json").read_text())
+    tok_cfg.update(tokenizer_class="GPT2Tokenizer", bos_token="<s>", eos_token="</s>")
+    tok_cfg.pop("add_bos_token", None)
+    (d / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "sliding_window": None, "bos_token_id": 1, "eos_token_id": 2,
+                                               "pad_token_id": 0}))
+    out["Phi4"] = d
     return out
 
 

@@ -188,3 +188,18 @@ def test_rope_freqs_without_a_llama3_form_is_an_error(tmp_path: Path) -> None:
     bad = rewrite_gguf(out, tmp_path / "bad.gguf", tensor=add)
     with pytest.raises(ConversionError, match="rope_freqs tensor does not match Llama 3 rope scaling"):
         convert(bad, tmp_path / "hf", to="safetensors")
+
+
+@pytest.mark.parametrize("quant,tol", [("Q8_0", 0.02), ("Q4_K_M", 0.2)])
+def test_quantized_expert_tensors_dequantize_per_expert(tmp_path: Path, quant: str, tol: float) -> None:
+    from batuta_sync.convert.hf_to_gguf import find_weights
+
+    src = write_tiny_arch(tmp_path / "q", "Qwen3MoeForCausalLM", seed=8)
+    out = convert(src, tmp_path / "q.gguf", to="gguf", quantization=quant).output
+    convert(out, tmp_path / "hf", to="safetensors")
+    back, want = find_weights(tmp_path / "hf"), find_weights(src)
+    assert sorted(back) == sorted(want)
+    for e in range(4):  # each expert comes back from its own slice of the 3-D tensor
+        name = f"model.layers.1.mlp.experts.{e}.down_proj.weight"
+        a, b = back[name].rows_f32(), want[name].rows_f32()
+        assert np.abs(a - b).max() < tol * np.abs(b).max(), name

@@ -56,6 +56,7 @@ class HParam:
     config: tuple[str, ...]
     kind: str = "int"
     default: float | int | None = None
+    unless: tuple[str, object] | None = None  # (config key, value): not written when config.json has it
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ ARCHS: tuple[Arch, ...] = (
          skip=("lm_head.weight",), head_dim_always=True, hidden_act="gelu_pytorch_tanh", add_space_prefix=False,
          hparams=(HParam("final_logit_softcapping", ("final_logit_softcapping",), "float"),
                   HParam("rope.freq_base_swa", ("rope_local_base_freq",), "float"),
-                  HParam("attention.sliding_window", ("sliding_window",))),
+                  HParam("attention.sliding_window", ("sliding_window",), unless=("sliding_window_pattern", 1))),
          defaults={"max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
-                   "head_dim": 256, "num_attention_heads": 8, "num_key_value_heads": 4}),
+                   "head_dim": 256, "num_attention_heads": 8, "num_key_value_heads": 4, "rope_local_base_freq": 10000.0}),
     Arch("phi3", ("Phi3ForCausalLM",), "phi3",
          {"input_layernorm": "attn_norm", "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
           "post_attention_layernorm": "ffn_norm", "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"},

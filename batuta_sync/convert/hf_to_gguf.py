@@ -131,7 +131,7 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
         sub = cfg.get_dict(key)
         if "full_attention" in sub.data:  # transformers 5, per attention type (Gemma 3)
             swa = sub.get_dict("sliding_attention").data.get("rope_theta")
-            if swa is not None and not cfg.has("rope_local_base_freq"):
+            if swa is not None and raw_cfg.get("rope_local_base_freq") is None:  # over the arch's default
                 cfg.data["rope_local_base_freq"] = swa
             sub = sub.get_dict("full_attention")
         rope.update(sub.data)
@@ -159,6 +159,8 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     tied = cfg.get_bool("tie_word_embeddings", default=entry.norm_offset)  # Gemma ties by default
     extra = []
     for hp in entry.hparams:
+        if hp.unless is not None and cfg.data.get(hp.unless[0]) == hp.unless[1]:
+            continue
         if hp.kind == "int":
             value = cfg.get_int(*hp.config, default=hp.default, minimum=0)
         else:

@@ -36,8 +36,9 @@ YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 
         "attention_factor": 1.125}
 # transformers 5 writes Gemma 3's rope per attention type
 GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
-               "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
-ALL = (*TINY_ARCHS, "LlamaForCausalLM", "Llama3RopeScaling", "Qwen3Yarn", "Gemma3RopeParameters", "Phi4")
+               "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}}
+ALL = (*TINY_ARCHS, "LlamaForCausalLM", "Llama3RopeScaling", "Qwen3Yarn", "Gemma3RopeParameters", "Phi4",
+       "Gemma3NoSlidingWindow")
 # YaRN: our GGUF is the peer's byte for byte, but llama.cpp's YaRN and transformers' differ by ~2 % here
 LOGIT_CASES = tuple(a for a in ALL if a != "Qwen3Yarn")
 
@@ -70,7 +71,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "config.json").write_text(json.dumps({**cfg, "rope_theta": 500000.0, "rope_scaling": LLAMA3}))
     out["Llama3RopeScaling"] = d
     for name, arch, edit in (("Qwen3Yarn", "Qwen3ForCausalLM", {"rope_scaling": YARN}),
-                             ("Gemma3RopeParameters", "Gemma3ForCausalLM", {"rope_parameters": GEMMA3_ROPE})):
+                             ("Gemma3RopeParameters", "Gemma3ForCausalLM", {"rope_parameters": GEMMA3_ROPE}),
+                             ("Gemma3NoSlidingWindow", "Gemma3ForCausalLM", {"sliding_window_pattern": 1,
+                                                                             "rope_theta": 1000000.0})):
         d = write_tiny_arch(root / name, arch, seed=13)
         cfg = json.loads((d / "config.json").read_text())
         cfg = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_local_base_freq")}
@@ -105,8 +108,12 @@ def test_yarn_and_per_attention_rope_parameters(tiny: dict[str, Path], tmp_path:
     assert json.loads((tmp_path / "y" / "config.json").read_text())["rope_scaling"] == YARN
     f = gguf.GGUFReader(convert(tiny["Gemma3RopeParameters"], tmp_path / "g.gguf", to="gguf",
                                 quantization="F16").output).fields
-    assert f["gemma3.rope.freq_base"].contents() == 1000000.0 and f["gemma3.rope.freq_base_swa"].contents() == 10000.0
+    assert f["gemma3.rope.freq_base"].contents() == 1000000.0 and f["gemma3.rope.freq_base_swa"].contents() == 20000.0
     assert f["gemma3.rope.scaling.type"].contents() == "linear" and f["gemma3.rope.scaling.factor"].contents() == 8.0
+    assert "gemma3.attention.sliding_window" in f
+    f = gguf.GGUFReader(convert(tiny["Gemma3NoSlidingWindow"], tmp_path / "n.gguf", to="gguf",
+                                quantization="F16").output).fields
+    assert "gemma3.attention.sliding_window" not in f  # sliding_window_pattern 1: every layer is global
 
 
 def st_tensors(d: Path) -> dict[str, np.ndarray]:

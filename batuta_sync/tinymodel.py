@@ -350,8 +350,8 @@ def write_tiny_arch(dest: Path, hf_arch: str, *, dtype: str = "float32", seed: i
     h, inter, v = base.hidden_size, base.intermediate_size, base.vocab_size
     n_head, n_kv = base.num_attention_heads, base.num_key_value_heads
     hd = int(cfg.get("head_dim") or h // n_head)
-    n_exp, moe_ff = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0), int(cfg.get("moe_intermediate_size")
-                                                                                          or inter)
+    n_exp = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+    moe_ff = int(cfg.get("moe_intermediate_size") or inter)
     shapes = {
         "attn_q": (n_head * hd, h), "attn_k": (n_kv * hd, h), "attn_v": (n_kv * hd, h), "attn_output": (h, n_head * hd),
         "attn_qkv": (n_head * hd + 2 * n_kv * hd, h), "attn_q_norm": (hd,), "attn_k_norm": (hd,),

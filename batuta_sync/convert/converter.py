@@ -11,17 +11,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from batuta_sync.convert.archs import supported_gguf, supported_hf
 from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, detect_format
 from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
 
 # Bump whenever the bytes a conversion produces change (it is part of memo keys in hf.lock).
-CONVERTER_VERSION = "2"  # 2: llama-quantize's 70B attn_v rule (80-layer GQA llama / qwen2 K mixtures)
+CONVERTER_VERSION = "2"  # 2: llama-quantize's 70B attn_v rule; llama.cpp's key set per architecture
 
 TARGETS = ("gguf", "safetensors")
 SUPPORTED = (
-    "safetensors model directory (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) -> gguf "
-    "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K); "
-    "gguf -> gguf (re-quantization); gguf (llama, qwen2) -> safetensors; "
+    f"safetensors model directory ({', '.join(supported_hf())}) -> gguf "
+    f"({', '.join(q.value for q in GGUFQuantization)}); gguf -> gguf (re-quantization); "
+    f"gguf ({', '.join(supported_gguf())}) -> safetensors; "
     "PyTorch .bin/.pt -> safetensors or gguf (with --allow-unsafe)"
 )
 Progress = Callable[[int, int], None]

@@ -151,7 +151,7 @@ def test_unsupported_conversions_list_what_is(models: dict[str, Path], tmp_path:
     for src, to in ((onnx, "gguf"), (onnx, "safetensors"), (models["gqa"], "onnx")):
         with pytest.raises(ConversionError, match="not supported") as e:
             convert(src, tmp_path / "out", to=to)
-        assert "safetensors model directory" in e.value.hint and "gguf (llama, qwen2)" in e.value.hint
+        assert "safetensors model directory" in e.value.hint and "gguf (llama, qwen2, qwen3, gemma2, gemma3, phi3, qwen3moe)" in e.value.hint
     g = convert(models["gqa"], tmp_path / "x.gguf", to="gguf", quantization="Q8_0").output
     with pytest.raises(ConversionError, match="already quantized") as e:  # GGUF -> GGUF: Q8_0 needs the opt-in
         convert(g, tmp_path / "y.gguf", to="gguf")

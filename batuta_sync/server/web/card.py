@@ -3,7 +3,8 @@
 markdown-it-py (a dependency of rich) in CommonMark mode with ``html`` off: raw HTML in the card
 is shown as text, never as markup.  Links and images additionally pass :func:`safe_href` (only
 http(s), mailto and relative URLs); relative image sources point at the repo's own ``/resolve/``
-URLs (same origin, the only images the Content-Security-Policy allows).
+URLs (same origin, the only images the Content-Security-Policy allows) and images on other origins
+become plain links.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _renderer(resolve_base: str) -> Any:
     from markdown_it import MarkdownIt
 
     class _Card(MarkdownIt):
-        def validateLink(self, url: str) -> bool:  # noqa: N802 - markdown-it's name
+        def validateLink(self, url: str) -> bool:
             return _safe_link(url)
 
     md = _Card("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
@@ -47,7 +48,11 @@ def _renderer(resolve_base: str) -> Any:
     def image(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
         tok = tokens[idx]
         src = str(tok.attrGet("src") or "")
-        if src and "://" not in src and not src.startswith(("/", "#", "mailto:")):
+        if ":" in src.split("/", 1)[0] or src.startswith("//"):
+            # Another origin: a link, never an image (no tracking pixel, even without the CSP).
+            alt = self.renderInlineAsText(tok.children or [], options, env)
+            return str(el("a", {"href": src, "rel": "nofollow noopener noreferrer"}, f"image: {alt or src}"))
+        if not src.startswith(("/", "#")):
             tok.attrSet("src", resolve_base + src.lstrip("./"))
         return str(self.image(tokens, idx, options, env))  # the default rule escapes the alt text
 

@@ -12,8 +12,6 @@ import html
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
-Child = "str | int | Html | None | Iterable[Child]"
-
 # Void elements never get a closing tag.
 _VOID = frozenset({"br", "hr", "img", "input", "link", "meta"})
 _ALLOWED_SCHEMES = ("http:", "https:", "mailto:")

@@ -179,7 +179,7 @@ def render_mermaid(plan: Plan) -> str:
 
 # --------------------------------------------------------------------------- HTML + SVG
 _KIND_ORDER = (ActionKind.PULL, ActionKind.CONVERT, ActionKind.PUSH, ActionKind.RELOCK, ActionKind.DELETE_LOCAL)
-_NODE_W, _NODE_H, _GAP_X, _GAP_Y, _PAD = 230, 38, 70, 18, 12
+_NODE_W, _NODE_H, _GAP_X, _GAP_Y, _PAD = 240, 44, 60, 16, 12
 
 _CSS = """\
 body{font:14px/1.45 system-ui,"DejaVu Sans",sans-serif;color:#1f2328;max-width:76rem;margin:1.5rem auto;padding:0 1.5rem}
@@ -193,6 +193,7 @@ svg{max-width:100%;height:auto;border:1px solid #d1d9e0;border-radius:6px;backgr
 .kind-pull rect{stroke:#0969da;fill:#ddf4ff}.kind-convert rect{stroke:#8250df;fill:#fbefff}
 .kind-push rect{stroke:#1a7f37;fill:#dafbe1}.kind-relock rect{stroke:#9a6700;fill:#fff8c5}
 .kind-delete-local rect{stroke:#cf222e;fill:#ffebe9}
+.node text.why{font:11px system-ui,"DejaVu Sans",sans-serif;fill:#59636e}
 .edge{fill:none;stroke:#59636e;stroke-width:1.3}
 """
 
@@ -267,12 +268,14 @@ def render_svg(plan: Plan) -> str:
     for a in plan.actions:
         x, y = xy(a.id)
         label = action_label(a)
-        short = label if len(label) <= 30 else label[:29] + "…"
+        head = f"{a.kind.symbol.strip()} {a.address}".strip()
+        head = head if len(head) <= 30 else head[:29] + "…"
         parts.append(
             f'<g class="node kind-{escape(a.kind.value)}" data-id="{escape(a.id)}"><title>{escape(label)}'
             f"{escape(' — ' + a.detail) if a.detail else ''}</title>"
             f'<rect x="{x}" y="{y}" width="{_NODE_W}" height="{_NODE_H}"/>'
-            f'<text x="{x + 10}" y="{y + _NODE_H // 2 + 4}">{escape(short)}</text></g>'
+            f'<text x="{x + 10}" y="{y + 18}">{escape(head)}</text>'
+            f'<text class="why" x="{x + 10}" y="{y + 34}">{escape(a.kind.value + " · " + a.reason.value)}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)

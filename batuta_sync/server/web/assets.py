@@ -32,9 +32,10 @@ td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 code,pre{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.85em}
 pre{background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.5rem .7rem;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
 code.sha{font-size:.75rem;word-break:break-all}
+.use pre{white-space:pre;font-size:.8em}
 .tabs{display:flex;gap:1.2rem;border-bottom:1px solid var(--line);margin:.6rem 0 1rem}
 .tabs a{padding:.4rem 0;color:var(--fg)}.tabs a[aria-current=page]{border-bottom:2px solid #fd8c73;font-weight:600}
-.cols{display:grid;grid-template-columns:minmax(0,1fr) 22rem;gap:2rem}
+.cols{display:grid;grid-template-columns:minmax(0,1fr) 24rem;gap:2rem}
 @media (max-width:900px){.cols{grid-template-columns:1fr}}
 .card img{max-width:100%}.card table{width:auto}
 aside .facts{padding-left:1.1rem;color:var(--muted)}

@@ -242,7 +242,7 @@ def snippets(v: RepoView) -> Html:
     """The "use it" commands for this repo and revision (shell-quoted, then escaped)."""
     st, repo, q = v.st, v.st.repo_id, shlex.quote
     rev_flag = f" --revision {q(v.rev)}" if v.rev != "main" else ""
-    lines = [("Point clients at this hub", f"export HF_ENDPOINT={q(v.base_url)} HF_HUB_DISABLE_XET=1")]
+    lines = [("Point clients at this hub", f"export HF_ENDPOINT={q(v.base_url)}\nexport HF_HUB_DISABLE_XET=1")]
     type_flag = "" if st.repo_type == "model" else f" --repo-type {st.repo_type}"
     lines.append(("hf (huggingface_hub)", f"hf download {q(repo)}{type_flag}{rev_flag}"))
     if st.repo_type in ("model", "dataset"):
@@ -264,14 +264,18 @@ def _quant_of(filename: str) -> str:
     return m.group(1).upper() if m else ""
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def repo_page(v: RepoView, card_html: Html | None, card_meta: Html, viewer: Viewer) -> Html:
     c = v.commit
     total = sum(e.size for e in c.files.values())
     facts = el(
         "ul",
         {"class": "facts"},
-        el("li", None, f"{len(c.files)} files, {human_bytes(total)}"),
-        el("li", None, f"{len(v.branches)} branches, {len(v.tags)} tags"),
+        el("li", None, f"{_n(len(c.files), 'file', 'files')}, {human_bytes(total)}"),
+        el("li", None, f"{_n(len(v.branches), 'branch', 'branches')}, {_n(len(v.tags), 'tag', 'tags')}"),
         el("li", None, f"{v.st.downloads} downloads, {v.st.likes} likes") if v.st.repo_type != "space" else None,
     )
     card = (

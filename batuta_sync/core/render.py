@@ -148,7 +148,7 @@ def render_markdown(plan: Plan) -> str:
         out.append("No changes." if not plan.refresh_only else "Refresh-only plan.")
     if plan.drift:
         out += ["", "<details><summary>Drift</summary>", ""]
-        out += [f"- `{d.address}` {d.kind.value}: {d.detail}" for d in plan.drift]
+        out += [f"- {_md_code(d.address)} {d.kind.value}: {_md_cell(d.detail)}" for d in plan.drift]
         out += ["", "</details>"]
     out += ["", f"<sub>plan `{plan.plan_id[:12]}` · manifest `{plan.manifest_digest[:19]}`</sub>"]
     return "\n".join(out) + "\n"

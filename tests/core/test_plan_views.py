@@ -224,3 +224,16 @@ def test_cli_plan_format_html_writes_the_page(tmp_path: Path, hub_env: Any, caps
     capsys.readouterr()
     assert main(["show", str(saved), "--format", "html"]) == 0
     assert "pull:models.a" in capsys.readouterr().out
+
+
+def test_empty_plan_endpoint_change_and_dangling_dependencies() -> None:
+    empty = parse(render_html(make_plan((), locked_endpoint="https://old.example", endpoint="https://new.example"))).text
+    assert "No changes." in empty and any("Endpoint changed" in t for t in empty) and "https://old.example" in empty
+    assert "Refresh-only plan." in parse(render_html(make_plan((), options={"refresh_only": True}))).text
+    # A dependency on an action outside the plan (e.g. --target) draws no edge and no node.
+    lone = (Action(ActionKind.PUSH, "publish.d", Reason.NOT_PUBLISHED, deps=("convert:conversions.gone",)),)
+    doc = parse(render_html(make_plan(lone)))
+    assert len(doc.all("g", "node")) == 1 and doc.all("path", "edge") == []
+    assert "-->" not in render_mermaid(make_plan(lone))
+    md = render_markdown(make_plan((), drift=(Drift("models.a", DriftKind.LOCAL_MODIFIED, "x <b>|"),)))
+    assert "- `models.a` local_modified: x &lt;b&gt;\\|" in md

@@ -537,3 +537,33 @@ def test_sessions_are_bounded_and_expire() -> None:
     sid = expired.create(alice)
     assert expired.user(sid) is None and len(expired) == 0
     assert s.csrf("a") != s.csrf("b") and s.csrf("a") != Sessions().csrf("a")
+
+
+def test_odd_paths_revisions_and_bodies(srv: HubServer) -> None:
+    assert get(srv, "/alice/tiny/").text == get(srv, "/alice/tiny").text  # a trailing slash
+    r = get(srv, "/alice")  # one segment is not a page: the API's JSON 404
+    assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json")
+    assert get(srv, "/alice/tiny/blob/main/x").headers["Content-Type"].startswith("application/json")
+    sha = srv.store.resolve("alice/tiny")
+    doc = assert_safe_page(get(srv, f"/alice/tiny/tree/{sha}"))
+    assert f"commit: {sha[:12]}" in doc.text  # a sha is shown in the selector as it is
+    big = httpx.post(srv.url + "/_web/login", content=b"token=" + b"x" * 20000, headers={**BROWSER,
+                     "Content-Type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+    assert_safe_page(big)
+
+
+def test_a_repo_without_main_is_left_out_of_the_list(srv: HubServer) -> None:
+    """A hand-edited repo.json may lose its main branch: the list skips the repo, like the API."""
+    del srv.store.repo("bob/data", "dataset").branches["main"]
+    doc = assert_safe_page(get(srv, "/"))
+    assert "bob/data" not in doc.body_text and "alice/tiny" in doc.body_text
+
+
+def test_front_matter_is_stripped_only_when_closed() -> None:
+    from batuta_sync.server.web.card import strip_front_matter
+
+    assert strip_front_matter("---\na: 1\n---\n# T") == "# T"
+    assert strip_front_matter("--- not front matter\n# T") == "--- not front matter\n# T"
+    assert strip_front_matter("---\na: 1\n# never closed") == "---\na: 1\n# never closed"
+    assert strip_front_matter("# T") == "# T"

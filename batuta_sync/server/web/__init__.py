@@ -150,8 +150,6 @@ def cookies(h: _Handler) -> dict[str, str]:
 
 def session_user(h: _Handler) -> UserSpec | None:
     """The user of a signed-in browser (its session cookie), else None."""
-    if h.hub.open_mode:
-        return None
     return sessions(h.hub).user(cookies(h).get(SESSION_COOKIE))
 
 

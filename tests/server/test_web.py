@@ -419,6 +419,7 @@ def test_private_repos_are_invisible_without_a_token(srv: HubServer) -> None:
     alice = {"Authorization": f"Bearer {ALICE}"}
     r = get(srv, "/acme/secret", headers=alice)
     assert r.status_code == 200 and "Secret card" in r.text
+    assert "alice" in parse(r.text).body_text and "Sign out" not in r.text  # no session to end
     assert "acme/secret" in parse(get(srv, "/", headers=alice).text).body_text
 
 

@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -290,7 +290,7 @@ def handle(h: _Handler) -> bool:
     return True
 
 
-def _params(h: _Handler) -> Any:
+def _params(h: _Handler) -> Callable[[str], str]:
     def get(name: str) -> str:
         v = h.params.get(name)
         return v[-1][:500] if v else ""
@@ -298,7 +298,7 @@ def _params(h: _Handler) -> Any:
     return get
 
 
-def _run(h: _Handler, fn: Any) -> None:
+def _run(h: _Handler, fn: Callable[[_Page], None]) -> None:
     from batuta_sync.server.app import HTTPError
 
     p = _Page(h)

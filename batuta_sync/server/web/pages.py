@@ -48,6 +48,8 @@ def tree_href(st: RepoState, rev: str, path: str = "") -> str:
 def layout(title: str, body: Html, viewer: Viewer, *, search: str = "") -> Html:
     if viewer.open_mode:
         who: Html = el("span", {"class": "who"}, "open server")
+    elif viewer.name and not viewer.csrf:  # a bearer token (no session): nothing to sign out of
+        who = el("span", {"class": "who"}, "signed in as ", el("strong", None, viewer.name))
     elif viewer.name:
         who = el(
             "form",

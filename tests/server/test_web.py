@@ -392,6 +392,14 @@ def test_images_on_other_origins_become_links(srv: HubServer) -> None:
     assert "image: x" in doc.text and "image: y" in doc.text
 
 
+def test_relative_card_links_point_at_the_repo_files(srv: HubServer) -> None:
+    srv.store.commit("alice/links", {"README.md": b"[cfg](config.json) [sub](./docs/a.md) [top](#usage) [abs](/bob)"})
+    sha = srv.store.resolve("alice/links")
+    hrefs = [a["href"] for a in assert_safe_page(get(srv, "/alice/links")).all("a")]
+    assert f"/alice/links/resolve/{sha}/config.json" in hrefs and f"/alice/links/resolve/{sha}/docs/a.md" in hrefs
+    assert "#usage" in hrefs and "/bob" in hrefs
+
+
 def test_html_builder_escapes_everything_but_html_values() -> None:
     assert esc('<a href="x">\'') == "&lt;a href=&quot;x&quot;&gt;&#x27;"
     assert el("a", {"href": '"><script>', "download": True, "title": None}, "<b>") == (

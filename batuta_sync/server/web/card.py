@@ -3,8 +3,8 @@
 markdown-it-py (a dependency of rich) in CommonMark mode with ``html`` off: raw HTML in the card
 is shown as text, never as markup.  Links and images additionally pass :func:`safe_href` (only
 http(s), mailto and relative URLs); relative image sources point at the repo's own ``/resolve/``
-URLs (same origin, the only images the Content-Security-Policy allows) and images on other origins
-become plain links.
+URLs (same origin, the only images the Content-Security-Policy allows), images on other origins
+become plain links, and relative links point at the repo's files.
 """
 
 from __future__ import annotations
@@ -58,8 +58,11 @@ def _renderer(resolve_base: str) -> Any:
 
     def link_open(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
         tok = tokens[idx]
-        if "://" in str(tok.attrGet("href") or ""):
+        href = str(tok.attrGet("href") or "")
+        if "://" in href:
             tok.attrSet("rel", "nofollow noopener noreferrer")
+        elif href and ":" not in href.split("/", 1)[0] and not href.startswith(("/", "#", "?")):
+            tok.attrSet("href", resolve_base + href.lstrip("./"))  # a repo file, as on the Hub
         return str(self.renderToken(tokens, idx, options, env))
 
     md.add_render_rule("image", image)

@@ -60,9 +60,9 @@ def register(root: Any, hf: Any) -> None:
     p = _common.command_parser(root, "plan", "Show what `batuta apply` would do to reach hf.yaml (Terraform-style).")
     _add_file(p)
     _add_trust(p)
-    p.add_argument("-o", "--out", metavar="PLAN_JSON", help="Save the plan to apply exactly it later.")
+    p.add_argument("-o", "--out", metavar="PLAN_JSON", help="Save the plan to apply exactly it later (with --format html: write the HTML page there).")
     p.add_argument("--json", action="store_true", help="Print the plan as JSON on stdout.")
-    p.add_argument("--format", choices=("text", "markdown"), default="text", help="Rendering (markdown for PR comments).")
+    p.add_argument("--format", choices=("text", "markdown", "html"), default="text", help="Rendering (markdown for PR comments, html: one self-contained page for CI artifacts).")
     p.add_argument("--detailed-exitcode", action="store_true", help="Exit 0 with no changes, 2 with changes.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="Fail (exit 5) if hf.lock would change (CI gate).")
@@ -87,7 +87,7 @@ def register(root: Any, hf: Any) -> None:
     p = _common.command_parser(root, "show", "Render a saved plan.")
     p.add_argument("plan", metavar="PLAN_JSON")
     p.add_argument("--json", action="store_true", help="Print the plan JSON.")
-    p.add_argument("--format", choices=("text", "markdown"), default="text")
+    p.add_argument("--format", choices=("text", "markdown", "html"), default="text")
     p.set_defaults(handler=cmd_show)
 
     p = _common.command_parser(root, "graph", "Draw the resource graph (or a saved plan's action DAG).")
@@ -142,9 +142,9 @@ def _read_plan(path: str, settings: Any) -> Plan:
 
 
 def _render(plan: Plan, fmt: str) -> str:
-    from batuta_sync.core.render import render_markdown, render_text
+    from batuta_sync.core.render import render_html, render_markdown, render_text
 
-    return render_markdown(plan) if fmt == "markdown" else render_text(plan)
+    return {"markdown": render_markdown, "html": render_html}.get(fmt, render_text)(plan)
 
 
 # --------------------------------------------------------------------------- validate
@@ -182,16 +182,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         locked=args.locked,
         offline=settings.offline,
     )
-    key = _plan_key(settings) if (args.out or args.json) else None
-    if args.out and key is not None:
-        from batuta_sync._fs import atomic_write
+    html_out = args.out if args.format == "html" and not args.json else None  # -o names the page
+    key = _plan_key(settings) if ((args.out and not html_out) or args.json) else None
+    from batuta_sync._fs import atomic_write
 
+    if args.out and key is not None and not html_out:
         atomic_write(Path(args.out), plan.to_json(key))
     if args.json:
         _common.emit_json(plan.to_dict(key))
+    elif html_out:
+        atomic_write(Path(html_out), _render(plan, "html"))
+        _common.info(args, f"Wrote the HTML plan to {html_out} (view it in a browser; apply needs `batuta plan -o plan.json`).")
     else:
         sys.stdout.write(_render(plan, args.format))
-    if args.out and not args.json:
+    if args.out and not args.json and not html_out:
         _common.info(args, f"Saved the plan to {args.out}. Apply exactly it with `batuta apply {args.out}`.")
     if args.detailed_exitcode and plan.has_changes:
         return 2

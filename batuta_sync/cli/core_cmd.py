@@ -129,6 +129,18 @@ def _render(plan: Plan, fmt: str) -> str:
     return render_markdown(plan) if fmt == "markdown" else render_text(plan)
 
 
+def _warn_unchecked(plan: Plan) -> None:
+    """Say on stderr (even with --json / -o) which resources the plan could not check."""
+    if plan.warnings:
+        n = len(plan.warnings)
+        _common.print_error(
+            f"Warning: {n} resource{'s were' if n != 1 else ' was'} not checked against the Hub; the plan treats "
+            f"{'them' if n != 1 else 'it'} as unchanged: "
+            + ", ".join(w.split(":", 1)[0] for w in plan.warnings)
+            + ". Gates (--detailed-exitcode, status --exit-code) fail on this.",
+        )
+
+
 # --------------------------------------------------------------------------- validate
 
 
@@ -161,7 +173,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         frozen=args.frozen,
         locked=args.locked,
         offline=settings.offline,
+        gate=args.detailed_exitcode,
     )
+    _warn_unchecked(plan)
     if args.out:
         _write_atomic(Path(args.out), plan.to_json())
     if args.json:
@@ -419,7 +433,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from batuta_sync.core.api import make_plan
 
     man, settings = _load(args)
-    plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline)
+    plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline, gate=args.exit_code)
     pending = list(plan.actions)
     if args.json:
         _common.emit_json(
@@ -431,14 +445,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     else:
-        if not plan.drift and not pending:
+        if not plan.drift and not pending and not plan.warnings:
             print(f"In sync: {len(plan.unchanged)} resources match hf.lock, the Hub and the local files.")
         for d in plan.drift:
             print(f"! {d.address}  {d.kind.value}: {d.detail}")
         for a in pending:
             print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({a.reason.value})")
         for w in plan.warnings:
-            print(f"? {w}")
+            print(f"? {w} (not checked)")
     if args.exit_code and (plan.drift or pending):
         return 2
     return 0

@@ -81,8 +81,12 @@ def make_plan(
     offline: bool | None = None,
     client_factory: Callable[[], Any] | None = None,
     select: Selector | None = None,
+    gate: bool = False,
 ) -> Plan:
-    """Observe the Hub and the disk, then diff: the plan that brings the workspace to hf.yaml."""
+    """Observe the Hub and the disk, then diff: the plan that brings the workspace to hf.yaml.
+
+    ``gate``: the caller decides on the result (an exit code): a resource the Hub could not be
+    asked about raises (with its cause's exit code) instead of becoming a warning."""
     from batuta_sync._version import __version__
 
     man = _manifest(manifest)
@@ -106,6 +110,7 @@ def make_plan(
         converter_version=converter_version(man),
         materialize=man.materialize,
         jobs=man.jobs,
+        gate=gate,
     )
     state = WorkspaceState(ws.dir)
     factory = client_factory or default_client_factory(settings)

@@ -200,6 +200,8 @@ def remote_queries(manifest: Manifest, lock: Lock, opts: PlanOptions) -> dict[st
         entry = lock.get(spec.address)
         locked = entry if isinstance(entry, RepoLock) else None
         why = None if opts.frozen else resolve_reason(spec, locked)
+        if why is not None and opts.locked:
+            continue  # --locked fails on it before looking at the Hub
         if why is not None:
             # Same repo and revision, only the file selection changed: keep the pinned commit.
             same_rev = (

@@ -54,8 +54,20 @@ def _bytes_line(plan: Plan) -> str:
     return line
 
 
+def _not_checked(plan: Plan) -> list[str]:
+    """The loud block for resources the Hub could not be asked about (first, never buried)."""
+    n = len(plan.warnings)
+    if not n:
+        return []
+    head = (
+        f"NOT CHECKED: {n} resource{'s' if n != 1 else ''} could not be checked against the Hub "
+        f"and {'are' if n != 1 else 'is'} treated as unchanged:"
+    )
+    return [head, *(f"  ? {w}" for w in plan.warnings), ""]
+
+
 def render_text(plan: Plan) -> str:
-    lines: list[str] = []
+    lines: list[str] = _not_checked(plan)
     if plan.refresh_only:
         lines.append("Refresh-only plan: reports drift, changes nothing.")
     if plan.actions:
@@ -76,6 +88,8 @@ def render_text(plan: Plan) -> str:
                 row += f"  after {', '.join(d.split(':', 1)[1] for d in a.deps)}"
             lines.append(row.rstrip())
         lines.append("")
+    elif not plan.refresh_only and plan.warnings:
+        lines.append(f"No changes among the checked resources; {len(plan.warnings)} not checked (above).")
     elif not plan.refresh_only:
         lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
     if plan.drift:
@@ -87,10 +101,6 @@ def render_text(plan: Plan) -> str:
         lines.append("")
     elif plan.refresh_only:
         lines.append("No drift: the lock matches the Hub and the local files.")
-    if plan.warnings:
-        if lines and lines[-1]:
-            lines.append("")
-        lines += ["Warnings:", *(f"  ? {w}" for w in plan.warnings), ""]
     if plan.actions:
         lines.append(_summary_line(plan))
         lines.append(_bytes_line(plan))
@@ -107,6 +117,9 @@ def render_markdown(plan: Plan) -> str:
         out += ["", f"**{_summary_line(plan)}**", "", _bytes_line(plan)]
     else:
         out.append("No changes." if not plan.refresh_only else "Refresh-only plan.")
+    if plan.warnings:
+        out += ["", f"**Not checked ({len(plan.warnings)}), treated as unchanged:**", ""]
+        out += [f"- {w}" for w in plan.warnings]
     if plan.drift:
         out += ["", "<details><summary>Drift</summary>", ""]
         out += [f"- `{d.address}` {d.kind.value}: {d.detail}" for d in plan.drift]

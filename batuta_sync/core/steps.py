@@ -150,6 +150,18 @@ def output_digests(path: Path, produced: Sequence[Path] | None = None) -> tuple[
     return tuple(out)
 
 
+def locked_selection(ctx: StepContext, address: str) -> tuple[str, ...]:
+    """The files hf.lock records for ``address`` (a repo's selected files, a conversion's outputs):
+    exactly what ``publish.from: <address>`` publishes, never the rest of a shared cache snapshot
+    or of an output folder, and what the plan's upload estimate counts."""
+    entry = ctx.lock.get(address)
+    if isinstance(entry, RepoLock):
+        return tuple(f.path for f in entry.files)
+    if isinstance(entry, ConversionLock):
+        return tuple(f.path for f in entry.outputs)
+    raise PlanError(f"{address} is not in hf.lock; apply it before publishing from it.")
+
+
 def _tree_of(ctx: StepContext, address: str) -> str | None:
     entry = ctx.lock.get(address)
     if isinstance(entry, RepoLock):
@@ -238,9 +250,11 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
         from batuta_sync import publish as publish_mod
 
         spec = _spec(manifest, action.address, PublishSpec)
+        selection: tuple[str, ...] | None = None
         if spec.source_is_address:
             path = source_dir(manifest, settings, ctx, spec.source)
             tree = _tree_of(ctx, spec.source)
+            selection = locked_selection(ctx, spec.source)
         else:
             path = _abs(manifest.root, spec.source)
             tree = None
@@ -257,6 +271,7 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             card=dict(spec.card),
             allow_unsafe=spec.allow_unsafe,
             parent_commit=action.params.get("parent_commit"),
+            files=selection,
         )
         push_plan = publish_mod.prepare_push(settings, req)
         result = publish_mod.push(settings, req, plan=push_plan)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync._fmt import git_blob_sha1
-from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError
+from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError, ValidationError
 from batuta_sync.publish.card import CARD_FILE, SPACE_SDKS, card_for_push
 from batuta_sync.publish.manifest import (
     FileHash,
@@ -66,6 +66,9 @@ class PushRequest:
     parent_commit: str | None = None
     allow_secrets: tuple[str, ...] = ()  # fingerprints (prefixes of ≥ 16 hex digits) to suppress
     rehash: bool = False  # ignore the hash cache (re-verify every file)
+    # Publish exactly these paths under ``path`` (a locked selection, e.g. ``publish.from: models.X``
+    # whose snapshot folder is shared with other projects); None = every file of the folder.
+    files: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,21 @@ def _check_request(req: PushRequest) -> Path:
     return root
 
 
+def _selected(root: Path, req: PushRequest, found: list[str]) -> list[str]:
+    """The files to publish: all of ``found``, or exactly ``req.files`` (each must be there)."""
+    if req.files is None:
+        return found
+    present = set(found)
+    missing = sorted(set(req.files) - present)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValidationError(
+            f"{len(missing)} file(s) of the selection to publish are missing from {root}: {shown}.",
+            hint="Run `batuta apply` (it pulls or converts them first), or `batuta plan` to see why.",
+        )
+    return sorted(set(req.files))
+
+
 def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | None, bool, bool]:
     """(snapshot or None, repo exists, branch exists)."""
     from batuta_sync.hub.client import HfClient
@@ -250,7 +268,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     """Validate, build the card, hash, scan and diff against the remote tree.  No network writes."""
     say = progress or (lambda _m: None)
     root = _check_request(req)
-    files = list(iter_files(root, (settings.hub_cache,)))
+    files = _selected(root, req, list(iter_files(root, (settings.hub_cache,))))
     say(f"validating {len(files)} file(s)")
     report = validate_folder(
         root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe

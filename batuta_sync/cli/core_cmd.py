@@ -316,6 +316,8 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
         + f", {len(result.failed)} failed, {len(result.skipped)} skipped, {len(result.not_run)} not run."
     )
     _common.info(args, text)
+    for note in result.notes:
+        _common.print_error(f"Warning: {note}")
     if result.ok:
         return 0
     if done == 0 and len(result.failed) == 1:

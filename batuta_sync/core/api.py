@@ -215,10 +215,15 @@ def apply_plan(
             )
         finally:
             state.save()
-        if result.ok and man.policies.get("max_cache_size") and any(a.kind.value == "pull" for a in plan.actions):
-            from batuta_sync.hub.cache import HfCache, parse_size
+        from batuta_sync.core import gcroots
+        from batuta_sync.hub.cache import HfCache, parse_size
 
-            HfCache.from_settings(settings, max_size=parse_size(str(man.policies["max_cache_size"]))).prune()
+        cache = HfCache.from_settings(settings)
+        gcroots.register(cache, ws.lock_path)  # before pruning: this workspace's snapshots are roots
+        if result.ok and man.policies.get("max_cache_size") and any(a.kind.value == "pull" for a in plan.actions):
+            _report, note = gcroots.prune(cache, parse_size(str(man.policies["max_cache_size"])))
+            if note:
+                result.notes.append(note)
         return result
 
 

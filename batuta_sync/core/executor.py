@@ -70,6 +70,7 @@ class ApplyResult:
     not_run: list[str] = field(default_factory=list)
     lock: Lock | None = None
     bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # things apply did after the actions (cache pruning)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,7 @@ class ApplyResult:
             "skipped": self.skipped,
             "not_run": self.not_run,
             "ok": self.ok,
+            "notes": self.notes,
         }
 
 

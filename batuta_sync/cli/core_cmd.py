@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +213,29 @@ class _CliReporter:
     def skipped(self, action: Action, cause: str) -> None:
         _common.info(self.args, f"  ↷ {action.kind.value} {action.address} skipped ({cause})")
 
+    def interrupted(self, in_flight: Sequence[Action], *, abort: bool) -> None:
+        # Shown even with --quiet: the user pressed a key and must see that it was heard.
+        self._say(interrupt_message(in_flight, abort=abort))
+
+    def _say(self, text: str) -> None:
+        _common.print_error(text)
+
+
+def interrupt_message(in_flight: Sequence[Action], *, abort: bool) -> str:
+    names = ", ".join(f"{a.kind.value} {a.address}" for a in in_flight)
+    if abort:
+        return (
+            f"Ctrl-C again: aborting {names or 'the running actions'}; partial downloads are kept "
+            "and resume on the next apply."
+        )
+    if not in_flight:
+        return "Ctrl-C: stopping; nothing new starts."
+    n = len(in_flight)
+    return (
+        f"Ctrl-C: finishing {n} in-flight action{'s' if n != 1 else ''} ({names}); nothing new starts. "
+        "Press Ctrl-C again to abort (partial downloads are kept and resume on the next apply)."
+    )
+
 
 class _RichApplyProgress(_CliReporter):
     """On a terminal: one rich display, a bar per running action (bytes for pulls) and a total."""
@@ -234,6 +258,9 @@ class _RichApplyProgress(_CliReporter):
         self.progress.start()
 
     def _log(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def _say(self, text: str) -> None:
         self.progress.console.print(text)
 
     def started(self, action: Action) -> None:
@@ -305,10 +332,17 @@ def _approve(args: argparse.Namespace) -> bool:
 
 
 def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
-    from batuta_sync.errors import BatutaError, PartialApplyError
+    from batuta_sync.errors import BatutaError, PartialApplyError, exit_code
 
     if args.json:
         _common.emit_json(result.to_dict())
+    if result.interrupted:
+        again = f"batuta apply {args.plan}" if args.plan else "batuta apply"
+        _common.print_error(
+            f"Apply interrupted: {len(result.completed)} done, {len(result.aborted)} aborted, "
+            f"{len(result.not_run)} not run. Completed actions are in hf.lock; run `{again}` again to resume."
+        )
+        return exit_code("interrupted")
     done = len(result.completed) + len(result.resumed)
     text = (
         f"Apply {'complete' if result.ok else 'incomplete'}: {len(result.completed)} done"

@@ -9,9 +9,10 @@ inside the steps.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from batuta_sync.core.actions import Action, ActionKind
 from batuta_sync.core.executor import StepContext, StepFn, StepResult, relock_step
@@ -87,6 +88,42 @@ def source_dir(manifest: Manifest, settings: Settings, ctx: StepContext, address
     raise PlanError(f"{address} has no local files.")
 
 
+class AbortableProgress:
+    """A download progress sink that raises KeyboardInterrupt at the next chunk once ``abort`` is
+    set (a second Ctrl-C in apply): the download engine keeps that partial for the next run."""
+
+    def __init__(self, inner: Any, abort: threading.Event) -> None:
+        self.inner = inner
+        self.abort = abort
+
+    def _check(self) -> None:
+        if self.abort.is_set():
+            raise KeyboardInterrupt
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.start(files, total_bytes)
+
+    def file_start(self, path: str, size: int, done: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.file_start(path, size, done)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.advance(path, nbytes)
+
+    def file_done(self, path: str, *, cached: bool) -> None:
+        if self.inner is not None:
+            self.inner.file_done(path, cached=cached)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
+
 def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def pull_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import pull as pull_mod
@@ -114,7 +151,7 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             allow_unsafe=spec.allow_unsafe,
         )
         progress_for = ctx.extra.get("progress_for")
-        progress = progress_for(action) if progress_for else None
+        progress = AbortableProgress(progress_for(action) if progress_for else None, ctx.abort)
         result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot, progress=progress)
         if result.blocked:
             from batuta_sync.safety import unsafe_files_error

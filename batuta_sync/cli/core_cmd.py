@@ -334,8 +334,7 @@ def _approve(args: argparse.Namespace) -> bool:
 def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
     from batuta_sync.errors import BatutaError, PartialApplyError, exit_code
 
-    if args.json:
-        _common.emit_json(result.to_dict())
+    _emit_apply_json(args, result.to_dict())
     if result.interrupted:
         again = f"batuta apply {args.plan}" if args.plan else "batuta apply"
         _common.print_error(
@@ -364,7 +363,30 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
     raise PartialApplyError(f"{text}\n" + "\n".join(lines))
 
 
+def _emit_apply_json(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """``apply --json`` prints exactly one JSON object, whatever happens."""
+    if args.json and not getattr(args, "_json_done", False):
+        args._json_done = True
+        _common.emit_json(doc)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    from batuta_sync.errors import BatutaError
+
+    try:
+        return _cmd_apply(args)
+    except BatutaError as exc:
+        _emit_apply_json(
+            args,
+            {
+                "ok": False,
+                "error": {"code": exc.code, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code},
+            },
+        )
+        raise
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
     from batuta_sync.core.api import make_plan
     from batuta_sync.core.workspace import Workspace, WorkspaceLock
 
@@ -380,13 +402,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool) -> int:
     from batuta_sync.core.api import apply_plan
+    from batuta_sync.core.executor import ApplyResult
 
     if not args.json:
         sys.stdout.write(_render(plan, "text"))
     if not plan.actions:
+        _emit_apply_json(args, ApplyResult(plan.plan_id).to_dict())
         return 0
     if not _approve(args):
         _common.info(args, "Apply cancelled; nothing was changed.")
+        _emit_apply_json(args, {**ApplyResult(plan.plan_id).to_dict(), "ok": False, "cancelled": True})
         return 0
     rich = _common.is_tty(sys.stderr) and not args.quiet and not args.json
     reporter = _RichApplyProgress(args, plan) if rich else _CliReporter(args)

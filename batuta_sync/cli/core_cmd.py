@@ -386,13 +386,40 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise
 
 
+def _new_plan_hint(args: argparse.Namespace) -> str:
+    return f"Make a new plan for this hf.yaml with `batuta plan -f {args.file} -o {args.plan}`, review it, and apply that."
+
+
+def _refuse_stale_before_rendering(args: argparse.Namespace, man: Manifest, plan: Plan) -> None:
+    """The local freshness checks (hf.yaml, hf.lock, workspace, single use) before the plan is shown:
+    a stale or foreign plan is never rendered as if it could be applied.  The Hub preconditions
+    follow under the workspace lock, still before the first action."""
+    from batuta_sync.core.executor import check_fresh, raise_if_stale
+    from batuta_sync.core.lockfile import read_lock
+    from batuta_sync.core.workspace import Journal, Workspace
+
+    ws = Workspace(Path(args.file))
+    problems = check_fresh(
+        plan, manifest_digest=man.digest, lock=read_lock(ws.lock_path), journal=Journal(ws.journal(plan.plan_id)),
+        resolve=None,
+    )
+    raise_if_stale(problems, source=f"The plan {args.plan}", hint=_new_plan_hint(args))
+
+
 def _cmd_apply(args: argparse.Namespace) -> int:
     from batuta_sync.core.api import make_plan
     from batuta_sync.core.workspace import Workspace, WorkspaceLock
+    from batuta_sync.errors import StalePlanError
 
     man, settings = _load(args)
     if args.plan:
-        return _apply(args, settings, _read_plan(args.plan), check_remote=True, locked=False)
+        plan = _read_plan(args.plan)
+        _refuse_stale_before_rendering(args, man, plan)
+        try:
+            return _apply(args, settings, plan, check_remote=True, locked=False)
+        except StalePlanError as exc:  # a Hub precondition (checked under the workspace lock)
+            exc.hint = _new_plan_hint(args)
+            raise
     # Plan and apply in one go: hold the workspace lock from the plan on, so another apply
     # cannot move hf.lock between our plan and our apply.
     with WorkspaceLock(Workspace(Path(args.file)).apply_lock):

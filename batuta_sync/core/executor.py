@@ -124,7 +124,12 @@ def check_fresh(
         problems.append("a --refresh-only plan only reports drift; it has nothing to apply")
     if lock is not None and lock.last_applied_plan == plan.plan_id:
         problems.append(f"plan {plan.plan_id} was already applied (a plan is single-use)")
-    if manifest_digest != plan.manifest_digest:
+    if lock is not None and plan.lock_lineage and lock.lineage and plan.lock_lineage != lock.lineage:
+        problems.append(
+            f"the plan was made for another workspace (its hf.lock lineage {plan.lock_lineage[:12]} "
+            f"is not this hf.lock's {lock.lineage[:12]})"
+        )
+    elif manifest_digest != plan.manifest_digest:
         problems.append("hf.yaml changed since the plan was made")
     current = lock_digest(lock)
     resuming = current in journal.digests()
@@ -148,10 +153,10 @@ def check_fresh(
     return problems
 
 
-def raise_if_stale(problems: Sequence[str]) -> None:
+def raise_if_stale(problems: Sequence[str], *, source: str = "The saved plan", hint: str | None = None) -> None:
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
-        raise StalePlanError(f"The saved plan is stale; refusing to apply it:\n{listing}")
+        raise StalePlanError(f"{source} is stale; refusing to apply it:\n{listing}", hint=hint)
 
 
 # --------------------------------------------------------------------------- Ctrl-C

@@ -217,7 +217,7 @@ def test_gitops_pipeline_survives_an_upstream_push(ci: str, hub_server: Any, tmp
 
     ok("pull_request")  # --locked: hf.yaml and hf.lock still agree
     out = ok("schedule")  # the drift job reports the move without failing
-    assert f"upstream_moved: myorg/bert-base-classifier@main moved {old[:7]} → {new[:7]}" in out, log()
+    assert f"upstream moved: myorg/bert-base-classifier@main moved {old[:7]} → {new[:7]}" in out, log()
     ok("push")  # a fresh runner pulls the locked commit, not the new one, and publishes nothing
     assert old in runner.origin_file("hf.lock") and new not in runner.origin_file("hf.lock")
     assert hub_server.store.resolve("myorg/my-classifier") == published

@@ -124,10 +124,15 @@ def _read_plan(path: str) -> Plan:
     return Plan.from_json(text, source=path)
 
 
+def use_color(stream: Any = None) -> bool:
+    """Colour on a terminal unless NO_COLOR is set to anything (https://no-color.org)."""
+    return _common.is_tty(stream or sys.stdout) and not os.environ.get("NO_COLOR")
+
+
 def _render(plan: Plan, fmt: str) -> str:
     from batuta_sync.core.render import render_markdown, render_text
 
-    return render_markdown(plan) if fmt == "markdown" else render_text(plan)
+    return render_markdown(plan) if fmt == "markdown" else render_text(plan, color=use_color())
 
 
 def _warn_unchecked(plan: Plan) -> None:
@@ -480,7 +485,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.plan:
         plan = _read_plan(args.plan)
         for a in plan.actions:
-            nodes[a.id] = f"{a.kind.symbol} {a.kind.value} {a.address} ({a.reason.value})"
+            nodes[a.id] = f"{a.kind.symbol} {a.kind.value} {a.address} ({a.reason.value.replace('_', ' ')})"
             edges += [(d, a.id) for d in a.deps]
     else:
         from batuta_sync.core.manifest import dependencies, iter_specs, load_manifest
@@ -518,6 +523,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from batuta_sync._fmt import plural, words
     from batuta_sync.core.api import make_plan
 
     man, settings = _load(args)
@@ -534,11 +540,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     else:
         if not plan.drift and not pending and not plan.warnings:
-            print(f"In sync: {len(plan.unchanged)} resources match hf.lock, the Hub and the local files.")
+            n = len(plan.unchanged)
+            print(f"In sync: {plural(n, 'resource')} {'matches' if n == 1 else 'match'} hf.lock, the Hub and the local files.")
         for d in plan.drift:
-            print(f"! {d.address}  {d.kind.value}: {d.detail}")
+            print(f"! {d.address}  {words(d.kind.value)}: {d.detail}")
         for a in pending:
-            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({a.reason.value})")
+            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({words(a.reason.value)})")
         for w in plan.warnings:
             print(f"? {w} (not checked)")
     if args.exit_code and (plan.drift or pending):

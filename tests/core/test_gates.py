@@ -149,9 +149,9 @@ def test_locked_means_hf_lock_matches_hf_yaml_not_that_upstream_stood_still(
     # hf.yaml and hf.lock agree: --locked passes, upstream drift is reported separately.
     code, out, err = run(capsys, "plan", "-f", f, "--locked", "--detailed-exitcode")
     assert code == 0, err
-    assert f"upstream_moved: org/a@main moved {old[:7]} → {new[:7]}" in out
+    assert f"upstream moved: org/a@main moved {old[:7]} → {new[:7]}" in out
     code, out, _ = run(capsys, "status", "-f", f, "--exit-code")
-    assert code == 2 and "upstream_moved" in out
+    assert code == 2 and "upstream moved" in out
     # hf.yaml and hf.lock disagree: exit 5 without asking the Hub, and the hint really fixes it.
     (ws / "hf.yaml").write_text((ws / "hf.yaml").read_text() + "    include: ['*.json']\n")
     hub_env.log.clear()

@@ -420,15 +420,15 @@ def test_render_text_and_markdown() -> None:
 
     p = plan(M, None, world([remote_snap("models.tiny", "org/tiny", C1)]))
     text = render_text(p)
-    assert "+ ↓ pull  models.tiny  (not_locked)" in text and "Plan: 1 to pull" in text and "Download 1.0 kB" in text
+    assert "+ ↓ pull  models.tiny  (not locked)" in text and "Plan: 1 to pull" in text and "Download 1.0 kB" in text
     md = render_markdown(p)
-    assert "| ↓ | pull | `models.tiny` | not_locked |" in md
+    assert "| ↓ | pull | `models.tiny` | not locked |" in md
     empty = plan(M, lock_of(repo_lock(M, "models.tiny", C1)), world(local=[local_repo("models.tiny", C1)]))
     assert render_text(empty).startswith("No changes.")
     assert human_bytes(5) == "5 B" and human_bytes(2_500_000) == "2.5 MB" and human_bytes(None) == "unknown"
     drift = plan(M, lock_of(repo_lock(M, "models.tiny", C1)),
                  world([remote_head("models.tiny", "org/tiny", C2)], [local_repo("models.tiny", C1)]), refresh_only=True)
-    assert "upstream_moved" in render_text(drift) and "Drift" in render_markdown(drift)
+    assert "upstream moved" in render_text(drift) and "Drift" in render_markdown(drift)
 
 
 def test_lock_changing_reasons() -> None:

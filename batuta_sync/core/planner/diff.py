@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
+from batuta_sync._fmt import plural
 from batuta_sync.core.actions import Action, ActionKind, Drift, DriftKind, Reason
 from batuta_sync.core.lockfile import (
     ConversionLock,
@@ -264,7 +265,7 @@ def diff_repo(
     disk = download + (sum(f.size for f in new.files) if spec.output and opts.materialize == "copy" and kind is ActionKind.PULL else 0)
     detail = f"{spec.repo}@{new.commit[:7]}"
     if kind is ActionKind.PULL:
-        detail += f", {len(new.files)} files" + (f", {len(missing) + len(bad)} to download" if missing or bad else "")
+        detail += f", {plural(len(new.files), 'file')}" + (f", {len(missing) + len(bad)} to download" if missing or bad else "")
     params = {
         "repo": spec.repo,
         "type": spec.repo_type.value,
@@ -500,7 +501,7 @@ def diff_removed(manifest: Manifest, lock: Lock, opts: PlanOptions, out: DiffRes
                 kind=kind,
                 address=address,
                 reason=Reason.REMOVED_FROM_MANIFEST,
-                detail=f"{len(paths)} local files" if paths else "drop from hf.lock",
+                detail=f"{plural(len(paths), 'local file')}" if paths else "drop from hf.lock",
                 params={"paths": paths, "dirs": [_proj(getattr(entry, "output", "") or "")] if paths else []},
             )
         )

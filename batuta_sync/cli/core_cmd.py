@@ -58,6 +58,7 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="ADDR", help="Leave ADDR (and its dependants) out.")
     p.add_argument("--replace", action="append", default=[], metavar="ADDR", help="Redo ADDR even if up to date.")
     p.add_argument("--verify", action="store_true", help="Hash local files fully instead of trusting size.")
+    p.add_argument("--refresh", action="store_true", help="Ignore cached Hub metadata: ask the Hub now.")
     p.set_defaults(handler=cmd_plan)
 
     p = _common.command_parser(root, "apply", "Apply a saved plan (or plan and apply) and update hf.lock.")
@@ -165,9 +166,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from batuta_sync.cli.query_cmd import refreshed
     from batuta_sync.core.api import make_plan
 
     man, settings = _load(args)
+    settings = refreshed(args, settings)
     plan = make_plan(
         man,
         settings=settings,

@@ -82,10 +82,34 @@ def http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def client_from_args(args: argparse.Namespace) -> HfClient:
-    """The HfClient for a command line (settings: flag > env > hf.yaml > default)."""
+    """The HfClient for a command line (settings: flag > env > hf.yaml > default); ``--refresh``
+    ignores cached metadata (every answer comes from the Hub, and refreshes the cache)."""
     from batuta_sync.hub.client import HfClient
 
-    return HfClient(_common.settings_from_args(args), **http_kwargs(args))
+    return HfClient(refreshed(args, _common.settings_from_args(args)), **http_kwargs(args))
+
+
+def refreshed(args: argparse.Namespace, settings: Any) -> Any:
+    """``settings`` with a zero metadata TTL when the command line says ``--refresh``."""
+    import dataclasses
+
+    return dataclasses.replace(settings, metadata_ttl=0.0) if getattr(args, "refresh", False) else settings
+
+
+def note_cached(args: argparse.Namespace, hub: HfClient) -> None:
+    """Say on stderr when what was shown came from the metadata cache, and how old it is."""
+    from batuta_sync._fmt import human_age
+
+    if hub.cached_age is not None:
+        _common.info(
+            args,
+            f"(answered from batuta's metadata cache, fetched {human_age(hub.cached_age)} ago; "
+            "--refresh asks the Hub)",
+        )
+
+
+def add_refresh_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refresh", action="store_true", help="Ignore cached metadata: ask the Hub now.")
 
 
 def _num(n: int) -> str:
@@ -111,6 +135,7 @@ def _cmd_search_models(args: argparse.Namespace) -> int:
     q = ModelQuery(args.query, args.task, args.library, args.author, SortKey(args.sort), args.limit)
     with client_from_args(args) as hub:
         found = hub.search_models(q)
+    note_cached(args, hub)
     if args.json:
         _common.emit_json([m.to_json() for m in found])
         return 0
@@ -132,6 +157,7 @@ def _cmd_search_datasets(args: argparse.Namespace) -> int:
     q = DatasetQuery(args.query, args.language, args.size, args.author, SortKey(args.sort), args.limit)
     with client_from_args(args) as hub:
         found = hub.search_datasets(q)
+    note_cached(args, hub)
     if args.json:
         _common.emit_json([d.to_json() for d in found])
         return 0
@@ -160,6 +186,7 @@ def _cmd_search_spaces(args: argparse.Namespace) -> int:
     )
     with client_from_args(args) as hub:
         found = hub.search_spaces(q)
+    note_cached(args, hub)
     if args.json:
         _common.emit_json([s.to_json() for s in found])
         return 0
@@ -285,6 +312,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     check_repo_id(args.repo_id)
     with client_from_args(args) as hub:
         info = hub.repo_info(repo_type, args.repo_id, args.revision, files=True)
+    note_cached(args, hub)
     if args.json:
         doc = info.to_json()
         if not args.files:
@@ -433,6 +461,7 @@ def register(root: Any, hf: Any) -> None:
         )
         p.add_argument("--limit", type=_positive_int, default=20, help="Number of results (default 20).")
         p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        add_refresh_option(p)
         add_wait_options(p)
         return p
 
@@ -461,6 +490,7 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--revision", help="Branch, tag or commit sha (default: main).")
     p.add_argument("--files", action="store_true", help="List every file with size and hash.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
+    add_refresh_option(p)
     add_wait_options(p)
     p.set_defaults(handler=_cmd_info)
 

@@ -369,8 +369,6 @@ def push(
     settings: Settings, req: PushRequest, *, plan: PushPlan | None = None, progress: Progress | None = None
 ) -> PushResult:
     """Execute a push (``plan`` from :func:`prepare_push`, computed now when omitted)."""
-    from batuta_sync.hub import upload
-
     say = progress or (lambda _m: None)
     if plan is None:
         plan = prepare_push(settings, req, progress=progress)
@@ -382,6 +380,26 @@ def push(
     root = _check_request(req)
     uploads = tuple(sorted(plan.adds + plan.changes))
     _recheck(root, plan, uploads, settings)
+    try:
+        return _write(settings, req, plan, root, uploads, say, progress)
+    finally:  # whatever reached the Hub, what batuta cached about the repo is out of date
+        from batuta_sync.hub.metacache import MetadataCache
+
+        MetadataCache(settings).forget_repo(req.repo_type.api_plural, req.repo_id)
+
+
+def _write(
+    settings: Settings,
+    req: PushRequest,
+    plan: PushPlan,
+    root: Path,
+    uploads: tuple[str, ...],
+    say: Progress,
+    progress: Progress | None,
+) -> PushResult:
+    """The Hub writes of a push: create the repo/branch if needed, then one commit."""
+    from batuta_sync.hub import upload
+
     if not plan.repo_exists:
         say(f"creating {req.repo_type.value} repo {req.repo_id}")
         upload.ensure_repo(settings, req.repo_id, req.repo_type, private=req.private, sdk=req.sdk)

@@ -45,11 +45,9 @@ def uses(cache: HfCache) -> dict[SnapshotKey, list[RootUse]]:
             lock = read_lock(lock_path)
         except BatutaError:
             continue
-        if lock is None:
-            continue
         ws = lock_path.parent
         applied = WorkspaceState(ws / ".batuta").applied
-        for address, entry in sorted(lock.entries.items()):
+        for address, entry in sorted(lock.entries.items() if lock else ()):
             if not isinstance(entry, RepoLock):
                 continue
             folder = repo_folder_name(entry.repo_type, entry.repo)

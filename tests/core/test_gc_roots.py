@@ -143,3 +143,27 @@ def test_roots_survive_odd_entries(tmp_path: Path) -> None:
     assert gcroots.uses(cache) == {} and gcroots.breaks(cache) == []
     (ws / "hf.lock").write_text("")
     assert gcroots.uses(cache) == {}
+
+
+def test_only_repo_entries_root_snapshots(tmp_path: Path) -> None:
+    """Publish and conversion entries use no cache snapshot; a lock deleted between listing the
+    roots and reading it roots nothing."""
+    from batuta_sync.core import gcroots
+    from batuta_sync.core.lockfile import Lock, PublishLock, RepoLock, write_lock
+    from batuta_sync.hub.cache import HfCache
+
+    cache = HfCache(tmp_path / "hub", state_dir=tmp_path / "state")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    c1 = "1" * 40
+    lock = Lock(entries={
+        "models.m": RepoLock("models.m", "org/m", "model", "main", c1, "sel", (), "./out"),
+        "publish.p": PublishLock("publish.p", "me/p", "model", "main", "2" * 40, "h1:x"),
+    })
+    write_lock(ws / "hf.lock", lock)
+    gcroots.register(cache, ws / "hf.lock")
+    found = gcroots.uses(cache)
+    assert list(found) == [("models--org--m", c1)]
+    assert found[("models--org--m", c1)][0].describe() == f"{ws / 'out'}  [models.m]"
+    cache.root_locks = lambda: [ws / "gone.lock"]  # type: ignore[method-assign]
+    assert gcroots.uses(cache) == {}

@@ -207,3 +207,17 @@ def test_interrupt_messages() -> None:
         "Ctrl-C: finishing 2 in-flight actions (pull models.a, convert conversions.b)"
     )
     assert "aborting the running actions" in interrupt_message([], abort=True)
+
+
+def test_cli_summary_of_an_interrupted_apply(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from batuta_sync.cli.core_cmd import _finish
+    from batuta_sync.core.executor import ApplyResult
+
+    result = ApplyResult("p", completed=["pull:models.a"], not_run=["pull:models.b"], interrupted=True)
+    for plan_file, again in (("ci/p.json", "batuta apply ci/p.json"), (None, "batuta apply")):
+        args = argparse.Namespace(json=False, quiet=False, plan=plan_file)
+        assert _finish(args, result) == 130
+        err = capsys.readouterr().err
+        assert "Apply interrupted: 1 done, 0 aborted, 1 not run" in err and f"`{again}` again" in err

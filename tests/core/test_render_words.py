@@ -68,3 +68,11 @@ def test_colour_marks_deletions_red_and_drift() -> None:
     assert "\x1b[31m  - delete-local\x1b[0m" in text and "(removed from manifest)" in text
     assert "\x1b[35m!\x1b[0m models.x  upstream moved: moved" in text
     assert "\x1b[1;31mNOT CHECKED: 1 resource could not be checked against the Hub and is treated as unchanged:" in text
+
+
+def test_human_age_and_plural() -> None:
+    from batuta_sync._fmt import human_age, plural, words
+
+    assert [human_age(s) for s in (-1, 59, 150, 7300, 200_000)] == ["0 s", "59 s", "2 min", "2 h", "2 days"]
+    assert plural(1, "file") == "1 file" and plural(2, "file") == "2 files" and plural(0, "entry", "entries") == "0 entries"
+    assert words("removed_from_manifest") == "removed from manifest"

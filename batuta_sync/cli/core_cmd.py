@@ -211,7 +211,7 @@ class _CliReporter:
     def finished(self, action: Action, result: StepResult) -> None:
         from batuta_sync.core.render import human_bytes
 
-        extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
+        extra = (f" ({human_bytes(result.bytes)})" if result.bytes else "") + (f": {result.message}" if result.message else "")
         _common.info(self.args, f"  ✓ {action.kind.value} {action.address} done{extra}")
 
     def failed(self, action: Action, error: BaseException) -> None:
@@ -286,7 +286,7 @@ class _RichApplyProgress(_CliReporter):
     def finished(self, action: Action, result: StepResult) -> None:
         from batuta_sync.core.render import human_bytes
 
-        extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
+        extra = (f" ({human_bytes(result.bytes)})" if result.bytes else "") + (f": {result.message}" if result.message else "")
         self._end(action, f"  ✓ {action.kind.value} {action.address} done{extra}")
 
     def failed(self, action: Action, error: BaseException) -> None:

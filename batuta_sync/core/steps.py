@@ -322,7 +322,9 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             commit=str(result.commit),
             source_tree=tree,
         )
-        return StepResult(lock_entry=entry, bytes=int(getattr(result, "bytes_sent", 0) or 0))
+        return StepResult(
+            lock_entry=entry, bytes=int(getattr(result, "bytes_sent", 0) or 0), message=result.commit_url(settings, req) or ""
+        )
 
     return push_step
 

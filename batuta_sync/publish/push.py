@@ -69,6 +69,7 @@ class PushRequest:
     # Publish exactly these paths under ``path`` (a locked selection, e.g. ``publish.from: models.X``
     # whose snapshot folder is shared with other projects); None = every file of the folder.
     files: tuple[str, ...] | None = None
+    force: bool = False  # push a "model" folder that has neither weights nor config.json
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,14 @@ class PushResult:
     noop: bool
     deleted: tuple[str, ...] = ()
     url: str | None = None
+
+    def commit_url(self, settings: Settings, req: PushRequest) -> str | None:
+        """Where the user sees the commit: the Hub's URL, else one built on the configured endpoint."""
+        if self.url:
+            return self.url
+        if not self.commit:
+            return None
+        return f"{settings.endpoint.rstrip('/')}/{req.repo_type.url_prefix}{req.repo_id}/commit/{self.commit}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -271,7 +280,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     files = _selected(root, req, list(iter_files(root, (settings.hub_cache,))))
     say(f"validating {len(files)} file(s)")
     report = validate_folder(
-        root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe
+        root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe, force=req.force
     )
     say("reading the remote tree")
     ref = RepoRef(req.repo_id, req.repo_type, req.revision)

@@ -273,6 +273,23 @@ def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | N
         client.close()
 
 
+_MAX_CARD = 1 << 20
+
+
+def _remote_card_is_ours(settings: Settings, snap: RepoSnapshot) -> bool:
+    """Whether the Hub's README.md is a card batuta generated and nobody edited (one small GET)."""
+    from batuta_sync.hub.client import HfClient
+    from batuta_sync.publish.card import is_untouched_stamp
+
+    entry = next((f for f in snap.files if f.path == CARD_FILE), None)
+    if entry is None or entry.size > _MAX_CARD:
+        return False
+    ref = snap.ref
+    with HfClient(settings) as client:
+        resp = client.http.request("GET", f"/{ref.repo_type.url_prefix}{ref.repo_id}/resolve/{snap.commit}/{CARD_FILE}")
+    return is_untouched_stamp(resp.content[:_MAX_CARD].decode("utf-8", errors="replace"))
+
+
 def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | None = None) -> PushPlan:
     """Validate, build the card, hash, scan and diff against the remote tree.  No network writes."""
     say = progress or (lambda _m: None)
@@ -286,8 +303,14 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     ref = RepoRef(req.repo_id, req.repo_type, req.revision)
     snap, repo_exists, branch_exists = _remote_snapshot(settings, ref)
     remote = RemoteManifest.from_snapshot(snap)
-    # A card that exists only on the Hub (e.g. edited in the web UI) is kept: not replaced, not deleted.
-    remote_card_only = CARD_FILE not in files and CARD_FILE in remote.files
+    # A card that exists only on the Hub (e.g. edited in the web UI) is kept: not replaced, not deleted;
+    # unless it is exactly a card batuta generated (its stamp matches): then it is regenerated, so a
+    # re-conversion's card names the new source commit.
+    remote_card_only = (
+        CARD_FILE not in files
+        and CARD_FILE in remote.files
+        and not (snap is not None and _remote_card_is_ours(settings, snap))
+    )
 
     card = card_for_push(
         root,
@@ -299,6 +322,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         overrides=req.card,
         sdk=req.sdk,
         gguf_metadata=next(iter(report.gguf.values())).metadata if report.gguf else None,
+        endpoint=settings.endpoint,
     )
     generated: dict[str, bytes] = {}
     if card.content is not None and not remote_card_only:

@@ -145,7 +145,7 @@ def _cmd_search_models(args: argparse.Namespace) -> int:
         [m.id, m.pipeline_tag, m.library_name, _num(m.downloads), _num(m.likes), _date(m.last_modified)]
         for m in found
     ]
-    _common.print_table(["ID", "TASK", "LIBRARY", "DOWNLOADS", "LIKES", "UPDATED"], rows, title="Models")
+    _common.print_table(["ID", "TASK", "LIBRARY", "DOWNLOADS", "LIKES", "UPDATED"], rows, title="Models", no_truncate=args.no_truncate)
     return 0
 
 
@@ -174,7 +174,7 @@ def _cmd_search_datasets(args: argparse.Namespace) -> int:
         ]
         for d in found
     ]
-    _common.print_table(["ID", "DOWNLOADS", "LIKES", "SIZE", "ROWS", "LANGUAGES"], rows, title="Datasets")
+    _common.print_table(["ID", "DOWNLOADS", "LIKES", "SIZE", "ROWS", "LANGUAGES"], rows, title="Datasets", no_truncate=args.no_truncate)
     return 0
 
 
@@ -193,7 +193,7 @@ def _cmd_search_spaces(args: argparse.Namespace) -> int:
     if not found:
         _common.info(args, f"No spaces match {args.query!r}.")
     rows = [[s.id, s.sdk.value, _num(s.likes), s.hardware, s.status.value] for s in found]
-    _common.print_table(["ID", "SDK", "LIKES", "HARDWARE", "STATUS"], rows, title="Spaces")
+    _common.print_table(["ID", "SDK", "LIKES", "HARDWARE", "STATUS"], rows, title="Spaces", no_truncate=args.no_truncate)
     return 0
 
 
@@ -500,6 +500,7 @@ def register(root: Any, hf: Any) -> None:
         )
         p.add_argument("--limit", type=_positive_int, default=20, help="Number of results (default 20).")
         p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        p.add_argument("--no-truncate", action="store_true", help="Never fold or shorten a column of the table.")
         add_refresh_option(p)
         add_wait_options(p)
         return p

@@ -155,10 +155,12 @@ def _run_pull(args: argparse.Namespace, req: PullRequest) -> int:
         speed = ""
         if result.transferred_bytes and result.seconds > 0:
             speed = f" at {human_bytes(result.transferred_bytes / result.seconds)}/s"
+        from batuta_sync._fmt import plural
+
         _common.info(
             args,
-            f"{req.ref} @ {result.snapshot.commit[:12]}: {len(result.selected)} file(s), "
-            f"{human_bytes(sum(f.size for f in result.selected))}; downloaded {human_bytes(result.downloaded_bytes)}"
+            f"{req.ref} (commit {result.snapshot.commit[:12]}): {plural(len(result.selected), 'file')}, "
+            f"{human_bytes(sum(f.size for f in result.selected))}; transferred {human_bytes(result.transferred_bytes)}"
             f"{speed}, {result.cache_hits} from cache" + (" (offline)" if result.offline else ""),
         )
         print(result.output or result.snapshot_dir)

@@ -114,6 +114,18 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def fs_error(exc: OSError, what: str, setting: str) -> Exception:
+    """A file-system failure as a documented error naming the setting to change (disk full: 16)."""
+    import errno
+
+    from batuta_sync.errors import ConfigError, DiskFullError
+
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(f"No space left on the device while writing {what}.")
+    return ConfigError(f"Cannot write {what}: {reason}.", hint=f"Make it writable or change {setting}.")
+
+
 def _read_plan(path: str) -> Plan:
     from batuta_sync.core.planner.plan import Plan
     from batuta_sync.errors import ConfigError
@@ -186,7 +198,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     _warn_unchecked(plan)
     if args.out:
-        _write_atomic(Path(args.out), plan.to_json())
+        try:
+            _write_atomic(Path(args.out), plan.to_json())
+        except OSError as exc:
+            raise fs_error(exc, f"the plan file {args.out}", "-o/--out") from None
     if args.json:
         _common.emit_json(plan.to_dict())
     else:

@@ -8,6 +8,7 @@ inside the steps.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from batuta_sync.core.lockfile import (
 from batuta_sync.core.manifest import ConversionSpec, Manifest, PublishSpec, RepoSpec
 from batuta_sync.core.observe import WorkspaceState, hash_file, walk_files
 from batuta_sync.core.planner.diff import conversion_key, snapshot_dir
-from batuta_sync.errors import PlanError
+from batuta_sync.errors import ConfigError, PlanError
 from batuta_sync.settings import Settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 
@@ -152,7 +153,15 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
         )
         progress_for = ctx.extra.get("progress_for")
         progress = AbortableProgress(progress_for(action) if progress_for else None, ctx.abort)
-        result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot, progress=progress)
+        try:
+            result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot, progress=progress)
+        except OSError as exc:
+            if output is None or exc.errno == errno.ENOSPC or not str(exc.filename or "").startswith(str(output)):
+                raise
+            raise ConfigError(
+                f"{action.address}: cannot write its output folder {spec.output}: {exc.strerror or exc}.",
+                hint=f"Make {spec.output} writable, or change `output:` of {action.address} in hf.yaml.",
+            ) from None
         if result.blocked:
             from batuta_sync.safety import unsafe_files_error
 

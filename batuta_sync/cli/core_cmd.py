@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,14 +105,6 @@ def _load(args: argparse.Namespace) -> tuple[Manifest, Any]:
     return man, _common.settings_from_args(args, manifest=man.settings_layer())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def fs_error(exc: OSError, what: str, setting: str) -> Exception:
     """A file-system failure as a documented error naming the setting to change (disk full: 16)."""
     import errno
@@ -198,8 +189,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     _warn_unchecked(plan)
     if args.out:
+        from batuta_sync._fs import atomic_write
+
         try:
-            _write_atomic(Path(args.out), plan.to_json())
+            atomic_write(args.out, plan.to_json())
         except OSError as exc:
             raise fs_error(exc, f"the plan file {args.out}", "-o/--out") from None
     if args.json:

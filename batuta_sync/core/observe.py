@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -96,12 +95,10 @@ class WorkspaceState:
         with self._lock:
             if not self.dirty:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from batuta_sync._fs import atomic_write
+
             text = json.dumps({"version": 1, "applied": self.applied, "hashes": self.hashes}, sort_keys=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=str(self.path.parent))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text)
             self.dirty = False
 
 

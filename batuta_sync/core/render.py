@@ -3,9 +3,12 @@
 DAG as an inline SVG from a small layered layout; no script, no external asset, a CSP meta tag).
 
 Pure: a Plan in, a string out.  Symbols: ``+`` new in hf.lock, ``~`` relock,
-``-`` delete, ``↓`` pull, ``⇄`` convert, ``↑`` push.  Every plan string (addresses, details,
-reasons, the endpoint) is escaped for the output format: ``html.escape`` for HTML and SVG, Mermaid
-entity codes for Mermaid labels, and ``|``/``<`` escapes for markdown table cells.
+``-`` delete, ``↓`` pull, ``⇄`` convert, ``↑`` push.  Reasons and drift kinds read as words
+(``not locked``); JSON keeps the tokens.  ``color=True`` (the CLI decides: a terminal, no
+``NO_COLOR``) paints Terraform's way: green for what is added or fetched, yellow for what
+changes in place, red for deletions and what could not be checked.  Every plan string (addresses,
+details, reasons, the endpoint) is escaped for the output format: ``html.escape`` for HTML and SVG,
+Mermaid entity codes for Mermaid labels, and ``|``/``<`` escapes for markdown table cells.
 """
 
 from __future__ import annotations
@@ -15,10 +18,23 @@ import hashlib
 import re
 from html import escape
 
-from batuta_sync._fmt import human_bytes
+from batuta_sync._fmt import human_bytes, plural, words
 from batuta_sync.core.actions import Action, ActionKind, Reason
 from batuta_sync.core.planner.graph import to_mermaid
 from batuta_sync.core.planner.plan import Plan
+
+_GREEN, _YELLOW, _RED, _MAGENTA, _BOLD = "32", "33", "31", "35", "1"
+_KIND_COLOR = {
+    ActionKind.PULL: _GREEN,
+    ActionKind.CONVERT: _YELLOW,
+    ActionKind.PUSH: _YELLOW,
+    ActionKind.RELOCK: _YELLOW,
+    ActionKind.DELETE_LOCAL: _RED,
+}
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color and text.strip() else text
 
 
 def _marker(a: Action) -> str:
@@ -75,8 +91,20 @@ def _endpoint_line(plan: Plan) -> str:
     return line
 
 
-def render_text(plan: Plan) -> str:
-    lines: list[str] = []
+def _not_checked(plan: Plan, color: bool) -> list[str]:
+    """The loud block for resources the Hub could not be asked about (first, never buried)."""
+    n = len(plan.warnings)
+    if not n:
+        return []
+    head = (
+        f"NOT CHECKED: {plural(n, 'resource')} could not be checked against the Hub "
+        f"and {'are' if n != 1 else 'is'} treated as unchanged:"
+    )
+    return [_paint(head, f"{_BOLD};{_RED}", color), *(_paint(f"  ? {w}", _RED, color) for w in plan.warnings), ""]
+
+
+def render_text(plan: Plan, *, color: bool = False) -> str:
+    lines: list[str] = _not_checked(plan, color)
     if plan.refresh_only:
         lines.append("Refresh-only plan: reports drift, changes nothing.")
     if plan.actions:
@@ -84,39 +112,37 @@ def render_text(plan: Plan) -> str:
         lines.append("")
         w_kind = max(len(a.kind.value) for a in plan.actions)
         w_addr = max(len(a.address) for a in plan.actions)
-        w_reason = max(len(a.reason.value) for a in plan.actions)
+        w_reason = max(len(words(a.reason.value)) for a in plan.actions)
         for a in plan.actions:
             size = _size(a)
-            row = (
-                f"  {_marker(a)} {a.kind.symbol} {a.kind.value:<{w_kind}}  {a.address:<{w_addr}}  "
-                f"({a.reason.value}){' ' * (w_reason - len(a.reason.value))}  {a.detail}"
-            )
+            reason = words(a.reason.value)
+            code = _KIND_COLOR.get(a.kind, "")
+            head = _paint(f"{_marker(a)} {a.kind.symbol} {a.kind.value:<{w_kind}}", code, color)
+            row = f"  {head}  {a.address:<{w_addr}}  ({reason}){' ' * (w_reason - len(reason))}  {a.detail}"
             if size:
                 row += f"  [{size}]"
             if a.deps:
                 row += f"  after {', '.join(d.split(':', 1)[1] for d in a.deps)}"
             lines.append(row.rstrip())
         lines.append("")
+    elif not plan.refresh_only and plan.warnings:
+        lines.append(f"No changes among the checked resources; {len(plan.warnings)} not checked (above).")
     elif not plan.refresh_only:
         if plan.endpoint_changed:
-            lines.append(f"No actions, but the Hub endpoint changed ({len(plan.unchanged)} resources; see below).")
+            lines.append(f"No actions, but the Hub endpoint changed ({plural(len(plan.unchanged), 'resource')}; see below).")
         else:
-            lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({len(plan.unchanged)} resources).")
+            lines.append(f"No changes. hf.yaml, hf.lock and the workspace agree ({plural(len(plan.unchanged), 'resource')}).")
     if plan.drift:
         if lines and lines[-1]:
             lines.append("")
         lines.append("Drift (this plan does not change it):")
         for d in plan.drift:
-            lines.append(f"  ! {d.address}  {d.kind.value}: {d.detail}")
+            lines.append(f"  {_paint('!', _MAGENTA, color)} {d.address}  {words(d.kind.value)}: {d.detail}")
         lines.append("")
     elif plan.refresh_only:
         lines.append("No drift: the lock matches the Hub and the local files.")
-    if plan.warnings:
-        if lines and lines[-1]:
-            lines.append("")
-        lines += ["Warnings:", *(f"  ? {w}" for w in plan.warnings), ""]
     if plan.actions:
-        lines.append(_summary_line(plan))
+        lines.append(_paint(_summary_line(plan), _BOLD, color))
         lines.append(_bytes_line(plan))
     lines.append(_endpoint_line(plan))
     return "\n".join(lines).rstrip() + "\n"
@@ -140,15 +166,18 @@ def render_markdown(plan: Plan) -> str:
         for a in plan.actions:
             detail = a.detail + (f" ({_size(a)})" if _size(a) else "")
             out.append(
-                f"| {a.kind.symbol.strip() or '·'} | {a.kind.value} | {_md_code(a.address)} | {a.reason.value} | {_md_cell(detail)} | {_md_code(plan.endpoint)} |"
+                f"| {a.kind.symbol.strip() or '·'} | {a.kind.value} | {_md_code(a.address)} | {words(a.reason.value)} | {_md_cell(detail)} | {_md_code(plan.endpoint)} |"
             )
         out += ["", f"**{_summary_line(plan)}**", "", _bytes_line(plan)]
         out += ["", "<details open><summary>Action graph</summary>", "", render_mermaid(plan).rstrip(), "", "</details>"]
     else:
         out.append("No changes." if not plan.refresh_only else "Refresh-only plan.")
+    if plan.warnings:
+        out += ["", f"**Not checked ({len(plan.warnings)}), treated as unchanged:**", ""]
+        out += [f"- {w}" for w in plan.warnings]
     if plan.drift:
         out += ["", "<details><summary>Drift</summary>", ""]
-        out += [f"- {_md_code(d.address)} {d.kind.value}: {_md_cell(d.detail)}" for d in plan.drift]
+        out += [f"- {_md_code(d.address)} {words(d.kind.value)}: {_md_cell(d.detail)}" for d in plan.drift]
         out += ["", "</details>"]
     out += ["", f"<sub>plan `{plan.plan_id[:12]}` · manifest `{plan.manifest_digest[:19]}`</sub>"]
     return "\n".join(out) + "\n"

@@ -247,27 +247,27 @@ def test_airgapped_node_steps_apply_and_survive_an_upstream_push(hub_server: Any
     steps = re.findall(r"^#   \$ (.+)$", text, flags=re.M)
     assert steps and any("apply" in s for s in steps)
     mirror = "http://mirror.internal:8080"
-    out_dir = tmp_path / "models"
     doc = yaml.safe_load(text)
+    assert not doc["models"]["llama-1b"]["output"].startswith("/")  # outputs stay in the workspace
     seed = tmp_path / "seed"
     hub_server.store.commit(doc["models"]["llama-1b"]["repo"], _files(write_tiny_llama(seed / "model")))
     hub_server.store.commit(doc["datasets"]["eval"]["repo"], _files(write_tiny_dataset(seed / "data")), repo_type="dataset")
     project = tmp_path / "project"
     project.mkdir()
-    (project / "hf.yaml").write_text(text.replace(mirror, hub_server.url).replace("/models/", f"{out_dir}/"))
+    (project / "hf.yaml").write_text(text.replace(mirror, hub_server.url))
     runner = Runner(tmp_path, hub_server.url)
     runner.init_origin(project)
     runner.developer("batuta lock")
     script = "\n".join(steps).replace(mirror, hub_server.url)
 
-    def node() -> None:
+    def node() -> Path:
         results = runner.pipeline([[(None, script)]])
         assert results[0][0] == 0, "\n\n".join(runner.log)
+        return tmp_path / f"job-{runner.runs}" / doc["models"]["llama-1b"]["output"] / "model.safetensors"
 
-    node()  # a fresh node: pulls and materializes (copies) the locked files
-    weights = out_dir / "llama-3.2-1b" / "model.safetensors"
+    weights = node()  # a fresh node: pulls and materializes (copies) the locked files
     assert weights.is_file() and not weights.is_symlink()
     before = weights.read_bytes()
     hub_server.store.commit(doc["models"]["llama-1b"]["repo"], {"model.safetensors": b"moved upstream"})
-    node()  # pinned by hf.lock: the node keeps the locked files
+    weights = node()  # pinned by hf.lock: a fresh node gets the locked files, not the moved branch
     assert weights.read_bytes() == before

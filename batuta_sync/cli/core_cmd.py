@@ -225,9 +225,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     _warn_unchecked(plan)
     html_out = args.out if args.format == "html" and not args.json else None  # -o names the page
     key = _plan_key(settings) if ((args.out and not html_out) or args.json) else None
-    if args.out and key is not None and not html_out:
-        from batuta_sync._fs import atomic_write
+    from batuta_sync._fs import atomic_write
 
+    if args.out and key is not None and not html_out:
         try:
             atomic_write(Path(args.out), plan.to_json(key))
         except OSError as exc:
@@ -235,7 +235,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _common.emit_json(plan.to_dict(key))
     elif html_out:
-        atomic_write(Path(html_out), _render(plan, "html"))
+        try:
+            atomic_write(Path(html_out), _render(plan, "html"))
+        except OSError as exc:
+            raise fs_error(exc, f"the HTML plan {html_out}", "-o/--out") from None
         _common.info(args, f"Wrote the HTML plan to {html_out} (view it in a browser; apply needs `batuta plan -o plan.json`).")
     else:
         sys.stdout.write(_render(plan, args.format))

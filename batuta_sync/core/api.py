@@ -125,7 +125,7 @@ def make_plan(
 
     return build_plan(
         man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__,
-        endpoint=endpoint_display(settings.endpoint),
+        endpoint=endpoint_display(settings.endpoint), endpoint_in_manifest=settings.endpoint_source == "hf.yaml",
     )
 
 

@@ -87,7 +87,9 @@ def test_plain_plan_says_loudly_which_resources_were_not_checked_and_offline_is_
     assert "**Not checked (1), treated as unchanged:**" in out
     code, out, _ = run(capsys, "status", "-f", f)
     assert code == 0 and "In sync" not in out and "(not checked)" in out
-    # Asked for explicitly, offline planning from hf.lock and the disk passes the gates.
+    # Asked for explicitly, offline planning from hf.lock and the disk passes the gates (with the
+    # endpoint hf.lock was resolved on: another one would be a visible plan change of its own).
+    monkeypatch.setenv("HF_ENDPOINT", hub_env.url)
     for gate in GATES:
         code, out, err = run(capsys, *gate, "-f", f, "--offline")
         assert code == 0, (gate, out, err)

@@ -236,4 +236,4 @@ def test_empty_plan_endpoint_change_and_dangling_dependencies() -> None:
     assert len(doc.all("g", "node")) == 1 and doc.all("path", "edge") == []
     assert "-->" not in render_mermaid(make_plan(lone))
     md = render_markdown(make_plan((), drift=(Drift("models.a", DriftKind.LOCAL_MODIFIED, "x <b>|"),)))
-    assert "- `models.a` local_modified: x &lt;b&gt;\\|" in md
+    assert "- `models.a` local modified: x &lt;b&gt;\\|" in md

@@ -64,12 +64,16 @@ def build_plan(
     plan_id: str,
     tool_version: str = "",
     endpoint: str = "",
+    endpoint_in_manifest: bool = False,
 ) -> Plan:
     """Pure: the plan for ``manifest`` against ``lock`` and the observed ``world``."""
     current = lock or Lock()
     if opts.locked:  # uv/cargo: hf.lock must cover hf.yaml; checked first, without the Hub
         why = lock_disagreements(manifest, current)
-        if _endpoint_moved(current.endpoint, endpoint):
+        if endpoint_in_manifest and _endpoint_moved(current.endpoint, endpoint):
+            # hf.yaml names another Hub than the one hf.lock was resolved on: they disagree.  An
+            # endpoint chosen outside the repository (flag, HF_ENDPOINT: a mirror) is no disagreement;
+            # the plan still shows it as a change.
             why.insert(0, f"endpoint: hf.lock was resolved on {current.endpoint}, this plan talks to {endpoint}")
         if why:
             listing = "\n".join(f"  - {w}" for w in why)

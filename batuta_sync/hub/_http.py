@@ -28,7 +28,6 @@ Every Hub request of batuta (search, info, downloads, uploads) goes through one
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -36,13 +35,11 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-import tenacity
+import httpx2 as httpx
 
-from batuta_sync._version import __version__
-from batuta_sync.errors import HubError, NetworkError, OfflineError, RateLimitedError
-from batuta_sync.hub import ratelimit
-from batuta_sync.hub.auth import auth_headers, origin
+from batuta_sync.errors import HubError, NetworkError, OfflineError
+from batuta_sync.hub import ratelimit, retry
+from batuta_sync.hub.auth import origin, request_headers
 from batuta_sync.hub.errors_map import error_for
 from batuta_sync.hub.limits import BodyDecoder, NetLimits, Pace
 from batuta_sync.settings import Settings
@@ -121,21 +118,25 @@ class HubHttp:
         self.settings = settings
         self.config = config or ratelimit.RateLimitConfig.from_env()
         self.limits = limits or NetLimits.from_settings(settings)
-        self._sleep = sleep
-        self._wait_flag = "--max-wait"
-        cap = self.limits.max_sleep
-        if cap is not None and (max_wait is None or cap < max_wait):  # --timeout: a longer wait fails
-            max_wait, self._wait_flag = cap, "--timeout"
-        self.max_wait = max_wait
         self.no_wait = no_wait
-        self.on_wait = on_wait
         self._pace_clock = pace_clock
         self._timeout = timeout if timeout is not None else _timeout(self.limits)
         self._transport = transport
         if gate is None:
             gate = ratelimit.Gate(clock) if clock is not None else ratelimit.shared_gate(self.endpoint)
-        self._gate = gate  # shared by every thread of this client (and, by default, every transport)
-        self._local = threading.local()
+        # the one retry loop (hub.retry), with the gate shared by every thread of this client
+        # (and, by default, by every transport to this endpoint)
+        self._retry = retry.Retry(
+            self.endpoint,
+            config=self.config,
+            limits=self.limits,
+            gate=gate,
+            sleep=sleep,
+            max_wait=max_wait,
+            no_wait=no_wait,
+            on_wait=on_wait,
+        )
+        self.max_wait = self._retry.max_wait
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._origin = origin(self.endpoint)
@@ -191,14 +192,7 @@ class HubHttp:
 
     def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """User agent, and the token only for the endpoint's own origin (never a CDN/LFS host)."""
-        h = {
-            "user-agent": f"batuta/{__version__}; python/{sys.version_info[0]}.{sys.version_info[1]}",
-            "accept-encoding": "gzip, deflate",  # what BodyDecoder inflates (bounded); nothing else
-        }
-        h.update(auth_headers(self.settings, url))
-        if extra:
-            h.update(extra)
-        return h
+        return request_headers(self.settings, url, extra)
 
     def _check_offline(self, method: str, url: str) -> None:
         if self.settings.offline:
@@ -207,100 +201,34 @@ class HubHttp:
                 f"{method} {urlsplit(url).path}."
             )
 
-    def _rate_limited(self, seconds: float, hint: ratelimit.ServerHint | None, why: str) -> RateLimitedError:
-        bucket = f" (bucket '{hint.bucket}')" if hint and hint.bucket else ""
-        quota = ""
-        if hint and hint.quota is not None and hint.window is not None:
-            quota = f" Quota: {hint.quota} requests per {hint.window} s window."
-        limit = "--no-wait" if self.no_wait else f"{self._wait_flag} {self.max_wait:g}"
-        return RateLimitedError(
-            f"The Hub is rate limiting {self.endpoint}{bucket}: {why} asks to wait {round(seconds)} s, "
-            f"and {limit} does not allow it.{quota} Retry {ratelimit.retry_at_text(seconds)}.",
-            hint="Retry after that time, raise --max-wait, or log in (`batuta hf login`) for a larger quota.",
-        )
-
-    def _may_wait(self, seconds: float) -> bool:
-        if self.no_wait:
-            return seconds <= 0
-        return self.max_wait is None or seconds <= self.max_wait
-
-    def _notify(self, seconds: float, reason: str) -> None:
-        if self.on_wait is not None:
-            self.on_wait(seconds, reason)
-
     @property
     def gate(self) -> ratelimit.Gate:
         """The rate-limit pause this client honours (by default shared with the download engine)."""
-        return self._gate
-
-    def _pass_gate(self) -> None:
-        """Before a request: wait out a pause another worker's 429 started."""
-        until = self._gate.until
-        left = self._gate.remaining()
-        if left <= 0:
-            return
-        if not self._may_wait(left):
-            raise self._rate_limited(left, None, "another request was rate limited; the Hub")
-        self._notify(left, "rate limited (shared pause)")
-        self._sleep(left)
-        self._gate.reached(until)
-
-    def _retry_sleep(self, seconds: float) -> None:
-        """tenacity's sleep: after waiting out our own 429, that pause is over for everyone."""
-        self._sleep(seconds)
-        target = getattr(self._local, "pending", 0.0)
-        if target:
-            self._local.pending = 0.0
-            self._gate.reached(target)
+        return self._retry.gate
 
     # ------------------------------------------------------------------ retry policy
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hint = None
-        if isinstance(exc, _RetryableResponse):
-            hint = ratelimit.server_hint(exc.headers)
-        if isinstance(exc, _CONNECT_ERRORS):
-            return self.limits.connect_wait(state.attempt_number)
-        seconds = ratelimit.compute_wait(self.config, state.attempt_number, hint)
-        self._local.pending = 0.0
-        if isinstance(exc, _RetryableResponse) and exc.status == 429:
-            if not self._may_wait(seconds):
-                raise self._rate_limited(
-                    seconds, hint, f"its {hint.source} header" if hint else "the backoff schedule"
-                )
-            self._local.pending = self._gate.close(seconds)
-            return seconds
-        return self.limits.sleep_cap(seconds)
+    def _classify(self, url: str, method: str) -> Callable[[BaseException], retry.Failure | None]:
+        """What a failed try means, by exception type and status (see :mod:`batuta_sync.hub.retry`)."""
 
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        """Connection failures: a few quick retries; a silent server: one; the rest: the schedule."""
-        if self.no_wait:
-            return True
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _CONNECT_ERRORS):
-            return state.attempt_number > self.limits.connect_retries
-        if isinstance(exc, _SILENT_ERRORS):
-            return state.attempt_number > self.limits.timeout_retries
-        return state.attempt_number > self.config.max_retries
+        def classify(exc: BaseException) -> retry.Failure | None:
+            if not isinstance(exc, (_RetryableResponse, *_TRANSPORT_ERRORS)):
+                return None
 
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        seconds = state.next_action.sleep if state.next_action else 0.0
-        if isinstance(exc, _RetryableResponse):
-            reason = "rate limited (429)" if exc.status == 429 else f"Hub answered {exc.status}"
-        else:
-            reason = f"connection problem ({type(exc).__name__})"
-        self._notify(float(seconds), reason)
+            def error(attempts: int) -> BaseException:
+                return self._final_error(exc, attempts, url, method)
 
-    def _retrying(self, retry: bool) -> tenacity.Retrying:
-        return tenacity.Retrying(
-            sleep=self._retry_sleep,
-            stop=self._stop if retry else tenacity.stop_after_attempt(1),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception_type((_RetryableResponse, *_TRANSPORT_ERRORS)),
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
+            if isinstance(exc, _RetryableResponse):
+                kind = retry.Kind.RATE_LIMITED if exc.status == 429 else retry.Kind.STATUS
+                return retry.Failure(kind, error, exc.status, exc.headers)
+            if isinstance(exc, _CONNECT_ERRORS):
+                kind = retry.Kind.REFUSED
+            elif isinstance(exc, _SILENT_ERRORS):
+                kind = retry.Kind.SILENT
+            else:
+                kind = retry.Kind.DROPPED
+            return retry.Failure(kind, error, reason=f"connection problem ({type(exc).__name__})")
+
+        return classify
 
     def _final_error(self, exc: BaseException, attempts: int, url: str, method: str) -> Exception:
         if isinstance(exc, _RetryableResponse):
@@ -379,24 +307,17 @@ class HubHttp:
         url = self.url(path_or_url)
         self._check_offline(method, url)
         client = self._get_client()
-        attempts = 0
-        try:
-            for attempt in self._retrying(retry):
-                with attempt:
-                    attempts += 1
-                    self._pass_gate()
-                    self.sent += 1
-                    resp = self._send(
-                        client, method, url, params=params, json=json, content=content, data=data, headers=headers
-                    )
-                    try:
-                        self._check(resp, method, allow)
-                        return self._read_bounded(resp, method)
-                    finally:
-                        resp.close()
-        except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
-            raise self._final_error(exc, attempts, url, method) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt() -> httpx.Response:
+            self.sent += 1
+            resp = self._send(client, method, url, params=params, json=json, content=content, data=data, headers=headers)
+            try:
+                self._check(resp, method, allow)
+                return self._read_bounded(resp, method)
+            finally:
+                resp.close()
+
+        return self._retry.request(attempt, self._classify(url, method), retry=retry)
 
     def _send(
         self,
@@ -463,23 +384,15 @@ class HubHttp:
         url = self.url(path_or_url)
         self._check_offline(method, url)
         client = self._get_client()
-        attempts = 0
-        resp: httpx.Response | None = None
-        try:
-            for attempt in self._retrying(retry):
-                with attempt:
-                    attempts += 1
-                    self._pass_gate()
-                    self.sent += 1
-                    resp = self._send(client, method, url, params=params, headers=headers)
-                    self._check(resp, method, allow)
-        except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
-            raise self._final_error(exc, attempts, url, method) from None
-        assert resp is not None
-        try:
+
+        def open_() -> httpx.Response:
+            self.sent += 1
+            resp = self._send(client, method, url, params=params, headers=headers)
+            self._check(resp, method, allow)
+            return resp
+
+        with self._retry.stream(open_, self._classify(url, method), close=httpx.Response.close, retry=retry) as resp:
             yield resp
-        finally:
-            resp.close()
 
     def get_json(
         self, path_or_url: str, *, params: Any = None, headers: Mapping[str, str] | None = None

@@ -35,29 +35,27 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2 as httpx
+import httpx2
 
 from batuta_sync.errors import HubError, NetworkError, OfflineError
 from batuta_sync.hub import ratelimit, retry
-from batuta_sync.hub.auth import origin, request_headers
+from batuta_sync.hub.auth import request_headers
 from batuta_sync.hub.errors_map import error_for
 from batuta_sync.hub.limits import BodyDecoder, NetLimits, Pace
+from batuta_sync.hub.proxy import is_loopback
 from batuta_sync.settings import Settings
 
-_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_TRANSPORT_ERRORS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 #: the connection never got through (refused, DNS failure, connect timeout): a few quick retries
-_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+_CONNECT_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout)
 #: connected, then the server said nothing for ``limits.read`` seconds
-_SILENT_ERRORS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
+_SILENT_ERRORS = (httpx2.ReadTimeout, httpx2.WriteTimeout, httpx2.PoolTimeout)
 _ERROR_BODY = 64 * 1024  # bytes of an error answer kept for its message
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 10
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def _timeout(limits: NetLimits) -> httpx.Timeout:
-    return httpx.Timeout(connect=limits.connect, read=limits.read, write=limits.write, pool=30.0)
+def _timeout(limits: NetLimits) -> httpx2.Timeout:
+    return httpx2.Timeout(connect=limits.connect, read=limits.read, write=limits.write, pool=30.0)
 
 
 DEFAULT_TIMEOUT = _timeout(NetLimits())
@@ -93,7 +91,7 @@ class HubHttp:
         clock: monotonic clock of a private pause (tests inject a fake one); without it (and
             without ``gate``) the endpoint's process-wide gate is used.
         gate: the pause to share (default: ``ratelimit.shared_gate(endpoint)``).
-        transport: an httpx transport (tests may pass ``httpx.MockTransport``).
+        transport: an httpx transport (tests may pass ``httpx2.MockTransport``).
         limits: timeouts, size caps and pace (default ``NetLimits.from_settings(settings)``);
             ``timeout`` overrides only the httpx timeouts.
         pace_clock: the clock of the pace checks (tests inject a fake one).
@@ -110,8 +108,8 @@ class HubHttp:
         config: ratelimit.RateLimitConfig | None = None,
         clock: Callable[[], float] | None = None,
         gate: ratelimit.Gate | None = None,
-        timeout: httpx.Timeout | float | None = None,
-        transport: httpx.BaseTransport | None = None,
+        timeout: httpx2.Timeout | float | None = None,
+        transport: httpx2.BaseTransport | None = None,
         limits: NetLimits | None = None,
         pace_clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -138,8 +136,7 @@ class HubHttp:
         )
         self.max_wait = self._retry.max_wait
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
-        self._origin = origin(self.endpoint)
+        self._client: httpx2.Client | None = None
         #: requests actually sent (attempts), for diagnostics and benchmarks
         self.sent = 0
 
@@ -169,17 +166,18 @@ class HubHttp:
         self.close()
 
     # ------------------------------------------------------------------ plumbing
-    def _get_client(self) -> httpx.Client:
+    def _get_client(self) -> httpx2.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(
+                self._client = httpx2.Client(
                     timeout=self._timeout,
                     follow_redirects=False,  # followed in _send: token per hop, bodies unread
                     http1=True,
                     http2=False,
-                    # HTTP(S)_PROXY / SSL_CERT_FILE apply to a remote Hub, never to a loopback one
-                    trust_env=self._origin[1] not in _LOOPBACK,
-                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY / SSL_CERT_FILE apply to a remote Hub, never
+                    # to a loopback one: the rule of hub.proxy, which the download engine follows too
+                    trust_env=not is_loopback(self.endpoint),
+                    limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16),
                     transport=self._transport,
                 )
             return self._client
@@ -261,7 +259,7 @@ class HubHttp:
             hint=hint,
         )
 
-    def _check(self, resp: httpx.Response, method: str, allow: Collection[int]) -> None:
+    def _check(self, resp: httpx2.Response, method: str, allow: Collection[int]) -> None:
         status = resp.status_code
         if status < 400 or status in allow:
             return
@@ -295,7 +293,7 @@ class HubHttp:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         allow: Collection[int] = (),
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send a request with the full policy; returns the (read) response.
 
         Raises the mapped BatutaError for a 4xx/5xx (after retries) unless its status is in
@@ -308,7 +306,7 @@ class HubHttp:
         self._check_offline(method, url)
         client = self._get_client()
 
-        def attempt() -> httpx.Response:
+        def attempt() -> httpx2.Response:
             self.sent += 1
             resp = self._send(client, method, url, params=params, json=json, content=content, data=data, headers=headers)
             try:
@@ -321,7 +319,7 @@ class HubHttp:
 
     def _send(
         self,
-        client: httpx.Client,
+        client: httpx2.Client,
         method: str,
         url: str,
         *,
@@ -330,7 +328,7 @@ class HubHttp:
         content: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """One request, redirects followed here: every hop gets :meth:`headers_for` its own URL
         (the token only on the endpoint's origin), and a redirect's body is never read."""
         for _hop in range(_MAX_REDIRECTS + 1):
@@ -351,7 +349,7 @@ class HubHttp:
             hint="The server (or a proxy) redirects in a loop; check HF_ENDPOINT.",
         )
 
-    def _read_bounded(self, resp: httpx.Response, method: str) -> httpx.Response:
+    def _read_bounded(self, resp: httpx2.Response, method: str) -> httpx2.Response:
         """The body of ``resp`` decoded under ``max_body``, ``min_rate`` and ``json_total``."""
         what = f"The answer to {method} {urlsplit(str(resp.request.url)).path}"
         lim = self.limits
@@ -362,7 +360,7 @@ class HubHttp:
             decoder.feed(chunk)
         body = decoder.finish()
         headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _REENCODED]
-        return httpx.Response(
+        return httpx2.Response(
             resp.status_code, headers=headers, content=body, request=resp.request, extensions=resp.extensions
         )
 
@@ -376,7 +374,7 @@ class HubHttp:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         allow: Collection[int] = (),
-    ) -> Iterator[httpx.Response]:
+    ) -> Iterator[httpx2.Response]:
         """Open a streamed response with the same policy; the caller reads the body.
 
         Only opening is retried; errors while reading the body are the caller's to handle.
@@ -385,13 +383,13 @@ class HubHttp:
         self._check_offline(method, url)
         client = self._get_client()
 
-        def open_() -> httpx.Response:
+        def open_() -> httpx2.Response:
             self.sent += 1
             resp = self._send(client, method, url, params=params, headers=headers)
             self._check(resp, method, allow)
             return resp
 
-        with self._retry.stream(open_, self._classify(url, method), close=httpx.Response.close, retry=retry) as resp:
+        with self._retry.stream(open_, self._classify(url, method), close=httpx2.Response.close, retry=retry) as resp:
             yield resp
 
     def get_json(
@@ -424,7 +422,7 @@ class HubHttp:
             if limit is not None and len(items) >= limit:
                 return items[:limit]
             nxt = resp.links.get("next", {}).get("url")
-            url = self.url(str(httpx.URL(here).join(nxt))) if nxt else None
+            url = self.url(str(httpx2.URL(here).join(nxt))) if nxt else None
             if url is None:
                 break
             listing = urlsplit(path_or_url).path
@@ -445,7 +443,7 @@ class HubHttp:
         return items
 
     @staticmethod
-    def _decode(resp: httpx.Response) -> Any:
+    def _decode(resp: httpx2.Response) -> Any:
         try:
             return resp.json()
         except RecursionError:  # ``[[[[…`` nested deeper than Python's stack: hostile, not JSON we use
@@ -466,7 +464,7 @@ class HubHttp:
 _REENCODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: httpx2.Response) -> str:
     """At most ``_ERROR_BODY`` bytes of an error answer, decoded (a hostile 5xx body can be endless)."""
     raw = b""
     try:
@@ -477,7 +475,7 @@ def _error_text(resp: httpx.Response) -> str:
         decoder = BodyDecoder(resp.headers.get("content-encoding", ""), _ERROR_BODY, "error answer")
         decoder.feed(raw[:_ERROR_BODY])
         body = decoder.finish()
-    except (httpx.HTTPError, HubError):
+    except (httpx2.HTTPError, HubError):
         return ""
     return body[:2000].decode("utf-8", "replace")
 

@@ -80,6 +80,7 @@ from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, Netwo
 from batuta_sync.hub.auth import request_headers
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
 from batuta_sync.hub.limits import NetLimits, Pace
+from batuta_sync.hub.proxy import Proxy, proxy_for
 from batuta_sync.hub.ratelimit import Gate, RateLimitConfig, is_retryable_status, shared_gate
 from batuta_sync.hub.retry import Failure, Kind, Retry
 from batuta_sync.types import RepoFile, RepoRef
@@ -772,10 +773,15 @@ class Downloader:
         conn = conns.get(key)
         if conn is None:
             host = parts.hostname or "localhost"
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.limits.connect)
-            else:
-                conn = http.client.HTTPConnection(host, parts.port, timeout=self.limits.connect)
+            via = proxy_for(url)  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY (hub.proxy), read per connection
+            if via is None:
+                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                conn = cls(host, parts.port, timeout=self.limits.connect)
+            elif parts.scheme == "https":  # CONNECT tunnel: TLS to the Hub end to end
+                conn = http.client.HTTPSConnection(via.host, via.port, timeout=self.limits.connect)
+                conn.set_tunnel(host, parts.port, headers=via.headers())
+            else:  # plain http: absolute-URI requests to the proxy
+                conn = _ForwardConnection(via, timeout=self.limits.connect)
             conns[key] = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -827,7 +833,10 @@ class Downloader:
                 if conn.sock is not None:
                     conn.sock.settimeout(self.limits.read)
             try:
-                conn.request("GET", path, headers=headers)
+                if isinstance(conn, _ForwardConnection):
+                    conn.request("GET", url, headers={**headers, **conn.proxy.headers()})
+                else:
+                    conn.request("GET", path, headers=headers)
                 return conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop_conn(url)
@@ -837,6 +846,14 @@ class Downloader:
 
 
 # --------------------------------------------------------------------------- transport helpers
+
+
+class _ForwardConnection(http.client.HTTPConnection):
+    """A connection to a plain-HTTP proxy that forwards ``http://`` requests (absolute URIs)."""
+
+    def __init__(self, proxy: Proxy, *, timeout: float) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=timeout)
+        self.proxy = proxy
 
 
 class _ConnectFailed(OSError):

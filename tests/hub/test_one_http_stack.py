@@ -124,8 +124,11 @@ def test_metadata_downloads_and_pushes_send_one_user_agent(
     from batuta_sync.hub.download import Downloader, DownloadJob
     from batuta_sync.types import HfAssetType, RepoFile, RepoRef
 
+    from huggingface_hub import close_session
+
     from ._proxy import HttpProxy
 
+    close_session()  # huggingface_hub's shared client reads the proxy variables when it is built
     for var in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(var, raising=False)
     with HttpProxy({"hub.test": "127.0.0.1"}) as proxy:
@@ -147,6 +150,7 @@ def test_metadata_downloads_and_pushes_send_one_user_agent(
         f = RepoFile(path="a.txt", size=sib["size"], blob_id=sib["blobId"])
         job = DownloadJob(ref, info["sha"], f, CacheLayout.of(settings.hub_cache, ref))
         Downloader(settings, sleep=lambda s: None).fetch(job)
+    close_session()  # later tests get a client without this proxy
     agents: dict[str, set[str]] = {}
     for seen in proxy.seen:
         path = seen.target

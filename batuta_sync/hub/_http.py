@@ -1,27 +1,29 @@
-"""The one HTTP transport to the Hub: auth, user agent, retries, rate-limit waits, error mapping.
+"""The metadata client: :class:`HubHttp` (httpx2) for every Hub API call (search, info, tree, refs).
 
-Every Hub request of batuta (search, info, downloads, uploads) goes through one
-:class:`HubHttp` per command.  Policy (see :mod:`batuta_sync.hub.ratelimit`):
+One of the three clients of batuta (see docs/architecture.md "HTTP"), all under one policy:
+downloads move their bytes with ``http.client`` (:mod:`batuta_sync.hub.download`, for speed),
+pushes go through huggingface_hub's ``HfApi`` (:mod:`batuta_sync.hub.upload`).  What they share:
 
-* retries with tenacity: only 408/429/5xx, timeouts and connection errors;
-  backoff 1, 2, 4, 8, 16 s (cap 60 s, 5 retries); server hints (``Retry-After``,
-  ``RateLimit … t=N``) are a minimum;
-* a 429 closes the endpoint's process-wide :class:`~batuta_sync.hub.ratelimit.Gate`
-  (:func:`~batuta_sync.hub.ratelimit.shared_gate`, also used by the download engine), so every
-  worker thread pauses, API calls and downloads alike, not only the one that was told;
-* the initial backoff follows ``BATUTA_RETRY_BACKOFF`` when no ``config`` is given
-  (:meth:`~batuta_sync.hub.ratelimit.RateLimitConfig.from_env`);
-* ``no_wait`` / ``max_wait`` raise :class:`~batuta_sync.errors.RateLimitedError` instead of
-  waiting; ``on_wait(seconds, reason)`` is called before every wait (the CLI shows it);
-* a final error response becomes a BatutaError via :mod:`batuta_sync.hub.errors_map`;
-* ``settings.offline`` raises :class:`~batuta_sync.errors.OfflineError` before any socket
-  is opened;
+* the one retry loop, :class:`batuta_sync.hub.retry.Retry` (``request`` / ``stream``): this
+  module brings an ``attempt()`` and a ``classify()`` deciding by exception type
+  (``httpx2.ConnectError``, ``ReadTimeout`` …) and status.  Only 408/429/5xx, timeouts and
+  connection errors are retried: backoff 1, 2, 4, 8, 16 s (cap 60 s, 5 retries, the initial one
+  from ``BATUTA_RETRY_BACKOFF``); server hints (``Retry-After``, ``RateLimit … t=N``) are a
+  minimum; a 429 closes the endpoint's process-wide gate
+  (:func:`~batuta_sync.hub.ratelimit.shared_gate`), so every worker pauses, API calls and
+  downloads alike; ``no_wait`` / ``max_wait`` raise :class:`~batuta_sync.errors.RateLimitedError`
+  instead of waiting; ``on_wait(seconds, reason)`` is called before every wait (the CLI shows it);
+* the one header builder, :func:`batuta_sync.hub.auth.request_headers` (one User-Agent; the
+  token only for the endpoint's origin, decided again at every redirect hop, followed here);
+* the proxy rule of :mod:`batuta_sync.hub.proxy`: httpx2's ``trust_env`` (``HTTPS_PROXY`` /
+  ``HTTP_PROXY`` / ``NO_PROXY``, ``SSL_CERT_FILE``) for a remote Hub, never for a loopback one;
 * client limits (:mod:`batuta_sync.hub.limits`): connect/read timeouts; a refused connection
   or DNS failure gets a few quick retries (0.25 s, 0.5 s), a silent server one retry, not the
   5xx schedule; every answer is read as a stream, decoded with its size capped, at a minimum
-  pace and (metadata) within a total deadline; pagination never revisits a page and stops
-  at ``max_pages``; ``--timeout`` (``settings.timeout``) caps every wait, ``no_wait`` makes
-  none (a failure is final at the first attempt).
+  pace and within a total deadline; pagination never revisits a page and stops at
+  ``max_pages``; ``--timeout`` (``settings.timeout``) caps every wait, ``no_wait`` makes none;
+* a final error response becomes a BatutaError via :mod:`batuta_sync.hub.errors_map`;
+  ``settings.offline`` raises :class:`~batuta_sync.errors.OfflineError` before any socket is opened.
 
 ``sleep`` and ``clock`` are injectable so tests record waits instead of sleeping.
 """

@@ -19,9 +19,10 @@ For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
    and written.  hashlib and file writes release the GIL, so workers overlap on cores; files
    of 8 MiB or more hash in a helper thread one chunk behind the network, so even a single
    big file keeps two cores busy.
-5. A dropped connection resumes from the byte where it stopped; 408/429/5xx are retried
-   per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum; one 429 pauses every
-   worker on the endpoint, API calls through ``hub._http`` included: both use the endpoint's
+5. A dropped connection resumes from the byte where it stopped; opening each request runs in
+   the one retry loop, :class:`batuta_sync.hub.retry.Retry` (408/429/5xx on the schedule of
+   :mod:`batuta_sync.hub.ratelimit`, server hints a minimum; one 429 pauses every worker on
+   the endpoint, API calls through ``hub._http`` included: both use the endpoint's
    process-wide :func:`~batuta_sync.hub.ratelimit.shared_gate`).  The initial backoff follows
    ``BATUTA_RETRY_BACKOFF`` unless a ``config`` is given.
 6. Size and digest verified → published as ``blobs/<etag>`` (hard link, else ``os.replace``).
@@ -46,8 +47,15 @@ Free space is checked before anything is requested (:class:`~batuta_sync.errors.
 counting the bytes a resumable partial already holds.  A write that fails for lack of space
 (``ENOSPC``, ``EDQUOT``, ``EFBIG``) drops the connection at once, stops every worker at its next
 chunk and parks what was written: exit 16, never a network error, nothing more received.
-Content requests use ``http.client`` with one keep-alive connection per worker (the
-metadata calls go through :mod:`batuta_sync.hub.client`), under the client limits of
+Transport: content requests use ``http.client``, not the metadata client (httpx2), because it is
+faster here: one keep-alive connection per worker and ``readinto`` straight into one reused,
+page-aligned buffer (hashed and written from there, ``O_DIRECT`` for big files), with no
+per-chunk ``bytes`` objects; ``tests/bench/bench_pull.py`` measures it against
+``snapshot_download`` (figures in docs/_drafts/http.md).  Everything else is shared with the
+other clients (docs/architecture.md "HTTP"): the retry loop (``hub.retry``), the header builder
+and User-Agent (``hub.auth.request_headers``), the proxy rule (``hub.proxy``:
+``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``; https through a ``CONNECT`` tunnel, http as
+absolute-URI requests to the proxy; a loopback Hub never proxied), and the client limits of
 :mod:`batuta_sync.hub.limits`: connect and read-inactivity timeouts, a minimum average rate
 (a trickling peer is cut off, the partial kept), a few quick retries when the connection is
 refused; ``--timeout`` caps every wait and ``no_wait`` makes none.

@@ -15,8 +15,10 @@ choice is made here, per call, from ``BATUTA_UPLOAD_PROTOCOL``:
 It is applied by setting ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` for the duration of the
 commit (huggingface_hub reads it at call time), under a lock, and restoring it afterwards.
 
-Retries (security.md RL-2, RL-6): each call runs under the hub client's schedule (1, 2, 4, 8, 16 s
-or ``BATUTA_RETRY_BACKOFF``; server hints are a minimum) and the endpoint's shared rate-limit gate.
+Retries (security.md RL-2, RL-6): each call runs in the one retry loop (:mod:`batuta_sync.hub.retry`:
+1, 2, 4, 8, 16 s or ``BATUTA_RETRY_BACKOFF``; server hints are a minimum; the endpoint's shared
+rate-limit gate), failures classified by type and status (``HfHubHTTPError.response.status_code``,
+``httpx2.ConnectError``), never by exception names; ``HfApi`` sends batuta's one User-Agent.
 Repo/branch creation (``exist_ok``), ``validate-yaml``, ``preupload`` and LFS transfers are
 idempotent and retried on 408/429/5xx and on connection failures.  The commit POST itself is
 retried only when the Hub cannot have processed it: 429 and 503 (``parentCommit`` also guards a
@@ -161,11 +163,7 @@ def _failed_request(exc: BaseException) -> tuple[int | None, dict[str, str], str
     if resp is None:
         return None, {}, ""
     headers = {k.lower(): v for k, v in resp.headers.items()}
-    try:
-        url = str(resp.request.url)
-    except RuntimeError:  # a response built without its request
-        url = ""
-    return int(resp.status_code), headers, urlsplit(url).path
+    return int(resp.status_code), headers, urlsplit(str(resp.request.url)).path  # HfHubHTTPError needs its request
 
 
 def _may_retry(exc: BaseException, status: int | None, path: str) -> bool:

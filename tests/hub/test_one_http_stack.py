@@ -118,13 +118,13 @@ def test_metadata_downloads_and_pushes_send_one_user_agent(
 ) -> None:
     """The three paths (HubHttp, the download engine, HfApi pushes) name batuta the same way,
     seen by a recording proxy in front of the Hub (before: three different User-Agents)."""
+    from huggingface_hub import close_session
+
     from batuta_sync.hub import upload
     from batuta_sync.hub._http import HubHttp
     from batuta_sync.hub.cache import CacheLayout
     from batuta_sync.hub.download import Downloader, DownloadJob
     from batuta_sync.types import HfAssetType, RepoFile, RepoRef
-
-    from huggingface_hub import close_session
 
     from ._proxy import HttpProxy
 

@@ -99,6 +99,7 @@ def test_loopback_hubs_are_never_proxied(seeded: HubServer, tmp_path: Path, monk
     Downloader(s, sleep=lambda s: None).fetch(job)
     assert job.layout.blob_path(job.file.etag).exists()
     assert hp.proxy_for("http://localhost:8000/x") is None and hp.proxy_for("http://[::1]:8000/x") is None
+    assert hp.proxy_for("https://hub.example/x") is None  # HTTP_PROXY is for http:// URLs only
     assert hp.proxy_for("http://hub.example/x") == hp.Proxy("127.0.0.1", 9)
 
 

@@ -48,6 +48,11 @@ def auth_headers(settings: Settings, url: str) -> dict[str, str]:
 USER_AGENT = f"batuta/{__version__}; python/{sys.version_info[0]}.{sys.version_info[1]}"
 
 
+def identity_headers() -> dict[str, str]:
+    """The header naming batuta (also given to huggingface_hub's ``HfApi`` for pushes)."""
+    return {"user-agent": USER_AGENT}
+
+
 def request_headers(
     settings: Settings, url: str, extra: Mapping[str, str] | None = None, *, accept_encoding: str = "gzip, deflate"
 ) -> dict[str, str]:
@@ -57,7 +62,7 @@ def request_headers(
     ``accept_encoding``: what the caller decodes: ``gzip, deflate`` for metadata (inflated with a
     bounded output), ``identity`` for downloads (the bytes are hashed as stored).
     """
-    h = {"user-agent": USER_AGENT, "accept-encoding": accept_encoding}
+    h = {**identity_headers(), "accept-encoding": accept_encoding}
     h.update(auth_headers(settings, url))
     if extra:
         h.update({k.lower(): v for k, v in extra.items()})

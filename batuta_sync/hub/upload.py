@@ -92,14 +92,14 @@ def _api(settings: Settings) -> Any:
     from huggingface_hub import HfApi
 
     from batuta_sync.hub._http import limit_huggingface_hub
-    from batuta_sync.hub.auth import USER_AGENT
+    from batuta_sync.hub.auth import identity_headers
     from batuta_sync.hub.limits import NetLimits
 
     limit_huggingface_hub(NetLimits.from_settings(settings))  # its shared client has no timeouts
     return HfApi(
         endpoint=settings.endpoint,
         token=settings.token_value() or False,
-        headers={"user-agent": USER_AGENT},  # the one User-Agent (hub.auth), not huggingface_hub's
+        headers=identity_headers(),  # batuta's one User-Agent (hub.auth), not huggingface_hub's own
     )
 
 

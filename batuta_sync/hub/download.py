@@ -84,7 +84,14 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from batuta_sync._fs import confine
 from batuta_sync._proc import pid_alive
-from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
+from batuta_sync.errors import (
+    BatutaError,
+    ConfigError,
+    DiskFullError,
+    IntegrityError,
+    NetworkError,
+    RateLimitedError,
+)
 from batuta_sync.hub.auth import request_headers
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
 from batuta_sync.hub.limits import NetLimits, Pace
@@ -740,6 +747,13 @@ class Downloader:
         status = resp.status
         if status in (200, 206, 416):
             return resp
+        if status == 407:  # only a proxy sends it (HTTP_PROXY: CONNECT failures are connect errors)
+            self._drop_all()
+            raise ConfigError(
+                f"The proxy refused the download of {urlsplit(url).path}: 407 Proxy Authentication Required.",
+                hint="Give the proxy's credentials in the variable (http://user:password@host:port), "
+                "or exclude the Hub with NO_PROXY.",
+            )
         answer = _StatusAnswer(status, {k.lower(): v for k, v in resp.getheaders()}, _read_small(resp), url)
         self._drop_all()
         if is_retryable_status(status):
@@ -786,8 +800,7 @@ class Downloader:
                 cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
                 conn = cls(host, parts.port, timeout=self.limits.connect)
             elif parts.scheme == "https":  # CONNECT tunnel: TLS to the Hub end to end
-                conn = http.client.HTTPSConnection(via.host, via.port, timeout=self.limits.connect)
-                conn.set_tunnel(host, parts.port, headers=via.headers())
+                conn = _TunnelConnection(via, host, parts.port, timeout=self.limits.connect)
             else:  # plain http: absolute-URI requests to the proxy
                 conn = _ForwardConnection(via, timeout=self.limits.connect)
             conns[key] = conn
@@ -828,6 +841,9 @@ class Downloader:
         raise NetworkError(f"Too many redirects while downloading {url}.")
 
     def _request(self, url: str, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """Send one GET on this worker's keep-alive connection.  A *reused* connection the server
+        closed meanwhile is reopened once and the request sent again (what every connection pool
+        does; nothing was processed); every other failure goes to the retry loop."""
         for attempt in (0, 1):
             conn = self._conn_for(url)
             reused = conn.sock is not None
@@ -837,6 +853,8 @@ class Downloader:
                 except OSError as exc:
                     conn.close()
                     where = f"{conn.host}:{conn.port}"
+                    if isinstance(conn, (_ForwardConnection, _TunnelConnection)):
+                        where += f" (the proxy from {urlsplit(url).scheme.upper()}_PROXY)"
                     raise _ConnectFailed(f"cannot connect to {where}: {exc}") from exc
                 if conn.sock is not None:
                     conn.sock.settimeout(self.limits.read)
@@ -862,6 +880,15 @@ class _ForwardConnection(http.client.HTTPConnection):
     def __init__(self, proxy: Proxy, *, timeout: float) -> None:
         super().__init__(proxy.host, proxy.port, timeout=timeout)
         self.proxy = proxy
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """TLS to ``host`` through a ``CONNECT`` tunnel of a plain-HTTP proxy."""
+
+    def __init__(self, proxy: Proxy, host: str, port: int | None, *, timeout: float) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=timeout)
+        self.proxy = proxy
+        self.set_tunnel(host, port, headers=proxy.headers())
 
 
 class _ConnectFailed(OSError):

@@ -156,3 +156,24 @@ def test_metadata_calls_honour_the_same_variables(
     with HubHttp(via, sleep=lambda s: None) as http, pytest.raises(NetworkError, match="Could not reach"):
         http.get_json("/api/models/acme/tiny-llama")
     assert len(proxy.seen) == 1
+
+
+def test_a_proxy_that_wants_credentials_is_named_not_blamed_on_the_hub(
+    seeded: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http: the proxy's 407 is a ConfigError about the proxy (before: 'The Hub refused … 407');
+    https: the refused CONNECT names the proxy and its variable; neither is retried on the 5xx schedule."""
+    waits: list[float] = []
+    with HttpProxy({"hub.test": "127.0.0.1"}, require_auth="Basic nobody-has-this") as p:
+        via = _settings(_via_name(seeded), tmp_path)
+        job = _job(_settings(seeded.url, tmp_path), via, "config.json")
+        monkeypatch.setenv("HTTP_PROXY", p.url)
+        with pytest.raises(ConfigError, match="407 Proxy Authentication Required") as ei:
+            Downloader(via, sleep=waits.append).fetch(job)
+        assert "NO_PROXY" in (ei.value.hint or "") and len(p.seen) == 1
+        monkeypatch.setenv("HTTPS_PROXY", p.url)
+        tunnelled = _settings("https://hub.test:1", tmp_path)
+        with pytest.raises(NetworkError, match=r"\(the proxy from HTTPS_PROXY\): Tunnel connection failed: 407"):
+            Downloader(tunnelled, sleep=waits.append).fetch(DownloadJob(job.ref, job.commit, job.file, job.layout))
+    assert waits == [0.25, 0.5]  # the quick retries of a connection that never got through
+    assert not job.layout.blob_path(job.file.etag).exists()

@@ -1,34 +1,35 @@
-"""The one HTTP transport to the Hub: auth, user agent, retries, rate-limit waits, error mapping.
+"""The metadata client: :class:`HubHttp` (httpx2) for every Hub API call (search, info, tree, refs).
 
-Every Hub request of batuta (search, info, downloads, uploads) goes through one
-:class:`HubHttp` per command.  Policy (see :mod:`batuta_sync.hub.ratelimit`):
+One of the three clients of batuta (see docs/architecture.md "HTTP"), all under one policy:
+downloads move their bytes with ``http.client`` (:mod:`batuta_sync.hub.download`, for speed),
+pushes go through huggingface_hub's ``HfApi`` (:mod:`batuta_sync.hub.upload`).  What they share:
 
-* retries with tenacity: only 408/429/5xx, timeouts and connection errors;
-  backoff 1, 2, 4, 8, 16 s (cap 60 s, 5 retries); server hints (``Retry-After``,
-  ``RateLimit … t=N``) are a minimum;
-* a 429 closes the endpoint's process-wide :class:`~batuta_sync.hub.ratelimit.Gate`
-  (:func:`~batuta_sync.hub.ratelimit.shared_gate`, also used by the download engine), so every
-  worker thread pauses, API calls and downloads alike, not only the one that was told;
-* the initial backoff follows ``BATUTA_RETRY_BACKOFF`` when no ``config`` is given
-  (:meth:`~batuta_sync.hub.ratelimit.RateLimitConfig.from_env`);
-* ``no_wait`` / ``max_wait`` raise :class:`~batuta_sync.errors.RateLimitedError` instead of
-  waiting; ``on_wait(seconds, reason)`` is called before every wait (the CLI shows it);
-* a final error response becomes a BatutaError via :mod:`batuta_sync.hub.errors_map`;
-* ``settings.offline`` raises :class:`~batuta_sync.errors.OfflineError` before any socket
-  is opened;
+* the one retry loop, :class:`batuta_sync.hub.retry.Retry` (``request`` / ``stream``): this
+  module brings an ``attempt()`` and a ``classify()`` deciding by exception type
+  (``httpx2.ConnectError``, ``ReadTimeout`` …) and status.  Only 408/429/5xx, timeouts and
+  connection errors are retried: backoff 1, 2, 4, 8, 16 s (cap 60 s, 5 retries, the initial one
+  from ``BATUTA_RETRY_BACKOFF``); server hints (``Retry-After``, ``RateLimit … t=N``) are a
+  minimum; a 429 closes the endpoint's process-wide gate
+  (:func:`~batuta_sync.hub.ratelimit.shared_gate`), so every worker pauses, API calls and
+  downloads alike; ``no_wait`` / ``max_wait`` raise :class:`~batuta_sync.errors.RateLimitedError`
+  instead of waiting; ``on_wait(seconds, reason)`` is called before every wait (the CLI shows it);
+* the one header builder, :func:`batuta_sync.hub.auth.request_headers` (one User-Agent; the
+  token only for the endpoint's origin, decided again at every redirect hop, followed here);
+* the proxy rule of :mod:`batuta_sync.hub.proxy`: httpx2's ``trust_env`` (``HTTPS_PROXY`` /
+  ``HTTP_PROXY`` / ``NO_PROXY``, ``SSL_CERT_FILE``) for a remote Hub, never for a loopback one;
 * client limits (:mod:`batuta_sync.hub.limits`): connect/read timeouts; a refused connection
   or DNS failure gets a few quick retries (0.25 s, 0.5 s), a silent server one retry, not the
   5xx schedule; every answer is read as a stream, decoded with its size capped, at a minimum
-  pace and (metadata) within a total deadline; pagination never revisits a page and stops
-  at ``max_pages``; ``--timeout`` (``settings.timeout``) caps every wait, ``no_wait`` makes
-  none (a failure is final at the first attempt).
+  pace and within a total deadline; pagination never revisits a page and stops at
+  ``max_pages``; ``--timeout`` (``settings.timeout``) caps every wait, ``no_wait`` makes none;
+* a final error response becomes a BatutaError via :mod:`batuta_sync.hub.errors_map`;
+  ``settings.offline`` raises :class:`~batuta_sync.errors.OfflineError` before any socket is opened.
 
 ``sleep`` and ``clock`` are injectable so tests record waits instead of sleeping.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -36,31 +37,27 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-import tenacity
+import httpx2
 
-from batuta_sync._version import __version__
-from batuta_sync.errors import HubError, NetworkError, OfflineError, RateLimitedError
-from batuta_sync.hub import ratelimit
-from batuta_sync.hub.auth import auth_headers, origin
+from batuta_sync.errors import HubError, NetworkError, OfflineError
+from batuta_sync.hub import ratelimit, retry
+from batuta_sync.hub.auth import request_headers
 from batuta_sync.hub.errors_map import error_for
 from batuta_sync.hub.limits import BodyDecoder, NetLimits, Pace
+from batuta_sync.hub.proxy import is_loopback
 from batuta_sync.settings import Settings
 
-_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_TRANSPORT_ERRORS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 #: the connection never got through (refused, DNS failure, connect timeout): a few quick retries
-_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+_CONNECT_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout)
 #: connected, then the server said nothing for ``limits.read`` seconds
-_SILENT_ERRORS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
+_SILENT_ERRORS = (httpx2.ReadTimeout, httpx2.WriteTimeout, httpx2.PoolTimeout)
 _ERROR_BODY = 64 * 1024  # bytes of an error answer kept for its message
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 10
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def _timeout(limits: NetLimits) -> httpx.Timeout:
-    return httpx.Timeout(connect=limits.connect, read=limits.read, write=limits.write, pool=30.0)
+def _timeout(limits: NetLimits) -> httpx2.Timeout:
+    return httpx2.Timeout(connect=limits.connect, read=limits.read, write=limits.write, pool=30.0)
 
 
 DEFAULT_TIMEOUT = _timeout(NetLimits())
@@ -96,7 +93,7 @@ class HubHttp:
         clock: monotonic clock of a private pause (tests inject a fake one); without it (and
             without ``gate``) the endpoint's process-wide gate is used.
         gate: the pause to share (default: ``ratelimit.shared_gate(endpoint)``).
-        transport: an httpx transport (tests may pass ``httpx.MockTransport``).
+        transport: an httpx transport (tests may pass ``httpx2.MockTransport``).
         limits: timeouts, size caps and pace (default ``NetLimits.from_settings(settings)``);
             ``timeout`` overrides only the httpx timeouts.
         pace_clock: the clock of the pace checks (tests inject a fake one).
@@ -113,32 +110,35 @@ class HubHttp:
         config: ratelimit.RateLimitConfig | None = None,
         clock: Callable[[], float] | None = None,
         gate: ratelimit.Gate | None = None,
-        timeout: httpx.Timeout | float | None = None,
-        transport: httpx.BaseTransport | None = None,
+        timeout: httpx2.Timeout | float | None = None,
+        transport: httpx2.BaseTransport | None = None,
         limits: NetLimits | None = None,
         pace_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.config = config or ratelimit.RateLimitConfig.from_env()
         self.limits = limits or NetLimits.from_settings(settings)
-        self._sleep = sleep
-        self._wait_flag = "--max-wait"
-        cap = self.limits.max_sleep
-        if cap is not None and (max_wait is None or cap < max_wait):  # --timeout: a longer wait fails
-            max_wait, self._wait_flag = cap, "--timeout"
-        self.max_wait = max_wait
         self.no_wait = no_wait
-        self.on_wait = on_wait
         self._pace_clock = pace_clock
         self._timeout = timeout if timeout is not None else _timeout(self.limits)
         self._transport = transport
         if gate is None:
             gate = ratelimit.Gate(clock) if clock is not None else ratelimit.shared_gate(self.endpoint)
-        self._gate = gate  # shared by every thread of this client (and, by default, every transport)
-        self._local = threading.local()
+        # the one retry loop (hub.retry), with the gate shared by every thread of this client
+        # (and, by default, by every transport to this endpoint)
+        self._retry = retry.Retry(
+            self.endpoint,
+            config=self.config,
+            limits=self.limits,
+            gate=gate,
+            sleep=sleep,
+            max_wait=max_wait,
+            no_wait=no_wait,
+            on_wait=on_wait,
+        )
+        self.max_wait = self._retry.max_wait
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
-        self._origin = origin(self.endpoint)
+        self._client: httpx2.Client | None = None
         #: requests actually sent (attempts), for diagnostics and benchmarks
         self.sent = 0
 
@@ -168,17 +168,18 @@ class HubHttp:
         self.close()
 
     # ------------------------------------------------------------------ plumbing
-    def _get_client(self) -> httpx.Client:
+    def _get_client(self) -> httpx2.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(
+                self._client = httpx2.Client(
                     timeout=self._timeout,
                     follow_redirects=False,  # followed in _send: token per hop, bodies unread
                     http1=True,
                     http2=False,
-                    # HTTP(S)_PROXY / SSL_CERT_FILE apply to a remote Hub, never to a loopback one
-                    trust_env=self._origin[1] not in _LOOPBACK,
-                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY / SSL_CERT_FILE apply to a remote Hub, never
+                    # to a loopback one: the rule of hub.proxy, which the download engine follows too
+                    trust_env=not is_loopback(self.endpoint),
+                    limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16),
                     transport=self._transport,
                 )
             return self._client
@@ -191,14 +192,7 @@ class HubHttp:
 
     def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """User agent, and the token only for the endpoint's own origin (never a CDN/LFS host)."""
-        h = {
-            "user-agent": f"batuta/{__version__}; python/{sys.version_info[0]}.{sys.version_info[1]}",
-            "accept-encoding": "gzip, deflate",  # what BodyDecoder inflates (bounded); nothing else
-        }
-        h.update(auth_headers(self.settings, url))
-        if extra:
-            h.update(extra)
-        return h
+        return request_headers(self.settings, url, extra)
 
     def _check_offline(self, method: str, url: str) -> None:
         if self.settings.offline:
@@ -207,100 +201,34 @@ class HubHttp:
                 f"{method} {urlsplit(url).path}."
             )
 
-    def _rate_limited(self, seconds: float, hint: ratelimit.ServerHint | None, why: str) -> RateLimitedError:
-        bucket = f" (bucket '{hint.bucket}')" if hint and hint.bucket else ""
-        quota = ""
-        if hint and hint.quota is not None and hint.window is not None:
-            quota = f" Quota: {hint.quota} requests per {hint.window} s window."
-        limit = "--no-wait" if self.no_wait else f"{self._wait_flag} {self.max_wait:g}"
-        return RateLimitedError(
-            f"The Hub is rate limiting {self.endpoint}{bucket}: {why} asks to wait {round(seconds)} s, "
-            f"and {limit} does not allow it.{quota} Retry {ratelimit.retry_at_text(seconds)}.",
-            hint="Retry after that time, raise --max-wait, or log in (`batuta hf login`) for a larger quota.",
-        )
-
-    def _may_wait(self, seconds: float) -> bool:
-        if self.no_wait:
-            return seconds <= 0
-        return self.max_wait is None or seconds <= self.max_wait
-
-    def _notify(self, seconds: float, reason: str) -> None:
-        if self.on_wait is not None:
-            self.on_wait(seconds, reason)
-
     @property
     def gate(self) -> ratelimit.Gate:
         """The rate-limit pause this client honours (by default shared with the download engine)."""
-        return self._gate
-
-    def _pass_gate(self) -> None:
-        """Before a request: wait out a pause another worker's 429 started."""
-        until = self._gate.until
-        left = self._gate.remaining()
-        if left <= 0:
-            return
-        if not self._may_wait(left):
-            raise self._rate_limited(left, None, "another request was rate limited; the Hub")
-        self._notify(left, "rate limited (shared pause)")
-        self._sleep(left)
-        self._gate.reached(until)
-
-    def _retry_sleep(self, seconds: float) -> None:
-        """tenacity's sleep: after waiting out our own 429, that pause is over for everyone."""
-        self._sleep(seconds)
-        target = getattr(self._local, "pending", 0.0)
-        if target:
-            self._local.pending = 0.0
-            self._gate.reached(target)
+        return self._retry.gate
 
     # ------------------------------------------------------------------ retry policy
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hint = None
-        if isinstance(exc, _RetryableResponse):
-            hint = ratelimit.server_hint(exc.headers)
-        if isinstance(exc, _CONNECT_ERRORS):
-            return self.limits.connect_wait(state.attempt_number)
-        seconds = ratelimit.compute_wait(self.config, state.attempt_number, hint)
-        self._local.pending = 0.0
-        if isinstance(exc, _RetryableResponse) and exc.status == 429:
-            if not self._may_wait(seconds):
-                raise self._rate_limited(
-                    seconds, hint, f"its {hint.source} header" if hint else "the backoff schedule"
-                )
-            self._local.pending = self._gate.close(seconds)
-            return seconds
-        return self.limits.sleep_cap(seconds)
+    def _classify(self, url: str, method: str) -> Callable[[BaseException], retry.Failure | None]:
+        """What a failed try means, by exception type and status (see :mod:`batuta_sync.hub.retry`)."""
 
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        """Connection failures: a few quick retries; a silent server: one; the rest: the schedule."""
-        if self.no_wait:
-            return True
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _CONNECT_ERRORS):
-            return state.attempt_number > self.limits.connect_retries
-        if isinstance(exc, _SILENT_ERRORS):
-            return state.attempt_number > self.limits.timeout_retries
-        return state.attempt_number > self.config.max_retries
+        def classify(exc: BaseException) -> retry.Failure | None:
+            if not isinstance(exc, (_RetryableResponse, *_TRANSPORT_ERRORS)):
+                return None
 
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        seconds = state.next_action.sleep if state.next_action else 0.0
-        if isinstance(exc, _RetryableResponse):
-            reason = "rate limited (429)" if exc.status == 429 else f"Hub answered {exc.status}"
-        else:
-            reason = f"connection problem ({type(exc).__name__})"
-        self._notify(float(seconds), reason)
+            def error(attempts: int) -> BaseException:
+                return self._final_error(exc, attempts, url, method)
 
-    def _retrying(self, retry: bool) -> tenacity.Retrying:
-        return tenacity.Retrying(
-            sleep=self._retry_sleep,
-            stop=self._stop if retry else tenacity.stop_after_attempt(1),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception_type((_RetryableResponse, *_TRANSPORT_ERRORS)),
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
+            if isinstance(exc, _RetryableResponse):
+                kind = retry.Kind.RATE_LIMITED if exc.status == 429 else retry.Kind.STATUS
+                return retry.Failure(kind, error, exc.status, exc.headers)
+            if isinstance(exc, _CONNECT_ERRORS):
+                kind = retry.Kind.REFUSED
+            elif isinstance(exc, _SILENT_ERRORS):
+                kind = retry.Kind.SILENT
+            else:
+                kind = retry.Kind.DROPPED
+            return retry.Failure(kind, error, reason=f"connection problem ({type(exc).__name__})")
+
+        return classify
 
     def _final_error(self, exc: BaseException, attempts: int, url: str, method: str) -> Exception:
         if isinstance(exc, _RetryableResponse):
@@ -333,7 +261,7 @@ class HubHttp:
             hint=hint,
         )
 
-    def _check(self, resp: httpx.Response, method: str, allow: Collection[int]) -> None:
+    def _check(self, resp: httpx2.Response, method: str, allow: Collection[int]) -> None:
         status = resp.status_code
         if status < 400 or status in allow:
             return
@@ -367,7 +295,7 @@ class HubHttp:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         allow: Collection[int] = (),
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send a request with the full policy; returns the (read) response.
 
         Raises the mapped BatutaError for a 4xx/5xx (after retries) unless its status is in
@@ -379,28 +307,21 @@ class HubHttp:
         url = self.url(path_or_url)
         self._check_offline(method, url)
         client = self._get_client()
-        attempts = 0
-        try:
-            for attempt in self._retrying(retry):
-                with attempt:
-                    attempts += 1
-                    self._pass_gate()
-                    self.sent += 1
-                    resp = self._send(
-                        client, method, url, params=params, json=json, content=content, data=data, headers=headers
-                    )
-                    try:
-                        self._check(resp, method, allow)
-                        return self._read_bounded(resp, method)
-                    finally:
-                        resp.close()
-        except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
-            raise self._final_error(exc, attempts, url, method) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt() -> httpx2.Response:
+            self.sent += 1
+            resp = self._send(client, method, url, params=params, json=json, content=content, data=data, headers=headers)
+            try:
+                self._check(resp, method, allow)
+                return self._read_bounded(resp, method)
+            finally:
+                resp.close()
+
+        return self._retry.request(attempt, self._classify(url, method), retry=retry)
 
     def _send(
         self,
-        client: httpx.Client,
+        client: httpx2.Client,
         method: str,
         url: str,
         *,
@@ -409,7 +330,7 @@ class HubHttp:
         content: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """One request, redirects followed here: every hop gets :meth:`headers_for` its own URL
         (the token only on the endpoint's origin), and a redirect's body is never read."""
         for _hop in range(_MAX_REDIRECTS + 1):
@@ -430,7 +351,7 @@ class HubHttp:
             hint="The server (or a proxy) redirects in a loop; check HF_ENDPOINT.",
         )
 
-    def _read_bounded(self, resp: httpx.Response, method: str) -> httpx.Response:
+    def _read_bounded(self, resp: httpx2.Response, method: str) -> httpx2.Response:
         """The body of ``resp`` decoded under ``max_body``, ``min_rate`` and ``json_total``."""
         what = f"The answer to {method} {urlsplit(str(resp.request.url)).path}"
         lim = self.limits
@@ -441,7 +362,7 @@ class HubHttp:
             decoder.feed(chunk)
         body = decoder.finish()
         headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _REENCODED]
-        return httpx.Response(
+        return httpx2.Response(
             resp.status_code, headers=headers, content=body, request=resp.request, extensions=resp.extensions
         )
 
@@ -455,7 +376,7 @@ class HubHttp:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         allow: Collection[int] = (),
-    ) -> Iterator[httpx.Response]:
+    ) -> Iterator[httpx2.Response]:
         """Open a streamed response with the same policy; the caller reads the body.
 
         Only opening is retried; errors while reading the body are the caller's to handle.
@@ -463,23 +384,15 @@ class HubHttp:
         url = self.url(path_or_url)
         self._check_offline(method, url)
         client = self._get_client()
-        attempts = 0
-        resp: httpx.Response | None = None
-        try:
-            for attempt in self._retrying(retry):
-                with attempt:
-                    attempts += 1
-                    self._pass_gate()
-                    self.sent += 1
-                    resp = self._send(client, method, url, params=params, headers=headers)
-                    self._check(resp, method, allow)
-        except (_RetryableResponse, *_TRANSPORT_ERRORS) as exc:
-            raise self._final_error(exc, attempts, url, method) from None
-        assert resp is not None
-        try:
+
+        def open_() -> httpx2.Response:
+            self.sent += 1
+            resp = self._send(client, method, url, params=params, headers=headers)
+            self._check(resp, method, allow)
+            return resp
+
+        with self._retry.stream(open_, self._classify(url, method), close=httpx2.Response.close, retry=retry) as resp:
             yield resp
-        finally:
-            resp.close()
 
     def get_json(
         self, path_or_url: str, *, params: Any = None, headers: Mapping[str, str] | None = None
@@ -511,7 +424,7 @@ class HubHttp:
             if limit is not None and len(items) >= limit:
                 return items[:limit]
             nxt = resp.links.get("next", {}).get("url")
-            url = self.url(str(httpx.URL(here).join(nxt))) if nxt else None
+            url = self.url(str(httpx2.URL(here).join(nxt))) if nxt else None
             if url is None:
                 break
             listing = urlsplit(path_or_url).path
@@ -532,7 +445,7 @@ class HubHttp:
         return items
 
     @staticmethod
-    def _decode(resp: httpx.Response) -> Any:
+    def _decode(resp: httpx2.Response) -> Any:
         try:
             return resp.json()
         except RecursionError:  # ``[[[[…`` nested deeper than Python's stack: hostile, not JSON we use
@@ -553,7 +466,7 @@ class HubHttp:
 _REENCODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: httpx2.Response) -> str:
     """At most ``_ERROR_BODY`` bytes of an error answer, decoded (a hostile 5xx body can be endless)."""
     raw = b""
     try:
@@ -564,7 +477,7 @@ def _error_text(resp: httpx.Response) -> str:
         decoder = BodyDecoder(resp.headers.get("content-encoding", ""), _ERROR_BODY, "error answer")
         decoder.feed(raw[:_ERROR_BODY])
         body = decoder.finish()
-    except (httpx.HTTPError, HubError):
+    except (httpx2.HTTPError, HubError):
         return ""
     return body[:2000].decode("utf-8", "replace")
 

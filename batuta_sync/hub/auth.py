@@ -1,5 +1,6 @@
 """Who gets the token, and token storage like huggingface_hub (``$HF_HOME/token``, mode 0600).
 
+:func:`request_headers` is the one header builder (the one :data:`USER_AGENT`); inside it,
 :func:`auth_headers` is the one place that decides whether a request carries ``Authorization``:
 only when its URL's origin (scheme, host, port) is the configured endpoint's.  The API transport
 (``hub._http``) and the download engine (``hub.download``) call it for every request and every
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from batuta_sync._redact import register_secret
+from batuta_sync._version import __version__
 from batuta_sync.errors import UsageError
 from batuta_sync.settings import HfAuth, Settings
 
@@ -38,6 +42,31 @@ def auth_headers(settings: Settings, url: str) -> dict[str, str]:
     if token and origin(url) == origin(settings.endpoint):
         return {"authorization": f"Bearer {token}"}
     return {}
+
+
+#: the one User-Agent of every request batuta sends (metadata, downloads, and pushes through HfApi)
+USER_AGENT = f"batuta/{__version__}; python/{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def identity_headers() -> dict[str, str]:
+    """The header naming batuta (also given to huggingface_hub's ``HfApi`` for pushes)."""
+    return {"user-agent": USER_AGENT}
+
+
+def request_headers(
+    settings: Settings, url: str, extra: Mapping[str, str] | None = None, *, accept_encoding: str = "gzip, deflate"
+) -> dict[str, str]:
+    """The one header builder: User-Agent, ``Accept-Encoding``, the token only for the endpoint's
+    origin (:func:`auth_headers`), then ``extra``.  Called for every request and redirect hop.
+
+    ``accept_encoding``: what the caller decodes: ``gzip, deflate`` for metadata (inflated with a
+    bounded output), ``identity`` for downloads (the bytes are hashed as stored).
+    """
+    h = {**identity_headers(), "accept-encoding": accept_encoding}
+    h.update(auth_headers(settings, url))
+    if extra:
+        h.update({k.lower(): v for k, v in extra.items()})
+    return h
 
 
 def check_token_shape(token: str) -> str:

@@ -19,9 +19,10 @@ For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
    and written.  hashlib and file writes release the GIL, so workers overlap on cores; files
    of 8 MiB or more hash in a helper thread one chunk behind the network, so even a single
    big file keeps two cores busy.
-5. A dropped connection resumes from the byte where it stopped; 408/429/5xx are retried
-   per :mod:`batuta_sync.hub.ratelimit` (server hints are a minimum; one 429 pauses every
-   worker on the endpoint, API calls through ``hub._http`` included: both use the endpoint's
+5. A dropped connection resumes from the byte where it stopped; opening each request runs in
+   the one retry loop, :class:`batuta_sync.hub.retry.Retry` (408/429/5xx on the schedule of
+   :mod:`batuta_sync.hub.ratelimit`, server hints a minimum; one 429 pauses every worker on
+   the endpoint, API calls through ``hub._http`` included: both use the endpoint's
    process-wide :func:`~batuta_sync.hub.ratelimit.shared_gate`).  The initial backoff follows
    ``BATUTA_RETRY_BACKOFF`` unless a ``config`` is given.
 6. Size and digest verified → published as ``blobs/<etag>`` (hard link, else ``os.replace``).
@@ -46,8 +47,15 @@ Free space is checked before anything is requested (:class:`~batuta_sync.errors.
 counting the bytes a resumable partial already holds.  A write that fails for lack of space
 (``ENOSPC``, ``EDQUOT``, ``EFBIG``) drops the connection at once, stops every worker at its next
 chunk and parks what was written: exit 16, never a network error, nothing more received.
-Content requests use ``http.client`` with one keep-alive connection per worker (the
-metadata calls go through :mod:`batuta_sync.hub.client`), under the client limits of
+Transport: content requests use ``http.client``, not the metadata client (httpx2), because it is
+faster here: one keep-alive connection per worker and ``readinto`` straight into one reused,
+page-aligned buffer (hashed and written from there, ``O_DIRECT`` for big files), with no
+per-chunk ``bytes`` objects; ``tests/bench/bench_pull.py`` measures it against
+``snapshot_download`` (figures in docs/_drafts/http.md).  Everything else is shared with the
+other clients (docs/architecture.md "HTTP"): the retry loop (``hub.retry``), the header builder
+and User-Agent (``hub.auth.request_headers``), the proxy rule (``hub.proxy``:
+``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``; https through a ``CONNECT`` tunnel, http as
+absolute-URI requests to the proxy; a loopback Hub never proxied), and the client limits of
 :mod:`batuta_sync.hub.limits`: connect and read-inactivity timeouts, a minimum average rate
 (a trickling peer is cut off, the partial kept), a few quick retries when the connection is
 refused; ``--timeout`` caps every wait and ``no_wait`` makes none.
@@ -57,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import http.client
 import mmap
@@ -75,20 +84,20 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from batuta_sync._fs import confine
 from batuta_sync._proc import pid_alive
-from batuta_sync._version import __version__
-from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
-from batuta_sync.hub.auth import auth_headers
+from batuta_sync.errors import (
+    BatutaError,
+    ConfigError,
+    DiskFullError,
+    IntegrityError,
+    NetworkError,
+    RateLimitedError,
+)
+from batuta_sync.hub.auth import request_headers
 from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
 from batuta_sync.hub.limits import NetLimits, Pace
-from batuta_sync.hub.ratelimit import (
-    Gate,
-    RateLimitConfig,
-    compute_wait,
-    is_retryable_status,
-    retry_at_text,
-    server_hint,
-    shared_gate,
-)
+from batuta_sync.hub.proxy import Proxy, proxy_for
+from batuta_sync.hub.ratelimit import Gate, RateLimitConfig, is_retryable_status, shared_gate
+from batuta_sync.hub.retry import Failure, Kind, Retry
 from batuta_sync.types import RepoFile, RepoRef
 
 if TYPE_CHECKING:
@@ -374,13 +383,26 @@ class Downloader:
         self.limits = limits or NetLimits.from_settings(settings)
         if timeout is not None:  # the old knob: the read (inactivity) timeout
             self.limits = self.limits.with_timeout(timeout)
-        cap = self.limits.max_sleep
-        self.max_wait = cap if cap is not None and (max_wait is None or cap < max_wait) else max_wait
         self.no_wait = no_wait
         self.chunk_size = chunk_size
         # one 429 pauses every worker of this pull and every API call to the same Hub (one
         # process-wide gate per endpoint, shared with hub._http.HubHttp)
         self.gate = gate if gate is not None else shared_gate(settings.endpoint)
+        # the one retry loop (hub.retry); a dropped connection gets up to MAX_DROPS quick
+        # reconnects (0.1 s, 0.2 s … 1 s): the partial file resumes where it stopped
+        self._retry = Retry(
+            settings.endpoint,
+            config=self.config,
+            limits=self.limits,
+            gate=self.gate,
+            sleep=lambda seconds: self.sleep(seconds),
+            max_wait=max_wait,
+            no_wait=no_wait,
+            drop_retries=MAX_DROPS,
+            drop_wait=lambda n: min(0.1 * n, 1.0),
+            rate_hint="Wait and rerun (completed files are kept), or allow waiting with a larger --max-wait.",
+        )
+        self.max_wait = self._retry.max_wait
         self._local = threading.local()
         self._cancel = threading.Event()
         self._disk_full = threading.Event()  # one worker hit a full disk: every worker stops
@@ -591,7 +613,6 @@ class Downloader:
         received = 0
         drops = 0  # consecutive attempts that got no byte further than before
         high = pos  # furthest byte reached: re-fetching bytes after a restart is not progress
-        retry_no = 0
         restarted = False
         budget = 50 + max(f.size, 0) // (1 << 20)  # connections per file: ~1 per MiB + slack
         while True:
@@ -608,22 +629,8 @@ class Downloader:
             if pos > 0:
                 headers["Range"] = f"bytes={pos}-"
                 headers["If-Range"] = f'"{etag}"'
-            self._wait_gate()
-            try:
-                resp = self._open(url, headers)
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_all()
-                drops += 1
-                quick = isinstance(exc, _ConnectFailed)  # refused / DNS: a few quick retries only
-                silent = isinstance(exc, TimeoutError)  # connected, no answer within limits.read
-                most = self.limits.connect_retries if quick else self.limits.timeout_retries if silent else MAX_DROPS
-                if drops > most or ((quick or silent) and self.no_wait):
-                    raise NetworkError(
-                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts).",
-                        hint="Check HF_ENDPOINT / --endpoint and the network; completed files are kept.",
-                    )
-                self.sleep(self.limits.connect_wait(drops) if quick else min(0.1 * drops, 1.0))
-                continue
+            # opening (gate, 408/429/5xx, refused/silent/dropped connections) runs in the one retry loop
+            resp = self._retry.request(functools.partial(self._open_checked, url, headers), self._classify(f))
             status = resp.status
             try:
                 if status == 200:
@@ -636,21 +643,11 @@ class Downloader:
                     start, total = _content_range(resp.getheader("Content-Range"))
                     if start != pos or (total is not None and total != f.size):
                         raise _Restart
-                elif status == 416:
-                    if pos == f.size:
-                        return received
-                    raise _Restart
-                elif is_retryable_status(status):
-                    retry_no += 1
-                    try:
-                        self._retry_wait(resp, status, retry_no, url)
-                    finally:
-                        self._drop_all()
-                    continue
+                elif pos == f.size:  # 416 (_open_checked lets only 200/206/416 through)
+                    _discard(resp)
+                    return received
                 else:
-                    body = _read_small(resp)
-                    self._drop_all()
-                    raise _error_for(status, resp, url, body, self.settings, retry_no + 1)
+                    raise _Restart
             except _Restart:
                 self._drop_all()
                 out.restart()
@@ -736,39 +733,59 @@ class Downloader:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _wait_gate(self) -> None:
-        """Before a request: wait out a pause a 429 started (seen by any worker or transport)."""
-        until = self.gate.until
-        left = self.gate.remaining()
-        if left <= 0:
-            return
-        if self.no_wait or (self.max_wait is not None and left > self.max_wait):
-            raise RateLimitedError(
-                f"The Hub is rate limiting {self.settings.endpoint}: another request was told to wait "
-                f"{retry_at_text(left)}, which the wait limit does not allow.",
-                hint="Wait and rerun (completed files are kept), or allow waiting with a larger --max-wait.",
-            )
-        self.sleep(left)
-        self.gate.reached(until)
+    def _open_checked(self, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """One try of :meth:`Retry.request <batuta_sync.hub.retry.Retry.request>`: open ``url``.
 
-    def _retry_wait(self, resp: http.client.HTTPResponse, status: int, retry_no: int, url: str) -> None:
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        body = _read_small(resp)
-        if retry_no > self.config.max_retries or (self.no_wait and status != 429):
-            raise _error_for(status, resp, url, body, self.settings, retry_no)
-        hint = server_hint(hdrs)
-        wait = compute_wait(self.config, retry_no, hint)
-        if status == 429:
-            if self.no_wait or (self.max_wait is not None and wait > self.max_wait):
-                raise RateLimitedError(
-                    f"The Hub rate-limited the download; it asks to retry {retry_at_text(wait)}.",
-                    hint="Wait and rerun (completed files are kept), or allow waiting with a larger --max-wait.",
+        200, 206 and 416 are returned; a retryable status (408/429/5xx) is read (its first
+        64 KiB) and raised as :class:`_StatusAnswer`; any other status is its BatutaError.
+        A transport error drops this worker's connections and propagates for ``classify``."""
+        try:
+            resp = self._open(url, headers)
+        except (OSError, http.client.HTTPException):
+            self._drop_all()
+            raise
+        status = resp.status
+        if status in (200, 206, 416):
+            return resp
+        if status == 407:  # only a proxy sends it (HTTP_PROXY: CONNECT failures are connect errors)
+            self._drop_all()
+            raise ConfigError(
+                f"The proxy refused the download of {urlsplit(url).path}: 407 Proxy Authentication Required.",
+                hint="Give the proxy's credentials in the variable (http://user:password@host:port), "
+                "or exclude the Hub with NO_PROXY.",
+            )
+        answer = _StatusAnswer(status, {k.lower(): v for k, v in resp.getheaders()}, _read_small(resp), url)
+        self._drop_all()
+        if is_retryable_status(status):
+            raise answer
+        raise answer.error(self.settings, 1)
+
+    def _classify(self, f: RepoFile) -> Callable[[BaseException], Failure | None]:
+        """What a failed open means, by type and status (see :mod:`batuta_sync.hub.retry`)."""
+        endpoint = self.settings.endpoint
+
+        def classify(exc: BaseException) -> Failure | None:
+            if isinstance(exc, _StatusAnswer):
+                kind = Kind.RATE_LIMITED if exc.status == 429 else Kind.STATUS
+                return Failure(kind, lambda n: exc.error(self.settings, n), exc.status, exc.headers)
+            if not isinstance(exc, (OSError, http.client.HTTPException)):
+                return None
+            if isinstance(exc, _ConnectFailed):  # refused / DNS / connect timeout
+                kind = Kind.REFUSED
+            elif isinstance(exc, TimeoutError):  # connected, no answer within limits.read
+                kind = Kind.SILENT
+            else:
+                kind = Kind.DROPPED
+
+            def error(n: int) -> BaseException:
+                return NetworkError(
+                    f"Could not download {f.path} from {endpoint}: {exc} ({n} attempts).",
+                    hint="Check HF_ENDPOINT / --endpoint and the network; completed files are kept.",
                 )
-            until = self.gate.close(wait)
-            self.sleep(wait)
-            self.gate.reached(until)  # after our wait the pause is over for everyone
-            return
-        self.sleep(self.limits.sleep_cap(wait))
+
+            return Failure(kind, error)
+
+        return classify
 
     def _conn_for(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
@@ -778,10 +795,14 @@ class Downloader:
         conn = conns.get(key)
         if conn is None:
             host = parts.hostname or "localhost"
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.limits.connect)
-            else:
-                conn = http.client.HTTPConnection(host, parts.port, timeout=self.limits.connect)
+            via = proxy_for(url)  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY (hub.proxy), read per connection
+            if via is None:
+                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                conn = cls(host, parts.port, timeout=self.limits.connect)
+            elif parts.scheme == "https":  # CONNECT tunnel: TLS to the Hub end to end
+                conn = _TunnelConnection(via, host, parts.port, timeout=self.limits.connect)
+            else:  # plain http: absolute-URI requests to the proxy
+                conn = _ForwardConnection(via, timeout=self.limits.connect)
             conns[key] = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -805,12 +826,8 @@ class Downloader:
         for _hop in range(6):
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-            headers = {
-                "User-Agent": f"batuta_sync/{__version__}",
-                "Accept-Encoding": "identity",
-                **extra,
-            }
-            headers.update(auth_headers(self.settings, url))  # the token only on the endpoint's origin
+            # the one header builder: User-Agent, the token only on the endpoint's origin
+            headers = request_headers(self.settings, url, extra, accept_encoding="identity")
             resp = self._request(url, path, headers)
             if resp.status in _REDIRECTS and resp.getheader("Location"):
                 location = urljoin(url, resp.getheader("Location") or "")
@@ -824,6 +841,9 @@ class Downloader:
         raise NetworkError(f"Too many redirects while downloading {url}.")
 
     def _request(self, url: str, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """Send one GET on this worker's keep-alive connection.  A *reused* connection the server
+        closed meanwhile is reopened once and the request sent again (what every connection pool
+        does; nothing was processed); every other failure goes to the retry loop."""
         for attempt in (0, 1):
             conn = self._conn_for(url)
             reused = conn.sock is not None
@@ -833,11 +853,16 @@ class Downloader:
                 except OSError as exc:
                     conn.close()
                     where = f"{conn.host}:{conn.port}"
+                    if isinstance(conn, (_ForwardConnection, _TunnelConnection)):
+                        where += f" (the proxy from {urlsplit(url).scheme.upper()}_PROXY)"
                     raise _ConnectFailed(f"cannot connect to {where}: {exc}") from exc
                 if conn.sock is not None:
                     conn.sock.settimeout(self.limits.read)
             try:
-                conn.request("GET", path, headers=headers)
+                if isinstance(conn, _ForwardConnection):
+                    conn.request("GET", url, headers={**headers, **conn.proxy.headers()})
+                else:
+                    conn.request("GET", path, headers=headers)
                 return conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop_conn(url)
@@ -847,6 +872,23 @@ class Downloader:
 
 
 # --------------------------------------------------------------------------- transport helpers
+
+
+class _ForwardConnection(http.client.HTTPConnection):
+    """A connection to a plain-HTTP proxy that forwards ``http://`` requests (absolute URIs)."""
+
+    def __init__(self, proxy: Proxy, *, timeout: float) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=timeout)
+        self.proxy = proxy
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """TLS to ``host`` through a ``CONNECT`` tunnel of a plain-HTTP proxy."""
+
+    def __init__(self, proxy: Proxy, host: str, port: int | None, *, timeout: float) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=timeout)
+        self.proxy = proxy
+        self.set_tunnel(host, port, headers=proxy.headers())
 
 
 class _ConnectFailed(OSError):
@@ -1074,23 +1116,30 @@ def _discard(resp: http.client.HTTPResponse) -> None:
         resp.close()
 
 
-def _error_for(
-    status: int, resp: http.client.HTTPResponse, url: str, body: str, settings: Settings, attempts: int
-) -> BatutaError:
-    from batuta_sync.hub import errors_map
+class _StatusAnswer(Exception):
+    """An error answer to a content request (status, lower-cased headers, the start of its body)."""
 
-    headers = {k.lower(): v for k, v in resp.getheaders()}
-    return errors_map.error_for(
-        status,
-        headers,
-        urlsplit(url).path,
-        body,
-        method="GET",
-        has_token=settings.token is not None,
-        endpoint=settings.endpoint,
-        attempts=attempts,
-        token_source=settings.auth.value,
-    )
+    def __init__(self, status: int, headers: dict[str, str], body: str, url: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.url = url
+
+    def error(self, settings: Settings, attempts: int) -> BatutaError:
+        from batuta_sync.hub import errors_map
+
+        return errors_map.error_for(
+            self.status,
+            self.headers,
+            urlsplit(self.url).path,
+            self.body,
+            method="GET",
+            has_token=settings.token is not None,
+            endpoint=settings.endpoint,
+            attempts=attempts,
+            token_source=settings.auth.value,
+        )
 
 
 def _most_relevant(errors: list[BaseException]) -> BaseException:

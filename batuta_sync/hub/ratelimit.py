@@ -16,7 +16,8 @@ Rules (docs/query.md "Rate limits"):
 * ``max_wait`` / ``no_wait`` turn a long rate-limit wait into
   :class:`~batuta_sync.errors.RateLimitedError` naming when to retry.
 
-The HTTP layer (``batuta_sync.hub._http``) only asks this module what to do.
+The one retry loop (:mod:`batuta_sync.hub.retry`, used by metadata calls, downloads and pushes)
+only asks this module what to do.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ choice is made here, per call, from ``BATUTA_UPLOAD_PROTOCOL``:
 It is applied by setting ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` for the duration of the
 commit (huggingface_hub reads it at call time), under a lock, and restoring it afterwards.
 
-Retries (security.md RL-2, RL-6): each call runs under the hub client's schedule (1, 2, 4, 8, 16 s
-or ``BATUTA_RETRY_BACKOFF``; server hints are a minimum) and the endpoint's shared rate-limit gate.
+Retries (security.md RL-2, RL-6): each call runs in the one retry loop (:mod:`batuta_sync.hub.retry`:
+1, 2, 4, 8, 16 s or ``BATUTA_RETRY_BACKOFF``; server hints are a minimum; the endpoint's shared
+rate-limit gate), failures classified by type and status (``HfHubHTTPError.response.status_code``,
+``httpx2.ConnectError``), never by exception names; ``HfApi`` sends batuta's one User-Agent.
 Repo/branch creation (``exist_ok``), ``validate-yaml``, ``preupload`` and LFS transfers are
 idempotent and retried on 408/429/5xx and on connection failures.  The commit POST itself is
 retried only when the Hub cannot have processed it: 429 and 503 (``parentCommit`` also guards a
@@ -90,10 +92,15 @@ def _api(settings: Settings) -> Any:
     from huggingface_hub import HfApi
 
     from batuta_sync.hub._http import limit_huggingface_hub
+    from batuta_sync.hub.auth import identity_headers
     from batuta_sync.hub.limits import NetLimits
 
     limit_huggingface_hub(NetLimits.from_settings(settings))  # its shared client has no timeouts
-    return HfApi(endpoint=settings.endpoint, token=settings.token_value() or False, library_name="batuta")
+    return HfApi(
+        endpoint=settings.endpoint,
+        token=settings.token_value() or False,
+        headers=identity_headers(),  # batuta's one User-Agent (hub.auth), not huggingface_hub's own
+    )
 
 
 def _map_error(exc: BaseException, settings: Settings, what: str) -> BatutaError:
@@ -129,7 +136,9 @@ def _map_error(exc: BaseException, settings: Settings, what: str) -> BatutaError
             )
         return err
     name = type(exc).__name__
-    if "Connect" in name or "Timeout" in name or "Network" in name or isinstance(exc, OSError):
+    import httpx2
+
+    if isinstance(exc, (httpx2.TransportError, OSError)):  # no answer: refused, timed out, dropped
         return NetworkError(f"Could not reach {settings.endpoint} while {what}: {name}: {exc}")
     return HubError(f"The upload failed while {what}: {name}: {exc}", hint="Rerun with --debug for details.")
 
@@ -139,70 +148,57 @@ _UNPROCESSED = frozenset({429, 503})  # the Hub did not process the request: saf
 Sleep = Callable[[float], None]
 
 
+def _refused(exc: BaseException) -> bool:
+    """The connection never got through (by type: httpx2's connect errors, a refused socket)."""
+    import httpx2
+
+    return isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError))
+
+
 def _failed_request(exc: BaseException) -> tuple[int | None, dict[str, str], str]:
     """(status, lower-cased headers, URL path) of the HTTP answer behind ``exc`` (None: no answer)."""
-    resp = getattr(exc, "response", None)
+    from huggingface_hub.errors import HfHubHTTPError
+
+    resp = exc.response if isinstance(exc, HfHubHTTPError) else None
     if resp is None:
         return None, {}, ""
-    try:
-        headers = {k.lower(): v for k, v in resp.headers.items()}
-        url = str(resp.request.url) if resp.request is not None else ""
-    except Exception:
-        headers, url = {}, ""
-    return int(resp.status_code), headers, urlsplit(url).path
+    headers = {k.lower(): v for k, v in resp.headers.items()}
+    return int(resp.status_code), headers, urlsplit(str(resp.request.url)).path  # HfHubHTTPError needs its request
 
 
 def _may_retry(exc: BaseException, status: int | None, path: str) -> bool:
     from batuta_sync.hub.ratelimit import is_retryable_status
 
     if status is None:  # no answer: only a connection that never got through is safe to redo
-        return "Connect" in type(exc).__name__
+        return _refused(exc)
     if not is_retryable_status(status):
         return False
     return status in _UNPROCESSED or not _COMMIT_POST.search(path)
 
 
 def _call(settings: Settings, what: str, fn: Callable[[], Any], *, sleep: Sleep | None = None) -> Any:
-    """Run one huggingface_hub call under the hub client's retry schedule and shared gate."""
+    """Run one huggingface_hub call in the one retry loop (:mod:`batuta_sync.hub.retry`): the hub
+    client's schedule, the endpoint's shared gate, ``--timeout``; what is retried is decided by
+    :func:`_may_retry` (type and status, never names)."""
     from batuta_sync.hub.limits import NetLimits
-    from batuta_sync.hub.ratelimit import (
-        DEFAULT_MAX_WAIT,
-        RateLimitConfig,
-        compute_wait,
-        server_hint,
-        shared_gate,
-    )
+    from batuta_sync.hub.retry import Failure, Kind, Retry
 
-    sleep = sleep or time.sleep
-    config = RateLimitConfig.from_env()
-    limits = NetLimits.from_settings(settings)  # --timeout caps every wait; refused: quick retries only
-    max_wait = min(DEFAULT_MAX_WAIT, limits.max_sleep or DEFAULT_MAX_WAIT)
-    gate = shared_gate(settings.endpoint)
-    retry_no = 0
-    while True:
-        pause = gate.remaining()  # another worker (API call or download) saw a 429: wait it out
-        if pause > 0:
-            until = gate.until
-            sleep(pause)
-            gate.reached(until)
-        try:
-            return fn()
-        except Exception as exc:
-            status, headers, path = _failed_request(exc)
-            refused = status is None and "Connect" in type(exc).__name__
-            most = limits.connect_retries if refused else config.max_retries
-            if retry_no >= most or not _may_retry(exc, status, path):
-                raise _map_error(exc, settings, what) from None
-            retry_no += 1
-            wait = compute_wait(config, retry_no, server_hint(headers) if headers else None)
-            if status == 429:
-                if wait > max_wait:
-                    raise _map_error(exc, settings, what) from None
-                until = gate.close(wait)
-                sleep(wait)
-                gate.reached(until)
-            else:
-                sleep(limits.connect_wait(retry_no) if refused else limits.sleep_cap(wait))
+    def classify(exc: BaseException) -> Failure | None:
+        if not isinstance(exc, Exception):
+            return None
+        status, headers, path = _failed_request(exc)
+
+        def error(_attempts: int) -> BaseException:
+            return _map_error(exc, settings, what)
+
+        if not _may_retry(exc, status, path):
+            return Failure(Kind.FINAL, error)
+        if status is None:
+            return Failure(Kind.REFUSED, error)
+        return Failure(Kind.RATE_LIMITED if status == 429 else Kind.STATUS, error, status, headers)
+
+    policy = Retry(settings.endpoint, limits=NetLimits.from_settings(settings), sleep=sleep or time.sleep)
+    return policy.request(fn, classify)
 
 
 def ensure_repo(

@@ -58,9 +58,11 @@ def test_a_500_on_the_commit_post_is_reported_not_replayed(hub_server: HubServer
 
 
 def test_which_failures_are_replayed() -> None:
+    from httpx2 import ConnectError
+
     from batuta_sync.hub.upload import _may_retry
 
-    class ConnectError(Exception):
+    class ConnectLikeName(Exception):  # retryability is decided by type, never by a class name
         pass
 
     commit = "/api/models/o/r/commit/main"
@@ -69,4 +71,5 @@ def test_which_failures_are_replayed() -> None:
     assert _may_retry(Exception(), 502, "/api/models/o/r/preupload/main")
     assert _may_retry(Exception(), 500, "/api/repos/create")
     assert not _may_retry(Exception(), 404, "/api/repos/create")
-    assert _may_retry(ConnectError(), None, "") and not _may_retry(TimeoutError(), None, "")
+    assert _may_retry(ConnectError("refused"), None, "") and not _may_retry(TimeoutError(), None, "")
+    assert not _may_retry(ConnectLikeName(), None, "")

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the one HTTP client library (huggingface_hub installs it)
 
 from batuta_sync.cli import main
 

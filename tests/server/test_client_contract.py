@@ -114,7 +114,7 @@ def test_tree_and_download(hub_server: HubServer, tmp_path: Path) -> None:
 
 
 def test_range_request_returns_206(hub_server: HubServer) -> None:
-    import httpx
+    import httpx2 as httpx
 
     hub_server.store.commit("local/r", {"big.bin": bytes(range(256)) * 40})
     url = f"{hub_server.url}/local/r/resolve/main/big.bin"
@@ -135,7 +135,7 @@ def test_range_request_returns_206(hub_server: HubServer) -> None:
 
 
 def test_lfs_resolve_headers(hub_server: HubServer) -> None:
-    import httpx
+    import httpx2 as httpx
 
     data = b"x" * 1000
     sha = hub_server.store.commit("local/h", {"w.safetensors": data, "a.txt": b"hello"})
@@ -158,7 +158,7 @@ def test_lfs_resolve_headers(hub_server: HubServer) -> None:
 
 
 def test_cdn_blob_is_scoped_to_its_repo(hub_server: HubServer) -> None:
-    import httpx
+    import httpx2 as httpx
 
     data = b"secret weights" * 10
     sha_a = hub_server.store.commit("local/a", {"w.bin": data})

@@ -7,7 +7,7 @@ import time
 from email.utils import formatdate
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the one HTTP client library (huggingface_hub installs it)
 import pytest
 from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError

@@ -133,7 +133,7 @@ def test_search_filters_sort_limit(hub_server: HubServer) -> None:
     full = list(api.list_models(search="other", full=True, cardData=True))
     assert full[0].siblings is not None and full[0].card_data is not None
     # direction=1 ascending and pagination via Link
-    import httpx
+    import httpx2 as httpx
 
     r = httpx.get(f"{hub_server.url}/api/models", params={"sort": "downloads", "direction": "1", "limit": 2})
     assert [m["id"] for m in r.json()] == ["alice/tiny-llama", "bob/other"]

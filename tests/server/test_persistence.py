@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the one HTTP client library (huggingface_hub installs it)
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 

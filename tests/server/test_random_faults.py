@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the one HTTP client library (huggingface_hub installs it)
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 

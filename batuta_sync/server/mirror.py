@@ -534,8 +534,13 @@ class Mirror:
         low = rev.lower()
         if ids.is_git_sha1(low) and low in st.commits:
             return low  # a commit never changes: never re-resolved
-        if self.config.offline or self._is_fresh(key):
-            return self._local(st, rev)
+        if self.config.offline:
+            return self._cached(st, rev)
+        if self._is_fresh(key):
+            try:
+                return self._cached(st, rev)
+            except RevisionNotFound:
+                pass
         with self._repo_lock(key):
             if not self._is_fresh(key):
                 try:
@@ -545,35 +550,40 @@ class Mirror:
                     if exc.status != 503:
                         raise
                     try:  # upstream unreachable: serve what was resolved before
-                        return self._local(st, rev)
+                        return self._cached(st, rev)
                     except StoreError:
                         raise exc from None
             try:
-                return self.store.resolve_local(st, rev)
+                sha: str | None = self.store.resolve_local(st, rev)
             except RevisionNotFound:
-                pass
-            if ids.revision_problem(rev):
+                sha = None
+            if sha is not None and sha in st.commits:
+                return sha
+            want = sha or rev
+            if ids.revision_problem(want):
                 raise RevisionNotFound(f"Invalid rev id: {rev}")
             info = self._get_json(
-                f"/api/{st.repo_type}s/{st.repo_id}/revision/{quote(rev, safe='')}",
+                f"/api/{st.repo_type}s/{st.repo_id}/revision/{quote(want, safe='')}",
                 {"blobs": "true"},
                 f"{st.repo_id}@{rev}",
             )
             if info is None:
                 raise RevisionNotFound(f"Invalid rev id: {rev}")
-            c = self._commit_from_info(key, info, low if ids.is_git_sha1(low) else None)
+            c = self._commit_from_info(key, info, want.lower() if ids.is_git_sha1(want.lower()) else None)
             self.store.add_mirror_commit(st, c)
             return c.id
 
-    def _local(self, st: RepoState, rev: str) -> str:
+    def _cached(self, st: RepoState, rev: str) -> str:
+        """``rev`` resolved from the cache alone: its ref known and its commit record present."""
         try:
-            return self.store.resolve_local(st, rev)
+            sha = self.store.resolve_local(st, rev)
+            if sha in st.commits:
+                return sha
         except RevisionNotFound:
-            if self.config.offline:
-                raise RevisionNotFound(
-                    f"Revision {rev!r} of {st.repo_id} is not in this offline mirror's cache."
-                ) from None
-            raise
+            pass
+        if self.config.offline:
+            raise RevisionNotFound(f"Revision {rev!r} of {st.repo_id} is not in this offline mirror's cache.")
+        raise RevisionNotFound(f"Invalid rev id: {rev}")
 
     # ------------------------------------------------------------------ file contents
     def file_path(self, st: RepoState, commit: str, e: FileEntry) -> Path:

@@ -391,11 +391,11 @@ class Store:
             sha = stack.pop()
             if sha in seen:
                 continue
-            seen.add(sha)
             try:
                 stack.extend(self.get_commit(sha).parents)
             except StoreError:
-                pass
+                continue  # no record (e.g. a mirrored ref whose commit was never fetched)
+            seen.add(sha)
         return seen
 
     def _save_settings(self, st: RepoState) -> None:

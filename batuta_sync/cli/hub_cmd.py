@@ -380,7 +380,12 @@ def mirror_config(args: argparse.Namespace) -> MirrorConfig | None:
             raise ConfigError(f"The upstream token file {args.upstream_token_file} is empty.")
         register_secret(token)
     return MirrorConfig(
-        url, token=token, ttl=args.upstream_ttl, offline=bool(getattr(args, "offline", False)), max_bytes=size, private_access=rules
+        url,
+        token=token,
+        ttl=args.upstream_ttl,
+        offline=bool(getattr(args, "offline", False)),
+        max_bytes=size,
+        private_access=rules,
     )
 
 

@@ -348,9 +348,9 @@ class Mirror:
                                 f.truncate()
                             elif r.status_code not in (200, 206):
                                 raise _hostile(f"answer (HTTP {r.status_code}) for {what}")
-                            elif r.status_code == 206 and not (r.headers.get("Content-Range") or "").startswith(
-                                f"bytes {have}-"
-                            ):
+                            elif r.status_code == 206 and not (
+                                r.headers.get("Content-Range") or ""
+                            ).startswith(f"bytes {have}-"):
                                 raise _hostile(f"Content-Range for {what}")
                             for chunk in r.iter_bytes(_CHUNK):
                                 if have + len(chunk) > e.size:
@@ -602,7 +602,8 @@ class Mirror:
             )
         if self.config.max_bytes and e.size > self.config.max_bytes:
             raise HTTPError(
-                507, f"{e.path!r} ({e.size} bytes) is larger than this mirror's cache ({self.config.max_bytes})."
+                507,
+                f"{e.path!r} ({e.size} bytes) is larger than this mirror's cache ({self.config.max_bytes}).",
             )
         with self._lock:
             flight = self._flights.get(path)

@@ -929,7 +929,9 @@ class Store:
                 self._repos[(rt, repo_id)] = st
             elif not st.mirrored:
                 raise StoreError(f"{repo_id} is hosted here, not mirrored.", status=409)
-            if (st.private, st.gated) != (private, gated) or not (self._repo_dir(rt, repo_id) / "repo.json").exists():
+            if (st.private, st.gated) != (private, gated) or not (
+                self._repo_dir(rt, repo_id) / "repo.json"
+            ).exists():
                 st.private, st.gated = private, gated
                 self._save_settings(st)
             return st

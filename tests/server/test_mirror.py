@@ -87,7 +87,12 @@ def test_hf_hub_download_fetches_each_file_from_upstream_once(
 
 def test_snapshot_download_by_branch_tag_and_sha(tmp_path: Path, up: HubServer, mirror: HubServer) -> None:
     shas = seed(up)
-    for rev, want in (("main", b'{"v": 1}'), ("dev", b'{"v": 2}'), ("v1", b'{"v": 1}'), (shas["c2"], b'{"v": 2}')):
+    for rev, want in (
+        ("main", b'{"v": 1}'),
+        ("dev", b'{"v": 2}'),
+        ("v1", b'{"v": 1}'),
+        (shas["c2"], b'{"v": 2}'),
+    ):
         d = Path(snapshot_download("alice/tiny", revision=rev, endpoint=mirror.url, cache_dir=tmp_path / rev))
         assert (d / "config.json").read_bytes() == want
         assert (d / "model.safetensors").read_bytes() == LFS
@@ -125,9 +130,7 @@ def test_range_requests_cold_and_warm(up: HubServer, mirror: HubServer) -> None:
 
 def test_hf_hub_download_with_a_range_resume(tmp_path: Path, up: HubServer, mirror: HubServer) -> None:
     seed(up)
-    r = httpx.get(
-        f"{mirror.url}/alice/tiny/resolve/main/sub/notes.txt", headers={"Range": "bytes=-3"}
-    )
+    r = httpx.get(f"{mirror.url}/alice/tiny/resolve/main/sub/notes.txt", headers={"Range": "bytes=-3"})
     assert r.status_code == 206 and r.content == b"llo"
 
 
@@ -147,7 +150,9 @@ def test_branches_reresolve_after_the_ttl_commits_never(tmp_path: Path, up: HubS
         for _ in range(3):  # a commit sha is never re-resolved, even with a TTL of 0
             assert HfApi(endpoint=fast.url).model_info("alice/tiny", revision=shas["c2"]).sha == shas["c2"]
             httpx.head(f"{fast.url}/alice/tiny/resolve/{c3}/config.json").raise_for_status()
-        assert up.log.count("GET", "/revision/") == 1 and up.log.count("GET", "/refs") == 1  # c2 once (it is on no branch now)
+        assert (
+            up.log.count("GET", "/revision/") == 1 and up.log.count("GET", "/refs") == 1
+        )  # c2 once (it is on no branch now)
     finally:
         slow.stop()
         fast.stop()
@@ -238,7 +243,9 @@ def test_eviction_spares_blobs_hosted_repos_hold(tmp_path: Path, up: HubServer) 
         m.stop()
 
 
-def test_concurrent_clients_cause_one_upstream_fetch(tmp_path: Path, up: HubServer, mirror: HubServer) -> None:
+def test_concurrent_clients_cause_one_upstream_fetch(
+    tmp_path: Path, up: HubServer, mirror: HubServer
+) -> None:
     seed(up)
     up.faults.configure(latency_ms=300, path_filter="/cdn-lfs/")  # keep the first fetch in flight
     n = 8
@@ -247,7 +254,9 @@ def test_concurrent_clients_cause_one_upstream_fetch(tmp_path: Path, up: HubServ
 
     def client(i: int) -> None:
         try:
-            p = hf_hub_download("alice/tiny", "model.safetensors", endpoint=mirror.url, cache_dir=tmp_path / f"c{i}")
+            p = hf_hub_download(
+                "alice/tiny", "model.safetensors", endpoint=mirror.url, cache_dir=tmp_path / f"c{i}"
+            )
             results.append(Path(p).read_bytes())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -312,7 +321,9 @@ def test_content_that_never_verifies_is_not_cached(tmp_path: Path, up: HubServer
 
 
 @pytest.mark.parametrize("bad", ["a:b.txt", "x/CON", "dir/.git/config"])
-def test_hostile_upstream_paths_are_refused(tmp_path: Path, up: HubServer, mirror: HubServer, bad: str) -> None:
+def test_hostile_upstream_paths_are_refused(
+    tmp_path: Path, up: HubServer, mirror: HubServer, bad: str
+) -> None:
     up.store.commit("evil/repo", {bad: b"x", "ok.txt": b"y"})
     r = httpx.get(f"{mirror.url}/api/models/evil/repo")
     assert r.status_code == 502 and "invalid" in r.json()["error"]
@@ -335,7 +346,9 @@ def test_oversized_upstream_answers_are_refused(tmp_path: Path, up: HubServer) -
         m.stop()
 
 
-def test_mirrored_repos_are_read_only_and_hosted_repos_win(tmp_path: Path, up: HubServer, mirror: HubServer) -> None:
+def test_mirrored_repos_are_read_only_and_hosted_repos_win(
+    tmp_path: Path, up: HubServer, mirror: HubServer
+) -> None:
     seed(up)
     api = HfApi(endpoint=mirror.url, token="x")
     api.model_info("alice/tiny")
@@ -433,7 +446,11 @@ def test_upstream_private_repos_follow_the_access_rules(tmp_path: Path, private_
         assert _status(m, "acme/secret", "tok-m-bob") == 404
         assert _status(m, "acme/secret", None) == 404
         p = hf_hub_download(
-            "acme/secret", "weights.safetensors", endpoint=m.url, token="tok-m-alice", cache_dir=tmp_path / "c"
+            "acme/secret",
+            "weights.safetensors",
+            endpoint=m.url,
+            token="tok-m-alice",
+            cache_dir=tmp_path / "c",
         )
         assert Path(p).read_bytes() == LFS
         r = httpx.get(  # the blob URL is authorised like the repo

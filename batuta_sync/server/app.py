@@ -793,6 +793,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])
+        if d[0] == "v2" and (len(d) <= 2 or (len(d) == 5 and d[3] in ("manifests", "blobs"))):
+            from batuta_sync.server import registry  # the container registry Ollama pulls from
+
+            return registry.route(self, d[1:])
         if d[0] == "lfs-upload" and len(d) == 2 and m == "PUT":
             return self._lfs_upload(d[1])
         if d[0] == "lfs-verify" and len(d) == 2 and m == "POST":

@@ -152,12 +152,16 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def build_manifest(c: Commit, model_path: str, side_files: Mapping[str, bytes]) -> Manifest:
+def build_manifest(
+    c: Commit, model_path: str, side_files: Mapping[str, bytes], gguf: Mapping[str, Any] | None = None
+) -> Manifest:
     """The Docker manifest v2 for the GGUF ``model_path`` of ``c``; ``side_files``: the contents of
-    the repo's ``template``, ``params`` and ``system`` files when present."""
+    the repo's ``template``, ``params`` and ``system`` files when present; ``gguf``: that file's GGUF
+    metadata (default: the repo's, ``c.info["gguf"]``)."""
     model = c.files[model_path]
-    gguf = c.info.get("gguf") if isinstance(c.info.get("gguf"), dict) else {}
-    assert isinstance(gguf, dict)
+    if gguf is None:
+        repo_gguf = c.info.get("gguf")
+        gguf = repo_gguf if isinstance(repo_gguf, dict) else {}
     fam = _family(gguf.get("chat_template"))
     blobs: dict[str, bytes] = {}
     layers: list[dict[str, Any]] = [
@@ -268,7 +272,7 @@ def _manifest(h: _Handler, repo_id: str, tag: str) -> None:
     split = split_info(path)
     if split is not None and split.count > 1:
         raise HTTPError(400, f"{path} is one shard of {split.count}; Ollama loads single-file GGUFs only.")
-    m = build_manifest(c, path, _side_files(h, st, c))
+    m = build_manifest(c, path, _side_files(h, st, c), h.hub.store.gguf_summary(c.files[path].sha256))
     h._send_bytes(
         200,
         m.body,
@@ -304,7 +308,10 @@ def _blob(h: _Handler, repo_id: str, digest: str) -> None:
             return h._send_file(h._file_path(st, c.id, e), e.size, hexd, headers, drawn)
     side = _side_files(h, st, c)
     for p in (p for p in sorted(c.files) if is_model_file(p) and pick_gguf([p], "latest")):
-        data = build_manifest(c, p, side).blobs.get(digest)
-        if data is not None:
-            return h._send_bytes(200, data, {**headers, "Content-Type": "application/octet-stream"})
+        # The manifest used the file's own GGUF metadata when it was stored here, else the repo's
+        # (a mirrored file not fetched yet): both are this repo's blobs.
+        for gguf in (h.hub.store.gguf_summary(c.files[p].sha256), None):
+            data = build_manifest(c, p, side, gguf).blobs.get(digest)
+            if data is not None:
+                return h._send_bytes(200, data, {**headers, "Content-Type": "application/octet-stream"})
     raise HTTPError(404, f"Blob {digest} is not part of {repo_id}.", "EntryNotFound")

@@ -969,6 +969,13 @@ class Store:
             self._file_info[key] = fn(self.blob_path(sha256))
         return self._file_info[key]
 
+    def gguf_summary(self, sha256: str) -> dict[str, Any] | None:
+        """The ``gguf`` metadata of a stored GGUF blob (cached by digest); None if absent or not GGUF."""
+        if not self.has_blob(sha256):
+            return None
+        got: dict[str, Any] | None = self._cached("gguf", sha256, meta.gguf_summary)
+        return got
+
     def _card(self, sha256: str) -> dict[str, Any]:
         """The card data of a README blob (cached by digest; see ``meta.front_matter`` for the bounds)."""
 

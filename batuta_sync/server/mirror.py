@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,12 +214,8 @@ class Mirror:
         for st in self.store.repos():
             if not st.mirrored:
                 continue
-            for sha in list(st.commits):
-                try:
-                    files = self.store.get_commit(sha).files.values()
-                except StoreError:
-                    continue
-                for e in files:
+            for sha in list(st.commits):  # loaded: every one has its record
+                for e in self.store.get_commit(sha).files.values():
                     if e.lfs and not self._hosted_holds(e.sha256):
                         self._scan_one(found, self.store.blob_path(e.sha256))
         for _, p, size in sorted(set(found)):
@@ -263,11 +259,9 @@ class Mirror:
             if not limit:
                 return
             victims: list[Path] = []
-            for p in list(self._lru):
+            for p in list(self._lru):  # oldest first; ``path`` (last, <= limit) is never reached
                 if self._bytes <= limit:
                     break
-                if p == path or p in self._flights:
-                    continue
                 self._bytes -= self._lru.pop(p)
                 victims.append(p)
         for p in victims:
@@ -628,10 +622,6 @@ class Mirror:
                 del self._flights[path]
             flight.done.set()
         return path
-
-    def cached_paths(self) -> Iterator[Path]:
-        with self._lock:
-            return iter(list(self._lru))
 
 
 def parse_size(text: str) -> int:

@@ -7,6 +7,7 @@ Clients are the real ``huggingface_hub`` (hf_hub_download, snapshot_download, Hf
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,13 +294,15 @@ def test_upstream_faults_are_survived(
 
 
 def test_random_upstream_faults_are_survived(tmp_path: Path, up: HubServer) -> None:
-    seed(up)
-    m = start_mirror(tmp_path / "m", up.url, attempts=12)
+    # Fixed contents: the fault draws depend on the request paths, which name the LFS digest.
+    weights = random.Random(5).randbytes(300_000)
+    up.store.commit("alice/chaos", {"config.json": b'{"v": 9}', "model.safetensors": weights})
+    m = start_mirror(tmp_path / "m", up.url, attempts=20)
     try:
         up.faults.configure(fault_rate=0.4, fault_seed=3)
-        d = snapshot_download("alice/tiny", revision="dev", endpoint=m.url, cache_dir=tmp_path / "c")
-        assert (Path(d) / "model.safetensors").read_bytes() == LFS
-        assert (Path(d) / "config.json").read_bytes() == b'{"v": 2}'
+        d = snapshot_download("alice/chaos", endpoint=m.url, cache_dir=tmp_path / "c")
+        assert (Path(d) / "model.safetensors").read_bytes() == weights
+        assert (Path(d) / "config.json").read_bytes() == b'{"v": 9}'
         assert up.faults.injected > 0
     finally:
         m.stop()
@@ -364,9 +367,12 @@ def test_mirrored_repos_are_read_only_and_hosted_repos_win(
 
 def test_restart_serves_the_cache_without_refetching(tmp_path: Path, up: HubServer) -> None:
     seed(up)
+    up.store.commit("alice/tiny", {"other.safetensors": LFS2}, branch="dev")  # never fetched
     m = start_mirror(tmp_path / "m", up.url)
     try:
         hf_hub_download("alice/tiny", "model.safetensors", endpoint=m.url, cache_dir=tmp_path / "c0")
+        HfApi(endpoint=m.url).model_info("alice/tiny", revision="dev")
+        m.store.commit("local/own", {"x.safetensors": LFS3})  # hosted: not counted in the cache
     finally:
         m.stop()
     m = start_mirror(tmp_path / "m", up.url, max_bytes=10_000_000)
@@ -438,7 +444,7 @@ def test_upstream_private_repos_follow_the_access_rules(tmp_path: Path, private_
         token="tok-upstream-bot",
         users=MIRROR_USERS,
         orgs={"team": ["alice"]},
-        private_access=(AccessRule.parse("acme/*=team"),),
+        private_access=(AccessRule.parse("other/*=*"), AccessRule.parse("acme/*=team")),
     )
     try:
         assert _status(m, "acme/secret", "tok-m-alice") == 200

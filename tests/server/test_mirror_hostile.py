@@ -291,3 +291,25 @@ def test_a_repo_hosted_meanwhile_is_not_mirrored(fake: Fake, mirror: HubServer) 
     assert mirror.mirror is not None
     assert mirror.mirror._refresh(("model", "evil/r")) is None
     assert httpx.get(f"{mirror.url}/evil/r/resolve/main/x").content == b"local"
+
+
+def test_concurrent_first_requests_fetch_the_repo_once(fake: Fake, mirror: HubServer) -> None:
+    body = json.dumps(info()).encode()
+
+    def slow(h: BaseHTTPRequestHandler) -> Answer:
+        time.sleep(0.3)
+        return 200, {}, body
+
+    fake.route("/api/models/evil/r", slow)
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: statuses.append(httpx.get(f"{mirror.url}/api/models/evil/r").status_code)
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 4 and fake.hits.count("/api/models/evil/r") == 1

@@ -162,6 +162,16 @@ def test_refusals(hub: tuple[HubServer, dict[str, bytes]], tmp_path: Path) -> No
     other = _gguf_repos.sha256(files["alice/custom-gguf/model-Q4_0.gguf"])
     r = httpx.get(f"{base}/tiny-gguf/blobs/sha256:{other}")
     assert r.status_code == 404
+    assert httpx.get(f"{srv.url}/v2/foo").status_code == 404
+    # a broken params file is ignored; a GGUF with an unknown chat template gets no template layer
+    srv.store.commit(
+        "alice/odd-gguf",
+        {"m-Q4_K_M.gguf": _gguf_repos.gguf_file(chat_template="{{ unknown }}"), "params": b"[1, 2"},
+    )
+    kinds = [x["mediaType"] for x in httpx.get(f"{base}/odd-gguf/manifests/latest").json()["layers"]]
+    assert kinds == ["application/vnd.ollama.image.model"]
+    srv.store.update_settings("alice/odd-gguf", gated="auto")
+    assert httpx.get(f"{base}/odd-gguf/manifests/latest").status_code == 200  # open mode: no gate
     # a repo namespaced "v2" still resolves files normally
     srv.store.commit("v2/model", {"a.txt": b"A"})
     assert httpx.get(f"{srv.url}/v2/model/resolve/main/a.txt").content == b"A"
@@ -179,6 +189,9 @@ def test_private_repos_need_a_token(tmp_path: Path) -> None:
         assert r.status_code == 200
         digest = r.json()["layers"][0]["digest"]
         assert httpx.head(f"{srv.url}/v2/alice/tiny-gguf/blobs/{digest}").status_code == 404
+        srv.store.update_settings("alice/custom-gguf", gated="auto")
+        r = httpx.get(f"{srv.url}/v2/alice/custom-gguf/manifests/latest")
+        assert r.status_code == 401 and r.headers["X-Error-Code"] == "GatedRepo"
     finally:
         srv.stop()
 

@@ -34,13 +34,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from batuta_sync import ids
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from batuta_sync.server.state import UserSpec
 
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_CHUNK = 1 << 20
+_CHUNK = 4 << 20
 _MAX_REFS = 10_000
 _MAX_FILE_SIZE = 1 << 44  # 16 TiB: a larger announced size is a hostile answer
 
@@ -115,6 +116,56 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
+
+
+class _Sink:
+    """Writes and hashes downloaded chunks in a worker thread, so that hashing (which releases the
+    GIL) overlaps with reading the next chunk from the upstream."""
+
+    def __init__(self, f: BinaryIO, new_hash: Callable[[], Any]) -> None:
+        self.f = f
+        self.new_hash = new_hash
+        self.h = new_hash()
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.t = threading.Thread(target=self._run, name="batuta-mirror-sink", daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self.q.get()
+            try:
+                if chunk is None:
+                    return
+                if self.error is None:
+                    self.f.write(chunk)
+                    self.h.update(chunk)
+            except BaseException as exc:  # disk full...: reported by the next sync
+                self.error = exc
+            finally:
+                self.q.task_done()
+
+    def put(self, chunk: bytes) -> None:
+        self.q.put(chunk)
+
+    def _sync(self) -> None:
+        self.q.join()
+        if self.error is not None:
+            raise self.error
+
+    def digest(self) -> str:
+        self._sync()
+        return str(self.h.hexdigest())
+
+    def reset(self) -> None:
+        self._sync()
+        self.f.seek(0)
+        self.f.truncate()
+        self.h = self.new_hash()
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.t.join()
 
 
 def _unavailable(what: str) -> HTTPError:
@@ -320,51 +371,49 @@ class Mirror:
         url = self._url(f"/{_PREFIX[st.repo_type]}{st.repo_id}/resolve/{commit}/{quote(e.path)}")
         tmp = self.store.tmp_path()
         what = f"{st.repo_id}/{e.path}"
-        h = hashlib.sha256() if e.lfs else hashlib.sha1(b"blob %d\0" % e.size)
         have = 0
         try:
             with open(tmp, "wb") as f:
-                for attempt in range(self.config.attempts):
-                    headers = {"Range": f"bytes={have}-"} if have else {}
-                    try:
-                        with self.client.stream("GET", url, headers=headers) as r:
-                            if r.status_code == 429 or r.status_code >= 500:
-                                self._sleep_for(attempt, r)
-                                continue
-                            if r.status_code in (401, 403, 404):
-                                raise HTTPError(
-                                    404, f"The upstream Hub no longer serves {what}.", "EntryNotFound"
-                                )
-                            if r.status_code == 200 and have:  # Range ignored: start over
-                                have = 0
-                                h = hashlib.sha256() if e.lfs else hashlib.sha1(b"blob %d\0" % e.size)
-                                f.seek(0)
-                                f.truncate()
-                            elif r.status_code not in (200, 206):
-                                raise _hostile(f"answer (HTTP {r.status_code}) for {what}")
-                            elif r.status_code == 206 and not (
-                                r.headers.get("Content-Range") or ""
-                            ).startswith(f"bytes {have}-"):
-                                raise _hostile(f"Content-Range for {what}")
-                            for chunk in r.iter_bytes(_CHUNK):
-                                if have + len(chunk) > e.size:
-                                    raise _hostile(f"file body for {what}: longer than {e.size} bytes")
-                                f.write(chunk)
-                                h.update(chunk)
-                                have += len(chunk)
-                    except httpx.HTTPError:
-                        self._sleep_for(attempt, None)
-                        continue
-                    if have < e.size:
-                        continue  # cut short: resume
-                    if h.hexdigest() == (e.sha256 if e.lfs else e.oid):
-                        break
-                    have = 0  # corrupted in transit: fetch it again
-                    h = hashlib.sha256() if e.lfs else hashlib.sha1(b"blob %d\0" % e.size)
-                    f.seek(0)
-                    f.truncate()
-                else:
-                    raise _unavailable(what)
+                sink = _Sink(f, lambda: hashlib.sha256() if e.lfs else hashlib.sha1(b"blob %d\0" % e.size))
+                try:
+                    for attempt in range(self.config.attempts):
+                        headers = {"Range": f"bytes={have}-"} if have else {}
+                        try:
+                            with self.client.stream("GET", url, headers=headers) as r:
+                                if r.status_code == 429 or r.status_code >= 500:
+                                    self._sleep_for(attempt, r)
+                                    continue
+                                if r.status_code in (401, 403, 404):
+                                    raise HTTPError(
+                                        404, f"The upstream Hub no longer serves {what}.", "EntryNotFound"
+                                    )
+                                if r.status_code == 200 and have:  # Range ignored: start over
+                                    have = 0
+                                    sink.reset()
+                                elif r.status_code not in (200, 206):
+                                    raise _hostile(f"answer (HTTP {r.status_code}) for {what}")
+                                elif r.status_code == 206 and not (
+                                    r.headers.get("Content-Range") or ""
+                                ).startswith(f"bytes {have}-"):
+                                    raise _hostile(f"Content-Range for {what}")
+                                for chunk in r.iter_raw(_CHUNK):
+                                    if have + len(chunk) > e.size:
+                                        raise _hostile(f"file body for {what}: longer than {e.size} bytes")
+                                    sink.put(chunk)
+                                    have += len(chunk)
+                        except httpx.HTTPError:
+                            self._sleep_for(attempt, None)
+                            continue
+                        if have < e.size:
+                            continue  # cut short: resume
+                        if sink.digest() == (e.sha256 if e.lfs else e.oid):
+                            break
+                        have = 0  # corrupted in transit: fetch it again
+                        sink.reset()
+                    else:
+                        raise _unavailable(what)
+                finally:
+                    sink.close()
                 if self.store.durable:
                     f.flush()
                     os.fsync(f.fileno())

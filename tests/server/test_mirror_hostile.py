@@ -313,3 +313,22 @@ def test_concurrent_first_requests_fetch_the_repo_once(fake: Fake, mirror: HubSe
     for t in threads:
         t.join(30)
     assert statuses == [200] * 4 and fake.hits.count("/api/models/evil/r") == 1
+
+
+def test_a_write_error_while_storing_is_reported() -> None:
+    import io
+
+    from batuta_sync.server.mirror import _Sink
+
+    class Full(io.BytesIO):
+        def write(self, b: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    sink = _Sink(Full(), hashlib.sha256)
+    try:
+        sink.put(b"x" * 10)
+        sink.put(b"y")  # dropped after the error
+        with pytest.raises(OSError, match="No space"):
+            sink.digest()
+    finally:
+        sink.close()

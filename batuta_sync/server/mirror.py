@@ -419,6 +419,8 @@ class Mirror:
                     os.fsync(f.fileno())
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, dest)
+        except OSError as exc:  # disk full, read-only store...
+            raise HTTPError(507, f"The mirror could not store {what}: {exc.strerror or exc}.") from None
         finally:
             tmp.unlink(missing_ok=True)
 

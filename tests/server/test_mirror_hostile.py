@@ -332,3 +332,16 @@ def test_a_write_error_while_storing_is_reported() -> None:
             sink.digest()
     finally:
         sink.close()
+
+
+def test_disk_full_while_storing_is_507(
+    fake: Fake, mirror: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batuta_sync.server import mirror as mirror_mod
+
+    def full(self: Any) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mirror_mod._Sink, "digest", full)
+    r = httpx.get(f"{mirror.url}/evil/r/resolve/main/a.txt")
+    assert r.status_code == 507 and "No space left" in r.json()["error"]

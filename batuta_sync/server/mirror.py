@@ -377,7 +377,10 @@ class Mirror:
                 sink = _Sink(f, lambda: hashlib.sha256() if e.lfs else hashlib.sha1(b"blob %d\0" % e.size))
                 try:
                     for attempt in range(self.config.attempts):
-                        headers = {"Range": f"bytes={have}-"} if have else {}
+                        # identity: the bytes hashed and stored are the file's, not a compressed body
+                        headers = {"Accept-Encoding": "identity"}
+                        if have:
+                            headers["Range"] = f"bytes={have}-"
                         try:
                             with self.client.stream("GET", url, headers=headers) as r:
                                 if r.status_code == 429 or r.status_code >= 500:

@@ -467,6 +467,11 @@ def test_upstream_private_repos_follow_the_access_rules(tmp_path: Path, private_
         assert r.status_code == 404
     finally:
         m.stop()
+    nobody = start_mirror(tmp_path / "m3", private_up.url, token="tok-upstream-bot")
+    try:  # open mode without a rule: hidden from everyone too
+        assert _status(nobody, "acme/secret", None) == 404 and _status(nobody, "acme/open", None) == 200
+    finally:
+        nobody.stop()
     everyone = start_mirror(
         tmp_path / "m2", private_up.url, token="tok-upstream-bot", private_access=(AccessRule.parse("*=*"),)
     )

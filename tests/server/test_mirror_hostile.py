@@ -345,3 +345,16 @@ def test_disk_full_while_storing_is_507(
     monkeypatch.setattr(mirror_mod._Sink, "digest", full)
     r = httpx.get(f"{mirror.url}/evil/r/resolve/main/a.txt")
     assert r.status_code == 507 and "No space left" in r.json()["error"]
+
+
+def test_files_are_fetched_without_content_encoding(fake: Fake, mirror: HubServer) -> None:
+    import gzip
+
+    def maybe_gzip(h: BaseHTTPRequestHandler) -> Answer:
+        if "gzip" in (h.headers.get("Accept-Encoding") or ""):
+            return 200, {"Content-Encoding": "gzip"}, gzip.compress(DATA)
+        return 200, {}, DATA
+
+    fake.route(f"/evil/r/resolve/{SHA}/a.txt", maybe_gzip)
+    r = httpx.get(f"{mirror.url}/evil/r/resolve/main/a.txt")
+    assert r.status_code == 200 and r.content == DATA

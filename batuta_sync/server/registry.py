@@ -8,7 +8,9 @@ Ollama (server/images.go, server/download.go) sends, for a model name ``host/ns/
    the final answer's ``Location`` header; then ``GET <data URL>`` with ``Range: bytes=a-b`` parts
    (without its token), and it checks each blob's sha256.
 
-So a blob answer carries ``Location`` = its own absolute URL (Range served there).  The manifest is a
+So a blob answer carries ``Location`` = its own absolute URL (Range served there); for a private or
+gated repo that URL is signed (HMAC of repo, digest and expiry with a per-process key, valid
+``SIGNED_URL_TTL``), since Ollama does not send its token to the data URL.  The manifest is a
 Docker manifest v2 whose layers are, by ``sha256:`` digest: the GGUF of the quantization
 (``application/vnd.ollama.image.model``; its digest is the LFS sha256), and when known its chat
 template (``.template``: the repo's ``template`` file, else one derived from the GGUF's chat template
@@ -27,8 +29,11 @@ are only served for digests of that repo's manifests (authorisation is per repo,
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
+import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,7 +55,11 @@ _DIGEST_RE = re.compile(r"\Asha256:([0-9a-f]{64})\Z")
 _SPLIT_RE = re.compile(r"^(.+)-([0-9]{5})-of-([0-9]{5})$", re.IGNORECASE)
 _QUANT_RE = re.compile(r"[-.]([A-Z0-9_]+)$", re.IGNORECASE)
 _NOT_MODEL = ("mmproj", "imatrix", "mtp-", "eagle3-", "dflash-", "dspark-")
-_MAX_SIDE_FILE = 1 << 20  # template / params / system files read into a manifest
+_MAX_SIDE_FILE = 1 << 20
+SIGNED_URL_TTL = 3600  # seconds a signed blob URL (private/gated repos) stays valid
+_URL_KEY = secrets.token_bytes(
+    32
+)  # per process: a restart invalidates signed URLs (Ollama asks again)  # template / params / system files read into a manifest
 
 # Ollama (Go text/template) chat templates for families recognised in a GGUF's Jinja template.
 _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -226,14 +235,44 @@ def route(h: _Handler, d: list[str]) -> None:
     raise HTTPError(404, f"Not found: {h.raw_path}")
 
 
-def _head_commit(h: _Handler, repo_id: str) -> tuple[RepoState, Commit]:
-    st, user = h._visible_repo("model", repo_id)
+def _head_commit(h: _Handler, repo_id: str, signed_for: str | None = None) -> tuple[RepoState, Commit, bool]:
+    """The repo and its ``main`` commit, authorised by the request's token, or — for a blob URL this
+    server signed (``signed_for`` = its digest) — by the signature; and whether the caller needed
+    more than anonymous access (then blob URLs handed out are signed)."""
     from batuta_sync.server.app import HTTPError
 
-    if st.gated and user is None and not h.hub.open_mode:
-        raise HTTPError(401, f"Access to {repo_id} is restricted: log in to access it.", "GatedRepo")
+    if signed_for is not None and _signature_ok(h, repo_id, signed_for):
+        st = h.hub.store.repo(repo_id, "model")
+        restricted = True
+    else:
+        st, user = h._visible_repo("model", repo_id)
+        if st.gated and user is None and not h.hub.open_mode:
+            raise HTTPError(401, f"Access to {repo_id} is restricted: log in to access it.", "GatedRepo")
+        restricted = bool(st.private or st.gated) and not h.hub.open_mode
     store = h.hub.store
-    return st, store.get_commit(store.resolve_state(st, "main"))
+    return st, store.get_commit(store.resolve_state(st, "main")), restricted
+
+
+def _sign(repo_id: str, digest: str, expires: int) -> str:
+    msg = f"{repo_id}\n{digest}\n{expires}".encode()
+    return hmac.new(_URL_KEY, msg, hashlib.sha256).hexdigest()
+
+
+def _signature_ok(h: _Handler, repo_id: str, digest: str) -> bool:
+    """Whether the request carries a valid, unexpired signature of this repo and digest."""
+    sig, exp = h._param("sig") or "", h._param("expires") or ""
+    if not exp.isdigit() or len(exp) > 12 or int(exp) < time.time():
+        return False
+    return hmac.compare_digest(sig.encode(), _sign(repo_id, digest, int(exp)).encode())
+
+
+def _data_url(h: _Handler, repo_id: str, digest: str, restricted: bool) -> str:
+    """Where Ollama fetches the bytes (without its token): signed for private or gated repos."""
+    url = f"{h._base()}/v2/{repo_id}/blobs/{digest}"
+    if not restricted:
+        return url
+    exp = int(time.time()) + SIGNED_URL_TTL
+    return f"{url}?expires={exp}&sig={_sign(repo_id, digest, exp)}"
 
 
 def _side_files(h: _Handler, st: RepoState, c: Commit) -> dict[str, bytes]:
@@ -265,7 +304,7 @@ def _manifest(h: _Handler, repo_id: str, tag: str) -> None:
 
     if not _TAG_RE.match(tag):
         raise HTTPError(400, f"Invalid tag {tag[:80]!r}.")
-    st, c = _head_commit(h, repo_id)
+    st, c, _ = _head_commit(h, repo_id)
     path = pick_gguf(sorted(c.files), tag)
     if path is None:
         raise HTTPError(404, f"No GGUF file for the tag {tag!r} in {repo_id}.", "EntryNotFound")
@@ -291,12 +330,12 @@ def _blob(h: _Handler, repo_id: str, digest: str) -> None:
     m = _DIGEST_RE.match(digest)
     if not m:
         raise HTTPError(400, f"Invalid digest {digest[:80]!r}: expected sha256:<64 hex>.")
-    st, c = _head_commit(h, repo_id)
+    st, c, restricted = _head_commit(h, repo_id, signed_for=digest if h._param("sig") else None)
     hexd = m.group(1)
     headers = {
         "Docker-Content-Digest": digest,
         "Docker-Distribution-API-Version": "registry/2.0",
-        "Location": f"{h._base()}/v2/{repo_id}/blobs/{digest}",  # Ollama takes its data URL from here
+        "Location": _data_url(h, repo_id, digest, restricted),  # Ollama takes its data URL from here
         "X-Repo-Commit": c.id,
     }
     models = [c.files[p] for p in sorted(c.files) if is_model_file(p) and c.files[p].lfs]

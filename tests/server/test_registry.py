@@ -189,6 +189,21 @@ def test_private_repos_need_a_token(tmp_path: Path) -> None:
         assert r.status_code == 200
         digest = r.json()["layers"][0]["digest"]
         assert httpx.head(f"{srv.url}/v2/alice/tiny-gguf/blobs/{digest}").status_code == 404
+        # Ollama fetches the parts without its token: the Location it gets is signed
+        manifest, blobs = ollama_pull(srv.url, "alice/tiny-gguf", "Q8_0", token="tok-alice", min_part=10_000)
+        assert len(blobs) == len(manifest["layers"]) + 1
+        auth = {"Authorization": "Bearer tok-alice"}
+        loc = httpx.get(f"{srv.url}/v2/alice/tiny-gguf/blobs/{digest}", headers=auth).headers["Location"]
+        assert "sig=" in loc and httpx.get(loc).status_code == 200
+        query = dict(p.split("=") for p in loc.split("?")[1].split("&"))
+        bad = [
+            loc.replace(query["sig"], "0" * 64),  # tampered
+            loc.replace(query["expires"], "1000"),  # expired (and then the signature is wrong too)
+            loc.replace(digest, manifest["config"]["digest"]),  # signed for another digest
+            loc.replace("alice/tiny-gguf", "alice/custom-gguf"),  # or another repo
+        ]
+        for url in bad:
+            assert httpx.get(url).status_code == 404, url
         srv.store.update_settings("alice/custom-gguf", gated="auto")
         r = httpx.get(f"{srv.url}/v2/alice/custom-gguf/manifests/latest")
         assert r.status_code == 401 and r.headers["X-Error-Code"] == "GatedRepo"

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _CHUNK = 4 << 20
 _MAX_REFS = 10_000
+_MAX_README = 16 << 20  # a README up to this size is fetched with its commit (the card)
 _MAX_FILE_SIZE = 1 << 44  # 16 TiB: a larger announced size is a hostile answer
 
 
@@ -201,7 +202,9 @@ def can_read(hub: HubServer, user: UserSpec | None, st: RepoState) -> bool:
 
 def cache_path(store: Store, e: FileEntry) -> Path:
     """Where the contents of ``e`` of a mirrored repo are kept (whether or not they are there)."""
-    return store.blob_path(e.sha256) if e.lfs else store.root / "mirror" / "git" / e.oid[:2] / e.oid
+    if e.sha256:  # LFS files, and the README (fetched with its commit: its sha256 is known)
+        return store.blob_path(e.sha256)
+    return store.root / "mirror" / "git" / e.oid[:2] / e.oid
 
 
 def file_path(hub: HubServer, st: RepoState, commit: str, e: FileEntry, *, fetch: bool) -> Path:
@@ -363,14 +366,15 @@ class Mirror:
                 raise _hostile(f"JSON answer for {what}", exc) from None
         raise _unavailable(what)
 
-    def _download(self, st: RepoState, commit: str, e: FileEntry, dest: Path) -> None:
+    def _download(self, st: RepoState | tuple[str, str], commit: str, e: FileEntry, dest: Path) -> None:
         """Fetch ``e`` of ``commit`` into ``dest``: resumed with Range after a drop, restarted after
         a content that does not verify; at most ``attempts`` requests."""
         import httpx
 
-        url = self._url(f"/{_PREFIX[st.repo_type]}{st.repo_id}/resolve/{commit}/{quote(e.path)}")
+        repo_type, repo_id = (st.repo_type, st.repo_id) if isinstance(st, RepoState) else st
+        url = self._url(f"/{_PREFIX[repo_type]}{repo_id}/resolve/{commit}/{quote(e.path)}")
         tmp = self.store.tmp_path()
-        what = f"{st.repo_id}/{e.path}"
+        what = f"{repo_id}/{e.path}"
         have = 0
         try:
             with open(tmp, "wb") as f:
@@ -464,7 +468,22 @@ class Mirror:
         date = info.get("lastModified")
         date = date if isinstance(date, str) and len(date) <= 40 else now_iso()
         del repo_type
+        readme = files.get("README.md")
+        if readme is not None and not readme.lfs and readme.size <= _MAX_README:
+            files["README.md"] = self._fetch_readme(st_key, sha, readme)
         return Commit(sha, (), tree, dirs, files, "", "", "", date, meta)
+
+    def _fetch_readme(self, key: tuple[str, str], commit: str, e: FileEntry) -> FileEntry:
+        """Fetch (verified) the README with its commit and store it by sha256, so that the card can be
+        read like a hosted repo's (``store.blob_path(entry.sha256)``, e.g. by the web pages).  It is
+        not counted in, nor evicted from, the size-limited cache."""
+        tmp = self.store.tmp_path()
+        try:
+            self._download(key, commit, e, tmp)
+            sha256, _, _ = self.store.put_file(tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return FileEntry(e.path, e.size, sha256, e.oid, False)
 
     @staticmethod
     def _entry(s: Any, where: str) -> FileEntry:

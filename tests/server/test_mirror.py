@@ -497,3 +497,16 @@ def test_config_helpers() -> None:
     with pytest.raises(ValueError):
         AccessRule.parse("nope")
     assert AccessRule.parse("acme/* = alice, acme") == AccessRule("acme/*", ("alice", "acme"))
+
+
+def test_the_readme_comes_with_its_commit(tmp_path: Path, up: HubServer, mirror: HubServer) -> None:
+    card = b"---\nlicense: mit\n---\n# Tiny\n"
+    up.store.commit("alice/card", {"README.md": card, "config.json": b"{}"})
+    info = HfApi(endpoint=mirror.url).model_info("alice/card")
+    assert info.card_data is not None and info.card_data.get("license") == "mit"
+    readme = mirror.store.commit_of("alice/card").files["README.md"]
+    assert mirror.store.blob_path(readme.sha256).read_bytes() == card  # readable like a hosted card
+    assert mirror.mirror is not None and mirror.mirror.cached_bytes == 0  # not part of the LRU cache
+    up.log.clear()
+    assert httpx.get(f"{mirror.url}/alice/card/resolve/main/README.md").content == card
+    assert not up.log.entries

@@ -18,6 +18,7 @@ from batuta_sync.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from batuta_sync.server import HubServer, UserSpec
+    from batuta_sync.server.mirror import MirrorConfig
 
 ADMIN_TOKEN_ENV = "BATUTA_HUB_ADMIN_TOKEN"
 
@@ -120,6 +121,43 @@ def register(root: Any, hf: Any) -> None:
     )
     p.add_argument(
         "--fault-seed", type=int, default=0, metavar="N", help="Seed of the random faults (default 0)."
+    )
+    m = p.add_argument_group("pull-through mirror (see docs/hub-server.md)")
+    m.add_argument(
+        "--upstream",
+        default=None,
+        metavar="URL",
+        help="Mirror this Hub: repos not hosted here are fetched from it on first request, verified and "
+        "cached (e.g. https://huggingface.co). With --offline: serve only what is cached, never contact it.",
+    )
+    m.add_argument(
+        "--upstream-token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="File holding the token the mirror sends upstream (first line).",
+    )
+    m.add_argument(
+        "--upstream-ttl",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="Re-resolve branch and tag names upstream after this many seconds (default 300; commit shas "
+        "never).",
+    )
+    m.add_argument(
+        "--upstream-private",
+        action="append",
+        default=[],
+        metavar="GLOB=WHO[,WHO...]",
+        help="Let these mirror users (names, orgs, or '*' = every user) read upstream-private or gated repos "
+        "matching GLOB (repeatable). Default: nobody sees them.",
+    )
+    m.add_argument(
+        "--cache-size",
+        default=None,
+        metavar="SIZE",
+        help="Limit mirrored file contents to SIZE (e.g. 200G); least recently used files are evicted.",
     )
     p.set_defaults(handler=serve)
 
@@ -281,6 +319,7 @@ def build_server(args: argparse.Namespace) -> HubServer:
         raise UsageError(f"--root {root} exists and is not a directory.")
     if not 0.0 <= args.fault_rate <= 1.0:
         raise UsageError(f"--fault-rate must be between 0 and 1, not {args.fault_rate}.")
+    upstream = mirror_config(args)
     try:
         srv = HubServer(
             root,
@@ -293,6 +332,7 @@ def build_server(args: argparse.Namespace) -> HubServer:
             admin_token=admin_token(args),
             public_url=args.public_url,
             insecure_open_write=args.insecure_open_write,
+            upstream=upstream,
         )
     except ValueError as exc:
         raise UsageError(
@@ -303,6 +343,50 @@ def build_server(args: argparse.Namespace) -> HubServer:
     if args.fault_rate:
         srv.faults.configure(fault_rate=args.fault_rate, fault_seed=args.fault_seed)
     return srv
+
+
+def mirror_config(args: argparse.Namespace) -> MirrorConfig | None:
+    """The pull-through mirror settings from ``--upstream`` and its companion flags (None: no mirror)."""
+    from batuta_sync._redact import register_secret
+    from batuta_sync.server.app import check_public_url
+    from batuta_sync.server.mirror import AccessRule, MirrorConfig, parse_size
+
+    if args.upstream is None:
+        companions = [
+            flag
+            for flag, on in (
+                ("--upstream-token-file", args.upstream_token_file is not None),
+                ("--upstream-private", bool(args.upstream_private)),
+                ("--cache-size", args.cache_size is not None),
+            )
+            if on
+        ]
+        if companions:
+            raise UsageError(f"{', '.join(companions)} needs --upstream URL.")
+        return None
+    try:
+        url = check_public_url(args.upstream)
+        rules = tuple(AccessRule.parse(t) for t in args.upstream_private)
+        size = parse_size(args.cache_size) if args.cache_size is not None else 0
+    except ValueError as exc:
+        raise UsageError(f"Invalid mirror setting: {exc}.", hint="See `batuta hub serve --help`.") from None
+    if args.upstream_ttl < 0:
+        raise UsageError(f"--upstream-ttl must not be negative, not {args.upstream_ttl}.")
+    token = None
+    if args.upstream_token_file is not None:
+        lines = _read_secret_file(args.upstream_token_file, "upstream token file").strip().splitlines()
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise ConfigError(f"The upstream token file {args.upstream_token_file} is empty.")
+        register_secret(token)
+    return MirrorConfig(
+        url,
+        token=token,
+        ttl=args.upstream_ttl,
+        offline=bool(getattr(args, "offline", False)),
+        max_bytes=size,
+        private_access=rules,
+    )
 
 
 def print_banner(s: HubServer, fault_seed: int = 0) -> None:
@@ -321,6 +405,10 @@ def print_banner(s: HubServer, fault_seed: int = 0) -> None:
     rate = s.faults.snapshot()["fault_rate"]
     if rate:
         print(f"  random faults: {rate:.0%} of requests (seed {fault_seed})", flush=True)
+    if s.mirror is not None:
+        cfg = s.mirror.config
+        state = "offline: cached content only" if cfg.offline else f"branches re-resolved after {cfg.ttl:g} s"
+        print(f"  mirror of {cfg.upstream} ({state})", flush=True)
     if s.control_api:
         print("  control API: /_batuta/ (faults, request log, counters)", flush=True)
     if not is_loopback(s.host):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from batuta_sync.ids import is_sha256
@@ -28,6 +28,7 @@ from batuta_sync.server.state import FaultDraw, Faults, Limits, LogEntry, Reques
 from batuta_sync.server.store import (
     Commit,
     EntryNotFound,
+    FileEntry,
     NewFile,
     RepoNotFound,
     RepoState,
@@ -37,6 +38,9 @@ from batuta_sync.server.store import (
     check_repo_id,
     is_lfs_policy,
 )
+
+if TYPE_CHECKING:
+    from batuta_sync.server.mirror import Mirror, MirrorConfig
 
 _TYPES_BY_PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -155,6 +159,7 @@ class HubServer:
         public_url: str | None = None,
         limits: Limits | None = None,
         insecure_open_write: bool = False,
+        upstream: MirrorConfig | None = None,
     ) -> None:
         """``control_api``: serve ``/_batuta/`` (faults, log, counters) over HTTP; with users it needs
         ``admin_token`` (sent as ``Authorization: Bearer …``).  ``public_url``: the base of the absolute
@@ -204,6 +209,11 @@ class HubServer:
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        self.mirror: Mirror | None = None
+        if upstream is not None:  # a pull-through mirror of another Hub (server/mirror.py)
+            from batuta_sync.server.mirror import Mirror
+
+            self.mirror = Mirror(self, upstream)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -247,6 +257,8 @@ class HubServer:
             self._thread.join(timeout=10)
             self._thread = None
         self._close_all()
+        if self.mirror is not None:
+            self.mirror.close()
 
     def _close_all(self) -> None:
         httpd, self._httpd = self._httpd, None
@@ -309,6 +321,10 @@ class HubServer:
         return user.name == namespace or user.name in self.orgs.get(namespace, ())
 
     def can_read(self, user: UserSpec | None, st: RepoState) -> bool:
+        if st.mirrored:
+            from batuta_sync.server import mirror
+
+            return mirror.can_read(self, user, st)
         if self.open_mode or not st.private:
             return True
         return user is not None and self.member_of(user, st.namespace)
@@ -779,6 +795,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])
+        if d[0] == "v2" and (len(d) <= 2 or (len(d) == 5 and d[3] in ("manifests", "blobs"))):
+            from batuta_sync.server import registry  # the container registry Ollama pulls from
+
+            return registry.route(self, d[1:])
         if d[0] == "lfs-upload" and len(d) == 2 and m == "PUT":
             return self._lfs_upload(d[1])
         if d[0] == "lfs-verify" and len(d) == 2 and m == "POST":
@@ -872,7 +892,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             st = self.hub.store.repo(repo_id, repo_type)
         except RepoNotFound:
-            raise RepoNotFound(self._not_found_msg(repo_type, repo_id))
+            if self.hub.mirror is None:
+                raise RepoNotFound(self._not_found_msg(repo_type, repo_id))
+            st = self.hub.mirror.open_repo(repo_type, repo_id)
         if not self.hub.can_read(user, st):
             raise RepoNotFound(self._not_found_msg(repo_type, repo_id))
         return st, user
@@ -886,6 +908,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _writable_repo(self, repo_type: str, repo_id: str) -> tuple[RepoState, UserSpec]:
         st, user = self._visible_repo(repo_type, repo_id)
+        if st.mirrored:
+            raise HTTPError(403, f"{repo_id} is a read-only mirror of the upstream Hub.")
         if not self.hub.can_write_ns(user, st.namespace):
             if user is None:
                 raise HTTPError(401, "You must be authenticated to write to this repo.", "RepoNotFound")
@@ -1602,7 +1626,7 @@ class _Handler(BaseHTTPRequestHandler):
         drawn = self._random_fault(body=self.command == "GET")  # before counting: a 429/5xx is no download
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(store.blob_path(e.sha256), e.size, e.etag, head, drawn)
+        self._send_file(self._file_path(st, sha, e), e.size, e.etag, head, drawn)
 
     def _cdn_blob(self, repo_type: str, repo_id: str, commit: str, sha256: str) -> None:
         if repo_type not in _PREFIX:
@@ -1612,16 +1636,26 @@ class _Handler(BaseHTTPRequestHandler):
             raise HTTPError(401, f"Access to {repo_id} is restricted: log in to access it.", "GatedRepo")
         store = self.hub.store
         # The blob must belong to that commit of that repo: authorisation is per repo, not per blob.
-        if commit not in st.commits or not any(
-            e.sha256 == sha256 for e in store.get_commit(commit).files.values()
-        ):
+        e = None
+        if commit in st.commits:
+            e = next((e for e in store.get_commit(commit).files.values() if e.sha256 == sha256), None)
+        if e is None:
             raise HTTPError(404, "Blob not found in this repo.", "EntryNotFound")
-        size = store.blob_size(sha256)
+        size = e.size
         head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "X-Repo-Commit": commit}
         drawn = self._random_fault(body=self.command == "GET")
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(store.blob_path(sha256), size, sha256, head, drawn)
+        self._send_file(self._file_path(st, commit, e), size, sha256, head, drawn)
+
+    def _file_path(self, st: RepoState, commit: str, e: FileEntry) -> Path:
+        """Where the contents of ``e`` are (for a mirrored repo: fetched from the upstream first;
+        not needed for a HEAD)."""
+        if st.mirrored:
+            from batuta_sync.server import mirror
+
+            return mirror.file_path(self.hub, st, commit, e, fetch=self.command == "GET")
+        return self.hub.store.blob_path(e.sha256)
 
     def _parse_range(self, size: int, etag: str) -> tuple[int, int] | None:
         rng = self.headers.get("Range")

@@ -248,13 +248,16 @@ class RepoState:
     downloads: int = 0
     likes: int = 0
     commits: set[str] = field(default_factory=set)
+    mirrored: bool = False  # a read-only copy of an upstream repo (server/mirror.py), not hosted here
 
     @property
     def namespace(self) -> str:
         return self.repo_id.split("/")[0]
 
     def settings_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"mirrored": True} if self.mirrored else {}
         return {
+            **extra,
             "repo_type": self.repo_type,
             "repo_id": self.repo_id,
             "private": self.private,
@@ -309,6 +312,9 @@ class Store:
         # Who holds each stored object: the repos whose commits reference it, plus the repos it was
         # uploaded to (an upload proves possession).  Authorisation of an object is per repo.
         self._owners: dict[str, set[tuple[str, str]]] = {}
+        # Set by a pull-through mirror (server/mirror.py): resolves revisions of mirrored repos,
+        # fetching refs and commits from the upstream when needed.
+        self.mirror_resolve: Callable[[RepoState, str], str] | None = None
         self._load()
 
     # ------------------------------------------------------------------ persistence helpers
@@ -359,6 +365,7 @@ class Store:
                 branches=dict(refs.get("branches") or {}),
                 tags=dict(refs.get("tags") or {}),
                 prs={int(k): v for k, v in (refs.get("prs") or {}).items()},
+                mirrored=bool(d.get("mirrored")),
             )
             try:
                 stats = json.loads((settings.parent / "stats.json").read_text("utf-8"))
@@ -384,11 +391,11 @@ class Store:
             sha = stack.pop()
             if sha in seen:
                 continue
-            seen.add(sha)
             try:
                 stack.extend(self.get_commit(sha).parents)
             except StoreError:
-                pass
+                continue  # no record (e.g. a mirrored ref whose commit was never fetched)
+            seen.add(sha)
         return seen
 
     def _save_settings(self, st: RepoState) -> None:
@@ -599,6 +606,13 @@ class Store:
         return c
 
     def resolve_state(self, st: RepoState, rev: str) -> str:
+        hook = self.mirror_resolve
+        if st.mirrored and hook is not None:
+            return hook(st, rev)
+        return self.resolve_local(st, rev)
+
+    def resolve_local(self, st: RepoState, rev: str) -> str:
+        """``rev`` resolved with what this store holds (no upstream)."""
         with self.lock:  # refs may change under concurrent commits
             return self._resolve_locked(st, rev)
 
@@ -902,12 +916,65 @@ class Store:
         dirs.pop("", None)
         return tree, dirs
 
+    # ------------------------------------------------------------------ mirrored repos (server/mirror.py)
+    def mirror_repo(self, repo_type: str, repo_id: str, *, private: bool, gated: Any) -> RepoState:
+        """The mirrored repo ``repo_id`` (created without commits if missing), with the upstream's
+        visibility.  Refuses to turn a hosted repo into a mirror."""
+        rt = check_repo_type(repo_type)
+        check_repo_id(repo_id)
+        with self.lock:
+            st = self._repos.get((rt, repo_id))
+            if st is None:
+                st = RepoState(repo_type=rt, repo_id=repo_id, mirrored=True)
+                self._repos[(rt, repo_id)] = st
+            elif not st.mirrored:
+                raise StoreError(f"{repo_id} is hosted here, not mirrored.", status=409)
+            if (st.private, st.gated) != (private, gated) or not (
+                self._repo_dir(rt, repo_id) / "repo.json"
+            ).exists():
+                st.private, st.gated = private, gated
+                self._save_settings(st)
+            return st
+
+    def add_mirror_commit(self, st: RepoState, c: Commit) -> None:
+        """Record an upstream commit of the mirrored ``st`` (its record written once, immutable)."""
+        p = self.root / "objects" / c.id[:2] / f"{c.id}.json"
+        if not p.exists():
+            self._write_atomic(p, json.dumps(c.to_json(), sort_keys=True).encode())
+        with self.lock:
+            self._commits[c.id] = c
+            st.commits.add(c.id)
+            for e in c.files.values():
+                if e.sha256:
+                    self._owners.setdefault(e.sha256, set()).add((st.repo_type, st.repo_id))
+
+    def set_mirror_refs(
+        self, st: RepoState, branches: Mapping[str, str], tags: Mapping[str, str], prs: Mapping[int, str]
+    ) -> None:
+        """Replace the refs of the mirrored ``st`` with the upstream's (saved atomically)."""
+        with self.lock:
+            if (st.branches, st.tags, st.prs) == (dict(branches), dict(tags), dict(prs)):
+                return
+            st.branches, st.tags, st.prs = dict(branches), dict(tags), dict(prs)
+            self._save_settings(st)
+
+    def tree_shas(self, files: Mapping[str, FileEntry]) -> tuple[str, dict[str, str]]:
+        """The git tree sha of ``files`` and of each folder in it."""
+        return self._tree_shas(files)
+
     # ------------------------------------------------------------------ derived metadata
     def _cached(self, kind: str, sha256: str, fn: Callable[[Path], Any]) -> Any:
         key = (kind, sha256)
         if key not in self._file_info:
             self._file_info[key] = fn(self.blob_path(sha256))
         return self._file_info[key]
+
+    def gguf_summary(self, sha256: str) -> dict[str, Any] | None:
+        """The ``gguf`` metadata of a stored GGUF blob (cached by digest); None if absent or not GGUF."""
+        if not self.has_blob(sha256):
+            return None
+        got: dict[str, Any] | None = self._cached("gguf", sha256, meta.gguf_summary)
+        return got
 
     def _card(self, sha256: str) -> dict[str, Any]:
         """The card data of a README blob (cached by digest; see ``meta.front_matter`` for the bounds)."""

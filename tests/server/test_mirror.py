@@ -510,3 +510,16 @@ def test_the_readme_comes_with_its_commit(tmp_path: Path, up: HubServer, mirror:
     up.log.clear()
     assert httpx.get(f"{mirror.url}/alice/card/resolve/main/README.md").content == card
     assert not up.log.entries
+
+
+def test_web_pages_of_an_upstream_repo_render_through_the_mirror(up: HubServer, mirror: HubServer) -> None:
+    import httpx2
+
+    seed(up)
+    up.store.commit("alice/tiny", {"README.md": b"---\nlicense: mit\n---\n# Tiny <b>card</b>\n"})
+    html = {"Accept": "text/html"}
+    r = httpx2.get(f"{mirror.url}/alice/tiny", headers=html)
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text[:300]
+    assert "alice/tiny" in r.text and "Tiny" in r.text and "<b>card</b>" not in r.text
+    assert httpx2.get(f"{mirror.url}/alice/tiny/tree/main", headers=html).status_code == 200
+    assert httpx2.get(f"{mirror.url}/alice/none-such", headers=html).status_code == 404

@@ -227,7 +227,12 @@ class _Page:
         try:
             st = self.hub.store.repo(repo_id, repo_type)
         except (RepoNotFound, ValueError):
-            raise RepoNotFound(_not_found(repo_type, repo_id)) from None
+            if self.hub.mirror is None:
+                raise RepoNotFound(_not_found(repo_type, repo_id)) from None
+            try:  # a pull-through mirror: the upstream's repo (fetched on first view, like an API call)
+                st = self.hub.mirror.open_repo(repo_type, repo_id)
+            except (RepoNotFound, ValueError):
+                raise RepoNotFound(_not_found(repo_type, repo_id)) from None
         if not self.hub.can_read(self.user, st):
             raise RepoNotFound(_not_found(repo_type, repo_id))
         return st

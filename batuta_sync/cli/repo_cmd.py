@@ -41,10 +41,15 @@ def _cmd_create(args: argparse.Namespace) -> int:
             hub.http, args.repo_id, kind, private=args.private, exist_ok=args.exist_ok, sdk=args.space_sdk
         )
     if args.json:
-        _common.emit_json({"repo_id": made.repo_id, "type": kind.value, "url": made.url, "created": made.created})
+        _common.emit_json(
+            {"repo_id": made.repo_id, "type": kind.value, "url": made.url, "created": made.created}
+        )
         return 0
     state = "Created" if made.created else "Already exists:"
-    _common.info(args, f"{state} {kind.value} repo {made.repo_id}{' (private)' if args.private and made.created else ''}")
+    _common.info(
+        args,
+        f"{state} {kind.value} repo {made.repo_id}{' (private)' if args.private and made.created else ''}",
+    )
     sys.stdout.write(made.url + "\n")
     return 0
 
@@ -62,7 +67,9 @@ def _confirm_delete(args: argparse.Namespace) -> None:
         )
     print(f"Type the repo id ({args.repo_id}) to delete it for good: ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip() != args.repo_id:
-        raise UsageError("The repo id typed did not match; nothing was deleted.", hint="Run the command again.")
+        raise UsageError(
+            "The repo id typed did not match; nothing was deleted.", hint="Run the command again."
+        )
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
@@ -72,7 +79,10 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     with client_from_args(args) as hub:
         gone = delete_repo(hub.http, args.repo_id, _type(args), missing_ok=args.missing_ok)
     return _done(
-        args, gone, f"Deleted {args.repo_type} repo {args.repo_id}.", f"{args.repo_id} does not exist (--missing-ok)."
+        args,
+        gone,
+        f"Deleted {args.repo_type} repo {args.repo_id}.",
+        f"{args.repo_id} does not exist (--missing-ok).",
     )
 
 
@@ -88,7 +98,10 @@ def _cmd_branch_create(args: argparse.Namespace) -> int:
         )
     at = f" at {args.revision}" if args.revision else ""
     return _done(
-        args, made, f"Created branch {args.name} of {args.repo_id}{at}.", f"Branch {args.name} already exists."
+        args,
+        made,
+        f"Created branch {args.name} of {args.repo_id}{at}.",
+        f"Branch {args.name} already exists.",
     )
 
 
@@ -128,7 +141,9 @@ def _cmd_tag_delete(args: argparse.Namespace) -> int:
 
     with client_from_args(args) as hub:
         gone = delete_tag(hub.http, args.repo_id, _type(args), args.name, missing_ok=args.missing_ok)
-    return _done(args, gone, f"Deleted tag {args.name} of {args.repo_id}.", f"Tag {args.name} does not exist.")
+    return _done(
+        args, gone, f"Deleted tag {args.name} of {args.repo_id}.", f"Tag {args.name} does not exist."
+    )
 
 
 # --------------------------------------------------------------------------- listings
@@ -146,7 +161,9 @@ def _cmd_repo_ls(args: argparse.Namespace) -> int:
     if not found:
         _common.info(args, f"{args.author} has no {kind.value} repos you can see.")
     rows = [[r.id, "private" if r.private else "public", (r.last_modified or "")[:10]] for r in found]
-    _common.print_table(["ID", "VISIBILITY", "UPDATED"], rows, title=f"{kind.value.capitalize()}s of {args.author}")
+    _common.print_table(
+        ["ID", "VISIBILITY", "UPDATED"], rows, title=f"{kind.value.capitalize()}s of {args.author}"
+    )
     return 0
 
 
@@ -161,7 +178,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         _common.emit_json([e.to_json() for e in entries])
         return 0
     rows = [
-        [e.path + "/", "", "", ""] if e.kind == "directory" else [e.path, str(e.size), _size(e.size), e.sha256 or ""]
+        [e.path + "/", "", "", ""]
+        if e.kind == "directory"
+        else [e.path, str(e.size), _size(e.size), e.sha256 or ""]
         for e in entries
     ]
     _common.print_table(["PATH", "BYTES", "SIZE", "LFS SHA256"], rows)
@@ -173,7 +192,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _type_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--type", "--repo-type", dest="repo_type", choices=TYPES, default="model", help="Repo type (default model)."
+        "--type",
+        "--repo-type",
+        dest="repo_type",
+        choices=TYPES,
+        default="model",
+        help="Repo type (default model).",
     )
 
 
@@ -195,13 +219,21 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("repo_id", help="Repo id 'namespace/name' (a bare name: under your user).")
     _type_option(p)
     p.add_argument("--private", action="store_true", help="Make the new repo private.")
-    p.add_argument("--exist-ok", action="store_true", help="Succeed when the repo already exists (else exit 19).")
-    p.add_argument("--space-sdk", choices=("gradio", "streamlit", "docker", "static"), help="SDK of a new space.")
+    p.add_argument(
+        "--exist-ok", action="store_true", help="Succeed when the repo already exists (else exit 19)."
+    )
+    p.add_argument(
+        "--space-sdk", choices=("gradio", "streamlit", "docker", "static"), help="SDK of a new space."
+    )
 
-    p = sub(rs, "delete", "Delete a repo and everything in it (asks for confirmation unless --yes).", _cmd_delete)
+    p = sub(
+        rs, "delete", "Delete a repo and everything in it (asks for confirmation unless --yes).", _cmd_delete
+    )
     p.add_argument("repo_id", help="Repo id 'namespace/name'.")
     _type_option(p)
-    p.add_argument("--missing-ok", action="store_true", help="Succeed when the repo does not exist (else exit 8).")
+    p.add_argument(
+        "--missing-ok", action="store_true", help="Succeed when the repo does not exist (else exit 8)."
+    )
     p.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation.")
 
     p = sub(rs, "ls", "List the repos of a user or organization.", _cmd_repo_ls)
@@ -226,12 +258,16 @@ def register(root: Any, hf: Any) -> None:
         )
         if ref_kind == "tag":
             p.add_argument("-m", "--message", help="The tag's message (an annotated tag).")
-        p.add_argument("--exist-ok", action="store_true", help=f"Succeed when the {ref_kind} exists (else exit 19).")
+        p.add_argument(
+            "--exist-ok", action="store_true", help=f"Succeed when the {ref_kind} exists (else exit 19)."
+        )
         p = sub(refs, "delete", f"Delete a {ref_kind}.", delete)
         p.add_argument("repo_id", help="Repo id 'namespace/name'.")
         p.add_argument("name", help=f"The {ref_kind} name.")
         _type_option(p)
-        p.add_argument("--missing-ok", action="store_true", help=f"Succeed when the {ref_kind} does not exist.")
+        p.add_argument(
+            "--missing-ok", action="store_true", help=f"Succeed when the {ref_kind} does not exist."
+        )
 
     p = cp(hf, "ls", "List a repo's files with sizes and LFS sha256 (a folder with PATH).")
     p.add_argument("repo_id", help="Repo id 'namespace/name'.")

@@ -319,3 +319,25 @@ def test_hostile_tree_listings_are_refused() -> None:
 def test_repo_group_without_action_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "hf", "repo", "tag")
     assert code == 64 and "create" in out and "delete" in out
+
+
+@pytest.mark.skipif(__import__("shutil").which("bash") is None, reason="bash not installed")
+def test_bash_completion_knows_the_new_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_cli_completion import _complete
+
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert {"repo", "ls"} <= _complete(script, ["batuta", "hf", ""])
+    assert "init" in _complete(script, ["batuta", ""])
+    assert {"create", "delete", "branch", "tag", "ls"} <= _complete(script, ["batuta", "hf", "repo", ""])
+    assert {"create", "delete"} <= _complete(script, ["batuta", "hf", "repo", "tag", ""])
+    assert "--exist-ok" in _complete(script, ["batuta", "hf", "repo", "create", "--ex"])
+    assert "--recursive" in _complete(script, ["batuta", "hf", "ls", "--rec"])
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_fish_completion_know_the_new_commands(shell: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    for word in ("repo", "init", "exist-ok", "missing-ok", "recursive", "force"):
+        assert word in script

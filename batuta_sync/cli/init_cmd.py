@@ -67,8 +67,6 @@ def parse_repo_arg(text: str) -> tuple[str | None, str, str | None]:
 def resource_name(repo_id: str, taken: set[str]) -> str:
     """A manifest key (schema ``name``) from the repo's name, unique among ``taken``."""
     base = _NAME_BAD.sub("-", repo_id.rsplit("/", 1)[-1].lower()).strip("-_")[:60] or "repo"
-    if not base[0].isalnum():
-        base = "r" + base
     name, n = base, 2
     while name in taken:
         name, n = f"{base}-{n}", n + 1

@@ -89,8 +89,6 @@ def _about(what: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except (AuthError, NotFoundError) as exc:
-        if "the requested resource" not in exc.message:
-            raise
         raise type(exc)(
             exc.message.replace("the requested resource", what), hint=exc.hint, code=exc.code
         ) from None

@@ -132,6 +132,18 @@ def test_init_errors(hub: HubServer, capsys: pytest.CaptureFixture[str]) -> None
     assert not Path("hf.yaml").exists()  # nothing half-written
 
 
+def test_init_survives_odd_configs_and_rare_quants(hub: HubServer, capsys: pytest.CaptureFixture[str]) -> None:
+    st = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "  # an empty but well-formed safetensors header
+    hub.store.commit("odd/not-json", {"config.json": b"{nope", "model.safetensors": st})
+    hub.store.commit("odd/no-list", {"config.json": b'{"architectures": "LlamaForCausalLM"}', "model.safetensors": st})
+    hub.store.commit("odd/q3", {"m.Q3_K_S.gguf": b"GGUF" + b"\x00" * 60})
+    code, _, err = run(capsys, "init", "odd/not-json", "odd/no-list", "odd/q3")
+    assert code == 0, err
+    text = Path("hf.yaml").read_text()
+    assert "# Suggested:" not in text  # no architecture read, so no conversion offered
+    assert "quantization: Q3_K_S" in text
+
+
 def test_init_without_repos_writes_a_valid_skeleton(hub: HubServer, capsys: pytest.CaptureFixture[str]) -> None:
     hub.log.clear()
     code, _, _ = run(capsys, "init")

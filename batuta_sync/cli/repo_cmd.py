@@ -149,6 +149,20 @@ def _cmd_tag_delete(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- listings
 
 
+def _cmd_tag_list(args: argparse.Namespace) -> int:
+    from batuta_sync.hub.repos import list_refs
+
+    with client_from_args(args) as hub:
+        refs = [r for r in list_refs(hub.http, args.repo_id, _type(args)) if r.kind == "tag"]
+    if args.json:
+        _common.emit_json([{"name": r.name, "commit": r.commit} for r in refs])
+        return 0
+    if not refs:
+        _common.info(args, f"{args.repo_id} has no tags.")
+    _common.print_table(["TAG", "COMMIT"], [[r.name, r.commit] for r in refs])
+    return 0
+
+
 def _cmd_repo_ls(args: argparse.Namespace) -> int:
     from batuta_sync.hub.repos import list_repos
 
@@ -268,6 +282,10 @@ def register(root: Any, hf: Any) -> None:
         p.add_argument(
             "--missing-ok", action="store_true", help=f"Succeed when the {ref_kind} does not exist."
         )
+        if ref_kind == "tag":
+            p = sub(refs, "list", "List the tags of a repo and their commits.", _cmd_tag_list)
+            p.add_argument("repo_id", help="Repo id 'namespace/name'.")
+            _type_option(p)
 
     p = cp(hf, "ls", "List a repo's files with sizes and LFS sha256 (a folder with PATH).")
     p.add_argument("repo_id", help="Repo id 'namespace/name'.")

@@ -263,6 +263,41 @@ def delete_tag(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A branch or tag and the commit it points at."""
+
+    name: str
+    kind: str  # "branch" | "tag"
+    commit: str
+
+
+def list_refs(http: HubHttp, repo_id: str, repo_type: HfAssetType = HfAssetType.MODEL) -> list[Ref]:
+    """Branches and tags (``GET /api/{T}/{id}/refs``), each name and commit checked where it enters."""
+    from batuta_sync.ids import commit_sha
+    from batuta_sync.ids import revision as ref_name
+
+    body = http.get_json(f"{_base(repo_type, repo_id)}/refs")
+    if not isinstance(body, dict):
+        raise HubError("The Hub's refs answer is not a JSON object.", hint="Check HF_ENDPOINT.")
+    out: list[Ref] = []
+    for key, kind in (("branches", "branch"), ("tags", "tag")):
+        items = body.get(key) or []
+        if not isinstance(items, list):
+            raise HubError(f"The Hub's refs answer has a malformed {key!r} list.", hint="Check HF_ENDPOINT.")
+        for item in items:
+            item = item if isinstance(item, dict) else {}
+            where = f"the Hub's {kind} list of {repo_id}"
+            out.append(
+                Ref(
+                    ref_name(item.get("name"), where=where),
+                    kind,
+                    commit_sha(item.get("targetCommit"), where=where),
+                )
+            )
+    return out
+
+
 def list_repos(
     http: HubHttp, author: str, repo_type: HfAssetType = HfAssetType.MODEL, *, limit: int | None = None
 ) -> list[HfRepoInfo]:
@@ -321,6 +356,7 @@ def entries_from_tree(entries: Any) -> list[TreeEntry]:
 
 
 __all__ = [
+    "Ref",
     "RepoCreated",
     "TreeEntry",
     "create_branch",
@@ -331,5 +367,6 @@ __all__ = [
     "delete_tag",
     "entries_from_tree",
     "list_files",
+    "list_refs",
     "list_repos",
 ]

@@ -198,6 +198,10 @@ def test_tag_create_with_message_at_revision_and_delete(
     refs = api(hub_env).list_repo_refs("acme/m")  # type: ignore[attr-defined]
     assert {t.name: t.target_commit for t in refs.tags} == {"v1.0": first}
 
+    code, out, _ = run(capsys, "hf", "repo", "tag", "list", "acme/m", "--json")
+    assert code == 0 and json.loads(out) == [{"commit": first, "name": "v1.0"}]
+    code, out, _ = run(capsys, "hf", "repo", "tag", "list", "acme/m")
+    assert code == 0 and out.splitlines() == ["TAG\tCOMMIT", f"v1.0\t{first}"]
     code, _, err = run(capsys, "hf", "repo", "tag", "create", "acme/m", "v1.0")
     assert code == 19
     one_paragraph(err, "ref-exists")
@@ -210,6 +214,8 @@ def test_tag_create_with_message_at_revision_and_delete(
     assert code == 8
     code, out, _ = run(capsys, "hf", "repo", "tag", "delete", "acme/m", "v1.0", "--missing-ok", "--json")
     assert code == 0 and json.loads(out)["changed"] is False
+    code, out, err = run(capsys, "hf", "repo", "tag", "list", "acme/m")
+    assert code == 0 and out.splitlines() == ["TAG\tCOMMIT"] and "acme/m has no tags." in err
 
 
 @pytest.mark.parametrize("bad", ["../x", "a..b", "bad name", "x.lock"])
@@ -299,21 +305,52 @@ def test_ls_errors(hub_env: HubServer, capsys: pytest.CaptureFixture[str]) -> No
     one_paragraph(err, "usage")
 
 
-def test_hostile_tree_listings_are_refused() -> None:
-    from batuta_sync.errors import HubError
-    from batuta_sync.hub.repos import entries_from_tree
-    from batuta_sync.ids import InvalidIdentifierError
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"branches": {"main": "x"}},
+        {"branches": [{"name": "main", "targetCommit": "not-a-sha"}]},
+        {"tags": [{"name": "../../x", "targetCommit": "a" * 40}]},
+        {"tags": ["junk"]},
+    ],
+)
+def test_hostile_refs_answers_are_refused(
+    body: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.hostile.hub import HostileHub
 
-    with pytest.raises(HubError):
-        entries_from_tree({"not": "a list"})
-    with pytest.raises(InvalidIdentifierError):
-        entries_from_tree([{"type": "file", "path": "../../etc/passwd", "size": 1, "oid": "a" * 40}])
-    with pytest.raises(InvalidIdentifierError):
-        entries_from_tree([{"type": "directory", "path": "/abs"}])
-    with pytest.raises(InvalidIdentifierError):
-        entries_from_tree([{"type": "file", "path": "w", "size": 1, "oid": "a" * 40, "lfs": {"oid": "zz"}}])
-    with pytest.raises(InvalidIdentifierError):
-        entries_from_tree([{"type": "file", "path": "w", "size": -1, "oid": "a" * 40}])
+    def answer(req: object) -> None:
+        req._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})  # type: ignore[attr-defined]
+
+    with HostileHub() as evil:
+        evil.route("GET", r"^/api/models/acme/m/refs$", answer)
+        monkeypatch.setenv("HF_ENDPOINT", evil.url)
+        code, out, err = run(capsys, "hf", "repo", "tag", "list", "acme/m")
+    assert code in (9, 11) and out == "" and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        [{"type": "file", "path": "../../etc/passwd", "size": 1, "oid": "a" * 40}],
+        [{"type": "directory", "path": "/abs", "oid": "a" * 40}],
+        [{"type": "file", "path": "w.gguf", "size": 1, "oid": "a" * 40, "lfs": {"oid": "../x", "size": 1}}],
+        [{"type": "file", "path": "w", "size": -1, "oid": "a" * 40}],
+        {"not": "a list"},
+    ],
+)
+def test_hostile_tree_listings_are_refused(
+    tree: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.hostile.hub import HostileHub
+
+    with HostileHub() as evil:
+        evil.repo("acme/m", tree=tree)
+        monkeypatch.setenv("HF_ENDPOINT", evil.url)
+        code, out, err = run(capsys, "hf", "ls", "acme/m", "--json")
+    assert code in (9, 11) and out == "" and "Traceback" not in err
+    assert "/etc/passwd" not in out
 
 
 def test_repo_group_without_action_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -341,3 +378,11 @@ def test_zsh_fish_completion_know_the_new_commands(shell: str, capsys: pytest.Ca
     script = capsys.readouterr().out
     for word in ("repo", "init", "exist-ok", "missing-ok", "recursive", "force"):
         assert word in script
+
+
+def test_entries_from_tree_refuses_a_non_list() -> None:
+    from batuta_sync.errors import HubError
+    from batuta_sync.hub.repos import entries_from_tree
+
+    with pytest.raises(HubError):
+        entries_from_tree({"not": "a list"})

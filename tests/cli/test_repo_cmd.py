@@ -386,3 +386,19 @@ def test_entries_from_tree_refuses_a_non_list() -> None:
 
     with pytest.raises(HubError):
         entries_from_tree({"not": "a list"})
+
+
+def test_parity_table_names_every_batuta_command() -> None:
+    """docs/hf-parity.md mentions every top-level and `hf` command (a new command needs a row)."""
+    from batuta_sync.cli import build_parser
+    from batuta_sync.cli._introspect import walk
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hf-parity.md").read_text(encoding="utf-8")
+    missing = [
+        " ".join(node.path)
+        for node in walk(build_parser())
+        if node.path and len(node.path) <= (2 if node.path[0] in ("hf", "cache") else 1)
+        and node.path != ("hf",)
+        and f"batuta {' '.join(node.path)}" not in text
+    ]
+    assert missing == []

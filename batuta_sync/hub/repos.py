@@ -120,6 +120,8 @@ def create_repo(
         what,
         lambda: http.request("POST", "/api/repos/create", json=body, retry=exist_ok, allow=(409,)),
     )
+    if org is None and resp.status_code != 409:  # a bare name: the Hub says whose it became
+        repo_id = _created_id(resp, name) or repo_id
     url = f"{http.endpoint}/{repo_type.url_prefix}{repo_id}"
     if resp.status_code == 409:
         if not exist_ok:
@@ -130,6 +132,20 @@ def create_repo(
             )
         return RepoCreated(repo_id, repo_type, url, created=False)
     return RepoCreated(repo_id, repo_type, url, created=True)
+
+
+def _created_id(resp: Any, name: str) -> str | None:
+    """``namespace/name`` from a create answer (``name`` or ``id``), if it has that shape."""
+    from batuta_sync.ids import is_repo_id
+
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    rid = (body.get("name") or body.get("id")) if isinstance(body, dict) else None
+    if is_repo_id(rid) and isinstance(rid, str) and rid.endswith("/" + name):
+        return rid
+    return None
 
 
 def delete_repo(

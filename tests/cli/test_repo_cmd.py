@@ -82,6 +82,47 @@ def test_create_dataset_and_space(hub_env: HubServer, capsys: pytest.CaptureFixt
     assert hf.space_info("acme/s").sdk == "gradio"  # type: ignore[attr-defined]
 
 
+def test_create_a_bare_name_lands_under_the_user(
+    auth_hub: HubServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    code, out, _ = run(capsys, "hf", "repo", "create", "solo", "--json")
+    assert code == 0 and json.loads(out)["repo_id"] == "alice/solo"
+    assert json.loads(out)["url"] == f"{auth_hub.url}/alice/solo"
+    assert api(auth_hub, ALICE).repo_exists("alice/solo")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("answer", [b"not json", b'{"name": "evil/other"}', b'["x"]'])
+def test_create_answer_that_does_not_name_the_repo_is_not_trusted(
+    answer: bytes, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Evil(BaseHTTPRequestHandler):  # a Hub whose create answer names some other repo
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{srv.server_address[1]}")
+        code, out, _ = run(capsys, "hf", "repo", "create", "solo", "--json")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+    assert code == 0 and json.loads(out)["repo_id"] == "solo"
+
+
 def test_delete_needs_yes_without_a_terminal(hub_env: HubServer, capsys: pytest.CaptureFixture[str]) -> None:
     hub_env.store.commit("acme/doomed", {"config.json": b"{}"})
     code, _, err = run(capsys, "hf", "repo", "delete", "acme/doomed")

@@ -24,6 +24,8 @@ _COMMAND_MODULES = (
     "query_cmd",  # hf search | info | tree | login | logout | whoami
     "pull_cmd",  # hf pull …, cache …
     "push_cmd",  # hf push …
+    "repo_cmd",  # hf repo create | delete | branch | tag | ls, hf ls
+    "init_cmd",  # init
     "convert_cmd",  # convert
     "hub_cmd",  # hub serve
     "remote_cmd",  # remote check | ls | stats | gc, force-unlock
@@ -42,11 +44,14 @@ _ROOT_COMMANDS = {
     "force-unlock": "remote_cmd",
     "demo": "demo_cmd",
     "completion": "demo_cmd",
+    "init": "init_cmd",
 }
 _HF_COMMANDS = {
     **dict.fromkeys(("search", "info", "ls", "tree", "login", "logout", "whoami"), "query_cmd"),
     "pull": "pull_cmd",
     "push": "push_cmd",
+    "repo": "repo_cmd",
+    "ls": "repo_cmd",
 }
 _OPTIONS_WITH_VALUE = {"--endpoint", "--token"}
 

@@ -47,7 +47,7 @@ _ROOT_COMMANDS = {
     "init": "init_cmd",
 }
 _HF_COMMANDS = {
-    **dict.fromkeys(("search", "info", "ls", "tree", "login", "logout", "whoami"), "query_cmd"),
+    **dict.fromkeys(("search", "info", "tree", "login", "logout", "whoami"), "query_cmd"),
     "pull": "pull_cmd",
     "push": "push_cmd",
     "repo": "repo_cmd",

@@ -83,7 +83,7 @@ def _lookup(hub: HfClient, kind: HfAssetType, repo_id: str, rev: str | None) -> 
 
 def detect(hub: HfClient, text: str) -> Detected:
     """Look ``text`` (a REPO argument) up on the Hub: type, formats, architecture."""
-    from batuta_sync.convert.hf_to_gguf import ARCHITECTURES
+    from batuta_sync.convert.archs import BY_HF
     from batuta_sync.errors import NotFoundError
     from batuta_sync.pull import gguf_quantizations, weight_family
     from batuta_sync.types import HfAssetType
@@ -121,7 +121,7 @@ def detect(hub: HfClient, text: str) -> Detected:
         files=len(paths),
         quantizations=quants,
         architecture=arch,
-        convertible=arch in ARCHITECTURES,
+        convertible=arch in BY_HF,
     )
 
 

@@ -304,45 +304,6 @@ def _space_lines(s: HfSpaceInfo) -> list[str]:
     return lines
 
 
-def _cmd_ls(args: argparse.Namespace) -> int:
-    """``batuta hf ls REPO [PATH] [--revision R]``: the files of a repo (under PATH), with sizes."""
-    from batuta_sync._fmt import human_bytes, plural
-    from batuta_sync.errors import NotFoundError
-    from batuta_sync.types import HfAssetType, RepoRef, check_repo_id
-
-    check_repo_id(args.repo_id)
-    ref = RepoRef(args.repo_id, HfAssetType.parse(args.repo_type), args.revision or "main")
-    with client_from_args(args) as hub:
-        snap = hub.snapshot(ref)
-    note_cached(args, hub)
-    prefix = (args.path or "").strip("/")
-    files = [f for f in snap.files if not prefix or f.path == prefix or f.path.startswith(prefix + "/")]
-    if prefix and not files:
-        raise NotFoundError(
-            f"{ref} (commit {snap.commit[:12]}) has no file or folder {prefix!r}.",
-            hint=f"List the whole repo with `batuta hf ls {args.repo_id}`" + (f" --revision {args.revision}" if args.revision else "") + ".",
-            code="entry-not-found",
-        )
-    if args.json:
-        _common.emit_json(
-            {
-                "repo": ref.repo_id,
-                "type": ref.repo_type.value,
-                "revision": ref.revision,
-                "commit": snap.commit,
-                "files": [{"path": f.path, "size": f.size, "blob_id": f.blob_id, "sha256": f.sha256} for f in files],
-            }
-        )
-        return 0
-    width = max((len(human_bytes(f.size)) for f in files), default=0)
-    for f in files:
-        _write(f"{human_bytes(f.size):>{width}}  {f.path}")
-    _common.info(
-        args, f"{plural(len(files), 'file')}, {human_bytes(sum(f.size for f in files))} at {ref}, commit {snap.commit[:12]}"
-    )
-    return 0
-
-
 def _cmd_info(args: argparse.Namespace) -> int:
     from batuta_sync.hub.models import HfDatasetInfo, HfModelInfo, HfSpaceInfo
     from batuta_sync.types import HfAssetType, check_repo_id
@@ -533,16 +494,6 @@ def register(root: Any, hf: Any) -> None:
     add_refresh_option(p)
     add_wait_options(p)
     p.set_defaults(handler=_cmd_info)
-
-    p = cp(hf, "ls", "List a repo's files (under PATH) with their sizes.")
-    p.add_argument("repo_id", help="Repo id, e.g. meta-llama/Llama-2-7b-hf.")
-    p.add_argument("path", nargs="?", default="", help="Only this file or folder.")
-    p.add_argument("--repo-type", choices=("model", "dataset", "space"), default="model", help="Repo type (default model).")
-    p.add_argument("--revision", help="Branch, tag or commit sha (default: main).")
-    p.add_argument("--json", action="store_true", help="Print JSON.")
-    add_refresh_option(p)
-    add_wait_options(p)
-    p.set_defaults(handler=_cmd_ls)
 
     p = cp(hf, "tree", "Show the HuggingFace ecosystem tree (or the PAIML integration map).")
     p.add_argument("--integration", action="store_true", help="Show the PAIML ↔ HuggingFace integration map.")

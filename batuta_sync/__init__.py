@@ -12,7 +12,7 @@ from batuta_sync.errors import BatutaError as BatutaError
 
 # name -> module that defines it; filled in as the packages land.
 _LAZY: dict[str, str] = {
-    "HfClient": "batuta_sync.hub.client",
+    "HfClient": "batuta_sync.client",
     "Action": "batuta_sync.core.actions",
     "Plan": "batuta_sync.core.planner.plan",
     "apply_plan": "batuta_sync.core.api",

@@ -55,9 +55,9 @@ def converter_version(manifest: Manifest) -> str:
 
 def default_client_factory(settings: Settings) -> Callable[[], Any]:
     def factory() -> Any:
-        from batuta_sync.hub.client import HfClient
+        from batuta_sync.hub.client import HubApi
 
-        return HfClient(settings)
+        return HubApi(settings)
 
     return factory
 

@@ -227,9 +227,9 @@ def _check_request(req: PushRequest) -> Path:
 
 def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | None, bool, bool]:
     """(snapshot or None, repo exists, branch exists)."""
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.hub.client import HubApi
 
-    client = HfClient(settings)
+    client = HubApi(settings)
     try:
         try:
             return client.snapshot(ref), True, True

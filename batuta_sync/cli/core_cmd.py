@@ -338,17 +338,15 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from batuta_sync.core.api import make_plan
-    from batuta_sync.core.workspace import Workspace, WorkspaceLock
+    from batuta_sync.core.api import plan_session
 
     man, settings = _load(args)
     if args.plan:
         return _apply(args, settings, _read_plan(args.plan, settings), check_remote=True, locked=False)
-    # Plan and apply in one go: hold the workspace lock from the plan on, so another apply
-    # cannot move hf.lock between our plan and our apply.
-    with WorkspaceLock(Workspace(Path(args.file)).apply_lock):
-        plan = make_plan(man, settings=settings, offline=settings.offline)
-        return _apply(args, settings, plan, check_remote=False, locked=True)
+    # Plan and apply in one go: the library holds the workspace lock from the plan on, so
+    # another apply cannot move hf.lock between our plan and our apply.
+    with plan_session(man, settings=settings, offline=settings.offline) as session:
+        return _apply(args, settings, session.plan, check_remote=False, locked=True)
 
 
 def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool) -> int:

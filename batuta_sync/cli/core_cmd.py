@@ -209,7 +209,7 @@ class _CliReporter:
         _common.info(self.args, f"  {action.kind.symbol} {action.kind.value} {action.address} ...")
 
     def finished(self, action: Action, result: StepResult) -> None:
-        from batuta_sync.core.render import human_bytes
+        from batuta_sync._fmt import human_bytes
 
         extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
         _common.info(self.args, f"  ✓ {action.kind.value} {action.address} done{extra}")
@@ -258,7 +258,7 @@ class _RichApplyProgress(_CliReporter):
         self._log(text)
 
     def finished(self, action: Action, result: StepResult) -> None:
-        from batuta_sync.core.render import human_bytes
+        from batuta_sync._fmt import human_bytes
 
         extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
         self._end(action, f"  ✓ {action.kind.value} {action.address} done{extra}")

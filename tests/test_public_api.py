@@ -122,3 +122,27 @@ def test_type_checkers_see_real_types(tmp_path: Path) -> None:
     assert "def (manifest:" in revealed[0] and "batuta_sync.core.planner.plan.Plan" in revealed[0]
     assert "pathlib.Path" in revealed[1]
     assert 'expression has type "Plan", variable has type "int"' in out.stdout
+
+
+#: Where docs may import from: the package's names, and the engine packages' own ``__all__``.
+PUBLIC_MODULES = {"batuta_sync", "batuta_sync.pull", "batuta_sync.convert", "batuta_sync.publish",
+                  "batuta_sync.server"}
+
+
+def test_docs_import_only_public_names() -> None:
+    import re
+
+    root = INIT.parent.parent
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    pattern = re.compile(r"^\s*from (batuta_sync[\w.]*) import \(?([\w, \n]+?)\)?\s*(?:#.*)?$", re.MULTILINE)
+    seen = 0
+    for doc in docs:
+        for module, names in pattern.findall(doc.read_text()):
+            assert module in PUBLIC_MODULES, f"{doc.name}: `from {module} import …` is an internal module"
+            mod = importlib.import_module(module)
+            for name in (n.strip() for n in names.split(",") if n.strip()):
+                public = getattr(mod, "__all__", ())
+                assert name in public, f"{doc.name}: {name} is not in {module}.__all__"
+                getattr(mod, name)
+                seen += 1
+    assert seen > 20  # the docs do show the API

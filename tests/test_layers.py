@@ -83,3 +83,20 @@ def test_nothing_imports_the_facade_or_the_cli_from_below() -> None:
     code = "import warnings, batuta_sync.hub.client as h; warnings.simplefilter('ignore'); print(h.HfClient.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "batuta_sync.client"
+
+
+def test_the_package_itself_uses_no_deprecated_path() -> None:
+    """The deprecated re-exports are for users; batuta's own modules use the new homes (an
+    import of the old path would warn at run time and reach up without an import edge)."""
+    import re
+
+    old = re.compile(r"from batuta_sync\.hub\.client import [^\n]*\bHfClient\b|from batuta_sync\.demo import|"
+                     r"import batuta_sync\.demo\b|from batuta_sync\.core\.render import [^\n]*\bhuman_bytes\b")
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sorted((ROOT / "batuta_sync").rglob("*.py"))
+        if p.name != "demo.py" or p.parent.name != "batuta_sync"
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if old.search(line)
+    ]
+    assert hits == [], "use batuta_sync.hub.client.HubApi / batuta_sync.client.HfClient / batuta_sync.cli.demo / batuta_sync._fmt"

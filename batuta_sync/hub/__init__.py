@@ -4,8 +4,8 @@ Modules (import them directly; this package imports nothing heavy):
 
 * ``_http``      -- :class:`HubHttp`, the one transport: auth, user agent, retries,
                     rate-limit waits (shared pause), error mapping, offline guard.
-* ``client``     -- :class:`HfClient`, the spec's API client (search, info, snapshot, auth,
-                    download/upload delegating to ``batuta_sync.pull`` / ``batuta_sync.publish``).
+* ``client``     -- :class:`HubApi`: search, info, snapshot, auth (the spec's ``HfClient`` adds
+                    downloads/uploads above the engines, in :mod:`batuta_sync.client`).
 * ``models``     -- the spec's data model (frozen dataclasses translated once from Hub JSON),
                     queries, ``--size`` expressions.
 * ``ratelimit``  -- pure retry/backoff/hint policy and the shared gate.

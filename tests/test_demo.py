@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from batuta_sync.demo import run_demo
+from batuta_sync.cli.demo import run_demo
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

@@ -260,7 +260,7 @@ class _CliReporter:
         _common.info(self.args, f"  {action.kind.symbol} {action.kind.value} {action.address} ...")
 
     def finished(self, action: Action, result: StepResult) -> None:
-        from batuta_sync.core.render import human_bytes
+        from batuta_sync._fmt import human_bytes
 
         extra = (f" ({human_bytes(result.bytes)})" if result.bytes else "") + (f": {result.message}" if result.message else "")
         _common.info(self.args, f"  ✓ {action.kind.value} {action.address} done{extra}")
@@ -335,7 +335,7 @@ class _RichApplyProgress(_CliReporter):
         self._log(text)
 
     def finished(self, action: Action, result: StepResult) -> None:
-        from batuta_sync.core.render import human_bytes
+        from batuta_sync._fmt import human_bytes
 
         extra = (f" ({human_bytes(result.bytes)})" if result.bytes else "") + (f": {result.message}" if result.message else "")
         self._end(action, f"  ✓ {action.kind.value} {action.address} done{extra}")
@@ -466,8 +466,7 @@ def _refuse_stale_before_rendering(args: argparse.Namespace, man: Manifest, plan
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from batuta_sync.core.api import make_plan
-    from batuta_sync.core.workspace import Workspace, WorkspaceLock
+    from batuta_sync.core.api import plan_session
     from batuta_sync.errors import StalePlanError
 
     man, settings = _load(args)
@@ -479,11 +478,10 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         except StalePlanError as exc:  # a Hub precondition (checked under the workspace lock)
             exc.hint = _new_plan_hint(args)
             raise
-    # Plan and apply in one go: hold the workspace lock from the plan on, so another apply
-    # cannot move hf.lock between our plan and our apply.
-    with WorkspaceLock(Workspace(Path(args.file)).apply_lock):
-        plan = make_plan(man, settings=settings, offline=settings.offline)
-        return _apply(args, settings, plan, check_remote=False, locked=True)
+    # Plan and apply in one go: the library holds the workspace lock from the plan on, so
+    # another apply cannot move hf.lock between our plan and our apply.
+    with plan_session(man, settings=settings, offline=settings.offline) as session:
+        return _apply(args, settings, session.plan, check_remote=False, locked=True)
 
 
 def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool) -> int:

@@ -26,7 +26,7 @@ def register(root: Any, hf: Any) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from batuta_sync.demo import main_demo
+    from batuta_sync.cli.demo import main_demo
 
     return main_demo(args.dir, bool(getattr(args, "quiet", False)))
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from batuta_sync.cli import _common
 
 if TYPE_CHECKING:
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.client import HfClient
     from batuta_sync.types import HfAssetType
 
 SCHEMA_URL = "https://batuta-sync.dev/schemas/hf.schema.json"

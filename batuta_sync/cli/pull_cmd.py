@@ -1,6 +1,7 @@
 """CLI: ``batuta hf pull model|dataset|files`` and ``batuta cache ls|stats|prune|clear``.
 
-Thin layer over :mod:`batuta_sync.pull` and :class:`batuta_sync.hub.cache.HfCache`.
+Thin layer over :mod:`batuta_sync.pull` (through :func:`batuta_sync.convert.on_pull.pull_or_convert`:
+a format the repo lacks is converted) and :class:`batuta_sync.hub.cache.HfCache`.
 Module level imports stdlib + light batuta modules only (rich, httpx, yaml load inside
 the handlers).  stdout gets the result (the snapshot or ``--output`` folder, or JSON);
 notes, the progress display and errors go to stderr.
@@ -132,13 +133,13 @@ def _request(args: argparse.Namespace, repo_type: str, files: tuple[str, ...] = 
 
 
 def _run_pull(args: argparse.Namespace, req: PullRequest) -> int:
+    from batuta_sync.convert.on_pull import pull_or_convert
     from batuta_sync.hub.cache import human_bytes
-    from batuta_sync.pull import pull
     from batuta_sync.safety import unsafe_files_error
 
     settings = _common.settings_from_args(args)
     progress = _progress_for(args)
-    result: PullResult = pull(
+    result: PullResult = pull_or_convert(
         settings,
         req,
         jobs=args.jobs,

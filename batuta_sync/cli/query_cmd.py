@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from batuta_sync.cli import _common
 
 if TYPE_CHECKING:
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.client import HfClient
     from batuta_sync.hub.models import HfDatasetInfo, HfModelInfo, HfSpaceInfo
     from batuta_sync.types import RepoFile
 
@@ -84,7 +84,7 @@ def http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def client_from_args(args: argparse.Namespace) -> HfClient:
     """The HfClient for a command line (settings: flag > env > hf.yaml > default); ``--refresh``
     ignores cached metadata (every answer comes from the Hub, and refreshes the cache)."""
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.client import HfClient
 
     return HfClient(refreshed(args, _common.settings_from_args(args)), **http_kwargs(args))
 

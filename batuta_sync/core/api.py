@@ -9,12 +9,22 @@ Example::
         print(action.kind.symbol, action.address, action.reason.value)
     result = apply_plan(plan, manifest="hf.yaml")  # refuses a stale plan; updates hf.lock per action
 
-``make_plan`` = observe (I/O) + :func:`batuta_sync.core.planner.build_plan` (pure).
+    # or plan and apply in one go, under ONE workspace lock (nobody moves hf.lock in between):
+    outcome = plan_and_apply("hf.yaml", approve=lambda plan: bool(plan.actions))
+
+    with plan_session("hf.yaml") as session:     # the same, when the caller shows the plan first
+        print(len(session.plan.actions))
+        session.apply(keep_going=True)
+
+``make_plan`` = observe (I/O) + :func:`batuta_sync.core.planner.build_plan` (pure).  The
+library owns the plan-and-apply lock (:func:`plan_session`); ``batuta apply`` without a plan
+file is a thin layer over it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +44,18 @@ if TYPE_CHECKING:  # the executor (threads, futures) loads only when applying
     from batuta_sync.core.actions import ActionKind
     from batuta_sync.core.executor import ApplyResult, Reporter, StepFn
 
-__all__ = ["LockUpdate", "apply_plan", "load_manifest", "make_plan", "settings_for", "update_lock"]
+__all__ = [
+    "LockUpdate",
+    "PlanAndApply",
+    "PlanSession",
+    "apply_plan",
+    "load_manifest",
+    "make_plan",
+    "plan_and_apply",
+    "plan_session",
+    "settings_for",
+    "update_lock",
+]
 
 
 def settings_for(manifest: Manifest, flags: Mapping[str, Any] | None = None) -> Settings:
@@ -55,9 +76,9 @@ def converter_version(manifest: Manifest) -> str:
 
 def default_client_factory(settings: Settings) -> Callable[[], Any]:
     def factory() -> Any:
-        from batuta_sync.hub.client import HfClient
+        from batuta_sync.hub.client import HubApi
 
-        return HfClient(settings)
+        return HubApi(settings)
 
     return factory
 
@@ -233,6 +254,88 @@ def apply_plan(
         return result
 
 
+class PlanSession:
+    """A plan made under the workspace lock, applied under the same lock (see :func:`plan_session`).
+
+    ``apply()`` only works while the session's ``with`` block holds the lock: outside it another
+    apply could have moved hf.lock since the plan, which is what the session exists to prevent.
+    """
+
+    def __init__(self, plan: Plan, manifest: Manifest, settings: Settings) -> None:
+        self.plan = plan
+        self.manifest = manifest
+        self.settings = settings
+        self._held = True
+
+    def apply(self, **kwargs: Any) -> ApplyResult:
+        """:func:`apply_plan` of :attr:`plan` under the session's lock (``kwargs``: its options)."""
+        if not self._held:
+            from batuta_sync.errors import UsageError
+
+            raise UsageError(
+                "This plan session has ended: its workspace lock is released, so the plan may be stale.",
+                hint="Apply inside the `with plan_session(...)` block, or make a new plan.",
+            )
+        kwargs.setdefault("check_remote", False)  # observed just now, under the lock
+        return apply_plan(
+            self.plan, manifest=self.manifest, settings=self.settings, workspace_locked=True, **kwargs
+        )
+
+
+@contextmanager
+def plan_session(
+    manifest: Manifest | str | Path = "hf.yaml",
+    *,
+    settings: Settings | None = None,
+    lock_timeout: float = 0.0,
+    **plan_kwargs: Any,
+) -> Iterator[PlanSession]:
+    """Take the workspace lock, make the plan (``plan_kwargs``: :func:`make_plan`'s options) and
+    yield a :class:`PlanSession` to show, approve and apply it before the lock is released."""
+    from batuta_sync.core.workspace import WorkspaceLock
+
+    man = _manifest(manifest)
+    settings = settings or settings_for(man)
+    with WorkspaceLock(Workspace(Path(man.path)).apply_lock, timeout=lock_timeout):
+        session = PlanSession(make_plan(man, settings=settings, **plan_kwargs), man, settings)
+        try:
+            yield session
+        finally:
+            session._held = False
+
+
+@dataclass(frozen=True)
+class PlanAndApply:
+    """What :func:`plan_and_apply` did: the plan, and the apply result (None: nothing to do or not approved)."""
+
+    plan: Plan
+    result: ApplyResult | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is None or self.result.ok
+
+
+def plan_and_apply(
+    manifest: Manifest | str | Path = "hf.yaml",
+    *,
+    settings: Settings | None = None,
+    approve: Callable[[Plan], bool] | None = None,
+    lock_timeout: float = 0.0,
+    plan_options: Mapping[str, Any] | None = None,
+    **apply_kwargs: Any,
+) -> PlanAndApply:
+    """Plan and apply in one go under one workspace lock (``batuta apply`` without a plan file).
+
+    ``approve(plan)`` decides after the plan is made (default: apply); ``plan_options`` go to
+    :func:`make_plan`, ``apply_kwargs`` to :func:`apply_plan` (``jobs``, ``keep_going``, ``reporter`` …).
+    """
+    with plan_session(manifest, settings=settings, lock_timeout=lock_timeout, **dict(plan_options or {})) as s:
+        if not s.plan.actions or (approve is not None and not approve(s.plan)):
+            return PlanAndApply(s.plan, None)
+        return PlanAndApply(s.plan, s.apply(**apply_kwargs))
+
+
 def _check_endpoint(plan: Plan, settings: Settings) -> None:
     """A plan observed one Hub; applying it against another would push/pull elsewhere than shown."""
     from batuta_sync.errors import StalePlanError
@@ -248,8 +351,8 @@ def _check_endpoint(plan: Plan, settings: Settings) -> None:
 
 def _check_disk(plan: Plan, journal: Any, settings: Settings, plan_lock_digest: str) -> None:
     """Refuse before the first byte when the actions still to run need more disk than is free."""
+    from batuta_sync._fmt import human_bytes
     from batuta_sync.core.observe import free_bytes
-    from batuta_sync.core.render import human_bytes
     from batuta_sync.errors import DiskFullError
 
     done = set(journal.done_at(plan_lock_digest))

@@ -6,8 +6,8 @@ Modules (import them directly; this package imports nothing heavy):
                     redirects per hop, pagination, error mapping, offline guard.
 * ``retry``      -- the one retry/backoff/rate-limit loop of metadata calls, downloads and
                     pushes (``Retry.request`` / ``Retry.stream``; classify by type and status).
-* ``client``     -- :class:`HfClient`, the spec's API client (search, info, snapshot, auth,
-                    download/upload delegating to ``batuta_sync.pull`` / ``batuta_sync.publish``).
+* ``client``     -- :class:`HubApi`: search, info, snapshot, auth (the spec's ``HfClient`` adds
+                    downloads/uploads above the engines, in :mod:`batuta_sync.client`).
 * ``models``     -- the spec's data model (frozen dataclasses translated once from Hub JSON),
                     queries, ``--size`` expressions.
 * ``ratelimit``  -- pure backoff/hint schedule and the shared 429 gate.

@@ -1,11 +1,16 @@
-"""``HfClient``: the spec's "API Client", plain synchronous methods over :class:`HubHttp`.
+"""``HubApi``: the Hub's metadata API (search, info, snapshot, auth) over :class:`HubHttp`.
+
+The bottom I/O layer: it imports nothing of pull, publish, convert, core or cli (an
+import-linter contract).  The spec's ``HfClient`` facade (this plus downloads, uploads and
+model cards) lives above the engines in :mod:`batuta_sync.client`; ``HfClient`` is still
+importable from here for one release (deprecated).
 
 Example::
 
-    from batuta_sync import HfClient
+    from batuta_sync.hub.client import HubApi
     from batuta_sync.hub.models import ModelQuery
 
-    hub = HfClient()                                   # settings: flag > env > hf.yaml > default
+    hub = HubApi()                                   # settings: flag > env > hf.yaml > default
     for m in hub.search_models(ModelQuery("llama", task="text-generation", limit=5)):
         print(m.id, m.downloads)
     info = hub.model_info("meta-llama/Llama-2-7b-hf", files=True)
@@ -20,11 +25,9 @@ naming what is missing.  ``snapshot``/``resolve_commit`` always ask the Hub when
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -51,7 +54,11 @@ from batuta_sync.settings import HfAuth, Settings
 from batuta_sync.types import HfAssetType, RepoRef, RepoSnapshot, check_repo_id
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from batuta_sync.hub._http import HubHttp
+
+__all__ = ["HubApi"]
 
 Params = list[tuple[str, Any]]
 
@@ -69,8 +76,12 @@ def _rev(revision: str) -> str:
     return quote(revision, safe="")
 
 
-class HfClient:
-    """HuggingFace Hub client for batuta (spec ``HfClient``).
+class HubApi:
+    """The Hub's metadata API for batuta: search, info, snapshot, auth (no transfers).
+
+    :class:`batuta_sync.client.HfClient` (the spec's ``HfClient``) is this plus
+    ``download_model`` / ``upload_model`` / ``generate_model_card``, which sit above the
+    pull and publish engines; the engines themselves use ``HubApi``.
 
     Args:
         settings: resolved settings (default: :func:`batuta_sync.settings.resolve_settings`).
@@ -109,7 +120,7 @@ class HfClient:
         if self._http is not None:
             self._http.close()
 
-    def __enter__(self) -> HfClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -329,7 +340,7 @@ class HfClient:
 
         token = check_token_shape(token)
         trial = replace(self.settings, token=Secret(token), auth=HfAuth.TOKEN)
-        with HfClient(trial, **self._http_kwargs) as trial_client:
+        with HubApi(trial, **self._http_kwargs) as trial_client:
             user = trial_client.whoami()
         store_token(self.settings, token)
         return user
@@ -337,74 +348,6 @@ class HfClient:
     def logout(self) -> bool:
         """Remove the stored token; True if one was stored."""
         return delete_token(self.settings)
-
-    # ------------------------------------------------------------------ download / upload
-    def download_model(
-        self,
-        repo_id: str,
-        files: Sequence[str] | None = None,
-        revision: str | None = None,
-        *,
-        output: str | os.PathLike[str] | None = None,
-        format: str | None = None,
-        allow_unsafe: bool = False,
-    ) -> Path:
-        """Download a model (``files``: exact paths, else the best format) and return its folder.
-
-        Delegates to :func:`batuta_sync.pull.pull` (verified, resumable, into the HF cache;
-        ``output`` also materialises the files there).  Pickle formats need ``allow_unsafe``.
-        """
-        from batuta_sync.pull import PullRequest, pull
-
-        req = PullRequest(
-            ref=RepoRef(check_repo_id(repo_id), HfAssetType.MODEL, revision or "main"),
-            files=tuple(files or ()),
-            format=format,
-            output=Path(output) if output is not None else None,
-            allow_unsafe=allow_unsafe,
-        )
-        kw = self._http_kwargs
-        result = pull(
-            self.settings,
-            req,
-            max_wait=kw.get("max_wait"),
-            no_wait=bool(kw.get("no_wait")),
-            sleep=kw.get("sleep"),
-        )
-        return result.output or result.snapshot_dir
-
-    def upload_model(
-        self,
-        local_path: str | os.PathLike[str],
-        repo_id: str,
-        commit_message: str,
-        *,
-        private: bool = False,
-        format: str | None = None,
-    ) -> str:
-        """Upload a model folder (validated, secret-scanned, only changed files) and return the commit sha.
-
-        Delegates to :func:`batuta_sync.publish.push.push`; an unchanged folder makes no commit
-        and returns the current head.
-        """
-        from batuta_sync.publish.push import PushRequest, push
-
-        req = PushRequest(
-            path=Path(local_path), repo_id=repo_id, message=commit_message, private=private, format=format
-        )
-        result = push(self.settings, req)
-        return result.commit or ""
-
-    # ------------------------------------------------------------------ model cards
-    def generate_model_card(self, info: Mapping[str, Any]) -> str:
-        """Model card markdown (README.md) from card metadata (spec ``ModelCardInfo``).
-
-        Delegates to :func:`batuta_sync.publish.card.generate_model_card`; keys include
-        ``model_name``, ``license``, ``library_name``, ``pipeline_tag``, ``tags``, ``metrics``.
-        """
-        from batuta_sync.publish.card import generate_model_card
-
-        return generate_model_card(info)
 
 
 def _sort(items: Sequence[HfDatasetInfo], key: SortKey) -> list[HfDatasetInfo]:
@@ -415,3 +358,23 @@ def _sort(items: Sequence[HfDatasetInfo], key: SortKey) -> list[HfDatasetInfo]:
     if key is SortKey.UPDATED:
         return sorted(items, key=lambda d: d.last_modified or "", reverse=True)
     return list(items)
+
+
+def __getattr__(name: str) -> Any:
+    """``batuta_sync.hub.client.HfClient``: deprecated re-export of :class:`batuta_sync.client.HfClient`.
+
+    Resolved by name at run time (PEP 562), so it is no import edge from ``hub`` up to the facade:
+    the layer contracts stay exact while old imports keep working for one release.
+    """
+    if name == "HfClient":
+        import importlib
+        import warnings
+
+        warnings.warn(
+            "batuta_sync.hub.client.HfClient moved to batuta_sync.client.HfClient "
+            "(import it as `from batuta_sync import HfClient`); the old path goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module("batuta_sync.client").HfClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -254,9 +254,9 @@ def _selected(root: Path, req: PushRequest, found: list[str]) -> list[str]:
 
 def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | None, bool, bool]:
     """(snapshot or None, repo exists, branch exists)."""
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.hub.client import HubApi
 
-    client = HfClient(settings)
+    client = HubApi(settings)
     try:
         try:
             return client.snapshot(ref), True, True
@@ -279,14 +279,14 @@ _MAX_CARD = 1 << 20
 
 def _remote_card_is_ours(settings: Settings, snap: RepoSnapshot) -> bool:
     """Whether the Hub's README.md is a card batuta generated and nobody edited (one small GET)."""
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.hub.client import HubApi
     from batuta_sync.publish.card import is_untouched_stamp
 
     entry = next((f for f in snap.files if f.path == CARD_FILE), None)
     if entry is None or entry.size > _MAX_CARD:
         return False
     ref = snap.ref
-    with HfClient(settings) as client:
+    with HubApi(settings) as client:
         resp = client.http.request("GET", f"/{ref.repo_type.url_prefix}{ref.repo_id}/resolve/{snap.commit}/{CARD_FILE}")
     return is_untouched_stamp(resp.content[:_MAX_CARD].decode("utf-8", errors="replace"))
 

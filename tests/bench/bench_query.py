@@ -49,7 +49,7 @@ def main() -> int:
 
     from huggingface_hub import HfApi
 
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.client import HfClient
     from batuta_sync.hub.models import ModelQuery, SortKey
     from batuta_sync.server import HubServer
     from batuta_sync.settings import resolve_settings

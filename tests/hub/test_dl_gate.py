@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from batuta_sync.client import HfClient
 from batuta_sync.errors import ConfigError, RateLimitedError
 from batuta_sync.hub import ratelimit as rl
 from batuta_sync.hub._http import HubHttp
 from batuta_sync.hub.cache import CacheLayout
-from batuta_sync.hub.client import HfClient
 from batuta_sync.hub.download import Downloader, DownloadJob
 from batuta_sync.server import HubServer
 from batuta_sync.settings import Settings

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from batuta_sync._proc import pid_alive
+from batuta_sync.client import HfClient
 from batuta_sync.errors import DiskFullError, NetworkError
 from batuta_sync.hub import download
 from batuta_sync.hub.cache import CacheLayout
-from batuta_sync.hub.client import HfClient
 from batuta_sync.hub.download import CountingProgress, Downloader, DownloadJob, FetchOutcome
 from batuta_sync.settings import Settings
 from batuta_sync.types import RepoRef

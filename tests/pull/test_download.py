@@ -488,8 +488,8 @@ def test_empty_file_and_private_repo_with_token(tmp_path: Path, monkeypatch: pyt
 def test_a_caller_given_subset_listing_never_becomes_the_tree(hub_env: Any, settings: Settings) -> None:
     import huggingface_hub
 
+    from batuta_sync.client import HfClient
     from batuta_sync.errors import IntegrityError
-    from batuta_sync.hub.client import HfClient
     from batuta_sync.types import RepoSnapshot
 
     commit = seed(hub_env)
@@ -528,33 +528,35 @@ def test_copy_output_checks_free_space(
     assert content_gets(hub_env) == []
 
 
-def test_conversion_hook_answers_pulls_that_need_a_conversion(hub_env: Any, settings: Settings) -> None:
+def test_conversion_on_pull_is_an_explicit_step(hub_env: Any, settings: Settings) -> None:
+    # (was test_conversion_hook_answers_pulls_that_need_a_conversion: the global hook is gone,
+    # issue #15 point 4 - callers opt in with convert.on_pull.pull_or_convert)
+    from batuta_sync.convert.on_pull import pull_or_convert
     from batuta_sync.errors import ConversionError
-    from batuta_sync.pull import ConversionNeededError, PullResult, register_conversion_hook
+    from batuta_sync.pull import ConversionNeededError
 
     seed(hub_env)
-    # The default hook converts; this repo has weights but no config.json, so it cannot.
-    with pytest.raises(ConversionError, match=r"config\.json") as exc:
-        pull(settings, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
-    assert exc.value.exit_code == 15
-    # Offline there is no default conversion: the pull says what is needed.
-    offline = dataclasses.replace(settings, offline=True)
+    req = PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M")
+    # The pull engine never converts: it says what is needed, with what a converter goes on.
     with pytest.raises(ConversionNeededError) as need:
-        pull(offline, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
+        pull(settings, req)
     assert need.value.conversion.source_format == "safetensors"
-    calls: list[Any] = []
-
-    def hook(s: Settings, req: PullRequest, sel: Any, snap: Any) -> PullResult:
-        calls.append((req.quantization, [f.path for f in sel.conversion.source_files]))
-        src = pull(s, PullRequest(req.ref, format=sel.conversion.source_format), snapshot=snap)
-        return src
-
-    register_conversion_hook(hook)
-    try:
-        res = pull(settings, PullRequest(RepoRef(REPO), format="gguf", quantization="Q4_K_M"))
-    finally:
-        register_conversion_hook(None)
-    assert calls == [("Q4_K_M", ["model.safetensors"])]
+    assert not need.value.offline
+    assert need.value.snapshot is not None and need.value.selection is not None
+    # pull_or_convert converts; this repo has weights but no config.json, so it cannot.
+    with pytest.raises(ConversionError, match=r"config\.json") as exc:
+        pull_or_convert(settings, req)
+    assert exc.value.exit_code == 15
+    # Offline there is no conversion: the pull says what is needed.
+    offline = dataclasses.replace(settings, offline=True)
+    with pytest.raises(ConversionNeededError) as off:
+        pull_or_convert(offline, req)
+    assert off.value.offline
+    assert off.value.conversion.source_format == "safetensors"
+    # A caller's own conversion goes on from the error (no second resolve of the repo).
+    conv = need.value.conversion
+    assert [f.path for f in conv.source_files] == ["model.safetensors"]
+    res = pull(settings, PullRequest(req.ref, format=conv.source_format), snapshot=need.value.snapshot)
     assert (res.snapshot_dir / "model.safetensors").read_bytes() == BIG
 
 

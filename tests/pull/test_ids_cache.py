@@ -266,7 +266,7 @@ def test_snapshot_links_fall_back_to_copies_without_symlinks(
 
 
 def _job(settings: Settings, hub_env: Any, data: bytes) -> DownloadJob:
-    from batuta_sync.hub.client import HfClient
+    from batuta_sync.client import HfClient
 
     hub_env.store.commit("org/m", {"data.txt": data})
     snap = HfClient(settings).snapshot(REF)

@@ -486,7 +486,8 @@ def _weights_header(disk: BinaryIO, size: int, path: str, head: bytes) -> list[F
     """Findings in a weight file's header (read from disk), or None when it is not that format."""
     disk.seek(0)
     if head[:4] == b"GGUF":
-        from batuta_sync.publish.validate import ValidationError, read_gguf_strings
+        from batuta_sync.errors import ValidationError
+        from batuta_sync.publish.validate import read_gguf_strings
 
         try:
             strings = read_gguf_strings(disk, size)
@@ -573,7 +574,8 @@ def _structured(data: bytes, path: str, name: str) -> list[Finding]:
 
 
 def _gguf_findings(data: bytes, path: str) -> list[Finding]:
-    from batuta_sync.publish.validate import ValidationError, read_gguf_strings
+    from batuta_sync.errors import ValidationError
+    from batuta_sync.publish.validate import read_gguf_strings
 
     try:
         strings = read_gguf_strings(io.BytesIO(data), len(data))

@@ -62,7 +62,7 @@ from batuta_sync.server.store import (
 )
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2 as httpx
 
     from batuta_sync.server.app import HubServer
     from batuta_sync.server.state import UserSpec
@@ -227,7 +227,7 @@ class Mirror:
     """The pull-through side of a :class:`~batuta_sync.server.app.HubServer`."""
 
     def __init__(self, hub: HubServer, config: MirrorConfig) -> None:
-        import httpx
+        import httpx2 as httpx
 
         from batuta_sync.server.app import check_public_url
 
@@ -337,7 +337,7 @@ class Mirror:
 
     def _get_json(self, path: str, params: Mapping[str, str], what: str) -> Any:
         """The JSON answer of ``GET path`` (None on 401/403/404), retrying 429/5xx and drops."""
-        import httpx
+        import httpx2 as httpx
 
         limit = self.config.max_json
         for attempt in range(self.config.attempts):
@@ -369,7 +369,7 @@ class Mirror:
     def _download(self, st: RepoState | tuple[str, str], commit: str, e: FileEntry, dest: Path) -> None:
         """Fetch ``e`` of ``commit`` into ``dest``: resumed with Range after a drop, restarted after
         a content that does not verify; at most ``attempts`` requests."""
-        import httpx
+        import httpx2 as httpx
 
         repo_type, repo_id = (st.repo_type, st.repo_id) if isinstance(st, RepoState) else st
         url = self._url(f"/{_PREFIX[repo_type]}{repo_id}/resolve/{commit}/{quote(e.path)}")

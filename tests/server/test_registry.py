@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from batuta_sync.server import HubServer, UserSpec

@@ -105,7 +105,7 @@ def test_conversion_on_pull_of_a_hostile_repo_never_escapes(
 ) -> None:
     hub.repo("org/conv", CONVERT_CASES[case])
     world.before = world.outside_state()
-    code, out, err = batuta(capsys, "hf", "pull", "model", "org/conv", "--format", "gguf", "--output", str(world.out))
+    code, _out, err = batuta(capsys, "hf", "pull", "model", "org/conv", "--format", "gguf", "--output", str(world.out))
     assert code in (11, 14, 15, 20), (case, code, err)
     assert any("/resolve/" in path for _, path in hub.log), hub.log  # it got as far as the files
     world.assert_untouched()

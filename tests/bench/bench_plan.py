@@ -1,14 +1,15 @@
-"""No-op `batuta plan` over 100 models against the local Hub with injected latency.
+"""No-op `batuta plan` over 1,000 locked models against the local Hub with injected latency.
 
-    python tests/bench/bench_plan.py [--models 100] [--latency-ms 20] [--runs 3]
+    python tests/bench/bench_plan.py [--models 1000] [--latency-ms 20] [--runs 3]
 
 Seeds ``--models`` small model repos on an in-process local Hub, applies an hf.yaml
 listing them all (fills the cache and hf.lock), then sets the server's latency to
 ``--latency-ms`` per request and measures, best of ``--runs`` (each a fresh
 ``python -m batuta_sync`` process, start-up included):
 
-* ``batuta plan --detailed-exitcode``: the no-op plan (targets: < 1.5 s, ≤ 2 requests/repo);
-* ``batuta plan --offline``: from hf.lock and the disk alone (target < 0.3 s, 0 requests);
+* ``batuta plan --detailed-exitcode``: the no-op plan (issue #14's targets for 1,000 repos: < 3 s,
+  ≤ 1 request/repo);
+* ``batuta plan --offline``: from hf.lock and the disk alone (target < 0.5 s, 0 requests);
 * peer: ``huggingface_hub.snapshot_download`` of every repo into the same (already full)
   cache, the usual "is everything up to date?" loop, in one process, with its request count.
 
@@ -33,7 +34,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=int, default=100)
+    ap.add_argument("--models", type=int, default=1000)
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
@@ -130,13 +131,13 @@ def main() -> int:
 
         n = args.models
         print(f"\nno-op plan over {n} models, {args.latency_ms:.0f} ms injected latency per request (best of {args.runs}):")
-        print(f"  batuta plan            {plan_s:6.3f} s   {plan_reqs:4d} requests ({plan_reqs / n:.2f}/repo)   target < 1.5 s, <= 2/repo")
-        print(f"  batuta plan --offline  {off_s:6.3f} s   {off_reqs:4d} requests                  target < 0.3 s")
+        print(f"  batuta plan            {plan_s:6.3f} s   {plan_reqs:4d} requests ({plan_reqs / n:.2f}/repo)   target < 3 s, <= 1/repo")
+        print(f"  batuta plan --offline  {off_s:6.3f} s   {off_reqs:4d} requests                  target < 0.5 s")
         print(f"  peer: snapshot_download loop {peer_s:6.3f} s   {peer_reqs:4d} requests ({peer_reqs / n:.2f}/repo)")
         print(f"  ratio peer/batuta: {peer_s / plan_s:.1f}x faster; requests {peer_reqs}/{plan_reqs}")
         print(f"  fixed costs in this run: `python -c pass` {py_s:.3f} s, `batuta --version` {base_s:.3f} s "
               f"-> offline planning itself {off_s - base_s:.3f} s")
-        ok = plan_s < 1.5 and plan_reqs <= 2 * n and off_s < 0.3 and off_reqs == 0
+        ok = plan_s < 3.0 and plan_reqs <= n and off_s < 0.5 and off_reqs == 0
         print("targets:", "met" if ok else "NOT met")
         return 0
     finally:

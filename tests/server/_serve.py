@@ -26,14 +26,17 @@ def serve_and_probe(root: Path, port: int, extra: Sequence[str], probe: Callable
     an ``httpx.HTTPError`` (retried while the server starts), then SIGINT; returns the exit code."""
 
     def poke() -> None:
-        for _ in range(200):
-            try:
-                probe(f"http://127.0.0.1:{port}")
-            except httpx.HTTPError:
-                time.sleep(0.05)
-                continue
-            break
-        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 30  # bounded: a probe that keeps failing ends the serve too
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    probe(f"http://127.0.0.1:{port}")
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                    continue
+                break
+        finally:  # whatever the probe raised, Ctrl-C the server: the test fails, never hangs
+            os.kill(os.getpid(), signal.SIGINT)
 
     t = threading.Thread(target=poke)
     t.start()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import struct
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from batuta_sync.errors import ConversionError
+from batuta_sync.fileformats import safetensors as st_format
 
 
 class ModelFormat(str, Enum):
@@ -116,10 +116,7 @@ def _looks_like_safetensors(path: Path) -> bool:
             head = f.read(9)
     except OSError:
         return False
-    if len(head) < 9:
-        return False
-    (n,) = struct.unpack("<Q", head[:8])
-    return 2 <= n < 100_000_000 and head[8:9] == b"{"
+    return st_format.looks_like(head)
 
 
 def detect_format(path: Path) -> ModelFormat:

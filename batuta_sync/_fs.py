@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from batuta_sync.errors import BatutaError
 
-__all__ = ["PathEscapeError", "atomic_write", "confine", "is_inside"]
+__all__ = ["PathEscapeError", "atomic_write", "atomic_writer", "confine", "is_inside", "temp_file_beside"]
 
 
 class PathEscapeError(BatutaError):
@@ -73,15 +75,40 @@ def confine(
     return Path(joined)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, fsync: bool = False, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (fsync'd when asked)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        dfd = os.open(str(folder), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+@contextlib.contextmanager
+def temp_file_beside(target: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
+    """A new empty file (mode 0600) with a unique name in ``target``'s folder, for the caller to
+    fill and then ``os.replace`` / ``os.link`` onto ``target``; removed on exit if still there."""
+    dest = Path(target)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=str(dest.parent))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+        yield Path(tmp)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_writer(
+    path: str | os.PathLike[str], *, fsync: bool = False, mode: int | None = None
+) -> Iterator[BinaryIO]:
+    """Stream into a temporary file beside ``path``; on a clean exit it replaces ``path``
+    (fsync'd first when asked), on an exception it is removed and ``path`` is untouched."""
+    target = Path(path)
+    with temp_file_beside(target) as tmp:
+        with open(tmp, "wb") as f:
+            yield f
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -89,13 +116,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, fsync: bool
             os.chmod(tmp, mode)
         os.replace(tmp, target)
         if fsync:
-            with contextlib.suppress(OSError):
-                dfd = os.open(str(target.parent), os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            _fsync_dir(target.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, fsync: bool = False, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (fsync'd when asked)."""
+    with atomic_writer(path, fsync=fsync, mode=mode) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from batuta_sync._fs import atomic_write
 from batuta_sync.core.lockfile import Lock, RepoLock
 from batuta_sync.core.manifest import Manifest, RepoSpec
 from batuta_sync.core.planner.diff import PlanOptions, resolve_reason, snapshot_dir
@@ -93,12 +93,8 @@ class WorkspaceState:
         with self._lock:
             if not self.dirty:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             text = json.dumps({"version": 1, "applied": self.applied, "hashes": self.hashes}, sort_keys=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=str(self.path.parent))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text, fsync=True)  # state must survive power loss
             self.dirty = False
 
 

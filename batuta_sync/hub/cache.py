@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -39,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 from batuta_sync import ids
 from batuta_sync._fmt import git_blob_sha1 as git_blob_sha1  # re-exported
 from batuta_sync._fmt import human_bytes as human_bytes  # re-exported
-from batuta_sync._fs import atomic_write, confine
+from batuta_sync._fs import FileLock, atomic_write, confine
+from batuta_sync._fs import disk_free as _fs_disk_free
+from batuta_sync._fs import file_lock as _fs_file_lock
 from batuta_sync.errors import UsageError
 from batuta_sync.safety import NameCollisionError, validate_repo_path
 from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot, byte_count
@@ -105,18 +106,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
-    """An ``flock`` on ``path`` (created 0o664 for shared caches); released on exit or process death."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def file_lock(path: Path, *, shared: bool = False) -> FileLock:
+    """An advisory lock on ``path`` (created 0o664 for shared caches); released on exit or
+    process death.  The one primitive, :func:`batuta_sync._fs.file_lock`."""
+    return _fs_file_lock(path, shared=shared)
 
 
 # --------------------------------------------------------------------------- layout
@@ -933,12 +926,5 @@ def hash_local_file(path: Path, rel: str) -> RepoFile:
 
 
 def disk_free(path: Path) -> int:
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        return shutil.disk_usage(p).free
-    except OSError as exc:  # pragma: no cover
-        if exc.errno == errno.ENOENT:
-            return 1 << 62
-        raise
+    """Bytes available where ``path`` lives (:func:`batuta_sync._fs.disk_free`)."""
+    return _fs_disk_free(path)

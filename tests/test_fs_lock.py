@@ -32,9 +32,8 @@ def _umask() -> int:
 
 def test_shared_locks_coexist_and_exclude_a_writer(tmp_path: Path) -> None:
     p = tmp_path / "s.lock"
-    with file_lock(p, shared=True), file_lock(p, shared=True, timeout=0):
-        with pytest.raises(TimeoutError):
-            file_lock(p, timeout=0).acquire()
+    with file_lock(p, shared=True), file_lock(p, shared=True, timeout=0), pytest.raises(TimeoutError):
+        file_lock(p, timeout=0).acquire()
     with file_lock(p, timeout=0):
         pass
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from batuta_sync._fmt import BYTE_UNITS
 from batuta_sync.fileformats import weights as weights_format
 from batuta_sync.ids import git_sha1, is_git_sha1, sha256_hex
 from batuta_sync.types import HfAssetType, RepoFile, byte_count
@@ -611,17 +612,7 @@ SIZE_CATEGORIES: tuple[tuple[str, float, float], ...] = (
 )
 
 _ROW_UNITS = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
-_BYTE_UNITS = {
-    "B": 1,
-    "KB": 1e3,
-    "MB": 1e6,
-    "GB": 1e9,
-    "TB": 1e12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
+_BYTE_UNITS = BYTE_UNITS  # the one table (batuta_sync._fmt)
 
 
 @dataclass(frozen=True, slots=True)

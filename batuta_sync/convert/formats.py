@@ -9,6 +9,7 @@ from typing import Any
 
 from batuta_sync.errors import ConversionError
 from batuta_sync.fileformats import safetensors as st_format
+from batuta_sync.fileformats import weights as weights_format
 
 
 class ModelFormat(str, Enum):
@@ -106,7 +107,7 @@ class GGUFQuantization(str, Enum):
 
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+PICKLE_SUFFIXES = tuple(ext for ext, fam in weights_format.FAMILY.items() if fam == "pytorch")  # .bin .pt .pth .ckpt
 GGUF_MAGIC = b"GGUF"
 
 

@@ -112,3 +112,42 @@ def test_hub_models_weight_sizes_know_every_family() -> None:
 
     files = [RepoFile(path=p, size=10, blob_id="a" * 40) for p in ("a.npz", "b.onnx_data", "c.ot", "d.keras", "e.joblib", "f.pickle", "g.json")]
     assert weight_sizes(files) == {"numpy": 10, "onnx": 10, "pickle": 20, "rust": 10, "tensorflow": 10}
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("blob", "needle"),
+    [
+        (_zip({"archive/data.pkl": b"\x80\x02N."}), "PyTorch zip checkpoint"),
+        (_zip({"a/state.pickle": b"\x80\x02N."}), "containing pickles (a/state.pickle)"),
+        (_zip({"x.npy": b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"}), "object array"),
+        (b"PK\x03\x04" + b"\0" * 40, "cannot be listed"),
+        (b"cos\nsystem\n(S'id'\ntR.", "protocol 0/1"),
+    ],
+)
+def test_content_sniffer_reasons(blob: bytes, needle: str) -> None:
+    assert needle in (fpickle.pickle_bearing(fpickle.Source(blob), blob[: fpickle.SNIFF_BYTES]) or "")
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [_zip({"x.npy": b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }"}), b"(lp0\n.", b"hello"],
+)
+def test_content_sniffer_leaves_data_alone(blob: bytes) -> None:
+    assert fpickle.pickle_bearing(fpickle.Source(blob), blob) is None
+
+
+def test_string_constants_of_concatenated_and_truncated_pickles() -> None:
+    two = pickle.dumps("first", protocol=2) + pickle.dumps("second", protocol=2)
+    assert fpickle.string_constants(two) == ["first", "second"]
+    assert fpickle.string_constants(pickle.dumps("kept", protocol=2) + b"junk") == ["kept"]
+    assert fpickle.string_constants(pickle.dumps(["a", "b"], protocol=4)[:-3]) == ["a", "b"]

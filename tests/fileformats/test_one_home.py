@@ -36,13 +36,14 @@ def _sources() -> list[tuple[str, str]]:
     ],
 )
 def test_one_home(pattern: str, homes: tuple[str, ...], why: str) -> None:
-    # pull.py is being split into pull/ by another change; its front-matter parser moves then.
-    pending = {"pull.py"} if "---" in pattern else set()
+    # pull.py is being split into pull/ by another change; its front-matter parser switches to
+    # fileformats.card after that merge -- then this exemption goes.
+    pending: tuple[str, ...] = ("pull.py", "pull/") if "---" in pattern else ()
     rx = re.compile(pattern)
     strays = [
         rel
         for rel, text in _sources()
-        if rx.search(text) and not rel.startswith(homes) and rel not in pending
+        if rx.search(text) and not rel.startswith(homes) and not (pending and rel.startswith(pending))
     ]
     assert strays == [], f"{why}; found a copy in {strays}"
 

@@ -117,3 +117,17 @@ def test_token_is_written_0600_and_durably(tmp_path: Path) -> None:
 
 def test_disk_free_of_a_path_that_does_not_exist_yet(tmp_path: Path) -> None:
     assert disk_free(tmp_path / "not" / "yet") == disk_free(tmp_path) > 0
+
+
+def test_the_no_flock_reliability_scenario_restores_flock(tmp_path: Path) -> None:
+    """tests/reliability's same_blob(flock=False) replaced fcntl.flock for the rest of the
+    session, so every later lock test ran without locks."""
+    import fcntl
+
+    from tests.reliability import scenarios
+
+    real = fcntl.flock
+    scenarios.same_blob(tmp_path, threads=1, procs=0, flock=False, blob_mib=1, latency_ms=0.0)
+    assert fcntl.flock is real
+    with file_lock(tmp_path / "x.lock"), pytest.raises(TimeoutError):
+        file_lock(tmp_path / "x.lock", timeout=0).acquire()

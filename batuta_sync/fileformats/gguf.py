@@ -113,6 +113,67 @@ def _read_value(r: _Reader, vtype: int, key: str, *, in_array: bool = False) -> 
     raise r.bad("value-type", f"{key}: unknown value type {vtype}")
 
 
+def _read_kvs(r: _Reader, n_kv: int) -> tuple[dict[str, Any], int]:
+    """The key/value metadata and the alignment it declares (default 32)."""
+    meta: dict[str, Any] = {}
+    alignment = 32
+    for _ in range(n_kv):
+        key = r.string("key")
+        if not key:
+            raise r.bad("empty-key", f"empty key at offset {r.pos}")
+        if key in meta:
+            raise r.bad("duplicate-key", f"key {key[:80]!r} appears twice")
+        vtype = r.u32(key)
+        if vtype in (_T_ARRAY, _T_STRING) or vtype in _SCALAR:
+            meta[key] = _read_value(r, vtype, key)
+        else:
+            raise r.bad("value-type", f"{key[:80]}: unknown value type {vtype}")
+        if key == "general.alignment":
+            a = meta[key]
+            if vtype != _T_UINT32 or not _is_int(a) or a <= 0 or a & (a - 1) or a > MAX_ALIGNMENT:
+                raise r.bad("alignment", f"general.alignment must be a UINT32 power of two ≤ 1 MiB, got {a!r}")
+            alignment = a
+    return meta, alignment
+
+
+def _read_tensor(r: _Reader, sizes: Mapping[int, tuple[int, int]]) -> GgufTensor:
+    name = r.string("tensor name")
+    n_dims = r.u32(name)
+    if n_dims == 0 or n_dims > GGML_MAX_DIMS:
+        raise r.bad("n-dims", f"tensor {name[:80]!r} has {n_dims} dimensions (1..{GGML_MAX_DIMS})")
+    dims = tuple(r.u64(name) for _ in range(n_dims))
+    if any(d == 0 or d >= 1 << 63 for d in dims):
+        raise r.bad("dimension", f"tensor {name[:80]!r} has a dimension ≤ 0")
+    gtype = r.u32(name)
+    if gtype not in sizes:
+        raise r.bad("ggml-type", f"tensor {name[:80]!r} has unknown ggml type {gtype}")
+    offset = r.u64(name)
+    nel = 1
+    for d in dims:
+        nel *= d
+        if nel >= 1 << 63:
+            raise r.bad("overflow", f"tensor {name[:80]!r}: element count overflows")
+    block, tsize = sizes[gtype]
+    if dims[0] % block:
+        raise r.bad("dimension", f"tensor {name[:80]!r}: first dimension not a multiple of the block size {block}")
+    nbytes = nel // block * tsize
+    if nbytes >= 1 << 63:
+        raise r.bad("overflow", f"tensor {name[:80]!r}: byte size overflows")
+    return GgufTensor(name, dims, gtype, offset, nbytes)
+
+
+def _check_layout(r: _Reader, infos: list[GgufTensor], alignment: int, data_size: int) -> None:
+    prev_end = 0
+    for t in sorted(infos, key=lambda t: t.offset):
+        if t.offset % alignment:
+            raise r.bad("offset", f"tensor {t.name[:80]!r} offset {t.offset} is not a multiple of {alignment}")
+        if t.offset + t.nbytes > data_size:
+            raise r.bad("offset", f"tensor {t.name[:80]!r} data lies outside the file")
+        if t.offset < prev_end:
+            raise r.bad("overlap", f"tensor {t.name[:80]!r} overlaps the previous tensor's data")
+        prev_end = t.offset + t.nbytes
+
+
 def parse(fh: BinaryIO, size: int, *, type_sizes: Mapping[int, tuple[int, int]] | None = None) -> GgufInfo:
     """Parse and check a GGUF header from an open file of ``size`` bytes; raise :class:`FormatError`.
 
@@ -132,67 +193,19 @@ def parse(fh: BinaryIO, size: int, *, type_sizes: Mapping[int, tuple[int, int]] 
         raise r.bad("kv-count", f"{n_kv} key/values cannot fit in {r.remaining} bytes")
     if n_tensors * (8 + 1 + 4 + 8 + 4 + 8) > r.remaining:
         raise r.bad("tensor-count", f"{n_tensors} tensors cannot fit in {r.remaining} bytes")
-    meta: dict[str, Any] = {}
-    alignment = 32
-    for _ in range(n_kv):
-        key = r.string("key")
-        if not key:
-            raise r.bad("empty-key", f"empty key at offset {r.pos}")
-        if key in meta:
-            raise r.bad("duplicate-key", f"key {key[:80]!r} appears twice")
-        vtype = r.u32(key)
-        if vtype in (_T_ARRAY, _T_STRING) or vtype in _SCALAR:
-            meta[key] = _read_value(r, vtype, key)
-        else:
-            raise r.bad("value-type", f"{key[:80]}: unknown value type {vtype}")
-        if key == "general.alignment":
-            a = meta[key]
-            if vtype != _T_UINT32 or not _is_int(a) or a <= 0 or a & (a - 1) or a > MAX_ALIGNMENT:
-                raise r.bad("alignment", f"general.alignment must be a UINT32 power of two ≤ 1 MiB, got {a!r}")
-            alignment = a
-    infos: list[GgufTensor] = []
+    meta, alignment = _read_kvs(r, n_kv)
     if type_sizes is None:
         return GgufInfo(version, meta, (), alignment, 0)
-    sizes = type_sizes
+    infos: list[GgufTensor] = []
     names: set[str] = set()
     for _ in range(n_tensors):
-        name = r.string("tensor name")
-        if name in names:
-            raise r.bad("duplicate-tensor", f"tensor {name[:80]!r} appears twice")
-        names.add(name)
-        n_dims = r.u32(name)
-        if n_dims == 0 or n_dims > GGML_MAX_DIMS:
-            raise r.bad("n-dims", f"tensor {name[:80]!r} has {n_dims} dimensions (1..{GGML_MAX_DIMS})")
-        dims = tuple(r.u64(name) for _ in range(n_dims))
-        if any(d == 0 or d >= 1 << 63 for d in dims):
-            raise r.bad("dimension", f"tensor {name[:80]!r} has a dimension ≤ 0")
-        gtype = r.u32(name)
-        if gtype not in sizes:
-            raise r.bad("ggml-type", f"tensor {name[:80]!r} has unknown ggml type {gtype}")
-        offset = r.u64(name)
-        nel = 1
-        for d in dims:
-            nel *= d
-            if nel >= 1 << 63:
-                raise r.bad("overflow", f"tensor {name[:80]!r}: element count overflows")
-        block, tsize = sizes[gtype]
-        if dims[0] % block:
-            raise r.bad("dimension", f"tensor {name[:80]!r}: first dimension not a multiple of the block size {block}")
-        nbytes = nel // block * tsize
-        if nbytes >= 1 << 63:
-            raise r.bad("overflow", f"tensor {name[:80]!r}: byte size overflows")
-        infos.append(GgufTensor(name, dims, gtype, offset, nbytes))
+        t = _read_tensor(r, type_sizes)
+        if t.name in names:
+            raise r.bad("duplicate-tensor", f"tensor {t.name[:80]!r} appears twice")
+        names.add(t.name)
+        infos.append(t)
     data_start = (r.pos + alignment - 1) // alignment * alignment
-    data_size = size - data_start
-    prev_end = 0
-    for t in sorted(infos, key=lambda t: t.offset):
-        if t.offset % alignment:
-            raise r.bad("offset", f"tensor {t.name[:80]!r} offset {t.offset} is not a multiple of {alignment}")
-        if t.offset + t.nbytes > data_size:
-            raise r.bad("offset", f"tensor {t.name[:80]!r} data lies outside the file")
-        if t.offset < prev_end:
-            raise r.bad("overlap", f"tensor {t.name[:80]!r} overlaps the previous tensor's data")
-        prev_end = t.offset + t.nbytes
+    _check_layout(r, infos, alignment, size - data_start)
     return GgufInfo(version, meta, tuple(infos), alignment, data_start)
 
 

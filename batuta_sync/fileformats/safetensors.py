@@ -149,6 +149,15 @@ def _read_doc(head: bytes, file_size: int) -> tuple[int, dict[str, Any]]:
     return n, doc
 
 
+def _check_shape(name: str, shape: object) -> None:
+    if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
+        raise FormatError("invalid-shape", f"tensor {name!r} has a non-integer shape")
+    if any(d < 0 for d in shape):
+        raise FormatError("invalid-shape", f"tensor {name!r} has a negative dimension")
+    if len(shape) > MAX_RANK:
+        raise FormatError("invalid-shape", f"tensor {name!r} has {len(shape)} dimensions (limit {MAX_RANK})")
+
+
 def _tensor(name: str, entry: object, *, strict: bool) -> TensorInfo:
     if not name or "\x00" in name:
         raise FormatError("invalid-tensor-name", "tensor names must be non-empty and contain no NUL")
@@ -163,12 +172,7 @@ def _tensor(name: str, entry: object, *, strict: bool) -> TensorInfo:
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise FormatError("invalid-dtype", f"tensor {name!r} has unknown dtype {str(dtype)[:20]!r}")
-    if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-        raise FormatError("invalid-shape", f"tensor {name!r} has a non-integer shape")
-    if any(d < 0 for d in shape):
-        raise FormatError("invalid-shape", f"tensor {name!r} has a negative dimension")
-    if len(shape) > MAX_RANK:
-        raise FormatError("invalid-shape", f"tensor {name!r} has {len(shape)} dimensions (limit {MAX_RANK})")
+    _check_shape(name, shape)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
         raise FormatError("invalid-header-deserialization", f"tensor {name!r} needs data_offsets [begin, end]")
     nel = 1

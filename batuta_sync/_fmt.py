@@ -8,6 +8,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+#: Byte units (upper case; decimal and binary), the one table for every size parser.
+BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
 
 def human_bytes(n: float | None) -> str:
     """``1536`` → ``1.5 kB``: decimal units, as the Hub shows sizes; ``None`` → ``unknown``."""

@@ -19,23 +19,21 @@ loaded) with ``--allow-unsafe``.
 from __future__ import annotations
 
 import enum
-import io
-import json
 import os
-import pickletools
-import re
 import struct
 import unicodedata
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batuta_sync.errors import BatutaError, IntegrityError, UnsafeFileError
+from batuta_sync.fileformats import FormatError
+from batuta_sync.fileformats import pickle as _pickle
+from batuta_sync.fileformats import safetensors as _st
 
 if TYPE_CHECKING:
-    import tarfile
+    pass
 
 __all__ = [
     "FileSafety",
@@ -177,262 +175,32 @@ def unsafe_reason(filename: str) -> str | None:
 
 # --------------------------------------------------------------------------- by content
 
-SNIFF_BYTES = 1 << 16
-_SAFETENSORS_MAX_HEADER = 100_000_000
-_ST_DTYPES: dict[str, int] = {  # bits per element
-    "BOOL": 8,
-    "U8": 8,
-    "I8": 8,
-    "F8_E5M2": 8,
-    "F8_E4M3": 8,
-    "F8_E8M0": 8,
-    "I16": 16,
-    "U16": 16,
-    "F16": 16,
-    "BF16": 16,
-    "I32": 32,
-    "U32": 32,
-    "F32": 32,
-    "F64": 64,
-    "I64": 64,
-    "U64": 64,
-    "F4": 4,
-    "F6_E2M3": 6,
-    "F6_E3M2": 6,
-}
-_PICKLE_CODE_OPS = frozenset(
-    {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
-)
-
-
-class _Source:
-    """Random access to a path or a bytes object (reads only what it is asked for)."""
-
-    def __init__(self, data: bytes | bytearray | memoryview | str | os.PathLike[str]) -> None:
-        if isinstance(data, bytes | bytearray | memoryview):
-            self._bytes: bytes | None = bytes(data)
-            self._path: Path | None = None
-            self.size = len(self._bytes)
-        else:
-            self._bytes = None
-            self._path = Path(data)
-            self.size = self._path.stat().st_size
-
-    def read(self, offset: int, n: int) -> bytes:
-        if self._bytes is not None:
-            return self._bytes[offset : offset + n]
-        assert self._path is not None
-        with open(self._path, "rb") as f:
-            f.seek(offset)
-            return f.read(n)
-
-    def open_tar(self) -> tarfile.TarFile:
-        import tarfile
-
-        if self._bytes is not None:
-            return tarfile.open(fileobj=io.BytesIO(self._bytes), mode="r:")
-        assert self._path is not None
-        return tarfile.open(self._path, mode="r:")
-
-    def open_zip(self) -> zipfile.ZipFile:
-        if self._bytes is not None:
-            return zipfile.ZipFile(io.BytesIO(self._bytes))
-        assert self._path is not None
-        return zipfile.ZipFile(self._path)
-
-
-def looks_like_pickle(head: bytes) -> str | None:
-    """Reason string if ``head`` (the first bytes of a file) is a pickle stream."""
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return f"pickle stream (protocol {head[1]})"
-    if not head or head[:1] in (b"{", b"[", b'"', b"#", b"<") or head[:1].isspace():
-        # JSON / text / markup: never start a protocol 0/1 pickle that matters (GLOBAL is 'c').
-        return None
-    # Protocol 0/1: parse opcodes to STOP; only a stream that imports or calls counts.
-    try:
-        ops = set()
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
-            ops.add(op.name)
-            if op.name == "STOP":
-                break
-        else:
-            return None
-    except Exception:
-        return None
-    if "STOP" in ops and ops & _PICKLE_CODE_OPS:
-        return "pickle stream (protocol 0/1)"
-    return None
-
-
-def _zip_reason(src: _Source) -> str | None:
-    try:
-        with src.open_zip() as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return "ZIP archive that cannot be listed (treated as unsafe)"
-    pickles = [n for n in names if n.endswith((".pkl", ".pickle")) or n.rsplit("/", 1)[-1] == "data.pkl"]
-    if pickles:
-        if any(n.rsplit("/", 1)[-1] == "data.pkl" for n in pickles):
-            return "PyTorch zip checkpoint (contains data.pkl)"
-        return f"ZIP archive containing pickles ({pickles[0]})"
-    npys = [n for n in names if n.endswith(".npy")]
-    for n in npys[:16]:
-        try:
-            with src.open_zip() as zf, zf.open(n) as member:
-                if _npy_object_reason(member.read(SNIFF_BYTES)):
-                    return f"NumPy archive with an object array ({n})"
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-            return "ZIP archive with an unreadable member (treated as unsafe)"
-    return None
-
-
-def _npy_object_reason(head: bytes) -> str | None:
-    if not head.startswith(b"\x93NUMPY"):
-        return None
-    text = head[8:4096].decode("latin-1", "replace")
-    if re.search(r"'descr'\s*:\s*'\|?O", text) or ("'descr': [" in text and "'O'" in text):
-        return "NumPy array of Python objects (pickled)"
-    return None
-
-
-#: Member names of the legacy (pre-zip) PyTorch tar checkpoint.
-_TORCH_TAR_MEMBERS = frozenset({"pickle", "storages", "tensors", "sys_info"})
-#: Tar members that loaders unpickle (``.pyd`` is WebDataset's pickle extension).
-_PICKLE_MEMBER_SUFFIXES = (".pkl", ".pickle", ".pyd", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill")
-_TAR_MAX_MEMBERS = 100_000
-
-
-def _tar_reason(src: _Source, head: bytes) -> str | None:
-    """Why a tar archive is pickle-bearing, or None.
-
-    A tar is unsafe when it is a legacy PyTorch checkpoint (members ``pickle``, ``storages``,
-    ``tensors``, ``sys_info``) or carries members that loaders unpickle (``*.pkl``, WebDataset's
-    ``*.pyd``, torch checkpoints).  Plain data shards (WebDataset ``.jpg``/``.json``/``.cls``)
-    are not.  Only member headers are read, never member data.
-    """
-    if len(head) < 262 or head[257:262] != b"ustar":
-        return None
-    import tarfile
-
-    try:
-        with src.open_tar() as tf:
-            for i, member in enumerate(tf):
-                name = member.name.removeprefix("./")
-                if name in _TORCH_TAR_MEMBERS:
-                    return "tar archive (legacy PyTorch checkpoint format)"
-                if name.lower().endswith(_PICKLE_MEMBER_SUFFIXES):
-                    return f"tar archive containing a pickle-bearing member ({name})"
-                if i >= _TAR_MAX_MEMBERS:
-                    return f"tar archive with more than {_TAR_MAX_MEMBERS} members (treated as unsafe)"
-    except (tarfile.TarError, OSError, ValueError, EOFError):
-        return "tar archive that cannot be listed (treated as unsafe)"
-    return None
+SNIFF_BYTES = _pickle.SNIFF_BYTES
+_Source = _pickle.Source
+looks_like_pickle = _pickle.looks_like_pickle
+_content_reason = _pickle.pickle_bearing
 
 
 def check_safetensors_header(data: bytes | bytearray | memoryview | str | os.PathLike[str]) -> str | None:
     """Validate a safetensors file's header; return the problem or None when it is valid.
 
-    Checks (security.md PAR-1): 8-byte little-endian header length ≤ 100 MB that fits the
-    file; header starts with ``{`` and is a UTF-8 JSON object without duplicate keys;
-    every tensor has a known dtype, a non-negative integer shape and ``data_offsets``
-    contiguous from 0 whose size matches ``prod(shape) * dtype size``; ``__metadata__``
-    maps str to str; the data ends exactly at the end of the file (no polyglots).
-    Reads only ``8 + N`` bytes.
+    The one strict parser, :func:`batuta_sync.fileformats.safetensors.parse_header` (security.md
+    PAR-1), the same rules as push: 8-byte little-endian header length <= 100,000,000 that fits
+    the file; a UTF-8 JSON object starting with ``{`` without duplicate keys; every tensor with a
+    known dtype, a non-negative integer shape and ``data_offsets`` contiguous from 0 matching
+    ``prod(shape) * dtype size``; ``__metadata__`` maps str to str; the data ends exactly at the
+    end of the file (no polyglots).  Reads only ``8 + N`` bytes.
     """
     src = _Source(data)
-    if src.size < 8:
-        return "file shorter than the 8-byte safetensors header length"
-    (n,) = struct.unpack("<Q", src.read(0, 8))
-    if n > _SAFETENSORS_MAX_HEADER:
-        return f"header length {n} exceeds the 100 MB limit"
-    if 8 + n > src.size:
-        return f"header length {n} is larger than the file"
-    raw = src.read(8, n)
-    if not raw.startswith(b"{"):
-        return "header does not start with '{'"
+    head = src.read(0, 8)
+    n = _st.header_length(head)
+    if n is not None and n <= min(_st.MAX_HEADER, max(src.size - 8, 0)):
+        head += src.read(8, n)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "header is not UTF-8"
-
-    def no_dupes(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for k, v in pairs:
-            if k in out:
-                raise ValueError(f"duplicate key {k!r}")
-            out[k] = v
-        return out
-
-    try:
-        header = json.loads(text, object_pairs_hook=no_dupes)
-    except ValueError as exc:
-        return f"header is not valid JSON ({exc})"
-    if not isinstance(header, dict):
-        return "header is not a JSON object"
-    meta = header.pop("__metadata__", None)
-    if meta is not None and (
-        not isinstance(meta, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
-    ):
-        return "__metadata__ must map strings to strings"
-    spans: list[tuple[int, int, str]] = []
-    for name, info in header.items():
-        if not name or "\x00" in name:
-            return "empty or NUL tensor name"
-        if not isinstance(info, dict):
-            return f"tensor {name!r}: entry is not an object"
-        extra = set(info) - {"dtype", "shape", "data_offsets"}
-        if extra:
-            return f"tensor {name!r}: unknown field(s) {sorted(extra)}"
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _ST_DTYPES:
-            return f"tensor {name!r}: unknown dtype {dtype!r}"
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            return f"tensor {name!r}: shape must be a list of non-negative integers"
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        ):
-            return f"tensor {name!r}: data_offsets must be two integers"
-        start, end = offsets
-        if start < 0 or end < start:
-            return f"tensor {name!r}: invalid data_offsets {offsets}"
-        count = 1
-        for d in shape:
-            count *= d
-            if count > 1 << 62:
-                return f"tensor {name!r}: shape product overflows"
-        bits = count * _ST_DTYPES[dtype]
-        if bits % 8:
-            return f"tensor {name!r}: size is not a whole number of bytes"
-        if end - start != bits // 8:
-            return f"tensor {name!r}: data_offsets span {end - start} bytes, shape×dtype needs {bits // 8}"
-        spans.append((start, end, name))
-    spans.sort()
-    pos = 0
-    for start, end, name in spans:
-        if start != pos:
-            return f"tensor {name!r}: data is not contiguous (starts at {start}, expected {pos})"
-        pos = end
-    if 8 + n + pos != src.size:
-        return f"data ends at byte {8 + n + pos} but the file has {src.size} bytes (trailing or missing data)"
+        _st.parse_header(head, src.size, strict=True)
+    except FormatError as exc:
+        return exc.detail
     return None
-
-
-def _content_reason(src: _Source, head: bytes) -> str | None:
-    """Pickle-bearing by content alone (UNS-1): a pickle stream, a zip with pickles, a legacy
-    torch tar or a tar with pickle members, an object-dtype ``.npy``."""
-    reason = looks_like_pickle(head)
-    if reason:
-        return reason
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        reason = _zip_reason(src)
-        if reason:
-            return reason
-    return _tar_reason(src, head) or _npy_object_reason(head)
 
 
 def pickle_bearing_reason(data: bytes | bytearray | memoryview | str | os.PathLike[str]) -> str | None:

@@ -48,6 +48,13 @@ class HfAssetType(str, enum.Enum):
         raise UsageError(f"Unknown repo type {value!r}.", hint="Use one of: model, dataset, space.")
 
 
+def repo_folder_name(repo_type: HfAssetType | str, repo_id: str) -> str:
+    """``models--org--name``: a repo's folder in a hub cache, as huggingface_hub names it.
+    The one layout function (``hub/cache.CacheLayout`` and the planner both build on it)."""
+    t = HfAssetType(repo_type) if not isinstance(repo_type, HfAssetType) else repo_type
+    return "--".join([t.cache_prefix, *repo_id.split("/")])
+
+
 def is_valid_repo_id(repo_id: str) -> bool:
     """``name`` or ``namespace/name`` with the Hub's allowed characters (no ``--``, no ``..``)."""
     from batuta_sync.ids import is_repo_id

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import struct
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from batuta_sync.errors import ConversionError
+from batuta_sync.fileformats import safetensors as st_format
+from batuta_sync.fileformats import weights as weights_format
 
 
 class ModelFormat(str, Enum):
@@ -106,7 +107,7 @@ class GGUFQuantization(str, Enum):
 
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+PICKLE_SUFFIXES = tuple(ext for ext, fam in weights_format.FAMILY.items() if fam == "pytorch")  # .bin .pt .pth .ckpt
 GGUF_MAGIC = b"GGUF"
 
 
@@ -116,10 +117,7 @@ def _looks_like_safetensors(path: Path) -> bool:
             head = f.read(9)
     except OSError:
         return False
-    if len(head) < 9:
-        return False
-    (n,) = struct.unpack("<Q", head[:8])
-    return 2 <= n < 100_000_000 and head[8:9] == b"{"
+    return st_format.looks_like(head)
 
 
 def detect_format(path: Path) -> ModelFormat:

@@ -16,6 +16,7 @@ import numpy as np
 
 from batuta_sync._proc import pid_alive
 from batuta_sync.errors import ConversionError
+from batuta_sync.fileformats import safetensors as st_format
 
 # safetensors dtype -> (numpy storage dtype, bytes per element)
 ST_DTYPES: dict[str, Any] = {
@@ -82,8 +83,8 @@ def read_header(path: Path) -> dict[str, TensorRef]:
             if len(head) < 8:
                 raise ConversionError(f"{path} is not a safetensors file: it is only {size} bytes long.",
                                       hint="Re-download the file; it is truncated or empty.")
-            (n,) = struct.unpack("<Q", head)
-            if n > min(size - 8, 100_000_000):
+            n = st_format.header_length(head) or 0
+            if n > min(size - 8, st_format.MAX_HEADER):
                 raise ConversionError(
                     f"{path} has a bad safetensors header: it declares a {n}-byte header in a {size}-byte file.",
                     hint="The file is corrupt or not safetensors; re-download it.",

@@ -95,7 +95,7 @@ class WorkspaceState:
             from batuta_sync._fs import atomic_write
 
             text = json.dumps({"version": 1, "applied": self.applied, "hashes": self.hashes}, sort_keys=True)
-            atomic_write(self.path, text)
+            atomic_write(self.path, text, fsync=True)  # state must survive power loss
             self.dirty = False
 
 

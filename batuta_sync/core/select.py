@@ -1,37 +1,14 @@
 """Which files of a repo snapshot a manifest entry selects (pure).
 
-Delegates to the pull engine's ``plan_pull`` (format/quantization/split rules,
-safety policy) so ``batuta plan`` and ``batuta hf pull`` select the same files;
-``glob_select`` is the include/exclude core used when the pull engine is absent.
+Delegates to the pull engine's ``plan_pull`` (include/exclude, format/quantization/split
+rules, safety policy) so ``batuta plan`` and ``batuta hf pull`` select the same files: one
+include/exclude matcher, the pull engine's.  The planner tests' fakes use this too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from fnmatch import fnmatchcase
-
 from batuta_sync.core.manifest import RepoSpec
 from batuta_sync.types import RepoFile, RepoSnapshot
-
-
-def _match(path: str, pattern: str) -> bool:
-    if fnmatchcase(path, pattern):
-        return True
-    # "dir/" and "dir/**" select everything below dir; "**/x" also matches "x" at the top.
-    if pattern.endswith("/") and path.startswith(pattern):
-        return True
-    return pattern.startswith("**/") and fnmatchcase(path, pattern[3:])
-
-
-def glob_select(files: Sequence[RepoFile], include: Sequence[str], exclude: Sequence[str]) -> tuple[RepoFile, ...]:
-    out = []
-    for f in files:
-        if include and not any(_match(f.path, p) for p in include):
-            continue
-        if any(_match(f.path, p) for p in exclude):
-            continue
-        out.append(f)
-    return tuple(sorted(out, key=lambda f: f.path))
 
 
 def select_files(snapshot: RepoSnapshot, spec: RepoSpec) -> tuple[RepoFile, ...]:

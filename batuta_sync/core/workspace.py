@@ -1,6 +1,6 @@
 """Workspace files next to hf.yaml: hf.lock, ``.batuta/`` (apply lock, journal, state).
 
-The apply lock is an ``fcntl.flock`` on ``.batuta/apply.lock``; the holder writes
+The apply lock is :func:`batuta_sync._fs.file_lock` on ``.batuta/apply.lock``; the holder writes
 ``pid host time`` into it so a second apply can name who holds it.  The kernel
 drops the lock when the holder dies (even by SIGKILL): no stale lock files.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from batuta_sync._fs import PathEscapeError, atomic_write, confine
+from batuta_sync._fs import FileLock, PathEscapeError, atomic_write, confine, file_lock
 from batuta_sync.errors import ConfigError, WorkspaceBusyError
 
 if TYPE_CHECKING:
@@ -106,32 +106,27 @@ class WorkspaceLock:
     def __init__(self, path: Path, *, timeout: float = 0.0) -> None:
         self.path = path
         self.timeout = timeout
-        self._fh: IO[str] | None = None
+        self._fh: IO[str] | None = None  # the lock file: the holder record is written into it
+        self._lock: FileLock | None = None
 
     def acquire(self) -> WorkspaceLock:
-        import fcntl
         import socket
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = self.holder()
-                    fh.close()
-                    who = (
-                        f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
-                        if holder
-                        else "another process"
-                    )
-                    raise WorkspaceBusyError(
-                        f"Another `batuta apply` holds the workspace lock {self.path} ({who}).",
-                    )
-                time.sleep(0.05)
+        lock = file_lock(self.path, timeout=self.timeout)
+        try:
+            lock.acquire()
+        except TimeoutError:
+            holder = self.holder()
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                if holder
+                else "another process"
+            )
+            raise WorkspaceBusyError(
+                f"Another `batuta apply` holds the workspace lock {self.path} ({who}).",
+            ) from None
+        fh = lock.file
+        assert fh is not None
         fh.seek(0)
         fh.truncate()
         fh.write(
@@ -145,6 +140,7 @@ class WorkspaceLock:
             + "\n"
         )
         fh.flush()
+        self._lock = lock
         self._fh = fh
         _HELD.add(fh)
         _sweep_dead_temps(self.path.parent.parent)
@@ -158,18 +154,17 @@ class WorkspaceLock:
         return data if isinstance(data, dict) else {}
 
     def release(self) -> None:
-        import fcntl
-
-        if self._fh is None:
+        if self._fh is None or self._lock is None:
             return
         _HELD.discard(self._fh)
         try:
             self._fh.seek(0)
             self._fh.truncate()
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.flush()
         finally:
-            self._fh.close()
+            self._lock.release()
             self._fh = None
+            self._lock = None
 
     def __enter__(self) -> WorkspaceLock:
         return self.acquire()

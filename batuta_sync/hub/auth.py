@@ -14,14 +14,12 @@ never prints or logs a token.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from batuta_sync._fs import atomic_write
 from batuta_sync._redact import register_secret
 from batuta_sync._version import __version__
 from batuta_sync.errors import UsageError
@@ -89,19 +87,7 @@ def store_token(settings: Settings, token: str) -> Path:
     """Write ``token`` to ``settings.token_path`` with mode 0600 (temp file + ``os.replace``)."""
     token = check_token_shape(token)
     path = settings.token_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".token.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, token, fsync=True, mode=0o600)
     return path
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -37,12 +36,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batuta_sync import ids
+from batuta_sync._fmt import BYTE_UNITS
 from batuta_sync._fmt import git_blob_sha1 as git_blob_sha1  # re-exported
 from batuta_sync._fmt import human_bytes as human_bytes  # re-exported
-from batuta_sync._fs import atomic_write, confine
+from batuta_sync._fs import FileLock, atomic_write, confine
+from batuta_sync._fs import disk_free as _fs_disk_free
+from batuta_sync._fs import file_lock as _fs_file_lock
 from batuta_sync.errors import UsageError
 from batuta_sync.safety import NameCollisionError, validate_repo_path
 from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot, byte_count
+from batuta_sync.types import repo_folder_name as _repo_folder_name
 
 if TYPE_CHECKING:
     from batuta_sync.settings import Settings
@@ -54,17 +57,7 @@ _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by batuta_sync (huggingface_hub layout).\n"
 )
-_UNITS = {
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
+_UNITS = BYTE_UNITS  # the one table (batuta_sync._fmt)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -87,8 +80,7 @@ def parse_size(text: str) -> int:
 
 def repo_folder_name(repo_type: HfAssetType | str, repo_id: str) -> str:
     """``models--org--name`` as huggingface_hub names it."""
-    t = HfAssetType(repo_type) if not isinstance(repo_type, HfAssetType) else repo_type
-    return "--".join([t.cache_prefix, *repo_id.split("/")])
+    return _repo_folder_name(repo_type, repo_id)
 
 
 def parse_repo_folder(name: str) -> tuple[HfAssetType, str] | None:
@@ -105,18 +97,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
-    """An ``flock`` on ``path`` (created 0o664 for shared caches); released on exit or process death."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def file_lock(path: Path, *, shared: bool = False) -> FileLock:
+    """An advisory lock on ``path`` (created 0o664 for shared caches); released on exit or
+    process death.  The one primitive, :func:`batuta_sync._fs.file_lock`."""
+    return _fs_file_lock(path, shared=shared)
 
 
 # --------------------------------------------------------------------------- layout
@@ -1010,12 +994,5 @@ def hash_local_file(path: Path, rel: str) -> RepoFile:
 
 
 def disk_free(path: Path) -> int:
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        return shutil.disk_usage(p).free
-    except OSError as exc:  # pragma: no cover
-        if exc.errno == errno.ENOENT:
-            return 1 << 62
-        raise
+    """Bytes available where ``path`` lives (:func:`batuta_sync._fs.disk_free`)."""
+    return _fs_disk_free(path)

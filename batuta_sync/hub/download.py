@@ -75,14 +75,14 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
-from batuta_sync._fs import confine
+from batuta_sync._fs import FileLock, confine, file_lock
 from batuta_sync._proc import pid_alive
 from batuta_sync.errors import (
     BatutaError,
@@ -499,28 +499,10 @@ class Downloader:
         self.progress.file_done(f.path, cached=outcome.cached)
         return outcome
 
-    @contextlib.contextmanager
-    def _blob_lock(self, path: Path) -> Iterator[None]:
-        """``flock`` on the blob's lock file: avoids duplicate work only (correctness never
+    def _blob_lock(self, path: Path) -> FileLock:
+        """Lock on the blob's lock file: avoids duplicate work only (correctness never
         depends on it); waiting for another process stays cancellable."""
-        import fcntl
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if self._cancel.is_set():
-                        raise KeyboardInterrupt from None
-                    time.sleep(0.05)
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return file_lock(path, cancel=self._cancel.is_set)
 
     def close(self) -> None:
         with self._conns_lock:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from batuta_sync._fmt import BYTE_UNITS
+from batuta_sync.fileformats import weights as weights_format
 from batuta_sync.ids import git_sha1, is_git_sha1, sha256_hex
 from batuta_sync.types import HfAssetType, RepoFile, byte_count
 
@@ -610,17 +612,7 @@ SIZE_CATEGORIES: tuple[tuple[str, float, float], ...] = (
 )
 
 _ROW_UNITS = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
-_BYTE_UNITS = {
-    "B": 1,
-    "KB": 1e3,
-    "MB": 1e6,
-    "GB": 1e9,
-    "TB": 1e12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
+_BYTE_UNITS = BYTE_UNITS  # the one table (batuta_sync._fmt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -713,30 +705,15 @@ def parse_size_expr(expr: str) -> SizeFilter:
     return SizeFilter("rows", low, high, cats)
 
 
-#: Weight file formats by extension (for "total weight size per format").
-WEIGHT_FORMATS: dict[str, str] = {
-    ".safetensors": "safetensors",
-    ".gguf": "gguf",
-    ".bin": "pytorch",
-    ".pt": "pytorch",
-    ".pth": "pytorch",
-    ".ckpt": "pytorch",
-    ".pkl": "pickle",
-    ".onnx": "onnx",
-    ".h5": "tensorflow",
-    ".msgpack": "flax",
-    ".mlmodel": "coreml",
-    ".tflite": "tflite",
-}
+#: Weight file formats by extension (for "total weight size per format"): the one table.
+WEIGHT_FORMATS: dict[str, str] = weights_format.FAMILY
 
 
 def weight_sizes(files: tuple[RepoFile, ...] | list[RepoFile]) -> dict[str, int]:
     """Total bytes of weight files per format, e.g. ``{"safetensors": 13_476_839_424}``."""
     out: dict[str, int] = {}
     for f in files:
-        name = f.path.rsplit("/", 1)[-1].lower()
-        dot = name.rfind(".")
-        fmt = WEIGHT_FORMATS.get(name[dot:]) if dot >= 0 else None
+        fmt = weights_format.file_family(f.path)
         if fmt:
             out[fmt] = out.get(fmt, 0) + f.size
     return dict(sorted(out.items()))

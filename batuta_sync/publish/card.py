@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batuta_sync.fileformats import card as card_format
+
 CARD_FILE = "README.md"
 METRICS_FILES = ("metrics.json", "eval_results.json", "all_results.json", "results.json")
 PROVENANCE_FILES = ("provenance.json", "batuta_provenance.json")
@@ -27,7 +29,6 @@ ATTRIBUTION = (
     "Published with [batuta](https://github.com/paiml/batuta) — part of the PAIML stack "
     "(Pragmatic AI Labs: aprender · realizar · presentar · batuta)."
 )
-_FRONT_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)(?:\r?\n)---[ \t]*(?:\r?\n|\Z)", re.S)
 
 _MODEL_KEYS = ("license", "language", "library_name", "pipeline_tag", "base_model", "base_model_relation",
                "datasets", "tags", "metrics", "model-index")
@@ -53,18 +54,7 @@ def _yaml_dump(data: Mapping[str, Any]) -> str:
 
 def split_front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
     """(front matter mapping or None, body).  Unparseable front matter is treated as absent."""
-    m = _FRONT_RE.match(text)
-    if not m:
-        return None, text
-    import yaml
-
-    try:
-        data = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError:
-        return None, text
-    if not isinstance(data, dict):
-        return None, text
-    return data, text[m.end() :]
+    return card_format.parse(text)
 
 
 def render_card(front: Mapping[str, Any], body: str) -> str:
@@ -260,16 +250,16 @@ def merge_card(existing: str | None, generated: str) -> str:
     if gen_front is None:
         return existing
     if old_front is None:
-        if _FRONT_RE.match(existing):  # front matter present but unparseable: leave the card alone
+        if card_format.split(existing)[0] is not None:  # front matter present but unparseable: leave it alone
             return existing
         return render_card(gen_front, existing)
     missing = {k: v for k, v in gen_front.items() if k not in old_front}
     if not missing:
         return existing
-    m = _FRONT_RE.match(existing)
-    assert m is not None
-    merged_yaml = m.group(1).rstrip("\n") + "\n" + _yaml_dump(missing)
-    return f"---\n{merged_yaml}---\n" + existing[m.end() :]
+    old_yaml, body = card_format.split(existing)
+    assert old_yaml is not None
+    merged_yaml = old_yaml.rstrip("\n") + "\n" + _yaml_dump(missing)
+    return f"---\n{merged_yaml}---\n" + body
 
 
 def card_diff(old: str | None, new: str) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from batuta_sync._fmt import file_digests
+from batuta_sync._fs import atomic_write
 from batuta_sync.types import RepoSnapshot
 
 #: Files larger than this are always stored as LFS on the Hub, so their git sha1 is never needed.
@@ -168,17 +168,9 @@ class HashCache:
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             doc = {"version": CACHE_VERSION, "entries": self._entries}
-            fd, tmp = tempfile.mkstemp(prefix=".hash-cache.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(doc, out, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self.path, json.dumps(doc, separators=(",", ":")))
             self._dirty = False
 
 

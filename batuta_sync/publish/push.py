@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from batuta_sync._fmt import git_blob_sha1
+from batuta_sync._fs import atomic_write
 from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError, ValidationError
 from batuta_sync.publish.card import CARD_FILE, SPACE_SDKS, card_for_push
 from batuta_sync.publish.manifest import (
@@ -184,15 +183,7 @@ class ScanCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".scan-cache.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"version": 1, "entries": self.entries}, out, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, json.dumps({"version": 1, "entries": self.entries}, separators=(",", ":")))
         self.dirty = False
 
 

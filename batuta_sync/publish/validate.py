@@ -17,25 +17,24 @@ from __future__ import annotations
 import io
 import json
 import re
-import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from batuta_sync.errors import UnsafeFileError, ValidationError
+from batuta_sync.fileformats import FormatError
+from batuta_sync.fileformats import gguf as _gguf
+from batuta_sync.fileformats import safetensors as _st
+from batuta_sync.fileformats.gguf import GgufInfo
+from batuta_sync.fileformats.gguf import GgufTensor as GgufTensor  # re-export (old import path)
+from batuta_sync.fileformats.safetensors import SafetensorsHeader
+from batuta_sync.fileformats.safetensors import TensorInfo as TensorInfo  # re-export (old import path)
 from batuta_sync.safety import FileSafety, classify_file_safety, path_problem, pickle_bearing_reason
 
-MAX_SAFETENSORS_HEADER = 100_000_000
-MAX_SAFETENSORS_RANK = 8  # chosen & documented (docs/security.md): real models use ≤ 5
-
-# bits per element; sub-byte types must end on a byte boundary (MisalignedSlice otherwise)
-SAFETENSORS_DTYPE_BITS: dict[str, int] = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
-    "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "C64": 64,
-}
-_TENSOR_FIELDS = {"dtype", "shape", "data_offsets"}
+MAX_SAFETENSORS_HEADER = _st.MAX_HEADER
+MAX_SAFETENSORS_RANK = _st.MAX_RANK
+SAFETENSORS_DTYPE_BITS = _st.DTYPE_BITS
 
 
 class SafetensorsFormatError(ValidationError):
@@ -67,149 +66,20 @@ class GgufFormatError(ValidationError):
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class SafetensorsHeader:
-    header_size: int
-    data_size: int
-    tensors: tuple[TensorInfo, ...]
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-    def tensor(self, name: str) -> TensorInfo | None:
-        return next((t for t in self.tensors if t.name == name), None)
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateKey(k)
-        out[k] = v
-    return out
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def parse_safetensors_header(head: bytes, file_size: int, path: str = "<bytes>", *, lenient: bool = False) -> SafetensorsHeader:
-    """Validate a safetensors header.  ``head`` holds at least the first ``8 + N`` bytes."""
-
-    def bad(reason: str, detail: str) -> SafetensorsFormatError:
-        return SafetensorsFormatError(path, reason, detail)
-
-    if file_size < 8 or len(head) < 8:
-        raise bad("header-too-small", f"the file has {file_size} bytes, fewer than the 8-byte length prefix")
-    (n,) = struct.unpack("<Q", head[:8])
-    if n > MAX_SAFETENSORS_HEADER:
-        raise bad("header-too-large", f"the header claims {n} bytes (limit {MAX_SAFETENSORS_HEADER})")
-    if n + 8 > file_size or len(head) < 8 + n:
-        raise bad("invalid-header-length", f"the header claims {n} bytes but the file has {file_size}")
-    raw = head[8 : 8 + n]
-    if n == 0 or raw[:1] != b"{":
-        raise bad("invalid-header-start", "the header must begin with '{'")
+    """Validate a safetensors header (:func:`batuta_sync.fileformats.safetensors.parse_header`).
+    ``head`` holds at least the first ``8 + N`` bytes."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise bad("invalid-header-utf8", f"the header is not UTF-8 (byte {exc.start})")
-    try:
-        doc = json.loads(text, object_pairs_hook=_no_dupes)
-    except _DuplicateKey as exc:
-        raise bad("duplicate-key", f"key {str(exc)[:80]!r} appears twice in the header")
-    except (ValueError, RecursionError) as exc:
-        raise bad("invalid-header-deserialization", f"the header is not valid JSON ({str(exc)[:80]})")
-    if not isinstance(doc, dict):
-        raise bad("invalid-header-deserialization", "the header is not a JSON object")
-    if text.rstrip(" ") != text.rstrip():
-        raise bad("invalid-header-deserialization", "the header padding must be spaces (0x20)")
-
-    metadata: dict[str, str] = {}
-    tensors: list[TensorInfo] = []
-    for name, entry in doc.items():
-        if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
-                raise bad("invalid-metadata", "__metadata__ must map strings to strings")
-            metadata = dict(entry)
-            continue
-        if not name or "\x00" in name:
-            raise bad("invalid-tensor-name", "tensor names must be non-empty and contain no NUL")
-        if not isinstance(entry, dict):
-            raise bad("invalid-header-deserialization", f"tensor {name!r} is not an object")
-        missing = _TENSOR_FIELDS - entry.keys()
-        if missing:
-            raise bad("invalid-header-deserialization", f"tensor {name!r} lacks {sorted(missing)}")
-        extra = entry.keys() - _TENSOR_FIELDS
-        if extra and not lenient:
-            raise bad("unknown-field", f"tensor {name!r} has unknown field(s) {sorted(extra)}")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS:
-            raise bad("invalid-dtype", f"tensor {name!r} has unknown dtype {str(dtype)[:20]!r}")
-        if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-            raise bad("invalid-shape", f"tensor {name!r} has a non-integer shape")
-        if any(d < 0 for d in shape):
-            raise bad("invalid-shape", f"tensor {name!r} has a negative dimension")
-        if len(shape) > MAX_SAFETENSORS_RANK:
-            raise bad("invalid-shape", f"tensor {name!r} has {len(shape)} dimensions (limit {MAX_SAFETENSORS_RANK})")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
-            raise bad("invalid-header-deserialization", f"tensor {name!r} needs data_offsets [begin, end]")
-        nel = 1
-        for d in shape:
-            nel *= d
-            if nel >= 1 << 64:
-                raise bad("validation-overflow", f"tensor {name!r}: element count overflows")
-        bits = nel * SAFETENSORS_DTYPE_BITS[dtype]
-        if bits >= 1 << 64:
-            raise bad("validation-overflow", f"tensor {name!r}: byte size overflows")
-        if bits % 8:
-            raise bad("misaligned-slice", f"tensor {name!r}: {dtype} data does not end on a byte boundary")
-        s, e = offsets
-        if e < s:
-            raise bad("invalid-offset", f"tensor {name!r}: data_offsets are reversed")
-        if e - s != bits // 8:
-            raise bad(
-                "tensor-invalid-info",
-                f"tensor {name!r}: {dtype}{shape} needs {bits // 8} bytes but data_offsets span {e - s}",
-            )
-        tensors.append(TensorInfo(name, dtype, tuple(shape), s, e))
-
-    data_size = file_size - 8 - n
-    expected = 0
-    for t in sorted(tensors, key=lambda t: (t.start, t.end)):
-        if t.start != expected:
-            kind = "overlaps the previous tensor" if t.start < expected else "leaves a hole before it"
-            raise bad("invalid-offset", f"tensor {t.name!r} at {t.start} {kind} (expected {expected})")
-        expected = t.end
-    if expected > data_size:
-        raise bad("invalid-offset", f"tensor data ends at {expected} but the data section has {data_size} bytes")
-    if expected != data_size:
-        raise bad(
-            "metadata-incomplete-buffer",
-            f"{data_size - expected} trailing bytes after the last tensor (polyglot or truncated file)",
-        )
-    return SafetensorsHeader(8 + n, data_size, tuple(tensors), metadata)
+        return _st.parse_header(head, file_size, strict=not lenient)
+    except FormatError as exc:
+        raise SafetensorsFormatError(path, exc.reason, exc.detail) from None
 
 
 def validate_safetensors(file: Path, rel: str | None = None, *, lenient: bool = False) -> SafetensorsHeader:
     """Validate a ``.safetensors`` file on disk (reads at most 8 + header bytes)."""
     size = file.stat().st_size
     with open(file, "rb") as fh:
-        head = fh.read(8)
-        if len(head) == 8:
-            (n,) = struct.unpack("<Q", head)
-            if n <= min(MAX_SAFETENSORS_HEADER, max(size - 8, 0)):
-                head += fh.read(n)
+        head = _st.read_head(fh, size)
     return parse_safetensors_header(head, size, rel or file.name, lenient=lenient)
 
 
@@ -217,30 +87,14 @@ def validate_safetensors(file: Path, rel: str | None = None, *, lenient: bool = 
 # GGUF
 # --------------------------------------------------------------------------------------------------
 
-GGUF_MAGIC = b"GGUF"
-MAX_GGUF_STRING = 64 * 1024 * 1024
-MAX_GGUF_ALIGNMENT = 1024 * 1024
-GGML_MAX_DIMS = 4
-_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_T_STRING, _T_ARRAY, _T_UINT32 = 8, 9, 4
+GGUF_MAGIC = _gguf.MAGIC
+MAX_GGUF_STRING = _gguf.MAX_STRING
+MAX_GGUF_ALIGNMENT = _gguf.MAX_ALIGNMENT
+GGML_MAX_DIMS = _gguf.GGML_MAX_DIMS
 
 
-@dataclass(frozen=True)
-class GgufTensor:
-    name: str
-    dims: tuple[int, ...]
-    ggml_type: int
-    offset: int
-    nbytes: int
-
-
-@dataclass(frozen=True)
-class GgufInfo:
-    version: int
-    metadata: Mapping[str, Any]  # scalars and strings; arrays as lists (strings) or their length
-    tensors: tuple[GgufTensor, ...]
-    alignment: int
-    data_start: int
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _ggml_sizes() -> dict[int, tuple[int, int]]:
@@ -250,147 +104,12 @@ def _ggml_sizes() -> dict[int, tuple[int, int]]:
     return {int(k): (int(v[0]), int(v[1])) for k, v in GGML_QUANT_SIZES.items()}
 
 
-class _Reader:
-    def __init__(self, fh: BinaryIO, size: int, path: str) -> None:
-        self.fh = fh
-        self.size = size
-        self.pos = 0
-        self.path = path
-
-    def bad(self, reason: str, detail: str) -> GgufFormatError:
-        return GgufFormatError(self.path, reason, detail)
-
-    @property
-    def remaining(self) -> int:
-        return self.size - self.pos
-
-    def read(self, n: int, what: str) -> bytes:
-        if n > self.remaining:
-            raise self.bad("truncated", f"{what} needs {n} bytes at offset {self.pos}, only {self.remaining} left")
-        b = self.fh.read(n)
-        if len(b) != n:
-            raise self.bad("truncated", f"{what}: short read at offset {self.pos}")
-        self.pos += n
-        return b
-
-    def u32(self, what: str) -> int:
-        return int(struct.unpack("<I", self.read(4, what))[0])
-
-    def u64(self, what: str) -> int:
-        return int(struct.unpack("<Q", self.read(8, what))[0])
-
-    def string(self, what: str) -> str:
-        n = self.u64(what)
-        if n > self.remaining or n > MAX_GGUF_STRING:
-            raise self.bad("string-length", f"{what}: length {n} exceeds the file or the {MAX_GGUF_STRING}-byte cap")
-        return self.read(n, what).decode("utf-8", errors="replace")
-
-
-def _read_value(r: _Reader, vtype: int, key: str, *, in_array: bool = False) -> Any:
-    if vtype in _SCALAR:
-        fmt = _SCALAR[vtype]
-        return struct.unpack(fmt, r.read(struct.calcsize(fmt), key))[0]
-    if vtype == _T_STRING:
-        return r.string(key)
-    if vtype == _T_ARRAY:
-        if in_array:
-            raise r.bad("nested-array", f"{key}: arrays of arrays are not allowed")
-        etype = r.u32(key)
-        count = r.u64(key)
-        if etype == _T_ARRAY:
-            raise r.bad("nested-array", f"{key}: arrays of arrays are not allowed")
-        if etype not in _SCALAR and etype != _T_STRING:
-            raise r.bad("array-type", f"{key}: unknown array element type {etype}")
-        min_size = 8 if etype == _T_STRING else struct.calcsize(_SCALAR[etype])
-        if count * min_size > r.remaining:
-            raise r.bad("array-length", f"{key}: {count} elements cannot fit in the {r.remaining} remaining bytes")
-        if etype == _T_STRING:
-            return [r.string(key) for _ in range(count)]
-        fmt = _SCALAR[etype]
-        width = struct.calcsize(fmt)
-        if count > 4096:  # large numeric arrays (scores, token types): skip, keep the length
-            r.read(count * width, key)
-            return count
-        data = r.read(count * width, key)
-        return list(struct.unpack("<" + fmt[1] * count, data))
-    raise r.bad("value-type", f"{key}: unknown value type {vtype}")
-
-
 def _parse_gguf(fh: BinaryIO, size: int, path: str, *, tensors: bool = True) -> GgufInfo:
-    r = _Reader(fh, size, path)
-    if r.remaining < 4 or r.read(4, "magic") != GGUF_MAGIC:
-        raise r.bad("bad-magic", "the file does not start with 'GGUF'")
-    version = r.u32("version")
-    if version not in (2, 3):
-        raise r.bad("version", f"version {version} is not supported (2 or 3)")
-    n_tensors = r.u64("tensor count")
-    n_kv = r.u64("kv count")
-    if n_kv * (8 + 1 + 4) > r.remaining:
-        raise r.bad("kv-count", f"{n_kv} key/values cannot fit in {r.remaining} bytes")
-    if n_tensors * (8 + 1 + 4 + 8 + 4 + 8) > r.remaining:
-        raise r.bad("tensor-count", f"{n_tensors} tensors cannot fit in {r.remaining} bytes")
-    meta: dict[str, Any] = {}
-    alignment = 32
-    for _ in range(n_kv):
-        key = r.string("key")
-        if not key:
-            raise r.bad("empty-key", f"empty key at offset {r.pos}")
-        if key in meta:
-            raise r.bad("duplicate-key", f"key {key[:80]!r} appears twice")
-        vtype = r.u32(key)
-        if vtype in (_T_ARRAY, _T_STRING) or vtype in _SCALAR:
-            meta[key] = _read_value(r, vtype, key)
-        else:
-            raise r.bad("value-type", f"{key[:80]}: unknown value type {vtype}")
-        if key == "general.alignment":
-            a = meta[key]
-            if vtype != _T_UINT32 or not _is_int(a) or a <= 0 or a & (a - 1) or a > MAX_GGUF_ALIGNMENT:
-                raise r.bad("alignment", f"general.alignment must be a UINT32 power of two ≤ 1 MiB, got {a!r}")
-            alignment = a
-    infos: list[GgufTensor] = []
-    if not tensors:
-        return GgufInfo(version, meta, (), alignment, 0)
-    sizes = _ggml_sizes()
-    names: set[str] = set()
-    for _ in range(n_tensors):
-        name = r.string("tensor name")
-        if name in names:
-            raise r.bad("duplicate-tensor", f"tensor {name[:80]!r} appears twice")
-        names.add(name)
-        n_dims = r.u32(name)
-        if n_dims == 0 or n_dims > GGML_MAX_DIMS:
-            raise r.bad("n-dims", f"tensor {name[:80]!r} has {n_dims} dimensions (1..{GGML_MAX_DIMS})")
-        dims = tuple(r.u64(name) for _ in range(n_dims))
-        if any(d == 0 or d >= 1 << 63 for d in dims):
-            raise r.bad("dimension", f"tensor {name[:80]!r} has a dimension ≤ 0")
-        gtype = r.u32(name)
-        if gtype not in sizes:
-            raise r.bad("ggml-type", f"tensor {name[:80]!r} has unknown ggml type {gtype}")
-        offset = r.u64(name)
-        nel = 1
-        for d in dims:
-            nel *= d
-            if nel >= 1 << 63:
-                raise r.bad("overflow", f"tensor {name[:80]!r}: element count overflows")
-        block, tsize = sizes[gtype]
-        if dims[0] % block:
-            raise r.bad("dimension", f"tensor {name[:80]!r}: first dimension not a multiple of the block size {block}")
-        nbytes = nel // block * tsize
-        if nbytes >= 1 << 63:
-            raise r.bad("overflow", f"tensor {name[:80]!r}: byte size overflows")
-        infos.append(GgufTensor(name, dims, gtype, offset, nbytes))
-    data_start = (r.pos + alignment - 1) // alignment * alignment
-    data_size = size - data_start
-    prev_end = 0
-    for t in sorted(infos, key=lambda t: t.offset):
-        if t.offset % alignment:
-            raise r.bad("offset", f"tensor {t.name[:80]!r} offset {t.offset} is not a multiple of {alignment}")
-        if t.offset + t.nbytes > data_size:
-            raise r.bad("offset", f"tensor {t.name[:80]!r} data lies outside the file")
-        if t.offset < prev_end:
-            raise r.bad("overlap", f"tensor {t.name[:80]!r} overlaps the previous tensor's data")
-        prev_end = t.offset + t.nbytes
-    return GgufInfo(version, meta, tuple(infos), alignment, data_start)
+    """:func:`batuta_sync.fileformats.gguf.parse` with this module's error type."""
+    try:
+        return _gguf.parse(fh, size, type_sizes=_ggml_sizes() if tensors else None)
+    except FormatError as exc:
+        raise GgufFormatError(path, exc.reason, exc.detail) from None
 
 
 def validate_gguf(file: Path, rel: str | None = None) -> GgufInfo:
@@ -406,14 +125,7 @@ def parse_gguf_bytes(data: bytes, path: str = "<bytes>") -> GgufInfo:
 
 def read_gguf_strings(fh: BinaryIO, size: int, path: str = "<gguf>") -> list[tuple[str, str]]:
     """(key, text) for every string (or string array, newline-joined) KV of a GGUF header."""
-    info = _parse_gguf(fh, size, path, tensors=False)
-    out: list[tuple[str, str]] = []
-    for k, v in info.metadata.items():
-        if isinstance(v, str):
-            out.append((k, v))
-        elif isinstance(v, list) and v and isinstance(v[0], str):
-            out.append((k, "\n".join(v)))
-    return out
+    return _gguf.string_values(_parse_gguf(fh, size, path, tensors=False))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -121,18 +121,10 @@ def cached_snapshot(settings: Settings, ref: RepoRef) -> RepoSnapshot | None:
 
 
 def _parse_card(text: str) -> dict[str, Any] | None:
-    if not text.startswith("---"):
-        return None
-    end = text.find("\n---", 3)
-    if end < 0:
-        return None
-    import yaml
+    """The card's front matter (``fileformats/card.py``, the one parser), or None."""
+    from batuta_sync.fileformats.card import parse
 
-    try:
-        data = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        return None
-    return data if isinstance(data, dict) else None
+    return parse(text)[0]
 
 
 def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> tuple[RepoSnapshot, bool]:
@@ -283,7 +275,8 @@ def pull(
         else:
             write_partial_listing(settings.batuta_dir, layout, replace(snapshot, files=selection.selected))
     if req.output is not None and req.copy:
-        from batuta_sync.hub.cache import disk_free, human_bytes
+        from batuta_sync._fmt import human_bytes
+        from batuta_sync._fs import disk_free
 
         out_dir = Path(req.output)
         need = sum(

@@ -87,27 +87,6 @@ class PullSelection:
 
 # --------------------------------------------------------------------------- formats
 
-_WEIGHT_FAMILY: dict[str, str] = {
-    ".safetensors": "safetensors",
-    ".gguf": "gguf",
-    ".bin": "pytorch",
-    ".pt": "pytorch",
-    ".pth": "pytorch",
-    ".ckpt": "pytorch",
-    ".pkl": "pickle",
-    ".pickle": "pickle",
-    ".joblib": "pickle",
-    ".h5": "tensorflow",
-    ".keras": "tensorflow",
-    ".msgpack": "flax",
-    ".onnx": "onnx",
-    ".onnx_data": "onnx",
-    ".ot": "rust",
-    ".tflite": "tflite",
-    ".mlmodel": "coreml",
-    ".npz": "numpy",
-}
-_INDEX_RE = re.compile(r"\.(safetensors|bin|msgpack|h5|pt|pth|ckpt)\.index\.json$", re.IGNORECASE)
 _SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 _QUANT_RE = re.compile(
     r"(?<![A-Z0-9])("
@@ -135,15 +114,11 @@ QUANT_PREFERENCE = (
 
 
 def weight_family(path: str) -> str | None:
-    """``safetensors`` / ``gguf`` / ``pytorch`` / … for weight files (and their index JSON), else None."""
-    name = path.rsplit("/", 1)[-1].lower()
-    m = _INDEX_RE.search(name)
-    if m:
-        return _WEIGHT_FAMILY.get("." + m.group(1).lower())
-    dot = name.rfind(".")
-    if dot <= 0:
-        return None
-    return _WEIGHT_FAMILY.get(name[dot:])  # training_args.bin & co count as pytorch (pickles)
+    """``safetensors`` / ``gguf`` / ``pytorch`` / … for weight files (and their index JSON), else None
+    (the one table: ``fileformats/weights.py``)."""
+    from batuta_sync.fileformats.weights import family
+
+    return family(path)
 
 
 def gguf_quantizations(path: str) -> tuple[str, ...]:

@@ -13,11 +13,10 @@ import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from batuta_sync._fs import confine
+from batuta_sync._fs import atomic_write, confine, temp_file_beside
 from batuta_sync.remote.store import ObjectInfo, PreconditionFailed, RemoteError, local_write_error
 
 _CHUNK = 1 << 20
@@ -52,23 +51,17 @@ class FileStore:
             raise RemoteError(f"Refusing the remote key {key!r} on {self.url}.")
         return confine(self.root, key, what="remote key")
 
-    def _tmp(self, dest: Path, data: bytes | Path) -> str:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if isinstance(data, Path):
-                    with open(data, "rb") as src:
-                        shutil.copyfileobj(src, f, _CHUNK)
-                else:
-                    f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return tmp
+    @staticmethod
+    def _fill(tmp: Path, data: bytes | Path) -> None:
+        """Write ``data`` (bytes, or a local file's content) into ``tmp`` and fsync it."""
+        with open(tmp, "wb") as f:
+            if isinstance(data, Path):
+                with open(data, "rb") as src:
+                    shutil.copyfileobj(src, f, _CHUNK)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
     @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
@@ -87,15 +80,13 @@ class FileStore:
     def put_if_absent(self, key: str, data: bytes | Path) -> bool:
         dest = self._path(key)
         try:
-            tmp = self._tmp(dest, data)
-            try:
-                os.link(tmp, dest)
-                return True
-            except FileExistsError:
-                return False
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            with temp_file_beside(dest) as tmp:
+                self._fill(tmp, data)
+                try:
+                    os.link(tmp, dest)  # create-only: never replaces what another writer put there
+                    return True
+                except FileExistsError:
+                    return False
         except OSError as exc:
             raise self._os_error(exc, key)
 
@@ -105,8 +96,7 @@ class FileStore:
             with self._key_lock(key):
                 if not dest.is_file() or _etag_of(dest) != etag:
                     raise PreconditionFailed(f"{key!r} on {self.url} changed since it was read.")
-                tmp = self._tmp(dest, data)
-                os.replace(tmp, dest)
+                atomic_write(dest, data, fsync=True)
                 return hashlib.sha256(data).hexdigest()
         except OSError as exc:
             raise self._os_error(exc, key)

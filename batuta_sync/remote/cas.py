@@ -14,17 +14,16 @@ a miss, never as data.  Writes are create-only, so racing runners cannot overwri
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from batuta_sync import ids
+from batuta_sync._fs import temp_file_beside
 from batuta_sync.remote.store import RemoteStore
 
 _CHUNK = 1 << 20
@@ -94,11 +93,7 @@ class SharedStore:
         key = blob_key(digest)
         kind = "sha256" if ids.is_sha256(digest) else "gitsha1"
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".remote", dir=str(dest.parent))
-        os.close(fd)
-        tmp_path = Path(tmp)
-        try:
+        with temp_file_beside(dest, suffix=".remote") as tmp_path:
             got = self.store.get_to_file(key, tmp_path, max_size=size)
             if got is None:
                 return FetchResult(False)
@@ -106,9 +101,6 @@ class SharedStore:
                 return FetchResult(False, corrupt=True)
             os.replace(tmp_path, dest)
             return FetchResult(True, got)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp_path.unlink()
 
     def _small_json(self, key: str, limit: int) -> Any:
         """The JSON document at ``key`` if it exists, is at most ``limit`` bytes and parses; else None."""

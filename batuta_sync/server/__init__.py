@@ -2,7 +2,9 @@
 
 It is an independent peer of the batuta client: it imports only ``batuta_sync.ids`` (the same
 identifier and repo-path rules as the client) and ``batuta_sync._fmt`` (git digests), nothing else
-of batuta, so a bug in the client cannot hide behind the same bug in its test server.
+of batuta, so a bug in the client cannot hide behind the same bug in its test server. For the
+same reason it keeps its own safetensors, GGUF and README front-matter parsers (``server/meta.py``,
+``server/web/card.py``) instead of ``batuta_sync.fileformats``: on purpose, not a copy to merge.
 
 Usage::
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from batuta_sync.core.lockfile import FileDigest, Lock, RepoLock
 from batuta_sync.core.manifest import Manifest, RepoSpec, parse_manifest
 from batuta_sync.core.planner.diff import PlanOptions
-from batuta_sync.core.select import glob_select
+from batuta_sync.core.select import select_files
 from batuta_sync.core.state import LocalFile, LocalRepoState, RemoteState, World
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 
@@ -34,7 +34,8 @@ def manifest(body: str) -> Manifest:
 
 
 def select(snapshot: RepoSnapshot, spec: RepoSpec) -> Sequence[RepoFile]:
-    return glob_select(snapshot.files, spec.include, spec.exclude)
+    """The production selection (``batuta plan`` and ``batuta hf pull`` use the same rules)."""
+    return select_files(snapshot, spec)
 
 
 def snapshot(repo: str, commit: str, files: Sequence[RepoFile] = FILES, rev: str = "main") -> RepoSnapshot:

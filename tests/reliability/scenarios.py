@@ -523,12 +523,18 @@ def same_blob(work: Path, *, threads: int = 8, procs: int = 2, flock: bool = Tru
         if not flock:
             args.append("--no-flock")
         ps = [spawn(args, env, work) for _ in range(procs)]
+        import fcntl
+
         from tests.reliability._pull_worker import pull_once
 
+        real_flock = fcntl.flock  # the no-flock threads replace it in this process: put it back after
         results: list[str] = []
-        with ThreadPoolExecutor(threads) as pool:
-            futs = [pool.submit(pull_once, env, "rel/one-blob", "big.parquet", start_at, not flock) for _ in range(threads)]
-            results += [f.result() for f in futs]
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                futs = [pool.submit(pull_once, env, "rel/one-blob", "big.parquet", start_at, not flock) for _ in range(threads)]
+                results += [f.result() for f in futs]
+        finally:
+            fcntl.flock = real_flock  # type: ignore[misc]
         for p in ps:
             out, err = communicate(p)
             results.append(out.strip() or f"exit {p.returncode}: {err[-800:]}")

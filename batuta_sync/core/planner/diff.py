@@ -37,7 +37,7 @@ from batuta_sync.core.manifest import ConversionSpec, Manifest, PublishSpec, Rep
 from batuta_sync.core.planner.plan import Precondition
 from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState, World
 from batuta_sync.errors import BatutaError, HubError
-from batuta_sync.types import SHA1_RE, RepoFile, RepoSnapshot
+from batuta_sync.types import SHA1_RE, RepoFile, RepoSnapshot, repo_folder_name
 
 Selector = Callable[[RepoSnapshot, RepoSpec], Sequence[RepoFile]]
 
@@ -100,8 +100,7 @@ class DiffResult:
 
 def snapshot_dir(cache_dir: str, repo_type: str, repo_id: str, commit: str) -> str:
     """``<cache>/<models|datasets|spaces>--org--name/snapshots/<commit>`` (huggingface_hub layout)."""
-    folder = f"{repo_type}s--{repo_id.replace('/', '--')}"
-    return str(PurePosixPath(cache_dir) / folder / "snapshots" / commit)
+    return str(PurePosixPath(cache_dir) / repo_folder_name(repo_type, repo_id) / "snapshots" / commit)
 
 
 def to_digest(f: RepoFile) -> FileDigest:

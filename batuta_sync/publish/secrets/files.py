@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,8 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, cast
 
+from batuta_sync.fileformats.pickle import MAX_ARCHIVE_MEMBERS as ARCHIVE_MEMBER_CAP
+from batuta_sync.fileformats.safetensors import read_head as read_safetensors_head
 from batuta_sync.publish.secrets.formats import (
     binary_strings,
     is_pickle_bytes,
@@ -51,7 +52,7 @@ MAX_TEXT_BYTES = 256 * 1024 * 1024  # content buffered for structured scanning; 
 _WINDOW = 8 * 1024 * 1024
 _OVERLAP = 4096
 MAX_ARCHIVE_DEPTH = 3  # container layers (zip, tar, gzip/bz2/xz/zstd) opened inside one uploaded file
-MAX_ARCHIVE_MEMBERS = 10_000  # per archive
+MAX_ARCHIVE_MEMBERS = ARCHIVE_MEMBER_CAP  # per archive: the one cap, shared with the pull sniffer
 MAX_DECOMPRESSED = 8 * 1024**3  # bytes produced by decompression, all layers of one uploaded file
 MAX_RATIO = 1000  # decompressed : compressed, enforced past RATIO_GRACE bytes of output
 RATIO_GRACE = 256 * 1024 * 1024
@@ -494,12 +495,7 @@ def _weights_header(disk: BinaryIO, size: int, path: str, head: bytes) -> list[F
         except ValidationError:
             return None
         return scan_text("\n".join(f"{k}: {v}" for k, v in strings), path, location="gguf-metadata")
-    hdr = disk.read(8)
-    if len(hdr) == 8:
-        (n,) = struct.unpack("<Q", hdr)
-        if n <= min(size - 8, 100_000_000):
-            hdr += disk.read(n)
-    return _safetensors_findings(hdr, path)
+    return _safetensors_findings(read_safetensors_head(disk, size), path)
 
 
 def _safetensors_findings(data: bytes, path: str) -> list[Finding] | None:

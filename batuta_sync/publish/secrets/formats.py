@@ -1,28 +1,20 @@
 """Pure readers for the structured places secrets hide in (no file I/O): safetensors ``__metadata__``,
-pickle string constants (opcodes walked, never unpickled) and ``strings(1)``-style printable runs."""
+pickle string constants (opcodes walked, never unpickled) and ``strings(1)``-style printable runs.
+
+The format parsing lives in :mod:`batuta_sync.fileformats`; this module adapts it to the scanner."""
 
 from __future__ import annotations
 
-import io
-import json
-import pickletools
 import re
-import struct
 from typing import Any
+
+from batuta_sync.fileformats import pickle as _pickle
+from batuta_sync.fileformats import safetensors as _st
 
 
 def safetensors_header(data: bytes) -> dict[str, Any] | None:
     """The JSON header of a safetensors file (``data`` starts with it), or None if it is not one."""
-    if len(data) < 8:
-        return None
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        return None
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return header if isinstance(header, dict) else None
+    return _st.header_json(data)
 
 
 def safetensors_metadata(data: bytes) -> dict[str, str] | None:
@@ -34,42 +26,9 @@ def safetensors_metadata(data: bytes) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in meta.items()}
 
 
-_PICKLE_STR_OPS = {
-    "STRING",
-    "BINSTRING",
-    "SHORT_BINSTRING",
-    "UNICODE",
-    "BINUNICODE",
-    "SHORT_BINUNICODE",
-    "BINUNICODE8",
-    "BINBYTES",
-    "SHORT_BINBYTES",
-    "BINBYTES8",
-    "BYTEARRAY8",
-    "GLOBAL",
-    "INST",
-}
-
-
 def pickle_strings(data: bytes) -> list[str]:
     """String constants of a pickle stream, by walking opcodes (never unpickling)."""
-    out: list[str] = []
-    stream = io.BytesIO(data)
-    while stream.tell() < len(data):
-        try:
-            for op, arg, _pos in pickletools.genops(stream):
-                if op.name in _PICKLE_STR_OPS and arg is not None:
-                    if isinstance(arg, (bytes, bytearray)):
-                        if len(arg) <= 1 << 20:
-                            out.append(bytes(arg).decode("latin-1"))
-                    else:
-                        out.append(str(arg))
-        except Exception:  # malformed tail: keep what we have
-            break
-        # several pickles may be concatenated (torch legacy format); genops stops at STOP
-        if stream.tell() < len(data) and data[stream.tell() : stream.tell() + 1] != b"\x80":
-            break
-    return out
+    return _pickle.string_constants(data)
 
 
 _ASCII_RUN_RE = re.compile(rb"[\x20-\x7e\t\n\r]{16,}")
@@ -81,4 +40,4 @@ def binary_strings(data: bytes) -> bytes:
 
 
 def is_pickle_bytes(head: bytes) -> bool:
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    return _pickle.is_pickle_stream(head)

@@ -36,9 +36,7 @@ def _sources() -> list[tuple[str, str]]:
     ],
 )
 def test_one_home(pattern: str, homes: tuple[str, ...], why: str) -> None:
-    # pull.py is being split into pull/ by another change; its front-matter parser switches to
-    # fileformats.card after that merge -- then this exemption goes.
-    pending: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()  # no exemption left (pull/ uses fileformats.card now)
     rx = re.compile(pattern)
     strays = [
         rel

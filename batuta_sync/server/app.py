@@ -37,6 +37,9 @@ from batuta_sync.server.store import (
     check_repo_id,
     is_lfs_policy,
 )
+from batuta_sync.server.xet import routes as xet_routes
+from batuta_sync.server.xet.cas import XetStore
+from batuta_sync.server.xet.errors import XetError
 
 _TYPES_BY_PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -178,6 +181,7 @@ class HubServer:
         self.host = host
         self.port = port
         self.store = Store(self.root, durable=durable)
+        self.xet = XetStore(self.root, durable=durable)
         self.faults = Faults()
         self.log = RequestLog()
         self.users: dict[str, UserSpec] = {u.token: u for u in (users or ())}
@@ -483,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.message, exc.error_code, headers)
         elif isinstance(exc, HTTPError):
             self._error(exc.status, exc.message, exc.error_code, exc.headers)
+        elif isinstance(exc, XetError):
+            self._error(exc.status, exc.message)
         else:  # a bug: answer 500, keep serving
             self._error(500, f"Internal server error: {type(exc).__name__}: {exc}")
 
@@ -777,6 +783,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])
+        if d[0] == "xet-cas":
+            return xet_routes.cas(self, d[1:])
         if d[0] == "lfs-upload" and len(d) == 2 and m == "PUT":
             return self._lfs_upload(d[1])
         if d[0] == "lfs-verify" and len(d) == 2 and m == "POST":
@@ -854,8 +862,8 @@ class _Handler(BaseHTTPRequestHandler):
             st, _ = self._visible_repo(repo_type, repo_id)
             c = self.hub.store.get_commit(st.branches["main"])
             return self._json(self._info_json(st, c, siblings=False, blobs=False)["runtime"])
-        if head == "xet-write-token":
-            raise HTTPError(501, "Xet storage is not supported by the local hub; set HF_HUB_DISABLE_XET=1.")
+        if head in ("xet-read-token", "xet-write-token"):
+            return xet_routes.token(self, repo_type, repo_id, head[4:-6], "/".join(rest[1:]) or "main")
         raise HTTPError(404, f"Not found: {self.raw_path}")
 
     # ------------------------------------------------------------------ helpers
@@ -1206,6 +1214,9 @@ class _Handler(BaseHTTPRequestHandler):
         out: dict[str, Any] = {"type": "file", "oid": e.oid, "size": e.size, "path": path}
         if e.lfs:
             out["lfs"] = {"oid": e.sha256, "size": e.size, "pointerSize": e.pointer_size}
+            xet_hash = self.hub.xet.file_for_sha256(e.sha256)
+            if xet_hash is not None:
+                out["xetHash"] = xet_hash
         return out
 
     def _add_last_commits(self, c: Commit, entries: list[dict[str, Any]]) -> None:
@@ -1589,6 +1600,7 @@ class _Handler(BaseHTTPRequestHandler):
         if e.lfs:
             head["X-Linked-Etag"] = f'"{e.sha256}"'
             head["X-Linked-Size"] = str(e.size)
+            head.update(xet_routes.resolve_headers(self, repo_type, repo_id, sha, e.sha256))
             if self.hub.lfs_redirect:
                 loc = f"{self._base()}/cdn-lfs/{repo_type}/{repo_id}/resolve/{sha}/{e.sha256}"
                 head["Location"] = loc
@@ -1613,6 +1625,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, "Blob not found in this repo.", "EntryNotFound")
         size = store.blob_size(sha256)
         head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "X-Repo-Commit": commit}
+        head.update(xet_routes.resolve_headers(self, repo_type, repo_id, commit, sha256))
         drawn = self._random_fault(body=self.command == "GET")
         if self.command == "GET":
             store.record_download(st)

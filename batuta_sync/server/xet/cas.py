@@ -30,6 +30,7 @@ RepoKey = tuple[str, str]
 
 DEFAULT_TOKEN_TTL = 3600.0
 MAX_TOKENS = 100_000
+MAX_GROUP = 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class FileRecord:
 class _Stored:
     index: XorbIndex
     holders: set[RepoKey] = field(default_factory=set)
+    group: set[str] = field(default_factory=set)
+    """Xorbs uploaded in the same shard: a dedup hit on one describes them all (as the Hub does)."""
 
 
 class XetStore:
@@ -133,7 +136,11 @@ class XetStore:
         except (OSError, ValueError):
             return None
         chunks = tuple(ChunkRef(o, p, u, bytes.fromhex(ch)) for o, p, u, ch in d["chunks"])
-        st = _Stored(XorbIndex(hex_to_hash(h), chunks, d["data_len"]), {(t, i) for t, i in d["holders"]})
+        st = _Stored(
+            XorbIndex(hex_to_hash(h), chunks, d["data_len"]),
+            {(t, i) for t, i in d["holders"]},
+            set(d.get("group", ())),
+        )
         with self._lock:
             return self._xorbs.setdefault(h, st)
 
@@ -142,6 +149,7 @@ class XetStore:
             "chunks": [[c.offset, c.packed_len, c.unpacked_len, c.hash.hex()] for c in st.index.chunks],
             "data_len": st.index.data_len,
             "holders": sorted(st.holders),
+            "group": sorted(st.group),
         }
         atomic_write(self._xorb_path(h).with_suffix(".json"), json.dumps(d).encode(), fsync=self.durable)
 
@@ -204,22 +212,42 @@ class XetStore:
                     self._chunk_to_xorb = m
         return self._chunk_to_xorb
 
+    def link_group(self, xorbs: Iterable[str]) -> None:
+        """Record that ``xorbs`` were described by one shard (bounded: ``MAX_GROUP``)."""
+        group = sorted(set(xorbs))[:MAX_GROUP]
+        for h in group:
+            st = self._load_xorb(h)
+            if st is not None and not set(group) <= st.group:
+                with self._lock:
+                    st.group.update(group)
+                    while len(st.group) > MAX_GROUP:
+                        st.group.discard(max(st.group - {h}))
+                self._save_xorb_meta(h, st)
+
     def dedup_shard(self, chunk: str, can_read: Callable[[RepoKey], bool]) -> bytes | None:
-        """A shard describing the (readable) xorb that holds chunk ``chunk``, else None."""
+        """A shard describing the readable xorb that holds chunk ``chunk`` and the readable xorbs
+        uploaded with it, else None."""
         h = self._chunk_map().get(hex_to_hash(chunk))
-        index = self.readable_xorb(h, can_read) if h is not None else None
-        if index is None:
+        first = self.readable_xorb(h, can_read) if h is not None else None
+        if h is None or first is None:
             return None
-        info = shardfmt.XorbInfo(
-            index.hash,
-            tuple(
-                shardfmt.XorbChunk(c.hash, start, c.unpacked_len)
-                for c, start in zip(index.chunks, index.unpacked_starts(), strict=True)
-            ),
-            index.unpacked_len,
-            index.data_len,
-        )
-        return shardfmt.serialize_shard([], [info], footer=True)
+        infos = []
+        for x in [h, *sorted(self._load_xorb(h).group - {h})]:  # type: ignore[union-attr]
+            index = self.readable_xorb(x, can_read)
+            if index is None:
+                continue
+            infos.append(
+                shardfmt.XorbInfo(
+                    index.hash,
+                    tuple(
+                        shardfmt.XorbChunk(c.hash, start, c.unpacked_len)
+                        for c, start in zip(index.chunks, index.unpacked_starts(), strict=True)
+                    ),
+                    index.unpacked_len,
+                    index.data_len,
+                )
+            )
+        return shardfmt.serialize_shard([], infos, footer=True)
 
     # ------------------------------------------------------------------ files
     def _file_path(self, fh: str) -> Path:

@@ -172,6 +172,10 @@ def _put_shard(h: Any, xet: XetStore, g: Grant) -> None:
         elif info.sha256 is not None and hash_to_hex(info.sha256) != rec.sha256:
             raise XetError(f"The content of file {fh} does not have the sha256 the shard claims.")
         store.add_owner(st, rec.sha256)
+    xet.link_group(
+        [hash_to_hex(x.xorb) for x in parsed.xorbs]
+        + [hash_to_hex(s.xorb) for f in parsed.files for s in f.segments]
+    )
     h._json({"result": 1 if new else 0})
 
 

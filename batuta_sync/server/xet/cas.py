@@ -289,8 +289,7 @@ class XetStore:
             if index is None:
                 raise XetError(
                     f"file {fh} references xorb {xh}, which was not uploaded (or not to a repo you can "
-                    "read); upload the xorb first",
-                    403 if self.xorb(xh) is not None else 400,
+                    "read); upload the xorb first",  # the same answer whether it exists or not
                 )
             if not 0 <= seg.chunk_start < seg.chunk_end <= len(index.chunks):
                 raise XetError(f"file {fh} claims chunks {seg.chunk_start}..{seg.chunk_end} of xorb {xh}, "

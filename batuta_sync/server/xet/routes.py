@@ -158,9 +158,9 @@ def _put_shard(h: Any, xet: XetStore, g: Grant) -> None:
     new = 0
     for info in parsed.files:
         fh = hash_to_hex(info.file_hash)
+        checked = xet.check_file(info, can_read)  # always: a known file hash proves nothing
         rec = xet.file(fh)
         if rec is None:
-            checked = xet.check_file(info, can_read)
             claimed = hash_to_hex(info.sha256) if info.sha256 is not None else None
             try:
                 sha = store.put_stream(_chunk_reader(iter(xet.file_bytes(checked))), checked.size, claimed)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from batuta_sync.server.xet.errors import XetError
 from batuta_sync.server.xet.hashing import BOOKEND_HASH, HASH_LEN, ZERO_HASH
 
-TAG = bytes(b"HFRepoMetaData\x00") + bytes(
+TAG = b"HFRepoMetaData\x00" + bytes(
     (85, 105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169)
 )
 HEADER_VERSION = 2

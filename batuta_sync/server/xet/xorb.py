@@ -119,7 +119,7 @@ def parse_xorb(
     read: Callable[[int], bytes],
     total_len: int,
     expected_hash: bytes | None = None,
-    sink: Callable[[bytes], None] | None = None,
+    sink: Callable[[bytes], object] | None = None,
 ) -> XorbIndex:
     """Parse and verify a serialized xorb of ``total_len`` bytes read with ``read(n)``; every byte
     read is passed to ``sink`` (to store it while parsing).  Raises :class:`XetError`."""

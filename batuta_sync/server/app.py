@@ -158,6 +158,7 @@ class HubServer:
         public_url: str | None = None,
         limits: Limits | None = None,
         insecure_open_write: bool = False,
+        xet: bool = True,
     ) -> None:
         """``control_api``: serve ``/_batuta/`` (faults, log, counters) over HTTP; with users it needs
         ``admin_token`` (sent as ``Authorization: Bearer …``).  ``public_url``: the base of the absolute
@@ -182,6 +183,7 @@ class HubServer:
         self.port = port
         self.store = Store(self.root, durable=durable)
         self.xet = XetStore(self.root, durable=durable)
+        self.xet_enabled = xet  # False: no Xet tokens (clients then need HF_HUB_DISABLE_XET=1)
         self.faults = Faults()
         self.log = RequestLog()
         self.users: dict[str, UserSpec] = {u.token: u for u in (users or ())}

@@ -27,6 +27,8 @@ def token(h: Any, repo_type: str, repo_id: str, scope: str, rev: str) -> None:
     """Issue a read or write access token for one repo (the caller's rights on it are checked)."""
     if h.command != "GET":
         raise XetError("Xet token endpoints answer GET only.", 405)
+    if not h.hub.xet_enabled:
+        raise XetError("Xet storage is turned off on this server; set HF_HUB_DISABLE_XET=1.", 501)
     if scope == "write":
         st, user = h._writable_repo(repo_type, repo_id)
     else:

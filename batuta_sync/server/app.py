@@ -184,6 +184,7 @@ class HubServer:
         self.store = Store(self.root, durable=durable)
         self.xet = XetStore(self.root, durable=durable)
         self.xet_enabled = xet  # False: no Xet tokens (clients then need HF_HUB_DISABLE_XET=1)
+        self.store.external = self.xet  # Xet-stored files are served from their xorbs
         self.faults = Faults()
         self.log = RequestLog()
         self.users: dict[str, UserSpec] = {u.token: u for u in (users or ())}
@@ -1611,7 +1612,8 @@ class _Handler(BaseHTTPRequestHandler):
         drawn = self._random_fault(body=self.command == "GET")  # before counting: a 429/5xx is no download
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(store.blob_path(e.sha256), e.size, e.etag, head, drawn)
+        if not (e.lfs and xet_routes.send_file(self, e.sha256, e.size, e.etag, head)):
+            self._send_file(store.blob_path(e.sha256), e.size, e.etag, head, drawn)
 
     def _cdn_blob(self, repo_type: str, repo_id: str, commit: str, sha256: str) -> None:
         if repo_type not in _PREFIX:
@@ -1631,7 +1633,8 @@ class _Handler(BaseHTTPRequestHandler):
         drawn = self._random_fault(body=self.command == "GET")
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(store.blob_path(sha256), size, sha256, head, drawn)
+        if not xet_routes.send_file(self, sha256, size, sha256, head):
+            self._send_file(store.blob_path(sha256), size, sha256, head, drawn)
 
     def _parse_range(self, size: int, etag: str) -> tuple[int, int] | None:
         rng = self.headers.get("Range")

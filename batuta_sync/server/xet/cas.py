@@ -14,10 +14,10 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batuta_sync._fs import atomic_write
 from batuta_sync.server.xet import shard as shardfmt
@@ -31,6 +31,7 @@ RepoKey = tuple[str, str]
 DEFAULT_TOKEN_TTL = 3600.0
 MAX_TOKENS = 100_000
 MAX_GROUP = 1024
+MAX_SHA_CACHE = 100_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class XetStore:
         self._xorbs: dict[str, _Stored] = {}
         self._chunk_to_xorb: dict[bytes, str] | None = None
         self._files: dict[str, FileRecord] = {}
+        self._by_sha: dict[str, str | None] = {}  # sha256 -> file hash (None: not stored with Xet)
         self._lock = threading.Lock()
         self.bytes_received = 0
         """Bytes of xorbs and shards received (the dedup figure)."""
@@ -174,8 +176,7 @@ class XetStore:
                 if self.durable:
                     f.flush()
                     os.fsync(f.fileno())
-            with self._lock:
-                self.bytes_received += length
+            self.count_received(length)
             st = self._load_xorb(h)
             inserted = st is None
             if st is None:
@@ -270,11 +271,24 @@ class XetStore:
             return self._files.setdefault(fh, rec)
 
     def file_for_sha256(self, sha256: str) -> str | None:
+        """The Xet file hash of the content with this sha256, if Xet stores it (cached)."""
+        with self._lock:
+            if sha256 in self._by_sha:
+                return self._by_sha[sha256]
         try:
-            fh = self._sha_path(sha256).read_text().strip()
+            fh: str | None = self._sha_path(sha256).read_text().strip()
         except OSError:
-            return None
-        return fh if self.file(fh) is not None else None
+            fh = None
+        if fh is not None and self.file(fh) is None:
+            fh = None
+        with self._lock:
+            if len(self._by_sha) >= MAX_SHA_CACHE:
+                self._by_sha.clear()
+            return self._by_sha.setdefault(sha256, fh)
+
+    def count_received(self, n: int) -> None:
+        with self._lock:
+            self.bytes_received += n
 
     def check_file(self, info: shardfmt.FileInfo, can_read: Callable[[RepoKey], bool]) -> FileRecord:
         """Verify one file of a shard against the stored xorbs: every segment names a readable xorb
@@ -305,17 +319,47 @@ class XetStore:
             raise XetError(f"the chunks of file {fh} do not hash to its file hash")
         return FileRecord(fh, "", sum(n for _, n in chunks), tuple(terms))
 
-    def file_bytes(self, rec: FileRecord) -> Iterable[bytes]:
-        """The reconstructed bytes of a file, one chunk at a time."""
+    def file_bytes(self, rec: FileRecord, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Bytes ``start .. start+length`` of a file rebuilt from its xorbs, a chunk at a time (chunks
+        wholly outside the range are skipped undecoded)."""
+        end = rec.size if length is None else min(rec.size, start + length)
+        pos = 0
         for t in rec.terms:
+            if pos >= end:
+                return
+            if pos + t.unpacked_len <= start:
+                pos += t.unpacked_len
+                continue
             index = self.xorb(t.xorb)
             if index is None:
                 raise XetError(f"xorb {t.xorb} is missing from the store", 500)
             with open(self._xorb_path(t.xorb), "rb") as f:
                 for c in index.chunks[t.chunk_start : t.chunk_end]:
-                    f.seek(c.offset)
-                    raw = f.read(c.packed_len)
-                    yield decode_chunk(raw[4], raw[8:], c.unpacked_len)
+                    c_end = pos + c.unpacked_len
+                    if c_end > start and pos < end:
+                        f.seek(c.offset)
+                        raw = f.read(c.packed_len)
+                        data = decode_chunk(raw[4], raw[8:], c.unpacked_len)
+                        yield data[max(0, start - pos) : end - pos]
+                    pos = c_end
+
+    # the store's ExternalBlobs: files stored with Xet are served without a second whole copy
+    def size(self, sha256: str) -> int | None:
+        fh = self.file_for_sha256(sha256)
+        rec = self.file(fh) if fh is not None else None
+        return rec.size if rec is not None else None
+
+    def write_to(self, sha256: str, f: BinaryIO) -> None:
+        fh = self.file_for_sha256(sha256)
+        rec = self.file(fh) if fh is not None else None
+        if rec is None:
+            raise XetError(f"no Xet file has sha256 {sha256}", 404)
+        for piece in self.file_bytes(rec):
+            f.write(piece)
+
+    def record_for_sha256(self, sha256: str) -> FileRecord | None:
+        fh = self.file_for_sha256(sha256)
+        return self.file(fh) if fh is not None else None
 
     def add_file(self, rec: FileRecord) -> None:
         d = {"sha256": rec.sha256, "size": rec.size, "terms": [list(vars(t).values()) for t in rec.terms]}
@@ -323,6 +367,7 @@ class XetStore:
         atomic_write(self._sha_path(rec.sha256), rec.file_hash.encode(), fsync=self.durable)
         with self._lock:
             self._files[rec.file_hash] = rec
+            self._by_sha[rec.sha256] = rec.file_hash
 
     # ------------------------------------------------------------------ reconstruction
     def reconstruction(

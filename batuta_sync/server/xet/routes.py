@@ -7,9 +7,10 @@ its request/response helpers; the decisions live in :mod:`batuta_sync.server.xet
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from batuta_sync.server.store import StoreError
@@ -124,27 +125,10 @@ def _put_xorb(h: Any, xet: XetStore, g: Grant, xh: str) -> None:
     h._json({"was_inserted": inserted})
 
 
-def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[int], bytes]:
-    buf = bytearray()
-
-    def read(n: int) -> bytes:
-        while len(buf) < n:
-            nxt = next(chunks, None)
-            if nxt is None:
-                break
-            buf.extend(nxt)
-        out = bytes(buf[:n])
-        del buf[:n]
-        return out
-
-    return read
-
-
 def _put_shard(h: Any, xet: XetStore, g: Grant) -> None:
     st = _write_grant(h, g)
     data = h._read_body(shardfmt.MAX_SHARD_BYTES)
-    with xet._lock:
-        xet.bytes_received += len(data)
+    xet.count_received(len(data))
     parsed = shardfmt.parse_shard(data)
     can_read = _reader(h, g)
     for x in parsed.xorbs:  # what the shard says about xorbs must be what was uploaded
@@ -163,11 +147,12 @@ def _put_shard(h: Any, xet: XetStore, g: Grant) -> None:
         checked = xet.check_file(info, can_read)  # always: a known file hash proves nothing
         rec = xet.file(fh)
         if rec is None:
-            claimed = hash_to_hex(info.sha256) if info.sha256 is not None else None
-            try:
-                sha = store.put_stream(_chunk_reader(iter(xet.file_bytes(checked))), checked.size, claimed)
-            except StoreError:
-                raise XetError(f"The content of file {fh} does not have the sha256 the shard claims.") from None
+            h256 = hashlib.sha256()  # the file is rebuilt and hashed, not stored a second time
+            for piece in xet.file_bytes(checked):
+                h256.update(piece)
+            sha = h256.hexdigest()
+            if info.sha256 is not None and hash_to_hex(info.sha256) != sha:
+                raise XetError(f"The content of file {fh} does not have the sha256 the shard claims.")
             rec = FileRecord(fh, sha, checked.size, checked.terms)
             xet.add_file(rec)
             new += 1
@@ -244,3 +229,26 @@ def _fetch(h: Any, xet: XetStore, xh: str) -> None:
     if len(data) != length:
         raise XetError("The range is past the end of the xorb.", 416)
     h._send_bytes(206, data, headers)
+
+
+def send_file(h: Any, sha256: str, size: int, etag: str, headers: Mapping[str, str]) -> bool:
+    """Answer a plain-HTTP download of a file Xet stores (rebuilt from its xorbs; ``Range`` honoured
+    as for any blob).  False when Xet does not hold ``sha256`` (the caller sends the blob file)."""
+    if h.hub.store.blob_path(sha256).is_file():
+        return False  # also uploaded whole (classic LFS): sent as a file
+    rec = h.hub.xet.record_for_sha256(sha256)
+    if rec is None or rec.size != size:
+        return False
+    hd = dict(headers)
+    hd.update({"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"})
+    rng = h._parse_range(size, etag)
+    status, start, length = 200, 0, size
+    if rng is not None:
+        status, start, length = 206, rng[0], rng[1] - rng[0] + 1
+        hd["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{size}"
+    h._send_head(status, hd, length)
+    if h.command != "HEAD":
+        for piece in h.hub.xet.file_bytes(rec, start, length):
+            h.wfile.write(piece)
+            h.bytes_out += len(piece)
+    return True

@@ -108,3 +108,19 @@ def test_revoked_rights_and_malformed_requests(srv: HubServer, monkeypatch: pyte
     srv.xet.clock = lambda: 4e9
     srv.xet.issue("alice", ("model", "alice/pub"), "main", "read")  # the expired ones are swept first
     assert len(srv.xet._tokens) == 1
+
+
+def test_model_info_is_derived_from_a_xet_stored_safetensors(srv: HubServer) -> None:
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}).encode()
+    up = Upload(struct.pack("<Q", len(header)) + header + bytes(24) + os.urandom(40_000))
+    with cas(srv, "alice/pub", "write", ALICE) as c:
+        assert up.put_xorb(c).status_code == 200
+        assert c.post("/v1/shards", content=up.shard()).status_code == 200
+    assert not srv.store.blob_path(up.sha256).exists()
+    assert _commit(srv, "alice/pub", ALICE, up, "model.safetensors").status_code == 200
+    info = httpx.get(f"{srv.url}/api/models/alice/pub").json()
+    assert info["safetensors"]["total"] == 6
+    assert not list((srv.root / "tmp").iterdir())  # the temporary rebuild is gone

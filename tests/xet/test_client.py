@@ -108,3 +108,25 @@ def test_real_client_uploads_and_downloads_through_xet(
             capture_output=True, timeout=60, check=True,
         ).stdout
         assert out == files["folder/sub/b.bin"]
+
+
+def test_a_repo_mixing_xet_and_classic_lfs_files(hub_server: HubServer, tmp_path: Path) -> None:
+    a, b = os.urandom(1_000_000), os.urandom(1_100_000)
+    (tmp_path / "a.bin").write_bytes(a)
+    (tmp_path / "b.bin").write_bytes(b)
+    hub_server.store.create_repo("local/mix")
+    up = "api.upload_file(path_or_fileobj={p!r}, path_in_repo={n!r}, repo_id='local/mix')"
+    run_py(hub_server.url, up.format(p=str(tmp_path / "a.bin"), n="xet.bin"))
+    run_py(hub_server.url, up.format(p=str(tmp_path / "b.bin"), n="lfs.bin"), xet=False)
+    assert hub_server.log.count("PUT", "/lfs-upload/") == 1
+    for xet in (True, False):
+        got = run_py(
+            hub_server.url,
+            f"""
+            from huggingface_hub import snapshot_download
+            snap = snapshot_download("local/mix", cache_dir={str(tmp_path / f"c{xet}")!r})
+            emit({{p: sha(os.path.join(snap, p)) for p in ("xet.bin", "lfs.bin")}})
+            """,
+            xet=xet,
+        )
+        assert got == {"xet.bin": _sha(a), "lfs.bin": _sha(b)}

@@ -11,7 +11,9 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from email.message import Message
+from io import BufferedIOBase
+from typing import Any, Protocol
 
 from batuta_sync.server.store import StoreError
 from batuta_sync.server.xet import shard as shardfmt
@@ -19,12 +21,48 @@ from batuta_sync.server.xet.cas import FileRecord, Grant, RepoKey, XetStore
 from batuta_sync.server.xet.errors import XetError
 from batuta_sync.server.xet.hashing import hash_to_hex, is_hash_hex
 
+
+class Request(Protocol):
+    """What these functions use of the server's request handler (``app._Handler``)."""
+
+    command: str
+    headers: Message
+    raw_path: str
+    wfile: BufferedIOBase
+    bytes_out: int
+
+    @property
+    def hub(self) -> Any: ...
+
+    def _json(self, obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> None: ...
+
+    def _send_bytes(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None: ...
+
+    def _send_head(
+        self, status: int, headers: Mapping[str, str], length: int, expected_out: int | None = None
+    ) -> None: ...
+
+    def _read_body(self, limit: int | None = None) -> bytes: ...
+
+    def _body_reader(self) -> tuple[Callable[[int], bytes], int | None]: ...
+
+    def _base(self) -> str: ...
+
+    def _param(self, name: str, default: str | None = None) -> str | None: ...
+
+    def _parse_range(self, size: int, etag: str) -> tuple[int, int] | None: ...
+
+    def _visible_repo(self, repo_type: str, repo_id: str) -> tuple[Any, Any]: ...
+
+    def _writable_repo(self, repo_type: str, repo_id: str) -> tuple[Any, Any]: ...
+
+
 FETCH_URL_TTL = 3600
 _RANGE = re.compile(r"\Abytes=(\d{1,19})-(\d{0,19})\Z")
 _PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
 
 
-def token(h: Any, repo_type: str, repo_id: str, scope: str, rev: str) -> None:
+def token(h: Request, repo_type: str, repo_id: str, scope: str, rev: str) -> None:
     """Issue a read or write access token for one repo (the caller's rights on it are checked)."""
     if h.command != "GET":
         raise XetError("Xet token endpoints answer GET only.", 405)
@@ -43,7 +81,7 @@ def token(h: Any, repo_type: str, repo_id: str, scope: str, rev: str) -> None:
     h._json({"casUrl": cas_url, "accessToken": tok, "exp": exp}, headers=headers)
 
 
-def resolve_headers(h: Any, repo_type: str, repo_id: str, commit: str, sha256: str) -> dict[str, str]:
+def resolve_headers(h: Request, repo_type: str, repo_id: str, commit: str, sha256: str) -> dict[str, str]:
     """Headers of a ``/resolve/`` answer for an LFS file: the Xet ones when Xet stores its content."""
     fh = h.hub.xet.file_for_sha256(sha256)
     if fh is None:
@@ -53,14 +91,14 @@ def resolve_headers(h: Any, repo_type: str, repo_id: str, commit: str, sha256: s
 
 
 # ---------------------------------------------------------------------- CAS
-def _user_of(h: Any, g: Grant) -> Any:
+def _user_of(h: Request, g: Grant) -> Any:
     hub = h.hub
     if hub.open_mode:
         return hub.user_for(None)
     return next((u for u in hub.users.values() if u.name == g.user), None)
 
 
-def _reader(h: Any, g: Grant) -> Callable[[RepoKey], bool]:
+def _reader(h: Request, g: Grant) -> Callable[[RepoKey], bool]:
     """Whether the grant's user can (still) read a repo."""
     user = _user_of(h, g)
     store = h.hub.store
@@ -75,7 +113,7 @@ def _reader(h: Any, g: Grant) -> Callable[[RepoKey], bool]:
     return can_read
 
 
-def _write_grant(h: Any, g: Grant) -> Any:
+def _write_grant(h: Request, g: Grant) -> Any:
     """The repo of a write grant, re-checking that the user may still write to it."""
     if g.scope != "write":
         raise XetError("This operation needs a Xet write token.", 403)
@@ -88,7 +126,7 @@ def _write_grant(h: Any, g: Grant) -> Any:
     return st
 
 
-def cas(h: Any, d: list[str]) -> None:
+def cas(h: Request, d: list[str]) -> None:
     """Route a request under ``/xet-cas/``."""
     xet: XetStore = h.hub.xet
     m = h.command
@@ -114,7 +152,7 @@ def cas(h: Any, d: list[str]) -> None:
     raise XetError(f"Not found: {h.raw_path}", 404)
 
 
-def _put_xorb(h: Any, xet: XetStore, g: Grant, xh: str) -> None:
+def _put_xorb(h: Request, xet: XetStore, g: Grant, xh: str) -> None:
     _write_grant(h, g)
     if not is_hash_hex(xh):
         raise XetError("A xorb hash is 64 lowercase hex digits.")
@@ -125,7 +163,7 @@ def _put_xorb(h: Any, xet: XetStore, g: Grant, xh: str) -> None:
     h._json({"was_inserted": inserted})
 
 
-def _put_shard(h: Any, xet: XetStore, g: Grant) -> None:
+def _put_shard(h: Request, xet: XetStore, g: Grant) -> None:
     st = _write_grant(h, g)
     data = h._read_body(shardfmt.MAX_SHARD_BYTES)
     xet.count_received(len(data))
@@ -166,7 +204,7 @@ def _put_shard(h: Any, xet: XetStore, g: Grant) -> None:
     h._json({"result": 1 if new else 0})
 
 
-def _reconstruction(h: Any, xet: XetStore, g: Grant, fh: str) -> None:
+def _reconstruction(h: Request, xet: XetStore, g: Grant, fh: str) -> None:
     if not is_hash_hex(fh):
         raise XetError("A file hash is 64 lowercase hex digits.")
     rec = xet.file(fh)
@@ -200,7 +238,7 @@ def _reconstruction(h: Any, xet: XetStore, g: Grant, fh: str) -> None:
         "offset_into_first_range": 0, "terms": [], "fetch_info": {}})
 
 
-def _fetch(h: Any, xet: XetStore, xh: str) -> None:
+def _fetch(h: Request, xet: XetStore, xh: str) -> None:
     """Bytes of a stored xorb through a signed URL from a reconstruction answer."""
     try:
         start_s, _, end_s = (h._param("r") or "").partition("-")
@@ -231,7 +269,7 @@ def _fetch(h: Any, xet: XetStore, xh: str) -> None:
     h._send_bytes(206, data, headers)
 
 
-def send_file(h: Any, sha256: str, size: int, etag: str, headers: Mapping[str, str]) -> bool:
+def send_file(h: Request, sha256: str, size: int, etag: str, headers: Mapping[str, str]) -> bool:
     """Answer a plain-HTTP download of a file Xet stores (rebuilt from its xorbs; ``Range`` honoured
     as for any blob).  False when Xet does not hold ``sha256`` (the caller sends the blob file)."""
     if h.hub.store.blob_path(sha256).is_file():

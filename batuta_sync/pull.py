@@ -39,7 +39,14 @@ from batuta_sync.errors import (
     OfflineError,
     UsageError,
 )
-from batuta_sync.safety import FileSafety, UnsafePathError, classify_file_safety, path_problem, unsafe_reason
+from batuta_sync.safety import (
+    FileSafety,
+    UnsafePathError,
+    check_name_collisions,
+    classify_file_safety,
+    path_problem,
+    unsafe_reason,
+)
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot, check_repo_id
 
 if TYPE_CHECKING:
@@ -625,9 +632,9 @@ def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> t
                 "or no trees/<commit>.json listing."
             )
         return snap, True
-    from batuta_sync.hub.cache import SHA1_RE
+    from batuta_sync.ids import is_git_sha1
 
-    if SHA1_RE.match(ref.revision):  # a commit's (complete) listing never changes
+    if is_git_sha1(ref.revision):  # a commit's (complete) listing never changes
         from batuta_sync.hub.cache import cached_snapshot_at
 
         snap = cached_snapshot_at(settings.hub_cache, ref)
@@ -671,6 +678,7 @@ def pull(
         ensure_cache_root,
         link_snapshot_file,
         materialize,
+        verified_blob,
         write_partial_listing,
         write_ref,
         write_tree,
@@ -699,8 +707,11 @@ def pull(
         settings, jobs=jobs, progress=progress, max_wait=max_wait, no_wait=no_wait, sleep=sleep or time.sleep
     )
 
+    def have(f: RepoFile) -> bool:  # verified by batuta (or re-hashed now), never by size
+        return verified_blob(settings.batuta_dir, layout, f)
+
     def fetch(files: Sequence[RepoFile]) -> Any:
-        missing = [f for f in files if not layout.blob_path(f.etag).exists()]
+        missing = [f for f in files if not have(f)]
         if offline and missing:
             raise OfflineError(
                 f"Offline and {len(missing)} file(s) of {ref} (commit {snapshot.commit[:12]}) are not in the cache: "
@@ -712,8 +723,7 @@ def pull(
     card: Mapping[str, Any] | None = snapshot.card  # the Hub's cardData, when it sent it
     if card is None and ref.repo_type is HfAssetType.DATASET and req.split:
         readme = snapshot.file("README.md")
-        have_readme = readme is not None and layout.blob_path(readme.etag).exists()
-        if readme is not None and path_problem(readme.path) is None and (have_readme or not offline):
+        if readme is not None and readme.etag and path_problem(readme.path) is None and (have(readme) or not offline):
             ensure_cache_root(settings.hub_cache)
             fetch([readme])
             try:
@@ -749,6 +759,7 @@ def pull(
         )
 
     blocked = list(selection.blocked)
+    check_name_collisions([f.path for f in selection.selected], f"{ref} (commit {snapshot.commit[:12]})")
     unnamed = [f.path for f in selection.selected if not f.etag]
     if unnamed:
         raise IntegrityError(

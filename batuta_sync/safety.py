@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batuta_sync.errors import IntegrityError, UnsafeFileError
+from batuta_sync.errors import BatutaError, IntegrityError, UnsafeFileError
 
 if TYPE_CHECKING:
     import tarfile
@@ -525,6 +525,57 @@ def validate_repo_path(path: str, *, root: Path | None = None) -> str:
         if not dest.startswith(base + os.sep):
             raise UnsafePathError(f"Refusing the remote file name {path!r}: it resolves outside {root}.")
     return path
+
+
+class NameCollisionError(BatutaError):
+    """Two file names that land on the same place (exit 21, ``name-collision``)."""
+
+    code = "name-collision"
+    exit_name = "name-collision"
+    default_hint = (
+        "Nothing was linked or written. The repo lists names that are the same after Unicode "
+        "normalization or case folding, or a file where a folder must be; ask the repo owner to "
+        "rename one (or pull into an empty --output when the clash is with files already there)."
+    )
+
+
+def _fold(path: str) -> str:
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def name_collisions(paths: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Clashing pairs among repo paths: ``(first, second, why)``.
+
+    Two kinds, both checked on every OS (a lock made on Linux is used on macOS/Windows too):
+    names equal after NFC normalization + case folding, and a file that is also a folder of
+    another path (``a`` and ``a/b``, compared folded as well).
+    """
+    files: dict[str, str] = {}
+    out: list[tuple[str, str, str]] = []
+    ordered = list(dict.fromkeys(paths))
+    for p in ordered:
+        key = _fold(p)
+        if key in files:
+            out.append((files[key], p, "the same name after Unicode normalization and case folding"))
+        else:
+            files[key] = p
+    for p in ordered:
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            folder = files.get(_fold("/".join(parts[:i])))
+            if folder is not None:
+                out.append((folder, p, f"{folder!r} is a file but {p!r} needs it to be a folder"))
+                break
+    return out
+
+
+def check_name_collisions(paths: Iterable[str], where: str) -> None:
+    """Raise :class:`NameCollisionError` naming the clashing paths of ``where`` (if any)."""
+    clashes = name_collisions(paths)
+    if clashes:
+        lines = "\n".join(f"  {a!r} and {b!r}: {why}" for a, b, why in clashes[:10])
+        more = f"\n  … and {len(clashes) - 10} more" if len(clashes) > 10 else ""
+        raise NameCollisionError(f"File names of {where} clash:\n{lines}{more}")
 
 
 def casefold_collisions(paths: Iterable[str]) -> list[tuple[str, str]]:

@@ -21,6 +21,11 @@ the hf.yaml endpoint is used anonymously (nothing secret to leak).
 
 Pure: :func:`resolve_settings` takes the environment as a mapping and only reads
 token files, so it is trivially testable.
+
+Token sources, first match wins: ``--token`` > ``--token-file`` > ``HF_TOKEN`` >
+``$HF_HOME/token`` > ``~/.huggingface/token``; an empty ``--token ""`` or a set but empty
+``HF_TOKEN=`` means anonymous.  ``--timeout`` / ``BATUTA_TIMEOUT`` (seconds) is
+``Settings.timeout``: the longest connect/read timeout and retry wait (``hub/limits.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class HfAuth(enum.Enum):
     """Where the token came from (spec: ``HfAuth``)."""
 
     TOKEN = "token"  # explicit: --token flag or Python argument
+    TOKEN_FILE = "token-file"  # --token-file F
     ENV_TOKEN = "env"  # HF_TOKEN
     FILE_TOKEN = "file"  # $HF_HOME/token or ~/.huggingface/token
     NONE = "none"  # anonymous: public repos only
@@ -97,6 +103,8 @@ class Settings:
     auth: HfAuth = HfAuth.NONE
     hf_home: Path = field(default_factory=lambda: Path("~/.cache/huggingface").expanduser())
     hub_cache: Path = field(default_factory=lambda: Path("~/.cache/huggingface/hub").expanduser())
+    #: --timeout / BATUTA_TIMEOUT: no connect/read timeout and no retry wait longer (hub/limits.py)
+    timeout: float | None = None
     offline: bool = False
     metadata_ttl: float = DEFAULT_METADATA_TTL
     endpoint_source: str = "default"  # flag | env | hf.yaml | default
@@ -122,6 +130,38 @@ def _read_token_file(path: Path) -> str | None:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
+    return text or None
+
+
+def parse_timeout(raw: str | float, source: str) -> float:
+    """A ``--timeout`` / ``BATUTA_TIMEOUT`` value: seconds, > 0 and finite (ConfigError otherwise)."""
+    import math
+
+    from batuta_sync.errors import ConfigError
+
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigError(
+            f"{source}={raw!r} is not a valid timeout: expected a number of seconds greater than 0 (e.g. 5).",
+            hint=f"Fix or unset {source}.",
+        )
+    return value
+
+
+def read_token_file(path: Path) -> str | None:
+    """The token stored in ``path`` (``--token-file``): ConfigError when unreadable, None when empty."""
+    from batuta_sync.errors import ConfigError
+
+    try:
+        text = path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"Cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}.",
+            hint="Check the path given to --token-file (the file holds only the token).",
+        ) from None
     return text or None
 
 
@@ -169,11 +209,25 @@ def resolve_settings(
     offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
     ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))
 
+    # more flags: token_file, timeout; token="" = anonymous
+    from batuta_sync._redact import register_url_secrets
+
+    register_url_secrets(endpoint)  # a password in the endpoint URL is masked in every message
+    raw_timeout = flags.get("timeout", env.get("BATUTA_TIMEOUT") or None)
+    timeout = None
+    if raw_timeout is not None:
+        timeout = parse_timeout(raw_timeout, "--timeout" if "timeout" in flags else "BATUTA_TIMEOUT")
+
     token: str | None
-    if flags.get("token"):
-        token, auth = str(flags["token"]), HfAuth.TOKEN
-    elif env.get("HF_TOKEN"):
-        token, auth = env["HF_TOKEN"].strip(), HfAuth.ENV_TOKEN
+    if "token" in flags:  # --token "" = anonymous, whatever HF_TOKEN or the stored login say
+        token = str(flags["token"]).strip() or None
+        auth = HfAuth.TOKEN if token else HfAuth.NONE
+    elif "token_file" in flags:
+        token = read_token_file(Path(str(flags["token_file"])))
+        auth = HfAuth.TOKEN_FILE if token else HfAuth.NONE
+    elif "HF_TOKEN" in env:  # HF_TOKEN= (set, empty) = anonymous
+        token = env["HF_TOKEN"].strip() or None
+        auth = HfAuth.ENV_TOKEN if token else HfAuth.NONE
     else:
         token = _read_token_file(hf_home / "token") or _read_token_file(home / ".huggingface" / "token")
         auth = HfAuth.FILE_TOKEN if token else HfAuth.NONE
@@ -182,6 +236,7 @@ def resolve_settings(
         endpoint=endpoint,
         token=Secret(token) if token else None,
         auth=auth,
+        timeout=timeout,
         hf_home=hf_home,
         hub_cache=hub_cache,
         offline=offline,

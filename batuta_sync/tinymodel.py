@@ -270,3 +270,112 @@ def write_tiny_space(dest: Path, *, sdk: str = "gradio") -> Path:
         f"---\ntitle: Tiny demo\nsdk: {sdk}\napp_file: app.py\nlicense: mit\n---\n\n# Tiny demo space\n"
     )
     return dest
+
+
+# --------------------------------------------------------------------------- other architectures
+
+# HF architecture -> (model_type, config.json keys beyond the LLaMA ones, SentencePiece specials or None for BPE)
+_ARCH_CONFIG: dict[str, tuple[str, dict[str, Any], tuple[str, ...] | None]] = {
+    "Qwen3ForCausalLM": ("qwen3", {"head_dim": 64, "attention_bias": False, "rope_theta": 1000000.0}, None),
+    "Qwen3MoeForCausalLM": ("qwen3_moe", {"head_dim": 64, "attention_bias": False, "num_experts": 4,
+                                          "num_experts_per_tok": 2, "moe_intermediate_size": 256,
+                                          "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True}, None),
+    "Gemma2ForCausalLM": ("gemma2", {"head_dim": 64, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+                                     "sliding_window": 128, "query_pre_attn_scalar": 64, "tie_word_embeddings": True,
+                                     "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6},
+                          ("<pad>", "<eos>", "<bos>", "<unk>")),
+    "Gemma3ForCausalLM": ("gemma3_text", {"head_dim": 64, "sliding_window": 128, "query_pre_attn_scalar": 64,
+                                          "tie_word_embeddings": True, "hidden_activation": "gelu_pytorch_tanh",
+                                          "rope_local_base_freq": 10000.0, "rope_theta": 1000000.0,
+                                          "rms_norm_eps": 1e-6, "final_logit_softcapping": None},
+                          ("<pad>", "<eos>", "<bos>", "<unk>")),
+    "Phi3ForCausalLM": ("phi3", {"original_max_position_embeddings": 256, "sliding_window": 255, "rope_scaling": None,
+                                 "pad_token_id": 3},
+                        ("<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>")),
+    "MixtralForCausalLM": ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2, "rope_theta": 1000000.0},
+                           ("<unk>", "<s>", "</s>")),
+}
+TINY_ARCHS = tuple(_ARCH_CONFIG)
+
+
+def _spm_pieces(specials: tuple[str, ...], vocab_size: int) -> list[tuple[str, float, int]]:
+    """SentencePiece pieces: the specials (control; unk type 2), 256 byte pieces, then scored words."""
+    pieces = [(t, 0.0, 2 if t == "<unk>" else 3) for t in specials]
+    pieces += [(f"<0x{b:02X}>", 0.0, 6) for b in range(256)]
+    words = [w for base in _MERGE_WORDS for w in ("▁" + base, base)] + list("abcdefghijklmnopqrstuvwxyz")
+    for i, w in enumerate(dict.fromkeys(words)):
+        if len(pieces) >= vocab_size:
+            break
+        pieces.append((w, -float(i), 1))
+    filler = 0
+    while len(pieces) < vocab_size:
+        pieces.append((f"▁x{filler}", -1000.0 - filler, 1))
+        filler += 1
+    return pieces
+
+
+def write_tiny_arch(dest: Path, hf_arch: str, *, dtype: str = "float32", seed: int = 0) -> Path:
+    """A tiny checkpoint of ``hf_arch`` (any entry of ``TINY_ARCHS``): the real config keys and the
+    tokenizer files those models ship (SentencePiece ``tokenizer.model`` or byte-level BPE), random
+    weights named and shaped from the converter's architecture table."""
+    import numpy as np
+
+    from batuta_sync.convert.archs import BY_HF
+    from batuta_sync.convert.tokenizer import write_sentencepiece
+
+    model_type, extra, specials = _ARCH_CONFIG[hf_arch]
+    base = TinyLlamaSpec(dtype=dtype, seed=seed)
+    write_tiny_llama(dest, base, card=False)
+    (dest / "model.safetensors").unlink()
+    cfg = {**base.config(), "architectures": [hf_arch], "model_type": model_type, **extra}
+    cfg = {k: v for k, v in cfg.items() if v is not None or k == "rope_scaling"}
+    if specials is not None:
+        (dest / "tokenizer.json").unlink()
+        pieces = _spm_pieces(specials, base.vocab_size)
+        ids = {t: i for i, (t, _, _) in enumerate(pieces)}
+        bos, eos = ("<bos>", "<eos>") if "<bos>" in ids else ("<s>", "</s>")
+        write_sentencepiece(dest / "tokenizer.model", [p for p, _, _ in pieces], [s for _, s, _ in pieces],
+                            [t for _, _, t in pieces], {"unk": ids["<unk>"], "bos": ids[bos], "eos": ids[eos]})
+        cfg.update(bos_token_id=ids[bos], eos_token_id=ids[eos])
+        if "<pad>" in ids:
+            cfg["pad_token_id"] = ids["<pad>"]
+        tok_cfg = json.loads((dest / "tokenizer_config.json").read_text())
+        tok_cfg.update(bos_token=bos, eos_token=eos, tokenizer_class="GemmaTokenizer" if "<pad>" in ids else
+                       "LlamaTokenizer", add_bos_token=True, add_eos_token=False)
+        (dest / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+    entry = BY_HF[hf_arch]
+    rng = np.random.default_rng(seed)
+    h, inter, v = base.hidden_size, base.intermediate_size, base.vocab_size
+    n_head, n_kv = base.num_attention_heads, base.num_key_value_heads
+    hd = int(cfg.get("head_dim") or h // n_head)
+    n_exp = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+    moe_ff = int(cfg.get("moe_intermediate_size") or inter)
+    shapes = {
+        "attn_q": (n_head * hd, h), "attn_k": (n_kv * hd, h), "attn_v": (n_kv * hd, h), "attn_output": (h, n_head * hd),
+        "attn_qkv": (n_head * hd + 2 * n_kv * hd, h), "attn_q_norm": (hd,), "attn_k_norm": (hd,),
+        "ffn_gate": (inter, h), "ffn_up": (2 * inter if entry.gguf == "phi3" else inter, h), "ffn_down": (h, inter),
+        "ffn_gate_inp": (n_exp, h), "ffn_gate_exps": (moe_ff, h), "ffn_up_exps": (moe_ff, h),
+        "ffn_down_exps": (h, moe_ff),
+    }
+
+    def weight(kind: str) -> Any:
+        shape = shapes.get(kind, (h,))
+        if len(shape) == 1:  # norms: around 1 (Gemma: around 0, it stores w + 1); multiples of 2^-8, so exact
+            centre = 0.0 if entry.norm_offset else 1.0
+            return (centre + np.round(0.1 * rng.standard_normal(shape) * 256) / 256).astype(np.float32)
+        return (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[1])).astype(np.float32)
+
+    t: dict[str, Any] = {"model.embed_tokens.weight": (rng.standard_normal((v, h), dtype=np.float32) / np.sqrt(h))}
+    for i in range(base.num_hidden_layers):
+        for hf, kind in entry.layer.items():
+            t[f"model.layers.{i}.{hf}.weight"] = weight(kind)
+        for hf, kind in entry.experts.items():
+            for e in range(n_exp):
+                t[f"model.layers.{i}.{hf.format(e=e)}.weight"] = weight(kind)
+    t["model.norm.weight"] = weight("output_norm")
+    if not cfg.get("tie_word_embeddings"):
+        t["lm_head.weight"] = (rng.standard_normal((v, h), dtype=np.float32) / np.sqrt(h)).astype(np.float32)
+    _save(t, dest / "model.safetensors", dtype)
+    return dest

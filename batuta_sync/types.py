@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batuta_sync.ids import SHA1_RE as SHA1_RE  # one home: batuta_sync/ids.py
+from batuta_sync.ids import InvalidIdentifierError, commit_sha, git_sha1, sha256_hex
 
 
 class HfAssetType(str, enum.Enum):
@@ -66,6 +67,13 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def byte_count(value: object, *, where: str) -> int:
+    """``value`` if it is a file size (a non-negative int, not a bool); else InvalidIdentifierError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidIdentifierError(f"Refusing the size {value!r} from {where}: it is not a byte count.")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class RepoFile:
     """One file of a repo at a commit, as the Hub lists it.
@@ -78,6 +86,17 @@ class RepoFile:
     size: int
     blob_id: str
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        # Type-level guard (issue 13): these values name cache files (``blobs/<etag>``), so
+        # no RepoFile can carry one without its shape, wherever it was read from.
+        if not isinstance(self.path, str):
+            raise InvalidIdentifierError(f"Refusing the repo file path {self.path!r}: it is not text.")
+        byte_count(self.size, where=f"the listing of {self.path!r}")
+        if self.blob_id != "":  # "" = unknown (nothing can be verified or cached under it)
+            git_sha1(self.blob_id, where=f"the listing of {self.path!r}", kind="git blob id")
+        if self.sha256 is not None:
+            sha256_hex(self.sha256, where=f"the listing of {self.path!r}", kind="LFS sha256")
 
     @property
     def is_lfs(self) -> bool:
@@ -111,6 +130,9 @@ class RepoSnapshot:
     commit: str
     files: tuple[RepoFile, ...]
     card: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        commit_sha(self.commit, where=f"the snapshot of {self.ref}")  # it names snapshots/<commit>
 
     def file(self, path: str) -> RepoFile | None:
         for f in self.files:

@@ -16,9 +16,33 @@ if TYPE_CHECKING:
 def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
     """Options every command accepts, before or after the sub-command name."""
     default = None if top_level else argparse.SUPPRESS
+    if top_level:
+        # argparse matches every option string of a command line against the root's options first,
+        # sub-command options included: with abbreviations on, `convert --to gguf` would be an
+        # "ambiguous option" (--token, --token-file).  Root options are spelled out in full.
+        parser.allow_abbrev = False
     g = parser.add_argument_group("common options")
     g.add_argument("--endpoint", default=default, help="Hub URL (env HF_ENDPOINT; default https://huggingface.co).")
-    g.add_argument("--token", default=default, help="Hub token (env HF_TOKEN; default: the stored login token).")
+    g.add_argument(
+        "--token",
+        default=default,
+        help="Hub token; visible to other users in `ps`, prefer --token-file, HF_TOKEN or `batuta hf login`. "
+        '--token "" = anonymous.',
+    )
+    g.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=default,
+        help="Read the Hub token from FILE (default: HF_TOKEN, else the stored login token).",
+    )
+    g.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_timeout,
+        default=default,
+        help="Longest network wait: connect and read timeouts, and every retry or rate-limit wait "
+        "(env BATUTA_TIMEOUT; default: 10 s connect, 60 s read, retries 1-16 s, rate limits up to 300 s).",
+    )
     g.add_argument(
         "--offline",
         action="store_true",
@@ -40,6 +64,16 @@ def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = Fal
     )
 
 
+def _timeout(text: str) -> float:
+    from batuta_sync.errors import ConfigError
+    from batuta_sync.settings import parse_timeout
+
+    try:
+        return parse_timeout(text, "--timeout")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def command_parser(sub: Any, name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
     """Create a sub-command parser that also accepts the common options."""
     p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=kw.pop("description", help), **kw)
@@ -52,7 +86,17 @@ def settings_from_args(args: argparse.Namespace, manifest: dict[str, Any] | None
     """The one settings resolution (flag > env > hf.yaml > default) for a parsed command line."""
     from batuta_sync.settings import resolve_settings
 
+    token = getattr(args, "token", None)
+    if token and not getattr(args, "_token_warned", False):
+        args._token_warned = True
+        print(
+            "Warning: --token on the command line is visible to other users of this machine (`ps`, shell "
+            "history). Prefer --token-file FILE, the HF_TOKEN environment variable or `batuta hf login`.",
+            file=sys.stderr,
+        )
     flags = {
+        "token_file": getattr(args, "token_file", None),
+        "timeout": getattr(args, "timeout", None),
         "endpoint": getattr(args, "endpoint", None),
         "token": getattr(args, "token", None),
         "offline": True if getattr(args, "offline", False) else None,
@@ -75,9 +119,11 @@ def print_error(text: str) -> None:
 
 
 def info(args: argparse.Namespace, text: str) -> None:
-    """Informational message to stderr unless --quiet."""
+    """Informational message to stderr unless --quiet (through the redactor: tokens, URL userinfo)."""
     if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
+        from batuta_sync._redact import redact
+
+        print(redact(text), file=sys.stderr)
 
 
 def emit_json(obj: Any) -> None:

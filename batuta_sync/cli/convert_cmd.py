@@ -1,4 +1,5 @@
-"""CLI: ``batuta convert IN OUT --to gguf|safetensors [--quantization Q4_K_M] [--jobs N] [--allow-unsafe] [--json]``.
+"""CLI: ``batuta convert IN OUT --to gguf|safetensors [--quantization Q4_K_M] [--jobs N] [--allow-unsafe] [--json]``
+plus llama-quantize's per-tensor controls and gguf-split's split options for GGUF output.
 
 Module level imports stdlib + light batuta modules only; the converter (numpy, gguf) and rich
 are imported inside the handler.
@@ -15,7 +16,8 @@ from typing import Any
 
 from batuta_sync.cli import _common
 
-QUANTIZATIONS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K")
+QUANTIZATIONS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
+                 "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K")
 
 
 def _jobs(text: str) -> int:
@@ -57,7 +59,28 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--allow-unsafe", action="store_true",
                    help="Allow reading pickle-based PyTorch checkpoints (tensors only, nothing executed).")
     p.add_argument("--json", action="store_true", help="Print the result as JSON on stdout.")
+    g = p.add_argument_group("GGUF output (as llama-quantize and gguf-split)")
+    g.add_argument("--tensor-type", dest="tensor_types", action="append", default=[], metavar="REGEX=TYPE",
+                   help="Type for the tensors whose GGUF name matches REGEX (repeatable; the first match wins).")
+    g.add_argument("--output-tensor-type", metavar="TYPE", help="Type of output.weight.")
+    g.add_argument("--token-embedding-type", metavar="TYPE", help="Type of token_embd.weight.")
+    g.add_argument("--pure", action="store_true", help="No mixture rules: every quantizable tensor gets the base type.")
+    g.add_argument("--allow-requantize", action="store_true",
+                   help="GGUF -> GGUF: allow re-quantizing tensors that are already quantized.")
+    g.add_argument("--split-max-size", metavar="SIZE",
+                   help="Split the output into PREFIX-0000i-of-0000N.gguf shards of at most SIZE (e.g. 2G, 500M).")
+    g.add_argument("--split-max-tensors", type=_positive, metavar="N", help="Split the output: at most N tensors per shard.")
     p.set_defaults(handler=handler)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
 
 
 def _progress(args: argparse.Namespace) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
@@ -84,7 +107,10 @@ def handler(args: argparse.Namespace) -> int:
     progress, stop = _progress(args)
     try:
         result = convert(Path(args.input), Path(args.output), to=args.to, quantization=args.quantization,
-                         jobs=jobs, progress=progress, allow_unsafe=args.allow_unsafe)
+                         jobs=jobs, progress=progress, allow_unsafe=args.allow_unsafe, tensor_types=args.tensor_types,
+                         output_tensor_type=args.output_tensor_type, token_embedding_type=args.token_embedding_type,
+                         pure=args.pure, allow_requantize=args.allow_requantize, split_max_size=args.split_max_size,
+                         split_max_tensors=args.split_max_tensors)
     finally:
         stop()
     if args.json:
@@ -92,5 +118,6 @@ def handler(args: argparse.Namespace) -> int:
     else:
         extra = f" ({result.params['tensor_types']})" if "tensor_types" in result.params else ""
         _common.info(args, f"Converted {result.tensor_count} tensors in {result.seconds:.1f} s{extra}.")
-        print(result.output)
+        for f in result.files if len(result.files) > 1 and result.params.get("to") == "gguf" else (result.output,):
+            print(f)
     return 0

@@ -147,8 +147,9 @@ def fp16_to_fp32(h: Any) -> Any:
 # --- Q4_K / Q5_K --------------------------------------------------------------------------------
 
 @_jit
-def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, scales: Any, mins: Any) -> None:
-    """``make_qkx2_quants(32, nmax, x, w, L, &min, Laux, rmin, rdelta, nstep, false)`` for every lane.
+def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any, scales: Any, mins: Any,
+                mad: bool) -> None:
+    """``make_qkx2_quants(n, nmax, x, w, L, &min, Laux, rmin, rdelta, nstep, use_mad=mad)`` for every lane.
 
     ``dat`` is (2, 32, lanes): x and the weights, element i of lane (sub-block) j at [., i, j].
     Writes L (as float32, shape (32, lanes)) into ``lq``, the scales and ``the_min`` values.
@@ -195,7 +196,8 @@ def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any
             q = nearest_int(np.float32(par[0, j] * np.float32(v - par[1, j])))
             fq = np.float32(min(nmax, max(0, q)))
             d = np.float32(np.float32(np.float32(par[5, j] * fq) + par[1, j]) - v)
-            acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * np.float32(d * d)))
+            e = abs(d) if mad else np.float32(d * d)
+            acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * e))
     for j in range(g):
         par[6, j] = acc[3, j]
     for step in range(nstep + 1):
@@ -236,7 +238,8 @@ def _qkx2_lanes(dat: Any, nmax: int, rmin: Any, rdelta: Any, nstep: int, lq: Any
         for i in range(n):
             for j in range(g):
                 d = np.float32(np.float32(np.float32(par[9, j] * laux[i, j]) + par[10, j]) - dat[0, i, j])
-                acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * np.float32(d * d)))
+                e = abs(d) if mad else np.float32(d * d)
+                acc[3, j] = np.float32(acc[3, j] + np.float32(dat[1, i, j] * e))
         for j in range(g):
             if ok[j] and acc[3, j] < par[6, j]:
                 par[6, j] = acc[3, j]
@@ -343,7 +346,7 @@ def quantize_q45k(x: Any, out: Any, nmax: int) -> None:
         for i in range(32):
             for j in range(g):
                 dat[1, i, j] = np.float32(sx2[j] + abs(dat[0, i, j]))
-        _qkx2_lanes(dat, nmax, rmin, rdelta, nstep, lq, scales, mins)
+        _qkx2_lanes(dat, nmax, rmin, rdelta, nstep, lq, scales, mins, False)
         for k in range(g // 8):
             if b0 + k < nb:
                 _finish_q45k(dat[0], lq, scales, mins, 8 * k, nmax, out[b0 + k])
@@ -479,3 +482,198 @@ def quantize_q6k(x: Any, out: Any) -> None:
         for k in range(g // 16):
             if b0 + k < nb:
                 _finish_q6k(x[b0 + k], lq, scale, 16 * k, out[b0 + k])
+
+
+# --- Q2_K (the lanes kernel above with use_mad) / Q3_K (a scalar port of the C loops) --------------
+
+@_jit
+def _pack2(lq: Any, o: Any, base: int) -> None:
+    """``qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6`` at ``o[base:base+64]``."""
+    for h in range(2):
+        for i in range(32):
+            j = 128 * h + i
+            o[base + 32 * h + i] = lq[j] | (lq[j + 32] << 2) | (lq[j + 64] << 4) | (lq[j + 96] << 6)
+
+
+@_jit
+def _finish_q2k(xt: Any, lq: Any, scales: Any, mins: Any, j0: int, o: Any) -> None:
+    """The super-block part of ``quantize_row_q2_K_ref`` for the 16 lanes ``j0..j0+15``, written to ``o``."""
+    sc = np.empty(16, np.int64)
+    lfin = np.empty(256, np.int64)
+    f15 = np.float32(15.0)
+    max_scale = _F0
+    max_min = _F0
+    for j in range(16):
+        if scales[j0 + j] > max_scale:
+            max_scale = scales[j0 + j]
+        if mins[j0 + j] > max_min:
+            max_min = mins[j0 + j]
+    d16 = 0
+    dm16 = 0
+    for j in range(16):
+        sc[j] = 0
+    if max_scale > _F0:
+        isc = np.float32(f15 / max_scale)
+        for j in range(16):
+            sc[j] = nearest_int(np.float32(isc * scales[j0 + j])) & 0xFF
+        d16 = fp32_to_fp16(np.float32(max_scale / f15))
+    if max_min > _F0:
+        isc = np.float32(f15 / max_min)
+        for j in range(16):
+            sc[j] = (sc[j] | (nearest_int(np.float32(isc * mins[j0 + j])) << 4)) & 0xFF
+        dm16 = fp32_to_fp16(np.float32(max_min / f15))
+    d32 = fp16_to_fp32(d16)
+    dm32 = fp16_to_fp32(dm16)
+    for j in range(16):
+        d = np.float32(d32 * np.float32(sc[j] & 0xF))
+        if d == _F0:
+            for i in range(16):
+                lfin[16 * j + i] = int(lq[i, j0 + j])
+            continue
+        dm = np.float32(dm32 * np.float32(sc[j] >> 4))
+        for i in range(16):
+            q = nearest_int(np.float32(np.float32(xt[i, j0 + j] + dm) / d))
+            lfin[16 * j + i] = max(0, min(3, q))
+    for j in range(16):
+        o[j] = sc[j]
+    _pack2(lfin, o, 16)
+    o[80] = d16 & 0xFF
+    o[81] = d16 >> 8
+    o[82] = dm16 & 0xFF
+    o[83] = dm16 >> 8
+
+
+@_jit
+def quantize_q2k(x: Any, out: Any) -> None:
+    """Quantize (nb, 256) float32 ``x`` into (nb, 84) uint8 ``out`` (``quantize_row_q2_K_ref``).
+
+    ``make_qkx2_quants(16, 3, x, |x|, ..., -0.5, 0.1, 15, use_mad=true)`` runs for the 16-element
+    sub-blocks of a few super-blocks side by side (the Q4_K/Q5_K lanes kernel); an incomplete last
+    group repeats the last block and drops the copies.
+    """
+    nb = x.shape[0]
+    g = _LANES6
+    dat = np.empty((2, 16, g), np.float32)  # x, weights |x|
+    lq = np.empty((16, g), np.float32)
+    scales = np.empty(g, np.float32)
+    mins = np.empty(g, np.float32)
+    for b0 in range(0, nb, g // 16):
+        for k in range(g // 16):
+            b = min(b0 + k, nb - 1)
+            for i in range(16):
+                for jj in range(16):
+                    v = x[b, 16 * jj + i]
+                    dat[0, i, 16 * k + jj] = v
+                    dat[1, i, 16 * k + jj] = abs(v)
+        _qkx2_lanes(dat, 3, np.float32(-0.5), _F01, 15, lq, scales, mins, True)
+        for k in range(g // 16):
+            if b0 + k < nb:
+                _finish_q2k(dat[0], lq, scales, mins, 16 * k, out[b0 + k])
+
+
+@_jit
+def _q3_quants(x: Any, off: int, lq: Any) -> Any:
+    """``make_q3_quants(16, 4, x+off, L, do_rmse=true)``: L (0..7) into ``lq[off:off+16]``, returns the scale."""
+    n = 16
+    mx = _F0
+    amax = _F0
+    for i in range(n):
+        a = abs(x[off + i])
+        if a > amax:
+            amax = a
+            mx = x[off + i]
+    if amax < _EPS:
+        for i in range(n):
+            lq[off + i] = 0
+        return _F0
+    iscale = np.float32(np.float32(-4.0) / mx)
+    sumlx = _F0
+    suml2 = _F0
+    for i in range(n):
+        v = x[off + i]
+        q = max(-4, min(3, nearest_int(np.float32(iscale * v))))
+        lq[off + i] = q
+        w = np.float32(v * v)
+        fq = np.float32(q)
+        sumlx = np.float32(sumlx + np.float32(np.float32(w * v) * fq))
+        suml2 = np.float32(suml2 + np.float32(np.float32(w * fq) * fq))
+    for _ in range(5):
+        changed = 0
+        for i in range(n):
+            v = x[off + i]
+            w = np.float32(v * v)
+            fl = np.float32(lq[off + i])
+            slx = np.float32(sumlx - np.float32(np.float32(w * v) * fl))
+            if slx > _F0:
+                sl2 = np.float32(suml2 - np.float32(np.float32(w * fl) * fl))
+                nl = max(-4, min(3, nearest_int(np.float32(np.float32(v * sl2) / slx))))
+                if nl != lq[off + i]:
+                    fn = np.float32(nl)
+                    slx = np.float32(slx + np.float32(np.float32(w * v) * fn))
+                    sl2 = np.float32(sl2 + np.float32(np.float32(w * fn) * fn))
+                    if sl2 > _F0 and np.float32(np.float32(slx * slx) * suml2) > np.float32(np.float32(sumlx * sumlx) * sl2):
+                        lq[off + i] = nl
+                        sumlx = slx
+                        suml2 = sl2
+                        changed += 1
+        if changed == 0:
+            break
+    for i in range(n):
+        lq[off + i] += 4
+    return np.float32(sumlx / suml2) if suml2 > _F0 else _F0
+
+
+@_jit
+def quantize_q3k(x: Any, out: Any) -> None:
+    """Quantize (nb, 256) float32 ``x`` into (nb, 110) uint8 ``out`` (``quantize_row_q3_K_ref``)."""
+    nb = x.shape[0]
+    lq = np.empty(256, np.int64)
+    scales = np.empty(16, np.float32)
+    sc = np.empty(12, np.int64)
+    for b in range(nb):
+        xb = x[b]
+        o = out[b]
+        max_scale = _F0
+        amax = _F0
+        for j in range(16):
+            s = _q3_quants(xb, 16 * j, lq)
+            scales[j] = s
+            if abs(s) > amax:
+                amax = abs(s)
+                max_scale = s
+        for k in range(12):
+            sc[k] = 0
+        if max_scale != _F0:
+            isc = np.float32(np.float32(-32.0) / max_scale)
+            for j in range(16):
+                l8 = ((nearest_int(np.float32(isc * scales[j])) + 128) & 0xFF) - 128  # int8_t l = nearest_int(...)
+                q = max(-32, min(31, l8)) + 32
+                if j < 8:
+                    sc[j] = q & 0xF
+                else:
+                    sc[j - 8] |= (q & 0xF) << 4
+                sc[8 + j % 4] |= (q >> 4) << (2 * (j // 4))
+            d16 = fp32_to_fp16(np.float32(_F1 / isc))
+        else:
+            d16 = 0
+        d32 = fp16_to_fp32(d16)
+        for j in range(16):
+            lo = sc[j] & 0xF if j < 8 else sc[j - 8] >> 4
+            s8 = (lo | (((sc[8 + j % 4] >> (2 * (j // 4))) & 3) << 4)) - 32
+            d = np.float32(d32 * np.float32(s8))
+            if d == _F0:
+                continue
+            for i in range(16):
+                q = nearest_int(np.float32(xb[16 * j + i] / d))
+                lq[16 * j + i] = max(-4, min(3, q)) + 4
+        for m in range(32):
+            o[m] = 0
+        for j in range(256):
+            if lq[j] > 3:
+                o[j % 32] |= 1 << (j // 32)
+                lq[j] -= 4
+        _pack2(lq, o, 32)
+        for k in range(12):
+            o[96 + k] = sc[k]
+        o[108] = d16 & 0xFF
+        o[109] = d16 >> 8

@@ -7,20 +7,22 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from batuta_sync.convert.archs import supported_gguf, supported_hf
 from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, detect_format
 from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
 
 # Bump whenever the bytes a conversion produces change (it is part of memo keys in hf.lock).
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: llama-quantize's 70B attn_v rule; llama.cpp's key set per architecture
 
 TARGETS = ("gguf", "safetensors")
 SUPPORTED = (
-    "safetensors model directory (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) -> gguf "
-    "(F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K); gguf (llama, qwen2) -> safetensors; "
+    f"safetensors model directory ({', '.join(supported_hf())}) -> gguf "
+    f"({', '.join(q.value for q in GGUFQuantization)}); gguf -> gguf (re-quantization); "
+    f"gguf ({', '.join(supported_gguf())}) -> safetensors; "
     "PyTorch .bin/.pt -> safetensors or gguf (with --allow-unsafe)"
 )
 Progress = Callable[[int, int], None]
@@ -65,6 +67,13 @@ def convert(
     jobs: int = 1,
     progress: Progress | None = None,
     allow_unsafe: bool = False,
+    tensor_types: Sequence[str] = (),
+    output_tensor_type: str | None = None,
+    token_embedding_type: str | None = None,
+    pure: bool = False,
+    allow_requantize: bool = False,
+    split_max_size: int | str | None = None,
+    split_max_tensors: int | None = None,
 ) -> ConversionResult:
     """Convert the model at ``src`` into format ``to`` at ``dst``.
 
@@ -72,7 +81,18 @@ def convert(
     ``.gguf`` file, or (with ``allow_unsafe``) a PyTorch ``.bin``/``.pt`` file or directory.
     ``dst`` is the output ``.gguf`` path (or a directory to put it in) for ``to="gguf"``, and the
     output directory for ``to="safetensors"``.  Outputs appear atomically.
+
+    GGUF output only: ``tensor_types`` ("REGEX=TYPE"), ``output_tensor_type``, ``token_embedding_type``,
+    ``pure`` and (GGUF -> GGUF) ``allow_requantize`` are llama-quantize's per-tensor controls
+    (:class:`~batuta_sync.convert.quantize.QuantOptions`); ``split_max_size`` / ``split_max_tensors``
+    write llama.cpp's split format (:mod:`batuta_sync.convert.split`).
     """
+    from batuta_sync.convert.quantize import QuantOptions
+    from batuta_sync.convert.split import SplitOptions
+
+    qopts = QuantOptions.parse(tensor_types=tensor_types, output_tensor_type=output_tensor_type,
+                               token_embedding_type=token_embedding_type, pure=pure, allow_requantize=allow_requantize)
+    sopts = SplitOptions.parse(split_max_size, split_max_tensors)
     src, dst = Path(src), Path(dst)
     target = str(to).strip().lower()
     if target == "onnx":
@@ -103,31 +123,43 @@ def convert(
                 stage = Path(tmp) / (src.stem if src.is_file() else src.name)
                 _pytorch_to_safetensors(src, stage)
                 res = convert(stage, _gguf_path(src, dst, GGUFQuantization.parse(quantization)), to="gguf",
-                              quantization=quantization, jobs=jobs, progress=progress)
+                              quantization=quantization, jobs=jobs, progress=progress, tensor_types=tensor_types,
+                              output_tensor_type=output_tensor_type, token_embedding_type=token_embedding_type,
+                              pure=pure, split_max_size=split_max_size, split_max_tensors=split_max_tensors)
             return ConversionResult(res.output, res.files, res.tensor_count, {**res.params, "source": "pytorch"},
                                     time.perf_counter() - started)
         if target == "gguf":
-            if fmt is ModelFormat.GGUF:
-                raise _unsupported("Re-quantizing GGUF to GGUF")
-            model_dir = src if src.is_dir() else src.parent
-            quant = GGUFQuantization.parse(quantization)
-            out = _gguf_path(model_dir, dst, quant)
-            from batuta_sync.convert.hf_to_gguf import write_gguf
+            from batuta_sync.convert.split import model_stem, write_maybe_split
 
-            count, params = write_gguf(model_dir, out, quant, jobs=jobs, progress=progress)
-            params = {"to": "gguf", "converter_version": CONVERTER_VERSION, **params}
-            return ConversionResult(out, (out,), count, params, time.perf_counter() - started)
+            quant = GGUFQuantization.parse(quantization)
+            if fmt is ModelFormat.GGUF:
+                from batuta_sync.convert.requantize import requantize_gguf
+
+                gguf_in = _single_gguf(src)
+                out = _gguf_path(gguf_in.parent / model_stem(gguf_in), dst, quant)
+                files, count, params = write_maybe_split(
+                    out, sopts, lambda tmp: requantize_gguf(gguf_in, tmp, quant, qopts, jobs=jobs, progress=progress))
+            else:
+                model_dir = src if src.is_dir() else src.parent
+                out = _gguf_path(model_dir, dst, quant)
+                from batuta_sync.convert.hf_to_gguf import write_gguf
+
+                files, count, params = write_maybe_split(
+                    out, sopts, lambda tmp: write_gguf(model_dir, tmp, quant, jobs=jobs, progress=progress, options=qopts))
+            params = {"to": "gguf", "converter_version": CONVERTER_VERSION, **params, **qopts.memo_params(),
+                      **sopts.memo_params()}
+            return ConversionResult(files[0], tuple(files), count, params, time.perf_counter() - started)
         # target == "safetensors"
         if fmt is ModelFormat.SAFETENSORS:
             raise ConversionError(f"{src} is already safetensors.", hint=f"Supported conversions: {SUPPORTED}.")
-        gguf_file = src
-        if src.is_dir():
-            found = sorted(src.glob("*.gguf"))
-            if len(found) != 1:
-                raise ConversionError(f"{src} holds {len(found)} .gguf files; pass the one to convert.")
-            gguf_file = found[0]
+        gguf_file = _single_gguf(src)
         if quantization is not None:
             raise ConversionError("--quantization applies to --to gguf only.", hint="Drop --quantization.")
+        gguf_only = [k.replace("_", "-").replace("tensor-types", "tensor-type")
+                     for k in (*qopts.memo_params(), *sopts.memo_params())]
+        if gguf_only:
+            raise ConversionError(f"--{', --'.join(gguf_only)} appl{'ies' if len(gguf_only) == 1 else 'y'} to "
+                                  "--to gguf only.", hint="Drop them, or convert to GGUF.")
         from batuta_sync.convert.gguf_to_hf import write_hf
 
         files, count, params = write_hf(gguf_file, dst, progress=progress)
@@ -137,6 +169,18 @@ def convert(
         if e.errno == errno.ENOSPC:
             raise DiskFullError(f"Disk full while writing {dst}.") from None
         raise ConversionError(f"Conversion failed: {e.strerror or e} ({e.filename or dst}).") from None
+
+
+def _single_gguf(src: Path) -> Path:
+    """The GGUF file to read: ``src`` itself, or the one GGUF (or first shard of one split set) in a directory."""
+    if not src.is_dir():
+        return src
+    from batuta_sync.convert.split import first_shards
+
+    found = first_shards(sorted(src.glob("*.gguf")))
+    if len(found) != 1:
+        raise ConversionError(f"{src} holds {len(found)} .gguf files (a split set counts as one); pass the one to convert.")
+    return found[0]
 
 
 def _pytorch_to_safetensors(src: Path, dst: Path) -> tuple[list[Path], int, dict[str, str]]:

@@ -62,7 +62,16 @@ class GGUFQuantization(str, Enum):
     BF16 = "BF16"
     Q8_0 = "Q8_0"
     Q4_0 = "Q4_0"
+    Q4_1 = "Q4_1"
+    Q5_0 = "Q5_0"
+    Q5_1 = "Q5_1"
+    Q2_K = "Q2_K"
+    Q3_K_S = "Q3_K_S"
+    Q3_K_M = "Q3_K_M"
+    Q3_K_L = "Q3_K_L"
+    Q4_K_S = "Q4_K_S"
     Q4_K_M = "Q4_K_M"
+    Q5_K_S = "Q5_K_S"
     Q5_K_M = "Q5_K_M"
     Q6_K = "Q6_K"
 
@@ -85,12 +94,15 @@ class GGUFQuantization(str, Enum):
     @property
     def file_type(self) -> int:
         """``general.file_type`` (llama.cpp's ``llama_ftype``)."""
-        return {"F32": 0, "F16": 1, "BF16": 32, "Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}[self.value]
+        return {"F32": 0, "F16": 1, "BF16": 32, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
+                "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17,
+                "Q6_K": 18}[self.value]
 
     @property
     def base_type(self) -> str:
         """The ggml type most weight matrices get."""
-        return {"Q4_K_M": "Q4_K", "Q5_K_M": "Q5_K"}.get(self.value, self.value)
+        v = self.value
+        return v[:4] if v[:2] in ("Q3", "Q4", "Q5") and v[3] == "K" else v  # Q3_K_S -> Q3_K, Q4_K_M -> Q4_K
 
 
 SAFETENSORS_SUFFIXES = (".safetensors",)

@@ -18,34 +18,19 @@ from typing import Any
 
 import numpy as np
 
+from batuta_sync.convert.archs import ARCHS, BY_HF, TOP_NAMES, Arch, HParam, supported_hf
 from batuta_sync.convert.formats import GGUFQuantization, read_json
-from batuta_sync.convert.quantize import choose_type, quantize_rows, row_bytes
+from batuta_sync.convert.hf_config import MAX_LAYERS, Config
+from batuta_sync.convert.quantize import QuantOptions, choose_type, model_info, quantize_rows, row_bytes
 from batuta_sync.convert.st_io import FLOAT_DTYPES, TensorRef, read_header, temp_path_for
 from batuta_sync.errors import ConversionError
 
-# HF architecture -> (gguf arch, Q/K permutation needed)
-ARCHITECTURES: dict[str, tuple[str, bool]] = {
-    "LlamaForCausalLM": ("llama", True),
-    "MistralForCausalLM": ("llama", True),
-    "Qwen2ForCausalLM": ("qwen2", False),
-}
-GGUF_TO_HF_ARCH = {"llama": ("LlamaForCausalLM", "llama"), "qwen2": ("Qwen2ForCausalLM", "qwen2")}
-
-TOP_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
-LAYER_NAMES = {
-    "input_layernorm": "attn_norm",
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "post_attention_layernorm": "ffn_norm",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
 _HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 _SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
-_LAYER_ORDER = list(LAYER_NAMES.values())
+_EXPERT = re.compile(r"\.experts\.(\d+)\.")
+# yarn rope_scaling keys -> {arch}.rope.scaling.<suffix> (config.json spelling first; attn_factor is an alias)
+_YARN = {"extrapolation_factor": "yarn_ext_factor", "attention_factor": "yarn_attn_factor",
+         "attn_factor": "yarn_attn_factor", "beta_fast": "yarn_beta_fast", "beta_slow": "yarn_beta_slow"}
 
 CHUNK_ELEMENTS = 1 << 21  # 2M values (8 MB as float32) per work item
 # K-quant items are an eighth of that: the compiled kernels run as fast on 256K values, and the
@@ -53,18 +38,27 @@ CHUNK_ELEMENTS = 1 << 21  # 2M values (8 MB as float32) per work item
 _KQUANT_CHUNK_DIVISOR = 8
 
 
-def hf_to_gguf_name(name: str) -> str | None:
-    """GGUF tensor name for an HF name; None for tensors that are dropped (rotary caches)."""
-    if _SKIP.search(name):
+def hf_to_gguf_name(name: str, arch: Arch) -> tuple[str, int] | None:
+    """(GGUF tensor name, expert index or -1) for an HF name; None for tensors dropped on purpose
+    (rotary caches, the arch's ``skip`` list); ("", -1) for a name this architecture does not know."""
+    if _SKIP.search(name) or name in arch.skip:
         return None
     for hf, gg in TOP_NAMES.items():
         for suffix in (".weight", ".bias"):
             if name == hf + suffix:
-                return gg + suffix
+                return gg + suffix, -1
     m = _HF_LAYER.match(name)
-    if m and m.group(2) in LAYER_NAMES:
-        return f"blk.{m.group(1)}.{LAYER_NAMES[m.group(2)]}.{m.group(3)}"
-    return ""
+    if not m:
+        return "", -1
+    layer, inner, suffix = m.groups()
+    if inner in arch.layer:
+        return f"blk.{layer}.{arch.layer[inner]}.{suffix}", -1
+    e = _EXPERT.search("." + inner + ".")
+    if e:
+        pattern = ("." + inner + ".").replace(e.group(0), ".experts.{e}.", 1)[1:-1]
+        if pattern in arch.experts:
+            return f"blk.{layer}.{arch.experts[pattern]}.{suffix}", int(e.group(1))
+    return "", -1
 
 
 def qk_permutation(rows: int, n_head: int) -> Any:
@@ -90,26 +84,30 @@ class ModelSpec:
     vocab_size: int
     tied: bool
     rope_scaling: dict[str, Any] = field(default_factory=dict)
+    entry: Arch = ARCHS[0]
+    n_expert: int = 0
+    extra: tuple[tuple[HParam, Any], ...] = ()  # the arch's extra hparams and their values
+    rope_dim: int = 0  # rotary dimensions (head_dim * partial_rotary_factor)
 
 
-def _first(cfg: dict[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if cfg.get(k) is not None:
-            return cfg[k]
-    return None
-
-
-def read_spec(cfg: dict[str, Any], path: Path) -> ModelSpec:
-    """Validate config.json and extract what GGUF needs; ConversionError lists every missing key."""
-    archs = cfg.get("architectures") or []
-    hf_arch = archs[0] if isinstance(archs, list) and archs else cfg.get("model_type", "")
-    if hf_arch not in ARCHITECTURES:
+def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
+    """Validate config.json and extract what GGUF needs; ConversionError names the bad or missing key."""
+    cfg = Config(raw_cfg, path)
+    archs = raw_cfg.get("architectures")
+    hf_arch = archs[0] if isinstance(archs, list) and archs else raw_cfg.get("model_type", "")
+    if not isinstance(hf_arch, str) or hf_arch not in BY_HF:
         raise ConversionError(
-            f"Unsupported architecture {hf_arch or '(none)'!r} in {path}.",
-            hint="GGUF conversion supports: " + ", ".join(ARCHITECTURES) + ".",
+            f"Unsupported architecture {str(hf_arch or '(none)')[:80]!r} in {path}.",
+            hint="GGUF conversion supports: " + ", ".join(supported_hf()) + ".",
         )
-    arch, permute = ARCHITECTURES[hf_arch]
-    cfg = {**cfg, **(cfg.get("text_config") or {})}
+    entry = BY_HF[hf_arch]
+    arch, permute = entry.gguf, entry.permute_qk
+    if cfg.has("quantization_config"):
+        raise ConversionError(f"{path} describes a pre-quantized checkpoint (quantization_config); its weights "
+                              "cannot be mapped to GGUF types.", hint="Convert the original float checkpoint.")
+    for k, v in entry.defaults.items():
+        if not cfg.has(k):
+            cfg.data[k] = v
     wanted = {
         "num_hidden_layers": ("num_hidden_layers", "n_layers", "n_layer", "num_layers"),
         "hidden_size": ("hidden_size", "n_embd", "dim"),
@@ -117,34 +115,65 @@ def read_spec(cfg: dict[str, Any], path: Path) -> ModelSpec:
         "num_attention_heads": ("num_attention_heads", "n_head", "n_heads"),
         "vocab_size": ("vocab_size",),
     }
-    vals = {k: _first(cfg, *alts) for k, alts in wanted.items()}
-    missing = [k for k, v in vals.items() if v is None]
-    if missing:
-        raise ConversionError(
-            f"{path} lacks required keys: {', '.join(missing)}.",
-            hint="Use the model's original config.json; GGUF metadata is built from these keys.",
-        )
-    try:
-        n_layer, n_embd, n_ff, n_head, vocab = (int(vals[k]) for k in wanted)
-        n_head_kv = int(_first(cfg, "num_key_value_heads", "n_kv_heads") or n_head)
-        head_dim_cfg = cfg.get("head_dim")
-        head_dim = int(head_dim_cfg) if head_dim_cfg else n_embd // n_head
-        ctx = int(_first(cfg, "max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
-                         "model_max_length") or 4096)
-        eps = float(_first(cfg, "rms_norm_eps", "norm_eps") or 1e-5)
-        rope: dict[str, Any] = {}
-        for key in ("rope_parameters", "rope_scaling"):  # transformers 5 / 4 spelling
-            if isinstance(cfg.get(key), dict):
-                rope.update(cfg[key])
-        theta = float(_first(rope, "rope_theta") or _first(cfg, "rope_theta", "rotary_emb_base") or 10000.0)
-    except (TypeError, ValueError) as e:
-        raise ConversionError(f"{path} has a malformed value: {e}.", hint="Fix config.json.") from None
-    if min(n_layer, n_embd, n_ff, n_head, vocab, n_head_kv) <= 0 or n_head % n_head_kv or head_dim % 2:
+    cfg.require(wanted)
+    n_layer = cfg.get_int(*wanted["num_hidden_layers"], maximum=MAX_LAYERS)
+    n_embd = cfg.get_int(*wanted["hidden_size"])
+    n_ff = cfg.get_int(*wanted["intermediate_size"])
+    n_head = cfg.get_int(*wanted["num_attention_heads"], maximum=1 << 16)
+    vocab = cfg.get_int("vocab_size")
+    n_head_kv = cfg.get_int("num_key_value_heads", "n_kv_heads", default=n_head, maximum=n_head)
+    head_dim = cfg.get_int("head_dim", default=0, minimum=0) or n_embd // n_head
+    ctx = cfg.get_int("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
+                      "model_max_length", default=4096)
+    eps = cfg.get_float("rms_norm_eps", "norm_eps", default=1e-5, positive=True)
+    rope: dict[str, Any] = {}
+    for key in ("rope_parameters", "rope_scaling"):  # transformers 5 / 4 spelling
+        sub = cfg.get_dict(key)
+        if "full_attention" in sub.data:  # transformers 5, per attention type (Gemma 3)
+            swa = sub.get_dict("sliding_attention").data.get("rope_theta")
+            if swa is not None and raw_cfg.get("rope_local_base_freq") is None:  # over the arch's default
+                cfg.data["rope_local_base_freq"] = swa
+            sub = sub.get_dict("full_attention")
+        rope.update(sub.data)
+    rcfg = Config({}, path)
+    rcfg.data = rope
+    theta = rcfg.get_float("rope_theta", default=None, positive=True) or cfg.get_float(
+        "rope_theta", "rotary_emb_base", default=10000.0, positive=True)
+    rtype = rcfg.get_str("rope_type", "type", default="")
+    if rtype not in ("", "default", "linear", "yarn") and not (rtype == "llama3" and arch == "llama"):
+        raise ConversionError(f"{path}: rope scaling type {rtype!r} is not supported for {hf_arch}.",
+                              hint="Supported: linear, yarn, and llama3 (Llama 3.x); nothing is dropped silently.")
+    if rtype in ("linear", "yarn", "llama3"):
+        rope["factor"] = rcfg.get_float("factor", default=8.0 if rtype == "llama3" else None, positive=True)
+        for k in ("low_freq_factor", "high_freq_factor"):
+            rope[k] = rcfg.get_float(k, default=None, positive=True)
+        rope["original_max_position_embeddings"] = rcfg.get_int("original_max_position_embeddings", default=None)
+        for k in _YARN:
+            rope[k] = rcfg.get_float(k, default=None)
+        if rtype == "yarn" and rope["original_max_position_embeddings"] is None:
+            raise ConversionError(f"{path}: yarn rope scaling needs original_max_position_embeddings.",
+                                  hint="Fix rope_scaling in config.json.")
+    if n_head % n_head_kv or head_dim % 2:
         raise ConversionError(f"{path} has inconsistent sizes (heads {n_head}/{n_head_kv}, head_dim {head_dim}).",
                               hint="Fix config.json.")
-    tied = bool(cfg.get("tie_word_embeddings", False))
+    tied = cfg.get_bool("tie_word_embeddings", default=entry.norm_offset)  # Gemma ties by default
+    extra = []
+    for hp in entry.hparams:
+        if hp.unless is not None and cfg.data.get(hp.unless[0]) == hp.unless[1]:
+            continue
+        if hp.kind == "int":
+            value = cfg.get_int(*hp.config, default=hp.default, minimum=0)
+        else:
+            value = cfg.get_float(*hp.config, default=hp.default)
+        if value is not None:
+            extra.append((hp, value))
+    n_expert = 0
+    if entry.experts:
+        n_expert = cfg.get_int("num_local_experts", "num_experts", maximum=1 << 12)
+    partial = cfg.get_float("partial_rotary_factor", default=1.0, positive=True)
+    rope_dim = int(partial * head_dim) if cfg.has("head_dim") else int(partial * n_embd) // n_head
     return ModelSpec(hf_arch, arch, permute, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim,
-                     bool(head_dim_cfg), ctx, eps, theta, vocab, tied, dict(rope))
+                     cfg.has("head_dim"), ctx, eps, theta, vocab, tied, rope, entry, n_expert, tuple(extra), rope_dim)
 
 
 def find_weights(model_dir: Path) -> dict[str, TensorRef]:
@@ -171,10 +200,13 @@ def find_weights(model_dir: Path) -> dict[str, TensorRef]:
 
 def _llama3_rope_factors(spec: ModelSpec) -> Any:
     r = spec.rope_scaling
-    factor = float(r.get("factor", 8.0))
-    low = float(r.get("low_freq_factor", 1.0))
-    high = float(r.get("high_freq_factor", 4.0))
-    old_ctx = int(r.get("original_max_position_embeddings", 8192))
+    factor = float(r.get("factor") or 8.0)
+    low = float(r.get("low_freq_factor") or 1.0)
+    high = float(r.get("high_freq_factor") or 4.0)
+    old_ctx = int(r.get("original_max_position_embeddings") or 8192)
+    if high <= low:
+        raise ConversionError(f"rope_scaling has high_freq_factor {high} <= low_freq_factor {low}.",
+                              hint="Fix rope_scaling in config.json.")
     freqs = 1.0 / (spec.rope_theta ** (np.arange(0, spec.head_dim, 2, dtype=np.float32) / spec.head_dim))
     low_wl, high_wl = old_ctx / low, old_ctx / high
     out = []
@@ -198,6 +230,8 @@ class PlannedTensor:
     ref: TensorRef | None  # None: ``data`` holds a synthesized tensor
     perm_heads: int = 0  # >0: apply the Q/K permutation with this many heads
     data: Any = None
+    experts: tuple[TensorRef, ...] = ()  # MoE: one HF tensor per expert, stacked on a new first axis
+    norm_offset: bool = False  # Gemma: store w + 1
 
     @property
     def nbytes(self) -> int:
@@ -207,14 +241,21 @@ class PlannedTensor:
         return rows * row_bytes(self.qtype, self.shape[-1])
 
 
-def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization) -> list[PlannedTensor]:
-    """Which tensors go into the GGUF, under which names, in which order and type."""
+def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization,
+         options: QuantOptions | None = None) -> list[PlannedTensor]:
+    """Which tensors go into the GGUF, under which names, in which order and type.
+
+    Every tensor of the checkpoint is accounted for: mapped, merged into an expert tensor, or on the
+    architecture's short list of tensors dropped on purpose; anything else is an error."""
+    arch = spec.entry
     mapped: dict[str, tuple[TensorRef, str]] = {}
+    experts: dict[str, dict[int, TensorRef]] = {}
     unknown = []
     for hf_name, ref in weights.items():
-        gg = hf_to_gguf_name(hf_name)
-        if gg is None:
+        got = hf_to_gguf_name(hf_name, arch)
+        if got is None:
             continue
+        gg, expert = got
         if gg == "":
             unknown.append(hf_name)
             continue
@@ -222,38 +263,62 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
             continue  # llama.cpp reuses token_embd for tied embeddings
         if ref.dtype not in FLOAT_DTYPES:
             raise ConversionError(f"Tensor {hf_name} has dtype {ref.dtype}; only float weights convert to GGUF.")
-        mapped[gg] = (ref, hf_name)
+        if expert >= 0:
+            experts.setdefault(gg, {})[expert] = ref
+        else:
+            mapped[gg] = (ref, hf_name)
     if unknown:
         shown = ", ".join(sorted(unknown)[:5]) + (" …" if len(unknown) > 5 else "")
         raise ConversionError(
             f"{len(unknown)} tensor(s) have no GGUF name for {spec.hf_arch}: {shown}.",
-            hint="The checkpoint does not look like a plain " + spec.hf_arch + "; only LLaMA-family models convert.",
+            hint=f"The checkpoint does not look like a plain {spec.hf_arch}; nothing is dropped silently. "
+            "Supported: " + ", ".join(supported_hf()) + ".",
         )
+    layer_kinds = [k for k in arch.layer.values()]
     required = ["token_embd.weight", "output_norm.weight"] + [
-        f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in _LAYER_ORDER
+        f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in layer_kinds
     ]
+    expert_names = [f"blk.{i}.{t}.weight" for i in range(spec.n_layer) for t in arch.experts.values()]
     missing = [n for n in required if n not in mapped]
+    missing += [n for n in expert_names if set(range(spec.n_expert)) - set(experts.get(n, {}))]
     if missing:
         raise ConversionError(
             f"The checkpoint is missing {len(missing)} tensor(s), e.g. {missing[0]} "
-            f"(config.json says {spec.n_layer} layers).",
+            f"(config.json says {spec.n_layer} layers" + (f", {spec.n_expert} experts)." if arch.experts else ")."),
             hint="Download every shard, and check that config.json belongs to these weights.",
         )
+    extra = sorted(set(experts) - set(expert_names)) + [
+        n for n, per in experts.items() if n in expert_names and max(per) >= spec.n_expert]
+    if extra:
+        raise ConversionError(f"Expert tensors do not match config.json's {spec.n_expert} experts: {extra[0]}.",
+                              hint="config.json does not belong to these weights.")
+    order = [*layer_kinds, *arch.experts.values()]
 
     def key(gg: str) -> tuple[int, int, int, str]:
         if gg.startswith("blk."):
             _, layer, kind, suffix = gg.split(".", 3)
-            return (1, int(layer), _LAYER_ORDER.index(kind) if kind in _LAYER_ORDER else 99, suffix)
+            return (1, int(layer), order.index(kind) if kind in order else 99, suffix)
         top = {"token_embd": 0, "output_norm": 2, "output": 3}
         return (0 if gg.startswith("token_embd") else top.get(gg.split(".")[0], 4), 0, 0, gg)
 
     tied = spec.tied or "output.weight" not in mapped
+    minfo = model_info(spec.arch, spec.n_layer, spec.n_head, spec.n_head_kv,
+                       n_expert=spec.n_expert, tied=tied)
     out: list[PlannedTensor] = []
     rtype = str(spec.rope_scaling.get("rope_type") or spec.rope_scaling.get("type") or "")
     if spec.arch == "llama" and rtype == "llama3":
         factors = _llama3_rope_factors(spec)
         out.append(PlannedTensor("rope_freqs.weight", factors.shape, "F32", None, data=factors))
-    for gg in sorted(mapped, key=key):
+    for gg in sorted([*mapped, *experts], key=key):
+        if gg in experts:
+            refs = tuple(experts[gg][e] for e in range(spec.n_expert))
+            if len({(r.shape, r.dtype) for r in refs}) != 1 or len(refs[0].shape) != 2:
+                raise ConversionError(f"The experts merged into {gg} differ in shape or dtype.",
+                                      hint="The checkpoint is inconsistent.")
+            shape3 = (spec.n_expert, *refs[0].shape)
+            qtype = choose_type(gg, shape3, quant, n_layer=spec.n_layer, tied=tied)
+            out.append(PlannedTensor(gg, shape3, qtype, refs[0], experts=refs))
+            continue
         ref, hf_name = mapped[gg]
         shape = ref.shape
         expect = {
@@ -269,52 +334,73 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
             if shape[0] % (2 * heads):
                 raise ConversionError(f"{hf_name} has {shape[0]} rows, not divisible into {heads} heads.",
                                       hint="config.json does not match the weights.")
-        qtype = choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied)
-        out.append(PlannedTensor(gg, shape, qtype, ref, heads))
+        kind = gg.split(".")[2] if gg.startswith("blk.") else ""
+        qtype = "F32" if kind in arch.f32 else choose_type(gg, shape, quant, n_layer=spec.n_layer, tied=tied,
+                                                          model=minfo, options=options)
+        offset = arch.norm_offset and hf_name.endswith("norm.weight")
+        out.append(PlannedTensor(gg, shape, qtype, ref, heads, norm_offset=offset))
     return out
 
 
 # --------------------------------------------------------------------------- work items
 
-# (ref, synthesized data, permutation heads, first row, end row, ggml type, numpy shape, byte offset in the file)
-WorkItem = tuple[TensorRef | None, Any, int, int, int, str, tuple[int, ...], int]
+# (source, synthesized data, permutation heads, first row, end row, ggml type, numpy shape, byte offset in the
+# file, add-one (Gemma norms)); source is a TensorRef, the experts' TensorRefs (stacked), or None
+Source = TensorRef | tuple[TensorRef, ...] | None
+WorkItem = tuple[Source, Any, int, int, int, str, tuple[int, ...], int, bool]
 
 
 def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
+    src: Source = t.experts or t.ref
     if len(t.shape) < 2:
-        yield (t.ref, t.data, 0, 0, 0, t.qtype, t.shape, offset)
+        yield (src, t.data, 0, 0, 0, t.qtype, t.shape, offset, t.norm_offset)
         return
     rows = 1
     for d in t.shape[:-1]:
         rows *= d
     rb = row_bytes(t.qtype, t.shape[-1])
-    chunk = CHUNK_ELEMENTS // _KQUANT_CHUNK_DIVISOR if t.qtype in ("Q4_K", "Q5_K", "Q6_K") else CHUNK_ELEMENTS
+    chunk = CHUNK_ELEMENTS // _KQUANT_CHUNK_DIVISOR if t.qtype.endswith("_K") else CHUNK_ELEMENTS
     step = max(1, chunk // max(1, t.shape[-1]))
     for r0 in range(0, rows, step):
-        yield (t.ref, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb)
+        yield (src, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb, False)
+
+
+def _rows(src: TensorRef | tuple[TensorRef, ...], ncols: int, r0: int, r1: int, heads: int) -> tuple[Any, str]:
+    """Stored rows [r0, r1) of a tensor (of the experts stacked, for a tuple), and their dtype."""
+    if isinstance(src, tuple):
+        per = src[0].n_elements // ncols
+        parts = []
+        for e in range(r0 // per, (r1 - 1) // per + 1):
+            a, b = max(r0, e * per) - e * per, min(r1, (e + 1) * per) - e * per
+            parts.append(src[e].raw().reshape(-1, ncols)[a:b])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0], src[0].dtype
+    raw = src.raw().reshape(-1, ncols)
+    if heads:
+        return raw[qk_permutation(raw.shape[0], heads)[r0:r1]], src.dtype
+    return raw[r0:r1], src.dtype
 
 
 def item_bytes(item: WorkItem) -> bytes:
     """The output bytes of one work item."""
-    ref, data, heads, r0, r1, qtype, shape, _ = item
-    if ref is None:
+    from batuta_sync.convert.st_io import to_f32
+
+    src, data, heads, r0, r1, qtype, shape, _, add_one = item
+    if src is None:
         arr = np.asarray(data, dtype=np.float32)
         return quantize_rows(arr if len(shape) < 2 else arr.reshape(-1, shape[-1])[r0:r1], qtype)
     if len(shape) < 2:
-        return quantize_rows(ref.rows_f32(), qtype)
-    raw = ref.raw().reshape(-1, shape[-1])
-    if heads:
-        idx = qk_permutation(raw.shape[0], heads)[r0:r1]
-        sub = raw[idx]
-    else:
-        sub = raw[r0:r1]
-    if qtype == ref.dtype and qtype in ("F32", "F16", "BF16"):
+        assert isinstance(src, TensorRef)
+        if add_one:  # llama.cpp adds in float16 for float16 checkpoints, else in float32
+            if src.dtype == "F16":
+                return quantize_rows((np.asarray(src.raw()) + np.float16(1)).astype(np.float32), qtype)
+            return quantize_rows(src.rows_f32() + np.float32(1), qtype)
+        return quantize_rows(src.rows_f32(), qtype)
+    sub, dtype = _rows(src, shape[-1], r0, r1, heads)
+    if qtype == dtype and qtype in ("F32", "F16", "BF16"):
         out = np.ascontiguousarray(sub).tobytes()  # same type: an exact copy, no float round trip
     else:
-        from batuta_sync.convert.st_io import to_f32
-
-        out = quantize_rows(to_f32(sub, ref.dtype), qtype)
-    del raw, sub
+        out = quantize_rows(to_f32(sub, dtype), qtype)
+    del sub
     return out
 
 
@@ -334,8 +420,9 @@ def run_item(item: WorkItem, path: str) -> int:
 
 
 def _is_copy(item: WorkItem) -> bool:
-    ref, qtype = item[0], item[5]
-    return ref is not None and ref.dtype == qtype and qtype in ("F32", "F16", "BF16")
+    src, qtype = item[0], item[5]
+    dtype = src[0].dtype if isinstance(src, tuple) else src.dtype if src is not None else ""
+    return dtype == qtype and qtype in ("F32", "F16", "BF16")
 
 
 def _run_all(items: list[WorkItem], path: str, jobs: int, done: Callable[[int], None]) -> None:
@@ -431,25 +518,54 @@ def die_with_parent(parent_pid: int) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str) -> None:
+def size_label(tensors: list[PlannedTensor]) -> str:
+    """``general.size_label`` as llama.cpp writes it ("1.3M", "8x7B"): parameters counted over the
+    written tensors, expert tensors (``*_exps``) counted per expert."""
+    import gguf
+
+    total = shared = expert = expert_sum = n_expert_tensors = 0
+    for t in tensors:
+        size = math.prod(t.shape)
+        total += size
+        if "_exps." in t.name and len(t.shape) >= 3:
+            expert += size // t.shape[0]
+            expert_sum += t.shape[0]
+            n_expert_tensors += 1
+        else:
+            shared += size
+    count = expert_sum // n_expert_tensors if n_expert_tensors else 0
+    return str(gguf.size_label(total, shared, expert, count))
+
+
+def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str, label: str) -> None:
     import gguf
 
     w.add_type("model")
     w.add_name(name)
+    w.add_size_label(label)
     w.add_block_count(spec.n_layer)
     w.add_context_length(spec.context_length)
     w.add_embedding_length(spec.n_embd)
     w.add_feed_forward_length(spec.n_ff)
     w.add_head_count(spec.n_head)
     w.add_head_count_kv(spec.n_head_kv)
-    w.add_rope_freq_base(spec.rope_theta)
+    if spec.entry.rope_freq_base:
+        w.add_rope_freq_base(spec.rope_theta)
     w.add_layer_norm_rms_eps(spec.rms_eps)
-    if spec.explicit_head_dim:
+    if spec.explicit_head_dim or spec.entry.head_dim_always:
         w.add_key_length(spec.head_dim)
         w.add_value_length(spec.head_dim)
     w.add_file_type(quant.file_type)
-    w.add_vocab_size(spec.vocab_size)
-    w.add_rope_dimension_count(spec.head_dim)
+    if spec.entry.vocab_size:
+        w.add_vocab_size(spec.vocab_size)
+    if spec.entry.rope_dims:
+        w.add_rope_dimension_count(spec.rope_dim)
+    for hp, value in spec.extra:
+        key = f"{spec.arch}.{hp.gguf}"
+        if hp.kind == "float":
+            w.add_float32(key, float(value))
+        else:
+            w.add_uint32(key, int(value))
     r = spec.rope_scaling
     rtype = str(r.get("rope_type") or r.get("type") or "")
     if rtype == "linear" and r.get("factor"):
@@ -458,8 +574,12 @@ def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str) -
     elif rtype == "yarn" and r.get("factor"):
         w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         w.add_rope_scaling_factor(float(r["factor"]))
-        if r.get("original_max_position_embeddings"):
-            w.add_rope_scaling_orig_ctx_len(int(r["original_max_position_embeddings"]))
+        w.add_rope_scaling_orig_ctx_len(int(r["original_max_position_embeddings"]))
+        done: set[str] = set()
+        for k, suffix in _YARN.items():
+            if r.get(k) is not None and suffix not in done:
+                w.add_float32(f"{spec.arch}.rope.scaling.{suffix}", float(r[k]))
+                done.add(suffix)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
@@ -470,6 +590,7 @@ def write_gguf(
     *,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    options: QuantOptions | None = None,
 ) -> tuple[int, dict[str, str]]:
     """Convert ``model_dir`` into the GGUF file ``dst``; returns (tensor count, parameters)."""
     import gguf
@@ -479,7 +600,7 @@ def write_gguf(
     cfg_path = model_dir / "config.json"
     spec = read_spec(read_json(cfg_path, "Model config"), cfg_path)
     weights = find_weights(model_dir)
-    tensors = plan(spec, weights, quant)
+    tensors = plan(spec, weights, quant, options)
     vocab = load_vocab(model_dir, spec.vocab_size, spec.arch)
     tokenizer_model, tokenizer_pre = vocab.model, vocab.pre
 
@@ -487,8 +608,10 @@ def write_gguf(
     tmp = temp_path_for(dst)
     w = gguf.GGUFWriter(tmp, spec.arch)
     try:
-        _add_metadata(w, spec, quant, model_dir.resolve().name)
+        _add_metadata(w, spec, quant, model_dir.resolve().name, size_label(tensors))
         add_vocab(w, model_dir, vocab)
+        if vocab.model == "llama" and spec.entry.add_space_prefix is not None:
+            w.add_add_space_prefix(spec.entry.add_space_prefix)
         for t in tensors:
             if t.qtype in ("F32", "F16"):
                 w.add_tensor_info(t.name, t.shape, np.dtype(np.float32 if t.qtype == "F32" else np.float16), t.nbytes)

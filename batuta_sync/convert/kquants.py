@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 QK_K = 256
-BLOCK_BYTES = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
+BLOCK_BYTES = {"Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
 _CHUNK_BLOCKS = 1024  # super-blocks per chunk (256K floats): big enough to amortise numpy call overhead
 
 # numba's import + loading the cached kernels take ~0.5 s in a fresh process: worth it from about
@@ -85,6 +85,10 @@ def _quantize_jit(flat: NDArray, qtype: str, out: NDArray) -> bool:
     try:
         if qtype == "Q6_K":
             mod.quantize_q6k(flat, out)
+        elif qtype == "Q2_K":
+            mod.quantize_q2k(flat, out)
+        elif qtype == "Q3_K":
+            mod.quantize_q3k(flat, out)
         else:
             mod.quantize_q45k(flat, out, 15 if qtype == "Q4_K" else 31)
     except Exception:  # a compilation failure (numba/LLVM problem): the numpy path gives the same bytes
@@ -122,8 +126,11 @@ def _f16(a: NDArray) -> NDArray:
     return h.astype(np.float32), h.view(np.uint16)
 
 
-def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple[NDArray, NDArray, NDArray]:
-    """``make_qkx2_quants`` for every column of ``x`` (shape (n, S)); returns (L uint8, scale, the_min)."""
+def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: int,
+          use_mad: bool = False) -> tuple[NDArray, NDArray, NDArray]:
+    """``make_qkx2_quants`` for every column of ``x`` (shape (n, S)); returns (L uint8, scale, the_min).
+
+    ``use_mad``: the error is sum(w*|diff|) (Q2_K) instead of sum(w*diff^2) (Q4_K/Q5_K)."""
     s = x.shape[1]
     mn = x.min(axis=0)
     mx = x.max(axis=0)
@@ -147,7 +154,7 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
         diff = scale * lq
         diff += mn
         diff -= x
-        diff *= diff
+        _err(diff, use_mad)
         diff *= w
         best_error = _reduce(diff)
         wl = np.empty_like(x)
@@ -178,7 +185,7 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
             np.multiply(lq, this_scale, out=t)
             t += this_min
             t -= x
-            t *= t
+            _err(t, use_mad)
             t *= w
             cur_error = _reduce(t)
             upd = (d > 0) & (cur_error < best_error) & valid
@@ -205,6 +212,14 @@ def _qkx2(x: NDArray, w: NDArray, nmax: int, rmin: float, rdelta: float, nstep: 
         best_l[:, flat] = 0
         scale = np.where(flat, F32(0), scale)
     return best_l.astype(np.uint8), scale.astype(np.float32), (-mn).astype(np.float32)
+
+
+def _err(d: NDArray, use_mad: bool) -> None:
+    """In place: |d| (mean absolute deviation) or d*d."""
+    if use_mad:
+        np.abs(d, out=d)
+    else:
+        d *= d
 
 
 def _nearest_u8(v: NDArray) -> NDArray:
@@ -363,6 +378,123 @@ def _q6k_chunk(xb: NDArray) -> NDArray:
     return out
 
 
+def _pack2(lq: NDArray, nb: int) -> NDArray:
+    """2-bit values (nb*256, element order) -> ``qs[j/4 + l] = L[j+l] | L[j+l+32]<<2 | ...`` (nb, 64)."""
+    q = lq.reshape(nb, 2, 4, 32).astype(np.uint8)
+    return (q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)).reshape(nb, 64)
+
+
+def _q2k_chunk(xb: NDArray) -> NDArray:
+    """Quantize (B, 256) float32 blocks to Q2_K bytes (``quantize_row_q2_K_ref``)."""
+    nb = xb.shape[0]
+    x = np.ascontiguousarray(xb.reshape(nb * 16, 16).T)  # (16, S) element-major
+    lq, scales, mins = _qkx2(x, np.abs(x), 3, -0.5, 0.1, 15, use_mad=True)
+    scales = scales.reshape(nb, 16)
+    mins = mins.reshape(nb, 16)
+    max_scale = np.fmax(np.fmax.reduce(scales, axis=1), F32(0))
+    max_min = np.fmax(np.fmax.reduce(mins, axis=1), F32(0))
+    has_s = max_scale > 0
+    has_m = max_min > 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ls = np.where(has_s[:, None], _nint((F32(15) / max_scale)[:, None] * scales).astype(np.int64), 0)
+        lm = np.where(has_m[:, None], _nint((F32(15) / max_min)[:, None] * mins).astype(np.int64), 0)
+    sc = ((ls & 0xFF) | (lm << 4)) & 0xFF
+    d32, d16 = _f16(np.where(has_s, max_scale / F32(15), F32(0)))
+    dm32, dm16 = _f16(np.where(has_m, max_min / F32(15), F32(0)))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dsub = (d32[:, None] * (sc & 0xF).astype(np.float32)).reshape(-1)
+        dmsub = (dm32[:, None] * (sc >> 4).astype(np.float32)).reshape(-1)
+        req = _nint((x + dmsub) / dsub)
+    np.clip(req, 0, 3, out=req)
+    lq = np.where(dsub != 0, req, lq)
+    head = np.empty((nb, 4), dtype=np.uint8)
+    head.view("<u2")[:, 0] = d16
+    head.view("<u2")[:, 1] = dm16
+    return np.concatenate([sc.astype(np.uint8), _pack2(np.ascontiguousarray(lq.T), nb), head], axis=1)
+
+
+def _q3(x: NDArray) -> tuple[NDArray, NDArray]:
+    """``make_q3_quants(n, 4, x, L, do_rmse=true)`` per column of x (n, S); L (float, 0..7) and the scales."""
+    n, s = x.shape
+    amax = np.zeros(s, dtype=np.float32)
+    mx = np.zeros(s, dtype=np.float32)
+    for i in range(n):  # C: first element with the largest |x| wins
+        upd = np.abs(x[i]) > amax
+        np.copyto(amax, np.abs(x[i]), where=upd)
+        np.copyto(mx, x[i], where=upd)
+    zero = amax < F32(1e-15)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        w = x * x
+        wx = w * x
+        iscale = F32(-4) / mx
+        lq = _nint(x * iscale)
+        np.clip(lq, -4, 3, out=lq)
+        sumlx = _reduce(wx * lq)
+        suml2 = _reduce(w * lq * lq)
+        running = ~zero
+        for _ in range(5):
+            changed = np.zeros(s, dtype=bool)
+            for i in range(n):
+                li = lq[i]
+                slx = sumlx - wx[i] * li
+                sl2 = suml2 - w[i] * li * li
+                new_l = _nint(x[i] * sl2 / slx)
+                np.clip(new_l, -4, 3, out=new_l)
+                slx_n = slx + wx[i] * new_l
+                sl2_n = sl2 + w[i] * new_l * new_l
+                acc = running & (slx > 0) & (new_l != li) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+                if acc.any():
+                    lq[i] = np.where(acc, new_l, li)
+                    sumlx = np.where(acc, slx_n, sumlx)
+                    suml2 = np.where(acc, sl2_n, suml2)
+                    changed |= acc
+            running &= changed
+            if not running.any():
+                break
+        scale = np.where(suml2 > 0, sumlx / suml2, F32(0)).astype(np.float32)
+    lq += 4
+    lq[:, zero] = 0
+    return lq, np.where(zero, F32(0), scale).astype(np.float32)
+
+
+def _q3k_chunk(xb: NDArray) -> NDArray:
+    """Quantize (B, 256) float32 blocks to Q3_K bytes (``quantize_row_q3_K_ref``)."""
+    nb = xb.shape[0]
+    x = np.ascontiguousarray(xb.reshape(nb * 16, 16).T)  # (16, S)
+    lq, scales = _q3(x)
+    scales = scales.reshape(nb, 16)
+    abs_sc = np.abs(scales)
+    abs_sc[np.isnan(abs_sc)] = 0
+    aidx = np.argmax(abs_sc, axis=1)
+    rows = np.arange(nb)
+    max_scale = np.where(abs_sc[rows, aidx] > 0, scales[rows, aidx], F32(0))
+    has = max_scale != 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = (F32(-32) / max_scale).astype(np.float32)
+        l8 = ((_nint(iscale[:, None] * scales).astype(np.int64) + 128) & 0xFF) - 128  # C: int8_t l = nearest_int(...)
+        d32, d16 = _f16(np.where(has, F32(1) / iscale, F32(0)))
+    lsc = np.where(has[:, None], np.clip(l8, -32, 31) + 32, 0)  # (nb, 16), 0..63
+    sc = np.zeros((nb, 12), dtype=np.int64)
+    sc[:, 0:8] = (lsc[:, 0:8] & 0xF) | ((lsc[:, 8:16] & 0xF) << 4)
+    hi = lsc >> 4
+    for j in range(16):
+        sc[:, 8 + j % 4] |= hi[:, j] << (2 * (j // 4))
+    scd = np.where(has[:, None], lsc - 32, -32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dsub = (d32[:, None] * scd.astype(np.float32)).reshape(-1)
+        req = _nint(x / dsub)
+    np.clip(req, -4, 3, out=req)
+    req += 4
+    lq = np.ascontiguousarray(np.where(dsub != 0, req, lq).T).reshape(nb, 256).astype(np.uint8)
+    high = lq > 3
+    hbits = high.reshape(nb, 8, 32).astype(np.uint8) << np.arange(8, dtype=np.uint8)[None, :, None]
+    hmask = np.bitwise_or.reduce(hbits, axis=1).astype(np.uint8)
+    lq = np.where(high, lq - 4, lq)
+    head = np.empty((nb, 2), dtype=np.uint8)
+    head.view("<u2")[:, 0] = d16
+    return np.concatenate([hmask, _pack2(lq, nb), sc.astype(np.uint8), head], axis=1)
+
+
 def quantize_k(data: NDArray, qtype: str, *, backend: str | None = None) -> NDArray:
     """Quantize a float array whose last dimension is a multiple of 256.
 
@@ -383,7 +515,11 @@ def quantize_k(data: NDArray, qtype: str, *, backend: str | None = None) -> NDAr
         return out.reshape(*rows, (arr.shape[-1] // QK_K) * bb)
     for start in range(0, nb, _CHUNK_BLOCKS):
         xb = np.ascontiguousarray(flat[start : start + _CHUNK_BLOCKS])
-        if qtype == "Q4_K":
+        if qtype == "Q2_K":
+            out[start : start + len(xb)] = _q2k_chunk(xb)
+        elif qtype == "Q3_K":
+            out[start : start + len(xb)] = _q3k_chunk(xb)
+        elif qtype == "Q4_K":
             out[start : start + len(xb)] = _q45k_chunk(xb, 15)
         elif qtype == "Q5_K":
             out[start : start + len(xb)] = _q45k_chunk(xb, 31)

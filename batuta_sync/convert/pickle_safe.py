@@ -41,9 +41,16 @@ STORAGES: dict[str, tuple[str, str]] = {
 }
 
 
+def _no_setstate(self: Any, state: Any) -> None:
+    """BUILD on one of our objects would rewrite its fields (a tensor's dtype or data): refused."""
+    raise ConversionError("data.pkl modifies a tensor or storage object after building it.",
+                          hint="Only plain state dicts of tensors convert; the file is corrupt or hostile.")
+
+
 @dataclass(frozen=True)
 class _StorageType:
     name: str
+    __setstate__ = _no_setstate
 
 
 @dataclass(frozen=True)
@@ -52,19 +59,34 @@ class Tensor:
 
     array: Any
     dtype: str
+    __setstate__ = _no_setstate
+
+
+_MAX_RATIO = 1000  # a compressed storage member may expand at most this much (torch stores them uncompressed)
 
 
 class _Storage:
+    __setstate__ = _no_setstate
+
     def __init__(self, zf: zipfile.ZipFile, member: str, stype: _StorageType, numel: int) -> None:
         self.np_dtype, self.dtype = STORAGES[stype.name]
         try:
-            raw = zf.read(member)
+            info = zf.getinfo(member)
         except KeyError:
             raise ConversionError(f"The checkpoint references storage {member!r}, which is not in the archive.",
                                   hint="The file is truncated or corrupt.") from None
-        itemsize = np.dtype(self.np_dtype).itemsize
-        if len(raw) < numel * itemsize:
-            raise ConversionError(f"Storage {member!r} holds {len(raw)} bytes, {numel * itemsize} expected.",
+        want = numel * np.dtype(self.np_dtype).itemsize
+        # sizes are checked against what the archive really holds before anything is allocated
+        if numel < 0 or info.file_size != want:
+            raise ConversionError(f"Storage {member!r} holds {info.file_size} bytes, but the checkpoint declares "
+                                  f"{numel} elements ({want} bytes).", hint="The file is truncated or corrupt.")
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_RATIO * max(1, info.compress_size):
+            raise ConversionError(f"Storage {member!r} expands {info.compress_size} compressed bytes into "
+                                  f"{info.file_size}; refused as a decompression bomb.", hint="The file is corrupt.")
+        with zf.open(info) as fp:
+            raw = fp.read(want)
+        if len(raw) != want:
+            raise ConversionError(f"Storage {member!r} holds {len(raw)} bytes, {want} expected.",
                                   hint="The file is truncated or corrupt.")
         self.data = np.frombuffer(raw, dtype=self.np_dtype, count=numel)
 
@@ -79,6 +101,11 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, *_: Any) 
     count = 1
     for s in size:
         count *= s
+    if any(s < 0 for s in size) or len(size) != len(stride) or count > base.size:
+        # a tensor is a view of its storage: never more elements than the storage holds (stride 0
+        # would otherwise let one stored value expand into gigabytes)
+        raise ConversionError(f"A tensor in the checkpoint declares shape {list(size)[:8]} over a storage of "
+                              f"{base.size} elements.", hint="The file is corrupt.")
     if count:
         last = int(offset) + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
         if int(offset) < 0 or last >= base.size or any(st < 0 for st in stride):
@@ -155,7 +182,10 @@ def load_state_dict(path: Path) -> dict[str, Tensor]:
             if len(pkl) != 1:
                 raise ConversionError(f"{path} has {len(pkl)} data.pkl entries, expected one.", hint="The file is corrupt.")
             prefix = pkl[0][: -len("data.pkl")]
-            order = (zf.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in zf.namelist() else "little")
+            order = "little"
+            if prefix + "byteorder" in zf.namelist():
+                with zf.open(prefix + "byteorder") as fp:
+                    order = fp.read(16).decode("ascii", "replace").strip()
             if order != "little":
                 raise ConversionError(f"{path} is a big-endian checkpoint; not supported.")
             with zf.open(pkl[0]) as fp:
@@ -165,12 +195,38 @@ def load_state_dict(path: Path) -> dict[str, Tensor]:
                 raw = fp.read(_MAX_PKL + 1)
             if len(raw) > _MAX_PKL:
                 raise ConversionError(f"{path}: data.pkl is larger than {_MAX_PKL >> 20} MiB.", hint="The file is corrupt.")
-            for _op in pickletools.genops(raw):  # every length claim checked against the data first
-                pass
-            obj = _SafeUnpickler(io.BytesIO(raw), zf, prefix).load()
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
+            _check_opcodes(raw)
+            try:
+                obj = _SafeUnpickler(io.BytesIO(raw), zf, prefix).load()
+            except ConversionError:
+                raise
+            except Exception as e:  # a parser of untrusted bytes: any failure means a corrupt file
+                raise ConversionError(f"{path}: data.pkl is not a valid tensor state dict ({type(e).__name__}: "
+                                      f"{str(e)[:120]}).", hint="The file is corrupt.") from None
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, OverflowError, RecursionError,
+            MemoryError, KeyError, NotImplementedError) as e:
         raise ConversionError(f"{path} could not be read as a PyTorch checkpoint: {e}.", hint="The file is corrupt.") from None
     return _flatten(obj, path)
+
+
+_MEMO_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def _check_opcodes(raw: bytes) -> None:
+    """Walk data.pkl's opcodes before unpickling: every length claim is checked against the data
+    (``genops``), and every memo index must be one the pickle could have produced -- the C
+    unpickler grows its memo table to the largest index it sees, so ``LONG_BINPUT 2**32-1`` in
+    10 bytes would allocate 32 GiB.  A pickler numbers memo entries 0, 1, 2, ...: an index above
+    the number of memo writes so far is refused."""
+    puts = 0
+    for op, arg, _pos in pickletools.genops(raw):
+        if op.name in _MEMO_PUT:
+            if not isinstance(arg, int) or arg > puts:
+                raise ConversionError(f"data.pkl stores memo entry {arg} after {puts} entries; refused (a memo "
+                                      "index that large only serves to allocate memory).", hint="The file is corrupt.")
+            puts += 1
+        elif op.name == "MEMOIZE":
+            puts += 1
 
 
 def _flatten(obj: Any, path: Path) -> dict[str, Tensor]:

@@ -15,11 +15,17 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batuta_sync.errors import ConversionError
 
+if TYPE_CHECKING:
+    from batuta_sync.convert.gguf_meta import Meta
+
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+# tokenizer.ggml.<key>_token_id (gguf-py's spelling, "seperator" included) -> tokenizer_config's <name>_token
+SPECIAL_ID_KEYS = {"bos": "bos", "eos": "eos", "unknown": "unk", "seperator": "sep", "padding": "pad", "cls": "cls",
+                   "mask": "mask", "eot": "eot", "eom": "eom"}
 
 LLAMA3_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -208,7 +214,10 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
             f"{tj} uses a {mtype} model; only BPE tokenizer.json (or a SentencePiece tokenizer.model) converts to GGUF.",
             hint="Supported tokenizers: byte-level BPE tokenizer.json, SentencePiece tokenizer.model.",
         )
-    added = {int(a["id"]): a for a in tok.get("added_tokens") or []}
+    added = _added_from_json(tok, tj)
+    if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) and i >= 0 for t, i in vocab.items()):
+        raise ConversionError(f"{tj}: model.vocab must map token strings to non-negative integer ids.",
+                              hint="Re-download tokenizer.json.")
     size = max([vocab_size, *(i + 1 for i in vocab.values()), *(i + 1 for i in added)])
     if size > vocab_size:
         raise ConversionError(
@@ -219,9 +228,8 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
     tokens, types = [], []
     for i in range(vocab_size):
         if i in added:
-            a = added[i]
-            content = str(a["content"])
-            special = bool(a.get("special")) or (content.startswith("<|") and content.endswith("|>"))
+            content, is_special = added[i]
+            special = is_special or (content.startswith("<|") and content.endswith("|>"))
             tokens.append(content if special else content.replace("▁", " "))
             types.append(CONTROL if special else USER_DEFINED)
         elif i in rev:
@@ -231,6 +239,30 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
             tokens.append(f"[PAD{i}]")
             types.append(UNUSED)
     return Vocab("gpt2", detect_pre(tok, arch), tuple(tokens), tuple(types), None)
+
+
+def _added_from_json(tok: dict[str, Any], tj: Path) -> dict[int, tuple[str, bool]]:
+    """tokenizer.json's ``added_tokens``: id -> (content, special), every entry checked."""
+    entries = tok.get("added_tokens") or []
+    out: dict[int, tuple[str, bool]] = {}
+    if not isinstance(entries, list):
+        raise ConversionError(f"{tj}: added_tokens must be a list.", hint="Re-download tokenizer.json.")
+    for a in entries:
+        tid = a.get("id") if isinstance(a, dict) else None
+        content = a.get("content") if isinstance(a, dict) else None
+        if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0 or not isinstance(content, str):
+            raise ConversionError(f"{tj}: an added_tokens entry lacks an integer id or a string content: {str(a)[:80]}.",
+                                  hint="Re-download tokenizer.json.")
+        out[tid] = (content, a.get("special") is True)
+    return out
+
+
+def _json_or_none(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    from batuta_sync.convert.formats import read_json
+
+    return read_json(path, "Tokenizer file")
 
 
 def _is_tiktoken(path: Path) -> bool:
@@ -268,6 +300,69 @@ def _pad(tokens: list[str], types: list[int], vocab_size: int, scores: list[floa
             scores.append(-1000.0)
 
 
+def _special_id(proc_item: Any) -> str | None:
+    """The token of a TemplateProcessing item ``{"SpecialToken": {"id": TOKEN}}`` (None for a sequence)."""
+    tok = proc_item.get("SpecialToken", {}).get("id") if isinstance(proc_item, dict) else None
+    return tok if isinstance(tok, str) and tok else None
+
+
+def _content(v: Any) -> str | None:
+    v = v.get("content") if isinstance(v, dict) else v
+    return v if isinstance(v, str) and v else None
+
+
+def add_special_flags(tokenizer: dict[str, Any] | None, tok_cfg: dict[str, Any] | None) -> dict[str, bool]:
+    """``add_bos`` / ``add_eos`` / ``add_sep`` as llama.cpp's converter derives them.
+
+    The tokenizer.json post-processor decides first -- ByteLevel adds nothing, RobertaProcessing adds
+    all three, a TemplateProcessing adds BOS when its single template starts with the BOS (or CLS)
+    token, EOS when it ends with a special token, and SEP when its pair template puts a SEP/EOS token
+    between A and B -- and tokenizer_config.json's ``add_*_token`` only fills in what the
+    post-processor left open (they are ignored when they disagree, as llama.cpp does).
+    """
+    flags: dict[str, bool] = {}
+    cfg = tok_cfg or {}
+    bos, cls = _content(cfg.get("bos_token")) or _content(cfg.get("cls_token")), _content(cfg.get("cls_token"))
+    eos = _content(cfg.get("eos_token")) or _content(cfg.get("sep_token"))
+    sep = _content(cfg.get("sep_token"))
+    post = (tokenizer or {}).get("post_processor")
+    procs = post.get("processors", [post]) if isinstance(post, dict) else []
+    for proc in procs if isinstance(procs, list) else []:
+        kind = proc.get("type") if isinstance(proc, dict) else None
+        if kind == "ByteLevel":
+            flags.setdefault("bos", False)
+            flags.setdefault("eos", False)
+        elif kind == "RobertaProcessing":
+            flags.update(bos=True, eos=True, sep=True)
+        elif kind == "TemplateProcessing":
+            single = proc.get("single") if isinstance(proc.get("single"), list) else []
+            pair = proc.get("pair") if isinstance(proc.get("pair"), list) else []
+            first = _special_id(single[0]) if len(single) > 1 else None
+            last = _special_id(single[-1]) if len(single) > 1 else None
+            if first:
+                if not tok_cfg:
+                    bos = first
+                flags["bos"] = first in (bos, cls) or (bool(tok_cfg) and (not bos or not cls))
+            if last:
+                flags["eos"] = True  # llama.cpp makes the trailing token the EOS when they differ
+                eos = last
+            inner = pair[1 if first and pair and _special_id(pair[0]) == first else 0:]
+            inner = inner[:-1] if last and inner and _special_id(inner[-1]) == last else inner
+            a = inner[0].get("Sequence", {}).get("id") if inner and isinstance(inner[0], dict) else None
+            b = inner[-1].get("Sequence", {}).get("id") if inner and isinstance(inner[-1], dict) else None
+            middle = inner[1:-1]
+            if a == "A" and b == "B" and middle:
+                add_sep = _special_id(middle[0]) in (sep, eos) and not last
+                if len(middle) == 2 and _special_id(middle[1]) in (sep, eos):
+                    add_sep = True
+                flags["sep"] = bool(add_sep)
+    for typ in ("bos", "eos", "sep"):
+        value = cfg.get(f"add_{typ}_token")
+        if isinstance(value, bool):
+            flags.setdefault(typ, value)
+    return flags
+
+
 def add_vocab(writer: Any, model_dir: Path, vocab: Vocab) -> None:
     """Write the vocabulary and the special-token metadata into a gguf.GGUFWriter."""
     import logging
@@ -284,7 +379,13 @@ def add_vocab(writer: Any, model_dir: Path, vocab: Vocab) -> None:
     logging.getLogger("gguf").setLevel(logging.ERROR)
     try:
         special = gguf.SpecialVocab(model_dir, load_merges=vocab.model == "gpt2", n_vocab=len(vocab.tokens))
+        special.add_special_token = add_special_flags(_json_or_none(model_dir / "tokenizer.json"),
+                                                      _json_or_none(model_dir / "tokenizer_config.json"))
         special.add_to_gguf(writer, quiet=True)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, UnicodeDecodeError) as e:
+        # gguf-py's reader of tokenizer.json / tokenizer_config.json trusts their shapes
+        raise ConversionError(f"The tokenizer files in {model_dir} are malformed ({type(e).__name__}: {str(e)[:120]}).",
+                              hint="Re-download tokenizer.json and tokenizer_config.json.") from None
     finally:
         logging.getLogger("gguf").setLevel(level)
     if vocab.model == "gpt2" and not special.merges:
@@ -297,26 +398,26 @@ def add_vocab(writer: Any, model_dir: Path, vocab: Vocab) -> None:
 # ----------------------------------------------------------------------------- GGUF -> HF
 
 
-def _field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
-
-
-def write_hf_tokenizer(reader: Any, out_dir: Path, context_length: int | None) -> list[Path]:
+def write_hf_tokenizer(meta: Meta, out_dir: Path, context_length: int | None) -> list[Path]:
     """Write tokenizer files for the GGUF's vocabulary into ``out_dir``; returns the files written."""
-    model = _field(reader, "tokenizer.ggml.model")
-    tokens = _field(reader, "tokenizer.ggml.tokens")
+    model = meta.get_str("tokenizer.ggml.model", None)
+    tokens = meta.get_array("tokenizer.ggml.tokens", "str", None)
     if not model or not tokens:
         return []
-    types = _field(reader, "tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    types = meta.get_array("tokenizer.ggml.token_type", "int", None) or [NORMAL] * len(tokens)
+    if len(types) != len(tokens) or any(not NORMAL <= t <= BYTE for t in types):
+        raise ConversionError(f"{meta.src}: tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} tokens "
+                              f"or a token type outside {NORMAL}..{BYTE}.",
+                              hint="The file is corrupt; re-create it.")
     special = {}
-    for key in ("bos", "eos", "unknown", "padding"):
-        v = _field(reader, f"tokenizer.ggml.{key}_token_id")
-        if v is not None and 0 <= int(v) < len(tokens):
-            special[{"unknown": "unk", "padding": "pad"}.get(key, key)] = int(v)
-    add_bos = _field(reader, "tokenizer.ggml.add_bos_token")
-    add_eos = _field(reader, "tokenizer.ggml.add_eos_token")
-    chat = _field(reader, "tokenizer.chat_template")
+    for key, name in SPECIAL_ID_KEYS.items():
+        v = meta.token_id(f"tokenizer.ggml.{key}_token_id", len(tokens))
+        if v is not None:
+            special[name] = v
+    add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", None)
+    add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", None)
+    add_sep = meta.get_bool("tokenizer.ggml.add_sep_token", None)
+    chat = meta.get_str("tokenizer.chat_template", None)
     files: list[Path] = []
     cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
     for k, i in special.items():
@@ -325,13 +426,18 @@ def write_hf_tokenizer(reader: Any, out_dir: Path, context_length: int | None) -
         cfg["add_bos_token"] = bool(add_bos)
     if add_eos is not None:
         cfg["add_eos_token"] = bool(add_eos)
+    if add_sep is not None:
+        cfg["add_sep_token"] = bool(add_sep)
     if chat:
         cfg["chat_template"] = chat
     if context_length:
         cfg["model_max_length"] = int(context_length)
     if model == "gpt2":
-        merges = _field(reader, "tokenizer.ggml.merges") or []
-        pre = _field(reader, "tokenizer.ggml.pre") or "default"
+        merges = meta.get_array("tokenizer.ggml.merges", "str", [])
+        if any(" " not in m for m in merges):
+            raise ConversionError(f"{meta.src}: tokenizer.ggml.merges holds an entry without a space (not a BPE merge).",
+                                  hint="The file is corrupt; re-create it.")
+        pre = meta.get_str("tokenizer.ggml.pre", "default")
         added = [
             {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
              "special": types[i] == CONTROL}
@@ -379,8 +485,11 @@ def write_hf_tokenizer(reader: Any, out_dir: Path, context_length: int | None) -
         p.write_text(json.dumps(tj, ensure_ascii=False))
         files.append(p)
     elif model == "llama":
-        scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
-        asp = _field(reader, "tokenizer.ggml.add_space_prefix")
+        scores = meta.get_array("tokenizer.ggml.scores", "float", None) or [0.0] * len(tokens)
+        if len(scores) != len(tokens):
+            raise ConversionError(f"{meta.src}: tokenizer.ggml.scores has {len(scores)} entries for {len(tokens)} tokens.",
+                                  hint="The file is corrupt; re-create it.")
+        asp = meta.get_bool("tokenizer.ggml.add_space_prefix", None)
         p = out_dir / "tokenizer.model"
         write_sentencepiece(p, list(tokens), [float(s) for s in scores], [int(t) for t in types], special,
                             True if asp is None else bool(asp))

@@ -35,6 +35,9 @@ REPO_SECTIONS: dict[str, HfAssetType] = {
     "spaces": HfAssetType.SPACE,
 }
 SECTIONS = ("models", "datasets", "spaces", "conversions", "publish")
+# conversions: llama-quantize / gguf-split options (keyword arguments of batuta_sync.convert.convert)
+GGUF_OPTION_KEYS = ("tensor_types", "output_tensor_type", "token_embedding_type", "pure", "allow_requantize",
+                    "split_max_size", "split_max_tensors")
 DEFAULT_REVISION = "main"
 Path_ = tuple[str | int, ...]
 
@@ -82,9 +85,19 @@ class ConversionSpec:
     to: str  # gguf | safetensors
     quantization: str | None = None
     output: str | None = None
+    # GGUF options as written in hf.yaml (only those set), e.g. (("pure", True), ("tensor_types", ("attn_v=Q8_0",)))
+    gguf_options: tuple[tuple[str, Any], ...] = ()
 
     def params(self) -> dict[str, Any]:
-        return {"to": self.to, "quantization": self.quantization}
+        """The memo-key parameters; the GGUF options only when set (so older lock entries stay valid)."""
+        out: dict[str, Any] = {"to": self.to, "quantization": self.quantization}
+        for key, value in self.gguf_options:
+            out[key] = ";".join(value) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+        return out
+
+    def convert_kwargs(self) -> dict[str, Any]:
+        """The GGUF options as keyword arguments of ``batuta_sync.convert.convert``."""
+        return dict(self.gguf_options)
 
     @property
     def output_path(self) -> str:
@@ -529,8 +542,9 @@ def _semantic_diags(doc: _Doc, source: str) -> list[Diagnostic]:
                 diag(f"cannot convert {src!r}: a publish has no local files", (*base, "from"))
             else:
                 edges[f"conversions.{name}"] = src
-        if spec.get("quantization") and spec.get("to") == "safetensors":
-            diag("'quantization' applies to GGUF output only (to: gguf)", (*base, "quantization"), at_key=True)
+        for key in ("quantization", *GGUF_OPTION_KEYS):
+            if spec.get(key) not in (None, False, []) and spec.get("to") == "safetensors":
+                diag(f"'{key}' applies to GGUF output only (to: gguf)", (*base, key), at_key=True)
         out_path = str(spec["output"]) if isinstance(spec.get("output"), str) else f".batuta/outputs/conversions/{name}"
         out_key: Path_ = (*base, "output") if "output" in spec else base
         outputs.append((out_path, out_key))
@@ -640,6 +654,8 @@ def _build(data: dict[str, Any], source: str) -> Manifest:
             to=spec["to"],
             quantization=spec.get("quantization") or ("Q4_K_M" if spec["to"] == "gguf" else None),
             output=spec.get("output"),
+            gguf_options=tuple((k, tuple(spec[k]) if isinstance(spec[k], list) else spec[k])
+                               for k in GGUF_OPTION_KEYS if spec.get(k) not in (None, False, [])),
         )
         for name, spec in sorted((data.get("conversions") or {}).items())
     )

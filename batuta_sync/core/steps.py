@@ -227,6 +227,7 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             quantization=spec.quantization,
             jobs=ctx.jobs,
             allow_unsafe=manifest.allow_unsafe,
+            **spec.convert_kwargs(),
         )
         input_tree = _tree_of(ctx, spec.source) or "unknown"
         params = spec.params()

@@ -1,8 +1,13 @@
-"""Token storage, like huggingface_hub: ``$HF_HOME/token``, mode 0600, written atomically.
+"""Who gets the token, and token storage like huggingface_hub (``$HF_HOME/token``, mode 0600).
+
+:func:`auth_headers` is the one place that decides whether a request carries ``Authorization``:
+only when its URL's origin (scheme, host, port) is the configured endpoint's.  The API transport
+(``hub._http``) and the download engine (``hub.download``) call it for every request and every
+redirect hop, so a redirect to a CDN or any other host never gets the token.
 
 Where a token comes from is :class:`batuta_sync.settings.HfAuth` (resolved in
-``batuta_sync.settings``: ``--token`` > ``HF_TOKEN`` > ``$HF_HOME/token`` > the legacy
-``~/.huggingface/token``).  This module only writes and removes the stored file; it
+``batuta_sync.settings``: ``--token`` > ``--token-file`` > ``HF_TOKEN`` > ``$HF_HOME/token`` >
+the legacy ``~/.huggingface/token``; an empty ``--token ""`` / ``HF_TOKEN=`` is anonymous).  This module only writes and removes the stored file; it
 never prints or logs a token.
 """
 
@@ -12,10 +17,27 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from batuta_sync._redact import register_secret
 from batuta_sync.errors import UsageError
 from batuta_sync.settings import HfAuth, Settings
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``, lower-cased, default ports filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def auth_headers(settings: Settings, url: str) -> dict[str, str]:
+    """``{"authorization": "Bearer …"}`` for ``url`` when it is on the endpoint's origin, else ``{}``."""
+    token = settings.token_value()
+    if token and origin(url) == origin(settings.endpoint):
+        return {"authorization": f"Bearer {token}"}
+    return {}
 
 
 def check_token_shape(token: str) -> str:
@@ -67,6 +89,7 @@ def describe_source(settings: Settings) -> str:
     """Human description of where the active token comes from (never the token)."""
     return {
         HfAuth.TOKEN: "the --token option",
+        HfAuth.TOKEN_FILE: "the file given with --token-file",
         HfAuth.ENV_TOKEN: "the HF_TOKEN environment variable",
         HfAuth.FILE_TOKEN: "a stored token file (`batuta hf login`)",
         HfAuth.NONE: "no token (anonymous: public repos only)",

@@ -29,18 +29,20 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batuta_sync import ids
 from batuta_sync._fmt import git_blob_sha1 as git_blob_sha1  # re-exported
 from batuta_sync._fmt import human_bytes as human_bytes  # re-exported
+from batuta_sync._fs import atomic_write, confine
 from batuta_sync.errors import UsageError
-from batuta_sync.safety import UnsafePathError, validate_repo_path
-from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot
+from batuta_sync.safety import NameCollisionError, validate_repo_path
+from batuta_sync.types import SHA1_RE, HfAssetType, RepoFile, RepoRef, RepoSnapshot, byte_count
 
 if TYPE_CHECKING:
     from batuta_sync.settings import Settings
@@ -100,16 +102,7 @@ def parse_repo_folder(name: str) -> tuple[HfAssetType, str] | None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text)
 
 
 @contextlib.contextmanager
@@ -131,11 +124,19 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class CacheLayout:
-    """Paths of one repo inside a hub cache root."""
+    """Paths of one repo inside a hub cache root.
+
+    Every path builder checks the identifier it joins (defence in depth: the values were
+    checked where they entered, see :mod:`batuta_sync.ids`): a blob name is a git sha1 or
+    a sha256, a commit a git sha1, a revision a plain ref name, the repo id the Hub's shape.
+    """
 
     root: Path
     repo_type: HfAssetType
     repo_id: str
+
+    def __post_init__(self) -> None:
+        ids.repo_id(self.repo_id, where="the cache layout")
 
     @classmethod
     def of(cls, root: Path, ref: RepoRef) -> CacheLayout:
@@ -158,27 +159,26 @@ class CacheLayout:
         return self.root / ".locks" / self.folder
 
     def blob_path(self, etag: str) -> Path:
-        return self.blobs_dir / etag
+        return self.blobs_dir / ids.blob_id(etag, where="a cache blob name")
 
     def incomplete_path(self, etag: str) -> Path:
-        return self.blobs_dir / f"{etag}.incomplete"
+        return self.blobs_dir / f"{ids.blob_id(etag, where='a cache blob name')}.incomplete"
 
     def lock_path(self, etag: str) -> Path:
-        return self.locks_dir / f"{etag}.lock"
+        return self.locks_dir / f"{ids.blob_id(etag, where='a cache blob name')}.lock"
 
     def snapshot_dir(self, commit: str) -> Path:
-        return self.repo_dir / "snapshots" / commit
+        return self.repo_dir / "snapshots" / ids.commit_sha(commit, where="a cache snapshot name")
 
     def snapshot_file(self, commit: str, path: str) -> Path:
         validate_repo_path(path)
         return self.snapshot_dir(commit) / path
 
     def tree_path(self, commit: str) -> Path:
-        return self.repo_dir / "trees" / f"{commit}.json"
+        return self.repo_dir / "trees" / f"{ids.commit_sha(commit, where='a cache tree name')}.json"
 
     def ref_path(self, revision: str) -> Path:
-        validate_repo_path(revision)  # refs/pr/1 is fine; '..' is not
-        return self.repo_dir / "refs" / revision
+        return self.repo_dir / "refs" / ids.revision(revision, where="a cache ref name")
 
 
 def ensure_cache_root(root: Path) -> None:
@@ -190,21 +190,27 @@ def ensure_cache_root(root: Path) -> None:
 
 
 def read_ref(layout: CacheLayout, revision: str) -> str | None:
-    """The commit a revision points to in the cache (a 40-hex revision is its own commit)."""
-    if SHA1_RE.match(revision):
+    """The commit a revision points to in the cache (a 40-hex revision is its own commit).
+
+    None when there is no such ref; a ref file whose content is not a commit sha (edited by
+    hand, or planted) is refused with :class:`~batuta_sync.ids.InvalidIdentifierError`.
+    """
+    if ids.is_git_sha1(revision):
         return revision
+    path = layout.ref_path(revision)
     try:
-        text = layout.ref_path(revision).read_text(encoding="utf-8").strip()
-    except (OSError, UnsafePathError, UnicodeDecodeError):
+        raw = confine(layout.root, path, what="cache ref").read_bytes()
+    except OSError:
         return None
-    return text if SHA1_RE.match(text) else None
+    text = raw.decode("utf-8", "replace").strip()
+    return ids.commit_sha(text, where=f"the cache file {path}")
 
 
 def write_ref(layout: CacheLayout, revision: str, commit: str) -> None:
     """``refs/<revision>`` = commit (not for a revision that is the commit itself, like huggingface_hub)."""
     if revision == commit:
         return
-    path = layout.ref_path(revision)
+    path = confine(layout.root, layout.ref_path(revision), follow_last=False, what="cache ref")
     try:
         if path.read_text(encoding="utf-8") == commit:
             return
@@ -226,34 +232,49 @@ def tree_json(files: Iterable[RepoFile]) -> dict[str, Any]:
 
 def write_tree(layout: CacheLayout, snapshot: RepoSnapshot) -> None:
     """``trees/<commit>.json``: the commit's full listing (what huggingface_hub checks for completeness)."""
-    path = layout.tree_path(snapshot.commit)
+    path = confine(layout.root, layout.tree_path(snapshot.commit), follow_last=False, what="cache listing")
     if path.exists():
         return
     atomic_write_text(path, json.dumps(tree_json(snapshot.files), indent=1))
 
 
-def read_tree(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...] | None:
+def _listing_files(path: Path, base: Path) -> tuple[RepoFile, ...] | None:
+    """The files of a listing written by :func:`tree_json` (``trees/<sha>.json`` or batuta's
+    partial listings); None when absent or not one of ours.  Identifiers that lack their
+    shape are refused (:class:`~batuta_sync.ids.InvalidIdentifierError`), naming the file."""
     try:
-        data = json.loads(layout.tree_path(commit).read_text(encoding="utf-8"))
-        if data.get("format_version") != TREE_FORMAT_VERSION:
-            return None
-        files = []
-        for path, info in data["files"].items():
-            files.append(
-                RepoFile(
-                    path=str(path),
-                    size=int(info["size"]),
-                    blob_id=str(info["blob_id"]),
-                    sha256=info.get("lfs_sha256"),
-                )
-            )
-        return tuple(sorted(files, key=lambda f: f.path))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        data = json.loads(confine(base, path, what="cache listing").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    if not isinstance(data, dict) or data.get("format_version") != TREE_FORMAT_VERSION:
+        return None
+    entries = data.get("files")
+    if not isinstance(entries, dict):
+        return None
+    where = f"the cache file {path}"
+    files = []
+    for rel, info in entries.items():
+        if not isinstance(info, dict):
+            return None
+        blob = info.get("blob_id", "")
+        lfs = info.get("lfs_sha256")
+        files.append(
+            RepoFile(
+                path=str(rel),
+                size=byte_count(info.get("size"), where=f"{where} ({rel!r})"),
+                blob_id="" if blob == "" else ids.git_sha1(blob, where=where, kind="git blob id"),
+                sha256=None if lfs is None else ids.sha256_hex(lfs, where=where, kind="LFS sha256"),
+            )
+        )
+    return tuple(sorted(files, key=lambda f: f.path))
+
+
+def read_tree(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...] | None:
+    return _listing_files(layout.tree_path(commit), layout.root)
 
 
 def _partial_listing_path(state_dir: Path, layout: CacheLayout, commit: str) -> Path:
-    return Path(state_dir) / "listings" / layout.folder / f"{commit}.json"
+    return Path(state_dir) / "listings" / layout.folder / f"{ids.commit_sha(commit, where='a listing name')}.json"
 
 
 def write_partial_listing(state_dir: Path, layout: CacheLayout, snapshot: RepoSnapshot) -> None:
@@ -262,11 +283,8 @@ def write_partial_listing(state_dir: Path, layout: CacheLayout, snapshot: RepoSn
     ``trees/<sha>.json`` must stay the commit's *complete* listing (huggingface_hub trusts
     it even online), so subsets go to batuta's own state; the union is kept.
     """
-    path = _partial_listing_path(state_dir, layout, snapshot.commit)
-    known: dict[str, RepoFile] = {}
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        for rel, info in json.loads(path.read_text(encoding="utf-8"))["files"].items():
-            known[rel] = RepoFile(rel, int(info["size"]), str(info["blob_id"]), info.get("lfs_sha256"))
+    path = confine(state_dir, _partial_listing_path(state_dir, layout, snapshot.commit), follow_last=False, what="listing")
+    known: dict[str, RepoFile] = {f.path: f for f in _listing_files(path, Path(state_dir)) or ()}
     before = dict(known)
     known.update({f.path: f for f in snapshot.files})
     if known != before or not path.exists():
@@ -282,40 +300,59 @@ def cached_snapshot_at(root: Path, ref: RepoRef, state_dir: Path | None = None) 
         return None
     files = read_tree(layout, commit)
     if files is None and state_dir is not None:
-        try:
-            data = json.loads(_partial_listing_path(state_dir, layout, commit).read_text(encoding="utf-8"))
-            files = tuple(
-                sorted(
-                    (
-                        RepoFile(p, int(i["size"]), str(i["blob_id"]), i.get("lfs_sha256"))
-                        for p, i in data["files"].items()
-                    ),
-                    key=lambda f: f.path,
-                )
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            files = None
+        files = _listing_files(_partial_listing_path(state_dir, layout, commit), Path(state_dir))
     if files is None:
         return None
     return RepoSnapshot(ref=ref, commit=commit, files=files)
 
 
-def _inside(base: Path, target: Path) -> bool:
-    b = os.path.realpath(base)
-    t = os.path.realpath(target)
-    return t == b or t.startswith(b + os.sep)
+def _clash(base: Path, rel: str) -> NameCollisionError:
+    """The error for ``rel`` clashing with what already is in ``base`` (file vs folder)."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if (base / prefix).exists() and not (base / prefix).is_dir():
+            return NameCollisionError(
+                f"Cannot place {rel!r} in {base}: {prefix!r} there is a file, and {rel!r} needs it to be a folder."
+            )
+    return NameCollisionError(f"Cannot place the file {rel!r} in {base}: a folder of that name is there.")
+
+
+def _place(base: Path, rel: str) -> Path:
+    """``base/rel`` ready to be (re)placed: its folders made inside ``base`` (each existing one
+    resolved first, so a symlinked folder cannot lead out), clashes as NameCollisionError."""
+    dest = confine(base, validate_repo_path(rel), follow_last=False, what="file name")
+    confine(base, dest.parent, what="folder")  # before mkdir: never create a folder outside
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise _clash(base, rel) from exc
+    confine(base, dest.parent, what="folder")
+    if dest.is_dir() and not dest.is_symlink():
+        raise _clash(base, rel)
+    return dest
+
+
+def _replace(tmp: Path, dest: Path, base: Path, rel: str) -> None:
+    try:
+        os.replace(tmp, dest)
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:  # a folder appeared there
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _clash(base, rel) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
     """``snapshots/<commit>/<path>`` -> ``../../blobs/<etag>`` (relative; a copy where symlinks fail)."""
     snap = layout.snapshot_dir(commit)
-    dest = snap / validate_repo_path(f.path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not _inside(snap, dest.parent):
-        raise UnsafePathError(
-            f"Refusing the remote file name {f.path!r}: its folder resolves outside the snapshot."
-        )
     blob = layout.blob_path(f.etag)
+    confine(layout.root, snap, what="snapshot folder")
+    snap.mkdir(parents=True, exist_ok=True)
+    dest = _place(snap, f.path)
     rel = os.path.relpath(blob, dest.parent)
     with contextlib.suppress(OSError):
         if os.readlink(dest) == rel:
@@ -326,8 +363,8 @@ def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
     except OSError as exc:  # no symlinks on this filesystem: a copy
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
-        shutil.copyfile(blob, tmp)
-    os.replace(tmp, dest)
+        shutil.copyfile(confine(layout.blobs_dir, blob, what="cache blob"), tmp, follow_symlinks=False)
+    _replace(tmp, dest, snap, f.path)
     return dest
 
 
@@ -341,18 +378,20 @@ def _tmp_name(dest: Path) -> Path:
 def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy: bool = False) -> Path:
     """Make ``output/<path>`` for each path: a symlink to the cached blob, or a real copy (``copy``).
 
-    Never writes outside ``output`` and never follows a symlink already at the destination
-    (it is replaced).  Files are written under a temporary name and renamed.
+    Reads only inside the cached repo (a snapshot entry resolving anywhere else is a
+    :class:`~batuta_sync._fs.PathEscapeError`), writes only inside ``output``, never follows a
+    symlink already at the destination (it is replaced), and reports a name that clashes with
+    a file or folder already there as :class:`~batuta_sync.safety.NameCollisionError`.
+    Files are written under a temporary name and renamed.
     """
     output.mkdir(parents=True, exist_ok=True)
+    repo_dir = Path(snapshot_dir).parent.parent
     for path in paths:
-        validate_repo_path(path, root=output)
-        src = snapshot_dir / path
-        real = Path(os.path.realpath(src))
-        dest = output / path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not _inside(output, dest.parent):
-            raise UnsafePathError(f"Refusing to write {path!r}: its folder resolves outside {output}.")
+        src = confine(snapshot_dir, validate_repo_path(path), follow_last=False, what="snapshot file")
+        real = Path(os.path.realpath(confine(repo_dir, src, what="cached file")))
+        if not real.is_file():
+            raise FileNotFoundError(errno.ENOENT, "not in the cache", str(src))
+        dest = _place(output, path)
         if copy:
             if dest.exists() and not dest.is_symlink() and _same_content(dest, real):
                 continue
@@ -366,12 +405,83 @@ def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy:
                 shutil.copyfile(real, tmp)
             else:
                 os.symlink(real, tmp)
-            os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        _replace(tmp, dest, output, path)
     return output
+
+
+# --------------------------------------------------------------------------- verified blobs
+#
+# A blob counts as cached only when batuta put it there after verifying it, or re-verifies
+# it now by hashing: never because its size matches.  The cheap marker is a stamp, in
+# batuta's own state (``<state>/verified/<repo folder>/<etag>``), of the blob's inode as it
+# was right after verification: device, inode, size, mtime and ctime (ctime cannot be set by
+# anyone, and every rename/link/chmod/write changes it).  A blob without a matching stamp
+# (written by huggingface_hub, or planted, or edited) is hashed once: right, it gets a stamp;
+# wrong, it is deleted so the download replaces it.  A symlink at ``blobs/<etag>`` is never
+# a blob.
+
+
+def _verified_marker(state_dir: Path, layout: CacheLayout, etag: str) -> Path:
+    path = Path(state_dir) / "verified" / layout.folder / ids.blob_id(etag, where="a cache blob name")
+    return confine(state_dir, path, follow_last=False, what="verification stamp")
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def mark_verified(state_dir: Path, layout: CacheLayout, f: RepoFile) -> None:
+    """Record that ``blobs/<etag>`` (as it is now) was verified by batuta."""
+    st = os.lstat(layout.blob_path(f.etag))
+    with contextlib.suppress(OSError):  # no stamp only costs a re-hash next time
+        atomic_write(_verified_marker(state_dir, layout, f.etag), _stamp(st))
+
+
+def blob_digest_ok(path: Path, f: RepoFile) -> bool:
+    """Whether the file at ``path`` has ``f``'s size and digest (sha256 for LFS, else git sha1)."""
+    from batuta_sync._fmt import file_digests
+
+    try:
+        size, sha256, sha1 = file_digests(path, sha256=f.is_lfs, sha1=not f.is_lfs)
+    except OSError:
+        return False
+    return size == f.size and (sha256 == f.sha256 if f.is_lfs else sha1 == f.blob_id)
+
+
+def verified_blob(state_dir: Path, layout: CacheLayout, f: RepoFile, *, rehash: bool = True) -> bool:
+    """True when ``blobs/<etag>`` holds ``f``'s verified content (see the section comment).
+
+    ``rehash=False`` only trusts the stamp (a cheap "did someone publish it meanwhile").
+    With ``rehash``, a stamp-less file of the right size is hashed; a wrong one is deleted.
+    """
+    blob = confine(layout.root, layout.blob_path(f.etag), follow_last=False, what="cache blob")
+    try:
+        st = os.lstat(blob)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):  # a symlink (or anything else) planted under a blob name
+        if rehash:
+            with contextlib.suppress(OSError):
+                os.unlink(confine(layout.blobs_dir, blob, follow_last=False, what="cache blob"))
+        return False
+    if st.st_size != f.size:
+        return False
+    marker = _verified_marker(state_dir, layout, f.etag)
+    with contextlib.suppress(OSError):
+        if marker.read_text(encoding="utf-8") == _stamp(st):
+            return True
+    if not rehash:
+        return False
+    if blob_digest_ok(blob, f):
+        mark_verified(state_dir, layout, f)
+        return True
+    with contextlib.suppress(OSError):
+        os.unlink(confine(layout.blobs_dir, blob, follow_last=False, what="cache blob"))
+    return False
 
 
 def _same_content(a: Path, b: Path) -> bool:
@@ -593,13 +703,17 @@ class HfCache:
         ref = RepoRef(repo_id, repo_type, revision)
         layout = self.layout(ref)
         ensure_cache_root(self.root)
+        state = self.index.path.parent
+        confine(self.root, layout.blobs_dir, what="cache blobs folder")
         for (_rel, src), f in zip(sources, files, strict=True):
             blob = layout.blob_path(f.etag)
-            if not blob.exists():
+            if not verified_blob(state, layout, f):
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 tmp = layout.blobs_dir / f".{f.etag}.{os.getpid()}.put"
                 shutil.copyfile(src, tmp)
                 os.replace(tmp, blob)
+                if blob_digest_ok(blob, f):  # the source may have changed since it was hashed
+                    mark_verified(state, layout, f)
             link_snapshot_file(layout, commit, f)
         snapshot = RepoSnapshot(ref=ref, commit=commit, files=tuple(files))
         write_tree(layout, snapshot)
@@ -636,6 +750,7 @@ class HfCache:
                 shutil.rmtree(child, ignore_errors=True)
         shutil.rmtree(self.root / ".locks", ignore_errors=True)
         shutil.rmtree(self.index.path.parent / "listings", ignore_errors=True)
+        shutil.rmtree(self.index.path.parent / "verified", ignore_errors=True)
         with self.index.update() as data:
             data["access"] = {}
             data["resolved"] = {}
@@ -734,6 +849,8 @@ class HfCache:
 
     def _remove_snapshot(self, snap: CachedSnapshot) -> int:
         repo_dir = self.root / repo_folder_name(snap.repo_type, snap.repo_id)
+        for sub in ("", "snapshots", "refs", "blobs", "trees"):  # a symlinked folder must not lead a delete out
+            confine(self.root, repo_dir / sub, what="cache folder")
         before = _dir_size(repo_dir)
         lock = self.root / ".locks" / repo_dir.name / "repo.lock"
         with file_lock(lock):

@@ -46,13 +46,23 @@ from batuta_sync.hub.models import (
     info_from_json,
     parse_size_expr,
 )
+from batuta_sync.ids import commit_sha
 from batuta_sync.settings import HfAuth, Settings
-from batuta_sync.types import SHA1_RE, HfAssetType, RepoRef, RepoSnapshot, check_repo_id
+from batuta_sync.types import HfAssetType, RepoRef, RepoSnapshot, check_repo_id
 
 if TYPE_CHECKING:
     from batuta_sync.hub._http import HubHttp
 
 Params = list[tuple[str, Any]]
+
+
+def _commit_of(body: Any, ref: RepoRef) -> str:
+    """The ``sha`` of a revision answer: absent is a Hub error, present without its shape is
+    refused (:class:`~batuta_sync.ids.InvalidIdentifierError`: it would name ``snapshots/<sha>``)."""
+    sha = body.get("sha") if isinstance(body, dict) else None
+    if sha is None:
+        raise HubError(f"The Hub's answer for {ref} has no commit sha.", hint="Check HF_ENDPOINT.")
+    return commit_sha(sha, where=f"the Hub's answer for {ref}")
 
 
 def _rev(revision: str) -> str:
@@ -245,9 +255,7 @@ class HfClient:
         check_repo_id(ref.repo_id)
         path = f"/api/{ref.repo_type.api_plural}/{ref.repo_id}/revision/{_rev(ref.revision)}"
         body = self._get(path, None, f"the commit of {ref}", fresh=True)
-        sha = body.get("sha") if isinstance(body, dict) else None
-        if not isinstance(sha, str) or not SHA1_RE.match(sha):
-            raise HubError(f"The Hub's answer for {ref} has no commit sha.", hint="Check HF_ENDPOINT.")
+        sha = _commit_of(body, ref)
         return sha
 
     def snapshot(self, ref: RepoRef) -> RepoSnapshot:
@@ -264,9 +272,7 @@ class HfClient:
             f"the file list of {ref}",
             fresh=True,
         )
-        sha = body.get("sha") if isinstance(body, dict) else None
-        if not isinstance(sha, str) or not SHA1_RE.match(sha):
-            raise HubError(f"The Hub's answer for {ref} has no commit sha.", hint="Check HF_ENDPOINT.")
+        sha = _commit_of(body, ref)
         siblings = body.get("siblings")
         files = files_from_siblings(siblings)
         card_data = body.get("cardData")

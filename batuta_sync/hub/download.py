@@ -2,7 +2,9 @@
 
 For each file (a :class:`~batuta_sync.types.RepoFile` at a commit):
 
-1. ``blobs/<etag>`` exists → cache hit, no request.
+1. ``blobs/<etag>`` is a verified blob → cache hit, no request.  Verified means stamped by
+   batuta when it published it, or hashed now (:func:`~batuta_sync.hub.cache.verified_blob`);
+   a size match is never enough, a symlink is never a blob.
 2. Take ``.locks/<repo>/<etag>.lock`` (``flock``; two threads or processes fetching the
    same blob serialize, and the second finds the blob done).  The lock only avoids duplicate
    work: correctness does not depend on it (NFS without lockd and some FUSE mounts accept
@@ -41,9 +43,14 @@ Partial files (security.md DL-4: correct even when locks lie):
   that is older than 7 days is deleted.
 
 Free space is checked before anything is requested (:class:`~batuta_sync.errors.DiskFullError`),
-counting the bytes a resumable partial already holds.
+counting the bytes a resumable partial already holds.  A write that fails for lack of space
+(``ENOSPC``, ``EDQUOT``, ``EFBIG``) drops the connection at once, stops every worker at its next
+chunk and parks what was written: exit 16, never a network error, nothing more received.
 Content requests use ``http.client`` with one keep-alive connection per worker (the
-metadata calls go through :mod:`batuta_sync.hub.client`).
+metadata calls go through :mod:`batuta_sync.hub.client`), under the client limits of
+:mod:`batuta_sync.hub.limits`: connect and read-inactivity timeouts, a minimum average rate
+(a trickling peer is cut off, the partial kept), a few quick retries when the connection is
+refused; ``--timeout`` caps every wait and ``no_wait`` makes none.
 """
 
 from __future__ import annotations
@@ -66,10 +73,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from batuta_sync._fs import confine
 from batuta_sync._proc import pid_alive
 from batuta_sync._version import __version__
 from batuta_sync.errors import BatutaError, DiskFullError, IntegrityError, NetworkError, RateLimitedError
-from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes
+from batuta_sync.hub.auth import auth_headers
+from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
+from batuta_sync.hub.limits import NetLimits, Pace
 from batuta_sync.hub.ratelimit import (
     Gate,
     RateLimitConfig,
@@ -95,6 +105,7 @@ DISK_MARGIN = 16 << 20
 STALE_FOREIGN = 3600.0  # a partial of another host untouched this long is abandoned
 STALE_ANY = 7 * 86400.0  # any partial nobody writes that is older than this is garbage
 _REDIRECTS = {301, 302, 303, 307, 308}
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no space, quota, file-size limit
 
 
 class ProgressSink(Protocol):
@@ -351,23 +362,29 @@ class Downloader:
         max_wait: float | None = None,
         no_wait: bool = False,
         chunk_size: int = CHUNK,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         gate: Gate | None = None,
+        limits: NetLimits | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = max(1, int(jobs))
         self.progress: ProgressSink = progress or NullProgress()
         self._sleep = sleep
         self.config = config or RateLimitConfig.from_env()
-        self.max_wait = max_wait
+        self.limits = limits or NetLimits.from_settings(settings)
+        if timeout is not None:  # the old knob: the read (inactivity) timeout
+            self.limits = self.limits.with_timeout(timeout)
+        cap = self.limits.max_sleep
+        self.max_wait = cap if cap is not None and (max_wait is None or cap < max_wait) else max_wait
         self.no_wait = no_wait
         self.chunk_size = chunk_size
-        self.timeout = timeout
         # one 429 pauses every worker of this pull and every API call to the same Hub (one
         # process-wide gate per endpoint, shared with hub._http.HubHttp)
         self.gate = gate if gate is not None else shared_gate(settings.endpoint)
         self._local = threading.local()
         self._cancel = threading.Event()
+        self._disk_full = threading.Event()  # one worker hit a full disk: every worker stops
+        self._state = settings.batuta_dir  # where verified-blob stamps live
         self._conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
 
@@ -379,7 +396,7 @@ class Downloader:
     def fetch_all(self, jobs: Sequence[DownloadJob]) -> DownloadReport:
         """Fetch every job (hits first, no request); raise the first error after the others finish."""
         t0 = time.monotonic()
-        todo = [j for j in jobs if not _blob_ok(j)]
+        todo = [j for j in jobs if not self._have(j)]
         self.check_disk(todo)
         self.progress.start(len(todo), sum(j.file.size for j in todo))
         outcomes: list[FetchOutcome] = []
@@ -439,14 +456,21 @@ class Downloader:
                     f"(+{human_bytes(margin)} margin) but only {human_bytes(free)} is free. Nothing was downloaded."
                 )
 
+    def _have(self, job: DownloadJob) -> bool:
+        """Whether the blob is in the cache, verified (a stamp, else hashed now; never by size)."""
+        return verified_blob(self._state, job.layout, job.file)
+
     def fetch(self, job: DownloadJob) -> FetchOutcome:
         f = job.file
-        if _blob_ok(job):
+        if self._have(job):
             self.progress.file_done(f.path, cached=True)
             return FetchOutcome(f.path, True, 0)
+        # a symlinked repo/blobs/.locks folder must not lead the partial, blob or lock out of the cache
+        confine(job.layout.root, job.layout.blobs_dir, what="cache blobs folder")
+        lock = confine(job.layout.root, job.layout.lock_path(f.etag), what="cache lock file")
         job.layout.blobs_dir.mkdir(parents=True, exist_ok=True)
-        with self._blob_lock(job.layout.lock_path(f.etag)):
-            if _blob_ok(job):  # another thread/process finished it while we waited
+        with self._blob_lock(lock):
+            if self._have(job):  # another thread/process finished it while we waited
                 self.progress.file_done(f.path, cached=True)
                 return FetchOutcome(f.path, True, 0)
             outcome = self._fetch_locked(job)
@@ -515,7 +539,7 @@ class Downloader:
                         writer.close()
                     complete = os.fstat(fh.fileno()).st_size == f.size
                 if complete and hasher.ok():
-                    _publish(job, mine)
+                    _publish(job, mine, self._state)
                     return FetchOutcome(f.path, False, transferred, resumed_from)
                 # corrupt: never cached; start over from nothing
                 _unlink(mine)
@@ -531,7 +555,8 @@ class Downloader:
             _unlink(mine)
             return FetchOutcome(f.path, True, transferred + done.received, resumed_from)
         except BaseException as exc:
-            _abandon_partial(job, mine, keep=isinstance(exc, (KeyboardInterrupt, NetworkError, RateLimitedError)))
+            keep = isinstance(exc, (KeyboardInterrupt, NetworkError, RateLimitedError, DiskFullError))
+            _abandon_partial(job, mine, self._state, keep=keep)
             raise
 
     def _rehash_prefix(self, fh: Any, hasher: _Hasher, size: int) -> int:
@@ -576,7 +601,8 @@ class Downloader:
                     f"Gave up on {f.path}: the server kept cutting the transfer short "
                     f"({received} bytes received in all, {pos} of {f.size} kept)."
                 )
-            if _blob_ok(job):
+            self._stop_if_disk_full(f)
+            if self._have(job):  # another fetcher published it (ours or huggingface_hub's: hashed)
                 raise _Published(received)
             headers = {}
             if pos > 0:
@@ -588,11 +614,15 @@ class Downloader:
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_all()
                 drops += 1
-                if drops > MAX_DROPS:
+                quick = isinstance(exc, _ConnectFailed)  # refused / DNS: a few quick retries only
+                silent = isinstance(exc, TimeoutError)  # connected, no answer within limits.read
+                most = self.limits.connect_retries if quick else self.limits.timeout_retries if silent else MAX_DROPS
+                if drops > most or ((quick or silent) and self.no_wait):
                     raise NetworkError(
-                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts)."
+                        f"Could not download {f.path} from {self.settings.endpoint}: {exc} ({drops} attempts).",
+                        hint="Check HF_ENDPOINT / --endpoint and the network; completed files are kept.",
                     )
-                self.sleep(min(0.1 * drops, 1.0))
+                self.sleep(self.limits.connect_wait(drops) if quick else min(0.1 * drops, 1.0))
                 continue
             status = resp.status
             try:
@@ -640,13 +670,14 @@ class Downloader:
                     if self._cancel.is_set():
                         self._drop_all()
                         raise KeyboardInterrupt
+                    self._stop_if_disk_full(f)
                     if piped is not None:
                         pbuf = piped.buffer()
                         try:
                             n = resp.readinto(pbuf[: out.next_size(pos, want, len(pbuf))])
                             if not n:
                                 raise http.client.IncompleteRead(b"", want)
-                            out.write(pbuf[:n], pos)
+                            self._write(out, pbuf[:n], pos, f)
                         except BaseException:
                             piped.give_back(pbuf)
                             raise
@@ -657,7 +688,7 @@ class Downloader:
                             raise http.client.IncompleteRead(b"", want)
                         chunk = buf[:n]
                         hasher.update(chunk)
-                        out.write(chunk, pos)
+                        self._write(out, chunk, pos, f)
                     pos += n
                     want -= n
                     received += n
@@ -681,6 +712,28 @@ class Downloader:
                     self.sleep(min(0.1 * drops, 1.0))
                 continue
 
+    def _stop_if_disk_full(self, f: RepoFile) -> None:
+        if self._disk_full.is_set():
+            self._drop_all()
+            raise DiskFullError(f"Stopped downloading {f.path}: the disk is full (another file hit it).")
+
+    def _write(self, out: _Writer, data: memoryview, pos: int, f: RepoFile) -> None:
+        """Write one chunk; a full disk (or quota, or file-size limit) stops the whole transfer:
+        the connection is dropped at once (nothing more is received), every worker stops at its
+        next chunk and the partial is parked for resume (:class:`DiskFullError`, exit 16)."""
+        try:
+            out.write(data, pos)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._disk_full.set()
+            self._drop_all()
+            raise DiskFullError(
+                f"The disk is full ({errno.errorcode.get(exc.errno or 0, exc.errno)}) while writing {f.path} "
+                f"at byte {pos} of {f.size}; the download stopped and the {human_bytes(pos)} written so far "
+                "are kept to resume from."
+            ) from None
+
     # ------------------------------------------------------------------ HTTP
 
     def _wait_gate(self) -> None:
@@ -701,7 +754,7 @@ class Downloader:
     def _retry_wait(self, resp: http.client.HTTPResponse, status: int, retry_no: int, url: str) -> None:
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
         body = _read_small(resp)
-        if retry_no > self.config.max_retries:
+        if retry_no > self.config.max_retries or (self.no_wait and status != 429):
             raise _error_for(status, resp, url, body, self.settings, retry_no)
         hint = server_hint(hdrs)
         wait = compute_wait(self.config, retry_no, hint)
@@ -715,7 +768,7 @@ class Downloader:
             self.sleep(wait)
             self.gate.reached(until)  # after our wait the pause is over for everyone
             return
-        self.sleep(wait)
+        self.sleep(self.limits.sleep_cap(wait))
 
     def _conn_for(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
@@ -726,9 +779,9 @@ class Downloader:
         if conn is None:
             host = parts.hostname or "localhost"
             if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.timeout)
+                conn = http.client.HTTPSConnection(host, parts.port, timeout=self.limits.connect)
             else:
-                conn = http.client.HTTPConnection(host, parts.port, timeout=self.timeout)
+                conn = http.client.HTTPConnection(host, parts.port, timeout=self.limits.connect)
             conns[key] = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -749,7 +802,6 @@ class Downloader:
             conn.close()
 
     def _open(self, url: str, extra: dict[str, str]) -> http.client.HTTPResponse:
-        origin = _origin(self.settings.endpoint)
         for _hop in range(6):
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -758,15 +810,16 @@ class Downloader:
                 "Accept-Encoding": "identity",
                 **extra,
             }
-            token = self.settings.token_value()
-            if token and _origin(url) == origin:
-                headers["Authorization"] = f"Bearer {token}"
+            headers.update(auth_headers(self.settings, url))  # the token only on the endpoint's origin
             resp = self._request(url, path, headers)
             if resp.status in _REDIRECTS and resp.getheader("Location"):
                 location = urljoin(url, resp.getheader("Location") or "")
                 _discard(resp)
                 url = location
                 continue
+            # every body read (content, error text) keeps the minimum pace
+            pace = Pace(self.limits, f"The download of {urlsplit(url).path}")
+            resp.fp = _PacedReader(resp.fp, pace)  # type: ignore[assignment]
             return resp
         raise NetworkError(f"Too many redirects while downloading {url}.")
 
@@ -774,6 +827,15 @@ class Downloader:
         for attempt in (0, 1):
             conn = self._conn_for(url)
             reused = conn.sock is not None
+            if not reused:
+                try:
+                    conn.connect()  # under limits.connect; then reads under limits.read
+                except OSError as exc:
+                    conn.close()
+                    where = f"{conn.host}:{conn.port}"
+                    raise _ConnectFailed(f"cannot connect to {where}: {exc}") from exc
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.limits.read)
             try:
                 conn.request("GET", path, headers=headers)
                 return conn.getresponse()
@@ -784,14 +846,70 @@ class Downloader:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+# --------------------------------------------------------------------------- transport helpers
+
+
+class _ConnectFailed(OSError):
+    """The connection never got through (refused, DNS failure, connect timeout)."""
+
+
+class _PacedReader:
+    """Wraps a response's socket file: reads one ``recv`` at a time and reports each to a
+    :class:`~batuta_sync.hub.limits.Pace`, so a peer trickling bytes is cut off (a plain
+    ``readinto`` would wait for the whole chunk, one byte per read timeout)."""
+
+    def __init__(self, fp: Any, pace: Pace) -> None:
+        self._fp = fp
+        self._pace = pace
+        self._too_slow: NetworkError | None = None
+
+    def _check(self, n: int) -> bool:
+        """Count ``n`` bytes; False once too slow (the bytes in hand are returned first, so the
+        partial keeps them, and the next read raises)."""
+        try:
+            self._pace.add(n)
+        except NetworkError as exc:
+            self._too_slow = exc
+            return False
+        return True
+
+    def _raise_if_too_slow(self) -> None:
+        if self._too_slow is not None:
+            raise self._too_slow
+
+    def readinto(self, b: Any) -> int:
+        self._raise_if_too_slow()
+        mv = memoryview(b).cast("B")
+        got = 0
+        while got < len(mv):
+            n = self._fp.readinto1(mv[got:])
+            if not n:
+                break
+            got += n
+            if not self._check(n):
+                break
+        return got
+
+    def read(self, amt: int | None = None) -> bytes:
+        self._raise_if_too_slow()
+        parts: list[bytes] = []
+        left = -1 if amt is None or amt < 0 else amt
+        while left:
+            data = self._fp.read1(left if left > 0 else CHUNK)
+            if not data:
+                break
+            parts.append(data)
+            if left > 0:
+                left -= len(data)
+            if not self._check(len(data)):
+                break
+        return b"".join(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 # --------------------------------------------------------------------------- helpers
-
-
-def _blob_ok(job: DownloadJob) -> bool:
-    try:
-        return job.layout.blob_path(job.file.etag).stat().st_size == job.file.size
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- partial files
@@ -873,32 +991,34 @@ def _open_partial(path: Path) -> Any:
     return open(fd, "r+b", buffering=0)
 
 
-def _publish(job: DownloadJob, mine: Path) -> None:
-    """Give the verified partial its final name without ever touching a published blob."""
+def _publish(job: DownloadJob, mine: Path, state: Path) -> None:
+    """Give the verified partial its final name without ever touching a published blob, and
+    stamp it verified.  A file already under the final name is kept only when it is a
+    verified blob (stamp, else re-hashed); anything else there is replaced."""
     blob = job.layout.blob_path(job.file.etag)
     try:
         os.link(mine, blob)
-    except FileExistsError:
-        if not _blob_ok(job):  # a wrong-sized file under the final name (not a verified blob)
+    except OSError:  # taken already, or no hard links on this filesystem
+        if not verified_blob(state, job.layout, job.file):  # not a blob another fetcher published
             os.replace(mine, blob)
+            mark_verified(state, job.layout, job.file)
             return
-    except OSError:  # no hard links on this filesystem
-        if not _blob_ok(job):
-            os.replace(mine, blob)
-            return
-    _unlink(mine)
+        _unlink(mine)
+    else:
+        _unlink(mine)
+        mark_verified(state, job.layout, job.file)  # after the unlink: it changes the ctime
     # partials of this blob left by dead fetchers are worthless now
     for path, _size in _resumable_partials(job.layout.blobs_dir).get(job.file.etag, ()):
         _unlink(path)
 
 
-def _abandon_partial(job: DownloadJob, mine: Path, *, keep: bool) -> None:
+def _abandon_partial(job: DownloadJob, mine: Path, state: Path, *, keep: bool) -> None:
     """After a failure: park a resumable partial as ``<etag>.incomplete`` (``keep``) or delete it."""
     try:
         size = os.lstat(mine).st_size
     except OSError:
         return
-    if not keep or size == 0 or _blob_ok(job):
+    if not keep or size == 0 or verified_blob(state, job.layout, job.file, rehash=False):
         _unlink(mine)
         return
     parked = job.layout.incomplete_path(job.file.etag)
@@ -918,12 +1038,6 @@ def _abandon_partial(job: DownloadJob, mine: Path, *, keep: bool) -> None:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
-
-
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    p = urlsplit(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return (p.scheme, p.hostname, port)
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -975,6 +1089,7 @@ def _error_for(
         has_token=settings.token is not None,
         endpoint=settings.endpoint,
         attempts=attempts,
+        token_source=settings.auth.value,
     )
 
 

@@ -95,7 +95,7 @@ def error_for(
 ) -> BatutaError:
     """The BatutaError for a final (non-retried or retries-exhausted) error response.
 
-    ``token_source`` (``token`` / ``env`` / ``file``: :class:`~batuta_sync.settings.HfAuth`
+    ``token_source`` (``token`` / ``token-file`` / ``env`` / ``file``: :class:`~batuta_sync.settings.HfAuth`
     values) makes the hint for a rejected token name the place to fix.
     """
     code = headers.get("x-error-code", "")
@@ -147,6 +147,7 @@ def error_for(
                 hint="The token is invalid or expired: "
                 + {
                     "token": "check the value passed with --token.",
+                    "token-file": "check the token in the file given with --token-file.",
                     "env": "fix or unset the HF_TOKEN environment variable.",
                     "file": "create a new token and run `batuta hf login` again.",
                 }.get(token_source, "create a new one and run `batuta hf login`, or fix HF_TOKEN."),

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batuta_sync._fs import atomic_write
 from batuta_sync.settings import Settings
 
 FORMAT_VERSION = 1
@@ -93,15 +92,8 @@ class MetadataCache:
             "description": description,
             "body": body,
         }
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(doc, separators=(",", ":")))  # the C encoder; json.dump is pure Python
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            atomic_write(path, json.dumps(doc, separators=(",", ":")))  # the C encoder; json.dump is pure Python
 
     def clear(self) -> int:
         """Remove every entry; returns how many files were removed."""

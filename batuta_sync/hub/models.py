@@ -15,13 +15,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from batuta_sync.types import HfAssetType, RepoFile
+from batuta_sync.ids import git_sha1, is_git_sha1, sha256_hex
+from batuta_sync.types import HfAssetType, RepoFile, byte_count
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _str(v: Any) -> str:
     return v if isinstance(v, str) else ""
+
+
+def _sha(v: Any) -> str:
+    """A commit sha from info JSON: kept only with its shape (``""`` otherwise, never a path part)."""
+    return v if is_git_sha1(v) else ""
 
 
 def _opt_str(v: Any) -> str | None:
@@ -67,6 +73,20 @@ def _author(data: Mapping[str, Any]) -> str:
     return author
 
 
+def _file(path: str, size: Any, blob: Any, lfs: Mapping[str, Any], where: str) -> RepoFile:
+    """One listed file, its identifiers checked where they enter (they name cache files).
+
+    A missing blob id stays ``""`` (unknown: such a file is never cached); a present one
+    must be a git sha1, an LFS oid a sha256, the size a non-negative integer.
+    """
+    at = f"{where} ({path!r})"
+    blob_id = "" if blob is None or blob == "" else git_sha1(blob, where=at, kind="git blob id")
+    oid = lfs.get("sha256") or lfs.get("oid")
+    sha256 = None if oid is None or oid == "" else sha256_hex(oid, where=at, kind="LFS oid")
+    size = 0 if size is None else byte_count(size, where=at)
+    return RepoFile(path=path, size=size, blob_id=blob_id, sha256=sha256)
+
+
 def files_from_siblings(siblings: Any) -> tuple[RepoFile, ...]:
     """``siblings`` of an info response (``?blobs=true`` adds size/blobId/lfs) as RepoFiles."""
     out: list[RepoFile] = []
@@ -78,9 +98,8 @@ def files_from_siblings(siblings: Any) -> tuple[RepoFile, ...]:
         if not path:
             continue
         lfs = _map(s.get("lfs"))
-        sha256 = _opt_str(lfs.get("sha256") or lfs.get("oid"))
-        size = _int(s.get("size") if s.get("size") is not None else lfs.get("size"))
-        out.append(RepoFile(path=path, size=size, blob_id=_str(s.get("blobId")), sha256=sha256))
+        size = s.get("size") if s.get("size") is not None else lfs.get("size")
+        out.append(_file(path, size, s.get("blobId"), lfs, "the Hub's file list (siblings)"))
     return tuple(sorted(out, key=lambda f: f.path))
 
 
@@ -94,14 +113,7 @@ def files_from_tree(entries: Any) -> list[RepoFile]:
         if e.get("type") != "file":
             continue
         lfs = _map(e.get("lfs"))
-        out.append(
-            RepoFile(
-                path=_str(e.get("path")),
-                size=_int(e.get("size")),
-                blob_id=_str(e.get("oid")),
-                sha256=_opt_str(lfs.get("oid") or lfs.get("sha256")),
-            )
-        )
+        out.append(_file(_str(e.get("path")), e.get("size"), e.get("oid"), lfs, "the Hub's tree listing"))
     return out
 
 
@@ -199,7 +211,7 @@ class HfModelInfo:
         return cls(
             id=_str(d.get("id") or d.get("modelId")),
             author=_author(d),
-            sha=_str(d.get("sha")),
+            sha=_sha(d.get("sha")),
             pipeline_tag=_opt_str(d.get("pipeline_tag")),
             tags=_strs(d.get("tags")),
             downloads=_int(d.get("downloads")),
@@ -352,7 +364,7 @@ class HfDatasetInfo:
             features=features,
             size_bytes=size,
             download_size=download,
-            sha=_str(d.get("sha")),
+            sha=_sha(d.get("sha")),
             tags=tags,
             downloads=_int(d.get("downloads")),
             likes=_int(d.get("likes")),
@@ -446,7 +458,7 @@ class HfSpaceInfo:
             sdk=SpaceSdk.parse(d.get("sdk") or card.get("sdk")),
             hardware=hardware,
             status=SpaceStatus.parse(runtime.get("stage") or d.get("status")),
-            sha=_str(d.get("sha")),
+            sha=_sha(d.get("sha")),
             tags=_strs(d.get("tags")),
             likes=_int(d.get("likes")),
             files=files_from_siblings(d.get("siblings")),

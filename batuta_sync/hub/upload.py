@@ -107,6 +107,10 @@ def _xet_mode(protocol: str, *, bars: bool) -> Iterator[None]:
 def _api(settings: Settings) -> Any:
     from huggingface_hub import HfApi
 
+    from batuta_sync.hub._http import limit_huggingface_hub
+    from batuta_sync.hub.limits import NetLimits
+
+    limit_huggingface_hub(NetLimits.from_settings(settings))  # its shared client has no timeouts
     return HfApi(endpoint=settings.endpoint, token=settings.token_value() or False, library_name="batuta")
 
 
@@ -178,6 +182,7 @@ def _may_retry(exc: BaseException, status: int | None, path: str) -> bool:
 
 def _call(settings: Settings, what: str, fn: Callable[[], Any], *, sleep: Sleep | None = None) -> Any:
     """Run one huggingface_hub call under the hub client's retry schedule and shared gate."""
+    from batuta_sync.hub.limits import NetLimits
     from batuta_sync.hub.ratelimit import (
         DEFAULT_MAX_WAIT,
         RateLimitConfig,
@@ -188,6 +193,8 @@ def _call(settings: Settings, what: str, fn: Callable[[], Any], *, sleep: Sleep 
 
     sleep = sleep or time.sleep
     config = RateLimitConfig.from_env()
+    limits = NetLimits.from_settings(settings)  # --timeout caps every wait; refused: quick retries only
+    max_wait = min(DEFAULT_MAX_WAIT, limits.max_sleep or DEFAULT_MAX_WAIT)
     gate = shared_gate(settings.endpoint)
     retry_no = 0
     while True:
@@ -200,18 +207,20 @@ def _call(settings: Settings, what: str, fn: Callable[[], Any], *, sleep: Sleep 
             return fn()
         except Exception as exc:
             status, headers, path = _failed_request(exc)
-            if retry_no >= config.max_retries or not _may_retry(exc, status, path):
+            refused = status is None and "Connect" in type(exc).__name__
+            most = limits.connect_retries if refused else config.max_retries
+            if retry_no >= most or not _may_retry(exc, status, path):
                 raise _map_error(exc, settings, what) from None
             retry_no += 1
             wait = compute_wait(config, retry_no, server_hint(headers) if headers else None)
             if status == 429:
-                if wait > DEFAULT_MAX_WAIT:
+                if wait > max_wait:
                     raise _map_error(exc, settings, what) from None
                 until = gate.close(wait)
                 sleep(wait)
                 gate.reached(until)
             else:
-                sleep(wait)
+                sleep(limits.connect_wait(retry_no) if refused else limits.sleep_cap(wait))
 
 
 def ensure_repo(

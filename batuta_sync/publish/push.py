@@ -36,12 +36,13 @@ from batuta_sync.publish.manifest import (
     iter_files,
 )
 from batuta_sync.publish.secrets import (
+    INCOMPLETE_RULE,
     SCANNER_VERSION,
     Allowlist,
     Finding,
     filter_allowed,
+    scan_bytes,
     scan_file,
-    scan_text,
 )
 from batuta_sync.publish.validate import validate_folder
 from batuta_sync.settings import Settings
@@ -295,7 +296,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         h = hashes[rel]
         cached = None if req.rehash else scache.get(rel, h.sha256)
         if cached is None:
-            cached = scan_text(generated[rel], rel) if rel in generated else scan_file(root / rel, rel)
+            cached = scan_bytes(generated[rel], rel) if rel in generated else scan_file(root / rel, rel)
             scache.put(rel, h.sha256, cached)
         findings.extend(cached)
     scache.save()
@@ -329,10 +330,15 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
 def secrets_error(findings: tuple[Finding, ...] | list[Finding]) -> SecretsFoundError:
     shown = "\n".join(f"  - {f}" for f in findings[:50])
     more = f"\n  … and {len(findings) - 50} more" if len(findings) > 50 else ""
+    unscanned = sum(1 for f in findings if f.rule == INCOMPLETE_RULE)
+    what = f"{len(findings) - unscanned} credential(s)"
+    if unscanned:
+        what += f" and {unscanned} place(s) it could not scan fully"
     return SecretsFoundError(
-        f"The secret scan found {len(findings)} credential(s) in the files to push; nothing was sent:\n{shown}{more}",
-        hint="Remove the secrets (and rotate them). For a false positive, add its fingerprint to "
-        ".batuta-secrets-allow in the folder (or pass --allow-secret FINGERPRINT).",
+        f"The secret scan found {what} in the files to push; nothing was sent:\n{shown}{more}",
+        hint="Remove the secrets (and rotate them). For a false positive, or content you checked by hand "
+        "that could not be scanned, add its fingerprint to .batuta-secrets-allow in the folder "
+        "(or pass --allow-secret FINGERPRINT).",
     )
 
 

@@ -43,7 +43,7 @@ def test_convert_errors_map_to_exit_codes(models: dict[str, Path], tmp_path: Pat
     (tmp_path / "w.bin").write_bytes(b"PK\x03\x04")
     assert main(["convert", str(tmp_path / "w.bin"), str(tmp_path / "x"), "--to", "safetensors"]) == 12
     assert "--allow-unsafe" in capsys.readouterr().err
-    assert main(["convert", str(models["gqa"]), str(tmp_path / "x.gguf"), "--to", "gguf", "--quantization", "Q2_K"]) == 64
+    assert main(["convert", str(models["gqa"]), str(tmp_path / "x.gguf"), "--to", "gguf", "--quantization", "IQ4_XS"]) == 64
     assert main(["convert", str(models["gqa"]), str(tmp_path / "x.gguf"), "--to", "gguf", "--jobs", "-3"]) == 64
     assert main(["convert", str(models["gqa"]), str(tmp_path / "x.gguf"), "--to", "gguf", "--jobs", "many"]) == 64
     capsys.readouterr()

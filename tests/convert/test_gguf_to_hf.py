@@ -117,11 +117,12 @@ def test_sentencepiece_vocab_is_written_back(models: dict[str, Path], tmp_path: 
     w.write_tensors_to_file()
     w.close()
     _, count, params = write_hf(tmp_path / "spm.gguf", tmp_path / "out")
-    assert count == 2 and params["dropped"] == "rope_freqs.weight"
+    assert count == 2 and "dropped" not in params  # rope_freqs is mapped back into rope_scaling, never dropped
     assert read_sentencepiece(tmp_path / "out" / "tokenizer.model") == [
         ("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3), ("▁a", -1.5, 1)]
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
     assert cfg["tie_word_embeddings"] is True and cfg["vocab_size"] == 4
+    assert cfg["rope_scaling"]["rope_type"] == "llama3" and cfg["rope_scaling"]["factor"] == 1.0
     assert json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())["bos_token"] == "<s>"
 
 

@@ -191,7 +191,9 @@ def test_never_retries_other_4xx(http_rec: tuple[HubHttp, list[float], HubServer
     assert r.status_code == 404
 
 
-def test_connection_errors_are_retried(tmp_path: Path) -> None:
+def test_connection_errors_are_retried_quickly(tmp_path: Path) -> None:
+    """#14 fail fast: a refused connection gets 2 quick retries (0.25 s, 0.5 s), not the 31 s
+    5xx/rate-limit schedule (this test asserted 6 attempts and [1, 2, 4, 8, 16] before)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -200,10 +202,10 @@ def test_connection_errors_are_retried(tmp_path: Path) -> None:
     settings = Settings(endpoint=f"http://127.0.0.1:{port}", hf_home=tmp_path)
     with (
         HubHttp(settings, sleep=waits.append) as http,
-        pytest.raises(NetworkError, match=r"Could not reach .* after 6 attempts"),
+        pytest.raises(NetworkError, match=r"Could not reach .* after 3 attempts: ConnectError"),
     ):
         http.get_json("/api/models")
-    assert waits == [1, 2, 4, 8, 16]
+    assert waits == [0.25, 0.5]
 
 
 def test_stream_retries_opening_and_maps_missing_files(

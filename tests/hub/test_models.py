@@ -246,12 +246,12 @@ def test_human_size_and_weight_sizes() -> None:
     )
     assert human_size(5e15) == "5000.0 TB"
     files = [
-        RepoFile("a.safetensors", 10, "x"),
-        RepoFile("b/c.SAFETENSORS", 5, "y"),
-        RepoFile("q.gguf", 3, "z"),
-        RepoFile("pytorch_model.bin", 4, "w"),
-        RepoFile("README", 1, "r"),
-        RepoFile("x.onnx", 2, "o"),
+        RepoFile("a.safetensors", 10, "1" * 40),
+        RepoFile("b/c.SAFETENSORS", 5, "2" * 40),
+        RepoFile("q.gguf", 3, "3" * 40),
+        RepoFile("pytorch_model.bin", 4, "4" * 40),
+        RepoFile("README", 1, "5" * 40),
+        RepoFile("x.onnx", 2, "6" * 40),
     ]
     assert weight_sizes(files) == {"gguf": 3, "onnx": 2, "pytorch": 4, "safetensors": 15}
 

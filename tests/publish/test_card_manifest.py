@@ -189,9 +189,9 @@ def test_diff_rules() -> None:
     assert local.changed_paths(remote) == ["changed", "new", "size-diff"]
     assert not same_content(FileHash(3, "x", None), RemoteFile(3, "g", None))
     assert UploadManifest({"a": FileHash(2, "s", "g")}).total_size == 2
-    snap = RepoSnapshot(RepoRef("o/r", HfAssetType.MODEL), "d" * 40, (RepoFile("a", 1, "b", "s"),))
+    snap = RepoSnapshot(RepoRef("o/r", HfAssetType.MODEL), "d" * 40, (RepoFile("a", 1, "b" * 40, "5" * 64),))
     rm = RemoteManifest.from_snapshot(snap)
-    assert rm.commit == "d" * 40 and rm.files["a"].sha256 == "s"
+    assert rm.commit == "d" * 40 and rm.files["a"].sha256 == "5" * 64
     assert RemoteManifest.from_snapshot(None).files == {}
 
 

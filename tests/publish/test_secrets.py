@@ -233,7 +233,8 @@ def test_zip_members_torch_style_and_env(tmp_path: Path) -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("archive/data.pkl", pickle.dumps({"token": tok}, protocol=2))
         zf.writestr("dir/.env", "A=1\nB=2\nGH=ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dF3gH5" + "\n")
-        zf.writestr("archive/data/0", b"\x00" * 64 + ("noise " + hf_token()).encode())  # raw tensor storage: skipped
+        # raw tensor storage: no strings pass, but every byte gets the raw token scan (issue #13 point 7)
+        zf.writestr("archive/data/0", b"\x00" * 64 + ("noise " + hf_token()).encode())
     (tmp_path / "pytorch_model.bin").write_bytes(buf.getvalue())
     findings = scan_file(tmp_path / "pytorch_model.bin", "pytorch_model.bin")
     paths = {(f.path, f.rule) for f in findings}
@@ -241,7 +242,8 @@ def test_zip_members_torch_style_and_env(tmp_path: Path) -> None:
     assert ("pytorch_model.bin!dir/.env", "dotenv-file") in paths
     env = next(f for f in findings if f.rule == "github-pat")
     assert env.path == "pytorch_model.bin!dir/.env" and env.line == 3
-    assert not any(f.path.endswith("data/0") for f in findings)
+    [storage] = [f for f in findings if f.path.endswith("data/0")]
+    assert storage.rule == "huggingface-access-token" and storage.location == "bytes@70"
 
 
 def test_tar_members(tmp_path: Path) -> None:
@@ -292,7 +294,7 @@ def test_adversarial_inputs_complete(text: str) -> None:
 
 
 def test_large_text_file_is_windowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from batuta_sync.publish import secrets
+    from batuta_sync.publish.secrets import files as secrets
 
     monkeypatch.setattr(secrets, "MAX_TEXT_BYTES", 1000)
     monkeypatch.setattr(secrets, "_WINDOW", 4096)

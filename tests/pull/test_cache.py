@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from batuta_sync._fs import PathEscapeError
 from batuta_sync.errors import UsageError
 from batuta_sync.hub.cache import (
     CacheLayout,
@@ -24,6 +25,7 @@ from batuta_sync.hub.cache import (
     write_ref,
     write_tree,
 )
+from batuta_sync.ids import InvalidIdentifierError
 from batuta_sync.settings import resolve_settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 
@@ -131,7 +133,8 @@ def test_layout_refs_trees_and_names(tmp_path: Path) -> None:
     write_ref(lay, "refs/pr/1", "d" * 40)  # idempotent
     assert (lay.repo_dir / "refs" / "refs" / "pr" / "1").read_text() == "d" * 40
     assert read_ref(lay, "refs/pr/1") == "d" * 40 and read_ref(lay, "e" * 40) == "e" * 40
-    assert read_ref(lay, "../../x") is None
+    with pytest.raises(InvalidIdentifierError):  # a revision that is a path trick is refused
+        read_ref(lay, "../../x")
     files = (RepoFile("a.json", 2, "1" * 40), RepoFile("w.gguf", 9, "2" * 40, "3" * 64))
     write_tree(lay, RepoSnapshot(ref, "d" * 40, files))
     assert read_tree(lay, "d" * 40) == files
@@ -179,7 +182,7 @@ def test_materialize_refuses_escaping_folders(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (out / "sub").symlink_to(elsewhere)
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(PathEscapeError):  # a symlinked folder in the output leads out (exit 20)
         materialize(snap, ["sub/a.txt"], out)
     assert list(elsewhere.iterdir()) == []
     with pytest.raises(UnsafePathError):

@@ -124,3 +124,16 @@ def test_model_info_is_derived_from_a_xet_stored_safetensors(srv: HubServer) -> 
     info = httpx.get(f"{srv.url}/api/models/alice/pub").json()
     assert info["safetensors"]["total"] == 6
     assert not list((srv.root / "tmp").iterdir())  # the temporary rebuild is gone
+
+
+def test_a_shard_cannot_name_a_file_too_large_to_verify(srv: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    up = Upload(os.urandom(100_000))
+    with cas(srv, "alice/pub", "write", ALICE) as c:
+        assert up.put_xorb(c).status_code == 200
+        monkeypatch.setattr(casmod, "MAX_FILE_SIZE", 150_000)
+        twice = shard.serialize_shard(
+            [shard.FileInfo(up.file_hash, (up.segment, up.segment), None, None)], []
+        )  # the same xorb twice: 200 000 bytes to rebuild from a 200-byte shard
+        r = c.post("/v1/shards", content=twice)
+        assert r.status_code == 413 and "larger than this server accepts" in r.json()["error"]
+    assert srv.xet.user_lock("alice") is srv.xet.user_lock("alice") is not srv.xet.user_lock("bob")

@@ -32,6 +32,8 @@ DEFAULT_TOKEN_TTL = 3600.0
 MAX_TOKENS = 100_000
 MAX_GROUP = 1024
 MAX_SHA_CACHE = 100_000
+MAX_FILE_SIZE = 1 << 40
+"""Bytes of one file a shard may describe (its sha256 is computed by rebuilding it: bounded work)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class XetStore:
         self._files: dict[str, FileRecord] = {}
         self._by_sha: dict[str, str | None] = {}  # sha256 -> file hash (None: not stored with Xet)
         self._lock = threading.Lock()
+        self._user_locks: dict[str, threading.Lock] = {}
         self.bytes_received = 0
         """Bytes of xorbs and shards received (the dedup figure)."""
 
@@ -286,6 +289,14 @@ class XetStore:
                 self._by_sha.clear()
             return self._by_sha.setdefault(sha256, fh)
 
+    def user_lock(self, user: str) -> threading.Lock:
+        """One lock per user around shard verification: a user cannot run several rebuilds at once
+        (a small shard can name a large file made of already-stored xorbs)."""
+        with self._lock:
+            if len(self._user_locks) >= MAX_TOKENS:
+                self._user_locks = {k: v for k, v in self._user_locks.items() if v.locked()}
+            return self._user_locks.setdefault(user, threading.Lock())
+
     def count_received(self, n: int) -> None:
         with self._lock:
             self.bytes_received += n
@@ -297,6 +308,7 @@ class XetStore:
         fh = hash_to_hex(info.file_hash)
         chunks: list[tuple[bytes, int]] = []
         terms = []
+        size = 0
         for i, seg in enumerate(info.segments):
             xh = hash_to_hex(seg.xorb)
             index = self.readable_xorb(xh, can_read)
@@ -315,9 +327,12 @@ class XetStore:
                 raise XetError(f"file {fh}: the verification hash of segment {i} does not match xorb {xh}")
             chunks.extend((c.hash, c.unpacked_len) for c in run)
             terms.append(Term(xh, seg.chunk_start, seg.chunk_end, seg.unpacked_len))
+            size += seg.unpacked_len
+            if size > MAX_FILE_SIZE:
+                raise XetError(f"file {fh} is larger than this server accepts ({MAX_FILE_SIZE} bytes)", 413)
         if file_hash(chunks) != info.file_hash:
             raise XetError(f"the chunks of file {fh} do not hash to its file hash")
-        return FileRecord(fh, "", sum(n for _, n in chunks), tuple(terms))
+        return FileRecord(fh, "", size, tuple(terms))
 
     def file_bytes(self, rec: FileRecord, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Bytes ``start .. start+length`` of a file rebuilt from its xorbs, a chunk at a time (chunks

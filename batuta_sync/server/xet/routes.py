@@ -178,6 +178,19 @@ def _put_shard(h: Request, xet: XetStore, g: Grant) -> None:
             (c.hash, start, c.unpacked_len) for c, start in zip(index.chunks, index.unpacked_starts(), strict=True)
         ]:
             raise XetError(f"The shard's description of xorb {xh} does not match the xorb.")
+    with xet.user_lock(g.user):
+        new = _check_files(h, xet, g, st, parsed, can_read)
+    xet.link_group(
+        [hash_to_hex(x.xorb) for x in parsed.xorbs]
+        + [hash_to_hex(s.xorb) for f in parsed.files for s in f.segments]
+    )
+    h._json({"result": 1 if new else 0})
+
+
+def _check_files(
+    h: Request, xet: XetStore, g: Grant, st: Any, parsed: shardfmt.Shard, can_read: Callable[[RepoKey], bool]
+) -> int:
+    """Verify (and record) the files of a shard; the number of new ones."""
     store = h.hub.store
     new = 0
     for info in parsed.files:
@@ -197,11 +210,7 @@ def _put_shard(h: Request, xet: XetStore, g: Grant) -> None:
         elif info.sha256 is not None and hash_to_hex(info.sha256) != rec.sha256:
             raise XetError(f"The content of file {fh} does not have the sha256 the shard claims.")
         store.add_owner(st, rec.sha256)
-    xet.link_group(
-        [hash_to_hex(x.xorb) for x in parsed.xorbs]
-        + [hash_to_hex(s.xorb) for f in parsed.files for s in f.segments]
-    )
-    h._json({"result": 1 if new else 0})
+    return new
 
 
 def _reconstruction(h: Request, xet: XetStore, g: Grant, fh: str) -> None:

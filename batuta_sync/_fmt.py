@@ -21,6 +21,28 @@ def human_bytes(n: float | None) -> str:
     return f"{value:.1f} TB"
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 file`` / ``2 files`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def human_age(seconds: float) -> str:
+    """``40 s``, ``3 min``, ``2 h``, ``5 days``: how long ago, rounded down."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    if s < 172800:
+        return f"{s // 3600} h"
+    return f"{s // 86400} days"
+
+
+def words(token: str) -> str:
+    """A snake_case token (a plan reason, a drift kind) as the words a person reads: ``not locked``."""
+    return token.replace("_", " ")
+
+
 def file_digests(path: Path, *, sha256: bool = True, sha1: bool = True) -> tuple[int, str | None, str | None]:
     """``(size, sha256, git blob sha1)`` of a file in one read (a digest not asked for is None)."""
     size = path.stat().st_size

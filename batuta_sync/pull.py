@@ -428,7 +428,7 @@ def plan_pull(
         if missing:
             raise NotFoundError(
                 f"{ref}: not in commit {snapshot.commit[:12]}: {', '.join(missing)}.",
-                hint=f"List the repo's files with `batuta hf tree {ref.repo_id}`.",
+                hint=f"List the repo's files with `{ls_command(ref)}`.",
                 code="entry-not-found",
             )
         candidates = [by_path[p] for p in dict.fromkeys(req.files)]
@@ -441,7 +441,7 @@ def plan_pull(
         if (req.include or req.exclude) and not candidates:
             raise NotFoundError(
                 f"{ref}: no file matches --include {list(req.include)} / --exclude {list(req.exclude)}.",
-                hint=f"List the repo's files with `batuta hf tree {ref.repo_id}`.",
+                hint=f"List the repo's files with `{ls_command(ref)}`.",
                 code="entry-not-found",
             )
 
@@ -650,6 +650,13 @@ def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> t
         if snap is None:
             raise
         return snap, True
+
+
+def ls_command(ref: RepoRef) -> str:
+    """The command that lists ``ref``'s files (for hints)."""
+    kind = "" if ref.repo_type is HfAssetType.MODEL else f" --repo-type {ref.repo_type.value}"
+    rev = "" if ref.revision == "main" else f" --revision {ref.revision}"
+    return f"batuta hf ls {ref.repo_id}{kind}{rev}"
 
 
 def pull(

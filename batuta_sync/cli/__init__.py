@@ -44,7 +44,7 @@ _ROOT_COMMANDS = {
     "completion": "demo_cmd",
 }
 _HF_COMMANDS = {
-    **dict.fromkeys(("search", "info", "tree", "login", "logout", "whoami"), "query_cmd"),
+    **dict.fromkeys(("search", "info", "ls", "tree", "login", "logout", "whoami"), "query_cmd"),
     "pull": "pull_cmd",
     "push": "push_cmd",
 }

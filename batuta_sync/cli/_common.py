@@ -133,20 +133,42 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(redact(json.dumps(obj, indent=2, sort_keys=True, default=str)) + "\n")
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
-    """A rich table on a terminal; tab-separated columns (with a header) when piped."""
+def _fit(widths: Sequence[int], total: int) -> list[int]:
+    """Column widths for a terminal ``total`` wide: the first column (an id) whole if it can be
+    with ~4 characters left for each other column; the others share the rest by their size."""
+    avail = total - (3 * len(widths) + 1)  # borders and padding
+    others = list(widths[1:])
+    first = min(widths[0], max(8, avail - sum(min(w, 4) for w in others)))
+    rest = avail - first
+    if sum(others) <= rest:
+        return [first, *others]
+    scale = rest / max(1, sum(others))
+    return [first, *(max(2, min(w, int(w * scale))) for w in others)]
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None, no_truncate: bool = False
+) -> None:
+    """A rich table on a terminal; tab-separated columns (with a header) when piped.
+
+    The first column (a repo id, a path) is never shortened: on a narrow terminal the other
+    columns fold onto more lines instead.  ``no_truncate``: nothing is folded or shortened (the
+    table is as wide as it needs, like the piped output)."""
     if is_tty():
         from rich.console import Console
         from rich.table import Table
 
+        cells = [["" if v is None else str(v) for v in r] for r in rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        console = Console(width=max(sum(w + 3 for w in widths) + 1, 80)) if no_truncate else Console()
         table = Table(title=title)
-        for c in columns:
-            table.add_column(c)
-        for r in rows:
-            table.add_row(*("" if v is None else str(v) for v in r))
-        Console().print(table)
+        for c, w in zip(columns, _fit(widths, console.width), strict=True):
+            table.add_column(c, overflow="fold", width=w)  # fold: wrap onto more lines, never "…"
+        for r in cells:
+            table.add_row(*r)
+        console.print(table)
         return
     out = sys.stdout
     out.write("\t".join(columns) + "\n")
-    for r in rows:
-        out.write("\t".join("" if v is None else str(v) for v in r) + "\n")
+    for row in rows:
+        out.write("\t".join("" if v is None else str(v) for v in row) + "\n")

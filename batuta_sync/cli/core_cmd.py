@@ -7,7 +7,9 @@ and light batuta modules at import time; the core is imported inside handlers.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +62,9 @@ def register(root: Any, hf: Any) -> None:
     p = _common.command_parser(root, "plan", "Show what `batuta apply` would do to reach hf.yaml (Terraform-style).")
     _add_file(p)
     _add_trust(p)
-    p.add_argument("-o", "--out", metavar="PLAN_JSON", help="Save the plan to apply exactly it later.")
+    p.add_argument("-o", "--out", metavar="PLAN_JSON", help="Save the plan to apply exactly it later (with --format html: write the HTML page there).")
     p.add_argument("--json", action="store_true", help="Print the plan as JSON on stdout.")
-    p.add_argument("--format", choices=("text", "markdown"), default="text", help="Rendering (markdown for PR comments).")
+    p.add_argument("--format", choices=("text", "markdown", "html"), default="text", help="Rendering (markdown for PR comments, html: one self-contained page for CI artifacts).")
     p.add_argument("--detailed-exitcode", action="store_true", help="Exit 0 with no changes, 2 with changes.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--locked", action="store_true", help="Fail (exit 5) if hf.lock would change (CI gate).")
@@ -72,6 +74,7 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="ADDR", help="Leave ADDR (and its dependants) out.")
     p.add_argument("--replace", action="append", default=[], metavar="ADDR", help="Redo ADDR even if up to date.")
     p.add_argument("--verify", action="store_true", help="Hash local files fully instead of trusting size.")
+    p.add_argument("--refresh", action="store_true", help="Ignore cached Hub metadata: ask the Hub now.")
     p.set_defaults(handler=cmd_plan)
 
     p = _common.command_parser(root, "apply", "Apply a saved plan (or plan and apply) and update hf.lock.")
@@ -87,7 +90,7 @@ def register(root: Any, hf: Any) -> None:
     p = _common.command_parser(root, "show", "Render a saved plan.")
     p.add_argument("plan", metavar="PLAN_JSON")
     p.add_argument("--json", action="store_true", help="Print the plan JSON.")
-    p.add_argument("--format", choices=("text", "markdown"), default="text")
+    p.add_argument("--format", choices=("text", "markdown", "html"), default="text")
     p.set_defaults(handler=cmd_show)
 
     p = _common.command_parser(root, "graph", "Draw the resource graph (or a saved plan's action DAG).")
@@ -128,6 +131,18 @@ def _plan_key(settings: Any) -> bytes:
     return plan_key(settings.hf_home)
 
 
+def fs_error(exc: OSError, what: str, setting: str) -> Exception:
+    """A file-system failure as a documented error naming the setting to change (disk full: 16)."""
+    import errno
+
+    from batuta_sync.errors import ConfigError, DiskFullError
+
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(f"No space left on the device while writing {what}.")
+    return ConfigError(f"Cannot write {what}: {reason}.", hint=f"Make it writable or change {setting}.")
+
+
 def _read_plan(path: str, settings: Any) -> Plan:
     """A saved plan, refused unless its MAC verifies under the plan key (exit 3)."""
     from batuta_sync.core.planner.plan import Plan
@@ -141,10 +156,32 @@ def _read_plan(path: str, settings: Any) -> Plan:
     return Plan.from_json(text, key=_plan_key(settings), source=path)
 
 
-def _render(plan: Plan, fmt: str) -> str:
-    from batuta_sync.core.render import render_markdown, render_text
+def use_color(stream: Any = None) -> bool:
+    """Colour on a terminal unless NO_COLOR is set to anything (https://no-color.org)."""
+    return _common.is_tty(stream or sys.stdout) and not os.environ.get("NO_COLOR")
 
-    return render_markdown(plan) if fmt == "markdown" else render_text(plan)
+
+def _render(plan: Plan, fmt: str) -> str:
+    from batuta_sync.core.render import render_html, render_markdown, render_text
+
+    if fmt == "markdown":
+        return render_markdown(plan)
+    if fmt == "html":
+        return render_html(plan)
+    return render_text(plan, color=use_color())
+
+
+
+def _warn_unchecked(plan: Plan) -> None:
+    """Say on stderr (even with --json / -o) which resources the plan could not check."""
+    if plan.warnings:
+        n = len(plan.warnings)
+        _common.print_error(
+            f"Warning: {n} resource{'s were' if n != 1 else ' was'} not checked against the Hub; the plan treats "
+            f"{'them' if n != 1 else 'it'} as unchanged: "
+            + ", ".join(w.split(":", 1)[0] for w in plan.warnings)
+            + ". Gates (--detailed-exitcode, status --exit-code) fail on this.",
+        )
 
 
 # --------------------------------------------------------------------------- validate
@@ -167,9 +204,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from batuta_sync.cli.query_cmd import refreshed
     from batuta_sync.core.api import make_plan
 
     man, settings = _load(args)
+    settings = refreshed(args, settings)
     plan = make_plan(
         man,
         settings=settings,
@@ -181,17 +220,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
         frozen=args.frozen,
         locked=args.locked,
         offline=settings.offline,
+        gate=args.detailed_exitcode,
     )
-    key = _plan_key(settings) if (args.out or args.json) else None
-    if args.out and key is not None:
+    _warn_unchecked(plan)
+    html_out = args.out if args.format == "html" and not args.json else None  # -o names the page
+    key = _plan_key(settings) if ((args.out and not html_out) or args.json) else None
+    if args.out and key is not None and not html_out:
         from batuta_sync._fs import atomic_write
 
-        atomic_write(Path(args.out), plan.to_json(key))
+        try:
+            atomic_write(Path(args.out), plan.to_json(key))
+        except OSError as exc:
+            raise fs_error(exc, f"the plan file {args.out}", "-o/--out") from None
     if args.json:
         _common.emit_json(plan.to_dict(key))
+    elif html_out:
+        atomic_write(Path(html_out), _render(plan, "html"))
+        _common.info(args, f"Wrote the HTML plan to {html_out} (view it in a browser; apply needs `batuta plan -o plan.json`).")
     else:
         sys.stdout.write(_render(plan, args.format))
-    if args.out and not args.json:
+    if args.out and not args.json and not html_out:
         _common.info(args, f"Saved the plan to {args.out}. Apply exactly it with `batuta apply {args.out}`.")
     if args.detailed_exitcode and plan.has_changes:
         return 2
@@ -211,7 +259,7 @@ class _CliReporter:
     def finished(self, action: Action, result: StepResult) -> None:
         from batuta_sync.core.render import human_bytes
 
-        extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
+        extra = (f" ({human_bytes(result.bytes)})" if result.bytes else "") + (f": {result.message}" if result.message else "")
         _common.info(self.args, f"  ✓ {action.kind.value} {action.address} done{extra}")
 
     def failed(self, action: Action, error: BaseException) -> None:
@@ -220,6 +268,29 @@ class _CliReporter:
 
     def skipped(self, action: Action, cause: str) -> None:
         _common.info(self.args, f"  ↷ {action.kind.value} {action.address} skipped ({cause})")
+
+    def interrupted(self, in_flight: Sequence[Action], *, abort: bool) -> None:
+        # Shown even with --quiet: the user pressed a key and must see that it was heard.
+        self._say(interrupt_message(in_flight, abort=abort))
+
+    def _say(self, text: str) -> None:
+        _common.print_error(text)
+
+
+def interrupt_message(in_flight: Sequence[Action], *, abort: bool) -> str:
+    names = ", ".join(f"{a.kind.value} {a.address}" for a in in_flight)
+    if abort:
+        return (
+            f"Ctrl-C again: aborting {names or 'the running actions'}; partial downloads are kept "
+            "and resume on the next apply."
+        )
+    if not in_flight:
+        return "Ctrl-C: stopping; nothing new starts."
+    n = len(in_flight)
+    return (
+        f"Ctrl-C: finishing {n} in-flight action{'s' if n != 1 else ''} ({names}); nothing new starts. "
+        "Press Ctrl-C again to abort (partial downloads are kept and resume on the next apply)."
+    )
 
 
 class _RichApplyProgress(_CliReporter):
@@ -245,6 +316,9 @@ class _RichApplyProgress(_CliReporter):
     def _log(self, text: str) -> None:
         self.progress.console.print(text)
 
+    def _say(self, text: str) -> None:
+        self.progress.console.print(text)
+
     def started(self, action: Action) -> None:
         self.tasks[action.id] = self.progress.add_task(
             f"{action.kind.symbol} {action.address}", total=action.download_bytes or None
@@ -260,7 +334,7 @@ class _RichApplyProgress(_CliReporter):
     def finished(self, action: Action, result: StepResult) -> None:
         from batuta_sync.core.render import human_bytes
 
-        extra = f" ({human_bytes(result.bytes)})" if result.bytes else ""
+        extra = (f" ({human_bytes(result.bytes)})" if result.bytes else "") + (f": {result.message}" if result.message else "")
         self._end(action, f"  ✓ {action.kind.value} {action.address} done{extra}")
 
     def failed(self, action: Action, error: BaseException) -> None:
@@ -314,10 +388,16 @@ def _approve(args: argparse.Namespace) -> bool:
 
 
 def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
-    from batuta_sync.errors import BatutaError, PartialApplyError
+    from batuta_sync.errors import BatutaError, PartialApplyError, exit_code
 
-    if args.json:
-        _common.emit_json(result.to_dict())
+    _emit_apply_json(args, result.to_dict())
+    if result.interrupted:
+        again = f"batuta apply {args.plan}" if args.plan else "batuta apply"
+        _common.print_error(
+            f"Apply interrupted: {len(result.completed)} done, {len(result.aborted)} aborted, "
+            f"{len(result.not_run)} not run. Completed actions are in hf.lock; run `{again}` again to resume."
+        )
+        return exit_code("interrupted")
     done = len(result.completed) + len(result.resumed)
     text = (
         f"Apply {'complete' if result.ok else 'incomplete'}: {len(result.completed)} done"
@@ -325,6 +405,8 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
         + f", {len(result.failed)} failed, {len(result.skipped)} skipped, {len(result.not_run)} not run."
     )
     _common.info(args, text)
+    for note in result.notes:
+        _common.print_error(f"Warning: {note}")
     if result.ok:
         return 0
     if done == 0 and len(result.failed) == 1:
@@ -337,13 +419,63 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
     raise PartialApplyError(f"{text}\n" + "\n".join(lines))
 
 
+def _emit_apply_json(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """``apply --json`` prints exactly one JSON object, whatever happens."""
+    if args.json and not getattr(args, "_json_done", False):
+        args._json_done = True
+        _common.emit_json(doc)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    from batuta_sync.errors import BatutaError
+
+    try:
+        return _cmd_apply(args)
+    except BatutaError as exc:
+        _emit_apply_json(
+            args,
+            {
+                "ok": False,
+                "error": {"code": exc.code, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code},
+            },
+        )
+        raise
+
+
+def _new_plan_hint(args: argparse.Namespace) -> str:
+    return f"Make a new plan for this hf.yaml with `batuta plan -f {args.file} -o {args.plan}`, review it, and apply that."
+
+
+def _refuse_stale_before_rendering(args: argparse.Namespace, man: Manifest, plan: Plan) -> None:
+    """The local freshness checks (hf.yaml, hf.lock, workspace, single use) before the plan is shown:
+    a stale or foreign plan is never rendered as if it could be applied.  The Hub preconditions
+    follow under the workspace lock, still before the first action."""
+    from batuta_sync.core.executor import check_fresh, raise_if_stale
+    from batuta_sync.core.lockfile import read_lock
+    from batuta_sync.core.workspace import Journal, Workspace
+
+    ws = Workspace(Path(args.file))
+    problems = check_fresh(
+        plan, manifest_digest=man.digest, lock=read_lock(ws.lock_path), journal=Journal(ws.journal(plan.plan_id)),
+        resolve=None,
+    )
+    raise_if_stale(problems, source=f"The plan {args.plan}", hint=_new_plan_hint(args))
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
     from batuta_sync.core.api import make_plan
     from batuta_sync.core.workspace import Workspace, WorkspaceLock
+    from batuta_sync.errors import StalePlanError
 
     man, settings = _load(args)
     if args.plan:
-        return _apply(args, settings, _read_plan(args.plan, settings), check_remote=True, locked=False)
+        plan = _read_plan(args.plan, settings)
+        _refuse_stale_before_rendering(args, man, plan)
+        try:
+            return _apply(args, settings, plan, check_remote=True, locked=False)
+        except StalePlanError as exc:  # a Hub precondition (checked under the workspace lock)
+            exc.hint = _new_plan_hint(args)
+            raise
     # Plan and apply in one go: hold the workspace lock from the plan on, so another apply
     # cannot move hf.lock between our plan and our apply.
     with WorkspaceLock(Workspace(Path(args.file)).apply_lock):
@@ -353,13 +485,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool) -> int:
     from batuta_sync.core.api import apply_plan
+    from batuta_sync.core.executor import ApplyResult
 
     if not args.json:
         sys.stdout.write(_render(plan, "text"))
     if not plan.actions:
+        _emit_apply_json(args, ApplyResult(plan.plan_id).to_dict())
         return 0
     if not _approve(args):
         _common.info(args, "Apply cancelled; nothing was changed.")
+        _emit_apply_json(args, {**ApplyResult(plan.plan_id).to_dict(), "ok": False, "cancelled": True})
         return 0
     rich = _common.is_tty(sys.stderr) and not args.quiet and not args.json
     reporter = _RichApplyProgress(args, plan) if rich else _CliReporter(args)
@@ -401,7 +536,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.plan:
         plan = _read_plan(args.plan, _common.settings_from_args(args))
         for a in plan.actions:
-            nodes[a.id] = f"{a.kind.symbol} {a.kind.value} {a.address} ({a.reason.value})"
+            nodes[a.id] = f"{a.kind.symbol} {a.kind.value} {a.address} ({a.reason.value.replace('_', ' ')})"
             edges += [(d, a.id) for d in a.deps]
     else:
         from batuta_sync.core.manifest import dependencies, iter_specs, load_manifest
@@ -439,10 +574,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from batuta_sync._fmt import plural, words
     from batuta_sync.core.api import make_plan
 
     man, settings = _load(args)
-    plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline)
+    plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline, gate=args.exit_code)
     pending = list(plan.actions)
     if args.json:
         _common.emit_json(
@@ -454,14 +590,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     else:
-        if not plan.drift and not pending:
-            print(f"In sync: {len(plan.unchanged)} resources match hf.lock, the Hub and the local files.")
+        if not plan.drift and not pending and not plan.warnings:
+            n = len(plan.unchanged)
+            print(f"In sync: {plural(n, 'resource')} {'matches' if n == 1 else 'match'} hf.lock, the Hub and the local files.")
         for d in plan.drift:
-            print(f"! {d.address}  {d.kind.value}: {d.detail}")
+            print(f"! {d.address}  {words(d.kind.value)}: {d.detail}")
         for a in pending:
-            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({a.reason.value})")
+            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({words(a.reason.value)})")
         for w in plan.warnings:
-            print(f"? {w}")
+            print(f"? {w} (not checked)")
     if args.exit_code and (plan.drift or pending):
         return 2
     return 0

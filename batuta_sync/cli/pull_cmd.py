@@ -155,10 +155,12 @@ def _run_pull(args: argparse.Namespace, req: PullRequest) -> int:
         speed = ""
         if result.transferred_bytes and result.seconds > 0:
             speed = f" at {human_bytes(result.transferred_bytes / result.seconds)}/s"
+        from batuta_sync._fmt import plural
+
         _common.info(
             args,
-            f"{req.ref} @ {result.snapshot.commit[:12]}: {len(result.selected)} file(s), "
-            f"{human_bytes(sum(f.size for f in result.selected))}; downloaded {human_bytes(result.downloaded_bytes)}"
+            f"{req.ref} (commit {result.snapshot.commit[:12]}): {plural(len(result.selected), 'file')}, "
+            f"{human_bytes(sum(f.size for f in result.selected))}; transferred {human_bytes(result.transferred_bytes)}"
             f"{speed}, {result.cache_hits} from cache" + (" (offline)" if result.offline else ""),
         )
         print(result.output or result.snapshot_dir)
@@ -257,38 +259,58 @@ def _cmd_cache_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
+    from batuta_sync.core import gcroots
     from batuta_sync.hub.cache import human_bytes, parse_size
 
     cache = _cache(args)
-    before = cache.total_size()
-    freed = cache.prune(parse_size(args.max_size))
+    report, note = gcroots.prune(cache, parse_size(args.max_size))
     if args.json:
-        _common.emit_json({"freed_bytes": freed, "size_before": before, "size_after": before - freed})
+        _common.emit_json(
+            {
+                "freed_bytes": report.freed,
+                "size_before": report.size_before,
+                "size_after": report.size_after,
+                "over_limit": report.over_limit,
+                "kept_for_workspaces": [f"{s.repo_id}@{s.commit}" for s in report.kept],
+            }
+        )
     else:
         print(
-            f"freed {human_bytes(freed)}; cache is now {human_bytes(before - freed)} (limit {args.max_size})"
+            f"freed {human_bytes(report.freed)}; cache is now {human_bytes(report.size_after)} (limit {args.max_size})"
         )
+    if note:
+        print(f"Warning: {note}", file=sys.stderr)
     return 0
 
 
 def _cmd_cache_clear(args: argparse.Namespace) -> int:
+    from batuta_sync.core import gcroots
     from batuta_sync.errors import UsageError
     from batuta_sync.hub.cache import human_bytes
 
     cache = _cache(args)
+    broken = gcroots.breaks(cache)
+    warning = ""
+    if broken:
+        warning = (
+            f"This breaks {len(broken)} workspace output(s) that use the cache (the next `batuta apply` "
+            "pulls them again):\n" + "\n".join(f"  - {b}" for b in broken) + "\n"
+        )
     if not args.yes:
         if not (_common.is_tty(sys.stdin) and _common.is_tty(sys.stderr)):
             raise UsageError(
-                f"Refusing to delete every cached repo under {cache.root} without confirmation.",
+                f"Refusing to delete every cached repo under {cache.root} without confirmation.\n{warning}".rstrip(),
                 hint="Pass --yes to confirm.",
             )
-        sys.stderr.write(f"Delete every cached repo under {cache.root}? [y/N] ")
+        sys.stderr.write(f"{warning}Delete every cached repo under {cache.root}? [y/N] ")
         sys.stderr.flush()
         if sys.stdin.readline().strip().lower() not in {"y", "yes"}:
             print("aborted", file=sys.stderr)
             return 0
     freed = cache.clear()
     print(f"cleared {human_bytes(freed)} from {cache.root}")
+    if broken and args.yes:
+        print(f"Warning: {warning.rstrip()}", file=sys.stderr)
     return 0
 
 

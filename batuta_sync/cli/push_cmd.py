@@ -34,6 +34,8 @@ def register(root: Any, hf: Any) -> None:
         p.add_argument("--repo", required=True, metavar="ORG/NAME", help="Target repo id (created when missing).")
         if kind == "model":
             p.add_argument("--format", choices=FORMATS, default=None, help="Declared weight format (checked).")
+            p.add_argument("--force", action="store_true",
+                           help="Push even though the folder has neither weights nor config.json.")
         if kind == "space":
             p.add_argument("--sdk", choices=SDKS, required=True, help="Space SDK.")
         p.add_argument("--private", action="store_true", help="Create the repo as private (when it is created).")
@@ -127,6 +129,7 @@ def _handler(args: argparse.Namespace) -> int:
         allow_unsafe=args.allow_unsafe,
         allow_secrets=tuple(args.allow_secret),
         rehash=args.rehash,
+        force=bool(getattr(args, "force", False)),
     )
     quiet = bool(args.quiet or args.json)
 
@@ -153,8 +156,9 @@ def _handler(args: argparse.Namespace) -> int:
     elif plan.findings:
         raise secrets_error(plan.findings)
     result = push(settings, req, plan=plan, progress=say)
+    url = result.commit_url(settings, req)
     if args.json:
-        _common.emit_json({"plan": plan.to_json(), "result": result.to_json()})
+        _common.emit_json({"plan": plan.to_json(), "result": {**result.to_json(), "url": url}})
     elif result.noop:
         print(f"Nothing to push: {req.repo_id}@{req.revision} already matches ({result.commit}).")
     else:
@@ -163,4 +167,6 @@ def _handler(args: argparse.Namespace) -> int:
             + (f", deleted {len(result.deleted)}" if result.deleted else "")
             + f" -> commit {result.commit}"
         )
+    if url and not args.json:
+        print(url)
     return 0

@@ -1,4 +1,4 @@
-"""CLI: ``batuta hf search | info | tree | login | logout | whoami`` (thin layer over HfClient).
+"""CLI: ``batuta hf search | info | ls | tree | login | logout | whoami`` (thin layer over HfClient).
 
 Module level imports stdlib + light batuta modules only; the Hub client (httpx) is
 imported inside the handlers.  Other command modules reuse :func:`add_wait_options`
@@ -82,10 +82,34 @@ def http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def client_from_args(args: argparse.Namespace) -> HfClient:
-    """The HfClient for a command line (settings: flag > env > hf.yaml > default)."""
+    """The HfClient for a command line (settings: flag > env > hf.yaml > default); ``--refresh``
+    ignores cached metadata (every answer comes from the Hub, and refreshes the cache)."""
     from batuta_sync.hub.client import HfClient
 
-    return HfClient(_common.settings_from_args(args), **http_kwargs(args))
+    return HfClient(refreshed(args, _common.settings_from_args(args)), **http_kwargs(args))
+
+
+def refreshed(args: argparse.Namespace, settings: Any) -> Any:
+    """``settings`` with a zero metadata TTL when the command line says ``--refresh``."""
+    import dataclasses
+
+    return dataclasses.replace(settings, metadata_ttl=0.0) if getattr(args, "refresh", False) else settings
+
+
+def note_cached(args: argparse.Namespace, hub: HfClient) -> None:
+    """Say on stderr when what was shown came from the metadata cache, and how old it is."""
+    from batuta_sync._fmt import human_age
+
+    if hub.cached_age is not None:
+        _common.info(
+            args,
+            f"(answered from batuta's metadata cache, fetched {human_age(hub.cached_age)} ago; "
+            "--refresh asks the Hub)",
+        )
+
+
+def add_refresh_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refresh", action="store_true", help="Ignore cached metadata: ask the Hub now.")
 
 
 def _num(n: int) -> str:
@@ -111,6 +135,7 @@ def _cmd_search_models(args: argparse.Namespace) -> int:
     q = ModelQuery(args.query, args.task, args.library, args.author, SortKey(args.sort), args.limit)
     with client_from_args(args) as hub:
         found = hub.search_models(q)
+    note_cached(args, hub)
     if args.json:
         _common.emit_json([m.to_json() for m in found])
         return 0
@@ -120,7 +145,7 @@ def _cmd_search_models(args: argparse.Namespace) -> int:
         [m.id, m.pipeline_tag, m.library_name, _num(m.downloads), _num(m.likes), _date(m.last_modified)]
         for m in found
     ]
-    _common.print_table(["ID", "TASK", "LIBRARY", "DOWNLOADS", "LIKES", "UPDATED"], rows, title="Models")
+    _common.print_table(["ID", "TASK", "LIBRARY", "DOWNLOADS", "LIKES", "UPDATED"], rows, title="Models", no_truncate=args.no_truncate)
     return 0
 
 
@@ -132,6 +157,7 @@ def _cmd_search_datasets(args: argparse.Namespace) -> int:
     q = DatasetQuery(args.query, args.language, args.size, args.author, SortKey(args.sort), args.limit)
     with client_from_args(args) as hub:
         found = hub.search_datasets(q)
+    note_cached(args, hub)
     if args.json:
         _common.emit_json([d.to_json() for d in found])
         return 0
@@ -148,7 +174,7 @@ def _cmd_search_datasets(args: argparse.Namespace) -> int:
         ]
         for d in found
     ]
-    _common.print_table(["ID", "DOWNLOADS", "LIKES", "SIZE", "ROWS", "LANGUAGES"], rows, title="Datasets")
+    _common.print_table(["ID", "DOWNLOADS", "LIKES", "SIZE", "ROWS", "LANGUAGES"], rows, title="Datasets", no_truncate=args.no_truncate)
     return 0
 
 
@@ -160,13 +186,14 @@ def _cmd_search_spaces(args: argparse.Namespace) -> int:
     )
     with client_from_args(args) as hub:
         found = hub.search_spaces(q)
+    note_cached(args, hub)
     if args.json:
         _common.emit_json([s.to_json() for s in found])
         return 0
     if not found:
         _common.info(args, f"No spaces match {args.query!r}.")
     rows = [[s.id, s.sdk.value, _num(s.likes), s.hardware, s.status.value] for s in found]
-    _common.print_table(["ID", "SDK", "LIKES", "HARDWARE", "STATUS"], rows, title="Spaces")
+    _common.print_table(["ID", "SDK", "LIKES", "HARDWARE", "STATUS"], rows, title="Spaces", no_truncate=args.no_truncate)
     return 0
 
 
@@ -277,6 +304,45 @@ def _space_lines(s: HfSpaceInfo) -> list[str]:
     return lines
 
 
+def _cmd_ls(args: argparse.Namespace) -> int:
+    """``batuta hf ls REPO [PATH] [--revision R]``: the files of a repo (under PATH), with sizes."""
+    from batuta_sync._fmt import human_bytes, plural
+    from batuta_sync.errors import NotFoundError
+    from batuta_sync.types import HfAssetType, RepoRef, check_repo_id
+
+    check_repo_id(args.repo_id)
+    ref = RepoRef(args.repo_id, HfAssetType.parse(args.repo_type), args.revision or "main")
+    with client_from_args(args) as hub:
+        snap = hub.snapshot(ref)
+    note_cached(args, hub)
+    prefix = (args.path or "").strip("/")
+    files = [f for f in snap.files if not prefix or f.path == prefix or f.path.startswith(prefix + "/")]
+    if prefix and not files:
+        raise NotFoundError(
+            f"{ref} (commit {snap.commit[:12]}) has no file or folder {prefix!r}.",
+            hint=f"List the whole repo with `batuta hf ls {args.repo_id}`" + (f" --revision {args.revision}" if args.revision else "") + ".",
+            code="entry-not-found",
+        )
+    if args.json:
+        _common.emit_json(
+            {
+                "repo": ref.repo_id,
+                "type": ref.repo_type.value,
+                "revision": ref.revision,
+                "commit": snap.commit,
+                "files": [{"path": f.path, "size": f.size, "blob_id": f.blob_id, "sha256": f.sha256} for f in files],
+            }
+        )
+        return 0
+    width = max((len(human_bytes(f.size)) for f in files), default=0)
+    for f in files:
+        _write(f"{human_bytes(f.size):>{width}}  {f.path}")
+    _common.info(
+        args, f"{plural(len(files), 'file')}, {human_bytes(sum(f.size for f in files))} at {ref}, commit {snap.commit[:12]}"
+    )
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from batuta_sync.hub.models import HfDatasetInfo, HfModelInfo, HfSpaceInfo
     from batuta_sync.types import HfAssetType, check_repo_id
@@ -285,6 +351,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     check_repo_id(args.repo_id)
     with client_from_args(args) as hub:
         info = hub.repo_info(repo_type, args.repo_id, args.revision, files=True)
+    note_cached(args, hub)
     if args.json:
         doc = info.to_json()
         if not args.files:
@@ -418,7 +485,7 @@ def _cmd_whoami(args: argparse.Namespace) -> int:
 
 
 def register(root: Any, hf: Any) -> None:
-    """Add ``hf search|info|tree|login|logout|whoami`` to the ``hf`` sub-parsers."""
+    """Add ``hf search|info|ls|tree|login|logout|whoami`` to the ``hf`` sub-parsers."""
     cp = _common.command_parser
 
     search = cp(hf, "search", "Search models, datasets or spaces on the Hub.")
@@ -433,6 +500,8 @@ def register(root: Any, hf: Any) -> None:
         )
         p.add_argument("--limit", type=_positive_int, default=20, help="Number of results (default 20).")
         p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        p.add_argument("--no-truncate", action="store_true", help="Never fold or shorten a column of the table.")
+        add_refresh_option(p)
         add_wait_options(p)
         return p
 
@@ -461,8 +530,19 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--revision", help="Branch, tag or commit sha (default: main).")
     p.add_argument("--files", action="store_true", help="List every file with size and hash.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
+    add_refresh_option(p)
     add_wait_options(p)
     p.set_defaults(handler=_cmd_info)
+
+    p = cp(hf, "ls", "List a repo's files (under PATH) with their sizes.")
+    p.add_argument("repo_id", help="Repo id, e.g. meta-llama/Llama-2-7b-hf.")
+    p.add_argument("path", nargs="?", default="", help="Only this file or folder.")
+    p.add_argument("--repo-type", choices=("model", "dataset", "space"), default="model", help="Repo type (default model).")
+    p.add_argument("--revision", help="Branch, tag or commit sha (default: main).")
+    p.add_argument("--json", action="store_true", help="Print JSON.")
+    add_refresh_option(p)
+    add_wait_options(p)
+    p.set_defaults(handler=_cmd_ls)
 
     p = cp(hf, "tree", "Show the HuggingFace ecosystem tree (or the PAIML integration map).")
     p.add_argument("--integration", action="store_true", help="Show the PAIML ↔ HuggingFace integration map.")

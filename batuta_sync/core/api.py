@@ -81,8 +81,12 @@ def make_plan(
     offline: bool | None = None,
     client_factory: Callable[[], Any] | None = None,
     select: Selector | None = None,
+    gate: bool = False,
 ) -> Plan:
-    """Observe the Hub and the disk, then diff: the plan that brings the workspace to hf.yaml."""
+    """Observe the Hub and the disk, then diff: the plan that brings the workspace to hf.yaml.
+
+    ``gate``: the caller decides on the result (an exit code): a resource the Hub could not be
+    asked about raises (with its cause's exit code) instead of becoming a warning."""
     from batuta_sync._version import __version__
 
     man = _manifest(manifest)
@@ -107,6 +111,7 @@ def make_plan(
         converter_version=converter_version(man),
         materialize=man.materialize,
         jobs=man.jobs,
+        gate=gate,
     )
     state = WorkspaceState(ws.dir)
     factory = client_factory or default_client_factory(settings)
@@ -216,10 +221,15 @@ def apply_plan(
             )
         finally:
             state.save()
-        if result.ok and man.policies.get("max_cache_size") and any(a.kind.value == "pull" for a in plan.actions):
-            from batuta_sync.hub.cache import HfCache, parse_size
+        from batuta_sync.core import gcroots
+        from batuta_sync.hub.cache import HfCache, parse_size
 
-            HfCache.from_settings(settings, max_size=parse_size(str(man.policies["max_cache_size"]))).prune()
+        cache = HfCache.from_settings(settings)
+        gcroots.register(cache, ws.lock_path)  # before pruning: this workspace's snapshots are roots
+        if result.ok and man.policies.get("max_cache_size") and any(a.kind.value == "pull" for a in plan.actions):
+            _report, note = gcroots.prune(cache, parse_size(str(man.policies["max_cache_size"])))
+            if note:
+                result.notes.append(note)
         return result
 
 

@@ -9,7 +9,11 @@ inject fakes).  Walk rules (DVC ``_reproduce`` / Terraform ``dag/walk``):
   without ``keep_going`` nothing new starts after the first failure;
 * after each completed action hf.lock is rewritten atomically and the journal
   records it, so an interrupted apply resumes where it stopped;
-* when everything completed, ``last_applied_plan`` is recorded (plans are single-use).
+* when everything completed, ``last_applied_plan`` is recorded (plans are single-use);
+* Ctrl-C (SIGINT, when run in the main thread): the first press starts nothing new and lets the
+  in-flight actions finish (``Reporter.interrupted`` says so at once); the second sets
+  ``StepContext.abort``, which pulls check at every chunk, so transfers stop within a second and
+  leave resumable partials.  Either way the result is ``interrupted`` (the CLI exits 130).
 """
 
 from __future__ import annotations
@@ -41,11 +45,15 @@ class StepResult:
 
 @dataclass
 class StepContext:
-    """Read-only view for a step: the lock as it is now (dependencies already recorded)."""
+    """Read-only view for a step: the lock as it is now (dependencies already recorded).
+
+    ``abort`` is set on a second Ctrl-C: a long step (a pull) stops at its next chunk by raising
+    KeyboardInterrupt, keeping what it transferred resumable."""
 
     lock: Lock
     jobs: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
+    abort: threading.Event = field(default_factory=threading.Event)
 
 
 StepFn = Callable[[Action, StepContext], StepResult]
@@ -58,6 +66,7 @@ class Reporter:
     def finished(self, action: Action, result: StepResult) -> None: ...
     def failed(self, action: Action, error: BaseException) -> None: ...
     def skipped(self, action: Action, cause: str) -> None: ...
+    def interrupted(self, in_flight: Sequence[Action], *, abort: bool) -> None: ...
 
 
 @dataclass
@@ -70,10 +79,13 @@ class ApplyResult:
     not_run: list[str] = field(default_factory=list)
     lock: Lock | None = None
     bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # things apply did after the actions (cache pruning)
+    interrupted: bool = False  # Ctrl-C: nothing new was started
+    aborted: list[str] = field(default_factory=list)  # stopped by a second Ctrl-C (partials kept)
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.skipped or self.not_run)
+        return not (self.failed or self.skipped or self.not_run or self.aborted or self.interrupted)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +95,10 @@ class ApplyResult:
             "failed": {k: str(getattr(v, "message", v)) for k, v in self.failed.items()},
             "skipped": self.skipped,
             "not_run": self.not_run,
+            "aborted": self.aborted,
+            "interrupted": self.interrupted,
             "ok": self.ok,
+            "notes": self.notes,
         }
 
 
@@ -109,7 +124,12 @@ def check_fresh(
         problems.append("a --refresh-only plan only reports drift; it has nothing to apply")
     if lock is not None and lock.last_applied_plan == plan.plan_id:
         problems.append(f"plan {plan.plan_id} was already applied (a plan is single-use)")
-    if manifest_digest != plan.manifest_digest:
+    if lock is not None and plan.lock_lineage and lock.lineage and plan.lock_lineage != lock.lineage:
+        problems.append(
+            f"the plan was made for another workspace (its hf.lock lineage {plan.lock_lineage[:12]} "
+            f"is not this hf.lock's {lock.lineage[:12]})"
+        )
+    elif manifest_digest != plan.manifest_digest:
         problems.append("hf.yaml changed since the plan was made")
     current = lock_digest(lock)
     resuming = current in journal.digests()
@@ -133,10 +153,48 @@ def check_fresh(
     return problems
 
 
-def raise_if_stale(problems: Sequence[str]) -> None:
+def raise_if_stale(problems: Sequence[str], *, source: str = "The saved plan", hint: str | None = None) -> None:
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
-        raise StalePlanError(f"The saved plan is stale; refusing to apply it:\n{listing}")
+        raise StalePlanError(f"{source} is stale; refusing to apply it:\n{listing}", hint=hint)
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+class Interrupts:
+    """SIGINT during a walk: count presses instead of raising KeyboardInterrupt at a random spot.
+
+    Installed only in the main thread (where Python runs signal handlers); elsewhere (an API
+    caller's thread) the default behaviour stays.  ``on_press(n)`` runs in the main thread.
+    """
+
+    def __init__(self, on_press: Callable[[int], None]) -> None:
+        self.presses = 0
+        self.abort = threading.Event()
+        self._on_press = on_press
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.presses += 1
+        if self.presses >= 2:
+            self.abort.set()
+        self._on_press(self.presses)
+
+    def __enter__(self) -> Interrupts:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 # --------------------------------------------------------------------------- walk
@@ -202,14 +260,28 @@ def execute(
         if step is None:
             raise BatutaError(f"No step function for {action.kind.value} actions.")
         with guard:
-            ctx = StepContext(lock=state["lock"], jobs=jobs, extra=extra or {})
-        reporter.started(action)
-        res = step(action, ctx)
-        record(action, res)
+            ctx = StepContext(lock=state["lock"], jobs=jobs, extra=extra or {}, abort=interrupts.abort)
+            active.add(action.id)
+        try:
+            reporter.started(action)
+            res = step(action, ctx)
+            record(action, res)
+        finally:
+            with guard:
+                active.discard(action.id)
         return res
 
     running: dict[Future[StepResult], str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    active: set[str] = set()  # started and not finished (what a Ctrl-C lets finish or aborts)
+
+    def on_press(presses: int) -> None:
+        nonlocal stop
+        stop = True
+        result.interrupted = True
+        reporter.interrupted([by_id[a] for a in sorted(set(active))], abort=presses >= 2)
+
+    interrupts = Interrupts(on_press)
+    with interrupts, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while True:
             if not stop:
                 for aid in sorted(by_id):
@@ -219,11 +291,16 @@ def execute(
                         running[pool.submit(run, by_id[aid])] = aid
             if not running:
                 break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            # short waits: the main thread runs the Ctrl-C handler promptly
+            finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in finished:
                 aid = running.pop(fut)
                 action = by_id[aid]
                 exc = fut.exception()
+                if isinstance(exc, KeyboardInterrupt) and interrupts.abort.is_set():
+                    result.aborted.append(aid)
+                    reporter.skipped(action, "aborted by Ctrl-C; what it transferred resumes next time")
+                    continue
                 if exc is None:
                     done.add(aid)
                     result.completed.append(aid)
@@ -240,7 +317,7 @@ def execute(
                         reporter.skipped(by_id[dep], f"{aid} failed")
                 if not keep_going:
                     stop = True
-    result.not_run = sorted(set(by_id) - done - blocked - set(result.failed))
+    result.not_run = sorted(set(by_id) - done - blocked - set(result.failed) - set(result.aborted))
     final = state["lock"]
     if result.ok:
         final = replace(final, last_applied_plan=plan.plan_id)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -93,12 +92,10 @@ class WorkspaceState:
         with self._lock:
             if not self.dirty:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from batuta_sync._fs import atomic_write
+
             text = json.dumps({"version": 1, "applied": self.applied, "hashes": self.hashes}, sort_keys=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=str(self.path.parent))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text)
             self.dirty = False
 
 
@@ -197,6 +194,8 @@ def remote_queries(manifest: Manifest, lock: Lock, opts: PlanOptions) -> dict[st
         entry = lock.get(spec.address)
         locked = entry if isinstance(entry, RepoLock) else None
         why = None if opts.frozen else resolve_reason(spec, locked)
+        if why is not None and opts.locked:
+            continue  # --locked fails on it before looking at the Hub
         if why is not None:
             # Same repo and revision, only the file selection changed: keep the pinned commit.
             same_rev = (

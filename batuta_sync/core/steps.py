@@ -8,10 +8,12 @@ inside the steps.
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from batuta_sync import ids
 from batuta_sync._fs import atomic_write, confine, is_inside
@@ -30,7 +32,7 @@ from batuta_sync.core.manifest import ConversionSpec, Manifest, PublishSpec, Rep
 from batuta_sync.core.observe import WorkspaceState, hash_file, walk_files
 from batuta_sync.core.planner.diff import conversion_key, snapshot_dir
 from batuta_sync.core.workspace import workspace_path
-from batuta_sync.errors import PlanError
+from batuta_sync.errors import ConfigError, PlanError
 from batuta_sync.settings import Settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 
@@ -107,6 +109,42 @@ def source_dir(manifest: Manifest, settings: Settings, ctx: StepContext, address
     raise PlanError(f"{address} has no local files.")
 
 
+class AbortableProgress:
+    """A download progress sink that raises KeyboardInterrupt at the next chunk once ``abort`` is
+    set (a second Ctrl-C in apply): the download engine keeps that partial for the next run."""
+
+    def __init__(self, inner: Any, abort: threading.Event) -> None:
+        self.inner = inner
+        self.abort = abort
+
+    def _check(self) -> None:
+        if self.abort.is_set():
+            raise KeyboardInterrupt
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.start(files, total_bytes)
+
+    def file_start(self, path: str, size: int, done: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.file_start(path, size, done)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.advance(path, nbytes)
+
+    def file_done(self, path: str, *, cached: bool) -> None:
+        if self.inner is not None:
+            self.inner.file_done(path, cached=cached)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
+
 def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def pull_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import pull as pull_mod
@@ -135,8 +173,16 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             allow_unsafe=spec.allow_unsafe,
         )
         progress_for = ctx.extra.get("progress_for")
-        progress = progress_for(action) if progress_for else None
-        result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot, progress=progress)
+        progress = AbortableProgress(progress_for(action) if progress_for else None, ctx.abort)
+        try:
+            result = pull_mod.pull(settings, req, jobs=max(4, ctx.jobs), snapshot=snapshot, progress=progress)
+        except OSError as exc:
+            if output is None or exc.errno == errno.ENOSPC or not str(exc.filename or "").startswith(str(output)):
+                raise
+            raise ConfigError(
+                f"{action.address}: cannot write its output folder {spec.output}: {exc.strerror or exc}.",
+                hint=f"Make {spec.output} writable, or change `output:` of {action.address} in hf.yaml.",
+            ) from None
         if result.blocked:
             from batuta_sync.safety import unsafe_files_error
 
@@ -169,6 +215,18 @@ def output_digests(path: Path, produced: Sequence[Path] | None = None) -> tuple[
         sha256, sha1 = hash_file(base / rel)
         out.append(FileDigest(rel, (base / rel).stat().st_size, sha1, sha256))
     return tuple(out)
+
+
+def locked_selection(ctx: StepContext, address: str) -> tuple[str, ...]:
+    """The files hf.lock records for ``address`` (a repo's selected files, a conversion's outputs):
+    exactly what ``publish.from: <address>`` publishes, never the rest of a shared cache snapshot
+    or of an output folder, and what the plan's upload estimate counts."""
+    entry = ctx.lock.get(address)
+    if isinstance(entry, RepoLock):
+        return tuple(f.path for f in entry.files)
+    if isinstance(entry, ConversionLock):
+        return tuple(f.path for f in entry.outputs)
+    raise PlanError(f"{address} is not in hf.lock; apply it before publishing from it.")
 
 
 def _tree_of(ctx: StepContext, address: str) -> str | None:
@@ -258,9 +316,11 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
         from batuta_sync import publish as publish_mod
 
         spec = _spec(manifest, action.address, PublishSpec)
+        selection: tuple[str, ...] | None = None
         if spec.source_is_address:
             path = source_dir(manifest, settings, ctx, spec.source)
             tree = _tree_of(ctx, spec.source)
+            selection = locked_selection(ctx, spec.source)
         else:
             path = _abs(manifest, settings, spec.source, f"{action.address}.from")
             tree = None
@@ -277,6 +337,7 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             card=dict(spec.card),
             allow_unsafe=spec.allow_unsafe,
             parent_commit=action.params.get("parent_commit"),
+            files=selection,
         )
         push_plan = publish_mod.prepare_push(settings, req)
         result = publish_mod.push(settings, req, plan=push_plan)
@@ -290,7 +351,9 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             commit=str(result.commit),
             source_tree=tree,
         )
-        return StepResult(lock_entry=entry, bytes=int(getattr(result, "bytes_sent", 0) or 0))
+        return StepResult(
+            lock_entry=entry, bytes=int(getattr(result, "bytes_sent", 0) or 0), message=result.commit_url(settings, req) or ""
+        )
 
     return push_step
 

@@ -31,7 +31,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -573,6 +573,10 @@ class CacheIndex:
 # --------------------------------------------------------------------------- HfCache
 
 
+SnapshotKey = tuple[str, str]
+"""``(repo folder, commit)``, e.g. ``("models--org--name", "<40 hex>")``: one cached snapshot."""
+
+
 @dataclass(frozen=True)
 class CachedSnapshot:
     repo_type: HfAssetType
@@ -583,6 +587,25 @@ class CachedSnapshot:
     size: int  # bytes of the files in this snapshot (shared blobs counted in each)
     last_access: float
     path: Path
+
+    @property
+    def key(self) -> SnapshotKey:
+        return repo_folder_name(self.repo_type, self.repo_id), self.commit
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune did; ``kept`` are rooted snapshots left although the cache is over ``limit``."""
+
+    freed: int
+    size_before: int
+    size_after: int
+    limit: int
+    kept: tuple[CachedSnapshot, ...] = ()
+
+    @property
+    def over_limit(self) -> bool:
+        return self.size_after > self.limit
 
 
 @dataclass(frozen=True)
@@ -721,23 +744,77 @@ class HfCache:
         self.index.touch(layout.folder, commit)
         return layout.snapshot_dir(commit)
 
-    def prune(self, max_size: int | None = None) -> int:
-        """Evict least-recently-used snapshots until the cache is ≤ ``max_size``; returns bytes freed."""
+    def prune(self, max_size: int | None = None, *, keep: Collection[SnapshotKey] = ()) -> int:
+        """Evict least-recently-used snapshots until the cache is ≤ ``max_size``; returns bytes freed.
+
+        Snapshots in ``keep`` (GC roots: what known workspaces' hf.lock use) are never evicted;
+        :meth:`prune_report` says whether the limit could be met without them.
+        """
+        return self.prune_report(max_size, keep=keep).freed
+
+    def prune_report(self, max_size: int | None = None, *, keep: Collection[SnapshotKey] = ()) -> PruneResult:
+        """:meth:`prune`, returning what was freed and which rooted snapshots kept the cache over the limit."""
         limit = self.max_size if max_size is None else max_size
         if limit is None:
             raise UsageError(
                 "No size limit to prune to.",
                 hint="Pass --max-size, e.g. `batuta cache prune --max-size 50GB`.",
             )
-        total = self.total_size()
+        keep = frozenset(keep)
+        before = total = self.total_size()
         freed = 0
+        rooted: list[CachedSnapshot] = []
         for snap in sorted(self.snapshots(), key=lambda s: (s.last_access, s.repo_id, s.commit)):
+            if snap.key in keep:
+                rooted.append(snap)
+                continue
             if total <= limit:
                 break
             n = self._remove_snapshot(snap)
             total -= n
             freed += n
-        return freed
+        return PruneResult(freed, before, total, limit, tuple(rooted) if total > limit else ())
+
+    # ------------------------------------------------------------------ GC roots
+
+    @property
+    def roots_dir(self) -> Path:
+        """``<batuta state>/gc-roots/``: one symlink per known workspace, to its hf.lock."""
+        return self.index.path.parent / "gc-roots"
+
+    def add_root(self, lock_path: Path) -> Path:
+        """Record a workspace as a GC root (idempotent): ``gc-roots/<digest of the path>`` → hf.lock.
+
+        Like a content-addressed store's GC roots: pruning keeps every snapshot a root's hf.lock
+        uses, and a root whose hf.lock is gone (workspace deleted) is dropped (:meth:`root_locks`).
+        """
+        target = Path(os.path.abspath(lock_path))
+        link = self.roots_dir / hashlib.sha256(str(target).encode("utf-8")).hexdigest()[:24]
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == str(target):
+                return link
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(link)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+        return link
+
+    def root_locks(self) -> list[Path]:
+        """The hf.lock of every known workspace, sorted; roots whose hf.lock is gone are removed."""
+        d = self.roots_dir
+        if not d.is_dir():
+            return []
+        out: list[Path] = []
+        for link in sorted(d.iterdir()):
+            if not link.is_symlink():
+                continue
+            target = Path(os.readlink(link))
+            if target.is_file():
+                out.append(target)
+            else:  # the workspace is gone (or lost its lock): nothing to protect any more
+                with contextlib.suppress(OSError):
+                    link.unlink()
+        return sorted(set(out))
 
     def clear(self) -> int:
         """Delete every cached repo (and its locks and LRU records); returns bytes freed."""

@@ -90,6 +90,9 @@ class HfClient:
         self._http_kwargs = http_kwargs
         self._lock = threading.Lock()
         self.cache = MetadataCache(settings)
+        #: the oldest metadata-cache answer this client served, in seconds (None: all fresh from the
+        #: Hub), so a command can say how old what it shows is
+        self.cached_age: float | None = None
 
     @property
     def http(self) -> HubHttp:
@@ -113,13 +116,21 @@ class HfClient:
         self.close()
 
     # ------------------------------------------------------------------ cached JSON
+
+    def _served(self, entry: Any) -> Any:
+        """An answer from the metadata cache: remember its age (the oldest wins)."""
+        import time
+
+        age = entry.age(time.time())
+        self.cached_age = age if self.cached_age is None else max(self.cached_age, age)
+        return entry.body
     def _get(self, path: str, params: Params | None, what: str, *, fresh: bool = False) -> Any:
         """GET JSON through the metadata cache (``fresh``: skip the TTL hit, still write)."""
         key = self.cache.key(path, params)
         if self.settings.offline:
             entry = self.cache.get_any_age(key)
             if entry is not None:
-                return entry.body
+                return self._served(entry)
             raise OfflineError(
                 f"Offline mode (--offline / HF_HUB_OFFLINE=1) and {what} is not in the metadata cache "
                 f"({self.cache.root}).",
@@ -127,7 +138,7 @@ class HfClient:
         if not fresh:
             entry = self.cache.get(key)
             if entry is not None:
-                return entry.body
+                return self._served(entry)
         body = self.http.get_json(path, params=params or None)
         self.cache.put(key, body, what)
         return body
@@ -137,13 +148,13 @@ class HfClient:
         if self.settings.offline:
             entry = self.cache.get_any_age(key)
             if entry is not None:
-                return list(entry.body)
+                return list(self._served(entry))
             raise OfflineError(
                 f"Offline mode (--offline / HF_HUB_OFFLINE=1) and {what} is not in the metadata cache."
             )
         entry = self.cache.get(key)
         if entry is not None:
-            return list(entry.body)
+            return list(self._served(entry))
         items = self.http.get_json_pages(path, params=params, limit=limit)
         self.cache.put(key, items, what)
         return items

@@ -6,6 +6,11 @@ so a private answer is not served to another identity).  Within ``metadata_ttl``
 seconds a repeated ``info``/``search`` is answered from here without a request;
 offline, any age is good enough.  Writes are atomic (temp + ``os.replace``); an
 unreadable entry is ignored, never an error.
+
+An answer about one repo (``/api/models/org/x…``) is filed under a folder of that repo
+(``repo-<digest of endpoint, type, id>/``), so batuta's own push to the repo drops all of it
+at once (:meth:`MetadataCache.forget_repo`), for every identity; other answers (search
+listings) live under ``any/`` and age out with the TTL.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +54,18 @@ def _norm_params(params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -
     return sorted(out)
 
 
+_REPO_PATH = re.compile(
+    r"^/api/(models|datasets|spaces)/([^/]+(?:/[^/]+)??)"
+    r"(?:/(?:revision|tree|refs|commits|commit|paths-info|preupload|branch|tag|settings|discussions|treesize)(?:/.*)?)?$"
+)
+
+
+def repo_of_path(path: str) -> tuple[str, str] | None:
+    """``("models", "org/x")`` for an API path about one repo, else None."""
+    m = _REPO_PATH.match(path)
+    return (m.group(1), m.group(2)) if m else None
+
+
 class MetadataCache:
     """Key -> JSON body store with TTL, for one settings (endpoint + token identity)."""
 
@@ -60,11 +78,26 @@ class MetadataCache:
         self._identity = hashlib.sha256(token.encode()).hexdigest()[:16] if token else "anonymous"
 
     def key(self, path: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None) -> str:
+        """``<scope>/<digest>``: the scope is the repo the path is about (see the module doc)."""
         raw = json.dumps([FORMAT_VERSION, self.settings.endpoint, self._identity, path, _norm_params(params)])
-        return hashlib.sha256(raw.encode()).hexdigest()
+        repo = repo_of_path(path)
+        scope = self._repo_scope(*repo) if repo else "any"
+        return f"{scope}/{hashlib.sha256(raw.encode()).hexdigest()}"
+
+    def _repo_scope(self, plural: str, repo_id: str) -> str:
+        raw = json.dumps([self.settings.endpoint, plural, repo_id])
+        return "repo-" + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+    def forget_repo(self, plural: str, repo_id: str) -> None:
+        """Drop every cached answer about ``repo_id`` (``plural``: models | datasets | spaces),
+        for every identity: called after batuta changed the repo (a push)."""
+        import shutil
+
+        shutil.rmtree(self.root / self._repo_scope(plural, repo_id), ignore_errors=True)
 
     def _file(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
+        scope, _, digest = key.rpartition("/")
+        return self.root / (scope or "any") / digest[:2] / f"{digest}.json"
 
     def get(self, key: str, *, max_age: float | None = None) -> CacheEntry | None:
         """The entry if present and younger than ``max_age`` (default: the TTL; None-age = any)."""

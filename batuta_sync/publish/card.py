@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -71,6 +72,33 @@ def render_card(front: Mapping[str, Any], body: str) -> str:
     return f"---\n{_yaml_dump(front)}---\n\n{body}" if front else body
 
 
+def _branding(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tool's own tags, only when the card asks for them (``card: {branding: true}``)."""
+    return ("batuta", "paiml") if metadata.get("branding") is True else ()
+
+
+def _hub_url(metadata: Mapping[str, Any], repo_id: str) -> str:
+    """A repo's page on the endpoint the card is published to (not always huggingface.co)."""
+    return f"{str(metadata.get('endpoint') or 'https://huggingface.co').rstrip('/')}/{repo_id}"
+
+
+_STAMP_RE = re.compile(r"\n<!-- batuta-card sha256:([0-9a-f]{64}) -->\n\Z")
+
+
+def stamp(card: str) -> str:
+    """Sign a card batuta generated, so a later push can tell it from one edited on the Hub."""
+    body = card.rstrip("\n") + "\n"
+    return f"{body}\n<!-- batuta-card sha256:{hashlib.sha256(body.encode('utf-8')).hexdigest()} -->\n"
+
+
+def is_untouched_stamp(card: str) -> bool:
+    """True for a card exactly as batuta generated it (its stamp matches): safe to regenerate."""
+    m = _STAMP_RE.search(card)
+    if m is None:
+        return False
+    return hashlib.sha256(card[: m.start()].encode("utf-8")).hexdigest() == m.group(1)
+
+
 def _as_list(v: Any) -> list[Any]:
     if v is None:
         return []
@@ -122,7 +150,7 @@ def generate_model_card(metadata: Mapping[str, Any]) -> str:
     assert isinstance(prov, Mapping)
     fmt = metadata.get("format")
     tags = [str(t) for t in _as_list(metadata.get("tags"))]
-    for t in (fmt, "batuta", "paiml"):
+    for t in (fmt, *_branding(metadata)):
         if t and t not in tags:
             tags.append(str(t))
     quant = prov.get("quantization")
@@ -156,7 +184,7 @@ def generate_model_card(metadata: Mapping[str, Any]) -> str:
     if prov:
         lines += ["## Provenance", ""]
         if prov.get("source_repo"):
-            src = f"[{prov['source_repo']}](https://huggingface.co/{prov['source_repo']})"
+            src = f"[{prov['source_repo']}]({_hub_url(metadata, str(prov['source_repo']))})"
             commit = prov.get("source_commit")
             lines.append(f"- Converted from {src}" + (f" at commit `{commit}`" if commit else ""))
         if prov.get("converter") or prov.get("converter_version"):
@@ -185,7 +213,7 @@ def generate_dataset_card(metadata: Mapping[str, Any]) -> str:
     if metadata.get("task_categories"):
         front["task_categories"] = _as_list(metadata.get("task_categories"))
     tags = [str(t) for t in _as_list(metadata.get("tags"))]
-    for t in ("batuta", "paiml"):
+    for t in _branding(metadata):
         if t not in tags:
             tags.append(t)
     front["tags"] = tags
@@ -335,7 +363,10 @@ def card_for_push(
     overrides: Mapping[str, Any] | None = None,
     sdk: str | None = None,
     gguf_metadata: Mapping[str, Any] | None = None,
+    endpoint: str = "https://huggingface.co",
 ) -> CardPlan:
+    """The README.md to push: the local one (front matter completed), else a generated card,
+    stamped (:func:`stamp`) so the next push may regenerate it if nobody edited it on the Hub."""
     overrides = dict(overrides or {})
     name = repo_id.split("/")[-1]
     # (the file list is not put in generated cards: adding a file must not rewrite README.md)
@@ -352,6 +383,7 @@ def card_for_push(
             "metrics": metrics,
             "dataset": ds,
             "provenance": prov,
+            "endpoint": endpoint,
         }
         if fmt != "gguf" and config is None:
             meta["library_name"] = "safetensors" if fmt == "safetensors" else None
@@ -365,5 +397,5 @@ def card_for_push(
     existing: str | None = None
     if CARD_FILE in files:
         existing = (root / CARD_FILE).read_text(encoding="utf-8", errors="replace")
-    text = merge_card(existing, generated)
+    text = merge_card(existing, generated) if existing is not None else stamp(generated)
     return CardPlan(None if text == existing else text.encode("utf-8"), text, card_diff(existing, text))

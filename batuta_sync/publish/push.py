@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync._fmt import git_blob_sha1
-from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError
+from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError, ValidationError
 from batuta_sync.publish.card import CARD_FILE, SPACE_SDKS, card_for_push
 from batuta_sync.publish.manifest import (
     FileHash,
@@ -67,6 +67,10 @@ class PushRequest:
     parent_commit: str | None = None
     allow_secrets: tuple[str, ...] = ()  # fingerprints (prefixes of ≥ 16 hex digits) to suppress
     rehash: bool = False  # ignore the hash cache (re-verify every file)
+    # Publish exactly these paths under ``path`` (a locked selection, e.g. ``publish.from: models.X``
+    # whose snapshot folder is shared with other projects); None = every file of the folder.
+    files: tuple[str, ...] | None = None
+    force: bool = False  # push a "model" folder that has neither weights nor config.json
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,14 @@ class PushResult:
     noop: bool
     deleted: tuple[str, ...] = ()
     url: str | None = None
+
+    def commit_url(self, settings: Settings, req: PushRequest) -> str | None:
+        """Where the user sees the commit: the Hub's URL, else one built on the configured endpoint."""
+        if self.url:
+            return self.url
+        if not self.commit:
+            return None
+        return f"{settings.endpoint.rstrip('/')}/{req.repo_type.url_prefix}{req.repo_id}/commit/{self.commit}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -225,6 +237,21 @@ def _check_request(req: PushRequest) -> Path:
     return root
 
 
+def _selected(root: Path, req: PushRequest, found: list[str]) -> list[str]:
+    """The files to publish: all of ``found``, or exactly ``req.files`` (each must be there)."""
+    if req.files is None:
+        return found
+    present = set(found)
+    missing = sorted(set(req.files) - present)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValidationError(
+            f"{len(missing)} file(s) of the selection to publish are missing from {root}: {shown}.",
+            hint="Run `batuta apply` (it pulls or converts them first), or `batuta plan` to see why.",
+        )
+    return sorted(set(req.files))
+
+
 def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | None, bool, bool]:
     """(snapshot or None, repo exists, branch exists)."""
     from batuta_sync.hub.client import HfClient
@@ -247,21 +274,44 @@ def _remote_snapshot(settings: Settings, ref: RepoRef) -> tuple[RepoSnapshot | N
         client.close()
 
 
+_MAX_CARD = 1 << 20
+
+
+def _remote_card_is_ours(settings: Settings, snap: RepoSnapshot) -> bool:
+    """Whether the Hub's README.md is a card batuta generated and nobody edited (one small GET)."""
+    from batuta_sync.hub.client import HfClient
+    from batuta_sync.publish.card import is_untouched_stamp
+
+    entry = next((f for f in snap.files if f.path == CARD_FILE), None)
+    if entry is None or entry.size > _MAX_CARD:
+        return False
+    ref = snap.ref
+    with HfClient(settings) as client:
+        resp = client.http.request("GET", f"/{ref.repo_type.url_prefix}{ref.repo_id}/resolve/{snap.commit}/{CARD_FILE}")
+    return is_untouched_stamp(resp.content[:_MAX_CARD].decode("utf-8", errors="replace"))
+
+
 def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | None = None) -> PushPlan:
     """Validate, build the card, hash, scan and diff against the remote tree.  No network writes."""
     say = progress or (lambda _m: None)
     root = _check_request(req)
-    files = list(iter_files(root, (settings.hub_cache,)))
+    files = _selected(root, req, list(iter_files(root, (settings.hub_cache,))))
     say(f"validating {len(files)} file(s)")
     report = validate_folder(
-        root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe
+        root, files, repo_type=req.repo_type.value, fmt=req.format, allow_unsafe=req.allow_unsafe, force=req.force
     )
     say("reading the remote tree")
     ref = RepoRef(req.repo_id, req.repo_type, req.revision)
     snap, repo_exists, branch_exists = _remote_snapshot(settings, ref)
     remote = RemoteManifest.from_snapshot(snap)
-    # A card that exists only on the Hub (e.g. edited in the web UI) is kept: not replaced, not deleted.
-    remote_card_only = CARD_FILE not in files and CARD_FILE in remote.files
+    # A card that exists only on the Hub (e.g. edited in the web UI) is kept: not replaced, not deleted;
+    # unless it is exactly a card batuta generated (its stamp matches): then it is regenerated, so a
+    # re-conversion's card names the new source commit.
+    remote_card_only = (
+        CARD_FILE not in files
+        and CARD_FILE in remote.files
+        and not (snap is not None and _remote_card_is_ours(settings, snap))
+    )
 
     card = card_for_push(
         root,
@@ -273,6 +323,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         overrides=req.card,
         sdk=req.sdk,
         gguf_metadata=next(iter(report.gguf.values())).metadata if report.gguf else None,
+        endpoint=settings.endpoint,
     )
     generated: dict[str, bytes] = {}
     if card.content is not None and not remote_card_only:
@@ -357,8 +408,6 @@ def push(
     settings: Settings, req: PushRequest, *, plan: PushPlan | None = None, progress: Progress | None = None
 ) -> PushResult:
     """Execute a push (``plan`` from :func:`prepare_push`, computed now when omitted)."""
-    from batuta_sync.hub import upload
-
     say = progress or (lambda _m: None)
     if plan is None:
         plan = prepare_push(settings, req, progress=progress)
@@ -370,6 +419,26 @@ def push(
     root = _check_request(req)
     uploads = tuple(sorted(plan.adds + plan.changes))
     _recheck(root, plan, uploads, settings)
+    try:
+        return _write(settings, req, plan, root, uploads, say, progress)
+    finally:  # whatever reached the Hub, what batuta cached about the repo is out of date
+        from batuta_sync.hub.metacache import MetadataCache
+
+        MetadataCache(settings).forget_repo(req.repo_type.api_plural, req.repo_id)
+
+
+def _write(
+    settings: Settings,
+    req: PushRequest,
+    plan: PushPlan,
+    root: Path,
+    uploads: tuple[str, ...],
+    say: Progress,
+    progress: Progress | None,
+) -> PushResult:
+    """The Hub writes of a push: create the repo/branch if needed, then one commit."""
+    from batuta_sync.hub import upload
+
     if not plan.repo_exists:
         say(f"creating {req.repo_type.value} repo {req.repo_id}")
         upload.ensure_repo(settings, req.repo_id, req.repo_type, private=req.private, sdk=req.sdk)

@@ -442,6 +442,9 @@ def _load_json(file: Path, rel: str, problems: list[str]) -> Any:
         return None
 
 
+_OTHER_WEIGHTS = (".onnx", ".h5", ".msgpack", ".tflite", ".npz", ".mlmodel", ".pte")
+
+
 def validate_folder(
     root: Path,
     files: Iterable[str],
@@ -449,11 +452,14 @@ def validate_folder(
     repo_type: str = "model",
     fmt: str | None = None,
     allow_unsafe: bool = False,
+    force: bool = False,
 ) -> FolderReport:
     """Validate the files about to be pushed.  Collects every problem, then raises once.
 
     Raises :class:`UnsafeFileError` for pickle-bearing files without ``allow_unsafe`` and
-    :class:`ValidationError` (one finding per line) for everything else.
+    :class:`ValidationError` (one finding per line) for everything else.  A model folder with
+    neither weights nor a config.json is refused unless ``force`` (it is almost always the wrong
+    folder: a push would replace a model's card and files with, say, a notes directory).
     """
     files = sorted(files)
     if fmt is not None and fmt not in FORMATS:
@@ -504,6 +510,12 @@ def validate_folder(
         if config is not None:
             problems.extend(_config_consistency(config, st))
         problems.extend(_index_consistency(root, files, st))
+        weights = st or gg or unsafe or any(f.lower().endswith(_OTHER_WEIGHTS) for f in files)
+        if not weights and "config.json" not in files and not force:
+            problems.append(
+                "nothing here is a model: no weights (.safetensors, .gguf, .bin, .onnx, …) and no config.json "
+                "(pass --force to push it as a model anyway, or push it as a dataset or space)"
+            )
 
     if problems:
         raise ValidationError(

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from batuta_sync.ids import is_sha256
-from batuta_sync.server import meta
+from batuta_sync.server import meta, web
 from batuta_sync.server.state import FaultDraw, Faults, Limits, LogEntry, RequestLog, UserSpec
 from batuta_sync.server.store import (
     Commit,
@@ -767,6 +767,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ routing
     def _route(self) -> None:
+        if web.handle(self):  # browser pages (Accept prefers text/html) and /_web/
+            return
         segs = [s for s in self.raw_path.split("/")[1:]]
         if segs and segs[-1] == "" and len(segs) > 1:
             segs = segs[:-1]
@@ -871,7 +873,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ helpers
     def _user(self) -> UserSpec | None:
-        return self.hub.user_for(self.headers.get("Authorization"))
+        user = self.hub.user_for(self.headers.get("Authorization"))
+        if user is None and self.command in ("GET", "HEAD"):  # downloads linked from the web pages
+            user = web.session_user(self)
+        return user
 
     def _visible_repo(self, repo_type: str, repo_id: str) -> tuple[RepoState, UserSpec | None]:
         user = self._user()

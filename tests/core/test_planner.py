@@ -12,7 +12,14 @@ from batuta_sync.core.planner import build_plan
 from batuta_sync.core.planner.diff import check_files, conversion_key, select_actions
 from batuta_sync.core.planner.plan import Plan, plan_mac
 from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState
-from batuta_sync.errors import ConfigError, LockOutOfDateError, ManifestError, OfflineError, PlanError
+from batuta_sync.errors import (
+    ConfigError,
+    HubError,
+    LockOutOfDateError,
+    ManifestError,
+    OfflineError,
+    PlanError,
+)
 from tests.core.fakes import (
     C1,
     C2,
@@ -149,8 +156,9 @@ def test_upstream_moved_is_drift_not_an_action() -> None:
     assert [(d.kind, d.locked, d.observed) for d in p.drift] == [(DriftKind.UPSTREAM_MOVED, C1, C2)]
     assert not p.has_changes
     assert plan(M, lock, w, refresh_only=True).has_changes
-    with pytest.raises(LockOutOfDateError, match=r"moved"):
-        plan(M, lock, w, locked=True)
+    # --locked means hf.lock matches hf.yaml (uv/cargo), which an upstream push does not change.
+    locked = plan(M, lock, w, locked=True)
+    assert locked.actions == () and [d.kind for d in locked.drift] == [DriftKind.UPSTREAM_MOVED]
 
 
 def test_pinned_sha_never_drifts() -> None:
@@ -161,8 +169,12 @@ def test_pinned_sha_never_drifts() -> None:
 
 
 def test_locked_fails_when_the_lock_would_change() -> None:
-    with pytest.raises(LockOutOfDateError, match=r"models.tiny: not_locked"):
+    with pytest.raises(LockOutOfDateError, match=r"models.tiny: in hf.yaml but not in hf.lock") as exc:
         plan(M, None, world([remote_snap("models.tiny", "org/tiny", C1)]), locked=True)
+    assert "batuta lock" in exc.value.hint
+    other_rev = manifest("models:\n  tiny:\n    repo: org/tiny\n    revision: v2\n")
+    with pytest.raises(LockOutOfDateError, match=r"another revision"):
+        plan(other_rev, lock_of(repo_lock(M, "models.tiny", C1)), world(), locked=True)
     lock = lock_of(repo_lock(M, "models.tiny", C1))
     p = plan(M, lock, world(local=[LocalRepoState("models.tiny")]), locked=True)
     assert only(p).reason is Reason.NOT_IN_CACHE  # pulling locked files keeps the lock
@@ -416,15 +428,15 @@ def test_render_text_and_markdown() -> None:
 
     p = plan(M, None, world([remote_snap("models.tiny", "org/tiny", C1)]))
     text = render_text(p)
-    assert "+ ↓ pull  models.tiny  (not_locked)" in text and "Plan: 1 to pull" in text and "Download 1.0 kB" in text
+    assert "+ ↓ pull  models.tiny  (not locked)" in text and "Plan: 1 to pull" in text and "Download 1.0 kB" in text
     md = render_markdown(p)
-    assert "| ↓ | pull | `models.tiny` | not_locked |" in md
+    assert "| ↓ | pull | `models.tiny` | not locked |" in md
     empty = plan(M, lock_of(repo_lock(M, "models.tiny", C1)), world(local=[local_repo("models.tiny", C1)]))
     assert render_text(empty).startswith("No changes.")
     assert human_bytes(5) == "5 B" and human_bytes(2_500_000) == "2.5 MB" and human_bytes(None) == "unknown"
     drift = plan(M, lock_of(repo_lock(M, "models.tiny", C1)),
                  world([remote_head("models.tiny", "org/tiny", C2)], [local_repo("models.tiny", C1)]), refresh_only=True)
-    assert "upstream_moved" in render_text(drift) and "Drift" in render_markdown(drift)
+    assert "upstream moved" in render_text(drift) and "Drift" in render_markdown(drift)
 
 
 def test_lock_changing_reasons() -> None:
@@ -455,3 +467,15 @@ def test_hub_errors_for_locked_resources_are_warnings() -> None:
     assert p.actions == () and p.warnings == ("models.tiny: could not check org/tiny@main: HTTP 503",)
     assert "? models.tiny: could not check" in render_text(p)
     assert Plan.from_json(p.to_json(KEY), key=KEY).warnings == p.warnings
+    # A gate (--detailed-exitcode, status --exit-code) cannot pass on what it did not check.
+    with pytest.raises(HubError, match=r"1 resource could not be checked") as exc:
+        plan(M, lock, world([broken], [local_repo("models.tiny", C1)]), gate=True)
+    assert exc.value.exit_code == 9 and exc.value.code == "not-checked"
+    denied = replace(broken, error="401", error_exit="auth")
+    with pytest.raises(HubError) as exc:
+        plan(M, lock, world([denied], [local_repo("models.tiny", C1)]), gate=True)
+    assert exc.value.exit_code == 7 and "batuta hf login" in exc.value.hint
+    odd = replace(broken, error="odd", error_exit="conflict")
+    with pytest.raises(HubError) as exc:
+        plan(M, lock, world([odd], [local_repo("models.tiny", C1)]), gate=True)
+    assert exc.value.exit_code == 19

@@ -36,7 +36,7 @@ def test_removing_a_conversion_deletes_only_its_outputs(
     (ws / "hf.yaml").write_text("version: 1\nmodels:\n  tiny: {repo: org/tiny}\n")
     capsys.readouterr()
     assert main(["plan", "--detailed-exitcode"]) == 2
-    assert "delete-local  conversions.q8  (removed_from_manifest)" in capsys.readouterr().out
+    assert "delete-local  conversions.q8  (removed from manifest)" in capsys.readouterr().out
     assert main(["apply", "--auto-approve"]) == 0
     assert sorted(p.name for p in (ws / "out").iterdir()) == ["notes.txt"]
     assert main(["plan", "--detailed-exitcode"]) == 0

@@ -66,7 +66,8 @@ def test_model_card_parses_with_huggingface_hub() -> None:
     assert data.base_model == "org/tiny-llama"
     assert data.pipeline_tag == "text-generation"
     assert data.datasets == ["wikitext"]
-    assert {"gguf", "batuta", "paiml", "quantized"} <= set(data.tags)
+    assert {"gguf", "quantized"} <= set(data.tags) and not {"batuta", "paiml"} & set(data.tags)  # branding is opt-in
+    assert {"batuta", "paiml"} <= set(ModelCard(generate_model_card({**META, "branding": True})).data.tags)
     results = {r.metric_type: r.metric_value for r in data.eval_results}
     assert results == {"eval_loss": 2.5, "perplexity": 12.2}
     assert data.eval_results[0].dataset_name == "wikitext"

@@ -30,7 +30,7 @@ def test_pull_model_prints_the_snapshot_and_json(
     code, out, err = run(capsys, "hf", "pull", "model", "org/m")
     assert code == 0, err
     assert out.strip().endswith(f"models--org--m/snapshots/{sha}")
-    assert "left out 1 pytorch file" in err and "2 file(s)" in err
+    assert "left out 1 pytorch file" in err and "2 files" in err
     code, out, err = run(
         capsys, "hf", "pull", "model", "org/m", "--json", "--output", str(tmp_path / "o"), "--copy"
     )

@@ -11,10 +11,18 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import PurePosixPath
 
-from batuta_sync.core.actions import DriftKind
 from batuta_sync.core.lockfile import Lock, lock_digest
 from batuta_sync.core.manifest import Manifest
-from batuta_sync.core.planner.diff import DiffResult, PlanOptions, Selector, diff, select_actions
+from batuta_sync.core.planner.diff import (
+    DiffResult,
+    PlanOptions,
+    Selector,
+    diff,
+    lock_disagreements,
+    select_actions,
+    unchecked,
+    unchecked_error,
+)
 from batuta_sync.core.planner.plan import Plan, Precondition
 from batuta_sync.core.state import World
 from batuta_sync.errors import LockOutOfDateError, OfflineError, PlanError
@@ -59,19 +67,25 @@ def build_plan(
 ) -> Plan:
     """Pure: the plan for ``manifest`` against ``lock`` and the observed ``world``."""
     current = lock or Lock()
+    if opts.locked:  # uv/cargo: hf.lock must cover hf.yaml; checked first, without the Hub
+        why = lock_disagreements(manifest, current)
+        if _endpoint_moved(current.endpoint, endpoint):
+            why.insert(0, f"endpoint: hf.lock was resolved on {current.endpoint}, this plan talks to {endpoint}")
+        if why:
+            listing = "\n".join(f"  - {w}" for w in why)
+            raise LockOutOfDateError(
+                f"--locked: hf.lock does not match hf.yaml:\n{listing}",
+                hint="Run `batuta lock` to resolve hf.yaml into hf.lock, then commit hf.lock.",
+            )
     result = diff(manifest, current, world, opts, select)
     _raise_problems(result, opts)
+    if opts.gate:
+        err = unchecked_error(world)
+        if err is not None:
+            raise err
     actions = [] if opts.refresh_only else select_actions(result.actions, opts.targets, opts.excludes)
     kept = {a.id for a in actions}
     actions = [replace(a, deps=tuple(d for d in a.deps if d in kept)) for a in actions]
-    if opts.locked:
-        why = [f"{a.address}: {a.reason.value}" for a in actions if a.changes_lock]
-        if _endpoint_moved(current.endpoint, endpoint):
-            why.insert(0, f"endpoint: hf.lock was resolved on {current.endpoint}, this plan talks to {endpoint}")
-        why += [f"{d.address}: {d.detail}" for d in result.drift if d.kind is DriftKind.UPSTREAM_MOVED]
-        if why:
-            listing = "\n".join(f"  - {w}" for w in why)
-            raise LockOutOfDateError(f"--locked: hf.lock would have to change:\n{listing}")
     addresses = {a.address for a in actions}
     drift = tuple(d for d in result.drift if not opts.targets or d.address in addresses or d.address in opts.targets)
     return Plan(
@@ -92,9 +106,5 @@ def build_plan(
         preconditions=tuple(p for p in result.preconditions if p.address in addresses),
         options=opts.to_dict(),
         free_bytes=world.free_bytes,
-        warnings=tuple(
-            f"{r.address}: could not check {r.ref}: {r.error}"
-            for r in sorted(world.remote.values(), key=lambda r: r.address)
-            if r.error
-        ),
+        warnings=tuple(f"{address}: {why}" for address, why, _exit in unchecked(world)),
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
+from batuta_sync._fmt import plural
 from batuta_sync.core.actions import Action, ActionKind, Drift, DriftKind, Reason
 from batuta_sync.core.lockfile import (
     ConversionLock,
@@ -35,6 +36,7 @@ from batuta_sync.core.lockfile import (
 from batuta_sync.core.manifest import ConversionSpec, Manifest, PublishSpec, RepoSpec, digest_of
 from batuta_sync.core.planner.plan import Precondition
 from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState, World
+from batuta_sync.errors import BatutaError, HubError
 from batuta_sync.types import SHA1_RE, RepoFile, RepoSnapshot
 
 Selector = Callable[[RepoSnapshot, RepoSpec], Sequence[RepoFile]]
@@ -57,6 +59,9 @@ class PlanOptions:
     converter_version: str = ""
     materialize: str = "symlink"
     jobs: int = 8
+    # The caller gates on the result (``plan --detailed-exitcode``, ``status --exit-code``): a
+    # resource the Hub could not be asked about fails the plan with its cause's exit code.
+    gate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,7 +265,7 @@ def diff_repo(
     disk = download + (sum(f.size for f in new.files) if spec.output and opts.materialize == "copy" and kind is ActionKind.PULL else 0)
     detail = f"{spec.repo}@{new.commit[:7]}"
     if kind is ActionKind.PULL:
-        detail += f", {len(new.files)} files" + (f", {len(missing) + len(bad)} to download" if missing or bad else "")
+        detail += f", {plural(len(new.files), 'file')}" + (f", {len(missing) + len(bad)} to download" if missing or bad else "")
     params = {
         "repo": spec.repo,
         "type": spec.repo_type.value,
@@ -496,7 +501,7 @@ def diff_removed(manifest: Manifest, lock: Lock, opts: PlanOptions, out: DiffRes
                 kind=kind,
                 address=address,
                 reason=Reason.REMOVED_FROM_MANIFEST,
-                detail=f"{len(paths)} local files" if paths else "drop from hf.lock",
+                detail=f"{plural(len(paths), 'local file')}" if paths else "drop from hf.lock",
                 params={"paths": paths, "dirs": [_proj(getattr(entry, "output", "") or "")] if paths else []},
             )
         )
@@ -553,3 +558,71 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
         diff_publish(p, manifest, lock, world, opts, out)
     diff_removed(manifest, lock, opts, out)
     return out
+
+
+# --------------------------------------------------------------------------- --locked and gates
+
+# The exit code a gate reports when resources failed for different reasons: the one the user must
+# fix first (a rejected token hides everything else; a missing repo is not fixed by retrying).
+_CAUSE_ORDER = ("auth", "not-found", "rate-limited", "network")
+
+
+def lock_disagreements(manifest: Manifest, lock: Lock) -> list[str]:
+    """Why hf.lock does not cover hf.yaml (``--locked``), one line per resource; [] if it does.
+
+    Pure and local: only the resolution matters (each repo's entry must exist and be for the same
+    repo, type, revision and file selection), never what the Hub says now.  An upstream branch that
+    moved is drift (``status --exit-code``), not a lock that disagrees.  Conversion and publish
+    entries record results of apply and entries of removed resources are cleaned up by apply, so
+    neither makes ``--locked`` fail.
+    """
+    out: list[str] = []
+    for spec in manifest.repos:
+        entry = lock.get(spec.address)
+        why = resolve_reason(spec, entry if isinstance(entry, RepoLock) else None)
+        if why is not None:
+            out.append(f"{spec.address}: {_LOCKED_WHY[why]}")
+    return out
+
+
+_LOCKED_WHY = {
+    Reason.NOT_LOCKED: "in hf.yaml but not in hf.lock",
+    Reason.LOCK_STALE: "hf.yaml changed its repo, type or file selection since hf.lock was written",
+    Reason.REVISION_CHANGED: "hf.yaml asks for another revision than hf.lock records",
+}
+
+
+def unchecked(world: World) -> list[tuple[str, str, str]]:
+    """(address, why, exit-code name) of every resource whose Hub check failed, sorted."""
+    return [
+        (r.address, f"could not check {r.ref}: {r.error}", r.error_exit or "network")
+        for r in sorted(world.remote.values(), key=lambda r: r.address)
+        if r.error
+    ]
+
+
+def unchecked_error(world: World) -> BatutaError | None:
+    """The error a gate raises when some resources could not be checked (None when all were).
+
+    Its exit code is the cause's (auth 7, not found 8, network 9, …); with several causes the one
+    to fix first (``_CAUSE_ORDER``).
+    """
+    rows = unchecked(world)
+    if not rows:
+        return None
+    causes = {exit_name for _a, _w, exit_name in rows}
+    cause = next((c for c in _CAUSE_ORDER if c in causes), sorted(causes)[0])
+    listing = "\n".join(f"  - {a}: {why}" for a, why, _e in rows)
+    n = len(rows)
+    err = HubError(
+        f"{n} resource{'s' if n != 1 else ''} could not be checked against the Hub, so this gate "
+        f"cannot say whether anything changed:\n{listing}",
+        hint={
+            "auth": "The token was rejected or lacks access: log in with `batuta hf login` or set HF_TOKEN.",
+            "not-found": "A repo or revision is gone (or private): fix hf.yaml, or check the token's access.",
+        }.get(cause, "Check HF_ENDPOINT and the connection and retry; to plan from hf.lock and the disk "
+                     "alone, pass --offline."),
+        code="not-checked",
+    )
+    err.exit_name = cause
+    return err

@@ -4,12 +4,14 @@
 PUT / verify (or Xet), then the NDJSON commit carrying ``parentCommit`` so a branch that moved since
 the plan is refused (HTTP 412 -> :class:`~batuta_sync.errors.ConflictError`).
 
-Xet or classic LFS?  huggingface.co stores large files with Xet; our local server (``batuta hub
-serve``) and most mirrors speak classic LFS, and a server cannot make the client fall back.  The
-choice is made here, per call, from ``BATUTA_UPLOAD_PROTOCOL``:
+Xet or classic LFS?  huggingface_hub uploads through Xet whenever ``hf_xet`` is installed, and a
+server that does not speak Xet cannot make it fall back.  So the choice is made here, per commit,
+by what the server offers, with ``BATUTA_UPLOAD_PROTOCOL`` as an override:
 
-* ``auto`` (default): Xet only when ``hf_xet`` is installed **and** the endpoint is huggingface.co
-  (or a ``*.huggingface.co`` / ``hf.co`` host); classic LFS for every other endpoint;
+* ``auto`` (default): Xet when ``hf_xet`` is installed **and** the server hands out a Xet write
+  token for the repo (``GET /api/{type}s/{repo}/xet-write-token/{rev}`` answers 200 with an
+  ``X-Xet-Cas-Url``, as huggingface.co and ``batuta hub serve`` do); classic LFS otherwise;
+  ``HF_HUB_DISABLE_XET=1`` (huggingface_hub's own switch) makes ``auto`` mean classic LFS;
 * ``lfs`` / ``xet``: force one.
 
 It is applied by setting ``huggingface_hub.constants.HF_HUB_DISABLE_XET`` for the duration of the
@@ -44,11 +46,29 @@ from batuta_sync.types import HfAssetType
 
 PROTOCOLS = ("auto", "lfs", "xet")
 _XET_LOCK = threading.Lock()
-_HF_HOSTS = ("huggingface.co", "hf.co")
 
 
-def upload_protocol(settings: Settings, env: Mapping[str, str] | None = None) -> str:
-    """``lfs`` or ``xet`` for pushes to ``settings.endpoint`` (see the module docstring)."""
+def server_offers_xet(settings: Settings, repo_id: str, repo_type: HfAssetType, revision: str) -> bool:
+    """Whether ``settings.endpoint`` hands out Xet write tokens for this repo (one GET; any failure,
+    refusal or answer without a CAS URL means no: the commit then goes through classic LFS)."""
+    from urllib.parse import quote
+
+    from batuta_sync.hub._http import HubHttp
+
+    path = f"/api/{repo_type.value}s/{repo_id}/xet-write-token/{quote(revision, safe='')}"
+    try:
+        with HubHttp(settings) as http:
+            resp = http.request("GET", path, retry=False, allow=(400, 401, 403, 404, 405, 501))
+    except BatutaError:
+        return False
+    return resp.status_code == 200 and bool(resp.headers.get("X-Xet-Cas-Url"))
+
+
+def upload_protocol(
+    settings: Settings, env: Mapping[str, str] | None = None, *, offers_xet: Callable[[], bool] | None = None
+) -> str:
+    """``lfs`` or ``xet`` for pushes to ``settings.endpoint`` (see the module docstring);
+    ``offers_xet`` asks the server (without it, ``auto`` means classic LFS)."""
     env = os.environ if env is None else env
     choice = (env.get("BATUTA_UPLOAD_PROTOCOL") or "auto").strip().lower()
     if choice not in PROTOCOLS:
@@ -58,15 +78,13 @@ def upload_protocol(settings: Settings, env: Mapping[str, str] | None = None) ->
         )
     if choice != "auto":
         return choice
-    host = (urlsplit(settings.endpoint).hostname or "").lower()
-    is_hf = any(host == h or host.endswith("." + h) for h in _HF_HOSTS)
-    if not is_hf:
-        return "lfs"
+    if (env.get("HF_HUB_DISABLE_XET") or "").strip().lower() in ("1", "true", "yes", "on"):
+        return "lfs"  # the user turned Xet off for huggingface_hub: so for us too
     try:
         import hf_xet  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return "lfs"
-    return "xet"
+    return "xet" if offers_xet is not None and offers_xet() else "lfs"
 
 
 @contextmanager
@@ -281,7 +299,9 @@ def commit_files(
     ops.extend(CommitOperationDelete(path_in_repo=rel, is_folder=False) for rel in deletes)
     if progress is not None:
         progress(f"committing {len(ops)} operation(s) to {repo_id}@{revision}")
-    proto = protocol or upload_protocol(settings)
+    proto = protocol or upload_protocol(
+        settings, offers_xet=lambda: server_offers_xet(settings, repo_id, repo_type, revision)
+    )
     api = _api(settings)
 
     def commit() -> Any:

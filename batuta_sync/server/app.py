@@ -38,6 +38,9 @@ from batuta_sync.server.store import (
     check_repo_id,
     is_lfs_policy,
 )
+from batuta_sync.server.xet import routes as xet_routes
+from batuta_sync.server.xet.cas import XetStore
+from batuta_sync.server.xet.errors import XetError
 
 if TYPE_CHECKING:
     from batuta_sync.server.mirror import Mirror, MirrorConfig
@@ -160,6 +163,7 @@ class HubServer:
         limits: Limits | None = None,
         insecure_open_write: bool = False,
         upstream: MirrorConfig | None = None,
+        xet: bool = True,
     ) -> None:
         """``control_api``: serve ``/_batuta/`` (faults, log, counters) over HTTP; with users it needs
         ``admin_token`` (sent as ``Authorization: Bearer …``).  ``public_url``: the base of the absolute
@@ -183,6 +187,9 @@ class HubServer:
         self.host = host
         self.port = port
         self.store = Store(self.root, durable=durable)
+        self.xet = XetStore(self.root, durable=durable)
+        self.xet_enabled = xet  # False: no Xet tokens (clients then need HF_HUB_DISABLE_XET=1)
+        self.store.external = self.xet  # Xet-stored files are served from their xorbs
         self.faults = Faults()
         self.log = RequestLog()
         self.users: dict[str, UserSpec] = {u.token: u for u in (users or ())}
@@ -499,6 +506,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.message, exc.error_code, headers)
         elif isinstance(exc, HTTPError):
             self._error(exc.status, exc.message, exc.error_code, exc.headers)
+        elif isinstance(exc, XetError):
+            self._error(exc.status, exc.message)
         else:  # a bug: answer 500, keep serving
             self._error(500, f"Internal server error: {type(exc).__name__}: {exc}")
 
@@ -795,6 +804,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])
+        if d[0] == "xet-cas":
+            return xet_routes.cas(self, d[1:])
         if d[0] == "v2" and (len(d) <= 2 or (len(d) == 5 and d[3] in ("manifests", "blobs"))):
             from batuta_sync.server import registry  # the container registry Ollama pulls from
 
@@ -876,8 +887,8 @@ class _Handler(BaseHTTPRequestHandler):
             st, _ = self._visible_repo(repo_type, repo_id)
             c = self.hub.store.get_commit(st.branches["main"])
             return self._json(self._info_json(st, c, siblings=False, blobs=False)["runtime"])
-        if head == "xet-write-token":
-            raise HTTPError(501, "Xet storage is not supported by the local hub; set HF_HUB_DISABLE_XET=1.")
+        if head in ("xet-read-token", "xet-write-token"):
+            return xet_routes.token(self, repo_type, repo_id, head[4:-6], "/".join(rest[1:]) or "main")
         raise HTTPError(404, f"Not found: {self.raw_path}")
 
     # ------------------------------------------------------------------ helpers
@@ -1235,6 +1246,9 @@ class _Handler(BaseHTTPRequestHandler):
         out: dict[str, Any] = {"type": "file", "oid": e.oid, "size": e.size, "path": path}
         if e.lfs:
             out["lfs"] = {"oid": e.sha256, "size": e.size, "pointerSize": e.pointer_size}
+            xet_hash = self.hub.xet.file_for_sha256(e.sha256)
+            if xet_hash is not None:
+                out["xetHash"] = xet_hash
         return out
 
     def _add_last_commits(self, c: Commit, entries: list[dict[str, Any]]) -> None:
@@ -1618,6 +1632,7 @@ class _Handler(BaseHTTPRequestHandler):
         if e.lfs:
             head["X-Linked-Etag"] = f'"{e.sha256}"'
             head["X-Linked-Size"] = str(e.size)
+            head.update(xet_routes.resolve_headers(self, repo_type, repo_id, sha, e.sha256))
             if self.hub.lfs_redirect:
                 loc = f"{self._base()}/cdn-lfs/{repo_type}/{repo_id}/resolve/{sha}/{e.sha256}"
                 head["Location"] = loc
@@ -1626,7 +1641,8 @@ class _Handler(BaseHTTPRequestHandler):
         drawn = self._random_fault(body=self.command == "GET")  # before counting: a 429/5xx is no download
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(self._file_path(st, sha, e), e.size, e.etag, head, drawn)
+        if not (e.lfs and not st.mirrored and xet_routes.send_file(self, e.sha256, e.size, e.etag, head)):
+            self._send_file(self._file_path(st, sha, e), e.size, e.etag, head, drawn)
 
     def _cdn_blob(self, repo_type: str, repo_id: str, commit: str, sha256: str) -> None:
         if repo_type not in _PREFIX:
@@ -1643,10 +1659,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, "Blob not found in this repo.", "EntryNotFound")
         size = e.size
         head = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "X-Repo-Commit": commit}
+        head.update(xet_routes.resolve_headers(self, repo_type, repo_id, commit, sha256))
         drawn = self._random_fault(body=self.command == "GET")
         if self.command == "GET":
             store.record_download(st)
-        self._send_file(self._file_path(st, commit, e), size, sha256, head, drawn)
+        if st.mirrored or not xet_routes.send_file(self, sha256, size, sha256, head):
+            self._send_file(self._file_path(st, commit, e), size, sha256, head, drawn)
 
     def _file_path(self, st: RepoState, commit: str, e: FileEntry) -> Path:
         """Where the contents of ``e`` are (for a mirrored repo: fetched from the upstream first;

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from batuta_sync._fmt import git_blob_sha1
 from batuta_sync.ids import is_sha256, repo_path_problem
@@ -296,12 +296,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class ExternalBlobs(Protocol):
+    """Content the store serves but does not keep under ``blobs/`` (Xet files: rebuilt from xorbs)."""
+
+    def size(self, sha256: str) -> int | None: ...
+
+    def write_to(self, sha256: str, f: BinaryIO) -> None: ...
+
+
 class Store:
     """All repositories under one root.  Thread-safe; safe to reopen after a crash or restart."""
 
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = Path(root)
         self.durable = durable
+        self.external: ExternalBlobs | None = None
         self.lock = threading.RLock()
         for sub in ("blobs", "objects", "repos", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -411,7 +420,10 @@ class Store:
         return self.root / "blobs" / sha256[:2] / sha256
 
     def has_blob(self, sha256: str) -> bool:
-        return is_sha256(sha256) and self.blob_path(sha256).is_file()
+        return is_sha256(sha256) and (self.blob_path(sha256).is_file() or self._external_size(sha256) is not None)
+
+    def _external_size(self, sha256: str) -> int | None:
+        return self.external.size(sha256) if self.external is not None else None
 
     def _install_blob(self, tmp: Path, sha256: str) -> None:
         dest = self.blob_path(sha256)
@@ -485,7 +497,9 @@ class Store:
             tmp.unlink(missing_ok=True)
 
     def blob_size(self, sha256: str) -> int:
-        return self.blob_path(sha256).stat().st_size
+        path = self.blob_path(sha256)
+        size = None if path.is_file() else self._external_size(sha256)
+        return path.stat().st_size if size is None else size
 
     def add_owner(self, st: RepoState, sha256: str) -> None:
         """Record that ``st`` holds the stored object ``sha256`` (it was uploaded to it)."""
@@ -966,7 +980,17 @@ class Store:
     def _cached(self, kind: str, sha256: str, fn: Callable[[Path], Any]) -> Any:
         key = (kind, sha256)
         if key not in self._file_info:
-            self._file_info[key] = fn(self.blob_path(sha256))
+            path = self.blob_path(sha256)
+            if self.external is not None and not path.is_file() and self._external_size(sha256) is not None:
+                tmp = self.tmp_path()  # content held elsewhere (Xet): rebuilt for the parser, then dropped
+                try:
+                    with open(tmp, "wb") as f:
+                        self.external.write_to(sha256, f)
+                    self._file_info[key] = fn(tmp)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                self._file_info[key] = fn(path)
         return self._file_info[key]
 
     def gguf_summary(self, sha256: str) -> dict[str, Any] | None:

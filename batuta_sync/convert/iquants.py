@@ -480,6 +480,68 @@ def quantize_weighted(x: Any, qw: Any, out: Any, kind: int) -> None:
             _q3k_row(x[r], qw, out[r])
 
 
+@_jit
+def quantize_legacy_rows(x: Any, qw: Any, out: Any, nmax: int, with_min: bool) -> None:
+    """``quantize_row_q{4,5}_{0,1}_impl`` for every row: nmax 8/16 (Q4_0/Q5_0, ``make_qx_quants``) or
+    15/31 with a min (Q4_1/Q5_1, ``make_qkx3_quants``); 32-element blocks."""
+    n = x.shape[1]
+    nb = n // 32
+    five = nmax == 16 or nmax == 31
+    bb = (20 if with_min else 18) + (4 if five else 0)
+    lq = np.zeros(32, np.int64)
+    laux = np.zeros(32, np.int64)
+    w = np.zeros(32, np.float32)
+    for r in range(x.shape[0]):
+        row = x[r]
+        o = out[r]
+        sum_x2 = _F0
+        for j in range(n):
+            sum_x2 = F(sum_x2 + F(row[j] * row[j]))
+        sigma2 = F(sum_x2 / F(n))
+        for ib in range(nb):
+            base = 32 * ib
+            ob = bb * ib
+            for j in range(32):
+                v = row[base + j]
+                w[j] = F(qw[base + j] * np.sqrt(F(sigma2 + F(v * v))))
+            if with_min:
+                d, the_min = _qkx3(row, base, 32, nmax, w, lq, 0, laux)
+                m16 = fp32_to_fp16(F(-the_min))
+                o[ob + 2] = m16 & 0xFF
+                o[ob + 3] = m16 >> 8
+            else:
+                d = _qxw(row, base, 32, nmax, lq, 0, w, 0)
+            d16 = fp32_to_fp16(d)
+            o[ob] = d16 & 0xFF
+            o[ob + 1] = d16 >> 8
+            qs = ob + (4 if with_min else 2)
+            if five:
+                qh = 0
+                for j in range(16):
+                    qh |= ((lq[j] & 0x10) >> 4) << j
+                    qh |= ((lq[j + 16] & 0x10) >> 4) << (j + 16)
+                for k in range(4):
+                    o[qs + k] = (qh >> (8 * k)) & 0xFF
+                qs += 4
+            for j in range(16):
+                o[qs + j] = ((lq[j] & 0xF) | ((lq[j + 16] & 0xF) << 4)) & 0xFF
+
+
+_LEGACY = {"Q4_0": (8, False, 18), "Q4_1": (15, True, 20), "Q5_0": (16, False, 22), "Q5_1": (31, True, 24)}
+
+
+def quantize_legacy_weighted(rows: Any, qtype: str, weights: Any) -> bytes:
+    """float32 rows (2-D, row length a multiple of 32) quantized to Q4_0/Q4_1/Q5_0/Q5_1 with imatrix ``weights``."""
+    nmax, with_min, bb = _LEGACY[qtype]
+    x = np.ascontiguousarray(rows, dtype=np.float32)
+    qw = np.ascontiguousarray(weights, dtype=np.float32)
+    out = np.zeros((x.shape[0], x.shape[1] // 32 * bb), dtype=np.uint8)
+    if x.shape[0]:
+        with np.errstate(all="ignore"):
+            quantize_legacy_rows(x, qw, out, nmax, with_min)
+    return out.tobytes()
+
+
 def quantize_k_weighted(rows: Any, qtype: str, weights: Any) -> bytes:
     """float32 rows (2-D, row length a multiple of 256) quantized to ``qtype`` with imatrix ``weights``."""
     x = np.ascontiguousarray(rows, dtype=np.float32)

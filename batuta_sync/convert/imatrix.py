@@ -62,6 +62,19 @@ class Imatrix:
     def memo(self) -> str:
         return "sha256:" + self.sha256
 
+    def metadata(self) -> list[tuple[str, str | int]]:
+        """The ``quantize.imatrix.*`` keys llama-quantize writes (strings, or UINT32 for counts).
+
+        ``file`` is the file's name, not the path given (llama-quantize writes the path as typed,
+        which would make the output depend on the working directory)."""
+        out: list[tuple[str, str | int]] = [("quantize.imatrix.file", Path(self.path).name[:127])]
+        if self.datasets:
+            out.append(("quantize.imatrix.dataset", self.datasets[0][:127]))
+        out.append(("quantize.imatrix.entries_count", len(self.entries)))
+        if self.chunk_count > 0:
+            out.append(("quantize.imatrix.chunks_count", self.chunk_count))
+        return out
+
 
 def _bad(path: Path, why: str) -> ConversionError:
     return ConversionError(f"{path} is not a valid importance matrix: {why}.", hint=_HINT)

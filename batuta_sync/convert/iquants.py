@@ -437,7 +437,7 @@ def _q3k_row(x: Any, qw: Any, o: Any) -> None:
         o[ob + 109] = d16 >> 8
         dd = fp16_to_fp32(d16)
         for j in range(16):
-            if j < 8:
+            if j < 8:  # noqa: SIM108 (numba mistypes the conditional expression here)
                 lo = np.int64(sc[j]) & 0xF
             else:
                 lo = np.int64(sc[j - 8]) >> 4

@@ -179,7 +179,7 @@ def quantizable(name: str, shape: tuple[int, ...]) -> bool:
 
 
 def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: ModelInfo, i_wv: int, n_wv: int,
-             output_type: str | None = None) -> str:
+             output_type: str | None = None, has_imatrix: bool = False) -> str:
     """``llama_tensor_get_type_impl`` without imatrix for the K/legacy ftypes we write.
 
     ``i_wv`` / ``n_wv``: this attn_v-like tensor's index among them, and their count; FFN
@@ -232,6 +232,8 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
             new = "Q6_K"
         elif ftype == "Q4_K_S" and not falcon and i_layer < n_layer // 8:
             new = "Q5_K"
+        elif ftype in ("Q4_0", "Q5_0") and has_imatrix and i_layer < n_layer // 8:
+            new = "Q4_1" if ftype == "Q4_0" else "Q5_1"  # llama.cpp's guard, only with an imatrix
     elif cat == "attn_output":
         if falcon:
             if ftype == "Q3_K_L":
@@ -265,7 +267,8 @@ def _tensor_type(name: str, shape: tuple[int, ...], ftype: str, m: ModelInfo, op
             new, manual = qtype, True
             break
     if not manual and not opts.pure and ftype != "Q8_0":  # Q8_0 follows convert_hf_to_gguf (no mixture)
-        new = _mixture(name, cat, ncols, ftype, default, m, i_wv, n_wv, opts.output_tensor_type)
+        new = _mixture(name, cat, ncols, ftype, default, m, i_wv, n_wv, opts.output_tensor_type,
+                       opts.imatrix is not None)
     return _fallback(new, ncols)
 
 
@@ -351,7 +354,7 @@ def _zero_signs_like_ggml(a: Any, out: Any, qtype: str) -> None:
 
 
 def _quantize_weighted(a: Any, qtype: str, weights: Any, first_row: int, per: int) -> bytes:
-    from batuta_sync.convert.iquants import quantize_legacy_weighted, quantize_k_weighted
+    from batuta_sync.convert.iquants import quantize_k_weighted, quantize_legacy_weighted
 
     w = np.asarray(weights, dtype=np.float32).reshape(-1, a.shape[-1])
     per = per or max(1, a.shape[0] + first_row)

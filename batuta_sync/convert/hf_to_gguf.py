@@ -401,8 +401,9 @@ def item_bytes(item: WorkItem) -> bytes:
     if qtype == dtype and qtype in ("F32", "F16", "BF16"):
         out = np.ascontiguousarray(sub).tobytes()  # same type: an exact copy, no float round trip
     else:
-        out = quantize_rows(to_f32(sub, dtype), qtype, weights, first_row=r0,
-                            rows_per_matrix=shape[-2] if len(shape) == 3 else 0)
+        x = to_f32(sub, dtype)
+        out = quantize_rows(x, qtype) if weights is None else quantize_rows(
+            x, qtype, weights, first_row=r0, rows_per_matrix=shape[-2] if len(shape) == 3 else 0)
     del sub
     return out
 

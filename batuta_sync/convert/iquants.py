@@ -542,6 +542,144 @@ def quantize_legacy_weighted(rows: Any, qtype: str, weights: Any) -> bytes:
     return out.tobytes()
 
 
+KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int64)
+
+
+@_jit
+def _best_index(vals: Any, x: Any) -> int:
+    """``best_index_int8(16, values, x)``: the nearest of the 16 non-linear levels (ties to the upper one)."""
+    if x <= F(vals[0]):
+        return 0
+    if x >= F(vals[15]):
+        return 15
+    ml = 0
+    mu = 15
+    while mu - ml > 1:
+        mav = (ml + mu) // 2
+        if x < F(vals[mav]):
+            mu = mav
+        else:
+            ml = mav
+    return mu - 1 if F(x - F(vals[mu - 1])) < F(F(vals[mu]) - x) else mu
+
+
+@_jit
+def quantize_iq4_rows(x: Any, qw: Any, out: Any, sbs: int, weighted: bool) -> None:
+    """``quantize_iq4_nl`` (super-block 32) / ``quantize_iq4_xs`` (256) of every row, ``ntry`` 7, with
+    imatrix weights ``qw`` when ``weighted`` (else ``x*x``, as ggml without one)."""
+    vals = KVALUES_IQ4NL
+    n = x.shape[1]
+    nsb = n // sbs
+    nb = sbs // 32
+    bb = 18 if sbs == 32 else 136
+    lq = np.zeros(256, np.int64)
+    w = np.zeros(32, np.float32)
+    scales = np.zeros(8, np.float32)
+    f2 = F(F(2.0) / F(sbs))
+    for r in range(x.shape[0]):
+        row = x[r]
+        o = out[r]
+        for ibl in range(nsb):
+            base = ibl * sbs
+            ob = ibl * bb
+            sigma2 = _F0
+            for j in range(sbs):
+                sigma2 = F(sigma2 + F(row[base + j] * row[base + j]))
+            sigma2 = F(sigma2 * f2)
+            for k in range(bb):
+                o[ob + k] = 0
+            max_scale = _F0
+            amax_scale = _F0
+            for ib in range(nb):
+                xo = base + 32 * ib
+                for j in range(32):
+                    v = row[xo + j]
+                    w[j] = F(qw[xo + j] * np.sqrt(F(sigma2 + F(v * v)))) if weighted else F(v * v)
+                amax = _F0
+                mx = _F0
+                for j in range(32):
+                    ax = abs(row[xo + j])
+                    if ax > amax:
+                        amax = ax
+                        mx = row[xo + j]
+                if amax < _EPS:
+                    scales[ib] = _F0
+                    continue
+                d = F(-mx / F(vals[0]))
+                idd = F(_F1 / d)
+                sumqx = _F0
+                sumq2 = _F0
+                for j in range(32):
+                    li = _best_index(vals, F(idd * row[xo + j]))
+                    lq[32 * ib + j] = li
+                    q = F(vals[li])
+                    sumqx = F(sumqx + F(F(w[j] * q) * row[xo + j]))
+                    sumq2 = F(sumq2 + F(F(w[j] * q) * q))
+                d = F(sumqx / sumq2) if sumq2 > _F0 else _F0
+                best = F(d * sumqx)
+                for itry in range(-7, 8):
+                    idd = F(F(itry + vals[0]) / mx)
+                    sumqx = _F0
+                    sumq2 = _F0
+                    for j in range(32):
+                        q = F(vals[_best_index(vals, F(idd * row[xo + j]))])
+                        sumqx = F(sumqx + F(F(w[j] * q) * row[xo + j]))
+                        sumq2 = F(sumq2 + F(F(w[j] * q) * q))
+                    if sumq2 > _F0 and F(sumqx * sumqx) > F(best * sumq2):
+                        d = F(sumqx / sumq2)
+                        best = F(d * sumqx)
+                scales[ib] = d
+                if abs(d) > amax_scale:
+                    amax_scale = abs(d)
+                    max_scale = d
+            if nb > 1:
+                d = F(-max_scale / F(32.0))
+                d16 = fp32_to_fp16(d)
+                o[ob] = d16 & 0xFF
+                o[ob + 1] = d16 >> 8
+                idd = F(_F1 / d) if d != _F0 else _F0
+                sh = 0
+                for ib in range(nb):
+                    lv = max(-32, min(31, nearest_int(F(idd * scales[ib]))))
+                    dl = F(d * F(lv))
+                    idl = F(_F1 / dl) if dl != _F0 else _F0
+                    for j in range(32):
+                        lq[32 * ib + j] = _best_index(vals, F(idl * row[base + 32 * ib + j]))
+                    lv += 32
+                    if ib % 2 == 0:
+                        o[ob + 4 + ib // 2] = lv & 0xF
+                    else:
+                        o[ob + 4 + ib // 2] |= (lv & 0xF) << 4
+                    sh |= (lv >> 4) << (2 * (ib % 8))
+                o[ob + 2] = sh & 0xFF
+                o[ob + 3] = (sh >> 8) & 0xFF
+                qs = ob + 8
+            else:
+                d16 = fp32_to_fp16(scales[0])
+                o[ob] = d16 & 0xFF
+                o[ob + 1] = d16 >> 8
+                idd = F(_F1 / scales[0]) if scales[0] != _F0 else _F0
+                for j in range(32):
+                    lq[j] = _best_index(vals, F(idd * row[base + j]))
+                qs = ob + 2
+            for i in range(sbs // 32):
+                for j in range(16):
+                    o[qs + 16 * i + j] = (lq[32 * i + j] | (lq[32 * i + 16 + j] << 4)) & 0xFF
+
+
+def quantize_iq4(rows: Any, qtype: str, weights: Any = None) -> bytes:
+    """float32 rows quantized to IQ4_NL (row length a multiple of 32) or IQ4_XS (of 256), with imatrix
+    ``weights`` or without (what ggml_quantize_chunk does in both cases)."""
+    sbs, bb = (32, 18) if qtype == "IQ4_NL" else (256, 136)
+    x = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, np.shape(rows)[-1])
+    qw = np.ascontiguousarray(weights if weights is not None else np.zeros(x.shape[1]), dtype=np.float32)
+    out = np.zeros((x.shape[0], x.shape[1] // sbs * bb), dtype=np.uint8)
+    if x.shape[0]:
+        with np.errstate(all="ignore"):
+            quantize_iq4_rows(x, qw, out, sbs, weights is not None)
+    return out.tobytes()
+
+
 def quantize_k_weighted(rows: Any, qtype: str, weights: Any) -> bytes:
     """float32 rows (2-D, row length a multiple of 256) quantized to ``qtype`` with imatrix ``weights``."""
     x = np.ascontiguousarray(rows, dtype=np.float32)

@@ -162,8 +162,10 @@ def requantize_gguf(
 
             def chunk(r0: int) -> None:
                 sub = np.ascontiguousarray(rows[r0: r0 + step])
-                pwrite_all(fd, quantize_rows(_to_f32(sub, have, ncols), new, weights[i], first_row=r0,
-                                             rows_per_matrix=shape[-2] if len(shape) == 3 else 0), off + r0 * out_row)
+                x = _to_f32(sub, have, ncols)
+                q = quantize_rows(x, new) if weights[i] is None else quantize_rows(
+                    x, new, weights[i], first_row=r0, rows_per_matrix=shape[-2] if len(shape) == 3 else 0)
+                pwrite_all(fd, q, off + r0 * out_row)
 
             starts = range(0, rows.shape[0], step)
             if pool is None:

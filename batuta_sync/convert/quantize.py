@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from batuta_sync.convert.imatrix import Imatrix
 
 BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q8_0": 32, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32,
-         "Q2_K": 256, "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
+         "Q2_K": 256, "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256, "IQ4_NL": 32, "IQ4_XS": 256}
 TYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2, "Q8_0": 34, "Q4_0": 18, "Q4_1": 20, "Q5_0": 22, "Q5_1": 24,
-             "Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
+             "Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210, "IQ4_NL": 18, "IQ4_XS": 136}
 # types whose ggml quantizer uses an importance matrix (F16/BF16/F32/Q8_0 ignore it)
-WEIGHTED_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+WEIGHTED_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
 GGML_TYPES = tuple(BLOCK)  # every ggml type we write (and accept in per-tensor overrides)
 # ``tensor_type_fallback``: a compatible type when the row length is not a block multiple
-_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0", "IQ4_XS": "IQ4_NL"}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 # substrings of tensors llama-quantize never quantizes (of those our architectures can have)
 _NEVER_QUANTIZED = ("_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
@@ -198,8 +198,12 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
         return default if default == "Q8_0" else "Q6_K"
     if cat == "token_embd":
         return new
+    iq4 = ftype in ("IQ4_NL", "IQ4_XS")
     if cat == "attn_v":
-        if ftype == "Q2_K":
+        if iq4:
+            if m.n_gqa >= 4:
+                new = "Q5_K"
+        elif ftype == "Q2_K":
             new = "Q4_K" if m.n_gqa >= 4 else "Q3_K"
         elif ftype == "Q3_K_M":
             new = "Q5_K" if i_wv < 2 else "Q4_K"
@@ -217,7 +221,10 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
         if m.n_expert == 8:
             new = "Q8_0"
     elif cat == "ffn_down":
-        if ftype == "Q2_K":
+        if iq4:
+            if i_layer < n_layer // 8 and not has_imatrix:
+                new = "Q5_K"
+        elif ftype == "Q2_K":
             new = "Q3_K"
         elif ftype == "Q3_K_M":
             new = "Q5_K" if i_layer < n_layer // 16 else "Q4_K" if not falcon or use_more_bits(i_layer, n_layer) else "Q3_K"
@@ -239,7 +246,7 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
             if ftype == "Q3_K_L":
                 new = "Q4_K"
         elif m.n_expert == 8:
-            if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M"):
+            if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "IQ4_NL", "IQ4_XS"):
                 new = "Q5_K"
         else:
             new = {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(ftype, new)
@@ -309,6 +316,10 @@ def quantize_rows(rows: Any, qtype: str, weights: Any = None, *, first_row: int 
     ``rows`` are the tensor's rows from ``first_row`` on and a matrix has ``rows_per_matrix`` rows
     (llama.cpp: ``imatrix + (row / nrows_per_expert) * n_per_row``).
     """
+    if qtype in ("IQ4_NL", "IQ4_XS") and weights is None:
+        from batuta_sync.convert.iquants import quantize_iq4
+
+        return quantize_iq4(rows, qtype)
     if weights is not None and qtype in WEIGHTED_TYPES:
         return _quantize_weighted(np.ascontiguousarray(rows, dtype=np.float32), qtype, weights, first_row,
                                   rows_per_matrix)
@@ -354,11 +365,12 @@ def _zero_signs_like_ggml(a: Any, out: Any, qtype: str) -> None:
 
 
 def _quantize_weighted(a: Any, qtype: str, weights: Any, first_row: int, per: int) -> bytes:
-    from batuta_sync.convert.iquants import quantize_k_weighted, quantize_legacy_weighted
+    from batuta_sync.convert.iquants import quantize_iq4, quantize_k_weighted, quantize_legacy_weighted
 
     w = np.asarray(weights, dtype=np.float32).reshape(-1, a.shape[-1])
     per = per or max(1, a.shape[0] + first_row)
-    fn = quantize_legacy_weighted if qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1") else quantize_k_weighted
+    fn = quantize_legacy_weighted if qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1") else \
+        quantize_iq4 if qtype.startswith("IQ4") else quantize_k_weighted
     parts = []
     r = 0
     while r < a.shape[0]:

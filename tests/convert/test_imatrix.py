@@ -28,6 +28,8 @@ from .test_kquants import FAMILIES
 
 K_TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+IQ4 = ["IQ4_NL", "IQ4_XS"]
+GGML_IDS = {**_llamacpp.GGML_TYPES, "IQ4_NL": 20, "IQ4_XS": 23}
 needs_ggml = pytest.mark.skipif(_llamacpp.library_path() is None, reason="needs the xllamacpp wheel")
 
 
@@ -38,7 +40,7 @@ def ggml_weighted(x: np.ndarray, qtype: str, qw: np.ndarray | None) -> bytes:
     bs, ts = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
     out = np.zeros((x.shape[0], x.shape[1] // bs * ts), dtype=np.uint8)
     w = None if qw is None else np.ascontiguousarray(qw, dtype=np.float32)
-    so.ggml_quantize_chunk(_llamacpp.GGML_TYPES[qtype], x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[1],
+    so.ggml_quantize_chunk(GGML_IDS[qtype], x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[1],
                            None if w is None else w.ctypes.data)
     return out.tobytes()
 
@@ -52,7 +54,7 @@ def _weights(n: int, seed: int) -> np.ndarray:
 
 
 @needs_ggml
-@pytest.mark.parametrize("qtype", K_TYPES + LEGACY)
+@pytest.mark.parametrize("qtype", K_TYPES + LEGACY + IQ4)
 @pytest.mark.parametrize("family", ["normal", "uniform_pos", "heavy_tail", "sparse", "const_neg", "zeros", "tiny", "mixed_blocks"])
 def test_weighted_rows_are_byte_identical_to_ggml(qtype: str, family: str) -> None:
     x = FAMILIES[family].astype(np.float32)
@@ -70,8 +72,10 @@ def test_generated_rows_and_weights() -> None:
         x = (rng.standard_normal((8, 256 * (1 + i % 3))) * 10.0 ** rng.integers(-6, 4)).astype(np.float32)
         x[rng.random(x.shape) < 0.1] = 0
         qw = rng.exponential(1.0, x.shape[1]).astype(np.float32) * np.float32(10.0 ** rng.integers(-8, 8))
-        for qtype in K_TYPES + LEGACY:
+        for qtype in K_TYPES + LEGACY + IQ4:
             assert quantize_rows(x, qtype, qw[None, :]) == ggml_weighted(x, qtype, qw), (i, qtype)
+        for qtype in IQ4:  # IQ4 without an imatrix is not a *_ref quantizer either: also ours
+            assert quantize_rows(x, qtype) == ggml_weighted(x, qtype, None), (i, qtype)
 
 
 @needs_ggml
@@ -127,6 +131,10 @@ def test_kernel_source_run_as_python_gives_the_same_bytes() -> None:
         for qtype in LEGACY:
             assert py.quantize_legacy_weighted(x[:, :64], qtype, qw[:64]) == \
                 quantize_rows(x[:, :64], qtype, qw[None, :64]), qtype
+        for qtype in IQ4:
+            for w in (None, qw):
+                assert py.quantize_iq4(np.concatenate([x, zero]), qtype, w) == \
+                    quantize_rows(np.concatenate([x, zero]), qtype, None if w is None else w[None, :]), qtype
 
 
 # --------------------------------------------------------------------------- files
@@ -222,7 +230,7 @@ def test_both_formats_normalise_like_llama_quantize(imx: dict[str, Path]) -> Non
 
 
 @needs_ggml
-@pytest.mark.parametrize("quant", ["Q4_K_M", "Q2_K", "Q3_K_M", "Q5_K_M", "Q6_K", "Q4_0", "Q5_1"])
+@pytest.mark.parametrize("quant", ["Q4_K_M", "Q2_K", "Q3_K_M", "Q5_K_M", "Q6_K", "Q4_0", "Q5_1", "IQ4_NL", "IQ4_XS"])
 @pytest.mark.parametrize("model", ["gqa", "odd"])
 def test_every_tensor_with_imatrix_is_byte_identical_to_ggml(
     models: dict[str, Path], imx: dict[str, Path], tmp_path: Path, model: str, quant: str

@@ -17,6 +17,7 @@ from batuta_sync.convert.imatrix import load
 from .test_imatrix import model_entries, write_imatrix_dat, write_imatrix_gguf
 from .test_quant_mixtures import LLAMA_FTYPE, _libllama, _moe_gguf, _tensors
 
+FTYPES = {**LLAMA_FTYPE, "IQ4_NL": 25, "IQ4_XS": 30}
 _IMATRIX_OFFSET = 24  # after nthread, ftype, output/embedding types (4 x int32) and 6 bools, pointer-aligned
 
 
@@ -24,7 +25,7 @@ class _Entry(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.POINTER(ctypes.c_float)), ("size", ctypes.c_size_t)]
 
 
-def llama_quantize_imatrix(src: Path, dst: Path, ftype: str, weights: dict[str, np.ndarray]) -> None:
+def llama_quantize_imatrix(src: Path, dst: Path, ftype: str, weights: dict[str, np.ndarray] | None) -> None:
     class Params(ctypes.Structure):
         _fields_ = [("raw", ctypes.c_uint8 * 1024)]
 
@@ -33,7 +34,10 @@ def llama_quantize_imatrix(src: Path, dst: Path, ftype: str, weights: dict[str, 
     p = so.llama_model_quantize_default_params()
     assert ctypes.c_void_p.from_buffer(p, _IMATRIX_OFFSET).value is None  # the field is where we think
     ctypes.c_int32.from_buffer(p, 0).value = 1
-    ctypes.c_int32.from_buffer(p, 4).value = LLAMA_FTYPE[ftype]
+    ctypes.c_int32.from_buffer(p, 4).value = FTYPES[ftype]
+    if weights is None:
+        assert so.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(p)) == 0, ftype
+        return
     keep = {k: np.ascontiguousarray(v, dtype=np.float32).reshape(-1) for k, v in weights.items()}
     arr = (_Entry * (len(keep) + 1))()
     for i, (k, v) in enumerate(sorted(keep.items())):
@@ -53,7 +57,7 @@ def test_whole_files_match_llama_quantize_with_imatrix(tmp_path: Path, layers: i
     sums, counts = model_entries(f16)
     imx_path = write_imatrix_gguf(tmp_path / "imatrix.gguf", sums, counts)
     weights = load(imx_path).entries
-    for ftype in LLAMA_FTYPE:
+    for ftype in FTYPES:
         theirs = tmp_path / f"theirs-{ftype}.gguf"
         llama_quantize_imatrix(f16, theirs, ftype, weights)
         ours = convert(model, tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype, imatrix=imx_path).output
@@ -77,8 +81,24 @@ def test_moe_file_matches_llama_quantize_with_imatrix(tmp_path: Path) -> None:
     sums, counts = model_entries(f16, seed=8)
     assert any(v.shape[0] == 4 for v in sums.values())
     imx_path = write_imatrix_gguf(tmp_path / "imatrix.gguf", sums, counts)
-    for ftype in ("Q4_K_M", "Q2_K", "Q5_0"):
+    for ftype in ("Q4_K_M", "Q2_K", "Q5_0", "IQ4_XS"):
         theirs = tmp_path / f"theirs-{ftype}.gguf"
         llama_quantize_imatrix(f16, theirs, ftype, load(imx_path).entries)
         ours = convert(f16, tmp_path / f"ours-{ftype}.gguf", to="gguf", quantization=ftype, imatrix=imx_path).output
         assert _tensors(ours) == _tensors(theirs), ftype
+
+
+@pytest.mark.parametrize("ftype", ["IQ4_NL", "IQ4_XS"])
+def test_iq4_without_imatrix_matches_llama_quantize(tmp_path: Path, ftype: str) -> None:
+    """IQ4_NL / IQ4_XS mixtures without an imatrix (first n_layer/8 ffn_down Q5_K, GQA attn_v Q5_K)."""
+    from batuta_sync.tinymodel import TinyLlamaSpec, write_tiny_llama
+
+    _libllama()
+    model = write_tiny_llama(tmp_path / "m", TinyLlamaSpec(dtype="float16", seed=2, num_hidden_layers=9,
+                                                           num_key_value_heads=1), card=False)
+    f16 = convert(model, tmp_path / "f16.gguf", to="gguf", quantization="F16").output
+    llama_quantize_imatrix(f16, tmp_path / "theirs.gguf", ftype, None)
+    ours = convert(model, tmp_path / "ours.gguf", to="gguf", quantization=ftype).output
+    theirs = _tensors(tmp_path / "theirs.gguf")
+    assert _tensors(ours) == theirs
+    assert theirs["blk.0.ffn_down.weight"][0] == "Q5_K" and theirs["blk.1.ffn_down.weight"][0] == ftype

@@ -462,22 +462,45 @@ def _q3k_row(x: Any, qw: Any, o: Any) -> None:
         _pack2(lq, o, ob + 32)
 
 
+# One compiled entry point per type family, so a conversion compiles only the kernels it uses
+# (a Q4_K_M file: Q4_K and Q6_K) on a fresh install.
+
 @_jit
+def _rows_q45k(x: Any, qw: Any, out: Any, nmax: int) -> None:
+    for r in range(x.shape[0]):
+        _q45k_row(x[r], qw, out[r], nmax)
+
+
+@_jit
+def _rows_q6k(x: Any, qw: Any, out: Any) -> None:
+    for r in range(x.shape[0]):
+        _q6k_row(x[r], qw, out[r])
+
+
+@_jit
+def _rows_q2k(x: Any, qw: Any, out: Any) -> None:
+    for r in range(x.shape[0]):
+        _q2k_row(x[r], qw, out[r])
+
+
+@_jit
+def _rows_q3k(x: Any, qw: Any, out: Any) -> None:
+    for r in range(x.shape[0]):
+        _q3k_row(x[r], qw, out[r])
+
+
 def quantize_weighted(x: Any, qw: Any, out: Any, kind: int) -> None:
     """Rows ``x`` (nrows, ncols) float32 with imatrix weights ``qw`` (ncols,) into ``out`` (nrows, row bytes).
 
     ``kind``: 2..6 for Q2_K..Q6_K."""
-    for r in range(x.shape[0]):
-        if kind == 4:
-            _q45k_row(x[r], qw, out[r], 15)
-        elif kind == 5:
-            _q45k_row(x[r], qw, out[r], 31)
-        elif kind == 6:
-            _q6k_row(x[r], qw, out[r])
-        elif kind == 2:
-            _q2k_row(x[r], qw, out[r])
-        else:
-            _q3k_row(x[r], qw, out[r])
+    if kind in (4, 5):
+        _rows_q45k(x, qw, out, 15 if kind == 4 else 31)
+    elif kind == 6:
+        _rows_q6k(x, qw, out)
+    elif kind == 2:
+        _rows_q2k(x, qw, out)
+    else:
+        _rows_q3k(x, qw, out)
 
 
 @_jit

@@ -403,3 +403,79 @@ def test_zero_count_means_weight_one(tmp_path: Path) -> None:
                            {"a.weight": np.array([0, 2.6], np.float32)})
     w = load(p).weights("a.weight", 4, 2)
     assert w is not None and w.tolist() == [[1, 1, 1, 1], [2, 2, 2, 2]]  # lround(2.6) = 3
+
+
+def _gguf_with(tmp: Path, kv: list[tuple[str, Any, str]], tensors: dict[str, np.ndarray]) -> bytes:
+    w = gguf.GGUFWriter(str(tmp / "k.gguf"), arch=None)  # type: ignore[arg-type]
+    for key, value, kind in kv:
+        getattr(w, f"add_{kind}")(key, value)
+    for name, a in tensors.items():
+        w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return (tmp / "k.gguf").read_bytes()
+
+
+_META = [("imatrix.datasets", ["d"], "array"), ("imatrix.chunk_count", 1, "uint32"), ("imatrix.chunk_size", 512, "uint32")]
+_PAIR = {"a.weight.in_sum2": np.ones((1, 32), np.float32), "a.weight.counts": np.ones((1, 1), np.float32)}
+HOSTILE_GGUF_META: dict[str, Any] = {
+    "gguf chunk_count of the wrong type": lambda t: _gguf_with(
+        t, [_META[0], ("imatrix.chunk_count", "one", "string"), _META[2]], _PAIR),
+    "gguf datasets not strings": lambda t: _gguf_with(t, [("imatrix.datasets", [1, 2], "array"), *_META[1:]], _PAIR),
+    "gguf without tensors": lambda t: _gguf_with(t, _META, {}),
+    "gguf without imatrix tensors": lambda t: _gguf_with(t, _META, {"a.weight": np.ones(4, np.float32)}),
+    "gguf F16 sums": lambda t: _gguf_with(t, _META, {"a.weight.in_sum2": np.ones((1, 32), np.float16),
+                                                     "a.weight.counts": np.ones((1, 1), np.float32)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_GGUF_META))
+def test_hostile_gguf_metadata_and_tensors(case: str, tmp_path: Path) -> None:
+    p = tmp_path / "bad.imatrix"
+    p.write_bytes(HOSTILE_GGUF_META[case](tmp_path))
+    with pytest.raises(ConversionError, match="not a valid importance matrix"):
+        load(p)
+
+
+def test_a_directory_or_an_oversized_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batuta_sync.convert import imatrix as mod
+
+    with pytest.raises(ConversionError, match="not a regular file"):
+        load(tmp_path)
+    p = tmp_path / "big.dat"
+    p.write_bytes(_dat([(b"a.weight", 1, 256, _ONE)]))
+    monkeypatch.setattr(mod, "MAX_FILE_BYTES", 100)
+    with pytest.raises(ConversionError, match="more than the 100 allowed"):
+        load(p)
+
+
+def test_legacy_trailer_variants(tmp_path: Path) -> None:
+    base = _dat([(b"a.weight", 0, 256, _ONE)])
+    for tail, chunks, datasets in ((b"", 0, ()), (struct.pack("<i", 5), 5, ()),
+                                   (struct.pack("<ii", 5, 0), 5, ()), (struct.pack("<ii", 3, 2) + b"ds", 3, ("ds",))):
+        p = tmp_path / "t.dat"
+        p.write_bytes(base + tail)
+        m = load(p)
+        assert (m.chunk_count, m.datasets) == (chunks, datasets)
+        assert m.entries["a.weight"].tolist() == [1.0] * 256  # ncall 0: values as stored
+    meta = dict(load(p).metadata())
+    assert meta == {"quantize.imatrix.file": "t.dat", "quantize.imatrix.dataset": "ds",
+                    "quantize.imatrix.entries_count": 1, "quantize.imatrix.chunks_count": 3}
+
+
+def test_requantizing_with_an_imatrix_equals_converting_with_it(
+    models: dict[str, Path], imx: dict[str, Path], tmp_path: Path
+) -> None:
+    """GGUF -> GGUF with --imatrix gives the direct conversion's tensors; the input's own
+    quantize.imatrix.* keys (an F16 made with an imatrix) are replaced, not duplicated."""
+    f16 = convert(models["gqa"], tmp_path / "f16.gguf", to="gguf", quantization="F16", imatrix=imx["odd"]).output
+    direct = convert(models["gqa"], tmp_path / "d.gguf", to="gguf", quantization="Q4_K_M", imatrix=imx["gqa"]).output
+    re = convert(f16, tmp_path / "r.gguf", to="gguf", quantization="Q4_K_M", imatrix=imx["gqa"]).output
+    a, b = gguf.GGUFReader(direct), gguf.GGUFReader(re)
+    assert {t.name: np.asarray(t.data).tobytes() for t in a.tensors} == \
+        {t.name: np.asarray(t.data).tobytes() for t in b.tensors}
+    keys = [k for k in b.fields if k.startswith("quantize.imatrix.")]
+    assert sorted(keys) == sorted(set(keys)) and "quantize.imatrix.file" in keys
+    assert str(bytes(b.fields["quantize.imatrix.file"].parts[-1]), "utf-8") == imx["gqa"].name

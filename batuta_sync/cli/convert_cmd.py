@@ -65,6 +65,8 @@ def register(root: Any, hf: Any) -> None:
     g.add_argument("--output-tensor-type", metavar="TYPE", help="Type of output.weight.")
     g.add_argument("--token-embedding-type", metavar="TYPE", help="Type of token_embd.weight.")
     g.add_argument("--pure", action="store_true", help="No mixture rules: every quantizable tensor gets the base type.")
+    g.add_argument("--imatrix", metavar="FILE",
+                   help="Importance matrix from llama.cpp's llama-imatrix (GGUF or legacy .dat), as llama-quantize --imatrix.")
     g.add_argument("--allow-requantize", action="store_true",
                    help="GGUF -> GGUF: allow re-quantizing tensors that are already quantized.")
     g.add_argument("--split-max-size", metavar="SIZE",
@@ -109,7 +111,8 @@ def handler(args: argparse.Namespace) -> int:
         result = convert(Path(args.input), Path(args.output), to=args.to, quantization=args.quantization,
                          jobs=jobs, progress=progress, allow_unsafe=args.allow_unsafe, tensor_types=args.tensor_types,
                          output_tensor_type=args.output_tensor_type, token_embedding_type=args.token_embedding_type,
-                         pure=args.pure, allow_requantize=args.allow_requantize, split_max_size=args.split_max_size,
+                         pure=args.pure, allow_requantize=args.allow_requantize, imatrix=args.imatrix,
+                         split_max_size=args.split_max_size,
                          split_max_tensors=args.split_max_tensors)
     finally:
         stop()

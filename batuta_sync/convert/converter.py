@@ -74,6 +74,7 @@ def convert(
     allow_requantize: bool = False,
     split_max_size: int | str | None = None,
     split_max_tensors: int | None = None,
+    imatrix: str | Path | None = None,
 ) -> ConversionResult:
     """Convert the model at ``src`` into format ``to`` at ``dst``.
 
@@ -85,13 +86,15 @@ def convert(
     GGUF output only: ``tensor_types`` ("REGEX=TYPE"), ``output_tensor_type``, ``token_embedding_type``,
     ``pure`` and (GGUF -> GGUF) ``allow_requantize`` are llama-quantize's per-tensor controls
     (:class:`~batuta_sync.convert.quantize.QuantOptions`); ``split_max_size`` / ``split_max_tensors``
-    write llama.cpp's split format (:mod:`batuta_sync.convert.split`).
+    write llama.cpp's split format (:mod:`batuta_sync.convert.split`); ``imatrix`` is an importance
+    matrix file (:mod:`batuta_sync.convert.imatrix`), in the parameters by its SHA-256.
     """
     from batuta_sync.convert.quantize import QuantOptions
     from batuta_sync.convert.split import SplitOptions
 
     qopts = QuantOptions.parse(tensor_types=tensor_types, output_tensor_type=output_tensor_type,
-                               token_embedding_type=token_embedding_type, pure=pure, allow_requantize=allow_requantize)
+                               token_embedding_type=token_embedding_type, pure=pure, allow_requantize=allow_requantize,
+                               imatrix=str(imatrix) if imatrix is not None else None)
     sopts = SplitOptions.parse(split_max_size, split_max_tensors)
     src, dst = Path(src), Path(dst)
     target = str(to).strip().lower()
@@ -125,7 +128,8 @@ def convert(
                 res = convert(stage, _gguf_path(src, dst, GGUFQuantization.parse(quantization)), to="gguf",
                               quantization=quantization, jobs=jobs, progress=progress, tensor_types=tensor_types,
                               output_tensor_type=output_tensor_type, token_embedding_type=token_embedding_type,
-                              pure=pure, split_max_size=split_max_size, split_max_tensors=split_max_tensors)
+                              pure=pure, split_max_size=split_max_size, split_max_tensors=split_max_tensors,
+                              imatrix=imatrix)
             return ConversionResult(res.output, res.files, res.tensor_count, {**res.params, "source": "pytorch"},
                                     time.perf_counter() - started)
         if target == "gguf":

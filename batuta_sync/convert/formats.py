@@ -75,6 +75,8 @@ class GGUFQuantization(str, Enum):
     Q5_K_S = "Q5_K_S"
     Q5_K_M = "Q5_K_M"
     Q6_K = "Q6_K"
+    IQ4_NL = "IQ4_NL"
+    IQ4_XS = "IQ4_XS"
 
     @classmethod
     def parse(cls, value: str | GGUFQuantization | None) -> GGUFQuantization:
@@ -97,7 +99,7 @@ class GGUFQuantization(str, Enum):
         """``general.file_type`` (llama.cpp's ``llama_ftype``)."""
         return {"F32": 0, "F16": 1, "BF16": 32, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
                 "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17,
-                "Q6_K": 18}[self.value]
+                "Q6_K": 18, "IQ4_NL": 25, "IQ4_XS": 30}[self.value]
 
     @property
     def base_type(self) -> str:

@@ -347,13 +347,14 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
 # (source, synthesized data, permutation heads, first row, end row, ggml type, numpy shape, byte offset in the
 # file, add-one (Gemma norms)); source is a TensorRef, the experts' TensorRefs (stacked), or None
 Source = TensorRef | tuple[TensorRef, ...] | None
-WorkItem = tuple[Source, Any, int, int, int, str, tuple[int, ...], int, bool]
+# + the importance-matrix weights (n_mat, ncols) of the tensor, or None
+WorkItem = tuple[Source, Any, int, int, int, str, tuple[int, ...], int, bool, Any]
 
 
-def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
+def _work_items(t: PlannedTensor, offset: int, weights: Any = None) -> Iterator[WorkItem]:
     src: Source = t.experts or t.ref
     if len(t.shape) < 2:
-        yield (src, t.data, 0, 0, 0, t.qtype, t.shape, offset, t.norm_offset)
+        yield (src, t.data, 0, 0, 0, t.qtype, t.shape, offset, t.norm_offset, None)
         return
     rows = 1
     for d in t.shape[:-1]:
@@ -362,7 +363,8 @@ def _work_items(t: PlannedTensor, offset: int) -> Iterator[WorkItem]:
     chunk = CHUNK_ELEMENTS // _KQUANT_CHUNK_DIVISOR if t.qtype.endswith("_K") else CHUNK_ELEMENTS
     step = max(1, chunk // max(1, t.shape[-1]))
     for r0 in range(0, rows, step):
-        yield (src, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb, False)
+        yield (src, t.data, t.perm_heads, r0, min(rows, r0 + step), t.qtype, t.shape, offset + r0 * rb, False,
+               weights)
 
 
 def _rows(src: TensorRef | tuple[TensorRef, ...], ncols: int, r0: int, r1: int, heads: int) -> tuple[Any, str]:
@@ -384,7 +386,7 @@ def item_bytes(item: WorkItem) -> bytes:
     """The output bytes of one work item."""
     from batuta_sync.convert.st_io import to_f32
 
-    src, data, heads, r0, r1, qtype, shape, _, add_one = item
+    src, data, heads, r0, r1, qtype, shape, _, add_one, weights = item
     if src is None:
         arr = np.asarray(data, dtype=np.float32)
         return quantize_rows(arr if len(shape) < 2 else arr.reshape(-1, shape[-1])[r0:r1], qtype)
@@ -399,7 +401,9 @@ def item_bytes(item: WorkItem) -> bytes:
     if qtype == dtype and qtype in ("F32", "F16", "BF16"):
         out = np.ascontiguousarray(sub).tobytes()  # same type: an exact copy, no float round trip
     else:
-        out = quantize_rows(to_f32(sub, dtype), qtype)
+        x = to_f32(sub, dtype)
+        out = quantize_rows(x, qtype) if weights is None else quantize_rows(
+            x, qtype, weights, first_row=r0, rows_per_matrix=shape[-2] if len(shape) == 3 else 0)
     del sub
     return out
 
@@ -609,6 +613,12 @@ def write_gguf(
     w = gguf.GGUFWriter(tmp, spec.arch)
     try:
         _add_metadata(w, spec, quant, model_dir.resolve().name, size_label(tensors))
+        if options is not None and options.imatrix is not None:
+            for key, value in options.imatrix.metadata():
+                if isinstance(value, str):
+                    w.add_string(key, value)
+                else:
+                    w.add_uint32(key, value)
         add_vocab(w, model_dir, vocab)
         if vocab.model == "llama" and spec.entry.add_space_prefix is not None:
             w.add_add_space_prefix(spec.entry.add_space_prefix)
@@ -632,7 +642,7 @@ def write_gguf(
         owner: list[int] = []
         for i, t in enumerate(tensors):
             before = len(items)
-            items.extend(_work_items(t, pos))
+            items.extend(_work_items(t, pos, options.weights(t.name, t.shape, t.qtype) if options else None))
             owner.extend([i] * (len(items) - before))
             pos += -(-t.nbytes // align) * align
         fout.truncate(pos)  # every tensor's place (and padding) exists; workers fill them in

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from batuta_sync.convert.formats import GGUFQuantization
 
+if TYPE_CHECKING:
+    from batuta_sync.convert.imatrix import Imatrix
+
 BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q8_0": 32, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32,
-         "Q2_K": 256, "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
+         "Q2_K": 256, "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256, "IQ4_NL": 32, "IQ4_XS": 256}
 TYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2, "Q8_0": 34, "Q4_0": 18, "Q4_1": 20, "Q5_0": 22, "Q5_1": 24,
-             "Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
+             "Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210, "IQ4_NL": 18, "IQ4_XS": 136}
+# types whose ggml quantizer uses an importance matrix (F16/BF16/F32/Q8_0 ignore it)
+WEIGHTED_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
 GGML_TYPES = tuple(BLOCK)  # every ggml type we write (and accept in per-tensor overrides)
 # ``tensor_type_fallback``: a compatible type when the row length is not a block multiple
-_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0", "IQ4_XS": "IQ4_NL"}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 # substrings of tensors llama-quantize never quantizes (of those our architectures can have)
 _NEVER_QUANTIZED = ("_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
@@ -61,6 +66,7 @@ class QuantOptions:
     wins (``std::regex_search``); they replace the mixture rule for that tensor, not the shape
     fallback.  ``pure``: no mixture rules, every quantizable tensor gets the base type.
     ``allow_requantize``: a GGUF whose tensors are already quantized may be re-quantized.
+    ``imatrix``: an importance matrix (``--imatrix FILE``); in the memo key by its file digest.
     """
 
     tensor_types: tuple[tuple[str, str], ...] = ()
@@ -68,11 +74,12 @@ class QuantOptions:
     token_embedding_type: str | None = None
     pure: bool = False
     allow_requantize: bool = False
+    imatrix: Imatrix | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, *, tensor_types: Any = (), output_tensor_type: str | None = None,
               token_embedding_type: str | None = None, pure: bool = False,
-              allow_requantize: bool = False) -> QuantOptions:
+              allow_requantize: bool = False, imatrix: str | None = None) -> QuantOptions:
         """Validate user input: ``tensor_types`` as ``"REGEX=TYPE"`` strings or (regex, type) pairs."""
         from batuta_sync.errors import ConversionError
 
@@ -97,6 +104,7 @@ class QuantOptions:
             parse_ggml_type(token_embedding_type, "--token-embedding-type") if token_embedding_type else None,
             bool(pure),
             bool(allow_requantize),
+            _load_imatrix(imatrix) if imatrix else None,
         )
 
     def memo_params(self) -> dict[str, str]:
@@ -112,7 +120,21 @@ class QuantOptions:
             out["pure"] = "true"
         if self.allow_requantize:
             out["allow_requantize"] = "true"
+        if self.imatrix is not None:
+            out["imatrix"] = self.imatrix.memo()
         return out
+
+    def weights(self, name: str, shape: tuple[int, ...], qtype: str) -> Any:
+        """The imatrix weights (n_mat, ncols) for tensor ``name`` quantized to ``qtype``, or None."""
+        if self.imatrix is None or qtype not in WEIGHTED_TYPES:
+            return None
+        return self.imatrix.weights(name, shape[-1], shape[0] if len(shape) == 3 else 1)
+
+
+def _load_imatrix(path: str) -> Imatrix:
+    from batuta_sync.convert.imatrix import load
+
+    return load(path)
 
 
 DEFAULT_OPTIONS = QuantOptions()
@@ -157,7 +179,7 @@ def quantizable(name: str, shape: tuple[int, ...]) -> bool:
 
 
 def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: ModelInfo, i_wv: int, n_wv: int,
-             output_type: str | None = None) -> str:
+             output_type: str | None = None, has_imatrix: bool = False) -> str:
     """``llama_tensor_get_type_impl`` without imatrix for the K/legacy ftypes we write.
 
     ``i_wv`` / ``n_wv``: this attn_v-like tensor's index among them, and their count; FFN
@@ -176,8 +198,12 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
         return default if default == "Q8_0" else "Q6_K"
     if cat == "token_embd":
         return new
+    iq4 = ftype in ("IQ4_NL", "IQ4_XS")
     if cat == "attn_v":
-        if ftype == "Q2_K":
+        if iq4:
+            if m.n_gqa >= 4:
+                new = "Q5_K"
+        elif ftype == "Q2_K":
             new = "Q4_K" if m.n_gqa >= 4 else "Q3_K"
         elif ftype == "Q3_K_M":
             new = "Q5_K" if i_wv < 2 else "Q4_K"
@@ -195,7 +221,10 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
         if m.n_expert == 8:
             new = "Q8_0"
     elif cat == "ffn_down":
-        if ftype == "Q2_K":
+        if iq4:
+            if i_layer < n_layer // 8 and not has_imatrix:
+                new = "Q5_K"
+        elif ftype == "Q2_K":
             new = "Q3_K"
         elif ftype == "Q3_K_M":
             new = "Q5_K" if i_layer < n_layer // 16 else "Q4_K" if not falcon or use_more_bits(i_layer, n_layer) else "Q3_K"
@@ -210,12 +239,14 @@ def _mixture(name: str, cat: str, ncols: int, ftype: str, default: str, m: Model
             new = "Q6_K"
         elif ftype == "Q4_K_S" and not falcon and i_layer < n_layer // 8:
             new = "Q5_K"
+        elif ftype in ("Q4_0", "Q5_0") and has_imatrix and i_layer < n_layer // 8:
+            new = "Q4_1" if ftype == "Q4_0" else "Q5_1"  # llama.cpp's guard, only with an imatrix
     elif cat == "attn_output":
         if falcon:
             if ftype == "Q3_K_L":
                 new = "Q4_K"
         elif m.n_expert == 8:
-            if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M"):
+            if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M", "IQ4_NL", "IQ4_XS"):
                 new = "Q5_K"
         else:
             new = {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(ftype, new)
@@ -243,7 +274,8 @@ def _tensor_type(name: str, shape: tuple[int, ...], ftype: str, m: ModelInfo, op
             new, manual = qtype, True
             break
     if not manual and not opts.pure and ftype != "Q8_0":  # Q8_0 follows convert_hf_to_gguf (no mixture)
-        new = _mixture(name, cat, ncols, ftype, default, m, i_wv, n_wv, opts.output_tensor_type)
+        new = _mixture(name, cat, ncols, ftype, default, m, i_wv, n_wv, opts.output_tensor_type,
+                       opts.imatrix is not None)
     return _fallback(new, ncols)
 
 
@@ -277,8 +309,20 @@ def choose_types(tensors: list[tuple[str, tuple[int, ...]]], quant: GGUFQuantiza
     return {n: _tensor_type(n, s, quant.value, model, opts, index.get(n, 0), len(wv)) for n, s in tensors}
 
 
-def quantize_rows(rows: Any, qtype: str) -> bytes:
-    """float32 rows (2-D, or 1-D for a vector) -> the bytes of ``qtype`` (ggml block layout)."""
+def quantize_rows(rows: Any, qtype: str, weights: Any = None, *, first_row: int = 0, rows_per_matrix: int = 0) -> bytes:
+    """float32 rows (2-D, or 1-D for a vector) -> the bytes of ``qtype`` (ggml block layout).
+
+    ``weights``: importance-matrix weights (n_mat, ncols), one row per matrix of a 3-D (MoE) tensor;
+    ``rows`` are the tensor's rows from ``first_row`` on and a matrix has ``rows_per_matrix`` rows
+    (llama.cpp: ``imatrix + (row / nrows_per_expert) * n_per_row``).
+    """
+    if qtype in ("IQ4_NL", "IQ4_XS") and weights is None:
+        from batuta_sync.convert.iquants import quantize_iq4
+
+        return quantize_iq4(rows, qtype)
+    if weights is not None and qtype in WEIGHTED_TYPES:
+        return _quantize_weighted(np.ascontiguousarray(rows, dtype=np.float32), qtype, weights, first_row,
+                                  rows_per_matrix)
     a = np.ascontiguousarray(rows, dtype=np.float32)
     if qtype == "F32":
         return a.tobytes()
@@ -318,3 +362,20 @@ def _zero_signs_like_ggml(a: Any, out: Any, qtype: str) -> None:
     d = ((mx - mn) / np.float32(15 if qtype == "Q4_1" else 31)).astype(np.float16)
     hdr[:, 0:2] = d.view(np.uint8).reshape(-1, 2)
     hdr[:, 2:4] = mn.astype(np.float16).view(np.uint8).reshape(-1, 2)
+
+
+def _quantize_weighted(a: Any, qtype: str, weights: Any, first_row: int, per: int) -> bytes:
+    from batuta_sync.convert.iquants import quantize_iq4, quantize_k_weighted, quantize_legacy_weighted
+
+    w = np.asarray(weights, dtype=np.float32).reshape(-1, a.shape[-1])
+    per = per or max(1, a.shape[0] + first_row)
+    fn = quantize_legacy_weighted if qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1") else \
+        quantize_iq4 if qtype.startswith("IQ4") else quantize_k_weighted
+    parts = []
+    r = 0
+    while r < a.shape[0]:
+        m = (first_row + r) // per
+        end = min(a.shape[0], (m + 1) * per - first_row)
+        parts.append(fn(a[r:end], qtype, w[min(m, w.shape[0] - 1)]))
+        r = end
+    return b"".join(parts)

@@ -12,6 +12,7 @@ precision twice, so, as in llama-quantize, it needs ``allow_requantize``.  Metad
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ def _to_f32(raw: Any, qtype: str, ncols: int) -> Any:
     return gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[qtype]).reshape(-1, ncols).astype(np.float32)
 
 
+def _imatrix_kv(key: str, value: str | int) -> bytes:
+    if isinstance(value, int):
+        return kv_bytes(key, _U32, value)
+    k, v = key.encode(), value.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, len(v)) + v  # GGUF_TYPE_STRING
+
+
 def requantize_gguf(
     src: Path,
     dst: Path,
@@ -118,12 +126,18 @@ def requantize_gguf(
             kvs.append(kv_bytes(key, _U32, quant.file_type))
         elif key == "general.quantization_version":
             kvs.append(kv_bytes(key, _U32, gguf.GGML_QUANT_VERSION))
+        elif options.imatrix is not None and key.startswith("quantize.imatrix."):
+            continue  # replaced by this imatrix's keys below
         else:
             kvs.append(field_bytes(field))
     if "general.file_type" not in model.fields:
         kvs.append(kv_bytes("general.file_type", _U32, quant.file_type))
     if "general.quantization_version" not in model.fields:
         kvs.append(kv_bytes("general.quantization_version", _U32, gguf.GGML_QUANT_VERSION))
+    if options.imatrix is not None:
+        kvs += [_imatrix_kv(k, v) for k, v in options.imatrix.metadata()]
+    weights = [options.weights(n, s, q) if q != h else None
+               for n, s, q, h in zip(names, shapes, out_types, in_types, strict=True)]
 
     def nbytes(shape: tuple[int, ...], qtype: str) -> int:
         bs, ts = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
@@ -148,7 +162,10 @@ def requantize_gguf(
 
             def chunk(r0: int) -> None:
                 sub = np.ascontiguousarray(rows[r0: r0 + step])
-                pwrite_all(fd, quantize_rows(_to_f32(sub, have, ncols), new), off + r0 * out_row)
+                x = _to_f32(sub, have, ncols)
+                q = quantize_rows(x, new) if weights[i] is None else quantize_rows(
+                    x, new, weights[i], first_row=r0, rows_per_matrix=shape[-2] if len(shape) == 3 else 0)
+                pwrite_all(fd, q, off + r0 * out_row)
 
             starts = range(0, rows.shape[0], step)
             if pool is None:

@@ -37,7 +37,7 @@ REPO_SECTIONS: dict[str, HfAssetType] = {
 SECTIONS = ("models", "datasets", "spaces", "conversions", "publish")
 # conversions: llama-quantize / gguf-split options (keyword arguments of batuta_sync.convert.convert)
 GGUF_OPTION_KEYS = ("tensor_types", "output_tensor_type", "token_embedding_type", "pure", "allow_requantize",
-                    "split_max_size", "split_max_tensors")
+                    "split_max_size", "split_max_tensors", "imatrix")
 DEFAULT_REVISION = "main"
 Path_ = tuple[str | int, ...]
 
@@ -87,12 +87,17 @@ class ConversionSpec:
     output: str | None = None
     # GGUF options as written in hf.yaml (only those set), e.g. (("pure", True), ("tensor_types", ("attn_v=Q8_0",)))
     gguf_options: tuple[tuple[str, Any], ...] = ()
+    # SHA-256 of the ``imatrix:`` file (set by load_manifest, which resolves its path): the memo key
+    # follows the file's content, not its name
+    imatrix_sha256: str | None = None
 
     def params(self) -> dict[str, Any]:
         """The memo-key parameters; the GGUF options only when set (so older lock entries stay valid)."""
         out: dict[str, Any] = {"to": self.to, "quantization": self.quantization}
         for key, value in self.gguf_options:
             out[key] = ";".join(value) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+        if self.imatrix_sha256:
+            out["imatrix"] = "sha256:" + self.imatrix_sha256
         return out
 
     def convert_kwargs(self) -> dict[str, Any]:
@@ -688,6 +693,33 @@ def _build(data: dict[str, Any], source: str) -> Manifest:
     )
 
 
+def _resolve_imatrix(manifest: Manifest) -> Manifest:
+    """Each ``imatrix:`` path made absolute (inside the project directory) and its file digested."""
+    import dataclasses
+    import hashlib
+
+    from batuta_sync._fs import confine
+
+    convs = []
+    for c in manifest.conversions:
+        opts = dict(c.gguf_options)
+        if opts.get("imatrix"):
+            target = confine(manifest.root, manifest.root / str(opts["imatrix"]), what=f"{c.address}.imatrix")
+            try:
+                digest = hashlib.sha256()
+                with target.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 24), b""):
+                        digest.update(block)
+            except OSError as exc:
+                raise ManifestError(f"{c.address}: cannot read the importance matrix {opts['imatrix']}: "
+                                    f"{exc.strerror or exc}.",
+                                    hint="imatrix: is a path relative to hf.yaml's directory.") from None
+            opts["imatrix"] = str(target)
+            c = dataclasses.replace(c, gguf_options=tuple(opts.items()), imatrix_sha256=digest.hexdigest())
+        convs.append(c)
+    return dataclasses.replace(manifest, conversions=tuple(convs))
+
+
 def load_manifest(path: str | Path = "hf.yaml") -> Manifest:
     """Read and validate ``path``; raise ManifestError (exit 3) listing every problem."""
     p = Path(path)
@@ -707,6 +739,8 @@ def load_manifest(path: str | Path = "hf.yaml") -> Manifest:
     marker = _validation_dir() / key
     checked = marker.is_file()
     manifest = parse_manifest(text, source=str(p), schema_checked=checked)
+    if any(dict(c.gguf_options).get("imatrix") for c in manifest.conversions):
+        manifest = _resolve_imatrix(manifest)
     if not checked:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)

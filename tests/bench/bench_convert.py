@@ -1,6 +1,7 @@
 """Benchmark: batuta's converter against llama.cpp's own tools, in one run on one generated F16 LLaMA.
 
-    python tests/bench/bench_convert.py [--threads 1,2] [--repeat N] [--only all|convert|kquant|q4km|kernels]
+    python tests/bench/bench_convert.py [--threads 1,2] [--repeat N]
+                                        [--only all|convert|kquant|q4km|kernels|imatrix]
                                         [--json] [--keep] [--peer-python PATH]
 
 The model is a ~168 M-parameter F16 LlamaForCausalLM (337 MB of safetensors) written by
@@ -15,6 +16,13 @@ bound -- the tree's PSS is printed beside it) and ``getrusage``'s maxima.  Peers
 * Q4_K_M: ``llama_model_quantize`` (llama-cpp-python's binding, ftype Q4_K_M, ``nthread`` = N) of the F16
   GGUF our converter made from the same checkpoint; the time is the call alone.  Ours: ``batuta convert``
   safetensors -> Q4_K_M with ``--jobs N``.  Our tensors must be byte-identical to the peer's.
+
+* Q4_K_M + imatrix and MoE Q4_K_M (``--only imatrix``, also in ``all``): the real llama-quantize of npm's
+  ``@node-llama-cpp/linux-x64@3.22.1`` libllama (``llama_model_quantize``, nthread 1, the imatrix passed
+  through its C API as in tests/convert/test_imatrix_llama_quantize.py) on our F16 GGUF with a
+  generated imatrix (llama-imatrix's format), against ``batuta convert --imatrix`` (safetensors ->
+  Q4_K_M, --jobs 1); and on a 4-expert llama-MoE F16 GGUF against our GGUF -> GGUF Q4_K_M.  Time of the
+  call alone on the peer's side; bytes compared.
 
 Section 2: the K-quant kernels alone, ours (``quantize_rows``) and ggml's ``ggml_quantize_chunk`` (the
 xllamacpp wheel) on the same rows, alternately per 2048 rows (robust to load from other processes),
@@ -296,6 +304,62 @@ def kernels(f16_gguf: Path, types: list[str], layers: int) -> Result:
     """)
 
 
+def imatrix_jobs(work: Path, src: Path, f16: Path) -> list[tuple[str, Callable[[], Result]]]:
+    """The Q4_K_M + imatrix and MoE rows (peer: node-llama-cpp's libllama); [] when it is absent."""
+    sys.path.insert(0, str(ROOT))
+    from tests.convert.test_quant_mixtures import NODE_LLAMA
+
+    if not next(iter(NODE_LLAMA.glob("libllama*.so")), None):
+        say(f"peer not installed: no libllama under {NODE_LLAMA} (.ci/run installs it) -> imatrix/MoE rows skipped")
+        return []
+    imx, moe = work / "calib.imatrix", work / "moe-F16.gguf"
+
+    def prepare() -> None:
+        if not imx.exists():
+            from tests.convert.test_imatrix import model_entries, write_imatrix_gguf
+            from tests.convert.test_quant_mixtures import _moe_gguf
+
+            write_imatrix_gguf(imx, *model_entries(f16))
+            _moe_gguf(f16, moe, 4)
+
+    def peer(gguf_in: Path, out: Path, with_imatrix: bool) -> Result:
+        prepare()
+        r = run(python=OURS_PYTHON, body=f"""
+        import time
+        from pathlib import Path
+        from batuta_sync.convert.imatrix import load
+        from tests.convert.test_imatrix_llama_quantize import llama_quantize_imatrix
+        w = load({str(imx)!r}).entries if {with_imatrix!r} else None
+        t = time.perf_counter()
+        llama_quantize_imatrix(Path({str(gguf_in)!r}), Path({str(out)!r}), "Q4_K_M", w)
+        extra = {{"call_s": time.perf_counter() - t}}
+        """)
+        if "error" not in r:
+            r["seconds_used"] = r["extra"]["call_s"]
+        return r
+
+    def mine(gguf_in: Path, out: Path, with_imatrix: bool) -> Result:
+        prepare()
+        extra_args = f', "--imatrix", {str(imx)!r}' if with_imatrix else ""
+        r = run(python=OURS_PYTHON, body=f"""
+        from batuta_sync.cli import main
+        rc = main(["convert", {str(gguf_in)!r}, {str(out)!r}, "--to", "gguf", "--quantization", "Q4_K_M",
+                   "--jobs", "1", "--quiet"{extra_args}])
+        if rc:
+            raise SystemExit(f"batuta convert exited {{rc}}")
+        """)
+        if "error" not in r:
+            r["seconds_used"] = r["wall_s"]
+        return r
+
+    return [
+        ("ours Q4_K_M+imatrix j1", lambda: mine(src, work / "ours-imx.gguf", True)),
+        ("peer Q4_K_M+imatrix t1", lambda: peer(f16, work / "peer-imx.gguf", True)),
+        ("ours MoE Q4_K_M j1", lambda: mine(moe, work / "ours-moe.gguf", False)),
+        ("peer MoE Q4_K_M t1", lambda: peer(moe, work / "peer-moe.gguf", False)),
+    ]
+
+
 def compare(a: Path, b: Path) -> dict[str, Any]:
     """Tensor by tensor: same names, types and bytes?"""
     import gguf
@@ -408,9 +472,9 @@ def main() -> int:
                                  epilog="Installing the peers (never in CI):\n" + peers.INSTALL)
     ap.add_argument("--threads", default="1,2", help="thread / job counts for Q4_K_M (default 1,2)")
     ap.add_argument("--repeat", type=int, default=1, help="run each job N times (interleaved), keep the fastest")
-    ap.add_argument("--only", choices=("all", "convert", "kquant", "q4km", "kernels"), default="all",
+    ap.add_argument("--only", choices=("all", "convert", "kquant", "q4km", "kernels", "imatrix"), default="all",
                     help="convert: F16+Q8_0; q4km: Q4_K_M vs llama_model_quantize; kernels: section 2; "
-                         "kquant: q4km + kernels")
+                         "kquant: q4km + kernels; imatrix: Q4_K_M+imatrix and MoE Q4_K_M vs libllama")
     ap.add_argument("--kernel-types", default="Q2_K,Q3_K,Q4_K,Q5_K,Q6_K", help="types for section 2")
     ap.add_argument("--kernel-layers", type=int, default=2, help="blocks whose tensors section 2 quantizes (default 2)")
     ap.add_argument("--peer-python", default=None,
@@ -429,6 +493,7 @@ def main() -> int:
     want_convert = args.only in ("all", "convert")
     want_q4 = args.only in ("all", "kquant", "q4km")
     want_kernels = args.only in ("all", "kquant", "kernels")
+    want_imatrix = args.only in ("all", "imatrix")
 
     global OURS_PYTHON
     OURS_PYTHON = ours_python(args.ours_python)
@@ -480,7 +545,9 @@ def main() -> int:
             else:
                 jobs.append((f"peer Q4_K_M t{t}", lambda t=t: ggml_chunk_driver(
                     f16, work / f"ours-Q4_K_M-j{t}.gguf", work / f"peer-Q4_K_M-t{t}.gguf", t)))
-        if (want_q4 or want_kernels) and not want_convert:  # the Q4_K_M peer and section 2 read our F16 file
+        imx_jobs = imatrix_jobs(work, src, f16) if want_imatrix else []
+        jobs += imx_jobs
+        if (want_q4 or want_kernels or want_imatrix) and not want_convert:  # peers and section 2 read our F16 file
             r = ours(src, f16, "F16", 1)
             if "error" in r:
                 raise SystemExit(f"could not write the F16 GGUF: {r['error']}")
@@ -506,6 +573,13 @@ def main() -> int:
             check = compare(work / f"ours-Q4_K_M-j{t}.gguf", work / f"peer-Q4_K_M-t{t}.gguf") \
                 if "error" not in me and "error" not in peer else None
             rows.append(row(f"Q4_K_M@{t}", me, peer, q4_name + f", nthread={t}", size_mb, KQUANT_TARGET, check))
+
+        for job, mine_f, peer_f in (("Q4_K_M+imatrix@1", "ours-imx.gguf", "peer-imx.gguf"),
+                                    ("MoE Q4_K_M@1", "ours-moe.gguf", "peer-moe.gguf")) if imx_jobs else ():
+            me, peer = results[f"ours {job[:-2]} j1"], results[f"peer {job[:-2]} t1"]
+            check = compare(work / mine_f, work / peer_f) if "error" not in me and "error" not in peer else None
+            rows.append(row(job, me, peer, "llama_model_quantize (node-llama-cpp 3.22.1 libllama), nthread=1",
+                            size_mb, KQUANT_TARGET, check))
 
         kern: dict[str, Any] = {}
         if want_kernels:

@@ -57,7 +57,7 @@ def test_quantization_and_runtime_parsing() -> None:
     assert GGUFQuantization.parse(None) is GGUFQuantization.Q4_K_M
     assert GGUFQuantization.parse(GGUFQuantization.BF16) is GGUFQuantization.BF16
     with pytest.raises(ConversionError) as e:
-        GGUFQuantization.parse("iq4_xs")  # not one we write (q3_k_s is, since issue 19)
+        GGUFQuantization.parse("iq3_xs")  # not one we write (iq4_xs is, since issue 19)
     assert "Q4_K_M" in e.value.hint and "Q6_K" in e.value.hint
     assert Runtime.parse("llamacpp") is Runtime.LLAMA_CPP and Runtime.parse("llama.cpp") is Runtime.LLAMA_CPP
     assert Runtime.parse("HF") is Runtime.TRANSFORMERS and Runtime.parse(Runtime.OLLAMA) is Runtime.OLLAMA

@@ -782,6 +782,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_bytes(status, json.dumps({"error": message}).encode(), h)
 
     # ------------------------------------------------------------------ routing
+    def _route_storage_protocols(self, d: list[str]) -> bool:
+        """Xet's CAS (``/xet-cas/…``) and the container registry Ollama pulls from (``/v2/…``);
+        False when the path is neither (the caller goes on routing)."""
+        if d[0] == "xet-cas":
+            xet_routes.cas(self, d[1:])
+            return True
+        if d[0] == "v2" and (len(d) <= 2 or (len(d) == 5 and d[3] in ("manifests", "blobs"))):
+            from batuta_sync.server import registry
+
+            registry.route(self, d[1:])
+            return True
+        return False
+
     def _route(self) -> None:
         if web.handle(self):  # browser pages (Accept prefers text/html) and /_web/
             return
@@ -804,12 +817,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(d[1:])
         if d[0] == "api":
             return self._api(segs[1:], d[1:])
-        if d[0] == "xet-cas":
-            return xet_routes.cas(self, d[1:])
-        if d[0] == "v2" and (len(d) <= 2 or (len(d) == 5 and d[3] in ("manifests", "blobs"))):
-            from batuta_sync.server import registry  # the container registry Ollama pulls from
-
-            return registry.route(self, d[1:])
+        if d[0] in ("xet-cas", "v2") and self._route_storage_protocols(d):
+            return None
         if d[0] == "lfs-upload" and len(d) == 2 and m == "PUT":
             return self._lfs_upload(d[1])
         if d[0] == "lfs-verify" and len(d) == 2 and m == "POST":

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from batuta_sync.server import HubServer

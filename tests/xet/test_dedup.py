@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 from batuta_sync.server import HubServer
 from tests.xet._client import run_py

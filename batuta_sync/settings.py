@@ -26,6 +26,9 @@ Token sources, first match wins: ``--token`` > ``--token-file`` > ``HF_TOKEN`` >
 ``$HF_HOME/token`` > ``~/.huggingface/token``; an empty ``--token ""`` or a set but empty
 ``HF_TOKEN=`` means anonymous.  ``--timeout`` / ``BATUTA_TIMEOUT`` (seconds) is
 ``Settings.timeout``: the longest connect/read timeout and retry wait (``hub/limits.py``).
+``--remote URL`` / ``BATUTA_REMOTE`` / hf.yaml ``defaults.remote`` is ``Settings.remote``, the
+shared remote (``s3://bucket/prefix`` or ``file:///path``; credentials come only from the AWS
+configuration, never from the URL, so the URL prints safely; ``docs/remote.md``).
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ class Settings:
     endpoint_source: str = "default"  # flag | env | hf.yaml | default
     trusted_endpoints: tuple[str, ...] = ()
     allow_outside_workspace: bool = False  # --allow-outside-workspace (command line only)
+    #: --remote / BATUTA_REMOTE / hf.yaml ``defaults.remote``: the shared remote (docs/remote.md)
+    remote: str | None = None
 
     @property
     def token_path(self) -> Path:
@@ -175,9 +180,9 @@ def resolve_settings(
     """Resolve settings from CLI ``flags`` > ``env`` > ``manifest`` defaults > built-ins.
 
     ``flags`` keys: endpoint, token, offline, hf_home, hub_cache, metadata_ttl (None = unset),
-    trust_endpoint (a list of URLs), allow_outside_workspace.
+    trust_endpoint (a list of URLs), allow_outside_workspace, remote.
     ``manifest`` is the hf.yaml ``defaults``/``policies`` merged mapping (keys: endpoint,
-    offline, cache_dir, metadata_ttl).  Raises :class:`UntrustedEndpointError` (see above).
+    offline, cache_dir, metadata_ttl, remote).  Raises :class:`UntrustedEndpointError` (see above).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
@@ -208,6 +213,7 @@ def resolve_settings(
     offline_raw = pick("offline", "HF_HUB_OFFLINE", "offline", False)
     offline = offline_raw if isinstance(offline_raw, bool) else env_flag(str(offline_raw))
     ttl = float(pick("metadata_ttl", "BATUTA_METADATA_TTL", "metadata_ttl", DEFAULT_METADATA_TTL))
+    remote = str(pick("remote", "BATUTA_REMOTE", "remote", "")).strip() or None
 
     # more flags: token_file, timeout; token="" = anonymous
     from batuta_sync._redact import register_url_secrets
@@ -244,6 +250,7 @@ def resolve_settings(
         endpoint_source=source,
         trusted_endpoints=trusted,
         allow_outside_workspace=bool(flags.get("allow_outside_workspace")),
+        remote=remote,
     )
     check_endpoint_trust(settings)
     return settings

@@ -44,6 +44,13 @@ def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = Fal
         "(env BATUTA_TIMEOUT; default: 10 s connect, 60 s read, retries 1-16 s, rate limits up to 300 s).",
     )
     g.add_argument(
+        "--remote",
+        metavar="URL",
+        default=default,
+        help="Shared remote for blobs, conversions and the apply lock: s3://bucket/prefix or file:///path "
+        "(env BATUTA_REMOTE; hf.yaml defaults.remote; docs/remote.md).",
+    )
+    g.add_argument(
         "--offline",
         action="store_true",
         default=False if top_level else argparse.SUPPRESS,
@@ -102,6 +109,7 @@ def settings_from_args(args: argparse.Namespace, manifest: dict[str, Any] | None
         "offline": True if getattr(args, "offline", False) else None,
         "trust_endpoint": getattr(args, "trust_endpoint", None) or None,
         "allow_outside_workspace": True if getattr(args, "allow_outside_workspace", False) else None,
+        "remote": getattr(args, "remote", None),
     }
     return resolve_settings(flags=flags, manifest=manifest)
 

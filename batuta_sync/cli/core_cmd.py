@@ -85,6 +85,11 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--jobs", type=_positive_int, default=None, help="Actions run in parallel (default: policies.jobs).")
     p.add_argument("--keep-going", action="store_true", help="After a failure, run every action that does not need it.")
     p.add_argument("--json", action="store_true", help="Print the apply summary as JSON.")
+    p.add_argument(
+        "--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+        help="Wait up to SECONDS for another apply's lock (workspace, and the --remote lease) "
+        "instead of failing at once with exit 17 (default 0).",
+    )
     p.set_defaults(handler=cmd_apply)
 
     p = _common.command_parser(root, "show", "Render a saved plan.")
@@ -480,7 +485,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             raise
     # Plan and apply in one go: the library holds the workspace lock from the plan on, so
     # another apply cannot move hf.lock between our plan and our apply.
-    with plan_session(man, settings=settings, offline=settings.offline) as session:
+    with plan_session(man, settings=settings, offline=settings.offline, lock_timeout=getattr(args, "lock_timeout", 0.0)) as session:
         return _apply(args, settings, session.plan, check_remote=False, locked=True)
 
 
@@ -510,6 +515,7 @@ def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote:
             check_remote=check_remote,
             progress_for=reporter.sink_for if isinstance(reporter, _RichApplyProgress) else None,
             workspace_locked=locked,
+            lock_timeout=getattr(args, "lock_timeout", 0.0),
         )
     finally:
         if isinstance(reporter, _RichApplyProgress):

@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 
 def _remote_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--remote", default=None, metavar="URL",
-                   help="s3://bucket/prefix or file:///path (env BATUTA_REMOTE).")
+    # --remote URL is a common option (cli/_common.py)
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
 
 
@@ -68,7 +67,7 @@ def register(root: Any, hf: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> RemoteStore:
-    url = args.remote or os.environ.get("BATUTA_REMOTE")
+    url = getattr(args, "remote", None) or os.environ.get("BATUTA_REMOTE")
     if not url:
         raise UsageError("No remote given.", hint="Pass --remote s3://bucket/prefix (or set BATUTA_REMOTE).")
     from batuta_sync.remote import open_remote

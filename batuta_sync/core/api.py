@@ -188,12 +188,16 @@ def apply_plan(
     lock_timeout: float = 0.0,
     progress_for: Callable[[Any], Any] | None = None,
     workspace_locked: bool = False,
+    lease_ttl: float | None = None,
 ) -> ApplyResult:
     """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action.
 
     ``progress_for(action)`` may return a download progress sink (``hub.download.ProgressSink``)
     for a pull action; ``reporter`` receives started/finished/failed/skipped events.
     ``workspace_locked``: the caller already holds the workspace lock (plan-and-apply in one go).
+    With a shared remote (``settings.remote``) the actions also run under its lease
+    (:func:`remote_lease`): ``lock_timeout`` bounds the wait for both locks (0 = fail fast,
+    exit 17); ``lease_ttl`` overrides the lease's time to live (default 300 s).
     """
     from contextlib import nullcontext
 
@@ -228,6 +232,9 @@ def apply_plan(
             from batuta_sync.core.steps import default_steps
 
             steps = default_steps(settings, man, state)
+        lease = remote_lease(settings, man, lock, plan.plan_id, wait=lock_timeout, ttl=lease_ttl)
+        if lease is not None:
+            steps = _guarded(steps, lease)
         try:
             result = execute(
                 plan,
@@ -242,6 +249,8 @@ def apply_plan(
             )
         finally:
             state.save()
+            if lease is not None:
+                lease.release()
         from batuta_sync.core import gcroots
         from batuta_sync.hub.cache import HfCache, parse_size
 
@@ -252,6 +261,61 @@ def apply_plan(
             if note:
                 result.notes.append(note)
         return result
+
+
+def lease_lineage(man: Manifest, lock: Lock | None) -> str:
+    """The remote lock name: hf.lock's lineage, or (before the first apply wrote one) the
+    hf.yaml digest, so runners applying the same hf.yaml share one lease either way."""
+    if lock is not None and lock.lineage:
+        return lock.lineage
+    return "m-" + man.digest.split(":", 1)[-1][:40]
+
+
+def remote_lease(
+    settings: Settings, man: Manifest, lock: Lock | None, plan_id: str, *, wait: float = 0.0,
+    ttl: float | None = None,
+) -> Any:
+    """The remote lease (``remote.lease.Lease``) for this apply, or None without a remote.
+
+    Busy: waits up to ``wait`` seconds (with one message naming the holder), then
+    :class:`~batuta_sync.errors.WorkspaceBusyError` (exit 17) naming ``batuta force-unlock ID``."""
+    if not settings.remote:
+        return None
+    import sys
+
+    from batuta_sync.remote import open_remote
+    from batuta_sync.remote.lease import DEFAULT_TTL, LockRecord, acquire
+
+    def told(held: LockRecord) -> None:
+        print(
+            f"Waiting up to {wait:g} s for the remote lock on {settings.remote} (held by host {held.host}, "
+            f"pid {held.pid}, lock id {held.id})...",
+            file=sys.stderr,
+        )
+
+    return acquire(
+        open_remote(settings.remote), lease_lineage(man, lock), plan_id=plan_id,
+        ttl=ttl or DEFAULT_TTL, wait=wait, poll=min(2.0, max(0.05, wait / 10)), on_wait=told,
+    )
+
+
+def _guarded(steps: Mapping[ActionKind, StepFn], lease: Any) -> dict[ActionKind, StepFn]:
+    """``steps`` that refuse to start once the remote lease is lost (another runner took it over)."""
+    from batuta_sync.errors import WorkspaceBusyError
+
+    def wrap(fn: StepFn) -> StepFn:
+        def step(action: Any, ctx: Any) -> Any:
+            if lease.lost:
+                raise WorkspaceBusyError(
+                    f"The remote lock (id {lease.id}) was lost: another runner took it over, so "
+                    f"{action.address} was not started.",
+                    hint="Apply again; a lease is lost only when its renewals stop for a whole TTL.",
+                )
+            return fn(action, ctx)
+
+        return step
+
+    return {kind: wrap(fn) for kind, fn in steps.items()}
 
 
 class PlanSession:
@@ -333,7 +397,7 @@ def plan_and_apply(
     with plan_session(manifest, settings=settings, lock_timeout=lock_timeout, **dict(plan_options or {})) as s:
         if not s.plan.actions or (approve is not None and not approve(s.plan)):
             return PlanAndApply(s.plan, None)
-        return PlanAndApply(s.plan, s.apply(**apply_kwargs))
+        return PlanAndApply(s.plan, s.apply(**{"lock_timeout": lock_timeout, **apply_kwargs}))
 
 
 def _check_endpoint(plan: Plan, settings: Settings) -> None:

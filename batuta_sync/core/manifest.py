@@ -177,7 +177,7 @@ class Manifest:
         """The hf.yaml layer of :func:`batuta_sync.settings.resolve_settings` (policies win over defaults)."""
         layer: dict[str, Any] = {}
         for src in (self.defaults, self.policies):
-            for key in ("endpoint", "offline", "cache_dir", "metadata_ttl"):
+            for key in ("endpoint", "offline", "cache_dir", "metadata_ttl", "remote"):
                 if src.get(key) is not None:
                     layer[key] = src[key]
         if "cache_dir" in layer:

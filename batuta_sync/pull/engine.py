@@ -30,7 +30,9 @@ from batuta_sync.safety import check_name_collisions, path_problem
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot, check_repo_id
 
 if TYPE_CHECKING:
+    from batuta_sync.hub.cache import CacheLayout
     from batuta_sync.hub.download import ProgressSink
+    from batuta_sync.remote.cas import SharedStore
     from batuta_sync.settings import Settings
 
 __all__ = ["ConversionNeededError", "PullResult", "cached_snapshot", "pull"]
@@ -115,6 +117,72 @@ def cached_snapshot(settings: Settings, ref: RepoRef) -> RepoSnapshot | None:
     from batuta_sync.hub.cache import cached_snapshot_at
 
     return cached_snapshot_at(settings.hub_cache, ref, settings.batuta_dir)
+
+
+# --------------------------------------------------------------------------- shared remote
+
+
+def _warn(text: str) -> None:
+    import sys
+
+    from batuta_sync._redact import redact
+
+    print(redact(f"Warning: {text}"), file=sys.stderr)
+
+
+def open_shared(settings: Settings) -> SharedStore | None:
+    """The shared remote of ``settings`` (None without one, or when it cannot be opened: the pull
+    goes on with the Hub, with a warning).  A malformed URL is a UsageError."""
+    if not settings.remote:
+        return None
+    from batuta_sync.remote import open_remote
+    from batuta_sync.remote.cas import SharedStore
+    from batuta_sync.remote.store import RemoteError
+
+    try:
+        return SharedStore(open_remote(settings.remote))
+    except RemoteError as exc:
+        _warn(f"the shared remote cannot be used ({exc.message}); downloading from the Hub.")
+        return None
+
+
+def fetch_from_remote(
+    shared: SharedStore, layout: CacheLayout, state_dir: Path, files: Sequence[RepoFile]
+) -> list[str]:
+    """Fetch ``files`` (not in the local cache) from the remote into the cache, verified and
+    stamped like a Hub download; returns the paths it served.  A corrupt object is a miss; a
+    remote error stops the lookup with a warning (the Hub serves the rest)."""
+    from batuta_sync.errors import BatutaError
+    from batuta_sync.hub.cache import mark_verified
+
+    served: list[str] = []
+    done: set[str] = set()
+    for f in files:
+        if f.etag in done:
+            served.append(f.path)
+            continue
+        try:
+            got = shared.fetch_blob(f.etag, layout.blob_path(f.etag), size=f.size)
+        except (BatutaError, OSError) as exc:
+            _warn(f"the shared remote {shared.url} failed ({exc}); downloading from the Hub instead.")
+            break
+        if got.hit:
+            mark_verified(state_dir, layout, f)
+            done.add(f.etag)
+            served.append(f.path)
+    return served
+
+
+def write_through(shared: SharedStore, layout: CacheLayout, files: Sequence[RepoFile]) -> None:
+    """Share the blobs the Hub just sent (create-only); a remote error only warns."""
+    from batuta_sync.errors import BatutaError
+
+    for etag in dict.fromkeys(f.etag for f in files):
+        try:
+            shared.put_blob(etag, layout.blob_path(etag))
+        except (BatutaError, OSError) as exc:
+            _warn(f"could not share blobs with the remote {shared.url} ({exc}); the pull itself is fine.")
+            return
 
 
 # --------------------------------------------------------------------------- I/O
@@ -216,6 +284,9 @@ def pull(
     def have(f: RepoFile) -> bool:  # verified by batuta (or re-hashed now), never by size
         return verified_blob(settings.batuta_dir, layout, f)
 
+    shared = None if offline else open_shared(settings)
+    from_remote: set[str] = set()  # paths whose blob came from the shared remote this pull
+
     def fetch(files: Sequence[RepoFile]) -> Any:
         missing = [f for f in files if not have(f)]
         if offline and missing:
@@ -224,6 +295,8 @@ def pull(
                 + ", ".join(f.path for f in missing)
                 + "."
             )
+        if shared is not None and missing:  # local cache -> remote -> Hub
+            from_remote.update(fetch_from_remote(shared, layout, settings.batuta_dir, missing))
         return dl.fetch_all([DownloadJob(ref, snapshot.commit, f, layout) for f in files])
 
     card: Mapping[str, Any] | None = snapshot.card  # the Hub's cardData, when it sent it
@@ -300,7 +373,7 @@ def pull(
 
     # content check: a pickle renamed .safetensors & co never enter the snapshot
     keep: list[RepoFile] = []
-    fresh = {o.path for o in report.outcomes if not o.cached}
+    fresh = {o.path for o in report.outcomes if not o.cached} | from_remote
     for f in selection.selected:
         blob = layout.blob_path(f.etag)
         verdict = sniff_file_safety(blob, f.path)
@@ -310,6 +383,8 @@ def pull(
                 blob.unlink(missing_ok=True)  # never cached (a blob that was already there may serve others)
             continue
         keep.append(f)
+    if shared is not None:  # write-through of what the Hub sent and passed the content check
+        write_through(shared, layout, [f for f in keep if f.path in fresh and f.path not in from_remote])
     for f in keep:
         link_snapshot_file(layout, snapshot.commit, f)
     if not offline:

@@ -29,7 +29,11 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     import boto3
 
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    import contextlib
+
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+        client.create_bucket(Bucket=BUCKET)
     try:
         yield url
     finally:
@@ -40,5 +44,9 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "s3":
         request.getfixturevalue("s3_endpoint")
-        return f"s3://{BUCKET}/team/prod"
+        # moto keeps one in-process backend for every server it starts: a prefix per test keeps
+        # each test's objects apart
+        import uuid
+
+        return f"s3://{BUCKET}/team/{uuid.uuid4().hex[:12]}"
     return f"file://{tmp_path / 'shared-remote'}"

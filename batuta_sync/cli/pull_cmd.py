@@ -1,4 +1,4 @@
-"""CLI: ``batuta hf pull model|dataset|files`` and ``batuta cache ls|stats|prune|clear``.
+"""CLI: ``batuta hf pull model|dataset|files`` and ``batuta cache ls|stats|prune|clear|verify|rm``.
 
 Thin layer over :mod:`batuta_sync.pull` (through :func:`batuta_sync.convert.on_pull.pull_or_convert`:
 a format the repo lacks is converted) and :class:`batuta_sync.hub.cache.HfCache`.
@@ -20,6 +20,16 @@ from batuta_sync.cli.query_cmd import add_wait_options, http_kwargs
 
 if TYPE_CHECKING:
     from batuta_sync.pull import PullRequest, PullResult
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of days: {text!r}")
+    if not 0 <= value <= 36500:
+        raise argparse.ArgumentTypeError(f"days must be between 0 and 36500, not {text}")
+    return value
 
 
 def _jobs(text: str) -> int:
@@ -261,10 +271,15 @@ def _cmd_cache_stats(args: argparse.Namespace) -> int:
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
     from batuta_sync.core import gcroots
-    from batuta_sync.hub.cache import human_bytes, parse_size
+    from batuta_sync.hub.cache import PruneResult, human_bytes, parse_size, prune_incomplete
 
     cache = _cache(args)
-    report, note = gcroots.prune(cache, parse_size(args.max_size))
+    stale, stale_bytes = prune_incomplete(cache.root, args.incomplete_days * 86400.0)
+    if args.max_size is not None:
+        report, note = gcroots.prune(cache, parse_size(args.max_size))
+    else:
+        size = cache.total_size()
+        report, note = PruneResult(0, size, size, size), None
     if args.json:
         _common.emit_json(
             {
@@ -273,12 +288,18 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
                 "size_after": report.size_after,
                 "over_limit": report.over_limit,
                 "kept_for_workspaces": [f"{s.repo_id}@{s.commit}" for s in report.kept],
+                "stale_incomplete_files": stale,
+                "stale_incomplete_bytes": stale_bytes,
             }
         )
     else:
-        print(
-            f"freed {human_bytes(report.freed)}; cache is now {human_bytes(report.size_after)} (limit {args.max_size})"
-        )
+        limit = f" (limit {args.max_size})" if args.max_size is not None else ""
+        print(f"freed {human_bytes(report.freed)}; cache is now {human_bytes(report.size_after)}{limit}")
+        if stale:
+            print(
+                f"removed {stale} unfinished download(s) untouched for {args.incomplete_days:g}+ days "
+                f"({human_bytes(stale_bytes)})"
+            )
     if note:
         print(f"Warning: {note}", file=sys.stderr)
     return 0
@@ -312,6 +333,156 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
     print(f"cleared {human_bytes(freed)} from {cache.root}")
     if broken and args.yes:
         print(f"Warning: {warning.rstrip()}", file=sys.stderr)
+    return 0
+
+
+def _select(args: argparse.Namespace, cache: Any, spec: str | None) -> list[Any]:
+    """The cached snapshots ``REPO[@REV]`` names (every snapshot without ``spec``); REV is a
+    ref the cache knows (``refs/<REV>``) or a commit sha; ``--repo-type`` narrows the type."""
+    from batuta_sync import ids
+    from batuta_sync.errors import NotFoundError
+    from batuta_sync.types import check_repo_id
+
+    snaps = [s for s in cache.snapshots() if ids.is_git_sha1(s.commit)]
+    if getattr(args, "repo_type", None):
+        snaps = [s for s in snaps if s.repo_type.value == args.repo_type]
+    if spec is None:
+        return sorted(snaps, key=lambda s: (s.repo_type.value, s.repo_id, s.commit))
+    repo, _, rev = spec.partition("@")
+    check_repo_id(repo)
+    if rev:
+        ids.revision(rev, where="the command line")
+    chosen = [s for s in snaps if s.repo_id == repo and (not rev or rev == s.commit or rev in s.refs)]
+    if not chosen:
+        raise NotFoundError(
+            f"{spec} is not in the cache {cache.root}.",
+            hint="`batuta cache ls` lists what is cached (REV is a cached branch/tag or a full commit sha).",
+        )
+    return sorted(chosen, key=lambda s: (s.repo_type.value, s.repo_id, s.commit))
+
+
+def _verify_all(cache: Any, snaps: list[Any]) -> tuple[int, list[Any]]:
+    from batuta_sync.hub.cache import verify_snapshot
+
+    checked, problems = 0, []
+    for snap in snaps:
+        n, found = verify_snapshot(cache.index.path.parent, snap, cache.root)
+        checked += n
+        problems.extend(found)
+    return checked, problems
+
+
+def _repair(args: argparse.Namespace, cache: Any, snaps: list[Any], problems: list[Any]) -> None:
+    """Discard what is corrupt and pull the damaged files again at their commit (the pull
+    engine verifies every byte against the listing)."""
+    from batuta_sync.hub.cache import discard_blob
+    from batuta_sync.pull import PullRequest, pull
+    from batuta_sync.types import RepoRef
+
+    settings = _common.settings_from_args(args)
+    by_snap: dict[tuple[Any, str, str], set[str]] = {}
+    for p in problems:
+        if p.kind == "corrupt":
+            discard_blob(cache.index.path.parent, cache.root, p)
+        by_snap.setdefault((p.repo_type, p.repo_id, p.commit), set()).add(p.path)
+    for (repo_type, repo_id, commit), paths in sorted(by_snap.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        # The files were in the cache already (pulled before, pickle ones with --allow-unsafe):
+        # restoring them is no new exposure, and nothing here loads them.
+        req = PullRequest(
+            ref=RepoRef(repo_id, repo_type, commit), files=tuple(sorted(paths)), allow_unsafe=True
+        )
+        pull(
+            settings,
+            req,
+            jobs=args.jobs,
+            max_wait=getattr(args, "max_wait", None),
+            no_wait=bool(getattr(args, "no_wait", False)),
+            sleep=http_kwargs(args)["sleep"],
+        )
+
+
+def _cmd_cache_verify(args: argparse.Namespace) -> int:
+    from batuta_sync._fmt import plural
+    from batuta_sync.errors import IntegrityError
+
+    cache = _cache(args)
+    snaps = _select(args, cache, args.repo)
+    checked, problems = _verify_all(cache, snaps)
+    found = list(problems)
+    if problems and args.repair:
+        _repair(args, cache, snaps, problems)
+        checked, problems = _verify_all(cache, _select(args, cache, args.repo))
+    repaired = [
+        p
+        for p in found
+        if (p.repo_id, p.commit, p.path) not in {(q.repo_id, q.commit, q.path) for q in problems}
+    ]
+    if args.json:
+        _common.emit_json(
+            {
+                "snapshots": len(snaps),
+                "files": checked,
+                "problems": [p.to_json() for p in problems],
+                "repaired": [p.to_json() for p in repaired] if args.repair else [],
+            }
+        )
+    else:
+        for p in found:
+            state = "repaired" if args.repair and p in repaired else p.kind
+            print(f"{state:<9} {p.repo_type.value} {p.repo_id}@{p.commit[:12]}  {p.path}")
+        _common.info(
+            args,
+            f"checked {plural(checked, 'file')} in {plural(len(snaps), 'snapshot')}: "
+            f"{plural(len(found), 'problem')}" + (f", {len(repaired)} repaired" if args.repair else ""),
+        )
+    if problems:
+        names = ", ".join(f"{p.repo_id}@{p.commit[:12]}:{p.path} ({p.kind})" for p in problems[:10])
+        raise IntegrityError(
+            f"{plural(len(problems), 'cached file')} failed verification: {names}"
+            + (" …" if len(problems) > 10 else "")
+            + ".",
+            hint="`batuta cache verify --repair` downloads them again"
+            if not args.repair
+            else "The Hub no longer serves the same content; `batuta cache rm` the snapshot.",
+        )
+    return 0
+
+
+def _cmd_cache_rm(args: argparse.Namespace) -> int:
+    from batuta_sync.core import gcroots
+    from batuta_sync.errors import UsageError
+    from batuta_sync.hub.cache import human_bytes, remove_snapshots
+
+    cache = _cache(args)
+    snaps = _select(args, cache, args.repo)
+    rooted = gcroots.uses(cache)
+    users = sorted({u.describe() for s in snaps for u in rooted.get(s.key, [])})
+    if users and not args.force:
+        raise UsageError(
+            f"Refusing to remove {args.repo} from the cache: workspaces' hf.lock pin it, and their "
+            "outputs would break:\n" + "\n".join(f"  - {u}" for u in users),
+            hint="Remove the resource from those hf.yaml files first, or pass --force "
+            "(the next `batuta apply` there pulls it again).",
+        )
+    freed = remove_snapshots(cache, snaps)
+    if args.json:
+        _common.emit_json(
+            {
+                "removed": [f"{s.repo_type.value}:{s.repo_id}@{s.commit}" for s in snaps],
+                "freed_bytes": freed,
+                "broken_outputs": users,
+            }
+        )
+    else:
+        for s in snaps:
+            print(f"removed {s.repo_type.value} {s.repo_id}@{s.commit[:12]}")
+        _common.info(args, f"freed {human_bytes(freed)}")
+    if users:
+        print(
+            "Warning: these outputs now point to nothing until the next apply:\n"
+            + "\n".join(f"  - {u}" for u in users),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -396,10 +567,45 @@ def register(root: Any, hf: Any) -> None:
     p = cp(cs, "stats", "Cache size and the hit rate of recent pulls.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(handler=_cmd_cache_stats)
-    p = cp(cs, "prune", "Evict least-recently-used snapshots until the cache fits a size.")
-    p.add_argument("--max-size", required=True, metavar="SIZE", help="Target size, e.g. 50GB, 500MB.")
+    p = cp(
+        cs,
+        "prune",
+        "Evict least-recently-used snapshots until the cache fits a size; drop stale partial downloads.",
+    )
+    p.add_argument("--max-size", metavar="SIZE", help="Target size, e.g. 50GB, 500MB (default: no eviction).")
+    p.add_argument(
+        "--incomplete-days",
+        type=_days,
+        default=7.0,
+        metavar="N",
+        help="Also delete unfinished downloads (*.incomplete) untouched for N days (default 7).",
+    )
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(handler=_cmd_cache_prune)
     p = cp(cs, "clear", "Delete every cached repo.")
     p.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
     p.set_defaults(handler=_cmd_cache_clear)
+    p = cp(
+        cs,
+        "verify",
+        "Re-hash cached files against their names and listings; --repair downloads bad ones again.",
+    )
+    p.add_argument(
+        "repo", nargs="?", metavar="REPO[@REV]", help="Only this repo (at a cached ref or commit)."
+    )
+    p.add_argument("--repo-type", choices=("model", "dataset", "space"), help="Only repos of this type.")
+    p.add_argument(
+        "--repair", action="store_true", help="Discard corrupt files and pull the damaged ones again."
+    )
+    p.add_argument(
+        "--jobs", type=_jobs, default=8, metavar="N", help="Parallel downloads for --repair (default 8)."
+    )
+    p.add_argument("--json", action="store_true", help="Print JSON.")
+    add_wait_options(p)
+    p.set_defaults(handler=_cmd_cache_verify)
+    p = cp(cs, "rm", "Remove a repo, or one revision of it, from the cache (not what workspaces pin).")
+    p.add_argument("repo", metavar="REPO[@REV]", help="Repo id, optionally @ a cached ref or commit sha.")
+    p.add_argument("--repo-type", choices=("model", "dataset", "space"), help="Only the repo of this type.")
+    p.add_argument("--force", action="store_true", help="Remove it even if workspaces' hf.lock pin it.")
+    p.add_argument("--json", action="store_true", help="Print JSON.")
+    p.set_defaults(handler=_cmd_cache_rm)

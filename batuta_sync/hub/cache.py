@@ -996,3 +996,122 @@ def hash_local_file(path: Path, rel: str) -> RepoFile:
 def disk_free(path: Path) -> int:
     """Bytes available where ``path`` lives (:func:`batuta_sync._fs.disk_free`)."""
     return _fs_disk_free(path)
+
+
+# --------------------------------------------------------------------------- verify / rm / stale partials
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    """One file of a cached snapshot that is not what its name and listing say."""
+
+    repo_type: HfAssetType
+    repo_id: str
+    commit: str
+    path: str
+    kind: str  # "missing" (link or blob absent) | "corrupt" (size/digest wrong) | "mislinked"
+    etag: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_type": self.repo_type.value,
+            "repo_id": self.repo_id,
+            "commit": self.commit,
+            "path": self.path,
+            "problem": self.kind,
+            "blob": self.etag,
+        }
+
+
+def _listed_or_named(layout: CacheLayout, commit: str) -> tuple[RepoFile, ...]:
+    """The files of a cached snapshot: its listing (``trees/<commit>.json``), else what its
+    symlinks name (a snapshot written by huggingface_hub has no listing: the blob's name is
+    its digest, sha256 when 64 hex, git blob sha1 when 40)."""
+    listed = read_tree(layout, commit)
+    if listed is not None:
+        return listed
+    snap = layout.snapshot_dir(commit)
+    out: list[RepoFile] = []
+    for p in sorted(snap.rglob("*")) if snap.is_dir() else []:
+        if not p.is_symlink():
+            continue
+        name = os.path.basename(os.readlink(p))
+        try:
+            size = os.stat(p).st_size
+        except OSError:  # the blob it points to is gone: reported as missing
+            size = 0
+        rel = p.relative_to(snap).as_posix()
+        if ids.is_sha256(name):
+            out.append(RepoFile(path=rel, size=size, blob_id="", sha256=name))
+        elif ids.is_git_sha1(name):
+            out.append(RepoFile(path=rel, size=size, blob_id=name))
+    return tuple(out)
+
+
+def verify_snapshot(state_dir: Path, snap: CachedSnapshot, root: Path) -> tuple[int, list[VerifyProblem]]:
+    """Re-hash every blob of ``snap`` against its name and the listing (stamps are not trusted);
+    returns (files checked, problems).  Blobs found right get a fresh verification stamp."""
+    ref = RepoRef(snap.repo_id, snap.repo_type, snap.commit)
+    layout = CacheLayout.of(root, ref)
+    problems: list[VerifyProblem] = []
+    files = _listed_or_named(layout, snap.commit)
+    for f in files:
+        def problem(kind: str, f: RepoFile = f) -> None:
+            problems.append(VerifyProblem(snap.repo_type, snap.repo_id, snap.commit, f.path, kind, f.etag))
+
+        link = layout.snapshot_file(snap.commit, f.path)
+        blob = confine(root, layout.blob_path(f.etag), follow_last=False, what="cache blob")
+        try:
+            st = os.lstat(blob)
+        except OSError:
+            problem("missing")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            problem("missing")
+            continue
+        if not os.path.lexists(link):
+            problem("missing")
+        elif not link.is_symlink() or os.path.basename(os.readlink(link)) != f.etag:
+            problem("mislinked")
+        if not blob_digest_ok(blob, f):
+            problem("corrupt")
+        else:
+            mark_verified(state_dir, layout, f)
+    return len(files), problems
+
+
+def discard_blob(state_dir: Path, root: Path, p: VerifyProblem) -> None:
+    """Delete a corrupt blob (and its stamp) so the next pull downloads it again."""
+    layout = CacheLayout.of(root, RepoRef(p.repo_id, p.repo_type, p.commit))
+    with contextlib.suppress(OSError):
+        os.unlink(confine(layout.blobs_dir, layout.blob_path(p.etag), follow_last=False, what="cache blob"))
+    with contextlib.suppress(OSError):
+        os.unlink(_verified_marker(state_dir, layout, p.etag))
+
+
+def prune_incomplete(root: Path, older_than: float, *, now: float | None = None) -> tuple[int, int]:
+    """Delete ``blobs/*.incomplete`` not written to for ``older_than`` seconds (a download that
+    died long ago); returns (files, bytes) removed.  A download in progress keeps its mtime fresh."""
+    now = time.time() if now is None else now
+    count = freed = 0
+    for child in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        if not parse_repo_folder(child.name) or child.is_symlink():
+            continue
+        bd = child / "blobs"
+        if bd.is_symlink() or not bd.is_dir():
+            continue
+        for p in sorted(bd.iterdir()):
+            if not p.name.endswith(".incomplete") or p.is_symlink():
+                continue
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                if now - st.st_mtime >= older_than:
+                    p.unlink()
+                    count += 1
+                    freed += st.st_size
+    return count, freed
+
+
+def remove_snapshots(cache: HfCache, snaps: Sequence[CachedSnapshot]) -> int:
+    """Delete these snapshots (blobs no other snapshot uses go too); returns bytes freed."""
+    return sum(cache._remove_snapshot(s) for s in snaps)

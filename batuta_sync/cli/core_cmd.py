@@ -396,7 +396,7 @@ def _approve(args: argparse.Namespace) -> bool:
 
 
 def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
-    from batuta_sync.errors import BatutaError, PartialApplyError, exit_code
+    from batuta_sync.errors import BatutaError, DiskFullError, PartialApplyError, exit_code
 
     _emit_apply_json(args, result.to_dict())
     if result.interrupted:
@@ -424,7 +424,9 @@ def _finish(args: argparse.Namespace, result: ApplyResult) -> int:
     lines = [f"  - {aid}: {getattr(e, 'message', None) or f'{type(e).__name__}: {e}'}" for aid, e in result.failed.items()]
     lines += [f"  - {aid}: skipped ({why})" for aid, why in result.skipped.items()]
     lines += [f"  - {aid}: not run (apply stopped at the first failure; --keep-going runs it)" for aid in result.not_run]
-    raise PartialApplyError(f"{text}\n" + "\n".join(lines))
+    # a full disk is the cause to report (16): retrying or --keep-going cannot help until space is freed
+    full = any(isinstance(e, DiskFullError) for e in result.failed.values())
+    raise (DiskFullError if full else PartialApplyError)(f"{text}\n" + "\n".join(lines))
 
 
 def _emit_apply_json(args: argparse.Namespace, doc: dict[str, Any]) -> None:

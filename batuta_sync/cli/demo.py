@@ -84,6 +84,38 @@ def seed_hub(store: object, work: Path) -> None:
     commit("demo/tiny-space", files(write_tiny_space(seed / "space")), repo_type="space", message="Add app")
 
 
+MARKER = ".batuta-demo"  # written into every demo directory: `--dir` may start it clean again
+DEMO_ENTRIES = ("hub", "hf-home", "project", "seed", MARKER)  # everything a demo writes there
+
+
+def prepare_dir(work: Path) -> None:
+    """Make ``work`` an empty demo directory: a new or empty one is used, a previous demo's is
+    emptied of what the demo wrote, any other non-empty directory is refused (nothing deleted)."""
+    import shutil
+
+    from batuta_sync.errors import UsageError
+
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"--dir {work} is a file, not a directory.", hint="Pass a new or empty directory.")
+    entries = sorted(p.name for p in work.iterdir()) if work.is_dir() else []
+    if entries and MARKER not in entries:
+        shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+        raise UsageError(
+            f"--dir {work} is not empty and is not a previous demo directory (it holds {shown}); "
+            "the demo writes a Hub, a cache and a project there, so it refuses to mix them with your files.",
+            hint="Pass a new or empty directory, or leave out --dir to use a temporary one.",
+        )
+    for name in entries:
+        if name in DEMO_ENTRIES:
+            target = work / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / MARKER).write_text("batuta demo directory: `batuta demo --dir` may empty it again\n")
+
+
 @contextmanager
 def _env(values: dict[str, str]) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in values}
@@ -126,9 +158,9 @@ def run_demo(
         return base_run([*argv, *extra])
     started = time.perf_counter()
     work = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="batuta-demo-"))
-    work.mkdir(parents=True, exist_ok=True)
+    prepare_dir(work)
     project = work / "project"
-    project.mkdir(exist_ok=True)
+    project.mkdir()
     server = HubServer(root=work / "hub").start()
     try:
         say(f"① Local Hub running at {server.url} (data in {work / 'hub'})")

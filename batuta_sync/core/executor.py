@@ -9,7 +9,8 @@ inject fakes).  Walk rules (DVC ``_reproduce`` / Terraform ``dag/walk``):
   without ``keep_going`` nothing new starts after the first failure;
 * after each completed action hf.lock is rewritten atomically and the journal
   records it, so an interrupted apply resumes where it stopped;
-* when everything completed, ``last_applied_plan`` is recorded (plans are single-use);
+* when everything completed and hf.lock changed, ``last_applied_plan`` is recorded (plans are
+  single-use); an apply that changed no lock content leaves hf.lock byte-identical;
 * Ctrl-C (SIGINT, when run in the main thread): the first press starts nothing new and lets the
   in-flight actions finish (``Reporter.interrupted`` says so at once); the second sets
   ``StepContext.abort``, which pulls check at every chunk, so transfers stop within a second and
@@ -26,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync.core.actions import Action, ActionKind
-from batuta_sync.core.lockfile import Lock, LockEntry, entry_from_dict, lock_digest, next_version, write_lock
+from batuta_sync.core.lockfile import (
+    Lock,
+    LockEntry,
+    dumps,
+    entry_from_dict,
+    lock_digest,
+    next_version,
+    write_lock,
+)
 from batuta_sync.core.planner.plan import Plan, Precondition
 from batuta_sync.core.workspace import Journal
 from batuta_sync.errors import BatutaError, StalePlanError
@@ -251,7 +260,8 @@ def execute(
         with guard:
             new = next_version(prev, _lock_update(state["lock"], action, res))
             journal.record(action.id, lock_digest(new))  # first: see Journal
-            write_lock(lock_path, new)
+            if prev is None or dumps(new) != dumps(prev):  # a pure re-pull leaves hf.lock's bytes alone
+                write_lock(lock_path, new)
             state["lock"] = new
             prev = new
 
@@ -320,8 +330,12 @@ def execute(
     result.not_run = sorted(set(by_id) - done - blocked - set(result.failed) - set(result.aborted))
     final = state["lock"]
     if result.ok:
-        final = replace(final, last_applied_plan=plan.plan_id)
-        write_lock(lock_path, final)
+        # the plan id is recorded only when the apply changed hf.lock: an apply that only re-pulled
+        # or re-materialized (a fresh CI runner) leaves it byte-identical; such a plan stays fresh,
+        # and applying it again is the same no-op on the lock
+        if lock is None or dumps(final) != dumps(lock):
+            final = replace(final, last_applied_plan=plan.plan_id)
+            write_lock(lock_path, final)
         journal.remove()
     result.lock = final
     return result

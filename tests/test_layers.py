@@ -28,7 +28,6 @@ C901_EXCEPTIONS: dict[str, set[str]] = {
     "batuta_sync/convert/quantize.py": {"_mixture"},
     "batuta_sync/convert/requantize.py": {"requantize_gguf"},
     "batuta_sync/core/executor.py": {"execute"},
-    "batuta_sync/core/manifest.py": {"_semantic_diags", "_compose"},
     "batuta_sync/core/planner/diff.py": {"diff_repo"},
     "batuta_sync/hub/download.py": {"_stream"},
     "batuta_sync/ids.py": {"repo_path_problem"},
@@ -50,6 +49,13 @@ def test_c901_exceptions_in_pyproject_are_the_pinned_files() -> None:
     ignores = PYPROJECT["tool"]["ruff"]["lint"]["per-file-ignores"]
     assert {f for f, rules in ignores.items() if "C901" in rules} == set(C901_EXCEPTIONS)
     assert "C901" in PYPROJECT["tool"]["ruff"]["lint"]["select"]
+
+
+def test_ci_type_checks_strictly() -> None:
+    """``mypy --strict`` in CI, and the same rules for a plain ``mypy batuta_sync`` (issue #15)."""
+    assert PYPROJECT["tool"]["mypy"]["strict"] is True
+    run = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert "mypy --strict batuta_sync" in run
 
 
 def test_no_new_function_exceeds_the_complexity_threshold_in_the_excepted_files() -> None:

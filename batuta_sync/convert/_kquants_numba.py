@@ -23,6 +23,7 @@ Byte-exactness with ggml (compiled without FMA, no fast-math) rests on:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,12 @@ from numba import config, njit, types
 from numba.extending import intrinsic as _intrinsic
 from numba.extending import overload
 
-intrinsic: Any = _intrinsic  # numba's decorator types are not precise enough for mypy
+
+def intrinsic(func: Callable[..., Any]) -> Callable[..., Any]:
+    """numba's ``@intrinsic`` with a type: the result is called from compiled code with the
+    arguments after ``typingctx`` (numba declares the decorator without annotations)."""
+    return _intrinsic(func)
+
 
 # NUMBA_DISABLE_JIT=1 turns every kernel below into (very slow) plain Python: kquants then uses numpy.
 COMPILED = not getattr(config, "DISABLE_JIT", False)

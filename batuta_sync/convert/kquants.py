@@ -100,7 +100,7 @@ def _quantize_jit(flat: NDArray, qtype: str, out: NDArray) -> bool:
 _MAGIC = np.float32(12582912.0)  # 1.5 * 2**23
 
 
-def _nint(a: NDArray) -> np.ndarray:
+def _nint(a: np.ndarray) -> np.ndarray:
     """ggml's ``nearest_int`` on a float32 array, in place, results as float32.
 
     C adds 1.5*2**23 and reads the low 23 mantissa bits minus 2**22.  Setting the exponent bits of

@@ -19,7 +19,7 @@ from batuta_sync.errors import ConversionError
 from batuta_sync.fileformats import safetensors as st_format
 
 # safetensors dtype -> (numpy storage dtype, bytes per element)
-ST_DTYPES: dict[str, Any] = {
+ST_DTYPES: dict[str, np.dtype[Any]] = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),

@@ -67,7 +67,7 @@ class Failure:
             return "rate limited (429)"
         if self.kind is Kind.STATUS:
             return f"Hub answered {self.status}"
-        return self.kind.value
+        return str(self.kind.value)
 
 
 Classify = Callable[[BaseException], Failure | None]  # None: not a failure of ours, re-raised as is

@@ -185,19 +185,23 @@ def _card_loader() -> type:
         depth = 0
         nodes = 0
 
+        def _here(self) -> Any:
+            """The position of the next event (for the error); the yaml stubs leave peek_event untyped."""
+            return self.peek_event().start_mark  # type: ignore[no-untyped-call]
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
-                mark = self.peek_event().start_mark
+                mark = self._here()
                 raise ComposerError(None, None, "YAML aliases (*name) are not allowed in card metadata", mark)
             self.nodes += 1
             if self.nodes > MAX_YAML_NODES:
-                mark = self.peek_event().start_mark
+                mark = self._here()
                 raise ComposerError(None, None, f"card metadata has more than {MAX_YAML_NODES} values", mark)
             step = 1 if self.check_event(yaml.CollectionStartEvent) else 0  # depth counts collections
             self.depth += step
             try:
                 if self.depth > MAX_YAML_DEPTH:
-                    mark = self.peek_event().start_mark
+                    mark = self._here()
                     raise ComposerError(
                         None, None, f"card metadata is nested deeper than {MAX_YAML_DEPTH} levels", mark
                     )

@@ -267,7 +267,8 @@ class Faults:
 
     @property
     def retry_after(self) -> str | None:
-        return self._k["retry_after"]
+        value = self._k["retry_after"]
+        return None if value is None else str(value)
 
     def take_request_fault(self) -> tuple[str, Mapping[str, Any]] | None:
         """Consume a deterministic 429 or 5xx if one is pending: ("429"|"5xx", details)."""

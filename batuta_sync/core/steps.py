@@ -281,7 +281,7 @@ def _shared_for_runs(settings: Settings, input_tree: str) -> SharedStore | None:
 
 def _fetch_run(shared: SharedStore, key: str, dst: Path) -> tuple[Path, ...] | None:
     """The conversion's outputs from the remote run-cache (verified), or None: convert locally."""
-    from batuta_sync.pull.engine import _warn
+    from batuta_sync.pull._notice import warn as _warn
     from batuta_sync.remote.store import RemoteError
 
     try:
@@ -293,7 +293,7 @@ def _fetch_run(shared: SharedStore, key: str, dst: Path) -> tuple[Path, ...] | N
 
 def _share_run(shared: SharedStore, key: str, dst: Path, outputs: Sequence[FileDigest]) -> None:
     """Record a local conversion in the remote run-cache (its blobs, then ``runs/<key>.json``)."""
-    from batuta_sync.pull.engine import _warn
+    from batuta_sync.pull._notice import warn as _warn
     from batuta_sync.remote.store import RemoteError
 
     try:

@@ -78,7 +78,15 @@ def default_client_factory(settings: Settings) -> Callable[[], Any]:
     def factory() -> Any:
         from batuta_sync.hub.client import HubApi
 
-        return HubApi(settings)
+        client = HubApi(settings)
+        if settings.remote and not settings.offline:  # commit listings shared through the remote
+            from batuta_sync.pull.engine import open_shared
+            from batuta_sync.pull.listings import ListingClient
+
+            shared = open_shared(settings)
+            if shared is not None:
+                return ListingClient(client, shared)
+        return client
 
     return factory
 

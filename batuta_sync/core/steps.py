@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from batuta_sync import ids
 from batuta_sync._fs import atomic_write, confine, is_inside
@@ -35,6 +35,9 @@ from batuta_sync.core.workspace import workspace_path
 from batuta_sync.errors import ConfigError, PlanError
 from batuta_sync.settings import Settings
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
+
+if TYPE_CHECKING:
+    from batuta_sync.remote.cas import SharedStore
 
 Spec = TypeVar("Spec", RepoSpec, ConversionSpec, PublishSpec)
 
@@ -266,6 +269,39 @@ def write_provenance(
     atomic_write(dst / PROVENANCE_FILE, json.dumps(prov, indent=2, sort_keys=True) + "\n")
 
 
+def _shared_for_runs(settings: Settings, input_tree: str) -> SharedStore | None:
+    """The shared remote for the run-cache (``SharedStore``), or None: no remote, offline, or an
+    input whose tree digest is unknown (then the memo key identifies nothing)."""
+    if not settings.remote or settings.offline or input_tree == "unknown":
+        return None
+    from batuta_sync.pull.engine import open_shared
+
+    return open_shared(settings)
+
+
+def _fetch_run(shared: SharedStore, key: str, dst: Path) -> tuple[Path, ...] | None:
+    """The conversion's outputs from the remote run-cache (verified), or None: convert locally."""
+    from batuta_sync.pull._notice import warn as _warn
+    from batuta_sync.remote.store import RemoteError
+
+    try:
+        return shared.fetch_run(key, dst)
+    except RemoteError as exc:
+        _warn(f"the remote run-cache {shared.url} failed ({exc.message}); converting locally.")
+        return None
+
+
+def _share_run(shared: SharedStore, key: str, dst: Path, outputs: Sequence[FileDigest]) -> None:
+    """Record a local conversion in the remote run-cache (its blobs, then ``runs/<key>.json``)."""
+    from batuta_sync.pull._notice import warn as _warn
+    from batuta_sync.remote.store import RemoteError
+
+    try:
+        shared.share_run(key, dst, {f.path: (f.sha256, f.size) for f in outputs if f.sha256})
+    except RemoteError as exc:
+        _warn(f"could not share the conversion with the remote {shared.url} ({exc.message}); it is applied.")
+
+
 def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def convert_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import convert as convert_mod
@@ -278,35 +314,43 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             for f in old.outputs:
                 confine(old_dir, f.path, follow_last=False, what="conversion output").unlink(missing_ok=True)
         dst.mkdir(parents=True, exist_ok=True)
-        result = convert_mod.convert(
-            source_dir(manifest, settings, ctx, spec.source),
-            dst,
-            to=spec.to,
-            quantization=spec.quantization,
-            jobs=ctx.jobs,
-            allow_unsafe=manifest.allow_unsafe,
-            **spec.convert_kwargs(),
-        )
         input_tree = _tree_of(ctx, spec.source) or "unknown"
         params = spec.params()
         converter = str(convert_mod.CONVERTER_VERSION)
+        key = conversion_key(input_tree, converter, params)
+        shared = _shared_for_runs(settings, input_tree)
+        files = _fetch_run(shared, key, dst) if shared is not None else None
+        note = "outputs from the remote run-cache (no conversion)" if files is not None else ""
+        if files is None:
+            result = convert_mod.convert(
+                source_dir(manifest, settings, ctx, spec.source),
+                dst,
+                to=spec.to,
+                quantization=spec.quantization,
+                jobs=ctx.jobs,
+                allow_unsafe=manifest.allow_unsafe,
+                **spec.convert_kwargs(),
+            )
+            files = result.files
+            if shared is not None:
+                _share_run(shared, key, dst, output_digests(dst, produced=list(files)))
         write_provenance(dst, ctx.lock.get(spec.source), source_dir(manifest, settings, ctx, spec.source),
                          converter=converter, quantization=spec.quantization, to=spec.to)
         entry = ConversionLock(
             address=action.address,
             source=spec.source,
-            key=conversion_key(input_tree, converter, params),
+            key=key,
             converter=converter,
             input_tree=input_tree,
             params=tuple(sorted(params.items())),
             output=spec.output_path,
             # Only what the converter wrote (and its provenance): other files in the output
             # directory are the user's, and removing the conversion must not delete them.
-            outputs=output_digests(dst, produced=[*result.files, dst / PROVENANCE_FILE]),
+            outputs=output_digests(dst, produced=[*files, dst / PROVENANCE_FILE]),
         )
         for f in entry.outputs:
             state.remember(dst / f.path, f.sha256, f.gitsha1)
-        return StepResult(lock_entry=entry)
+        return StepResult(lock_entry=entry, message=note)
 
     return convert_step
 

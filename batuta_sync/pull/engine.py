@@ -25,6 +25,7 @@ from batuta_sync.errors import (
     NotFoundError,
     OfflineError,
 )
+from batuta_sync.pull._notice import warn as _warn
 from batuta_sync.pull.select import ConversionNeeded, PullRequest, PullSelection, plan_pull
 from batuta_sync.safety import check_name_collisions, path_problem
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot, check_repo_id
@@ -122,12 +123,6 @@ def cached_snapshot(settings: Settings, ref: RepoRef) -> RepoSnapshot | None:
 # --------------------------------------------------------------------------- shared remote
 
 
-def _warn(text: str) -> None:
-    import sys
-
-    from batuta_sync._redact import redact
-
-    print(redact(f"Warning: {text}"), file=sys.stderr)
 
 
 def open_shared(settings: Settings) -> SharedStore | None:
@@ -195,8 +190,12 @@ def _parse_card(text: str) -> dict[str, Any] | None:
     return parse(text)[0]
 
 
-def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> tuple[RepoSnapshot, bool]:
-    """(snapshot, offline?) - from the Hub, or the cache when offline / the Hub is unreachable."""
+def _resolve_snapshot(
+    settings: Settings, ref: RepoRef, shared: SharedStore | None = None, **http_kwargs: Any
+) -> tuple[RepoSnapshot, bool]:
+    """(snapshot, offline?) - from the Hub, or the cache when offline / the Hub is unreachable.
+    A commit sha's listing comes from the local cache, else the shared remote, before the Hub;
+    a listing the Hub sends is written through to the remote."""
     if settings.offline:
         snap = cached_snapshot(settings, ref)
         if snap is None:
@@ -214,10 +213,11 @@ def _resolve_snapshot(settings: Settings, ref: RepoRef, **http_kwargs: Any) -> t
         if snap is not None:
             return snap, False
     from batuta_sync.hub.client import HubApi
+    from batuta_sync.pull.listings import ListingClient
 
     try:
         with HubApi(settings, **http_kwargs) as client:
-            return client.snapshot(ref), False
+            return (ListingClient(client, shared) if shared is not None else client).snapshot(ref), False
     except NetworkError:
         snap = cached_snapshot(settings, ref)
         if snap is None:
@@ -264,11 +264,12 @@ def pull(
     check_repo_id(req.ref.repo_id)
     offline = settings.offline
     complete_listing = snapshot is None  # ours: the commit's full listing; a caller's may be a subset
+    shared = None if offline else open_shared(settings)
     if snapshot is None:
         waits: dict[str, Any] = {"max_wait": max_wait, "no_wait": no_wait}
         if sleep is not None:
             waits["sleep"] = sleep
-        snapshot, offline = _resolve_snapshot(settings, req.ref, **waits)
+        snapshot, offline = _resolve_snapshot(settings, req.ref, shared, **waits)
         complete_listing = not offline
     else:
         offline = settings.offline
@@ -284,7 +285,7 @@ def pull(
     def have(f: RepoFile) -> bool:  # verified by batuta (or re-hashed now), never by size
         return verified_blob(settings.batuta_dir, layout, f)
 
-    shared = None if offline else open_shared(settings)
+    shared = None if offline else shared
     from_remote: set[str] = set()  # paths whose blob came from the shared remote this pull
 
     def fetch(files: Sequence[RepoFile]) -> Any:

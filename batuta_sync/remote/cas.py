@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync import ids
-from batuta_sync._fs import temp_file_beside
+from batuta_sync._fs import confine, temp_file_beside
 from batuta_sync.remote.store import RemoteStore
 
 _CHUNK = 1 << 20
@@ -160,3 +160,27 @@ class SharedStore:
             return out
         except (ValueError, KeyError, TypeError, AttributeError, ids.InvalidIdentifierError):
             return None
+
+    def fetch_run(self, memo: str, dest_dir: Path) -> tuple[Path, ...] | None:
+        """Materialize the recorded outputs of conversion ``memo`` under ``dest_dir``, each blob
+        verified by digest and size; the files written, or None on any miss (no record, a missing
+        or corrupt blob): then the caller converts.  Names are confined to ``dest_dir``."""
+        outputs = self.get_run(memo)
+        if not outputs:
+            return None
+        got: list[Path] = []
+        for name, entry in sorted(outputs.items()):
+            dest = confine(dest_dir, name, follow_last=False, what="a run-cache output")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not self.fetch_blob(entry["sha256"], dest, size=entry["size"]).hit:
+                return None
+            got.append(dest)
+        return tuple(got)
+
+    def share_run(self, memo: str, base: Path, outputs: Mapping[str, tuple[str, int]]) -> bool:
+        """Write-through of a conversion: its output blobs (``{name: (sha256, size)}`` under ``base``),
+        then the run record (create-only, last, so a reader never finds a record without its blobs).
+        True when this call created the record."""
+        for name, (sha, _size) in sorted(outputs.items()):
+            self.put_blob(sha, confine(base, name, follow_last=False, what="a conversion output"))
+        return self.put_run(memo, {name: {"sha256": sha, "size": size} for name, (sha, size) in outputs.items()})

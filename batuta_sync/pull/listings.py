@@ -75,9 +75,9 @@ class ListingClient:
         if snap is not None:
             self.from_remote.add(ref)
             return snap
-        snap = self.inner.snapshot(ref)
-        share_snapshot(self.shared, snap)
-        return snap
+        fetched: RepoSnapshot = self.inner.snapshot(ref)
+        share_snapshot(self.shared, fetched)
+        return fetched
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

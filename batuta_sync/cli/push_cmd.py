@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from batuta_sync._fmt import human_bytes
+from batuta_sync._fmt import human_bytes, plural
 from batuta_sync.cli import _common
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ def render_plan(plan: PushPlan, req: PushRequest) -> str:
         f"  {len(plan.adds)} to add, {len(plan.changes)} to change, {len(plan.deletes)} to delete, "
         f"{len(plan.unchanged)} unchanged; {human_bytes(plan.upload_bytes)} to upload"
     )
+    if card_note(plan):
+        lines.append(card_note(plan))
     if plan.card_diff:
         lines.append("README.md (card) changes:")
         lines.extend("  " + ln.rstrip("\n") for ln in plan.card_diff.splitlines())
@@ -90,6 +92,15 @@ def render_plan(plan: PushPlan, req: PushRequest) -> str:
         extra = f" ({plan.suppressed} suppressed by fingerprint)" if plan.suppressed else ""
         lines.append(f"Secret scan: clean{extra}")
     return "\n".join(lines)
+
+
+def card_note(plan: PushPlan) -> str:
+    """What the push does to README.md, in one line ("" when it leaves the user's card alone)."""
+    if plan.card_generated:
+        return "README.md: a card is generated (there is no local README.md)"
+    if plan.card_keys_added:
+        return f"README.md: front matter gains {', '.join(plan.card_keys_added)} (the rest is left as is)"
+    return ""
 
 
 def _confirm(question: str) -> bool:
@@ -155,7 +166,10 @@ def _handler(args: argparse.Namespace) -> int:
             return exit_code("ok")
     elif plan.findings:
         raise secrets_error(plan.findings)
-    result = push(settings, req, plan=plan, progress=say)
+    from batuta_sync.cli._progress import progress_for
+
+    sink = progress_for(args)
+    result = push(settings, req, plan=plan, progress=say, sink=sink)
     url = result.commit_url(settings, req)
     if args.json:
         _common.emit_json({"plan": plan.to_json(), "result": {**result.to_json(), "url": url}})
@@ -163,10 +177,12 @@ def _handler(args: argparse.Namespace) -> int:
         print(f"Nothing to push: {req.repo_id}@{req.revision} already matches ({result.commit}).")
     else:
         print(
-            f"Pushed {len(result.uploaded)} file(s), {human_bytes(result.bytes_sent)}"
+            f"Pushed {plural(len(result.uploaded), 'file')}, {human_bytes(result.bytes_sent)}"
             + (f", deleted {len(result.deleted)}" if result.deleted else "")
             + f" -> commit {result.commit}"
         )
+        if card_note(plan):
+            print(card_note(plan))
     if url and not args.json:
         print(url)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -302,6 +302,17 @@ def _share_run(shared: SharedStore, key: str, dst: Path, outputs: Sequence[FileD
         _warn(f"could not share the conversion with the remote {shared.url} ({exc.message}); it is applied.")
 
 
+def _abort_check(abort: threading.Event) -> Callable[[int, int], None]:
+    """A conversion progress callback (after each tensor) that stops the conversion once ``abort``
+    is set (a second Ctrl-C in apply); the converter removes its partial output."""
+
+    def check(_done: int, _total: int) -> None:
+        if abort.is_set():
+            raise KeyboardInterrupt
+
+    return check
+
+
 def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def convert_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import convert as convert_mod
@@ -328,6 +339,7 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
                 to=spec.to,
                 quantization=spec.quantization,
                 jobs=ctx.jobs,
+                progress=_abort_check(ctx.abort),
                 allow_unsafe=manifest.allow_unsafe,
                 **spec.convert_kwargs(),
             )
@@ -384,7 +396,9 @@ def make_push_step(settings: Settings, manifest: Manifest, state: WorkspaceState
             files=selection,
         )
         push_plan = publish_mod.prepare_push(settings, req)
-        result = publish_mod.push(settings, req, plan=push_plan)
+        progress_for = ctx.extra.get("progress_for")
+        result = publish_mod.push(settings, req, plan=push_plan, sink=progress_for(action) if progress_for else None,
+                                  abort=ctx.abort)
         if tree is None:
             tree = str(action.params.get("source_tree") or "") or tree_digest(output_digests(path))
         entry = PublishLock(

@@ -29,6 +29,8 @@ double commit); a 500/502/504 after it was sent is reported, not replayed.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import re
 import threading
@@ -87,22 +89,175 @@ def upload_protocol(
     return "xet" if offers_xet is not None and offers_xet() else "lfs"
 
 
+class Transfer:
+    """batuta's view of the bytes ``create_commit`` sends: fed to a progress sink (the same
+    :class:`~batuta_sync.hub.download.ProgressSink` pulls use, so push shows the same display), and
+    stopped once ``abort`` is set (a second Ctrl-C in apply).
+
+    huggingface_hub has no byte callback of its own, only tqdm bars; so its bars are always off
+    and the bytes are observed where they leave: classic LFS reads each file through
+    ``CommitOperationAdd.as_file(with_tqdm=True)``, which :func:`_add_op` overrides with a counting
+    reader (the high-water mark of the file position, so a retried part is not counted twice);
+    Xet reports per-item progress to the reporter class :func:`_xet_mode` installs.  Small
+    "regular" files travel inside the commit payload and are counted when the commit lands.
+    """
+
+    def __init__(self, sink: Any = None, abort: threading.Event | None = None, *, root: Path | None = None) -> None:
+        self.sink = sink
+        self.abort = abort
+        self.root = root
+        self.counted: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if self.abort is not None and self.abort.is_set():
+            raise KeyboardInterrupt
+
+    def name(self, item: str) -> str:
+        """A repo path for what huggingface_hub names by its local path (Xet items)."""
+        if self.root is not None:
+            try:
+                return Path(item).resolve().relative_to(self.root.resolve()).as_posix()
+            except (ValueError, OSError):
+                pass
+        return item
+
+    def progress(self, path: str, size: int, done: int) -> None:
+        """``path`` has ``done`` of ``size`` bytes sent (monotone; a restart never counts twice)."""
+        self.check()
+        with self._lock:
+            prev = self.counted.get(path)
+            if prev is None:
+                self.counted[path] = prev = 0
+                if self.sink is not None:
+                    self.sink.file_start(path, size, 0)
+            if done > prev:
+                self.counted[path] = done
+                if self.sink is not None:
+                    self.sink.advance(path, done - prev)
+            finished = done >= size > prev
+        if finished and self.sink is not None:
+            self.sink.file_done(path, cached=False)
+
+    def settle(self, sizes: Mapping[str, int]) -> None:
+        """The commit landed: whatever was not seen leaving (regular files in the payload) is sent."""
+        for path, size in sizes.items():
+            if self.counted.get(path, -1) < size:
+                self.progress(path, size, size)
+
+
+@functools.cache
+def _add_op() -> Any:
+    """``CommitOperationAdd`` whose LFS reads report to its :class:`Transfer` (see there)."""
+    from huggingface_hub import CommitOperationAdd
+
+    class CountedAdd(CommitOperationAdd):
+        transfer: Transfer | None = None
+
+        @contextmanager
+        def as_file(self, with_tqdm: bool = False) -> Iterator[Any]:
+            transfer = self.transfer
+            if not with_tqdm or transfer is None or not isinstance(self.path_or_fileobj, (str, Path)):
+                with super().as_file(with_tqdm=False) as f:
+                    yield f
+                return
+            path, size = self.path_in_repo, os.path.getsize(self.path_or_fileobj)
+            with open(self.path_or_fileobj, "rb") as f:
+                read = f.read
+
+                def counted(n: int | None = -1) -> bytes:
+                    transfer.check()
+                    data = read(n)
+                    transfer.progress(path, size, f.tell())
+                    return data
+
+                f.read = counted  # type: ignore[method-assign]
+                yield f
+
+    return CountedAdd
+
+
+def _xet_reporter(transfer: Transfer) -> type:
+    """A stand-in for huggingface_hub's ``XetUploadProgressReporter`` that feeds ``transfer``."""
+
+    class Reporter:
+        def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+            pass
+
+        def update_progress(self, _group: Any, items: Mapping[str, Any]) -> None:
+            for item in items.values():
+                total = int(getattr(item, "total_bytes", 0) or 0)
+                done = int(getattr(item, "bytes_completed", 0) or 0)
+                if total:
+                    try:
+                        transfer.progress(transfer.name(str(item.item_name)), total, done)
+                    except KeyboardInterrupt:
+                        pass  # raised in hf_xet's thread it would be lost; _abort_watcher stops it
+
+        def reset_for_next_commit(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    return Reporter
+
+
 @contextmanager
-def _xet_mode(protocol: str, *, bars: bool) -> Iterator[None]:
+def _abort_watcher(transfer: Transfer, protocol: str) -> Iterator[None]:
+    """Xet transfers run in hf_xet's threads, which never read our files through Python: once
+    ``abort`` is set, cancel the session (huggingface_hub's own Ctrl-C path)."""
+    if transfer.abort is None or protocol != "xet":
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            if transfer.abort is not None and transfer.abort.is_set():
+                from huggingface_hub.utils._xet import abort_xet_session
+
+                abort_xet_session()  # type: ignore[no-untyped-call]
+                return
+
+    thread = threading.Thread(target=watch, name="batuta-push-abort", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@contextmanager
+def _xet_mode(protocol: str, transfer: Transfer) -> Iterator[None]:
+    """Choose the protocol for one commit; huggingface_hub's tqdm bars stay off (see :class:`Transfer`)."""
     from huggingface_hub import constants
+    from huggingface_hub.utils import _xet_progress_reporting as xet_reporting
+
+    hf_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")  # the module (the package re-exports a class)
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     with _XET_LOCK:
         old = constants.HF_HUB_DISABLE_XET
         old_bars = are_progress_bars_disabled()
+        old_reporter = xet_reporting.XetUploadProgressReporter
         constants.HF_HUB_DISABLE_XET = protocol != "xet"
-        if not bars:
+        # huggingface_hub reports Xet progress only with its bars on, and the only bar of a Xet
+        # commit is this reporter, replaced here.  For LFS its bars are off and the reads counted.
+        if protocol == "xet" and transfer.sink is not None and not hf_tqdm.HF_HUB_DISABLE_PROGRESS_BARS:
+            xet_reporting.XetUploadProgressReporter = _xet_reporter(transfer)  # type: ignore[assignment,misc]
+            enable_progress_bars()  # (HF_HUB_DISABLE_PROGRESS_BARS=1 would make it warn: then no Xet bytes)
+        else:
             disable_progress_bars()
         try:
             yield
         finally:
             constants.HF_HUB_DISABLE_XET = old
-            if not bars and not old_bars:
+            xet_reporting.XetUploadProgressReporter = old_reporter  # type: ignore[misc]
+            if old_bars:
+                disable_progress_bars()
+            else:
                 enable_progress_bars()
 
 
@@ -276,26 +431,34 @@ def commit_files(
     protocol: str | None = None,
     progress: Callable[[str], None] | None = None,
     sha256: Mapping[str, str] | None = None,
+    transfer: Transfer | None = None,
 ) -> CommitResult:
     """One commit: ``uploads`` (paths under ``root``), ``generated`` contents, ``deletes``.
 
     ``sha256`` (path -> hex digest, already computed and re-checked by the caller) is handed to
-    huggingface_hub so it does not read and hash the files a second time.
+    huggingface_hub so it does not read and hash the files a second time.  ``transfer`` observes
+    the bytes sent and stops the upload once its ``abort`` is set (:class:`Transfer`).
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
+    transfer = transfer or Transfer()
+    transfer.root = root
     generated = dict(generated or {})
     ops: list[Any] = []
+    sizes: dict[str, int] = {}
     for rel in uploads:
         if rel in generated:
             continue
-        op = CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(root / rel))
+        op = _add_op()(path_in_repo=rel, path_or_fileobj=str(root / rel))
+        op.transfer = transfer
+        sizes[rel] = os.path.getsize(root / rel)
         known = (sha256 or {}).get(rel)
         if known and hasattr(op.upload_info, "is_hashed") and not op.upload_info.is_hashed:
             op.upload_info.sha256 = bytes.fromhex(known)
         ops.append(op)
     for rel, content in sorted(generated.items()):
         ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content))
+        sizes[rel] = len(content)
     ops.extend(CommitOperationDelete(path_in_repo=rel, is_folder=False) for rel in deletes)
     if progress is not None:
         progress(f"committing {len(ops)} operation(s) to {repo_id}@{revision}")
@@ -304,8 +467,12 @@ def commit_files(
     )
     api = _api(settings)
 
+    if transfer.sink is not None:
+        transfer.sink.start(len(sizes), sum(sizes.values()))
+
     def commit() -> Any:
-        with _xet_mode(proto, bars=progress is not None):
+        transfer.check()
+        with _xet_mode(proto, transfer), _abort_watcher(transfer, proto):
             return api.create_commit(
                 repo_id,
                 ops,
@@ -316,5 +483,13 @@ def commit_files(
                 parent_commit=parent_commit,
             )
 
-    info = _call(settings, f"committing to {repo_id}@{revision}", commit)
+    try:
+        info = _call(settings, f"committing to {repo_id}@{revision}", commit)
+        transfer.settle(sizes)
+    except BatutaError:
+        transfer.check()  # an upload cancelled by the abort is the interrupt it is
+        raise
+    finally:
+        if transfer.sink is not None:
+            transfer.sink.close()
     return CommitResult(commit=str(info.oid), url=str(info.commit_url))

@@ -340,6 +340,8 @@ class CardPlan:
     content: bytes | None  # README.md bytes to upload instead of the local file (None = local file as is)
     text: str  # the card that will be on the Hub
     diff: str  # unified diff local -> pushed ("" when unchanged)
+    keys_added: tuple[str, ...] = ()  # front-matter keys added to the user's README.md
+    generated: bool = False  # no local README.md: the whole card is batuta's
 
 
 def card_for_push(
@@ -388,4 +390,9 @@ def card_for_push(
     if CARD_FILE in files:
         existing = (root / CARD_FILE).read_text(encoding="utf-8", errors="replace")
     text = merge_card(existing, generated) if existing is not None else stamp(generated)
-    return CardPlan(None if text == existing else text.encode("utf-8"), text, card_diff(existing, text))
+    added: tuple[str, ...] = ()
+    if existing is not None and text != existing:
+        old_front = split_front_matter(existing)[0] or {}
+        added = tuple(k for k in (split_front_matter(text)[0] or {}) if k not in old_front)
+    return CardPlan(None if text == existing else text.encode("utf-8"), text, card_diff(existing, text),
+                    keys_added=added, generated=existing is None)

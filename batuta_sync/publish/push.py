@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from batuta_sync._fmt import git_blob_sha1
+from batuta_sync._fmt import git_blob_sha1, human_bytes, plural
 from batuta_sync._fs import atomic_write
 from batuta_sync.errors import NotFoundError, SecretsFoundError, UsageError, ValidationError
 from batuta_sync.publish.card import CARD_FILE, SPACE_SDKS, card_for_push
@@ -91,6 +92,8 @@ class PushPlan:
     local_sha256: Mapping[str, str] = field(default_factory=dict)
     suppressed: int = 0
     unsafe: tuple[str, ...] = ()  # pickle-bearing files let through by allow_unsafe
+    card_keys_added: tuple[str, ...] = ()  # front-matter keys batuta adds to the user's README.md
+    card_generated: bool = False  # README.md is a card batuta generates (there is no local one)
 
     @property
     def is_noop(self) -> bool:
@@ -111,6 +114,8 @@ class PushPlan:
             "branch_exists": self.branch_exists,
             "format": self.format,
             "unsafe_allowed": list(self.unsafe),
+            "card_keys_added": list(self.card_keys_added),
+            "card_generated": self.card_generated,
             "noop": self.is_noop,
         }
 
@@ -356,6 +361,8 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
         unchanged=diff.unchanged,
         upload_bytes=upload_bytes,
         card_diff="" if remote_card_only else card.diff,
+        card_keys_added=() if remote_card_only else card.keys_added,
+        card_generated=card.generated and not remote_card_only and CARD_FILE in generated,
         findings=tuple(kept),
         remote_commit=remote.commit,
         repo_exists=repo_exists,
@@ -396,9 +403,18 @@ def _default_message(plan: PushPlan) -> str:
 
 
 def push(
-    settings: Settings, req: PushRequest, *, plan: PushPlan | None = None, progress: Progress | None = None
+    settings: Settings,
+    req: PushRequest,
+    *,
+    plan: PushPlan | None = None,
+    progress: Progress | None = None,
+    sink: Any = None,
+    abort: threading.Event | None = None,
 ) -> PushResult:
-    """Execute a push (``plan`` from :func:`prepare_push`, computed now when omitted)."""
+    """Execute a push (``plan`` from :func:`prepare_push`, computed now when omitted).
+
+    ``sink`` (a :class:`~batuta_sync.hub.download.ProgressSink`, the pull display) is fed the bytes
+    sent; once ``abort`` is set the upload stops (KeyboardInterrupt) and no commit is made."""
     say = progress or (lambda _m: None)
     if plan is None:
         plan = prepare_push(settings, req, progress=progress)
@@ -411,7 +427,7 @@ def push(
     uploads = tuple(sorted(plan.adds + plan.changes))
     _recheck(root, plan, uploads, settings)
     try:
-        return _write(settings, req, plan, root, uploads, say, progress)
+        return _write(settings, req, plan, root, uploads, say, progress, sink=sink, abort=abort)
     finally:  # whatever reached the Hub, what batuta cached about the repo is out of date
         from batuta_sync.hub.metacache import MetadataCache
 
@@ -426,6 +442,9 @@ def _write(
     uploads: tuple[str, ...],
     say: Progress,
     progress: Progress | None,
+    *,
+    sink: Any = None,
+    abort: threading.Event | None = None,
 ) -> PushResult:
     """The Hub writes of a push: create the repo/branch if needed, then one commit."""
     from batuta_sync.hub import upload
@@ -439,7 +458,7 @@ def _write(
     if not (uploads or plan.deletes):
         return PushResult(plan.remote_commit, (), 0, True)
     parent = req.parent_commit or plan.remote_commit
-    say(f"uploading {len(uploads)} file(s), {plan.upload_bytes} bytes")
+    say(f"uploading {plural(len(uploads), 'file')}, {human_bytes(plan.upload_bytes)}")
     result = upload.commit_files(
         settings,
         req.repo_id,
@@ -452,6 +471,7 @@ def _write(
         message=req.message or _default_message(plan),
         parent_commit=parent,
         progress=progress,
+        transfer=upload.Transfer(sink, abort),
         sha256={p: plan.local_sha256[p] for p in uploads if p in plan.local_sha256 and p not in plan.generated},
     )
     return PushResult(result.commit, uploads, plan.upload_bytes, False, plan.deletes, result.url)

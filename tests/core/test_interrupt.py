@@ -221,3 +221,64 @@ def test_cli_summary_of_an_interrupted_apply(capsys: pytest.CaptureFixture[str])
         assert _finish(args, result) == 130
         err = capsys.readouterr().err
         assert "Apply interrupted: 1 done, 0 aborted, 1 not run" in err and f"`{again}` again" in err
+
+
+# --------------------------------------------------------------------------- push and convert
+
+
+def test_second_ctrl_c_aborts_a_push_without_a_commit(tmp_path: Path, hub_env: Any,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The same two presses during a publish: the LFS uploads stop, nothing is committed, and the
+    next apply pushes (only what the Hub still lacks is sent: LFS objects already uploaded are kept)."""
+    ws = tmp_path / "ws"
+    data = ws / "data"
+    data.mkdir(parents=True)
+    for i in range(N_FILES):
+        (data / f"part-{i:03d}.parquet").write_bytes(b"PAR1" + bytes([i % 251]) * (30_000 + i) + b"PAR1")
+    (ws / "hf.yaml").write_text("version: 1\npublish:\n  d: {from: ./data, repo: org/d, type: dataset}\n")
+    assert main(["plan", "-f", str(ws / "hf.yaml"), "-o", str(ws / "plan.json")]) == 0
+    capsys.readouterr()
+    hub_env.faults.configure(latency_ms=200, path_filter="/lfs-upload/")
+    uploads = lambda: int(hub_env.log.count("PUT", path_contains="/lfs-upload/"))  # noqa: E731
+    run = Apply(ws, hub_env, "plan.json")
+    _wait_for(lambda: uploads() >= 1)
+    run.proc.send_signal(signal.SIGINT)
+    _wait_for(lambda: run.said("Ctrl-C: finishing 1 in-flight action (push publish.d)"))
+    run.proc.send_signal(signal.SIGINT)
+    assert run.finish() == 130, "".join(run.lines)
+    assert run.said("Ctrl-C again: aborting push publish.d")
+    assert run.said("Apply interrupted: 0 done, 1 aborted")
+    assert uploads() < N_FILES
+    assert hub_env.log.count("POST", path_contains="/commit/") == 0  # no commit was made
+    lock = read_lock(ws / "hf.lock")
+    assert lock is None or "publish.d" not in lock.entries
+    hub_env.faults.reset()
+    rest = Apply(ws, hub_env)  # the aborted push had created the repo: the saved plan is stale, re-plan
+    assert rest.finish() == 0, "".join(rest.lines)
+    assert hub_env.log.count("POST", path_contains="/commit/") == 1
+
+
+def test_an_abort_stops_a_conversion_and_leaves_no_partial_output(tmp_path: Path) -> None:
+    """apply's convert step hands the converter a per-tensor check of ``abort`` (a second Ctrl-C)."""
+    from batuta_sync.convert import convert
+    from batuta_sync.core.steps import _abort_check
+    from batuta_sync.tinymodel import write_tiny_llama
+
+    src = write_tiny_llama(tmp_path / "src")
+    abort = threading.Event()
+    seen: list[int] = []
+    check = _abort_check(abort)
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        abort.set()  # pressed during the first tensor
+        check(done, total)
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(src, tmp_path / "out", to="gguf", quantization="Q8_0", progress=progress)
+    assert seen == [1]  # stopped at the next tensor, not at the end
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []  # no half-written GGUF, no temp file
+    never = threading.Event()
+    res = convert(src, tmp_path / "out", to="gguf", quantization="Q8_0", progress=_abort_check(never))
+    assert res.files and all(p.exists() for p in res.files)

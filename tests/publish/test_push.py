@@ -308,7 +308,7 @@ def test_cli_interactive(answer: str, hub_env: Any, tmp_path: Path, capsys: pyte
 
 def test_upload_protocol_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     from batuta_sync.errors import UsageError
-    from batuta_sync.hub.upload import _xet_mode, upload_protocol
+    from batuta_sync.hub.upload import Transfer, _xet_mode, upload_protocol
 
     local = resolve_settings(flags={"endpoint": "http://127.0.0.1:9"})
     hub = resolve_settings(flags={"endpoint": "https://huggingface.co"})
@@ -320,12 +320,29 @@ def test_upload_protocol_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         upload_protocol(local, {"BATUTA_UPLOAD_PROTOCOL": "ftp"})
     from huggingface_hub import constants
 
+    from huggingface_hub.utils import _xet_progress_reporting as reporting
+    from huggingface_hub.utils import are_progress_bars_disabled
+
     before = constants.HF_HUB_DISABLE_XET
-    with _xet_mode("xet", bars=False):
+    bars_before, reporter_before = are_progress_bars_disabled(), reporting.XetUploadProgressReporter
+    with _xet_mode("xet", Transfer()):
         assert constants.HF_HUB_DISABLE_XET is False
-    with _xet_mode("lfs", bars=True):
+        assert are_progress_bars_disabled()  # huggingface_hub's own bars never draw
+    import importlib
+
+    hf_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")
+
+    with _xet_mode("xet", Transfer(sink=object())):  # HF_HUB_DISABLE_PROGRESS_BARS=1 (tests): no bar, no warning
+        assert are_progress_bars_disabled()
+    monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    with _xet_mode("xet", Transfer(sink=object())):
+        assert not are_progress_bars_disabled()  # ... except Xet's reporter, replaced by ours
+        assert reporting.XetUploadProgressReporter is not reporter_before
+    with _xet_mode("lfs", Transfer(sink=object())):
         assert constants.HF_HUB_DISABLE_XET is True
+        assert are_progress_bars_disabled()
     assert before == constants.HF_HUB_DISABLE_XET
+    assert (are_progress_bars_disabled(), reporting.XetUploadProgressReporter) == (bars_before, reporter_before)
 
 
 def test_read_only_token_maps_to_auth_error(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def test_cache_commands(hub_env: Any, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_rich_progress_display_drives_a_real_pull(hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from batuta_sync.cli.pull_cmd import RichProgress
+    from batuta_sync.cli._progress import RichProgress
     from batuta_sync.pull import PullRequest, pull
     from batuta_sync.settings import resolve_settings
     from batuta_sync.types import RepoRef

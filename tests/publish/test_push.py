@@ -319,7 +319,6 @@ def test_upload_protocol_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError):
         upload_protocol(local, {"BATUTA_UPLOAD_PROTOCOL": "ftp"})
     from huggingface_hub import constants
-
     from huggingface_hub.utils import _xet_progress_reporting as reporting
     from huggingface_hub.utils import are_progress_bars_disabled
 

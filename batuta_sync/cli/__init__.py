@@ -132,6 +132,50 @@ def _run(argv: Sequence[str] | None) -> int:
     return result
 
 
+def _flag_value(argv: Sequence[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _setting_error(exc: OSError, argv: Sequence[str]) -> BatutaError | None:
+    """A file-system failure under a place a setting chooses, as a config error naming that setting
+    (exit 3): the Hub cache, batuta's state, the server's ``--root``; None when the path is elsewhere."""
+    from pathlib import Path
+
+    from batuta_sync.errors import ConfigError
+
+    if not exc.filename:
+        return None
+    path = Path(os.path.abspath(os.fsdecode(exc.filename)))
+    places: list[tuple[Path, str, str]] = []
+    root = _flag_value(argv, "--root")
+    if root is not None:
+        places.append((Path(os.path.abspath(root)), "the server root", "--root"))
+    try:
+        from batuta_sync.settings import resolve_settings
+
+        s = resolve_settings()
+        places += [
+            (s.hub_cache.absolute(), "the Hub cache", "HF_HUB_CACHE (or HF_HOME)"),
+            (s.batuta_dir.absolute(), "batuta's state folder", "HF_HOME"),
+            (s.hf_home.absolute(), "the Hugging Face home", "HF_HOME"),
+        ]
+    except Exception:  # broken settings are reported by the command itself
+        pass
+    for base, what, setting in places:
+        if path == base or base in path.parents:
+            reason = exc.strerror or type(exc).__name__
+            return ConfigError(
+                f"Cannot use {what} {base}: {reason} ({path}).",
+                hint=f"Make {base} a writable folder, or point {setting} at one.",
+            )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``batuta``: run the command, map errors to exit codes."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -164,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             err = DiskFullError(f"No space left on device while writing {exc.filename or 'a file'}.")
             _common.print_error(err.render())
             return err.exit_code
+        named = _setting_error(exc, argv)
+        if named is not None:
+            _common.print_error(named.render())
+            return named.exit_code
         from batuta_sync._redact import redact
 
         _common.print_error(

@@ -27,6 +27,7 @@ This module is the single home of these rules; ``safety.path_problem``,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from batuta_sync.errors import IntegrityError
 
@@ -201,3 +202,16 @@ def repo_path(value: object, *, where: str = "") -> str:
         src = f" from {where}" if where else ""
         raise InvalidIdentifierError(f"Refusing the repo file path {_show(value)}{src}: it {problem}.")
     return value  # type: ignore[return-value]
+
+
+def matches_patterns(path: str, patterns: Sequence[str]) -> bool:
+    """Whether the repo path matches one of ``patterns`` (``fnmatch``, case-sensitive; ``dir/`` means
+    everything under it): the one include/exclude/delete matcher (pull selection, push deletes)."""
+    import fnmatch
+
+    for p in patterns:
+        if p.endswith("/"):
+            p += "*"
+        if fnmatch.fnmatchcase(path, p):
+            return True
+    return False

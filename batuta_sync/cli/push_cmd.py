@@ -41,7 +41,16 @@ def register(root: Any, hf: Any) -> None:
         p.add_argument("--private", action="store_true", help="Create the repo as private (when it is created).")
         p.add_argument("--revision", default="main", metavar="BRANCH", help="Branch to commit to (default main).")
         p.add_argument("--message", "-m", default=None, metavar="M", help="Commit message.")
-        p.add_argument("--delete", action="store_true", help="Also delete remote files absent from PATH.")
+        p.add_argument("--delete", action="append", nargs="?", const="*", default=[], metavar="PATTERN",
+                       help="Delete remote files absent from PATH that match PATTERN (repeatable; alone: every "
+                       "remote file absent from PATH).")
+        p.add_argument("--create-pr", action="store_true",
+                       help="Open a pull request (refs/pr/N) with the changes instead of committing to --revision.")
+        p.add_argument("--max-files-per-commit", type=_positive, default=100, metavar="N",
+                       help="Split the push into commits of at most N files (default 100, as the Hub recommends).")
+        p.add_argument("--max-bytes-per-commit", type=_size, default=16 << 30, metavar="SIZE",
+                       help="... and at most SIZE bytes each, e.g. 5GB (default 16GiB). An interrupted series "
+                       "resumes: pushing again sends only what the Hub lacks.")
         p.add_argument("--interactive", "-i", action="store_true",
                        help="Show the file diff, card and scan result, and ask (y/N) before committing.")
         p.add_argument("--dry-run", action="store_true", help="Show what would be pushed; send nothing.")
@@ -53,6 +62,29 @@ def register(root: Any, hf: Any) -> None:
         p.add_argument("--rehash", action="store_true", help="Ignore the hash cache and re-hash every file.")
         p.add_argument("--json", action="store_true", help="Machine-readable plan / result on stdout.")
         p.set_defaults(handler=_handler, push_kind=kind)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _size(text: str) -> int:
+    from batuta_sync.errors import UsageError
+    from batuta_sync.hub.cache import parse_size
+
+    try:
+        value = parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 byte")
+    return value
 
 
 def render_plan(plan: PushPlan, req: PushRequest) -> str:
@@ -135,7 +167,11 @@ def _handler(args: argparse.Namespace) -> int:
         format=getattr(args, "format", None),
         private=args.private,
         message=args.message,
-        delete=args.delete,
+        delete="*" in args.delete,
+        delete_patterns=tuple(p for p in args.delete if p != "*"),
+        create_pr=args.create_pr,
+        max_files_per_commit=args.max_files_per_commit,
+        max_bytes_per_commit=args.max_bytes_per_commit,
         sdk=getattr(args, "sdk", None),
         allow_unsafe=args.allow_unsafe,
         allow_secrets=tuple(args.allow_secret),
@@ -176,11 +212,14 @@ def _handler(args: argparse.Namespace) -> int:
     elif result.noop:
         print(f"Nothing to push: {req.repo_id}@{req.revision} already matches ({result.commit}).")
     else:
+        series = f" in {len(result.commits)} commits" if len(result.commits) > 1 else ""
         print(
             f"Pushed {plural(len(result.uploaded), 'file')}, {human_bytes(result.bytes_sent)}"
             + (f", deleted {len(result.deleted)}" if result.deleted else "")
-            + f" -> commit {result.commit}"
+            + f"{series} -> commit {result.commit}"
         )
+        if result.pr_url:
+            print(f"Opened pull request {result.pr_revision}: {result.pr_url}")
         if card_note(plan):
             print(card_note(plan))
     if url and not args.json:

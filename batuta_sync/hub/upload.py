@@ -108,6 +108,23 @@ class Transfer:
         self.root = root
         self.counted: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._open = False
+
+    def open(self, files: int, total_bytes: int) -> bool:
+        """Start the display for ``files`` / ``total_bytes`` unless it is already open (a series of
+        commits opens it once for the whole push); True when this call opened it."""
+        if self._open:
+            return False
+        self._open = True
+        if self.sink is not None:
+            self.sink.start(files, total_bytes)
+        return True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            if self.sink is not None:
+                self.sink.close()
 
     def check(self) -> None:
         if self.abort is not None and self.abort.is_set():
@@ -413,6 +430,8 @@ def ensure_branch(
 class CommitResult:
     commit: str
     url: str
+    pr_url: str | None = None  # create_pr: the pull request's page
+    pr_revision: str | None = None  # create_pr: ``refs/pr/N``, where further commits of the series go
 
 
 def commit_files(
@@ -432,12 +451,14 @@ def commit_files(
     progress: Callable[[str], None] | None = None,
     sha256: Mapping[str, str] | None = None,
     transfer: Transfer | None = None,
+    create_pr: bool = False,
 ) -> CommitResult:
     """One commit: ``uploads`` (paths under ``root``), ``generated`` contents, ``deletes``.
 
     ``sha256`` (path -> hex digest, already computed and re-checked by the caller) is handed to
     huggingface_hub so it does not read and hash the files a second time.  ``transfer`` observes
     the bytes sent and stops the upload once its ``abort`` is set (:class:`Transfer`).
+    ``create_pr`` opens a pull request (``refs/pr/N``) with the commit instead of moving ``revision``.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
@@ -467,8 +488,7 @@ def commit_files(
     )
     api = _api(settings)
 
-    if transfer.sink is not None:
-        transfer.sink.start(len(sizes), sum(sizes.values()))
+    opened = transfer.open(len(sizes), sum(sizes.values()))
 
     def commit() -> Any:
         transfer.check()
@@ -481,6 +501,7 @@ def commit_files(
                 repo_type=repo_type.value,
                 revision=revision,
                 parent_commit=parent_commit,
+                create_pr=create_pr,
             )
 
     try:
@@ -490,6 +511,9 @@ def commit_files(
         transfer.check()  # an upload cancelled by the abort is the interrupt it is
         raise
     finally:
-        if transfer.sink is not None:
-            transfer.sink.close()
-    return CommitResult(commit=str(info.oid), url=str(info.commit_url))
+        if opened:
+            transfer.close()
+    pr_url = getattr(info, "pr_url", None)
+    pr_revision = getattr(info, "pr_revision", None)
+    return CommitResult(commit=str(info.oid), url=str(info.commit_url), pr_url=str(pr_url) if pr_url else None,
+                        pr_revision=str(pr_revision) if pr_revision else None)

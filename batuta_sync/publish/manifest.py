@@ -21,6 +21,7 @@ from pathlib import Path
 
 from batuta_sync._fmt import file_digests
 from batuta_sync._fs import atomic_write
+from batuta_sync.ids import matches_patterns
 from batuta_sync.types import RepoSnapshot
 
 #: Files larger than this are always stored as LFS on the Hub, so their git sha1 is never needed.
@@ -70,8 +71,9 @@ class UploadManifest:
 
     files: Mapping[str, FileHash] = field(default_factory=dict)
 
-    def diff(self, remote: RemoteManifest, *, delete: bool = False) -> ManifestDiff:
-        """What to send so that the remote equals this manifest (deletes only with ``delete``)."""
+    def diff(self, remote: RemoteManifest, *, delete: bool = False, delete_patterns: Sequence[str] = ()) -> ManifestDiff:
+        """What to send so that the remote equals this manifest.  Remote files this manifest lacks
+        are deleted with ``delete`` (all of them) or when they match ``delete_patterns``."""
         adds: list[str] = []
         changes: list[str] = []
         unchanged: list[str] = []
@@ -84,7 +86,10 @@ class UploadManifest:
                 unchanged.append(path)
             else:
                 changes.append(path)
-        deletes = sorted(p for p in remote.files if p not in self.files and p not in NEVER_DELETE) if delete else []
+        deletes = sorted(
+            p for p in remote.files
+            if p not in self.files and p not in NEVER_DELETE and (delete or matches_patterns(p, delete_patterns))
+        )
         return ManifestDiff(tuple(adds), tuple(changes), tuple(deletes), tuple(unchanged))
 
     def changed_paths(self, remote: RemoteManifest) -> list[str]:

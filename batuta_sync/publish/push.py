@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,12 @@ class PushRequest:
     # whose snapshot folder is shared with other projects); None = every file of the folder.
     files: tuple[str, ...] | None = None
     force: bool = False  # push a "model" folder that has neither weights nor config.json
+    create_pr: bool = False  # open a pull request (refs/pr/N) instead of moving ``revision``
+    delete_patterns: tuple[str, ...] = ()  # remote files matching these and absent here are deleted
+    # A push is a series of commits of at most this many files / bytes each (the Hub recommends
+    # < 100 files per commit); an interrupted series resumes: the next push sends only what is missing.
+    max_files_per_commit: int = 100
+    max_bytes_per_commit: int = 16 << 30
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,9 @@ class PushResult:
     noop: bool
     deleted: tuple[str, ...] = ()
     url: str | None = None
+    commits: tuple[str, ...] = ()  # every commit of the series, oldest first (the last is ``commit``)
+    pr_url: str | None = None  # create_pr: the pull request opened
+    pr_revision: str | None = None  # create_pr: its ref, ``refs/pr/N``
 
     def commit_url(self, settings: Settings, req: PushRequest) -> str | None:
         """Where the user sees the commit: the Hub's URL, else one built on the configured endpoint."""
@@ -145,6 +154,9 @@ class PushResult:
             "bytes_sent": self.bytes_sent,
             "noop": self.noop,
             "url": self.url,
+            "commits": list(self.commits or ((self.commit,) if self.commit and not self.noop else ())),
+            "pr_url": self.pr_url,
+            "pr_revision": self.pr_revision,
         }
 
 
@@ -350,7 +362,7 @@ def prepare_push(settings: Settings, req: PushRequest, *, progress: Progress | N
     allow = Allowlist.load(root, req.allow_secrets)
     kept = filter_allowed(findings, allow)
 
-    diff: ManifestDiff = manifest.diff(remote, delete=req.delete)
+    diff: ManifestDiff = manifest.diff(remote, delete=req.delete, delete_patterns=req.delete_patterns)
     if remote_card_only:
         diff = replace(diff, deletes=tuple(p for p in diff.deletes if p != CARD_FILE))
     upload_bytes = sum(hashes[p].size for p in diff.to_upload)
@@ -458,23 +470,67 @@ def _write(
     if not (uploads or plan.deletes):
         return PushResult(plan.remote_commit, (), 0, True)
     parent = req.parent_commit or plan.remote_commit
-    say(f"uploading {plural(len(uploads), 'file')}, {human_bytes(plan.upload_bytes)}")
-    result = upload.commit_files(
-        settings,
-        req.repo_id,
-        req.repo_type,
-        req.revision,
-        root=root,
-        uploads=uploads,
-        generated={k: v for k, v in plan.generated.items() if k in uploads},
-        deletes=plan.deletes,
-        message=req.message or _default_message(plan),
-        parent_commit=parent,
-        progress=progress,
-        transfer=upload.Transfer(sink, abort),
-        sha256={p: plan.local_sha256[p] for p in uploads if p in plan.local_sha256 and p not in plan.generated},
-    )
-    return PushResult(result.commit, uploads, plan.upload_bytes, False, plan.deletes, result.url)
+    batches = commit_batches(uploads, plan.sizes, max_files=req.max_files_per_commit,
+                             max_bytes=req.max_bytes_per_commit, last=tuple(plan.generated))
+    series = f" in {len(batches)} commits" if len(batches) > 1 else ""
+    say(f"uploading {plural(len(uploads), 'file')}, {human_bytes(plan.upload_bytes)}{series}")
+    transfer = upload.Transfer(sink, abort)
+    transfer.open(len(uploads), sum(plan.sizes.get(p, 0) for p in uploads))
+    message = req.message or _default_message(plan)
+    revision, commits = req.revision, []
+    result: upload.CommitResult | None = None
+    pr: upload.CommitResult | None = None
+    try:
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            result = upload.commit_files(
+                settings,
+                req.repo_id,
+                req.repo_type,
+                revision,
+                root=root,
+                uploads=batch,
+                generated={k: v for k, v in plan.generated.items() if k in batch},
+                deletes=plan.deletes if last else (),
+                message=message if len(batches) == 1 else f"{message} (part {i + 1}/{len(batches)})",
+                parent_commit=parent,
+                progress=progress,
+                transfer=transfer,
+                create_pr=req.create_pr and i == 0,
+                sha256={p: plan.local_sha256[p] for p in batch if p in plan.local_sha256 and p not in plan.generated},
+            )
+            if req.create_pr and i == 0:
+                pr = result
+                revision = result.pr_revision or revision
+            parent = result.commit
+            commits.append(result.commit)
+    finally:
+        transfer.close()
+    assert result is not None
+    return PushResult(result.commit, uploads, plan.upload_bytes, False, plan.deletes, result.url, tuple(commits),
+                      pr.pr_url if pr else None, pr.pr_revision if pr else None)
+
+
+def commit_batches(
+    paths: Sequence[str], sizes: Mapping[str, int], *, max_files: int, max_bytes: int, last: Sequence[str] = ()
+) -> list[tuple[str, ...]]:
+    """Split ``paths`` into commits of at most ``max_files`` files and ``max_bytes`` bytes (a file
+    larger than ``max_bytes`` gets a commit of its own); ``last`` (the generated card) goes in the
+    final commit so it describes the complete upload.  At least one (possibly empty) batch."""
+    if max_files < 1 or max_bytes < 1:
+        raise UsageError("The files and bytes per commit must be at least 1.", hint="Use e.g. --max-files-per-commit 100.")
+    tail = [p for p in paths if p in set(last)]
+    batches: list[list[str]] = [[]]
+    held = 0
+    for p in [p for p in paths if p not in set(last)] + tail:
+        size = sizes.get(p, 0)
+        cur = batches[-1]
+        if cur and (len(cur) >= max_files or held + size > max_bytes):
+            batches.append([])
+            held = 0
+        batches[-1].append(p)
+        held += size
+    return [tuple(b) for b in batches]
 
 
 def _recheck(root: Path, plan: PushPlan, uploads: tuple[str, ...], settings: Settings) -> None:

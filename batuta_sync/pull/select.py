@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync.errors import NotFoundError, UsageError
+from batuta_sync.ids import matches_patterns
 from batuta_sync.safety import FileSafety, UnsafePathError, classify_file_safety, path_problem, unsafe_reason
 from batuta_sync.types import HfAssetType, RepoFile, RepoRef, RepoSnapshot
 
@@ -131,13 +132,6 @@ def _norm_quant(q: str) -> str:
     return q.strip().upper().replace("FP16", "F16").replace("FP32", "F32")
 
 
-def _matches(path: str, patterns: Sequence[str]) -> bool:
-    for p in patterns:
-        if p.endswith("/"):
-            p += "*"
-        if fnmatch.fnmatchcase(path, p):
-            return True
-    return False
 
 
 def _shard_groups(files: Sequence[RepoFile]) -> tuple[list[RepoFile], list[str]]:
@@ -316,9 +310,9 @@ def plan_pull(
     else:
         candidates = files
         if req.include:
-            candidates = [f for f in candidates if _matches(f.path, req.include)]
+            candidates = [f for f in candidates if matches_patterns(f.path, req.include)]
         if req.exclude:
-            candidates = [f for f in candidates if not _matches(f.path, req.exclude)]
+            candidates = [f for f in candidates if not matches_patterns(f.path, req.exclude)]
         if (req.include or req.exclude) and not candidates:
             raise NotFoundError(
                 f"{ref}: no file matches --include {list(req.include)} / --exclude {list(req.exclude)}.",

@@ -52,7 +52,7 @@ def _add_trust(p: argparse.ArgumentParser) -> None:
 
 
 def register(root: Any, hf: Any) -> None:
-    """Add validate, plan, apply, show, graph, lock and status to the root parser."""
+    """Add validate, plan, apply, show, graph, lock, import and status to the root parser."""
     p = _common.command_parser(root, "validate", "Check hf.yaml against its schema and semantic rules (exit 3 if invalid).")
     _add_file(p)
     _add_trust(p)
@@ -110,6 +110,16 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--update", action="append", default=[], metavar="ADDR", help="Move ADDR to its revision's current commit.")
     p.add_argument("--update-all", action="store_true", help="Move every resource to its revision's current commit.")
     p.set_defaults(handler=cmd_lock)
+
+    p = _common.command_parser(
+        root, "import", "Adopt a local folder (e.g. from `hf download --local-dir`) as an entry's files: verified, not downloaded."
+    )
+    _add_file(p)
+    _add_trust(p)
+    p.add_argument("address", metavar="ADDRESS", help="The hf.yaml entry, e.g. models.llama.")
+    p.add_argument("folder", metavar="DIR", help="The folder holding that repo's files.")
+    p.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    p.set_defaults(handler=cmd_import)
 
     p = _common.command_parser(root, "status", "Report drift: upstream moved, local files changed, published repos changed.")
     _add_file(p)
@@ -576,6 +586,32 @@ def cmd_lock(args: argparse.Namespace) -> int:
             _common.info(args, f"  ~ {line}")
     else:
         _common.info(args, "hf.lock is up to date.")
+    return 0
+
+
+# --------------------------------------------------------------------------- import
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from batuta_sync._fmt import plural
+    from batuta_sync.core.api import import_directory
+
+    man, settings = _load(args)
+    res = import_directory(man, args.address, args.folder, settings=settings)
+    if res.result is not None and not res.ok:  # the apply after the adoption failed: its own report
+        args.plan = None
+        return _finish(args, res.result)
+    if args.json:
+        _common.emit_json({
+            "address": res.address, "adopted": list(res.adopted), "already_cached": list(res.cached),
+            "applied": res.result.to_dict() if res.result is not None else None, "ok": res.ok,
+        })
+    elif res.result is None:
+        print(f"{args.address} is already locked and in the cache; nothing to import.")
+    elif res.ok:
+        extra = f" ({len(res.cached)} already in the cache)" if res.cached else ""
+        print(f"Imported {args.address} from {args.folder}: {plural(len(res.adopted), 'file')} verified against "
+              f"the Hub and adopted{extra}; nothing downloaded. hf.lock updated.")
     return 0
 
 

@@ -496,3 +496,75 @@ def update_lock(
             )
         write_lock(ws.lock_path, final)
     return LockUpdate(final, tuple(changes), True)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_directory` did: the files adopted from the folder (or already cached),
+    and the apply that locked the entry (None: it was already locked and cached)."""
+
+    address: str
+    adopted: tuple[str, ...]
+    cached: tuple[str, ...]
+    plan: Plan
+    result: ApplyResult | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is None or self.result.ok
+
+
+def import_directory(
+    manifest: Manifest | str | Path,
+    address: str,
+    folder: str | Path,
+    *,
+    settings: Settings | None = None,
+    lock_timeout: float = 0.0,
+    **apply_kwargs: Any,
+) -> ImportResult:
+    """Adopt ``folder`` (e.g. from ``hf download --local-dir``) as the files of ``address`` (a
+    ``models.``/``datasets.``/``spaces.`` entry of hf.yaml): plan that entry alone, verify every
+    file it locks against the Hub's digests while copying it into the cache, then apply — which
+    finds every blob verified and downloads nothing.  A file missing from the folder or different
+    from the Hub's raises :class:`~batuta_sync.errors.IntegrityError` (exit 11) before hf.lock changes.
+    """
+    from batuta_sync.core.actions import ActionKind
+    from batuta_sync.core.lockfile import RepoLock, entry_from_dict
+    from batuta_sync.errors import IntegrityError, UsageError
+    from batuta_sync.pull.adopt import adopt_files
+    from batuta_sync.types import RepoFile
+
+    src = Path(folder)
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a folder.", hint="Give the folder that holds the repo's files.")
+    found: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def adopt(plan: Plan) -> bool:
+        pulls = [a for a in plan.actions if a.kind is ActionKind.PULL and a.address == address]
+        if not pulls:
+            return False
+        entry = entry_from_dict(address, pulls[0].lock_entry)
+        if not isinstance(entry, RepoLock):
+            raise UsageError(f"{address} is not a repo entry; only models, datasets and spaces can be imported.")
+        files = [RepoFile(f.path, f.size, f.gitsha1 or "", f.sha256) for f in entry.files]
+        done = adopt_files(settings or settings_for(_manifest(manifest)), RepoRef(entry.repo, HfAssetType(entry.repo_type), entry.revision), files, src)
+        if done.problems:
+            shown = "; ".join(str(p) for p in done.problems[:10])
+            more = f" (and {len(done.problems) - 10} more)" if len(done.problems) > 10 else ""
+            raise IntegrityError(
+                f"{src} does not hold {address} ({entry.repo}@{entry.commit[:12]}): {shown}{more}. "
+                "hf.lock is unchanged.",
+                hint=f"Fix those files, or let `batuta apply --target {address}` download them.",
+            )
+        found["files"] = (done.adopted, done.cached)
+        return True
+
+    check = _manifest(manifest)
+    if address.split(".", 1)[0] not in ("models", "datasets", "spaces") or check.get(address) is None:
+        raise UsageError(f"{address} is not a model, dataset or space of {check.path}.",
+                         hint="Declare it in hf.yaml first (e.g. models.NAME: {repo: org/name}).")
+    out = plan_and_apply(check, settings=settings, approve=adopt, lock_timeout=lock_timeout,
+                         plan_options={"targets": [address]}, **apply_kwargs)
+    adopted, cached = found.get("files", ((), ()))
+    return ImportResult(address, adopted, cached, out.plan, out.result)

@@ -39,7 +39,8 @@ def register(root: Any, hf: Any) -> None:
             "from --root. With no users the server is open: every request acts as user 'local' with write "
             "access (allowed on a loopback address only, unless --insecure-open-write). Give users with "
             "--users-file or --config (tokens never on the command line). Point clients at it with "
-            "HF_ENDPOINT (and HF_HUB_DISABLE_XET=1 for uploads)."
+            "HF_ENDPOINT; the server speaks Xet and classic LFS, so the default huggingface_hub install "
+            "uploads and downloads unchanged (no HF_HUB_DISABLE_XET needed)."
         ),
     )
     p.add_argument(
@@ -401,7 +402,9 @@ def print_banner(s: HubServer, fault_seed: int = 0) -> None:
     )
     print(f"batuta hub serving {s.root} at {s.url}", flush=True)
     print(f"  auth: {mode}", flush=True)
-    print(f"  export HF_ENDPOINT={s.public_url or s.url} HF_HUB_DISABLE_XET=1", flush=True)
+    print(f"  export HF_ENDPOINT={s.public_url or s.url}", flush=True)
+    print("  uploads: Xet and classic LFS (huggingface_hub's defaults work; HF_HUB_DISABLE_XET is not needed)"
+          if s.xet_enabled else "  uploads: classic LFS only (clients need HF_HUB_DISABLE_XET=1)", flush=True)
     rate = s.faults.snapshot()["fault_rate"]
     if rate:
         print(f"  random faults: {rate:.0%} of requests (seed {fault_seed})", flush=True)

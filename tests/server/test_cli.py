@@ -231,4 +231,7 @@ def test_banner_warns_about_non_loopback_binds(tmp_path: Path, capsys: pytest.Ca
     assert "write access for everyone (--insecure-open-write)" in capsys.readouterr().err
     print_banner(HubServer(tmp_path / "c", public_url="https://hub.example"))
     out = capsys.readouterr()
-    assert out.err == "" and "export HF_ENDPOINT=https://hub.example " in out.out
+    assert out.err == "" and "export HF_ENDPOINT=https://hub.example\n" in out.out
+    assert "Xet and classic LFS" in out.out and "HF_HUB_DISABLE_XET=1" not in out.out  # the defaults just work
+    print_banner(HubServer(tmp_path / "d", xet=False))
+    assert "classic LFS only (clients need HF_HUB_DISABLE_XET=1)" in capsys.readouterr().out

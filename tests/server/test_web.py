@@ -276,7 +276,8 @@ def test_repo_page_card_front_matter_selector_and_snippets(srv: HubServer) -> No
     options = [a["value"] for t, a in doc.elements if t == "option" and "value" in a and a["value"] in ("main", "dev", "v1")]
     assert options == ["dev", "main", "v1"]
     code = [t for t in doc.text if "HF_ENDPOINT" in t or t.startswith(("hf ", "batuta ", "MODEL_ENDPOINT"))]
-    assert f"export HF_ENDPOINT={srv.url}\nexport HF_HUB_DISABLE_XET=1" in code
+    assert f"export HF_ENDPOINT={srv.url}" in code  # the server speaks Xet: no HF_HUB_DISABLE_XET line
+    assert not any("HF_HUB_DISABLE_XET" in t for t in code)
     assert "hf download alice/tiny" in code and "batuta hf pull model alice/tiny" in code
     assert f"MODEL_ENDPOINT={srv.url} llama-cli -hf alice/tiny:Q4_K_M" in code
     dev = get(srv, "/alice/tiny?rev=dev")

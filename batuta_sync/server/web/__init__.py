@@ -241,7 +241,7 @@ class _Page:
         store = self.hub.store
         commit = store.get_commit(store.resolve_state(st, rev))
         branches, tags, _ = store.refs_snapshot(st)
-        return pages.RepoView(st, commit, rev, branches, tags, self.h._base())
+        return pages.RepoView(st, commit, rev, branches, tags, self.h._base(), xet=bool(self.hub.xet_enabled))
 
 
 def _send_page(h: _Handler, status: int, body: bytes, headers: Mapping[str, str]) -> None:

@@ -185,6 +185,7 @@ class RepoView:
     branches: Mapping[str, str]
     tags: Mapping[str, str]
     base_url: str  # for the "use it" snippets
+    xet: bool = True  # the server speaks Xet: clients need no HF_HUB_DISABLE_XET
 
 
 def _rev_selector(v: RepoView, action: str, *, path: str | None = None) -> Html:
@@ -244,7 +245,8 @@ def snippets(v: RepoView) -> Html:
     """The "use it" commands for this repo and revision (shell-quoted, then escaped)."""
     st, repo, q = v.st, v.st.repo_id, shlex.quote
     rev_flag = f" --revision {q(v.rev)}" if v.rev != "main" else ""
-    lines = [("Point clients at this hub", f"export HF_ENDPOINT={q(v.base_url)}\nexport HF_HUB_DISABLE_XET=1")]
+    point = f"export HF_ENDPOINT={q(v.base_url)}" + ("" if v.xet else "\nexport HF_HUB_DISABLE_XET=1")
+    lines = [("Point clients at this hub", point)]
     type_flag = "" if st.repo_type == "model" else f" --repo-type {st.repo_type}"
     lines.append(("hf (huggingface_hub)", f"hf download {q(repo)}{type_flag}{rev_flag}"))
     if st.repo_type in ("model", "dataset"):

@@ -474,7 +474,7 @@ def _refuse_stale_before_rendering(args: argparse.Namespace, man: Manifest, plan
     from batuta_sync.core.lockfile import read_lock
     from batuta_sync.core.workspace import Journal, Workspace
 
-    ws = Workspace(Path(args.file))
+    ws = Workspace.of(man)
     problems = check_fresh(
         plan, manifest_digest=man.digest, lock=read_lock(ws.lock_path), journal=Journal(ws.journal(plan.plan_id)),
         resolve=None,

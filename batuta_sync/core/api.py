@@ -119,7 +119,7 @@ def make_plan(
     from batuta_sync._version import __version__
 
     man = _manifest(manifest)
-    ws = Workspace(Path(man.path))
+    ws = Workspace.of(man)
     if lock is None:
         lock = read_lock(ws.lock_path)
     settings = settings or settings_for(man)
@@ -217,6 +217,7 @@ def apply_plan(
     held = nullcontext() if workspace_locked else WorkspaceLock(ws.apply_lock, timeout=lock_timeout)
     with held:
         man = load_manifest(man_path)  # re-read under the lock: its digest is a precondition
+        ws = Workspace.of(man)  # (an overlay's lock file is known once it is read)
         lock = read_lock(ws.lock_path)
         journal = Journal(ws.journal(plan.plan_id))
         settings = settings or settings_for(man)
@@ -368,7 +369,7 @@ def plan_session(
 
     man = _manifest(manifest)
     settings = settings or settings_for(man)
-    with WorkspaceLock(Workspace(Path(man.path)).apply_lock, timeout=lock_timeout):
+    with WorkspaceLock(Workspace.of(man).apply_lock, timeout=lock_timeout):
         session = PlanSession(make_plan(man, settings=settings, **plan_kwargs), man, settings)
         try:
             yield session
@@ -460,7 +461,7 @@ def update_lock(
     from batuta_sync.errors import StalePlanError
 
     man = _manifest(manifest)
-    ws = Workspace(Path(man.path))
+    ws = Workspace.of(man)
     old = read_lock(ws.lock_path)
     check_addresses(man, old, updates)
     base = old

@@ -41,9 +41,16 @@ def check_plan_id(value: Any, what: str = "plan_id") -> str:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths derived from the manifest path."""
+    """Paths derived from the manifest path.  ``lock_name`` is the manifest's lock file (``hf.lock``;
+    an overlay such as ``hf.prod.yaml`` has its own, ``hf.prod.lock``: see ``Manifest.lock_file``)."""
 
     manifest: Path
+    lock_name: str = "hf.lock"
+
+    @classmethod
+    def of(cls, manifest: Any) -> Workspace:
+        """The workspace of a loaded :class:`~batuta_sync.core.manifest.Manifest`."""
+        return cls(Path(manifest.path), getattr(manifest, "lock_file", "hf.lock"))
 
     @property
     def root(self) -> Path:
@@ -51,7 +58,7 @@ class Workspace:
 
     @property
     def lock_path(self) -> Path:
-        return self.root / "hf.lock"
+        return self.root / self.lock_name
 
     @property
     def dir(self) -> Path:

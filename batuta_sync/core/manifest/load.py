@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from batuta_sync.core.manifest import overlay
 from batuta_sync.core.manifest.model import (
     DEFAULT_REVISION,
     GGUF_OPTION_KEYS,
@@ -216,10 +217,81 @@ def read_manifest_text(path: str | Path) -> str:
         raise ManifestError(f"Cannot read {p}: {exc}.")
 
 
+def _data_of(text: str, source: str) -> Any:
+    """The plain data of a manifest text (positions only when the fast reading refuses)."""
+    ok, data = fast_data(text)
+    if ok:
+        return data
+    doc = compose(text, source)
+    if doc.diags:
+        raise ManifestError(f"{source} has {len(doc.diags)} problem{'s' if len(doc.diags) != 1 else ''}:", doc.diags)
+    return doc.data
+
+
+def _chain(p: Path, text: str, data: dict[str, Any]) -> list[tuple[Path, str, Any]]:
+    """The overlay ``p`` and every manifest it extends, base first (see :mod:`.overlay`)."""
+    from batuta_sync._fs import PathEscapeError, confine
+
+    chain: list[tuple[Path, str, Any]] = [(p, text, data)]
+    seen = {p.resolve()}
+    cur, cur_data = p, data
+    while isinstance(cur_data, dict) and overlay.KEY in cur_data:
+        ref = cur_data[overlay.KEY]
+        if not isinstance(ref, str) or not ref.strip() or "://" in ref:
+            raise ManifestError(f"{cur}: `extends:` must name a manifest file, e.g. `extends: hf.yaml`.")
+        if len(chain) > overlay.MAX_DEPTH:
+            raise ManifestError(f"{p}: more than {overlay.MAX_DEPTH} levels of `extends:`.",
+                                hint="Let the overlay extend the base manifest directly.")
+        try:
+            base = confine(p.parent, cur.parent / ref, what="manifest named by extends:")
+        except PathEscapeError:
+            raise ManifestError(f"{cur}: `extends: {ref}` leaves the folder of {p.name}.",
+                                hint="Keep the base manifest in the overlay's folder (or below it).") from None
+        if base.resolve() in seen:
+            raise ManifestError(f"{cur}: `extends: {ref}` makes a cycle.", hint="An overlay cannot extend itself.")
+        seen.add(base.resolve())
+        base_text = read_manifest_text(base)
+        cur, cur_data = base, _data_of(base_text, str(base))
+        chain.insert(0, (base, base_text, cur_data))
+    return chain
+
+
+def _locate_in_chain(problem: Problem, chain: list[tuple[Path, str, Any]]) -> Diagnostic:
+    """A merged document's problem, placed in the overlay that sets the value, else in its base."""
+    docs = [(compose(text, str(path)), str(path)) for path, text, _data in reversed(chain)]
+    for doc, source in docs:
+        if problem.path and (problem.path in doc.marks or problem.path in doc.key_marks):
+            return _locate(problem, doc, source)
+    return _locate(problem, *docs[0])
+
+
+def _load_overlay(p: Path, text: str, data: dict[str, Any]) -> Manifest:
+    import dataclasses
+
+    chain = _chain(p, text, data)
+    merged = overlay.merge_chain([d for _path, _text, d in chain])
+    problems = _problems(merged, schema_checked=False)
+    if problems:
+        diags = sorted((_locate_in_chain(pr, chain) for pr in problems), key=lambda d: (d.file, d.line, d.col))
+        n = len(diags)
+        raise ManifestError(f"{p} (merged onto {chain[0][0]}) has {n} problem{'s' if n != 1 else ''}:", diags)
+    manifest = dataclasses.replace(_build(merged, str(p)), lock_file=overlay.lock_file_for(p.name),
+                                   extends=tuple(str(path) for path, _t, _d in chain[:-1]))
+    if any(dict(c.gguf_options).get("imatrix") for c in manifest.conversions):
+        manifest = _resolve_imatrix(manifest)
+    return manifest
+
+
 def load_manifest(path: str | Path = "hf.yaml") -> Manifest:
-    """Read and validate ``path``; raise ManifestError (exit 3) listing every problem."""
+    """Read and validate ``path``; raise ManifestError (exit 3) listing every problem.
+
+    An overlay (a manifest with ``extends:``, :mod:`.overlay`) is merged onto its base first."""
     p = Path(path)
     text = read_manifest_text(p)
+    if overlay.KEY in text:
+        data = _data_of(text, str(p))
+        if isinstance(data, dict) and overlay.KEY in data:
+            return _load_overlay(p, text, data)
     # Validation cache: importing jsonschema and validating costs ~0.1 s, more than the
     # whole offline no-op plan should; a text that passed the same schema is not re-checked.
     # The marker is content-addressed and lives in batuta's own state dir, not in the project.

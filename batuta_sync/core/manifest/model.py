@@ -186,6 +186,10 @@ class Manifest:
     publishes: tuple[PublishSpec, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     policies: Policies = field(default_factory=Policies)
+    #: hf.lock, or an overlay's own lock (``hf.prod.yaml`` with ``extends:`` -> ``hf.prod.lock``)
+    lock_file: str = "hf.lock"
+    #: the files an overlay was merged from, base first (empty for a plain manifest)
+    extends: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.policies, Policies):  # a plain mapping (library callers, tests)

@@ -51,6 +51,7 @@ class PullResult:
     format: str | None = None
     notes: tuple[str, ...] = ()
     transferred_bytes: int = 0
+    reused_bytes: int = 0  # Xet reconstruction: bytes copied from earlier revisions' blobs, not fetched
     seconds: float = 0.0
     offline: bool = False
 
@@ -74,6 +75,7 @@ class PullResult:
             ],
             "downloaded_bytes": self.downloaded_bytes,
             "transferred_bytes": self.transferred_bytes,
+            "reused_bytes": self.reused_bytes,
             "cache_hits": self.cache_hits,
             "blocked": [{"path": p, "reason": r} for p, r in self.blocked],
             "notes": list(self.notes),
@@ -287,6 +289,9 @@ def pull(
 
     shared = None if offline else shared
     from_remote: set[str] = set()  # paths whose blob came from the shared remote this pull
+    from_xet: set[str] = set()  # paths rebuilt through Xet reconstruction (BATUTA_DOWNLOAD_PROTOCOL=xet)
+    xet_stats: list[Any] = []
+    from batuta_sync.pull.xet import protocol as xet_protocol
 
     def fetch(files: Sequence[RepoFile]) -> Any:
         missing = [f for f in files if not have(f)]
@@ -298,6 +303,15 @@ def pull(
             )
         if shared is not None and missing:  # local cache -> remote -> Hub
             from_remote.update(fetch_from_remote(shared, layout, settings.batuta_dir, missing))
+        if missing and not offline and xet_protocol() == "xet":  # opt-in: docs/pull-and-cache.md
+            from batuta_sync.hub._http import HubHttp
+            from batuta_sync.pull.xet import fetch_by_reconstruction
+
+            with HubHttp(settings) as http:
+                rebuilt, stats = fetch_by_reconstruction(
+                    settings, http, layout, ref, snapshot.commit, [f for f in missing if f.path not in from_remote])
+            xet_stats.append(stats)
+            from_xet.update(rebuilt)
         return dl.fetch_all([DownloadJob(ref, snapshot.commit, f, layout) for f in files])
 
     card: Mapping[str, Any] | None = snapshot.card  # the Hub's cardData, when it sent it
@@ -374,7 +388,7 @@ def pull(
 
     # content check: a pickle renamed .safetensors & co never enter the snapshot
     keep: list[RepoFile] = []
-    fresh = {o.path for o in report.outcomes if not o.cached} | from_remote
+    fresh = {o.path for o in report.outcomes if not o.cached} | from_remote | from_xet
     for f in selection.selected:
         blob = layout.blob_path(f.etag)
         verdict = sniff_file_safety(blob, f.path)
@@ -423,7 +437,8 @@ def pull(
         blocked=tuple(blocked),
         format=selection.format,
         notes=selection.notes,
-        transferred_bytes=report.transferred,
+        transferred_bytes=report.transferred + sum(x.fetched_bytes for x in xet_stats),
+        reused_bytes=sum(x.reused_bytes for x in xet_stats),
         seconds=time.monotonic() - t0,
         offline=offline,
     )

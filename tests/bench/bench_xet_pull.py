@@ -5,11 +5,11 @@
 
 One local Hub; a file of ``--size-mb`` random bytes is uploaded through Xet (the real client), then:
 
-1. cold download: batuta's HTTP pull vs the real client's Xet reconstruction (``hf_xet``, its
-   chunk cache on so that step 3 can reuse chunks);
+1. cold download: batuta's HTTP pull, batuta's Xet reconstruction (``BATUTA_DOWNLOAD_PROTOCOL=xet``)
+   and the real client's (``hf_xet``, its chunk cache on so that step 3 could reuse chunks);
 2. ``--change-mb`` in the middle is rewritten and uploaded again (a new revision);
-3. download of the new revision with the old one in the cache: batuta HTTP (the whole file) vs
-   Xet reconstruction (only the chunks the chunk cache lacks).
+3. download of the new revision with the old one in the cache: batuta HTTP (the whole file),
+   batuta Xet (chunks of the old revision's blob reused) and hf_xet.
 
 Times are wall clock around each client process (interpreter start included); bytes are what the
 server sent (response bodies) in each step.  The decision and these figures are in
@@ -69,6 +69,7 @@ def main() -> None:
         _run([sys.executable, "-c", upload], {**base, "HF_HOME": str(tmp / "up-home")})
         xet_env = {**base, "HF_HOME": str(tmp / "xet-home"), "HF_XET_CHUNK_CACHE_SIZE_BYTES": str(8 << 30)}
         http_env = {**base, "HF_HOME": str(tmp / "batuta-home")}
+        bxet_env = {**base, "HF_HOME": str(tmp / "batuta-xet-home"), "BATUTA_DOWNLOAD_PROTOCOL": "xet"}
         xet_get = ("import os\nfrom huggingface_hub import hf_hub_download\n"
                    "hf_hub_download('local/x', 'model.npy', endpoint=os.environ['HF_ENDPOINT'])\n")
         batuta_get = [sys.executable, "-m", "batuta_sync", "-q", "hf", "pull", "files", "local/x", "model.npy", "--allow-unsafe"]
@@ -81,13 +82,15 @@ def main() -> None:
                          "bytes_from_server": got, "of_file": round(got / size, 4)})
 
         step("cold download", "batuta HTTP", batuta_get, http_env)
-        step("cold download", "Xet reconstruction", [sys.executable, "-c", xet_get], xet_env)
+        step("cold download", "batuta Xet", batuta_get, bxet_env)
+        step("cold download", "hf_xet", [sys.executable, "-c", xet_get], xet_env)
         with open(src, "r+b") as out:
             out.seek(size // 2)
             out.write(os.urandom(args.change_mb << 20))
         _run([sys.executable, "-c", upload], {**base, "HF_HOME": str(tmp / "up-home")})
         step(f"new revision ({args.change_mb} MB changed)", "batuta HTTP", batuta_get, http_env)
-        step(f"new revision ({args.change_mb} MB changed)", "Xet reconstruction", [sys.executable, "-c", xet_get], xet_env)
+        step(f"new revision ({args.change_mb} MB changed)", "batuta Xet", batuta_get, bxet_env)
+        step(f"new revision ({args.change_mb} MB changed)", "hf_xet", [sys.executable, "-c", xet_get], xet_env)
     finally:
         srv.stop()
         import shutil

@@ -1,0 +1,97 @@
+"""batuta pull through Xet reconstruction (opt-in, ``BATUTA_DOWNLOAD_PROTOCOL=xet``; issue 21 point 4):
+a new revision of a large file downloads only the chunks the cache lacks, every byte still
+verified against the sha256, and anything wrong falls back to the HTTP path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batuta_sync.pull import PullRequest, pull
+from batuta_sync.settings import resolve_settings
+from batuta_sync.types import RepoRef
+from tests.xet._client import run_py
+
+SIZE = 24 << 20
+CHANGED = 1 << 20
+
+
+def _upload(srv: Any, path: Path) -> None:
+    run_py(srv.url, f'api.upload_file(path_or_fileobj={str(path)!r}, path_in_repo="w.npy", repo_id="local/x")')
+
+
+def _pull(srv: Any) -> Any:
+    s = resolve_settings(flags={"endpoint": srv.url})
+    return pull(s, PullRequest(RepoRef("local/x"), allow_unsafe=True))
+
+
+@pytest.fixture
+def xet_repo(hub_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BATUTA_DOWNLOAD_PROTOCOL", "xet")
+    hub_server.store.create_repo("local/x")
+    f = tmp_path / "w.npy"
+    f.write_bytes(os.urandom(SIZE))
+    _upload(hub_server, f)
+    return f
+
+
+def _cas_bytes(srv: Any, mark: int) -> int:
+    return sum(e.bytes_out for e in srv.log.entries[mark:] if "/xet-cas/xorb-data/" in e.path)
+
+
+def _resolve_gets(srv: Any, mark: int) -> int:
+    return sum(1 for e in srv.log.entries[mark:] if e.method == "GET" and e.path.startswith("/local/x/resolve/"))
+
+
+def test_a_new_revision_downloads_only_the_chunks_the_cache_lacks(hub_server: Any, xet_repo: Path) -> None:
+    mark = len(hub_server.log.entries)
+    first = _pull(hub_server)
+    assert first.files[0].read_bytes() == xet_repo.read_bytes()
+    assert _cas_bytes(hub_server, mark) >= SIZE and _resolve_gets(hub_server, mark) == 0  # the Xet path, not HTTP
+    with open(xet_repo, "r+b") as out:
+        out.seek(SIZE // 2)
+        out.write(os.urandom(CHANGED))
+    _upload(hub_server, xet_repo)
+    mark = len(hub_server.log.entries)
+    second = _pull(hub_server)
+    assert second.snapshot.commit != first.snapshot.commit
+    assert second.files[0].read_bytes() == xet_repo.read_bytes()
+    fetched = _cas_bytes(hub_server, mark)
+    assert fetched < 0.15 * SIZE, fetched  # ~1 MB changed (+ chunk boundaries), not the 24 MB file
+    assert second.reused_bytes > 0.8 * SIZE and second.transferred_bytes < 0.15 * SIZE
+    assert _resolve_gets(hub_server, mark) == 0
+
+
+def test_a_cas_that_lies_is_caught_by_the_sha256_and_the_http_path_serves(hub_server: Any, xet_repo: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from batuta_sync.pull import xet
+
+    real = xet._fetch_range
+
+    def flipped(*args: Any) -> bytes:
+        data = bytearray(real(*args))
+        data[-1] ^= 1  # inside the last chunk's bytes (uncompressed random data): a wrong file
+        return bytes(data)
+
+    monkeypatch.setattr(xet, "_fetch_range", flipped)
+    mark = len(hub_server.log.entries)
+    res = _pull(hub_server)
+    assert res.files[0].read_bytes() == xet_repo.read_bytes()  # never the bad bytes
+    assert _resolve_gets(hub_server, mark) == 1  # the fallback downloaded it over HTTP
+
+
+def test_the_default_stays_http(hub_server: Any, xet_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATUTA_DOWNLOAD_PROTOCOL")
+    mark = len(hub_server.log.entries)
+    res = _pull(hub_server)
+    assert res.files[0].read_bytes() == xet_repo.read_bytes()
+    assert _cas_bytes(hub_server, mark) == 0 and _resolve_gets(hub_server, mark) == 1
+    from batuta_sync.errors import UsageError
+    from batuta_sync.pull.xet import protocol
+
+    assert protocol({"BATUTA_DOWNLOAD_PROTOCOL": "XET"}) == "xet" and protocol({}) == "http"
+    with pytest.raises(UsageError):
+        protocol({"BATUTA_DOWNLOAD_PROTOCOL": "ftp"})

@@ -32,6 +32,8 @@ from batuta_sync.types import RepoFile, RepoRef
 MIN_SIZE = 8 << 20
 """Smaller files take the HTTP path (one request; nothing worth deduplicating)."""
 _MAX_RECORD = 64 << 20
+MAX_CHUNKS = 8 * 1024  # chunks in one xorb (the spec's limit): bounds a term and a fetch range
+MAX_RANGE = (64 << 20) + MAX_CHUNKS * 8  # bytes of one fetch range: a whole xorb at most
 
 
 def protocol(env: Mapping[str, str] | None = None) -> str:
@@ -128,6 +130,7 @@ def rebuild(http: Any, f: RepoFile, answer: Mapping[str, Any], index: ChunkIndex
             stats: XetStats) -> list[Term]:
     """Write ``f`` to ``dest`` from a reconstruction ``answer`` (chunks reused or fetched); the
     sha256 is checked before ``dest`` appears.  Returns the terms with their chunk lengths."""
+    from batuta_sync import ids
     from batuta_sync.fileformats.xorb import read_chunks
 
     fetch: dict[str, list[Mapping[str, Any]]] = answer.get("fetch_info") or {}
@@ -136,6 +139,8 @@ def rebuild(http: Any, f: RepoFile, answer: Mapping[str, Any], index: ChunkIndex
     with atomic_writer(dest) as out:
         for t in answer.get("terms") or []:
             xorb, start, end = str(t["hash"]), int(t["range"]["start"]), int(t["range"]["end"])
+            if not (ids.is_sha256(xorb) and 0 <= start < end <= start + MAX_CHUNKS):
+                raise ValueError("the reconstruction names an impossible chunk range")
             known = index.find(xorb, start, end)
             if known is not None:
                 pieces = []
@@ -148,7 +153,10 @@ def rebuild(http: Any, f: RepoFile, answer: Mapping[str, Any], index: ChunkIndex
                 info = next(i for i in fetch.get(xorb, ()) if int(i["range"]["start"]) <= start
                             and end <= int(i["range"]["end"]))
                 fs, fe = int(info["range"]["start"]), int(info["range"]["end"])
-                raw = _fetch_range(http, str(info["url"]), int(info["url_range"]["start"]), int(info["url_range"]["end"]))
+                us, ue = int(info["url_range"]["start"]), int(info["url_range"]["end"])
+                if not (0 <= us <= ue < us + MAX_RANGE and fe - fs <= MAX_CHUNKS):
+                    raise ValueError("the reconstruction asks to fetch an impossible byte range")
+                raw = _fetch_range(http, str(info["url"]), us, ue)
                 stats.fetched_bytes += len(raw)
                 pieces = list(read_chunks(raw, fe - fs))[start - fs : end - fs]
             for p in pieces:
@@ -189,6 +197,8 @@ def fetch_by_reconstruction(settings: Settings, http: Any, layout: Any, ref: Rep
             continue
         try:
             answer = http.get_json(f"{cas}/v1/reconstructions/{fh}", headers={"authorization": f"Bearer {token}"})
+            if not isinstance(answer, dict):
+                raise ValueError("the reconstruction is not a JSON object")
             terms = rebuild(http, f, answer, index, layout.blob_path(f.etag), stats)
         except Exception as exc:
             warn(f"Xet reconstruction of {f.path} failed ({exc}); downloading it over HTTP.")

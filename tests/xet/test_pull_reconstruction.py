@@ -95,3 +95,28 @@ def test_the_default_stays_http(hub_server: Any, xet_repo: Path, monkeypatch: py
     assert protocol({"BATUTA_DOWNLOAD_PROTOCOL": "XET"}) == "xet" and protocol({}) == "http"
     with pytest.raises(UsageError):
         protocol({"BATUTA_DOWNLOAD_PROTOCOL": "ftp"})
+
+
+@pytest.mark.parametrize("lie", ["huge chunk range", "huge byte range", "not a hash", "not an object"])
+def test_a_hostile_reconstruction_answer_is_refused_before_any_fetch(lie: str) -> None:
+    from batuta_sync.pull.xet import ChunkIndex, XetStats, rebuild
+    from batuta_sync.types import RepoFile
+
+    h = "a" * 64
+    term = {"hash": h, "range": {"start": 0, "end": 10**12 if lie == "huge chunk range" else 2}}
+    info = {"range": {"start": 0, "end": 2}, "url": "http://127.0.0.1:9/x",
+            "url_range": {"start": 0, "end": 10**12 if lie == "huge byte range" else 10}}
+    if lie == "not a hash":
+        term["hash"] = "../../etc"
+    answer: Any = {"terms": [term], "fetch_info": {h: [info]}}
+
+    class NoHttp:
+        def stream(self, *a: Any, **k: Any) -> Any:
+            raise AssertionError("fetched although the answer is impossible")
+
+    f = RepoFile("w.npy", 10, "b" * 40, "c" * 64)
+    with pytest.raises((ValueError, TypeError, AttributeError)):
+        rebuild(NoHttp(), f, [] if lie == "not an object" else answer,
+                ChunkIndex(Path("/nonexistent"), lambda e: Path("/nonexistent") / e), Path("/tmp/never-written"),
+                XetStats())
+    assert not Path("/tmp/never-written").exists()

@@ -37,7 +37,6 @@ C901_EXCEPTIONS: dict[str, set[str]] = {
     "batuta_sync/pull/engine.py": {"pull"},
     "batuta_sync/pull/select.py": {"plan_pull"},
     "batuta_sync/safety.py": {"check_safetensors_header"},
-    "batuta_sync/server/app.py": {"_new_body_reader"},
     "batuta_sync/server/meta.py": {"derive_tags"},
     "batuta_sync/server/store.py": {"apply_commit"},
     "tests/bench/bench_convert.py": {"main"},

@@ -29,7 +29,6 @@ C901_EXCEPTIONS: dict[str, set[str]] = {
     "batuta_sync/convert/requantize.py": {"requantize_gguf"},
     "batuta_sync/core/executor.py": {"execute"},
     "batuta_sync/core/planner/diff.py": {"diff_repo"},
-    "batuta_sync/hub/download.py": {"_stream"},
     "batuta_sync/ids.py": {"repo_path_problem"},
     "batuta_sync/publish/card.py": {"generate_model_card"},
     "batuta_sync/publish/secrets/text.py": {"_scan_plain"},

@@ -186,6 +186,14 @@ def _block_signals() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
+@dataclass
+class _Progress:
+    """Where one file's transfer stands: the next byte to write and the bytes received in all."""
+
+    pos: int
+    received: int = 0
+
+
 class _Restart(Exception):
     """The server's answer means: start this file again from byte 0."""
 
@@ -424,11 +432,7 @@ class Downloader:
         """Fill ``fh`` from ``pos`` to the file's size; returns bytes received."""
         f = job.file
         url = resolve_url(self.settings.endpoint, job.ref, job.commit, f.path)
-        etag = f.etag
-        buf = getattr(self._local, "buf", None)
-        if buf is None or len(buf) != self.chunk_size:
-            buf = self._local.buf = _aligned_buffer(self.chunk_size)
-        received = 0
+        at = _Progress(pos)
         drops = 0  # consecutive attempts that got no byte further than before
         high = pos  # furthest byte reached: re-fetching bytes after a restart is not progress
         restarted = False
@@ -438,96 +442,125 @@ class Downloader:
             if budget < 0:
                 raise NetworkError(
                     f"Gave up on {f.path}: the server kept cutting the transfer short "
-                    f"({received} bytes received in all, {pos} of {f.size} kept)."
+                    f"({at.received} bytes received in all, {at.pos} of {f.size} kept)."
                 )
             self._stop_if_disk_full(f)
             if self._have(job):  # another fetcher published it (ours or huggingface_hub's: hashed)
-                raise _Published(received)
-            headers = {}
-            if pos > 0:
-                headers["Range"] = f"bytes={pos}-"
-                headers["If-Range"] = f'"{etag}"'
-            # opening (gate, 408/429/5xx, refused/silent/dropped connections) runs in the one retry loop
-            resp = self._retry.request(
-                functools.partial(self._http.open_checked, url, headers), self._http.classify(f)
-            )
-            status = resp.status
+                raise _Published(at.received)
+            resp = self._open_at(url, f, at.pos)
             try:
-                if status == 200:
-                    if pos > 0:  # Range ignored or the ETag changed: restart cleanly
-                        out.restart()
-                        hasher.reset()
-                        pos = 0
-                        restarted = True
-                elif status == 206:
-                    start, total = _content_range(resp.getheader("Content-Range"))
-                    if start != pos or (total is not None and total != f.size):
-                        raise _Restart
-                elif pos == f.size:  # 416 (_open_checked lets only 200/206/416 through)
-                    _discard(resp)
-                    return received
-                else:
-                    raise _Restart
+                start = self._accept(resp, out, hasher, at.pos, f.size)
             except _Restart:
                 self._http.drop_all()
                 out.restart()
                 hasher.reset()
-                pos = 0
+                at.pos = 0
                 if restarted:
                     drops += 1
                     if drops > MAX_DROPS:
                         raise NetworkError(f"The server keeps answering {f.path} with inconsistent ranges.")
                 restarted = True
                 continue
-            # stream the body
+            if start is None:  # 416 at the end: the partial was complete
+                return at.received
+            restarted = restarted or start < at.pos
+            at.pos = start
             try:
-                want = f.size - pos
-                piped = hasher if isinstance(hasher, _PipelinedHasher) else None
-                while want > 0:
-                    if self._cancel.is_set():
-                        self._http.drop_all()
-                        raise KeyboardInterrupt
-                    self._stop_if_disk_full(f)
-                    if piped is not None:
-                        pbuf = piped.buffer()
-                        try:
-                            n = resp.readinto(pbuf[: out.next_size(pos, want, len(pbuf))])
-                            if not n:
-                                raise http.client.IncompleteRead(b"", want)
-                            self._write(out, pbuf[:n], pos, f)
-                        except BaseException:
-                            piped.give_back(pbuf)
-                            raise
-                        piped.submit(pbuf, n)
-                    else:
-                        n = resp.readinto(buf[: out.next_size(pos, want, self.chunk_size)])
-                        if not n:
-                            raise http.client.IncompleteRead(b"", want)
-                        chunk = buf[:n]
-                        hasher.update(chunk)
-                        self._write(out, chunk, pos, f)
-                    pos += n
-                    want -= n
-                    received += n
-                    self.progress.advance(f.path, n)
-                if resp.length:  # more bytes than the listing says: leave them, drop the connection
-                    self._http.drop_all()
-                else:
-                    _discard(resp)
-                return received
+                self._receive(resp, out, hasher, f, at)
+                return at.received
             except (OSError, http.client.HTTPException) as exc:
                 self._http.drop_all()
-                advanced = pos > high
-                high = max(high, pos)
+                advanced = at.pos > high
+                high = max(high, at.pos)
                 drops = 0 if advanced else drops + 1
-                if drops > MAX_DROPS or received > 3 * max(f.size, 0) + (64 << 20):
+                if drops > MAX_DROPS or at.received > 3 * max(f.size, 0) + (64 << 20):
                     raise NetworkError(
-                        f"Download of {f.path} kept failing at byte {pos} of {f.size} "
-                        f"({type(exc).__name__}; {received} bytes received in all)."
+                        f"Download of {f.path} kept failing at byte {at.pos} of {f.size} "
+                        f"({type(exc).__name__}; {at.received} bytes received in all)."
                     )
                 if not advanced:
                     self.sleep(min(0.1 * drops, 1.0))
-                continue
+
+    def _open_at(self, url: str, f: RepoFile, pos: int) -> http.client.HTTPResponse:
+        """Open ``url`` from byte ``pos`` (``Range`` + ``If-Range``); opening (gate, 408/429/5xx,
+        refused/silent/dropped connections) runs in the one retry loop."""
+        headers = {}
+        if pos > 0:
+            headers["Range"] = f"bytes={pos}-"
+            headers["If-Range"] = f'"{f.etag}"'
+        return self._retry.request(
+            functools.partial(self._http.open_checked, url, headers), self._http.classify(f)
+        )
+
+    @staticmethod
+    def _accept(
+        resp: http.client.HTTPResponse, out: _Writer, hasher: _Hasher, pos: int, size: int
+    ) -> int | None:
+        """Where the body of ``resp`` starts: ``pos``, or 0 when a 200 restarts the file cleanly
+        (Range ignored or the ETag changed); None for a 416 at the end (nothing left to fetch).
+        Raises :class:`_Restart` for a range the file cannot continue from."""
+        status = resp.status
+        if status == 200:
+            if pos > 0:  # Range ignored or the ETag changed: restart cleanly
+                out.restart()
+                hasher.reset()
+            return 0
+        if status == 206:
+            start, total = _content_range(resp.getheader("Content-Range"))
+            if start != pos or (total is not None and total != size):
+                raise _Restart
+            return pos
+        if pos == size:  # 416 (open_checked lets only 200/206/416 through)
+            _discard(resp)
+            return None
+        raise _Restart
+
+    def _buffer(self) -> memoryview:
+        """This worker's reused, page-aligned read buffer."""
+        buf: memoryview | None = getattr(self._local, "buf", None)
+        if buf is None or len(buf) != self.chunk_size:
+            buf = self._local.buf = _aligned_buffer(self.chunk_size)
+        return buf
+
+    def _receive(
+        self, resp: http.client.HTTPResponse, out: _Writer, hasher: _Hasher, f: RepoFile, at: _Progress
+    ) -> None:
+        """Stream the body of ``resp`` into ``out`` up to the file's size, hashing it; ``at``
+        follows every chunk written (what a failure mid-body resumes from)."""
+        buf = self._buffer()
+        want = f.size - at.pos
+        piped = hasher if isinstance(hasher, _PipelinedHasher) else None
+        while want > 0:
+            if self._cancel.is_set():
+                self._http.drop_all()
+                raise KeyboardInterrupt
+            self._stop_if_disk_full(f)
+            if piped is not None:
+                pbuf = piped.buffer()
+                try:
+                    n = resp.readinto(pbuf[: out.next_size(at.pos, want, len(pbuf))])
+                    if not n:
+                        raise http.client.IncompleteRead(b"", want)
+                    self._write(out, pbuf[:n], at.pos, f)
+                except BaseException:
+                    piped.give_back(pbuf)
+                    raise
+                piped.submit(pbuf, n)
+            else:
+                n = resp.readinto(buf[: out.next_size(at.pos, want, self.chunk_size)])
+                if not n:
+                    raise http.client.IncompleteRead(b"", want)
+                chunk = buf[:n]
+                hasher.update(chunk)
+                self._write(out, chunk, at.pos, f)
+            at.pos += n
+            want -= n
+            at.received += n
+            self.progress.advance(f.path, n)
+        if resp.length:  # more bytes than the listing says: leave them, drop the connection
+            self._http.drop_all()
+        else:
+            _discard(resp)
 
     def _stop_if_disk_full(self, f: RepoFile) -> None:
         if self._disk_full.is_set():

@@ -33,7 +33,9 @@ def workspace(root: Path, body: str, *, name: str = "ws") -> Path:
     return ws
 
 
-def safetensors_blob(header: object, data: bytes = b"", *, raw: bytes | None = None, pad: bytes = b"") -> bytes:
+def safetensors_blob(
+    header: object, data: bytes = b"", *, raw: bytes | None = None, pad: bytes = b""
+) -> bytes:
     """``<u64 header length><header><data>``: the header is ``json.dumps(header)`` unless ``raw``
     gives its bytes; ``pad`` is appended to the header (inside its announced length)."""
     h = (raw if raw is not None else json.dumps(header).encode()) + pad

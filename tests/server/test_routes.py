@@ -85,10 +85,19 @@ def test_a_first_segment_that_does_not_match_its_protocol_falls_through_to_repo_
 def test_the_repo_api_table_is_pinned() -> None:
     """The heads, their arity and methods (as the Hub's API has them; docs/hub-server.md)."""
     expected = {
-        "revision": (MANY, {"GET"}), "tree": (MANY, {"GET"}), "paths-info": (MANY, {"POST"}),
-        "refs": (ONE, {"GET"}), "commits": (MANY, {"GET"}), "preupload": (MANY, {"POST"}),
-        "commit": (MANY, {"POST"}), "branch": (MANY, {"POST", "DELETE"}), "tag": (MANY, {"POST", "DELETE"}),
-        "settings": (ONE, {"PUT"}), "like": (ONE, {"POST", "DELETE"}), "runtime": (ONE, {"GET"}),
-        "xet-read-token": (ANY, {"GET", "HEAD", *METHODS}), "xet-write-token": (ANY, {"GET", "HEAD", *METHODS}),
+        "revision": (MANY, {"GET"}),
+        "tree": (MANY, {"GET"}),
+        "paths-info": (MANY, {"POST"}),
+        "refs": (ONE, {"GET"}),
+        "commits": (MANY, {"GET"}),
+        "preupload": (MANY, {"POST"}),
+        "commit": (MANY, {"POST"}),
+        "branch": (MANY, {"POST", "DELETE"}),
+        "tag": (MANY, {"POST", "DELETE"}),
+        "settings": (ONE, {"PUT"}),
+        "like": (ONE, {"POST", "DELETE"}),
+        "runtime": (ONE, {"GET"}),
+        "xet-read-token": (ANY, {"GET", "HEAD", *METHODS}),
+        "xet-write-token": (ANY, {"GET", "HEAD", *METHODS}),
     }
     assert {h: (arity, set(methods)) for h, (arity, methods, _) in REPO_API.items()} == expected

@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from batuta_sync import ids
 from batuta_sync._fmt import git_blob_sha1
-from batuta_sync.server.app import HTTPError
+from batuta_sync.server.protocol import HTTPError
 from batuta_sync.server.store import (
     Commit,
     FileEntry,
@@ -229,7 +229,7 @@ class Mirror:
     def __init__(self, hub: HubServer, config: MirrorConfig) -> None:
         import httpx2 as httpx
 
-        from batuta_sync.server.app import check_public_url
+        from batuta_sync.server.protocol import check_public_url
 
         self.hub = hub
         self.store = hub.store

@@ -222,7 +222,7 @@ def build_manifest(
 # ---------------------------------------------------------------------- HTTP side
 def route(h: _Handler, d: list[str]) -> None:
     """``/v2/...`` (``d`` = the decoded segments after ``v2``)."""
-    from batuta_sync.server.app import HTTPError
+    from batuta_sync.server.protocol import HTTPError
 
     if h.command not in ("GET", "HEAD"):
         raise HTTPError(405, "The registry endpoints are read-only.")
@@ -239,7 +239,7 @@ def _head_commit(h: _Handler, repo_id: str, signed_for: str | None = None) -> tu
     """The repo and its ``main`` commit, authorised by the request's token, or — for a blob URL this
     server signed (``signed_for`` = its digest) — by the signature; and whether the caller needed
     more than anonymous access (then blob URLs handed out are signed)."""
-    from batuta_sync.server.app import HTTPError
+    from batuta_sync.server.protocol import HTTPError
 
     if signed_for is not None and _signature_ok(h, repo_id, signed_for):
         st = h.hub.store.repo(repo_id, "model")
@@ -300,7 +300,7 @@ def _side_files(h: _Handler, st: RepoState, c: Commit) -> dict[str, bytes]:
 
 
 def _manifest(h: _Handler, repo_id: str, tag: str) -> None:
-    from batuta_sync.server.app import HTTPError
+    from batuta_sync.server.protocol import HTTPError
 
     if not _TAG_RE.match(tag):
         raise HTTPError(400, f"Invalid tag {tag[:80]!r}.")
@@ -325,7 +325,7 @@ def _manifest(h: _Handler, repo_id: str, tag: str) -> None:
 
 
 def _blob(h: _Handler, repo_id: str, digest: str) -> None:
-    from batuta_sync.server.app import HTTPError
+    from batuta_sync.server.protocol import HTTPError
 
     m = _DIGEST_RE.match(digest)
     if not m:

@@ -14,6 +14,7 @@ import pytest
 
 from batuta_sync.cli import main
 from batuta_sync.server import HubServer
+from tests._builders import hub_on_env
 from tests.hub.conftest import ALICE, BOB, start_auth_hub
 
 
@@ -38,11 +39,8 @@ def api(srv: HubServer, token: str | None = None) -> object:
 @pytest.fixture
 def auth_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     srv = start_auth_hub(tmp_path / "auth-root")
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    try:
+    with hub_on_env(srv, monkeypatch):
         yield srv
-    finally:
-        srv.stop()
 
 
 # ---------------------------------------------------------------- create / delete

@@ -9,13 +9,7 @@ from typing import Any
 import pytest
 
 from batuta_sync.cli import main
-
-
-def _ws(tmp_path: Path, body: str) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "hf.yaml").write_text("version: 1\n" + body)
-    return ws
+from tests._builders import workspace as _ws
 
 
 @pytest.mark.parametrize("jobs", ["0", "abc", "999"])

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from batuta_sync.cli import main
+from tests._builders import workspace
 
 FILES_A = {"config.json": b'{"a": 1}', "weights.txt": b"a" * 20_000}
 FILES_B = {"config.json": b'{"b": 1}', "weights.txt": b"b" * 20_000}
@@ -27,13 +28,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def _ws(tmp_path: Path, name: str, body: str) -> Path:
-    ws = tmp_path / name
-    ws.mkdir()
-    (ws / "hf.yaml").write_text("version: 1\n" + body)
-    return ws
-
-
 def _outputs_intact(ws: Path, files: dict[str, bytes]) -> bool:
     return all((ws / "models" / "a" / rel).read_bytes() == data for rel, data in files.items())
 
@@ -42,9 +36,9 @@ def _outputs_intact(ws: Path, files: dict[str, bytes]) -> bool:
 def two_workspaces(tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
     for repo, files in (("org/a", FILES_A), ("org/b", FILES_B), ("org/c", FILES_C)):
         hub_env.store.commit(repo, files)
-    a = _ws(tmp_path, "a", "models:\n  a: {repo: org/a, output: ./models/a}\n")
+    a = workspace(tmp_path, name="a", body="models:\n  a: {repo: org/a, output: ./models/a}\n")
     assert run(capsys, "apply", "-f", str(a / "hf.yaml"), "--auto-approve")[0] == 0
-    b = _ws(tmp_path, "b", "models:\n  b: {repo: org/b}\n")
+    b = workspace(tmp_path, name="b", body="models:\n  b: {repo: org/b}\n")
     assert run(capsys, "apply", "-f", str(b / "hf.yaml"), "--auto-approve")[0] == 0
     return a, b
 
@@ -54,10 +48,10 @@ def test_max_cache_size_never_evicts_what_a_workspace_uses_and_says_the_limit_is
 ) -> None:
     hub_env.store.commit("org/a", FILES_A)
     hub_env.store.commit("org/b", FILES_B)
-    a = _ws(tmp_path, "a", "models:\n  a: {repo: org/a, output: ./models/a}\n")
+    a = workspace(tmp_path, name="a", body="models:\n  a: {repo: org/a, output: ./models/a}\n")
     assert run(capsys, "apply", "-f", str(a / "hf.yaml"), "--auto-approve")[0] == 0
     # Another project with a tiny cache limit: its prune after apply used to evict models.a (LRU).
-    b = _ws(tmp_path, "b", "policies: {max_cache_size: 1KB}\nmodels:\n  b: {repo: org/b, output: ./models/b}\n")
+    b = workspace(tmp_path, name="b", body="policies: {max_cache_size: 1KB}\nmodels:\n  b: {repo: org/b, output: ./models/b}\n")
     code, _, err = run(capsys, "apply", "-f", str(b / "hf.yaml"), "--auto-approve", "--json")
     assert code == 0, err
     assert _outputs_intact(a, FILES_A)

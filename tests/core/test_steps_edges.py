@@ -9,13 +9,7 @@ import pytest
 
 from batuta_sync.cli import main
 from batuta_sync.tinymodel import write_tiny_llama
-
-
-def _ws(tmp_path: Path, body: str) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "hf.yaml").write_text("version: 1\n" + body)
-    return ws
+from tests._builders import workspace as _ws
 
 
 def test_removing_a_conversion_deletes_only_its_outputs(

@@ -18,6 +18,7 @@ from batuta_sync.core.api import apply_plan, make_plan
 from batuta_sync.core.manifest import load_manifest
 from batuta_sync.core.workspace import confine_manifest, manifest_paths
 from batuta_sync.errors import exit_code
+from tests._builders import workspace as _ws
 
 FILES = {"config.json": b'{"a": 1}', "notes.txt": b"hello"}
 
@@ -33,13 +34,6 @@ def canary(tmp_path: Path) -> Path:
     (victim / "config.json").write_text("the user's own file")
     (victim / "keep.txt").write_text("keep me")
     return victim
-
-
-def _ws(tmp_path: Path, body: str) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir(exist_ok=True)
-    (ws / "hf.yaml").write_text("version: 1\n" + body)
-    return ws
 
 
 def _cases(tmp_path: Path, victim: Path) -> dict[str, tuple[str, str]]:

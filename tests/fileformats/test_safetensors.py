@@ -12,12 +12,7 @@ from batuta_sync.fileformats import FormatError
 from batuta_sync.fileformats import safetensors as st
 from batuta_sync.publish.validate import SafetensorsFormatError, parse_safetensors_header
 from batuta_sync.safety import check_safetensors_header, sniff_file_safety
-
-
-def _st(header: object, data: bytes = b"", *, raw: bytes | None = None) -> bytes:
-    h = raw if raw is not None else json.dumps(header).encode()
-    return struct.pack("<Q", len(h)) + h + data
-
+from tests._builders import safetensors_blob as _st
 
 F32_2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from batuta_sync.server import HubServer, UserSpec
+from tests._builders import hub_on_env
 
 ALICE = "hf_aliceAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
 BOB = "hf_bobBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2"
@@ -126,11 +127,8 @@ def start_seeded_hub(root: Path) -> HubServer:
 def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     """The open local Hub (HF_ENDPOINT set) with the seed repos."""
     srv = start_seeded_hub(tmp_path / "hub-root")
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    try:
+    with hub_on_env(srv, monkeypatch):
         yield srv
-    finally:
-        srv.stop()
 
 
 def start_auth_hub(root: Path) -> HubServer:
@@ -153,11 +151,8 @@ def start_auth_hub(root: Path) -> HubServer:
 def auth_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     """``start_auth_hub`` with HF_ENDPOINT pointing at it."""
     srv = start_auth_hub(tmp_path / "auth-root")
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    try:
+    with hub_on_env(srv, monkeypatch):
         yield srv
-    finally:
-        srv.stop()
 
 
 def settled(srv: HubServer) -> int:

@@ -28,12 +28,13 @@ from batuta_sync.publish.validate import (
 )
 from batuta_sync.safety import path_problem as check_repo_path
 from batuta_sync.safety import pickle_bearing_reason
+from tests._builders import safetensors_blob
 from tests.publish.fixtures import make_clean_model, safetensors_bytes
 
 
 def _st(header: bytes | str | dict | list, data: bytes = b"") -> bytes:
-    raw = header if isinstance(header, bytes) else (header if isinstance(header, str) else json.dumps(header)).encode()
-    return struct.pack("<Q", len(raw)) + raw + data
+    raw = header if isinstance(header, bytes) else header.encode() if isinstance(header, str) else None
+    return safetensors_blob(header, data, raw=raw)
 
 
 def _t(dtype: str, shape: list[int], offsets: list[int]) -> dict:

@@ -32,6 +32,7 @@ from batuta_sync.safety import (
     unsafe_files_error,
     validate_repo_path,
 )
+from tests._builders import safetensors_blob as _st
 
 from ._repos import gguf_bytes, safetensors_bytes, torch_zip_bytes
 
@@ -151,12 +152,6 @@ def test_valid_safetensors_and_gguf_pass(tmp_path: Path) -> None:
     assert sniff_file_safety(b"GGML" + b"\0" * 20, "m.gguf").unsafe
     assert sniff_file_safety(b"GGUF" + struct.pack("<I", 99), "m.gguf").unsafe
     assert sniff_file_safety(b'{"a": 1}', "config.json").safety is FileSafety.SAFE
-
-
-def _st(header: object, data: bytes = b"", *, raw: bytes | None = None, pad: bytes = b"") -> bytes:
-    h = raw if raw is not None else json.dumps(header).encode()
-    h += pad
-    return struct.pack("<Q", len(h)) + h + data
 
 
 F32_2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}

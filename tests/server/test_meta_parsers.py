@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 import pytest
 
 from batuta_sync.server import meta
+from tests._builders import safetensors_blob
 
 
 def _st(path: Path, header: object, raw: bytes | None = None) -> Path:
-    body = raw if raw is not None else json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(body)) + body)
+    path.write_bytes(safetensors_blob(header, raw=raw))
     return path
 
 

@@ -31,6 +31,7 @@ from batuta_sync.server.web.html import Html, el
 
 if TYPE_CHECKING:
     from batuta_sync.server.app import HubServer, _Handler
+    from batuta_sync.server.handlers.base import BaseHandler
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -138,7 +139,7 @@ def prefers_html(accept: str | None) -> bool:
     return html_q > 0 and html_q >= (star_q if json_q is None else json_q)
 
 
-def cookies(h: _Handler) -> dict[str, str]:
+def cookies(h: BaseHandler) -> dict[str, str]:
     out: dict[str, str] = {}
     for header in h.headers.get_all("Cookie") or []:
         for part in header.split(";"):
@@ -148,7 +149,7 @@ def cookies(h: _Handler) -> dict[str, str]:
     return out
 
 
-def session_user(h: _Handler) -> UserSpec | None:
+def session_user(h: BaseHandler) -> UserSpec | None:
     """The user of a signed-in browser (its session cookie), else None."""
     return sessions(h.hub).user(cookies(h).get(SESSION_COOKIE))
 
@@ -304,7 +305,7 @@ def _params(h: _Handler) -> Callable[[str], str]:
 
 
 def _run(h: _Handler, fn: Callable[[_Page], None]) -> None:
-    from batuta_sync.server.app import HTTPError
+    from batuta_sync.server.protocol import HTTPError
 
     p = _Page(h)
     try:

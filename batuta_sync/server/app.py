@@ -168,7 +168,16 @@ class HubServer:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.port}"
 
+    def collect_garbage(self, grace: float | None = None) -> Any:
+        """Remove Xet objects no repo can reach any more (deleted repos, abandoned uploads) older
+        than ``grace`` seconds (default 24 h); run before serving, while nothing uploads."""
+        from batuta_sync.server.xet.cas import DEFAULT_GC_GRACE
+
+        return self.xet.collect(self.store.committed_sha256(), grace=DEFAULT_GC_GRACE if grace is None else grace)
+
     def _bind(self) -> _Server:
+        if self._httpd is None:
+            self.collect_garbage()
         httpd = _Server((self.host, self.port), _Handler)
         httpd.hub = self
         self.port = httpd.server_address[1]

@@ -512,6 +512,19 @@ class Store:
             keys = list(self._owners.get(sha256, ()))
             return [self._repos[k] for k in keys if k in self._repos]
 
+    def committed_sha256(self) -> set[str]:
+        """The content of every file any commit of an existing repo names (the roots of the Xet
+        garbage collection; an upload no commit took is not one)."""
+        with self.lock:
+            commits = {c for st in self._repos.values() for c in st.commits}
+        out: set[str] = set()
+        for cid in commits:
+            try:
+                out.update(e.sha256 for e in self.get_commit(cid).files.values() if e.sha256)
+            except (StoreError, OSError, KeyError):
+                continue
+        return out
+
     def holds(self, st: RepoState, sha256: str) -> bool:
         """Whether ``st`` holds ``sha256`` (a cheap pre-check before walking its history)."""
         with self.lock:

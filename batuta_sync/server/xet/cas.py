@@ -7,6 +7,7 @@ user can read one of those repos; a file reconstruction when the token's repo ho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,6 +35,24 @@ MAX_GROUP = 1024
 MAX_SHA_CACHE = 100_000
 MAX_FILE_SIZE = 1 << 40
 """Bytes of one file a shard may describe (its sha256 is computed by rebuilding it: bounded work)."""
+
+
+DEFAULT_GC_GRACE = 24 * 3600.0
+"""Unreferenced Xet objects younger than this are kept by :meth:`XetStore.collect`."""
+
+
+@dataclass
+class GcReport:
+    files: int = 0
+    xorbs: int = 0
+    bytes: int = 0
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +271,47 @@ class XetStore:
                 )
             )
         return shardfmt.serialize_shard([], infos, footer=True)
+
+    # ------------------------------------------------------------------ garbage collection
+    def collect(self, live_sha256: Iterable[str], *, grace: float = DEFAULT_GC_GRACE) -> GcReport:
+        """Remove what no commit can reach: file records whose sha256 no repo holds, then xorbs no
+        kept file record uses.  Objects touched within ``grace`` seconds stay (an upload sends its
+        xorbs and shard before the commit that makes them reachable).  Run while nothing uploads
+        (``HubServer`` runs it before it serves)."""
+        now = self.clock()
+        live = set(live_sha256)
+        report = GcReport()
+        keep: set[str] = set()
+        for meta in sorted((self.root / "files").glob("*/*.json")):
+            rec = self.file(meta.stem)
+            young = _age(meta, now) < grace
+            if rec is not None and (rec.sha256 in live or young):
+                keep.update(t.xorb for t in rec.terms)
+                continue
+            if young:
+                continue
+            if rec is not None:
+                self._sha_path(rec.sha256).unlink(missing_ok=True)
+                with self._lock:
+                    self._by_sha.pop(rec.sha256, None)
+            meta.unlink(missing_ok=True)
+            with self._lock:
+                self._files.pop(meta.stem, None)
+            report.files += 1
+        for meta in sorted((self.root / "xorbs").glob("*/*.json")):
+            h = meta.stem
+            if h in keep or _age(meta, now) < grace:
+                continue
+            data = self._xorb_path(h)
+            with contextlib.suppress(OSError):
+                report.bytes += data.stat().st_size
+            data.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+            with self._lock:
+                self._xorbs.pop(h, None)
+                self._chunk_to_xorb = None  # rebuilt on the next dedup query
+            report.xorbs += 1
+        return report
 
     # ------------------------------------------------------------------ files
     def _file_path(self, fh: str) -> Path:

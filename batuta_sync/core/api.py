@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from batuta_sync.core.lockfile import Lock, read_lock
 from batuta_sync.core.manifest import Manifest, load_manifest
 from batuta_sync.core.observe import WorkspaceState, observe
-from batuta_sync.core.planner import build_plan
+from batuta_sync.core.planner import apply_moves, build_plan
 from batuta_sync.core.planner.diff import PlanOptions, Selector
 from batuta_sync.core.planner.plan import Plan, Precondition
 from batuta_sync.core.workspace import Workspace, confine_manifest
@@ -126,6 +126,7 @@ def make_plan(
     confine_manifest(man, allow_outside=settings.allow_outside_workspace)
     is_offline = settings.offline if offline is None else offline
     check_addresses(man, lock, [*targets, *excludes, *replace])
+    _check_moves(man, lock or Lock())
     opts = PlanOptions(
         refresh_only=refresh_only,
         targets=tuple(targets),
@@ -144,7 +145,8 @@ def make_plan(
     )
     state = WorkspaceState(ws.dir)
     factory = client_factory or default_client_factory(settings)
-    world = observe(man, lock or Lock(), opts, ws=state, client_factory=factory)
+    # hf.yaml `moved:`: observe a renamed resource under its new address (its cache and outputs)
+    world = observe(man, apply_moves(man, lock or Lock())[0], opts, ws=state, client_factory=factory)
     state.save()
     if select is None:
         from batuta_sync.core.select import select_files
@@ -156,6 +158,18 @@ def make_plan(
         man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__,
         endpoint=endpoint_display(settings.endpoint), endpoint_in_manifest=settings.endpoint_source == "hf.yaml",
     )
+
+
+def _check_moves(manifest: Manifest, lock: Lock) -> None:
+    """hf.yaml ``moved:`` blocks that hf.lock contradicts: a ManifestError pointing at each."""
+    from batuta_sync.core.planner.diff import move_problems
+
+    problems = move_problems(manifest, lock)
+    if problems:
+        from batuta_sync.core.manifest import located_error, read_manifest_text
+
+        text = read_manifest_text(manifest.path) if Path(manifest.path).is_file() else ""  # library-built: no lines
+        raise located_error(text, manifest.path, problems)
 
 
 def check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:

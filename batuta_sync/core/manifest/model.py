@@ -186,6 +186,8 @@ class Manifest:
     publishes: tuple[PublishSpec, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     policies: Policies = field(default_factory=Policies)
+    # ``moved:`` blocks, (from, to) in file order: a renamed address keeps its hf.lock entry
+    moves: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.policies, Policies):  # a plain mapping (library callers, tests)
@@ -203,6 +205,15 @@ class Manifest:
     @property
     def specs(self) -> tuple[RepoSpec | ConversionSpec | PublishSpec, ...]:
         return (*self.repos, *self.conversions, *self.publishes)
+
+    def moved_output(self, address: str) -> tuple[str, str] | None:
+        """(old, new) default output of a conversion renamed by ``moved:`` (its directory is named
+        after the address); None when it is not moved or its ``output:`` is explicit."""
+        spec = self.get(address)
+        src = next((s for s, d in self.moves if d == address), None)
+        if src is None or not isinstance(spec, ConversionSpec) or spec.output is not None:
+            return None
+        return default_conversion_output(src), spec.output_path
 
     def get(self, address: str) -> RepoSpec | ConversionSpec | PublishSpec | None:
         for r in self.specs:

@@ -204,9 +204,18 @@ def _cache(args: argparse.Namespace) -> Any:
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from batuta_sync.hub.cache import human_bytes
+    from batuta_sync.hub.cache import human_bytes, parse_size, select_snapshots
+    from batuta_sync.types import HfAssetType
 
-    snaps = sorted(_cache(args).snapshots(), key=lambda s: -s.last_access)
+    snaps = select_snapshots(
+        _cache(args).snapshots(),
+        repo_type=HfAssetType(args.repo_type) if args.repo_type else None,
+        repo=args.repo,
+        detached=args.detached,
+        min_size=parse_size(args.min_size) if args.min_size else 0,
+        sort=args.sort,
+        reverse=args.reverse,
+    )
     if args.json:
         _common.emit_json(
             [
@@ -561,7 +570,20 @@ def register(root: Any, hf: Any) -> None:
 
     cache = cp(root, "cache", "Inspect and manage the local model cache (huggingface_hub layout).")
     cs = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=type(cache))
-    p = cp(cs, "ls", "List cached snapshots, most recently used first.")
+    p = cp(cs, "ls", "List cached snapshots (most recently used first), filtered and sorted.")
+    p.add_argument(
+        "--repo-type", "--type", dest="repo_type", choices=("model", "dataset", "space"), help="Only repos of this type."
+    )
+    p.add_argument("--repo", metavar="GLOB", help="Only repo ids matching GLOB, e.g. 'org/*' or '*llama*'.")
+    p.add_argument("--detached", action="store_true", help="Only snapshots no branch or tag points to.")
+    p.add_argument("--min-size", metavar="SIZE", help="Only snapshots of at least SIZE, e.g. 1GB.")
+    p.add_argument(
+        "--sort",
+        choices=("accessed", "size", "name", "files"),
+        default="accessed",
+        help="Order: accessed (most recent first, the default), size or files (largest first), name (A-Z).",
+    )
+    p.add_argument("--reverse", action="store_true", help="Reverse the order.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(handler=_cmd_cache_ls)
     p = cp(cs, "stats", "Cache size and the hit rate of recent pulls.")

@@ -577,6 +577,41 @@ class CachedSnapshot:
         return repo_folder_name(self.repo_type, self.repo_id), self.commit
 
 
+SORT_KEYS = ("accessed", "size", "name", "files")
+"""``cache ls --sort``: most recently used, largest, repo id A→Z (then commit), most files — first."""
+
+
+def select_snapshots(
+    snaps: Iterable[CachedSnapshot],
+    *,
+    repo_type: HfAssetType | None = None,
+    repo: str | None = None,
+    detached: bool = False,
+    min_size: int = 0,
+    sort: str = "accessed",
+    reverse: bool = False,
+) -> list[CachedSnapshot]:
+    """``cache ls`` filters and order (pure): ``repo`` is a glob on the repo id (``org/*``,
+    case-sensitive), ``detached`` keeps the snapshots no ref points to (what ``hf cache prune``
+    calls detached revisions), ``min_size`` in bytes; ``reverse`` flips the order."""
+    import fnmatch
+
+    if sort not in SORT_KEYS:
+        raise UsageError(f"Unknown sort key {sort!r}.", hint=f"Use one of: {', '.join(SORT_KEYS)}.")
+    keep = [
+        s
+        for s in snaps
+        if (repo_type is None or s.repo_type is repo_type)
+        and (repo is None or fnmatch.fnmatchcase(s.repo_id, repo))
+        and (not detached or not s.refs)
+        and s.size >= min_size
+    ]
+    name = {"accessed": lambda s: -s.last_access, "size": lambda s: -s.size, "files": lambda s: -s.files}
+    primary = name.get(sort)
+    keep.sort(key=lambda s: (primary(s) if primary else 0, s.repo_id, s.repo_type.value, s.commit))
+    return keep[::-1] if reverse else keep
+
+
 @dataclass(frozen=True)
 class PruneResult:
     """What a prune did; ``kept`` are rooted snapshots left although the cache is over ``limit``."""

@@ -348,6 +348,7 @@ def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
         shutil.copyfile(confine(layout.blobs_dir, blob, what="cache blob"), tmp, follow_symlinks=False)
+        seal_blob(tmp)  # the copy stands for the blob: as read-only
     _replace(tmp, dest, snap, f.path)
     return dest
 
@@ -407,6 +408,21 @@ def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy:
 # (written by huggingface_hub, or planted, or edited) is hashed once: right, it gets a stamp;
 # wrong, it is deleted so the download replaces it.  A symlink at ``blobs/<etag>`` is never
 # a blob.
+
+
+BLOB_MODE = 0o444
+"""Blobs batuta publishes are read-only: a write through an output symlink (``open(out/x, "w")``,
+an editor saving in place) fails with PermissionError instead of corrupting every snapshot and
+workspace sharing the blob.  Blobs are only ever replaced by rename or unlinked (verify --repair,
+prune, rm), which the folder's permissions govern, not the file's; partial downloads
+(``*.incomplete``) stay writable and become read-only when published."""
+
+
+def seal_blob(path: Path) -> None:
+    """Make a file about to be published as a blob read-only (:data:`BLOB_MODE`).  Call it before
+    the rename/link that publishes it, and before :func:`mark_verified` (chmod changes the ctime
+    the stamp records)."""
+    os.chmod(path, BLOB_MODE)  # the caller's own temporary file (a regular file it just wrote)
 
 
 def _verified_marker(state_dir: Path, layout: CacheLayout, etag: str) -> Path:
@@ -753,6 +769,7 @@ class HfCache:
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 tmp = layout.blobs_dir / f".{f.etag}.{os.getpid()}.put"
                 shutil.copyfile(src, tmp)
+                seal_blob(tmp)
                 os.replace(tmp, blob)
                 if blob_digest_ok(blob, f):  # the source may have changed since it was hashed
                     mark_verified(state, layout, f)

@@ -93,7 +93,7 @@ from batuta_sync.errors import (
     RateLimitedError,
 )
 from batuta_sync.hub.auth import request_headers
-from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, verified_blob
+from batuta_sync.hub.cache import CacheLayout, disk_free, human_bytes, mark_verified, seal_blob, verified_blob
 from batuta_sync.hub.limits import NetLimits, Pace
 from batuta_sync.hub.proxy import Proxy, proxy_for
 from batuta_sync.hub.ratelimit import Gate, RateLimitConfig, is_retryable_status, shared_gate
@@ -1020,6 +1020,7 @@ def _publish(job: DownloadJob, mine: Path, state: Path) -> None:
     stamp it verified.  A file already under the final name is kept only when it is a
     verified blob (stamp, else re-hashed); anything else there is replaced."""
     blob = job.layout.blob_path(job.file.etag)
+    seal_blob(mine)  # published blobs are read-only (hub.cache.BLOB_MODE)
     try:
         os.link(mine, blob)
     except OSError:  # taken already, or no hard links on this filesystem

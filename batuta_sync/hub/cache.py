@@ -585,7 +585,7 @@ class CachedSnapshot:
     refs: tuple[str, ...]
     files: int
     size: int  # bytes of the files in this snapshot (shared blobs counted in each)
-    last_access: float
+    last_access: float  # the latest of batuta's record and the blobs' atime (any reader's last read)
     path: Path
 
     @property
@@ -901,13 +901,17 @@ class HfCache:
                 if not sd.is_dir():
                     continue
                 n = size = 0
+                read = 0.0  # the last read of the snapshot's blobs (transformers, huggingface_hub, …)
                 for p in sd.rglob("*"):
                     if p.is_symlink() or p.is_file():
                         with contextlib.suppress(OSError):
-                            size += p.stat().st_size
+                            st = p.stat()  # through the link: the blob
+                            size += st.st_size
                             n += 1
-                last = access.get(repo_dir.name, {}).get(sd.name)
-                if not isinstance(last, int | float):
+                            read = max(read, st.st_atime)
+                recorded = access.get(repo_dir.name, {}).get(sd.name)
+                last = max(float(recorded) if isinstance(recorded, int | float) else 0.0, read)
+                if not last:
                     last = sd.stat().st_mtime
                 out.append(
                     CachedSnapshot(

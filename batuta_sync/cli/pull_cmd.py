@@ -284,6 +284,7 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
 
     cache = _cache(args)
     stale, stale_bytes = prune_incomplete(cache.root, args.incomplete_days * 86400.0)
+    detached, detached_bytes = gcroots.prune_detached(cache) if args.detached else ([], 0)
     if args.max_size is not None:
         report, note = gcroots.prune(cache, parse_size(args.max_size))
     else:
@@ -299,6 +300,8 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
                 "kept_for_workspaces": [f"{s.repo_id}@{s.commit}" for s in report.kept],
                 "stale_incomplete_files": stale,
                 "stale_incomplete_bytes": stale_bytes,
+                "detached_removed": [f"{s.repo_id}@{s.commit}" for s in detached],
+                "detached_bytes": detached_bytes,
             }
         )
     else:
@@ -309,6 +312,8 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
                 f"removed {stale} unfinished download(s) untouched for {args.incomplete_days:g}+ days "
                 f"({human_bytes(stale_bytes)})"
             )
+        if args.detached:
+            print(f"removed {len(detached)} detached snapshot(s) ({human_bytes(detached_bytes)})")
     if note:
         print(f"Warning: {note}", file=sys.stderr)
     return 0
@@ -601,6 +606,11 @@ def register(root: Any, hf: Any) -> None:
         default=7.0,
         metavar="N",
         help="Also delete unfinished downloads (*.incomplete) untouched for N days (default 7).",
+    )
+    p.add_argument(
+        "--detached",
+        action="store_true",
+        help="Also remove snapshots no branch or tag points to (except what workspaces' hf.lock pin).",
     )
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(handler=_cmd_cache_prune)

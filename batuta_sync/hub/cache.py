@@ -811,6 +811,19 @@ class HfCache:
             freed += n
         return PruneResult(freed, before, total, limit, tuple(rooted) if total > limit else ())
 
+    def prune_detached(self, *, keep: Collection[SnapshotKey] = ()) -> tuple[list[CachedSnapshot], int]:
+        """Remove every snapshot no branch or tag points to (``hf cache prune``'s detached
+        revisions) except those in ``keep`` (GC roots: a workspace's hf.lock may pin a commit no
+        ref names); returns the removed snapshots and the bytes freed."""
+        keep = frozenset(keep)
+        removed: list[CachedSnapshot] = []
+        freed = 0
+        for snap in select_snapshots(self.snapshots(), detached=True, sort="name"):
+            if snap.key not in keep:
+                freed += self._remove_snapshot(snap)
+                removed.append(snap)
+        return removed, freed
+
     # ------------------------------------------------------------------ GC roots
 
     @property

@@ -98,3 +98,31 @@ def test_bad_options_are_usage_errors(cache: dict[str, str], capsys: pytest.Capt
     assert code == 64 and "is not a size" in err and "Traceback" not in err
     code, _, err = run(capsys, "cache", "ls", "--sort", "colour")
     assert code == 64 and "invalid choice" in err
+
+
+def test_prune_detached_removes_unreferenced_snapshots_except_gc_roots(
+    cache: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cache prune --detached` (hf's detached revisions): the old org/big snapshot goes, blobs the
+    current one still uses stay; a commit a workspace's hf.lock pins is kept though no ref names it."""
+    hub = Path(os.environ["HF_HUB_CACHE"])
+    small_dir = hub / "models--org--small" / "snapshots" / cache["small"]
+    (hub / "models--org--small" / "refs" / "main").unlink()  # org/small is now detached too
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "hf.yaml").write_text(f"version: 1\nmodels:\n  s:\n    repo: org/small\n    revision: {cache['small']}\n")
+    code, _, err = run(capsys, "apply", "-f", str(ws / "hf.yaml"), "--auto-approve")
+    assert code == 0, err
+    assert [s["commit"] for s in ls(capsys, "--detached", "--sort", "name")] == [cache["big-old"], cache["small"]]
+    code, out, err = run(capsys, "cache", "prune", "--detached", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["detached_removed"] == [f"org/big@{cache['big-old']}"] and report["detached_bytes"] >= 3000
+    assert small_dir.is_dir()  # rooted: the workspace's hf.lock pins it
+    assert {s["commit"] for s in ls(capsys)} == {cache["big"], cache["small"], cache["data"]}
+    code, out, err = run(capsys, "cache", "prune", "--detached")
+    assert code == 0 and "removed 0 detached snapshot(s)" in out, err
+    from huggingface_hub import hf_hub_download
+
+    got = hf_hub_download("org/big", "w.txt", local_files_only=True, cache_dir=str(hub))
+    assert Path(got).read_bytes() == b"n" * 5000

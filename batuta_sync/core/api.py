@@ -478,7 +478,9 @@ def update_lock(
     old = read_lock(ws.lock_path)
     check_addresses(man, old, updates)
     base = old
+    moved: dict[str, str] = {}
     if base is not None:
+        base, moved = apply_moves(man, base)  # hf.yaml `moved:`: the entry is locked under its new address
         for addr in updates:
             entry = base.get(addr)
             if entry is not None and entry.kind == "repo":
@@ -495,8 +497,9 @@ def update_lock(
             was = getattr(before, "commit", "")[:7] or "new"
             changes.append(f"{a.address}: {was} → {getattr(entry, 'commit', '')[:7]}")
         new = new.with_entry(entry)
+    changes += [f"{src}: moved to {dst}" for dst, src in sorted(moved.items())]
     for addr, entry in (old.entries if old else {}).items():
-        if addr not in new.entries:  # untouched entries keep their value
+        if addr not in new.entries and addr not in moved.values():  # untouched entries keep their value
             new = new.with_entry(entry)
     new = replace(new, endpoint=plan.endpoint)
     final = next_version(old, new)

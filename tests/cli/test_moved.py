@@ -175,3 +175,15 @@ def test_renaming_a_model_and_its_conversion_converts_nothing_again(
     assert conv.output == ".batuta/outputs/conversions/quant"
     code, out, err = run(capsys, "plan", "-f", f, "--detailed-exitcode")
     assert code == 0 and out.startswith("No changes."), out + err
+
+
+def test_batuta_lock_applies_a_pending_move(applied: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`batuta lock` (resolve into hf.lock without downloading) takes the move too: one key, the new."""
+    f = _write(applied, "models:\n  new:\n    repo: org/a\n    output: ./out\n" + MOVE)
+    code, out, err = run(capsys, "lock", "-f", f)
+    assert code == 0, err
+    assert "models.old: moved to models.new" in out + err
+    lock = read_lock(applied / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.new"}
+    code, out, err = run(capsys, "plan", "-f", f, "--detailed-exitcode")
+    assert code == 0 and out.startswith("No changes."), out + err

@@ -1054,6 +1054,8 @@ def _abandon_partial(job: DownloadJob, mine: Path, state: Path, *, keep: bool) -
     if other >= size:  # a longer one is parked already
         _unlink(mine)
         return
+    with contextlib.suppress(OSError):  # sealed by a publish that failed: a partial stays writable (resume appends)
+        os.chmod(mine, 0o644)
     try:
         os.replace(mine, parked)
     except OSError:  # pragma: no cover - same directory; the dead-owner rule still finds it

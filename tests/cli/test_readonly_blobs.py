@@ -180,3 +180,23 @@ def test_partial_downloads_stay_writable_and_resume(hub_env: Any, shared_dir: Pa
     assert code == 0, err
     assert not part.exists() and _modes(_blobs("org/p")) == {BLOB_MODE}
     assert (blobs / etag).read_bytes() == data
+
+
+def test_a_partial_sealed_by_a_failed_publish_is_parked_writable(shared_dir: Path) -> None:
+    """``_publish`` seals the partial before linking it: if publishing then fails and the partial is
+    parked for resume, it must be writable again (resume opens it O_RDWR)."""
+    from batuta_sync.hub.cache import CacheLayout, seal_blob
+    from batuta_sync.hub.download import DownloadJob, _abandon_partial
+    from batuta_sync.types import RepoFile, RepoRef
+
+    ref = RepoRef("org/m")
+    layout = CacheLayout.of(Path(os.environ["HF_HUB_CACHE"]), ref)
+    layout.blobs_dir.mkdir(parents=True)
+    f = RepoFile("w.txt", 100, "a" * 40)
+    mine = layout.blobs_dir / f"{'a' * 40}.0badc0de-1-1-0badc0de.incomplete"
+    mine.write_bytes(b"x" * 60)
+    seal_blob(mine)
+    _abandon_partial(DownloadJob(ref, "c" * 40, f, layout), mine, shared_dir / "state", keep=True)
+    parked = layout.incomplete_path(f.etag)
+    assert parked.read_bytes() == b"x" * 60
+    assert stat.S_IMODE(os.lstat(parked).st_mode) == 0o644

@@ -308,7 +308,8 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
 
         spec = _spec(manifest, action.address, ConversionSpec)
         dst = _abs(manifest, settings, spec.output_path, f"{action.address}.output")
-        old = ctx.lock.get(action.address)
+        # a conversion renamed by hf.yaml `moved:` (the old address from hf.yaml, never from the plan)
+        old = ctx.lock.get(action.address) or ctx.lock.get(manifest.moved_from(action.address) or "")
         if isinstance(old, ConversionLock):  # drop what the previous run wrote (only that)
             old_dir = _abs(manifest, settings, old.output, f"hf.lock {action.address}.output")
             for f in old.outputs:

@@ -187,3 +187,43 @@ def test_batuta_lock_applies_a_pending_move(applied: Path, capsys: pytest.Captur
     assert lock is not None and set(lock.entries) == {"models.new"}
     code, out, err = run(capsys, "plan", "-f", f, "--detailed-exitcode")
     assert code == 0 and out.startswith("No changes."), out + err
+
+
+def test_renamed_conversion_with_new_params_reconverts_after_its_renamed_input_is_relocked(
+    tmp_path: Path, hub_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rename the model (cache only, no output) and the conversion, and change the quantization:
+    the conversion must wait for the model's moved relock (it reads the model from hf.lock), and the
+    outputs the old conversion wrote in its old directory are removed (only those)."""
+    from batuta_sync.core.lockfile import ConversionLock
+    from batuta_sync.tinymodel import write_tiny_llama
+
+    src = write_tiny_llama(tmp_path / "seed")
+    hub_env.store.commit("org/tiny", {p.name: p for p in src.iterdir() if p.is_file()})
+    ws = tmp_path / "ws"
+    f = _write(ws, "models:\n  old:\n    repo: org/tiny\nconversions:\n  q4:\n    from: models.old\n    to: gguf\n")
+    code, _, err = run(capsys, "apply", "-f", f, "--auto-approve")
+    assert code == 0, err
+    old_dir = ws / ".batuta/outputs/conversions/q4"
+    assert list(old_dir.glob("*.gguf"))
+    f = _write(
+        ws,
+        "models:\n  new:\n    repo: org/tiny\nconversions:\n  q8:\n    from: models.new\n    to: gguf\n    quantization: Q8_0\n"
+        "moved:\n  - {from: models.old, to: models.new}\n  - {from: conversions.q4, to: conversions.q8}\n",
+    )
+    code, out, err = run(capsys, "plan", "-f", f, "--json")
+    assert code == 0, err
+    import json
+
+    actions = {a["address"]: a for a in json.loads(out)["actions"]}
+    assert actions["conversions.q8"]["kind"] == "convert" and actions["conversions.q8"]["params"]["moved_from"] == "conversions.q4"
+    assert actions["models.new"]["reason"] == "moved"
+    assert "relock:models.new" in actions["conversions.q8"]["deps"]
+    code, _, err = run(capsys, "apply", "-f", f, "--auto-approve", "--jobs", "1")
+    assert code == 0, err
+    lock = read_lock(ws / "hf.lock")
+    assert lock is not None and set(lock.entries) == {"models.new", "conversions.q8"}
+    conv = lock.get("conversions.q8")
+    assert isinstance(conv, ConversionLock) and conv.source == "models.new" and dict(conv.params)["quantization"] == "Q8_0"
+    assert list((ws / ".batuta/outputs/conversions/q8").glob("*Q8_0*.gguf"))
+    assert not list(old_dir.glob("*.gguf"))  # what the old conversion wrote is gone

@@ -210,3 +210,21 @@ def test_bad_moves_are_reported_with_their_line(moves: str, expected: str) -> No
 def test_a_good_move_parses_into_manifest_moves() -> None:
     m = parse_manifest("version: 1\n" + MODELS + "moved:\n  - {from: models.x, to: models.a}\n", source="hf.yaml")
     assert m.moves == (("models.x", "models.a"),)
+
+
+def test_what_reads_a_renamed_resource_waits_for_its_moved_relock() -> None:
+    """The conversion reads its input from hf.lock at apply time: with the input renamed (cache
+    only) and the conversion to run again, the convert depends on the input's moved relock."""
+    before = manifest("models:\n  old: {repo: org/tiny}\nconversions:\n  q4: {from: models.old, to: gguf}\n")
+    after = manifest(
+        "models:\n  new: {repo: org/tiny}\nconversions:\n  q4: {from: models.new, to: gguf, quantization: Q8_0}\n"
+        "moved:\n  - {from: models.old, to: models.new}\n"
+    )
+    rl = repo_lock(before, "models.old", C1)
+    lock = lock_of(rl, conv_lock("conversions.q4", "models.old", rl.tree, ".batuta/outputs/conversions/q4"))
+    out = LocalDirState("conversions.q4", "/ws/out", True, {"tiny-Q4_K_M.gguf": LocalFile(500)})
+    w = world([remote_head("models.new", "org/tiny", C1)], [local_repo("models.new", C1), out])
+    relock, convert = plan(after, lock, w).actions
+    assert (relock.id, relock.reason) == ("relock:models.new", Reason.MOVED)
+    assert (convert.kind, convert.reason) == (ActionKind.CONVERT, Reason.PARAMS_CHANGED)
+    assert convert.deps == ("relock:models.new",)

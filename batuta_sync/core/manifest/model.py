@@ -206,11 +206,15 @@ class Manifest:
     def specs(self) -> tuple[RepoSpec | ConversionSpec | PublishSpec, ...]:
         return (*self.repos, *self.conversions, *self.publishes)
 
+    def moved_from(self, address: str) -> str | None:
+        """The old address ``moved:`` renamed ``address`` from (None when it was not renamed)."""
+        return next((src for src, dst in self.moves if dst == address), None)
+
     def moved_output(self, address: str) -> tuple[str, str] | None:
         """(old, new) default output of a conversion renamed by ``moved:`` (its directory is named
         after the address); None when it is not moved or its ``output:`` is explicit."""
         spec = self.get(address)
-        src = next((s for s, d in self.moves if d == address), None)
+        src = self.moved_from(address)
         if src is None or not isinstance(spec, ConversionSpec) or spec.output is not None:
             return None
         return default_conversion_output(src), spec.output_path

@@ -569,32 +569,35 @@ def move_problems(manifest: Manifest, lock: Lock) -> list[tuple[str, tuple[str |
     return out
 
 
-def _record_moves(moved: Mapping[str, str], manifest: Manifest, lock: Lock, out: DiffResult) -> None:
-    """One ``moved`` relock per renamed resource with nothing else to do; an action already
-    planned for the new address carries ``moved_from`` instead (apply drops the old address)."""
-    for dst, src in sorted(moved.items()):
-        at = next((i for i, a in enumerate(out.actions) if a.address == dst), None)
-        if at is not None:
-            a = out.actions[at]
-            out.actions[at] = replace(a, params={**a.params, "moved_from": src}, detail=f"{a.detail}; moved from {src}")
-            continue
-        if dst in out.unchanged:
-            out.unchanged.remove(dst)
-        entry = lock.get(dst)
-        params: dict[str, Any] = {"moved_from": src}
-        outputs = manifest.moved_output(dst)
-        if outputs:  # a default output directory is named after the address: it is renamed
-            params["output_from"], params["output_to"] = outputs
-        action = Action(
-            kind=ActionKind.RELOCK,
-            address=dst,
-            reason=Reason.MOVED,
-            detail=f"moved from {src} (hf.lock address only; files, cache and outputs stay)",
-            params=params,
-            lock_entry=entry.to_dict() if entry is not None else None,
-        )
-        out.actions.append(action)
-        out.relocks[dst] = action.id
+def _record_move(address: str, moved: Mapping[str, str], manifest: Manifest, lock: Lock, out: DiffResult) -> None:
+    """Right after ``address`` is diffed (so what reads it waits for it): when hf.yaml ``moved:``
+    renamed it, one ``moved`` relock if it has nothing else to do, else the action planned for it
+    carries ``moved_from`` (apply drops the old address)."""
+    src = moved.get(address)
+    if src is None:
+        return
+    at = next((i for i, a in enumerate(out.actions) if a.address == address), None)
+    if at is not None:
+        a = out.actions[at]
+        out.actions[at] = replace(a, params={**a.params, "moved_from": src}, detail=f"{a.detail}; moved from {src}")
+        return
+    if address in out.unchanged:
+        out.unchanged.remove(address)
+    entry = lock.get(address)
+    params: dict[str, Any] = {"moved_from": src}
+    outputs = manifest.moved_output(address)
+    if outputs:  # a default output directory is named after the address: it is renamed
+        params["output_from"], params["output_to"] = outputs
+    action = Action(
+        kind=ActionKind.RELOCK,
+        address=address,
+        reason=Reason.MOVED,
+        detail=f"moved from {src} (hf.lock address only; files, cache and outputs stay)",
+        params=params,
+        lock_entry=entry.to_dict() if entry is not None else None,
+    )
+    out.actions.append(action)
+    out.relocks[address] = action.id
 
 
 def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select: Selector) -> DiffResult:
@@ -603,6 +606,7 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
     lock, moved = apply_moves(manifest, lock)
     for r in manifest.repos:
         diff_repo(r, lock, world, opts, select, out)
+        _record_move(r.address, moved, manifest, lock, out)
     pending = list(manifest.conversions)
     # Conversions may chain: plan each once its source is planned (the manifest has no cycles).
     while pending:
@@ -610,6 +614,7 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
         for c in list(pending):
             if c.source in out.planned or manifest.get(c.source) is None:
                 diff_conversion(c, manifest, lock, world, opts, out)
+                _record_move(c.address, moved, manifest, lock, out)
                 pending.remove(c)
                 progressed = True
         if not progressed:  # sources failed to plan
@@ -618,8 +623,8 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
             break
     for p in manifest.publishes:
         diff_publish(p, manifest, lock, world, opts, out)
+        _record_move(p.address, moved, manifest, lock, out)
     diff_removed(manifest, lock, opts, out)
-    _record_moves(moved, manifest, lock, out)
     return out
 
 

@@ -6,7 +6,9 @@ One implementation each, used by the CLI, the planner, the pull engine, the publ
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 #: Byte units (upper case; decimal and binary), the one table for every size parser.
 BYTE_UNITS: dict[str, int] = {
@@ -56,12 +58,25 @@ def words(token: str) -> str:
     return token.replace("_", " ")
 
 
+def open_noatime(path: Path) -> BinaryIO:
+    """``open(path, "rb")`` that leaves the file's access time alone where the OS allows
+    (``O_NOATIME``: Linux, for the file's owner or root): hashing a cached blob (``cache verify``)
+    must not make it look recently used to LRU pruning, which reads blobs' atime."""
+    flag = getattr(os, "O_NOATIME", 0)
+    if flag:
+        try:
+            return os.fdopen(os.open(path, os.O_RDONLY | flag), "rb")
+        except PermissionError:  # not the owner: an ordinary read
+            pass
+    return open(path, "rb")
+
+
 def file_digests(path: Path, *, sha256: bool = True, sha1: bool = True) -> tuple[int, str | None, str | None]:
     """``(size, sha256, git blob sha1)`` of a file in one read (a digest not asked for is None)."""
     size = path.stat().st_size
     h256 = hashlib.sha256() if sha256 else None
     h1 = hashlib.sha1(b"blob %d\0" % size) if sha1 else None
-    with open(path, "rb") as fh:
+    with open_noatime(path) as fh:
         while chunk := fh.read(1 << 20):
             if h256 is not None:
                 h256.update(chunk)

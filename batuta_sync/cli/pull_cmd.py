@@ -126,9 +126,18 @@ def _cache(args: argparse.Namespace) -> Any:
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from batuta_sync.hub.cache import human_bytes
+    from batuta_sync.hub.cache import human_bytes, parse_size, select_snapshots
+    from batuta_sync.types import HfAssetType
 
-    snaps = sorted(_cache(args).snapshots(), key=lambda s: -s.last_access)
+    snaps = select_snapshots(
+        _cache(args).snapshots(),
+        repo_type=HfAssetType(args.repo_type) if args.repo_type else None,
+        repo=args.repo,
+        detached=args.detached,
+        min_size=parse_size(args.min_size) if args.min_size else 0,
+        sort=args.sort,
+        reverse=args.reverse,
+    )
     if args.json:
         _common.emit_json(
             [
@@ -197,6 +206,7 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
 
     cache = _cache(args)
     stale, stale_bytes = prune_incomplete(cache.root, args.incomplete_days * 86400.0)
+    detached, detached_bytes = gcroots.prune_detached(cache) if args.detached else ([], 0)
     if args.max_size is not None:
         report, note = gcroots.prune(cache, parse_size(args.max_size))
     else:
@@ -212,6 +222,8 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
                 "kept_for_workspaces": [f"{s.repo_id}@{s.commit}" for s in report.kept],
                 "stale_incomplete_files": stale,
                 "stale_incomplete_bytes": stale_bytes,
+                "detached_removed": [f"{s.repo_id}@{s.commit}" for s in detached],
+                "detached_bytes": detached_bytes,
             }
         )
     else:
@@ -222,6 +234,8 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
                 f"removed {stale} unfinished download(s) untouched for {args.incomplete_days:g}+ days "
                 f"({human_bytes(stale_bytes)})"
             )
+        if args.detached:
+            print(f"removed {len(detached)} detached snapshot(s) ({human_bytes(detached_bytes)})")
     if note:
         print(f"Warning: {note}", file=sys.stderr)
     return 0
@@ -483,7 +497,20 @@ def register(root: Any, hf: Any) -> None:
 
     cache = cp(root, "cache", "Inspect and manage the local model cache (huggingface_hub layout).")
     cs = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=type(cache))
-    p = cp(cs, "ls", "List cached snapshots, most recently used first.")
+    p = cp(cs, "ls", "List cached snapshots (most recently used first), filtered and sorted.")
+    p.add_argument(
+        "--repo-type", "--type", dest="repo_type", choices=("model", "dataset", "space"), help="Only repos of this type."
+    )
+    p.add_argument("--repo", metavar="GLOB", help="Only repo ids matching GLOB, e.g. 'org/*' or '*llama*'.")
+    p.add_argument("--detached", action="store_true", help="Only snapshots no branch or tag points to.")
+    p.add_argument("--min-size", metavar="SIZE", help="Only snapshots of at least SIZE, e.g. 1GB.")
+    p.add_argument(
+        "--sort",
+        choices=("accessed", "size", "name", "files"),
+        default="accessed",
+        help="Order: accessed (most recent first, the default), size or files (largest first), name (A-Z).",
+    )
+    p.add_argument("--reverse", action="store_true", help="Reverse the order.")
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(handler=_cmd_cache_ls)
     p = cp(cs, "stats", "Cache size and the hit rate of recent pulls.")
@@ -501,6 +528,11 @@ def register(root: Any, hf: Any) -> None:
         default=7.0,
         metavar="N",
         help="Also delete unfinished downloads (*.incomplete) untouched for N days (default 7).",
+    )
+    p.add_argument(
+        "--detached",
+        action="store_true",
+        help="Also remove snapshots no branch or tag points to (except what workspaces' hf.lock pin).",
     )
     p.add_argument("--json", action="store_true", help="Print JSON.")
     p.set_defaults(handler=_cmd_cache_prune)

@@ -63,6 +63,8 @@ class Reason(str, enum.Enum):
     """The published branch moved away from the commit batuta pushed (changed outside batuta)."""
     REMOVED_FROM_MANIFEST = "removed_from_manifest"
     """hf.lock has an entry the manifest no longer has."""
+    MOVED = "moved"
+    """hf.yaml ``moved:`` renamed the resource: only its hf.lock address changes (files stay)."""
     REPLACE_REQUESTED = "replace_requested"
     """`--replace ADDR` forces the action even though everything matches."""
     UP_TO_DATE = "up_to_date"

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from batuta_sync.core.lockfile import Lock, read_lock
 from batuta_sync.core.manifest import Manifest, load_manifest
 from batuta_sync.core.observe import WorkspaceState, observe
-from batuta_sync.core.planner import build_plan
+from batuta_sync.core.planner import apply_moves, build_plan
 from batuta_sync.core.planner.diff import PlanOptions, Selector
 from batuta_sync.core.planner.plan import Plan, Precondition
 from batuta_sync.core.workspace import Workspace, confine_manifest
@@ -126,6 +126,7 @@ def make_plan(
     confine_manifest(man, allow_outside=settings.allow_outside_workspace)
     is_offline = settings.offline if offline is None else offline
     check_addresses(man, lock, [*targets, *excludes, *replace])
+    _check_moves(man, lock or Lock())
     opts = PlanOptions(
         refresh_only=refresh_only,
         targets=tuple(targets),
@@ -144,7 +145,8 @@ def make_plan(
     )
     state = WorkspaceState(ws.dir)
     factory = client_factory or default_client_factory(settings)
-    world = observe(man, lock or Lock(), opts, ws=state, client_factory=factory)
+    # hf.yaml `moved:`: observe a renamed resource under its new address (its cache and outputs)
+    world = observe(man, apply_moves(man, lock or Lock())[0], opts, ws=state, client_factory=factory)
     state.save()
     if select is None:
         from batuta_sync.core.select import select_files
@@ -156,6 +158,18 @@ def make_plan(
         man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__,
         endpoint=endpoint_display(settings.endpoint), endpoint_in_manifest=settings.endpoint_source == "hf.yaml",
     )
+
+
+def _check_moves(manifest: Manifest, lock: Lock) -> None:
+    """hf.yaml ``moved:`` blocks that hf.lock contradicts: a ManifestError pointing at each."""
+    from batuta_sync.core.planner.diff import move_problems
+
+    problems = move_problems(manifest, lock)
+    if problems:
+        from batuta_sync.core.manifest import located_error, read_manifest_text
+
+        text = read_manifest_text(manifest.path) if Path(manifest.path).is_file() else ""  # library-built: no lines
+        raise located_error(text, manifest.path, problems)
 
 
 def check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:
@@ -465,7 +479,9 @@ def update_lock(
     old = read_lock(ws.lock_path)
     check_addresses(man, old, updates)
     base = old
+    moved: dict[str, str] = {}
     if base is not None:
+        base, moved = apply_moves(man, base)  # hf.yaml `moved:`: the entry is locked under its new address
         for addr in updates:
             entry = base.get(addr)
             if entry is not None and entry.kind == "repo":
@@ -482,8 +498,9 @@ def update_lock(
             was = getattr(before, "commit", "")[:7] or "new"
             changes.append(f"{a.address}: {was} → {getattr(entry, 'commit', '')[:7]}")
         new = new.with_entry(entry)
+    changes += [f"{src}: moved to {dst}" for dst, src in sorted(moved.items())]
     for addr, entry in (old.entries if old else {}).items():
-        if addr not in new.entries:  # untouched entries keep their value
+        if addr not in new.entries and addr not in moved.values():  # untouched entries keep their value
             new = new.with_entry(entry)
     new = replace(new, endpoint=plan.endpoint)
     final = next_version(old, new)

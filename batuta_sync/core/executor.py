@@ -210,6 +210,9 @@ class Interrupts:
 
 
 def _lock_update(lock: Lock, action: Action, result: StepResult) -> Lock:
+    moved_from = action.params.get("moved_from")  # hf.yaml `moved:`: the old address goes
+    if isinstance(moved_from, str) and moved_from != action.address:
+        lock = lock.renamed(moved_from, action.address)  # and what read it reads the new one
     if result.drop or action.kind is ActionKind.DELETE_LOCAL or (
         action.kind is ActionKind.RELOCK and action.lock_entry is None
     ):

@@ -17,7 +17,14 @@ from pathlib import Path
 from batuta_sync.core.lockfile import RepoLock, read_lock
 from batuta_sync.core.observe import WorkspaceState
 from batuta_sync.errors import BatutaError
-from batuta_sync.hub.cache import HfCache, PruneResult, SnapshotKey, human_bytes, repo_folder_name
+from batuta_sync.hub.cache import (
+    CachedSnapshot,
+    HfCache,
+    PruneResult,
+    SnapshotKey,
+    human_bytes,
+    repo_folder_name,
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,11 @@ def prune(cache: HfCache, limit: int) -> tuple[PruneResult, str | None]:
         f"would break these outputs:\n{listing}\n"
         "Raise policies.max_cache_size / --max-size, or remove resources from those hf.yaml files."
     )
+
+
+def prune_detached(cache: HfCache) -> tuple[list[CachedSnapshot], int]:
+    """Remove the snapshots no ref points to, keeping the rooted ones."""
+    return cache.prune_detached(keep=uses(cache).keys())
 
 
 def breaks(cache: HfCache) -> list[str]:

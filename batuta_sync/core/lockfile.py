@@ -187,6 +187,17 @@ class Lock:
         entries = {k: v for k, v in self.entries.items() if k != address}
         return replace(self, entries=entries)
 
+    def renamed(self, old: str, new: str) -> Lock:
+        """The entry at ``old`` moved to ``new`` (hf.yaml ``moved:``): same content, new address;
+        conversions reading ``old`` now read ``new`` (their input did not change, only its name)."""
+        entries = {k: v for k, v in self.entries.items() if k != old}
+        for k, v in entries.items():
+            if isinstance(v, ConversionLock) and v.source == old:
+                entries[k] = replace(v, source=new)
+        if old in self.entries:
+            entries[new] = replace(self.entries[old], address=new)
+        return replace(self, entries=entries)
+
     def content(self) -> dict[str, Any]:
         """What ``serial`` tracks: the resources (not the header)."""
         return {k: self.entries[k].to_dict() for k in sorted(self.entries)}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync.core.lockfile import Lock, RepoLock
-from batuta_sync.core.manifest import Manifest, RepoSpec
+from batuta_sync.core.manifest import ConversionSpec, Manifest, RepoSpec
 from batuta_sync.core.planner.diff import PlanOptions, resolve_reason, snapshot_dir
 from batuta_sync.core.state import LocalDirState, LocalFile, LocalRepoState, RemoteState, World
 from batuta_sync.errors import BatutaError, NotFoundError
@@ -277,11 +277,23 @@ def observe(
     for spec in manifest.repos:
         local[spec.address] = _repo_state(spec, lock, remote.get(spec.address), cache, root, opts.verify, ws)
     for conv in manifest.conversions:
-        local[conv.address] = dir_state(conv.address, _abs(root, conv.output_path), digests=False, ws=ws, verify=opts.verify)
+        local[conv.address] = dir_state(conv.address, _conv_dir(manifest, conv.address, root), digests=False, ws=ws, verify=opts.verify)
     for pub in manifest.publishes:
         if not pub.source_is_address:
             local[pub.address] = dir_state(pub.address, _abs(root, pub.source), digests=True, ws=ws, verify=opts.verify)
     return World(remote=remote, local=local, free_bytes=free_bytes(cache), verified=opts.verify)
+
+
+def _conv_dir(manifest: Manifest, address: str, root: Path) -> Path:
+    """Where a conversion's outputs are: its output directory, or, for one renamed by ``moved:``
+    whose default directory apply has not renamed yet, the directory of its old name."""
+    spec = manifest.get(address)
+    assert isinstance(spec, ConversionSpec)
+    path = _abs(root, spec.output_path)
+    outputs = manifest.moved_output(address)
+    if outputs and not path.exists() and _abs(root, outputs[0]).is_dir():
+        return _abs(root, outputs[0])
+    return path
 
 
 def _abs(root: Path, path: str) -> Path:

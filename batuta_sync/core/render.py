@@ -41,6 +41,12 @@ def _marker(a: Action) -> str:
     return "+" if a.reason is Reason.NOT_LOCKED else " "
 
 
+def _address(a: Action) -> str:
+    """The address, with where it was moved from (hf.yaml ``moved:``)."""
+    src = a.params.get("moved_from")
+    return f"{src} → {a.address}" if isinstance(src, str) else a.address
+
+
 def _size(a: Action) -> str:
     if a.kind is ActionKind.PULL and a.download_bytes:
         return human_bytes(a.download_bytes)
@@ -58,6 +64,9 @@ def _summary_line(plan: Plan) -> str:
         f"{s['delete-local']} to delete",
         f"{s['relock']} to relock",
     ]
+    moved = sum(1 for a in plan.actions if isinstance(a.params.get("moved_from"), str))
+    if moved:
+        parts.append(f"{moved} moved")
     return "Plan: " + ", ".join(parts) + f"; {s['unchanged']} unchanged."
 
 
@@ -111,14 +120,14 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         lines.append("batuta will perform the following actions:")
         lines.append("")
         w_kind = max(len(a.kind.value) for a in plan.actions)
-        w_addr = max(len(a.address) for a in plan.actions)
+        w_addr = max(len(_address(a)) for a in plan.actions)
         w_reason = max(len(words(a.reason.value)) for a in plan.actions)
         for a in plan.actions:
             size = _size(a)
             reason = words(a.reason.value)
             code = _KIND_COLOR.get(a.kind, "")
             head = _paint(f"{_marker(a)} {a.kind.symbol} {a.kind.value:<{w_kind}}", code, color)
-            row = f"  {head}  {a.address:<{w_addr}}  ({reason}){' ' * (w_reason - len(reason))}  {a.detail}"
+            row = f"  {head}  {_address(a):<{w_addr}}  ({reason}){' ' * (w_reason - len(reason))}  {a.detail}"
             if size:
                 row += f"  [{size}]"
             if a.deps:

@@ -319,7 +319,8 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
 
         spec = _spec(manifest, action.address, ConversionSpec)
         dst = _abs(manifest, settings, spec.output_path, f"{action.address}.output")
-        old = ctx.lock.get(action.address)
+        # a conversion renamed by hf.yaml `moved:` (the old address from hf.yaml, never from the plan)
+        old = ctx.lock.get(action.address) or ctx.lock.get(manifest.moved_from(action.address) or "")
         if isinstance(old, ConversionLock):  # drop what the previous run wrote (only that)
             old_dir = _abs(manifest, settings, old.output, f"hf.lock {action.address}.output")
             for f in old.outputs:
@@ -448,6 +449,18 @@ def make_delete_step(manifest: Manifest, state: WorkspaceState, settings: Settin
     return delete_step
 
 
+def _move_output(manifest: Manifest, address: str) -> None:
+    """hf.yaml ``moved:`` renamed a conversion whose default output directory is named after its
+    address: rename the directory (both paths from hf.yaml, inside the workspace), keeping the files."""
+    outputs = manifest.moved_output(address)
+    if outputs is None:
+        return
+    old, new = (workspace_path(manifest, p, allow_outside=False, what="conversion output") for p in outputs)
+    if old.is_dir() and not old.is_symlink() and not new.exists():
+        new.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old, new)
+
+
 def make_relock_step(state: WorkspaceState, manifest: Manifest | None = None) -> StepFn:
     def relock(action: Action, ctx: StepContext) -> StepResult:
         """Record the planned entry (once it agrees with hf.yaml); the files are already in place."""
@@ -457,8 +470,12 @@ def make_relock_step(state: WorkspaceState, manifest: Manifest | None = None) ->
         entry = entry_from_dict(action.address, action.lock_entry)
         if manifest is not None:
             _agrees(manifest, entry)
+            _move_output(manifest, action.address)
         if isinstance(entry, RepoLock):
             state.set_applied(action.address, entry.commit)
+        moved_from = action.params.get("moved_from")
+        if isinstance(moved_from, str):  # hf.yaml `moved:`: the old address's record goes with it
+            state.set_applied(moved_from, None)
         return StepResult(lock_entry=entry)
 
     return relock

@@ -348,6 +348,7 @@ def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
         shutil.copyfile(confine(layout.blobs_dir, blob, what="cache blob"), tmp, follow_symlinks=False)
+        seal_blob(tmp)  # the copy stands for the blob: as read-only
     _replace(tmp, dest, snap, f.path)
     return dest
 
@@ -407,6 +408,21 @@ def materialize(snapshot_dir: Path, paths: Sequence[str], output: Path, *, copy:
 # (written by huggingface_hub, or planted, or edited) is hashed once: right, it gets a stamp;
 # wrong, it is deleted so the download replaces it.  A symlink at ``blobs/<etag>`` is never
 # a blob.
+
+
+BLOB_MODE = 0o444
+"""Blobs batuta publishes are read-only: a write through an output symlink (``open(out/x, "w")``,
+an editor saving in place) fails with PermissionError instead of corrupting every snapshot and
+workspace sharing the blob.  Blobs are only ever replaced by rename or unlinked (verify --repair,
+prune, rm), which the folder's permissions govern, not the file's; partial downloads
+(``*.incomplete``) stay writable and become read-only when published."""
+
+
+def seal_blob(path: Path) -> None:
+    """Make a file about to be published as a blob read-only (:data:`BLOB_MODE`).  Call it before
+    the rename/link that publishes it, and before :func:`mark_verified` (chmod changes the ctime
+    the stamp records)."""
+    os.chmod(path, BLOB_MODE)  # the caller's own temporary file (a regular file it just wrote)
 
 
 def _verified_marker(state_dir: Path, layout: CacheLayout, etag: str) -> Path:
@@ -569,12 +585,47 @@ class CachedSnapshot:
     refs: tuple[str, ...]
     files: int
     size: int  # bytes of the files in this snapshot (shared blobs counted in each)
-    last_access: float
+    last_access: float  # the latest of batuta's record and the blobs' atime (any reader's last read)
     path: Path
 
     @property
     def key(self) -> SnapshotKey:
         return repo_folder_name(self.repo_type, self.repo_id), self.commit
+
+
+SORT_KEYS = ("accessed", "size", "name", "files")
+"""``cache ls --sort``: most recently used, largest, repo id A→Z (then commit), most files — first."""
+
+
+def select_snapshots(
+    snaps: Iterable[CachedSnapshot],
+    *,
+    repo_type: HfAssetType | None = None,
+    repo: str | None = None,
+    detached: bool = False,
+    min_size: int = 0,
+    sort: str = "accessed",
+    reverse: bool = False,
+) -> list[CachedSnapshot]:
+    """``cache ls`` filters and order (pure): ``repo`` is a glob on the repo id (``org/*``,
+    case-sensitive), ``detached`` keeps the snapshots no ref points to (what ``hf cache prune``
+    calls detached revisions), ``min_size`` in bytes; ``reverse`` flips the order."""
+    import fnmatch
+
+    if sort not in SORT_KEYS:
+        raise UsageError(f"Unknown sort key {sort!r}.", hint=f"Use one of: {', '.join(SORT_KEYS)}.")
+    keep = [
+        s
+        for s in snaps
+        if (repo_type is None or s.repo_type is repo_type)
+        and (repo is None or fnmatch.fnmatchcase(s.repo_id, repo))
+        and (not detached or not s.refs)
+        and s.size >= min_size
+    ]
+    name = {"accessed": lambda s: -s.last_access, "size": lambda s: -s.size, "files": lambda s: -s.files}
+    primary = name.get(sort)
+    keep.sort(key=lambda s: (primary(s) if primary else 0, s.repo_id, s.repo_type.value, s.commit))
+    return keep[::-1] if reverse else keep
 
 
 @dataclass(frozen=True)
@@ -718,6 +769,7 @@ class HfCache:
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 tmp = layout.blobs_dir / f".{f.etag}.{os.getpid()}.put"
                 shutil.copyfile(src, tmp)
+                seal_blob(tmp)
                 os.replace(tmp, blob)
                 if blob_digest_ok(blob, f):  # the source may have changed since it was hashed
                     mark_verified(state, layout, f)
@@ -758,6 +810,19 @@ class HfCache:
             total -= n
             freed += n
         return PruneResult(freed, before, total, limit, tuple(rooted) if total > limit else ())
+
+    def prune_detached(self, *, keep: Collection[SnapshotKey] = ()) -> tuple[list[CachedSnapshot], int]:
+        """Remove every snapshot no branch or tag points to (``hf cache prune``'s detached
+        revisions) except those in ``keep`` (GC roots: a workspace's hf.lock may pin a commit no
+        ref names); returns the removed snapshots and the bytes freed."""
+        keep = frozenset(keep)
+        removed: list[CachedSnapshot] = []
+        freed = 0
+        for snap in select_snapshots(self.snapshots(), detached=True, sort="name"):
+            if snap.key not in keep:
+                freed += self._remove_snapshot(snap)
+                removed.append(snap)
+        return removed, freed
 
     # ------------------------------------------------------------------ GC roots
 
@@ -849,13 +914,17 @@ class HfCache:
                 if not sd.is_dir():
                     continue
                 n = size = 0
+                read = 0.0  # the last read of the snapshot's blobs (transformers, huggingface_hub, …)
                 for p in sd.rglob("*"):
                     if p.is_symlink() or p.is_file():
                         with contextlib.suppress(OSError):
-                            size += p.stat().st_size
+                            st = p.stat()  # through the link: the blob
+                            size += st.st_size
                             n += 1
-                last = access.get(repo_dir.name, {}).get(sd.name)
-                if not isinstance(last, int | float):
+                            read = max(read, st.st_atime)
+                recorded = access.get(repo_dir.name, {}).get(sd.name)
+                last = max(float(recorded) if isinstance(recorded, int | float) else 0.0, read)
+                if not last:
                     last = sd.stat().st_mtime
                 out.append(
                     CachedSnapshot(

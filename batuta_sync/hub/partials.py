@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from batuta_sync._proc import pid_alive
-from batuta_sync.hub.cache import CacheLayout, mark_verified, verified_blob
+from batuta_sync.hub.cache import CacheLayout, mark_verified, seal_blob, verified_blob
 from batuta_sync.types import RepoFile
 
 STALE_FOREIGN = 3600.0  # a partial of another host untouched this long is abandoned
@@ -188,6 +188,7 @@ def publish(layout: CacheLayout, file: RepoFile, mine: Path, state: Path) -> Non
     stamp it verified.  A file already under the final name is kept only when it is a
     verified blob (stamp, else re-hashed); anything else there is replaced."""
     blob = layout.blob_path(file.etag)
+    seal_blob(mine)  # published blobs are read-only (hub.cache.BLOB_MODE)
     try:
         os.link(mine, blob)
     except OSError:  # taken already, or no hard links on this filesystem
@@ -221,6 +222,8 @@ def abandon_partial(layout: CacheLayout, file: RepoFile, mine: Path, state: Path
     if other >= size:  # a longer one is parked already
         unlink(mine)
         return
+    with contextlib.suppress(OSError):  # sealed by a publish that failed: a partial stays writable (resume appends)
+        os.chmod(mine, 0o644)
     try:
         os.replace(mine, parked)
     except OSError:  # pragma: no cover - same directory; the dead-owner rule still finds it

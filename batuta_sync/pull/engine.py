@@ -150,7 +150,7 @@ def fetch_from_remote(
     stamped like a Hub download; returns the paths it served.  A corrupt object is a miss; a
     remote error stops the lookup with a warning (the Hub serves the rest)."""
     from batuta_sync.errors import BatutaError
-    from batuta_sync.hub.cache import mark_verified
+    from batuta_sync.hub.cache import BLOB_MODE, mark_verified
 
     served: list[str] = []
     done: set[str] = set()
@@ -159,7 +159,7 @@ def fetch_from_remote(
             served.append(f.path)
             continue
         try:
-            got = shared.fetch_blob(f.etag, layout.blob_path(f.etag), size=f.size)
+            got = shared.fetch_blob(f.etag, layout.blob_path(f.etag), size=f.size, mode=BLOB_MODE)
         except (BatutaError, OSError) as exc:
             _warn(f"the shared remote {shared.url} failed ({exc}); downloading from the Hub instead.")
             break

@@ -88,8 +88,9 @@ class SharedStore:
         """Write-through of a verified local blob (create-only; True when this call created it)."""
         return self.store.put_if_absent(blob_key(digest), Path(path))
 
-    def fetch_blob(self, digest: str, dest: Path, *, size: int | None = None) -> FetchResult:
-        """Download ``digest`` into ``dest`` (atomically), verifying it; a mismatch is a miss."""
+    def fetch_blob(self, digest: str, dest: Path, *, size: int | None = None, mode: int | None = None) -> FetchResult:
+        """Download ``digest`` into ``dest`` (atomically), verifying it; a mismatch is a miss.
+        ``mode``: the file's permissions, set before it takes its name (a cache blob: read-only)."""
         key = blob_key(digest)
         kind = "sha256" if ids.is_sha256(digest) else "gitsha1"
         dest = Path(dest)
@@ -99,6 +100,8 @@ class SharedStore:
                 return FetchResult(False)
             if (size is not None and got != size) or digest_file(tmp_path, kind) != digest:
                 return FetchResult(False, corrupt=True)
+            if mode is not None:
+                os.chmod(tmp_path, mode)
             os.replace(tmp_path, dest)
             return FetchResult(True, got)
 

@@ -227,7 +227,9 @@ def test_replace_and_removed_resources(ws: Path, hub_env: Any, capsys: pytest.Ca
     assert "(replace requested)" in out
     assert run(capsys, "apply", "-f", f, str(ws / "r.json"), "--auto-approve")[0] == 0
     assert hub_env.log.count("GET", "/resolve/") == len(FILES_A)  # every file fetched again
-    (ws / "models/a/notes.txt").write_text("tampered")
+    tampered = ws / "models/a/notes.txt"
+    tampered.unlink()  # a symlink into the cache, whose blob is read-only: replace it, as editors do
+    tampered.write_text("tampered")
     code, out, _ = run(capsys, "plan", "-f", f, "--detailed-exitcode")
     assert code == 2 and "(digest mismatch)" in out and "local modified" in out
     assert run(capsys, "apply", "-f", f, "--auto-approve")[0] == 0

@@ -185,7 +185,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_schema_is_draft_2020_12_and_documents_every_section() -> None:
     schema = load_schema("hf.schema.json")
     assert schema["$schema"].endswith("2020-12/schema")
-    assert set(schema["properties"]) == {"version", "defaults", "policies", "models", "datasets", "spaces", "conversions", "publish"}
+    assert set(schema["properties"]) == {"version", "defaults", "policies", "models", "datasets", "spaces", "conversions", "publish", "moved"}
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(schema)

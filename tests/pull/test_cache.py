@@ -72,6 +72,8 @@ def test_prune_evicts_least_recently_used_to_fit(cache: HfCache, tmp_path: Path)
     # access order: b oldest, then a, then c (most recent)
     for when, rid in [(100.0, "org/b"), (200.0, "org/a"), (300.0, "org/c")]:
         cache.index.touch(repo_folder_name("model", rid), folders[rid].commit, when)
+    for blob in cache.root.glob("models--org--*/blobs/*"):  # and nobody read the blobs since (LRU reads atime)
+        os.utime(blob, (50.0, blob.stat().st_mtime))
     total = cache.total_size()
     assert total > 300_000
     freed = cache.prune(total - 50_000)  # must drop one repo: the LRU one

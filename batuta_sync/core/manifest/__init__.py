@@ -17,7 +17,13 @@ The package, one concern per module:
   ``line:col`` (the DVC way: a valid manifest never pays for positions).
 """
 
-from batuta_sync.core.manifest.load import fast_data, load_manifest, parse_manifest, read_manifest_text
+from batuta_sync.core.manifest.load import (
+    fast_data,
+    load_manifest,
+    located_error,
+    parse_manifest,
+    read_manifest_text,
+)
 from batuta_sync.core.manifest.model import (
     ADDRESS_RE,
     DEFAULT_REVISION,
@@ -57,6 +63,7 @@ __all__ = [
     "iter_specs",
     "load_manifest",
     "load_schema",
+    "located_error",
     "parse_manifest",
     "read_manifest_text",
     "schema_path",

@@ -20,6 +20,7 @@ from batuta_sync.core.manifest.model import (
     REPO_SECTIONS,
     ConversionSpec,
     Manifest,
+    Path_,
     Policies,
     PublishSpec,
     RepoSpec,
@@ -104,6 +105,15 @@ def parse_manifest(text: str, *, source: str = "hf.yaml", schema_checked: bool =
     return _build(doc.data, source)
 
 
+def located_error(text: str, source: str, problems: list[tuple[str, Path_]]) -> ManifestError:
+    """A ManifestError with ``file:line:col`` for problems found outside the manifest's own checks
+    (a ``moved:`` block hf.lock contradicts): the text is read again with positions."""
+    doc = compose(text, source)
+    diags = sorted((_locate(Problem(msg, path), doc, source) for msg, path in problems), key=lambda d: (d.line, d.col))
+    n = len(diags)
+    return ManifestError(f"{source} has {n} problem{'s' if n != 1 else ''}:", diags)
+
+
 def _locate(problem: Problem, doc: Doc, source: str) -> Diagnostic:
     if not problem.path:  # the top level: where the document starts
         line, col = doc.marks.get((), (1, 1))
@@ -174,6 +184,7 @@ def _build(data: dict[str, Any], source: str) -> Manifest:
         publishes=publishes,
         defaults=defaults,
         policies=policies,
+        moves=tuple((str(m["from"]), str(m["to"])) for m in data.get("moved") or ()),
     )
 
 

@@ -190,6 +190,8 @@ class Manifest:
     lock_file: str = "hf.lock"
     #: the files an overlay was merged from, base first (empty for a plain manifest)
     extends: tuple[str, ...] = ()
+    # ``moved:`` blocks, (from, to) in file order: a renamed address keeps its hf.lock entry
+    moves: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.policies, Policies):  # a plain mapping (library callers, tests)
@@ -207,6 +209,19 @@ class Manifest:
     @property
     def specs(self) -> tuple[RepoSpec | ConversionSpec | PublishSpec, ...]:
         return (*self.repos, *self.conversions, *self.publishes)
+
+    def moved_from(self, address: str) -> str | None:
+        """The old address ``moved:`` renamed ``address`` from (None when it was not renamed)."""
+        return next((src for src, dst in self.moves if dst == address), None)
+
+    def moved_output(self, address: str) -> tuple[str, str] | None:
+        """(old, new) default output of a conversion renamed by ``moved:`` (its directory is named
+        after the address); None when it is not moved or its ``output:`` is explicit."""
+        spec = self.get(address)
+        src = self.moved_from(address)
+        if src is None or not isinstance(spec, ConversionSpec) or spec.output is not None:
+            return None
+        return default_conversion_output(src), spec.output_path
 
     def get(self, address: str) -> RepoSpec | ConversionSpec | PublishSpec | None:
         for r in self.specs:

@@ -287,11 +287,47 @@ class _Checker:
                     self.diag(f"conflicting output {raw_a!r}: overlaps {raw_b!r} of {key_str(path_b[:2])}", path_a)
 
 
+    def moved(self) -> None:
+        """``moved:`` blocks: ``to`` declared, ``from`` not, the same section, and each address at
+        most once on each side and never on both (no chains, no cycles)."""
+        pairs = _move_pairs(self.data.get("moved"))
+        froms = [src for _i, src, _dst in pairs]
+        tos = [dst for _i, _src, dst in pairs]
+        for i, src, dst in pairs:
+            base: Path_ = ("moved", i)
+            if src == dst:
+                self.diag(f"moved from {src!r} to itself: drop this move", (*base, "to"))
+                continue
+            if src.split(".")[0] != dst.split(".")[0]:
+                self.diag(f"cannot move {src!r} to {dst!r}: a move stays in its section ({src.split('.')[0]}.)", (*base, "to"))
+            if dst not in self.addresses:
+                self.diag(f"moved to {dst!r}, which is not declared in this manifest", (*base, "to"))
+            if src in self.addresses:
+                self.diag(f"moved from {src!r}, which is still declared: remove it, or drop this move", (*base, "from"))
+            if src in tos or dst in froms:
+                self.diag(f"chained or cyclic move {src!r} -> {dst!r}: write each rename as one move from the oldest address", base)
+            elif froms.count(src) > 1:
+                self.diag(f"{src!r} is moved more than once", (*base, "from"))
+            elif tos.count(dst) > 1:
+                self.diag(f"several moves to {dst!r}", (*base, "to"))
+
+
+def _move_pairs(moved: Any) -> list[tuple[int, str, str]]:
+    """(index, from, to) of the well-formed ``moved:`` blocks (the schema reports the others)."""
+    out: list[tuple[int, str, str]] = []
+    for i, m in enumerate(moved if isinstance(moved, list) else ()):
+        src, dst = (m.get("from"), m.get("to")) if isinstance(m, dict) else (None, None)
+        if isinstance(src, str) and isinstance(dst, str) and ADDRESS_RE.match(src) and ADDRESS_RE.match(dst):
+            out.append((i, src, dst))
+    return out
+
+
 def semantic_problems(data: dict[str, Any]) -> list[Problem]:
     check = _Checker(data)
     check.repos()
     check.conversions()
     check.publishes()
     check.cycles()
+    check.moved()
     check.conflicting_outputs()
     return check.out

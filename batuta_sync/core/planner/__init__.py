@@ -17,6 +17,7 @@ from batuta_sync.core.planner.diff import (
     DiffResult,
     PlanOptions,
     Selector,
+    apply_moves,
     diff,
     lock_disagreements,
     select_actions,
@@ -27,7 +28,7 @@ from batuta_sync.core.planner.plan import Plan, Precondition
 from batuta_sync.core.state import World
 from batuta_sync.errors import LockOutOfDateError, OfflineError, PlanError
 
-__all__ = ["Plan", "PlanOptions", "Precondition", "build_plan"]
+__all__ = ["Plan", "PlanOptions", "Precondition", "apply_moves", "build_plan"]
 
 
 def _raise_problems(result: DiffResult, opts: PlanOptions) -> None:
@@ -69,7 +70,8 @@ def build_plan(
     """Pure: the plan for ``manifest`` against ``lock`` and the observed ``world``."""
     current = lock or Lock()
     if opts.locked:  # uv/cargo: hf.lock must cover hf.yaml; checked first, without the Hub
-        why = lock_disagreements(manifest, current)
+        moved_lock = apply_moves(manifest, current)[0]  # a pending `moved:` block is a rename, not a disagreement
+        why = lock_disagreements(manifest, moved_lock)
         if endpoint_in_manifest and _endpoint_moved(current.endpoint, endpoint):
             # hf.yaml names another Hub than the one hf.lock was resolved on: they disagree.  An
             # endpoint chosen outside the repository (flag, HF_ENDPOINT: a mirror) is no disagreement;

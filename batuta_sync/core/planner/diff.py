@@ -13,6 +13,9 @@ reason is a unit test.  Per resource::
     publish     source tree ≠ last pushed tree → push (source_changed); remote head ≠ pushed → push
                 (remote_changed) + drift; never pushed → push (not_published)
     lock only   entry whose resource left the manifest → delete-local | relock (removed_from_manifest)
+    moved       hf.yaml ``moved: [{from, to}]`` → the lock entry is read under its new address first;
+                nothing else changed → relock (moved: only hf.lock's address is rewritten); other
+                changes → their action, carrying ``moved_from`` (apply drops the old address)
 """
 
 from __future__ import annotations
@@ -535,11 +538,75 @@ def select_actions(actions: Sequence[Action], targets: Sequence[str], excludes: 
     return [a for a in actions if a.id in keep]
 
 
+def apply_moves(manifest: Manifest, lock: Lock) -> tuple[Lock, dict[str, str]]:
+    """``lock`` with every pending ``moved:`` block applied (entry at ``from``, none at ``to``)
+    and {to: from} of those applied.  Idempotent: a lock already moved has nothing at ``from``."""
+    moved: dict[str, str] = {}
+    for src, dst in manifest.moves:
+        if lock.get(src) is not None and lock.get(dst) is None:
+            lock = lock.renamed(src, dst)
+            moved[dst] = src
+            entry, outputs = lock.get(dst), manifest.moved_output(dst)
+            if isinstance(entry, ConversionLock) and outputs and entry.output == outputs[0]:
+                lock = lock.with_entry(replace(entry, output=outputs[1]))  # apply renames the directory
+    return lock, moved
+
+
+def move_problems(manifest: Manifest, lock: Lock) -> list[tuple[str, tuple[str | int, ...]]]:
+    """(message, path into hf.yaml) of each ``moved:`` block hf.lock contradicts: neither address
+    locked (a misspelt ``from``), or both (the rename cannot be told from two resources).  An
+    empty hf.lock (a fresh checkout, a deleted lock) contradicts nothing."""
+    if not lock.entries:
+        return []
+    out: list[tuple[str, tuple[str | int, ...]]] = []
+    for i, (src, dst) in enumerate(manifest.moves):
+        has_src, has_dst = lock.get(src) is not None, lock.get(dst) is not None
+        if not has_src and not has_dst:
+            out.append((f"moved from {src!r}, which hf.lock does not have (nor {dst!r}): a misspelt address?", ("moved", i, "from")))
+        elif has_src and has_dst:
+            out.append((f"cannot move {src!r} to {dst!r}: hf.lock already has both; drop this move "
+                        f"(the plan then deletes what {src} left)", ("moved", i)))
+    return out
+
+
+def _record_move(address: str, moved: Mapping[str, str], manifest: Manifest, lock: Lock, out: DiffResult) -> None:
+    """Right after ``address`` is diffed (so what reads it waits for it): when hf.yaml ``moved:``
+    renamed it, one ``moved`` relock if it has nothing else to do, else the action planned for it
+    carries ``moved_from`` (apply drops the old address)."""
+    src = moved.get(address)
+    if src is None:
+        return
+    at = next((i for i, a in enumerate(out.actions) if a.address == address), None)
+    if at is not None:
+        a = out.actions[at]
+        out.actions[at] = replace(a, params={**a.params, "moved_from": src}, detail=f"{a.detail}; moved from {src}")
+        return
+    if address in out.unchanged:
+        out.unchanged.remove(address)
+    entry = lock.get(address)
+    params: dict[str, Any] = {"moved_from": src}
+    outputs = manifest.moved_output(address)
+    if outputs:  # a default output directory is named after the address: it is renamed
+        params["output_from"], params["output_to"] = outputs
+    action = Action(
+        kind=ActionKind.RELOCK,
+        address=address,
+        reason=Reason.MOVED,
+        detail=f"moved from {src} (hf.lock address only; files, cache and outputs stay)",
+        params=params,
+        lock_entry=entry.to_dict() if entry is not None else None,
+    )
+    out.actions.append(action)
+    out.relocks[address] = action.id
+
+
 def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select: Selector) -> DiffResult:
     """Run every per-resource diff in dependency order (repos, then conversions, then publishes)."""
     out = DiffResult()
+    lock, moved = apply_moves(manifest, lock)
     for r in manifest.repos:
         diff_repo(r, lock, world, opts, select, out)
+        _record_move(r.address, moved, manifest, lock, out)
     pending = list(manifest.conversions)
     # Conversions may chain: plan each once its source is planned (the manifest has no cycles).
     while pending:
@@ -547,6 +614,7 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
         for c in list(pending):
             if c.source in out.planned or manifest.get(c.source) is None:
                 diff_conversion(c, manifest, lock, world, opts, out)
+                _record_move(c.address, moved, manifest, lock, out)
                 pending.remove(c)
                 progressed = True
         if not progressed:  # sources failed to plan
@@ -555,6 +623,7 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
             break
     for p in manifest.publishes:
         diff_publish(p, manifest, lock, world, opts, out)
+        _record_move(p.address, moved, manifest, lock, out)
     diff_removed(manifest, lock, opts, out)
     return out
 

@@ -589,6 +589,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     man, settings = _load(args)
     plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline, gate=args.exit_code)
     pending = list(plan.actions)
+    from batuta_sync.pull.availability import remote_status
+
+    remote = remote_status(settings)
     if args.json:
         _common.emit_json(
             {
@@ -596,9 +599,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "pending": [{"id": a.id, "reason": a.reason.value} for a in pending],
                 "unchanged": list(plan.unchanged),
                 "warnings": list(plan.warnings),
+                "remote": remote,
             }
         )
     else:
+        if remote is not None:
+            state = "reachable" if remote["reachable"] else f"NOT reachable: {remote['error']}"
+            print(f"Shared remote: {remote['url']} ({state})")
         if not plan.drift and not pending and not plan.warnings:
             n = len(plan.unchanged)
             print(f"In sync: {plural(n, 'resource')} {'matches' if n == 1 else 'match'} hf.lock, the Hub and the local files.")

@@ -152,10 +152,31 @@ def make_plan(
         select = select_files
     import uuid
 
-    return build_plan(
+    plan = build_plan(
         man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__,
         endpoint=endpoint_display(settings.endpoint), endpoint_in_manifest=settings.endpoint_source == "hf.yaml",
     )
+    return with_sources(plan, settings) if settings.remote and not is_offline else plan
+
+
+def with_sources(plan: Plan, settings: Settings) -> Plan:
+    """``plan`` annotated with where each pull's blobs come from (the shared remote or the Hub):
+    one HEAD per blob not in the local cache, asked at this edge -- the planner does no I/O."""
+    from batuta_sync.core.actions import ActionKind
+    from batuta_sync.core.lockfile import RepoLock, entry_from_dict
+    from batuta_sync.pull.availability import remote_availability
+    from batuta_sync.types import RepoFile
+
+    pulls: dict[str, tuple[RepoRef, tuple[RepoFile, ...]]] = {}
+    for a in plan.actions:
+        if a.kind is not ActionKind.PULL or a.lock_entry is None:
+            continue
+        entry = entry_from_dict(a.address, a.lock_entry)
+        if isinstance(entry, RepoLock):
+            ref = RepoRef(entry.repo, HfAssetType(entry.repo_type), entry.revision)
+            pulls[a.address] = (ref, tuple(RepoFile(f.path, f.size, f.gitsha1 or "", f.sha256) for f in entry.files))
+    got = remote_availability(settings, pulls) or {}
+    return replace(plan, remote=str(settings.remote), sources={addr: av.to_dict() for addr, av in got.items()})
 
 
 def check_addresses(manifest: Manifest, lock: Lock | None, selectors: Sequence[str]) -> None:

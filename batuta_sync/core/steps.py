@@ -334,8 +334,11 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             files = result.files
             if shared is not None:
                 _share_run(shared, key, dst, output_digests(dst, produced=list(files)))
-        write_provenance(dst, ctx.lock.get(spec.source), source_dir(manifest, settings, ctx, spec.source),
-                         converter=converter, quantization=spec.quantization, to=spec.to)
+        upstream = ctx.lock.get(spec.source)
+        # A run-cache hit never reads the source: a repo source's provenance is its lock entry;
+        # only a conversion of a conversion reads the upstream's provenance.json.
+        upstream_dir = Path() if isinstance(upstream, RepoLock) else source_dir(manifest, settings, ctx, spec.source)
+        write_provenance(dst, upstream, upstream_dir, converter=converter, quantization=spec.quantization, to=spec.to)
         entry = ConversionLock(
             address=action.address,
             source=spec.source,

@@ -226,7 +226,7 @@ def apply_plan(
     ``workspace_locked``: the caller already holds the workspace lock (plan-and-apply in one go).
     With a shared remote (``settings.remote``) the actions also run under its lease
     (:func:`remote_lease`): ``lock_timeout`` bounds the wait for both locks (0 = fail fast,
-    exit 17); ``lease_ttl`` overrides the lease's time to live (default 300 s).
+    exit 17); ``lease_ttl`` overrides the lease's time to live (else ``BATUTA_LEASE_TTL``, else 300 s).
     """
     from contextlib import nullcontext
 
@@ -324,7 +324,7 @@ def remote_lease(
 
     return acquire(
         open_remote(settings.remote), lease_lineage(man, lock), plan_id=plan_id,
-        ttl=ttl or DEFAULT_TTL, wait=wait, poll=min(2.0, max(0.05, wait / 10)), on_wait=told,
+        ttl=ttl or settings.lease_ttl or DEFAULT_TTL, wait=wait, poll=min(2.0, max(0.05, wait / 10)), on_wait=told,
     )
 
 

@@ -274,7 +274,7 @@ def apply_plan(
                 jobs=jobs or man.jobs,
                 keep_going=keep_going,
                 reporter=reporter,
-                extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for},
+                extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for, "plan": plan},
             )
         finally:
             state.save()

@@ -161,6 +161,12 @@ class SharedStore:
         except (ValueError, KeyError, TypeError, AttributeError, ids.InvalidIdentifierError):
             return None
 
+    def has_run(self, memo: str) -> bool:
+        """The run record of ``memo`` parses and every output blob it names is on the remote
+        (one HEAD per blob; nothing downloaded).  Blobs are still verified when fetched."""
+        outputs = self.get_run(memo)
+        return bool(outputs) and all(self.has_blob(e["sha256"]) for e in (outputs or {}).values())
+
     def fetch_run(self, memo: str, dest_dir: Path) -> tuple[Path, ...] | None:
         """Materialize the recorded outputs of conversion ``memo`` under ``dest_dir``, each blob
         verified by digest and size; the files written, or None on any miss (no record, a missing

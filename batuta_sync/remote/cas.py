@@ -82,7 +82,7 @@ class SharedStore:
     # ------------------------------------------------------------------ blobs
 
     def has_blob(self, digest: str) -> bool:
-        return self.store.head(blob_key(digest)) is not None
+        return self.store.exists(blob_key(digest))
 
     def put_blob(self, digest: str, path: Path) -> bool:
         """Write-through of a verified local blob (create-only; True when this call created it)."""

@@ -611,8 +611,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"In sync: {plural(n, 'resource')} {'matches' if n == 1 else 'match'} hf.lock, the Hub and the local files.")
         for d in plan.drift:
             print(f"! {d.address}  {words(d.kind.value)}: {d.detail}")
+        from batuta_sync.core.render import source_text
+
         for a in pending:
-            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({words(a.reason.value)})")
+            src = source_text(plan.sources[a.address]) if a.address in plan.sources else ""
+            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({words(a.reason.value)}){src}")
         for w in plan.warnings:
             print(f"? {w} (not checked)")
     if args.exit_code and (plan.drift or pending):

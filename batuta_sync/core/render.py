@@ -82,7 +82,7 @@ def _bytes_line(plan: Plan) -> str:
     return line
 
 
-def _source_text(src: Mapping[str, Any]) -> str:
+def source_text(src: Mapping[str, Any]) -> str:
     """``  from remote`` | ``  from Hub`` | ``  partly: N of M files from remote`` ("" from the cache)."""
     files, remote, where = int(src.get("files", 0)), int(src.get("remote", 0)), src.get("from")
     if where == "remote":
@@ -101,7 +101,11 @@ def _remote_line(plan: Plan) -> str:
     if not plan.sources:
         return f"Shared remote: {plan.remote}" + ("" if not any(a.kind is ActionKind.PULL for a in plan.actions)
                                                   else "  (not asked: the pulls' sources are unknown)")
-    return f"Shared remote: {plan.remote}  ({remote} of {files} blobs to fetch are on it; the rest come from the Hub)"
+    if remote == files:
+        return f"Shared remote: {plan.remote}  (all {plural(files, 'blob')} to fetch are on it)"
+    if remote == 0:
+        return f"Shared remote: {plan.remote}  (none of the {plural(files, 'blob')} to fetch is on it: they come from the Hub)"
+    return f"Shared remote: {plan.remote}  ({remote} of {plural(files, 'blob')} to fetch are on it; the rest come from the Hub)"
 
 
 def _endpoint_line(plan: Plan) -> str:
@@ -137,7 +141,7 @@ def _action_row(plan: Plan, a: Action, widths: tuple[int, int, int], color: bool
     if size:
         row += f"  [{size}]"
     if a.address in plan.sources and a.kind is ActionKind.PULL:
-        row += _source_text(plan.sources[a.address])
+        row += source_text(plan.sources[a.address])
     if a.deps:
         row += f"  after {', '.join(d.split(':', 1)[1] for d in a.deps)}"
     return row.rstrip()

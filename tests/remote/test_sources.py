@@ -51,7 +51,7 @@ def test_the_plan_says_which_pulls_come_from_the_remote_and_which_from_the_hub(
     text = _plan_text(first, capsys)  # cold remote: everything from the Hub
     pull_row = next(line for line in text.splitlines() if "models.a" in line)
     assert pull_row.endswith("from Hub"), text
-    assert f"Shared remote: {remote_url}  (0 of 3 blobs to fetch are on it" in text
+    assert f"Shared remote: {remote_url}  (none of the 3 blobs to fetch is on it: they come from the Hub)" in text
     data = _plan_json(first, capsys)
     assert data["remote"] == remote_url
     assert data["sources"] == {"models.a": {"files": 3, "remote": 0, "from": "hub"}}
@@ -60,6 +60,10 @@ def test_the_plan_says_which_pulls_come_from_the_remote_and_which_from_the_hub(
     second = _runner(tmp_path, monkeypatch, "r2", remote_url)  # fresh cache, warm remote
     text = _plan_text(second, capsys)
     assert next(line for line in text.splitlines() if "models.a" in line).endswith("from remote"), text
+    assert f"Shared remote: {remote_url}  (all 3 blobs to fetch are on it)" in text
+    capsys.readouterr()
+    main(["status", "-f", str(second)])
+    assert "models.a  pending pull (not locked)  from remote" in capsys.readouterr().out
     assert _plan_json(second, capsys)["sources"]["models.a"] == {"files": 3, "remote": 3, "from": "remote"}
 
     store = open_remote(remote_url)  # one blob gone from the remote: partly
@@ -67,6 +71,7 @@ def test_the_plan_says_which_pulls_come_from_the_remote_and_which_from_the_hub(
     text = _plan_text(second, capsys)
     assert next(line for line in text.splitlines() if "models.a" in line).endswith(
         "partly: 2 of 3 files from remote"), text
+    assert "(2 of 3 blobs to fetch are on it; the rest come from the Hub)" in text
 
     # a saved plan carries the sources under its MAC, is schema-valid, and applies
     plan_file = tmp_path / "r2" / "plan.json"

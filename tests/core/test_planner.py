@@ -266,6 +266,9 @@ def test_an_on_demand_source_missing_from_the_cache_needs_no_pull_while_its_conv
     rl = repo_lock(MC_LAZY, "models.tiny", C1)
     p = plan(MC_LAZY, lock_of(rl, conv_lock(rl.tree)), _uncached_source())
     assert p.actions == () and {"models.tiny", "conversions.q4"} <= set(p.unchanged)
+    moved = world(local=[LocalRepoState("models.tiny", {}, None, applied_commit=C2),
+                         LocalDirState("conversions.q4", "/ws/out", True, {"tiny-Q4_K_M.gguf": LocalFile(500)})])
+    assert plan(MC_LAZY, lock_of(rl, conv_lock(rl.tree)), moved).actions == ()  # an older commit was pulled once
     # the same files without fetch: on-demand: the declared repo is pulled back into the cache
     rl = repo_lock(MC, "models.tiny", C1)
     a = only(plan(MC, lock_of(rl, conv_lock(rl.tree)), _uncached_source()))

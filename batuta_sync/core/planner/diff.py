@@ -410,7 +410,8 @@ def settle_on_demand(manifest: Manifest, out: DiffResult) -> None:
             continue
         users = [c for c in manifest.conversions if c.source == spec.address]
         action = next((a for a in out.actions if a.address == spec.address), None)
-        if (action is None or action.kind is not ActionKind.PULL or action.reason is not Reason.NOT_IN_CACHE
+        if (action is None or action.kind is not ActionKind.PULL
+                or action.reason not in (Reason.NOT_IN_CACHE, Reason.REVISION_MOVED)
                 or not users or any(c.address not in out.unchanged for c in users)):
             continue
         out.actions.remove(action)

@@ -28,7 +28,8 @@ Token sources, first match wins: ``--token`` > ``--token-file`` > ``HF_TOKEN`` >
 ``Settings.timeout``: the longest connect/read timeout and retry wait (``hub/limits.py``).
 ``--remote URL`` / ``BATUTA_REMOTE`` / hf.yaml ``defaults.remote`` is ``Settings.remote``, the
 shared remote (``s3://bucket/prefix`` or ``file:///path``; credentials come only from the AWS
-configuration, never from the URL, so the URL prints safely; ``docs/remote.md``).
+configuration, never from the URL, so the URL prints safely; ``docs/remote.md``);
+``BATUTA_LEASE_TTL`` (seconds) is the time to live of its apply lease (``Settings.lease_ttl``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class Settings:
     allow_outside_workspace: bool = False  # --allow-outside-workspace (command line only)
     #: --remote / BATUTA_REMOTE / hf.yaml ``defaults.remote``: the shared remote (docs/remote.md)
     remote: str | None = None
+    #: BATUTA_LEASE_TTL (seconds): the remote apply lease's time to live (default 300 s; docs/remote.md)
+    lease_ttl: float | None = None
 
     @property
     def token_path(self) -> Path:
@@ -223,6 +226,7 @@ def resolve_settings(
     timeout = None
     if raw_timeout is not None:
         timeout = parse_timeout(raw_timeout, "--timeout" if "timeout" in flags else "BATUTA_TIMEOUT")
+    lease_ttl = parse_timeout(env["BATUTA_LEASE_TTL"], "BATUTA_LEASE_TTL") if env.get("BATUTA_LEASE_TTL") else None
 
     token: str | None
     if "token" in flags:  # --token "" = anonymous, whatever HF_TOKEN or the stored login say
@@ -251,6 +255,7 @@ def resolve_settings(
         trusted_endpoints=trusted,
         allow_outside_workspace=bool(flags.get("allow_outside_workspace")),
         remote=remote,
+        lease_ttl=lease_ttl,
     )
     check_endpoint_trust(settings)
     return settings

@@ -625,6 +625,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     man, settings = _load(args)
     plan = make_plan(man, settings=settings, verify=args.verify, offline=settings.offline, gate=args.exit_code)
     pending = list(plan.actions)
+    from batuta_sync.pull.availability import remote_status
+
+    remote = remote_status(settings)
     if args.json:
         _common.emit_json(
             {
@@ -632,16 +635,23 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "pending": [{"id": a.id, "reason": a.reason.value} for a in pending],
                 "unchanged": list(plan.unchanged),
                 "warnings": list(plan.warnings),
+                "remote": remote,
             }
         )
     else:
+        if remote is not None:
+            state = "reachable" if remote["reachable"] else f"NOT reachable: {remote['error']}"
+            print(f"Shared remote: {remote['url']} ({state})")
         if not plan.drift and not pending and not plan.warnings:
             n = len(plan.unchanged)
             print(f"In sync: {plural(n, 'resource')} {'matches' if n == 1 else 'match'} hf.lock, the Hub and the local files.")
         for d in plan.drift:
             print(f"! {d.address}  {words(d.kind.value)}: {d.detail}")
+        from batuta_sync.core.render import source_text
+
         for a in pending:
-            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({words(a.reason.value)})")
+            src = source_text(plan.sources[a.address]) if a.address in plan.sources else ""
+            print(f"{a.kind.symbol} {a.address}  pending {a.kind.value} ({words(a.reason.value)}){src}")
         for w in plan.warnings:
             print(f"? {w} (not checked)")
     if args.exit_code and (plan.drift or pending):

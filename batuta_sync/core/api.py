@@ -154,10 +154,31 @@ def make_plan(
         select = select_files
     import uuid
 
-    return build_plan(
+    plan = build_plan(
         man, lock, world, opts, select, plan_id=uuid.uuid4().hex, tool_version=__version__,
         endpoint=endpoint_display(settings.endpoint), endpoint_in_manifest=settings.endpoint_source == "hf.yaml",
     )
+    return with_sources(plan, settings) if settings.remote and not is_offline else plan
+
+
+def with_sources(plan: Plan, settings: Settings) -> Plan:
+    """``plan`` annotated with where each pull's blobs come from (the shared remote or the Hub):
+    one HEAD per blob not in the local cache, asked at this edge -- the planner does no I/O."""
+    from batuta_sync.core.actions import ActionKind
+    from batuta_sync.core.lockfile import RepoLock, entry_from_dict
+    from batuta_sync.pull.availability import remote_availability
+    from batuta_sync.types import RepoFile
+
+    pulls: dict[str, tuple[RepoRef, tuple[RepoFile, ...]]] = {}
+    for a in plan.actions:
+        if a.kind is not ActionKind.PULL or a.lock_entry is None:
+            continue
+        entry = entry_from_dict(a.address, a.lock_entry)
+        if isinstance(entry, RepoLock):
+            ref = RepoRef(entry.repo, HfAssetType(entry.repo_type), entry.revision)
+            pulls[a.address] = (ref, tuple(RepoFile(f.path, f.size, f.gitsha1 or "", f.sha256) for f in entry.files))
+    got = remote_availability(settings, pulls) or {}
+    return replace(plan, remote=str(settings.remote), sources={addr: av.to_dict() for addr, av in got.items()})
 
 
 def _check_moves(manifest: Manifest, lock: Lock) -> None:
@@ -219,7 +240,7 @@ def apply_plan(
     ``workspace_locked``: the caller already holds the workspace lock (plan-and-apply in one go).
     With a shared remote (``settings.remote``) the actions also run under its lease
     (:func:`remote_lease`): ``lock_timeout`` bounds the wait for both locks (0 = fail fast,
-    exit 17); ``lease_ttl`` overrides the lease's time to live (default 300 s).
+    exit 17); ``lease_ttl`` overrides the lease's time to live (else ``BATUTA_LEASE_TTL``, else 300 s).
     """
     from contextlib import nullcontext
 
@@ -268,7 +289,7 @@ def apply_plan(
                 jobs=jobs or man.jobs,
                 keep_going=keep_going,
                 reporter=reporter,
-                extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for},
+                extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for, "plan": plan},
             )
         finally:
             state.save()
@@ -318,7 +339,7 @@ def remote_lease(
 
     return acquire(
         open_remote(settings.remote), lease_lineage(man, lock), plan_id=plan_id,
-        ttl=ttl or DEFAULT_TTL, wait=wait, poll=min(2.0, max(0.05, wait / 10)), on_wait=told,
+        ttl=ttl or settings.lease_ttl or DEFAULT_TTL, wait=wait, poll=min(2.0, max(0.05, wait / 10)), on_wait=told,
     )
 
 

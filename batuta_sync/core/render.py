@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from html import escape
+from typing import Any
 
 from batuta_sync._fmt import human_bytes, plural, words
 from batuta_sync.core.actions import Action, ActionKind, Reason
@@ -89,6 +91,32 @@ def _bytes_line(plan: Plan) -> str:
     return line
 
 
+def source_text(src: Mapping[str, Any]) -> str:
+    """``  from remote`` | ``  from Hub`` | ``  partly: N of M files from remote`` ("" from the cache)."""
+    files, remote, where = int(src.get("files", 0)), int(src.get("remote", 0)), src.get("from")
+    if where == "remote":
+        return "  from remote"
+    if where == "hub":
+        return "  from Hub"
+    if where == "partly":
+        return f"  partly: {remote} of {plural(files, 'file')} from remote"
+    return ""
+
+
+def _remote_line(plan: Plan) -> str:
+    """Shared remote: URL; of the blobs the pulls fetch, how many it holds."""
+    files = sum(int(v.get("files", 0)) for v in plan.sources.values())
+    remote = sum(int(v.get("remote", 0)) for v in plan.sources.values())
+    if not plan.sources:
+        return f"Shared remote: {plan.remote}" + ("" if not any(a.kind is ActionKind.PULL for a in plan.actions)
+                                                  else "  (not asked: the pulls' sources are unknown)")
+    if remote == files:
+        return f"Shared remote: {plan.remote}  (all {plural(files, 'blob')} to fetch are on it)"
+    if remote == 0:
+        return f"Shared remote: {plan.remote}  (none of the {plural(files, 'blob')} to fetch is on it: they come from the Hub)"
+    return f"Shared remote: {plan.remote}  ({remote} of {plural(files, 'blob')} to fetch are on it; the rest come from the Hub)"
+
+
 def _endpoint_line(plan: Plan) -> str:
     n = len(plan.resources())
     line = f"Hub endpoint: {plan.endpoint or '(not recorded)'}  (all {n} resource{'s' if n != 1 else ''} of this plan)"
@@ -112,6 +140,22 @@ def _not_checked(plan: Plan, color: bool) -> list[str]:
     return [_paint(head, f"{_BOLD};{_RED}", color), *(_paint(f"  ? {w}", _RED, color) for w in plan.warnings), ""]
 
 
+def _action_row(plan: Plan, a: Action, widths: tuple[int, int, int], color: bool) -> str:
+    w_kind, w_addr, w_reason = widths
+    size = _size(a)
+    reason = words(a.reason.value)
+    code = _KIND_COLOR.get(a.kind, "")
+    head = _paint(f"{_marker(a)} {a.kind.symbol} {a.kind.value:<{w_kind}}", code, color)
+    row = f"  {head}  {_address(a):<{w_addr}}  ({reason}){' ' * (w_reason - len(reason))}  {a.detail}"
+    if size:
+        row += f"  [{size}]"
+    if a.address in plan.sources and a.kind is ActionKind.PULL:
+        row += source_text(plan.sources[a.address])
+    if a.deps:
+        row += f"  after {', '.join(d.split(':', 1)[1] for d in a.deps)}"
+    return row.rstrip()
+
+
 def render_text(plan: Plan, *, color: bool = False) -> str:
     lines: list[str] = _not_checked(plan, color)
     if plan.refresh_only:
@@ -123,16 +167,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         w_addr = max(len(_address(a)) for a in plan.actions)
         w_reason = max(len(words(a.reason.value)) for a in plan.actions)
         for a in plan.actions:
-            size = _size(a)
-            reason = words(a.reason.value)
-            code = _KIND_COLOR.get(a.kind, "")
-            head = _paint(f"{_marker(a)} {a.kind.symbol} {a.kind.value:<{w_kind}}", code, color)
-            row = f"  {head}  {_address(a):<{w_addr}}  ({reason}){' ' * (w_reason - len(reason))}  {a.detail}"
-            if size:
-                row += f"  [{size}]"
-            if a.deps:
-                row += f"  after {', '.join(d.split(':', 1)[1] for d in a.deps)}"
-            lines.append(row.rstrip())
+            lines.append(_action_row(plan, a, (w_kind, w_addr, w_reason), color))
         lines.append("")
     elif not plan.refresh_only and plan.warnings:
         lines.append(f"No changes among the checked resources; {len(plan.warnings)} not checked (above).")
@@ -154,6 +189,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         lines.append(_paint(_summary_line(plan), _BOLD, color))
         lines.append(_bytes_line(plan))
     lines.append(_endpoint_line(plan))
+    if plan.remote:
+        lines.append(_remote_line(plan))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -148,6 +148,27 @@ class AbortableProgress:
             self.inner.close()
 
 
+def _served_by_run_cache(settings: Settings, spec: RepoSpec, ctx: StepContext) -> bool:
+    """A ``fetch: on-demand`` repo need not be downloaded when this apply converts it and the
+    remote run-cache has every one of those conversions (record and blobs; nothing is fetched
+    here).  Conversions of it that the plan does not run are unchanged: they need no input."""
+    plan = ctx.extra.get("plan")
+    if not spec.on_demand or spec.output or plan is None or not settings.remote or settings.offline:
+        return False
+    keys = [a.params.get("key") for a in plan.actions
+            if a.kind is ActionKind.CONVERT and a.params.get("from") == spec.address]
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        return False
+    from batuta_sync.pull.engine import open_shared
+    from batuta_sync.remote.store import RemoteError
+
+    shared = open_shared(settings)
+    try:
+        return shared is not None and all(shared.has_run(str(k)) for k in keys)
+    except RemoteError:
+        return False  # the pull goes on; the convert step warns if the remote stays down
+
+
 def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def pull_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import pull as pull_mod
@@ -157,6 +178,8 @@ def make_pull_step(settings: Settings, manifest: Manifest, state: WorkspaceState
         if not isinstance(entry, RepoLock):
             raise PlanError(f"The plan's resolution of {action.address} is not a repo entry.")
         _agrees(manifest, entry)
+        if _served_by_run_cache(settings, spec, ctx):  # recorded in hf.lock, not downloaded
+            return StepResult(lock_entry=entry, message="not downloaded: the remote run-cache has its conversions")
         p = action.params
         output = _abs(manifest, settings, spec.output, f"{action.address}.output") if spec.output else None
         if p.get("purge"):
@@ -313,6 +336,25 @@ def _abort_check(abort: threading.Event) -> Callable[[int, int], None]:
     return check
 
 
+def _fetch_on_demand_input(
+    settings: Settings, manifest: Manifest, state: WorkspaceState, ctx: StepContext, address: str
+) -> None:
+    """Before converting: download a ``fetch: on-demand`` input whose pull this apply skipped
+    (the run-cache had the conversion when the pull ran, but its fetch missed since -- a record
+    removed by gc, a corrupt blob).  A normal pull of the locked entry, verified as always."""
+    spec = manifest.get(address)
+    entry = ctx.lock.get(address)
+    if not (isinstance(spec, RepoSpec) and spec.on_demand and isinstance(entry, RepoLock)):
+        return
+    snap = Path(snapshot_dir(str(settings.hub_cache), entry.repo_type, entry.repo, entry.commit))
+    if all((snap / f.path).is_file() for f in entry.files):
+        return
+    from batuta_sync.core.actions import Reason
+
+    pull = Action(ActionKind.PULL, address, Reason.NOT_IN_CACHE, lock_entry=entry.to_dict())
+    make_pull_step(settings, manifest, state)(pull, StepContext(lock=ctx.lock, jobs=ctx.jobs, abort=ctx.abort))
+
+
 def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceState) -> StepFn:
     def convert_step(action: Action, ctx: StepContext) -> StepResult:
         from batuta_sync import convert as convert_mod
@@ -334,6 +376,7 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
         files = _fetch_run(shared, key, dst) if shared is not None else None
         note = "outputs from the remote run-cache (no conversion)" if files is not None else ""
         if files is None:
+            _fetch_on_demand_input(settings, manifest, state, ctx, spec.source)
             result = convert_mod.convert(
                 source_dir(manifest, settings, ctx, spec.source),
                 dst,
@@ -347,8 +390,11 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
             files = result.files
             if shared is not None:
                 _share_run(shared, key, dst, output_digests(dst, produced=list(files)))
-        write_provenance(dst, ctx.lock.get(spec.source), source_dir(manifest, settings, ctx, spec.source),
-                         converter=converter, quantization=spec.quantization, to=spec.to)
+        upstream = ctx.lock.get(spec.source)
+        # A run-cache hit never reads the source: a repo source's provenance is its lock entry;
+        # only a conversion of a conversion reads the upstream's provenance.json.
+        upstream_dir = Path() if isinstance(upstream, RepoLock) else source_dir(manifest, settings, ctx, spec.source)
+        write_provenance(dst, upstream, upstream_dir, converter=converter, quantization=spec.quantization, to=spec.to)
         entry = ConversionLock(
             address=action.address,
             source=spec.source,

@@ -144,30 +144,39 @@ def open_shared(settings: Settings) -> SharedStore | None:
 
 
 def fetch_from_remote(
-    shared: SharedStore, layout: CacheLayout, state_dir: Path, files: Sequence[RepoFile]
+    shared: SharedStore, layout: CacheLayout, state_dir: Path, files: Sequence[RepoFile], *, jobs: int = 4
 ) -> list[str]:
-    """Fetch ``files`` (not in the local cache) from the remote into the cache, verified and
-    stamped like a Hub download; returns the paths it served.  A corrupt object is a miss; a
-    remote error stops the lookup with a warning (the Hub serves the rest)."""
+    """Fetch ``files`` (not in the local cache) from the remote into the cache, ``jobs`` blobs at a
+    time, verified and stamped like a Hub download; returns the paths it served.  A corrupt object
+    is a miss; a remote error stops the lookup with one warning (the Hub serves the rest)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from batuta_sync.errors import BatutaError
     from batuta_sync.hub.cache import BLOB_MODE, mark_verified
 
-    served: list[str] = []
-    done: set[str] = set()
+    first: dict[str, RepoFile] = {}
     for f in files:
-        if f.etag in done:
-            served.append(f.path)
-            continue
+        first.setdefault(f.etag, f)
+    failed = threading.Event()
+
+    def one(f: RepoFile) -> bool:
+        if failed.is_set():
+            return False
         try:
             got = shared.fetch_blob(f.etag, layout.blob_path(f.etag), size=f.size, mode=BLOB_MODE)
         except (BatutaError, OSError) as exc:
-            _warn(f"the shared remote {shared.url} failed ({exc}); downloading from the Hub instead.")
-            break
+            if not failed.is_set():
+                failed.set()
+                _warn(f"the shared remote {shared.url} failed ({exc}); downloading from the Hub instead.")
+            return False
         if got.hit:
             mark_verified(state_dir, layout, f)
-            done.add(f.etag)
-            served.append(f.path)
-    return served
+        return got.hit
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(first)))) as pool:
+        hits = {etag for etag, ok in zip(first, pool.map(one, first.values()), strict=True) if ok}
+    return [f.path for f in files if f.etag in hits]
 
 
 def write_through(shared: SharedStore, layout: CacheLayout, files: Sequence[RepoFile]) -> None:
@@ -302,7 +311,7 @@ def pull(
                 + "."
             )
         if shared is not None and missing:  # local cache -> remote -> Hub
-            from_remote.update(fetch_from_remote(shared, layout, settings.batuta_dir, missing))
+            from_remote.update(fetch_from_remote(shared, layout, settings.batuta_dir, missing, jobs=jobs))
         if missing and not offline and xet_protocol() == "xet":  # opt-in: docs/pull-and-cache.md
             from batuta_sync.hub._http import HubHttp
             from batuta_sync.pull.xet import fetch_by_reconstruction

@@ -170,6 +170,9 @@ class S3Store:
             raise self._fail(exc, key)
         return ObjectInfo(key, int(meta["size"]), str(meta.get("e_tag") or ""))
 
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
     def delete_if_match(self, key: str, etag: str) -> None:
         info = self.head(key)
         if info is None:

@@ -82,7 +82,7 @@ class SharedStore:
     # ------------------------------------------------------------------ blobs
 
     def has_blob(self, digest: str) -> bool:
-        return self.store.head(blob_key(digest)) is not None
+        return self.store.exists(blob_key(digest))
 
     def put_blob(self, digest: str, path: Path) -> bool:
         """Write-through of a verified local blob (create-only; True when this call created it)."""
@@ -163,6 +163,12 @@ class SharedStore:
             return out
         except (ValueError, KeyError, TypeError, AttributeError, ids.InvalidIdentifierError):
             return None
+
+    def has_run(self, memo: str) -> bool:
+        """The run record of ``memo`` parses and every output blob it names is on the remote
+        (one HEAD per blob; nothing downloaded).  Blobs are still verified when fetched."""
+        outputs = self.get_run(memo)
+        return bool(outputs) and all(self.has_blob(e["sha256"]) for e in (outputs or {}).values())
 
     def fetch_run(self, memo: str, dest_dir: Path) -> tuple[Path, ...] | None:
         """Materialize the recorded outputs of conversion ``memo`` under ``dest_dir``, each blob

@@ -1,4 +1,4 @@
-"""The six-method object-store interface every remote backend implements.
+"""The object-store interface every remote backend implements.
 
 A remote is untrusted storage shared by many runners: batuta only ever relies on two
 guarantees from it -- **create-only writes** (``put_if_absent``: exactly one of N racing
@@ -82,6 +82,10 @@ class RemoteStore(Protocol):
         ...
 
     def head(self, key: str) -> ObjectInfo | None: ...
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists (cheaper than :meth:`head` where an ETag costs a hash)."""
+        ...
 
     def delete_if_match(self, key: str, etag: str) -> None:
         """Delete ``key`` if its ETag is still ``etag`` (PreconditionFailed otherwise; missing is fine)."""

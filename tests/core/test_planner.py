@@ -251,6 +251,34 @@ def test_unchanged_conversion_is_a_noop() -> None:
     assert p.actions == () and "conversions.q4" in p.unchanged
 
 
+MC_LAZY = manifest(
+    "models:\n  tiny:\n    repo: org/tiny\n    fetch: on-demand\nconversions:\n  q4:\n    from: models.tiny\n"
+    "    to: gguf\n    quantization: Q4_K_M\n"
+)
+
+
+def _uncached_source(outputs: dict[str, LocalFile] | None = None):  # type: ignore[no-untyped-def]
+    files = outputs if outputs is not None else {"tiny-Q4_K_M.gguf": LocalFile(500)}
+    return world(local=[LocalRepoState("models.tiny"), LocalDirState("conversions.q4", "/ws/out", True, files)])
+
+
+def test_an_on_demand_source_missing_from_the_cache_needs_no_pull_while_its_conversion_is_unchanged() -> None:
+    rl = repo_lock(MC_LAZY, "models.tiny", C1)
+    p = plan(MC_LAZY, lock_of(rl, conv_lock(rl.tree)), _uncached_source())
+    assert p.actions == () and {"models.tiny", "conversions.q4"} <= set(p.unchanged)
+    moved = world(local=[LocalRepoState("models.tiny", {}, None, applied_commit=C2),
+                         LocalDirState("conversions.q4", "/ws/out", True, {"tiny-Q4_K_M.gguf": LocalFile(500)})])
+    assert plan(MC_LAZY, lock_of(rl, conv_lock(rl.tree)), moved).actions == ()  # an older commit was pulled once
+    # the same files without fetch: on-demand: the declared repo is pulled back into the cache
+    rl = repo_lock(MC, "models.tiny", C1)
+    a = only(plan(MC, lock_of(rl, conv_lock(rl.tree)), _uncached_source()))
+    assert (a.kind, a.reason) == (ActionKind.PULL, Reason.NOT_IN_CACHE)
+    # the conversion is due (its output is gone): the pull is planned too, the apply decides
+    rl = repo_lock(MC_LAZY, "models.tiny", C1)
+    p = plan(MC_LAZY, lock_of(rl, conv_lock(rl.tree)), _uncached_source({}))
+    assert [a.kind for a in p.actions] == [ActionKind.PULL, ActionKind.CONVERT]
+
+
 def test_params_changed() -> None:
     rl = repo_lock(MC, "models.tiny", C1)
     a = only(plan(MC, lock_of(rl, conv_lock(rl.tree, quant="Q8_0")), conv_world()))

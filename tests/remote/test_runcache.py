@@ -123,3 +123,28 @@ def test_a_failing_run_cache_only_warns(
     assert "the remote run-cache" in err and "converting locally" in err
     assert "could not share the conversion with the remote" in err
     assert _outputs(ws)  # converted and applied
+
+
+def test_a_run_cache_hit_never_reads_the_source_and_the_hub_sends_no_blob(
+    tiny: None, hub_env: Any, remote_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import batuta_sync.core.steps as steps_mod
+
+    def downloads() -> int:
+        return sum(1 for e in hub_env.log.entries if e.method == "GET" and "/resolve/" in e.path and e.status in (200, 206))
+
+    ws1 = _workspace(tmp_path, monkeypatch, "r1", remote_url)
+    assert main(["apply", "-f", str(ws1 / "hf.yaml"), "--auto-approve"]) == 0, capsys.readouterr().err
+    first = downloads()
+    assert first > 0
+
+    def no_source(*_a: object, **_k: object) -> None:
+        raise AssertionError("the convert step looked for its source on a run-cache hit")
+
+    monkeypatch.setattr(convert_mod, "convert", _refuse)
+    monkeypatch.setattr(steps_mod, "source_dir", no_source)
+    ws2 = _workspace(tmp_path, monkeypatch, "r2", remote_url)
+    assert main(["apply", "-f", str(ws2 / "hf.yaml"), "--auto-approve"]) == 0, capsys.readouterr().err
+    assert downloads() == first  # runner 2: no source blob from the Hub (the declared pull came from the remote)
+    assert _outputs(ws2) == _outputs(ws1)

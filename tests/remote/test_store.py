@@ -30,6 +30,7 @@ def test_conditional_writes(remote_url: str) -> None:
     assert (store.get("a/b.json") or (b"",))[0] == b"two"
     info = store.head("a/b.json")
     assert info is not None and info.size == 3
+    assert store.exists("a/b.json") and not store.exists("a/nope") and not store.exists("a")
     with pytest.raises(PreconditionFailed):
         store.delete_if_match("a/b.json", etag)
     store.delete_if_match("a/b.json", info.etag)

@@ -137,6 +137,7 @@ def _repo_specs(data: dict[str, Any], defaults: dict[str, Any], unsafe_policy: b
                     split=spec.get("split"),
                     output=spec.get("output"),
                     allow_unsafe=bool(spec.get("allow_unsafe", unsafe_policy)),
+                    fetch=str(spec.get("fetch", "always")),
                 )
             )
     return repos

@@ -53,6 +53,12 @@ class RepoSpec:
     split: str | None = None
     output: str | None = None  # relative to the manifest directory
     allow_unsafe: bool = False
+    # "on-demand": downloaded only when a conversion of it must really run (not on a run-cache hit)
+    fetch: str = "always"
+
+    @property
+    def on_demand(self) -> bool:
+        return self.fetch == "on-demand"
 
     def selection(self) -> dict[str, Any]:
         """The fields that decide *which files* are locked (part of the lock entry)."""

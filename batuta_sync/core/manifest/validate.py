@@ -261,6 +261,21 @@ class _Checker:
         elif re.match(r"^[A-Za-z]+\.[A-Za-z0-9_-]+$", src) and src.split(".")[0] in ("model", "dataset", "space", "conversion"):
             self.diag(f"{src!r} looks like a misspelt address (sections are plural: models., conversions.)", (*base, "from"))
 
+    def on_demand(self) -> None:
+        """``fetch: on-demand``: a cache-only repo whose every user is a conversion (so a remote
+        run-cache hit can skip its download, docs/remote.md)."""
+        for section in REPO_SECTIONS:
+            for name, spec in _entries(self.data, section):
+                if spec.get("fetch") != "on-demand":
+                    continue
+                base: Path_ = (section, name, "fetch")
+                users = [u for u, src in self.edges.items() if src == f"{section}.{name}"]
+                if spec.get("output") is not None:
+                    self.diag("'fetch: on-demand' is for cache-only repos: drop 'output:' or the fetch setting", base)
+                elif not users or any(not u.startswith("conversions.") for u in users):
+                    self.diag("'fetch: on-demand' needs every user of this repo to be a conversion "
+                              "(a publish needs its files; with no conversion it would never be pulled)", base)
+
     def cycles(self) -> None:
         """Cycles, by address (conversions may chain)."""
         reported: set[str] = set()
@@ -327,6 +342,7 @@ def semantic_problems(data: dict[str, Any]) -> list[Problem]:
     check.repos()
     check.conversions()
     check.publishes()
+    check.on_demand()
     check.cycles()
     check.moved()
     check.conflicting_outputs()

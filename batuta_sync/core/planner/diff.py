@@ -404,6 +404,25 @@ def diff_conversion(spec: ConversionSpec, manifest: Manifest, lock: Lock, world:
     out.producers[spec.address] = action.id
 
 
+def settle_on_demand(manifest: Manifest, out: DiffResult) -> None:
+    """A ``fetch: on-demand`` repo (cache-only, used only by conversions) missing from the cache
+    needs no pull while every conversion of it is unchanged: its files are wanted only to convert.
+    (An apply that converts pulls it -- unless the remote run-cache has the outputs, see steps.)"""
+    for spec in manifest.repos:
+        if not spec.on_demand or spec.output:
+            continue
+        users = [c for c in manifest.conversions if c.source == spec.address]
+        action = next((a for a in out.actions if a.address == spec.address), None)
+        if (action is None or action.kind is not ActionKind.PULL
+                or action.reason not in (Reason.NOT_IN_CACHE, Reason.REVISION_MOVED)
+                or not users or any(c.address not in out.unchanged for c in users)):
+            continue
+        out.actions.remove(action)
+        out.producers.pop(spec.address, None)
+        out.unchanged.append(spec.address)
+        out.drift = [d for d in out.drift if not (d.address == spec.address and d.kind is DriftKind.LOCAL_MISSING)]
+
+
 # --------------------------------------------------------------------------- publishes
 
 
@@ -621,6 +640,7 @@ def diff(manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, select
             for c in pending:
                 out.problems.append(f"{c.address}: its input {c.source} could not be planned")
             break
+    settle_on_demand(manifest, out)
     for p in manifest.publishes:
         diff_publish(p, manifest, lock, world, opts, out)
         _record_move(p.address, moved, manifest, lock, out)

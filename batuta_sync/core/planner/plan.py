@@ -73,6 +73,11 @@ class Plan:
     free_bytes: int | None = None
     warnings: tuple[str, ...] = ()
     format_version: str = FORMAT_VERSION
+    # The shared remote (URL, no credentials) and, per pull, where its blobs come from:
+    # {address: {"files": to fetch, "remote": of those on the remote, "from": cache|remote|hub|partly}}.
+    # Computed by the I/O edge after planning (``core.api``), never by the planner.
+    remote: str = ""
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     # ---- summary
     @property
@@ -161,6 +166,8 @@ class Plan:
             "has_changes": self.has_changes,
             "applyable": bool(self.actions) and not self.refresh_only,
             "changes_lock": self.changes_lock,
+            **({"remote": self.remote, "sources": {a: dict(v) for a, v in sorted(self.sources.items())}}
+               if self.remote else {}),
         }
 
     def to_dict(self, key: bytes | None = None) -> dict[str, Any]:
@@ -399,4 +406,22 @@ def _parse(d: Mapping[str, Any]) -> Plan:
         options=_dict(d.get("options") or {}, "options"),
         free_bytes=None if free is None else _int(free, "free_bytes"),
         warnings=tuple(_str(w, "warnings[]") for w in _list(d.get("warnings", []), "warnings")),
+        remote=_str(d.get("remote", ""), "remote", limit=2048),
+        sources=_sources(d.get("sources") or {}),
     )
+
+
+_SOURCE_FROM = ("cache", "remote", "hub", "partly")
+
+
+def _sources(raw: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for address, v in _dict(raw, "sources").items():
+        where = f"sources.{_show(address)}"
+        e = _dict(v, where)
+        if e.get("from") not in _SOURCE_FROM:
+            raise ValueError(f"{where}.from must be one of {', '.join(_SOURCE_FROM)}")
+        out[_address(address, where)] = {
+            "files": _int(e["files"], f"{where}.files"), "remote": _int(e["remote"], f"{where}.remote"), "from": e["from"],
+        }
+    return out

@@ -25,6 +25,7 @@ from batuta_sync.core.manifest.model import (
     REPO_SECTIONS,
     SECTIONS,
     ConversionSpec,
+    ExecutorSpec,
     Manifest,
     Path_,
     Policies,
@@ -34,6 +35,7 @@ from batuta_sync.core.manifest.model import (
     dependencies,
     digest_of,
     iter_specs,
+    parse_executor,
 )
 from batuta_sync.core.manifest.validate import glob_problem, load_schema, schema_path
 
@@ -44,6 +46,7 @@ __all__ = [
     "REPO_SECTIONS",
     "SECTIONS",
     "ConversionSpec",
+    "ExecutorSpec",
     "Manifest",
     "Path_",
     "Policies",
@@ -57,6 +60,7 @@ __all__ = [
     "iter_specs",
     "load_manifest",
     "load_schema",
+    "parse_executor",
     "parse_manifest",
     "read_manifest_text",
     "schema_path",

@@ -14,7 +14,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from batuta_sync.core.manifest.model import ADDRESS_RE, GGUF_OPTION_KEYS, REPO_SECTIONS, SECTIONS, Path_
+from batuta_sync.core.manifest.model import (
+    ADDRESS_RE,
+    GGUF_OPTION_KEYS,
+    REPO_SECTIONS,
+    SECTIONS,
+    Path_,
+    executor_problem,
+)
 from batuta_sync.core.manifest.positions import Problem, key_str
 from batuta_sync.types import is_valid_repo_id
 
@@ -261,6 +268,12 @@ class _Checker:
         elif re.match(r"^[A-Za-z]+\.[A-Za-z0-9_-]+$", src) and src.split(".")[0] in ("model", "dataset", "space", "conversion"):
             self.diag(f"{src!r} looks like a misspelt address (sections are plural: models., conversions.)", (*base, "from"))
 
+    def policies(self) -> None:
+        policies = self.data.get("policies")
+        value = policies.get("executor") if isinstance(policies, dict) else None
+        if isinstance(value, str) and (problem := executor_problem(value)):
+            self.diag(problem, ("policies", "executor"))
+
     def cycles(self) -> None:
         """Cycles, by address (conversions may chain)."""
         reported: set[str] = set()
@@ -292,6 +305,7 @@ def semantic_problems(data: dict[str, Any]) -> list[Problem]:
     check.repos()
     check.conversions()
     check.publishes()
+    check.policies()
     check.cycles()
     check.conflicting_outputs()
     return check.out

@@ -1,0 +1,107 @@
+"""``batuta apply --executor dask://…``: pulls and conversions on a real Dask cluster (2 worker
+processes on 127.0.0.1), our Hub on loopback, a real S3 remote (moto on loopback).
+
+The cluster's workers have their own caches (under their Dask local directory); what the
+driver's workspace ends up with came through the remote, and must equal a local apply's.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batuta_sync.cli import main
+from batuta_sync.core.lockfile import ConversionLock, read_lock
+from batuta_sync.remote import open_remote
+from batuta_sync.remote.cas import SharedStore
+from batuta_sync.tinymodel import write_tiny_llama
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "config.json": b'{"a": 1}',
+    "notes.txt": b"hello " * 300,
+    "model.safetensors": (lambda h: struct.pack("<Q", len(h)) + h + b"w" * 4096)(
+        b'{"w":{"dtype":"U8","shape":[4096],"data_offsets":[0,4096]}}'
+    ),
+}
+
+MANIFEST = """version: 1
+{defaults}models:
+  tiny: {{repo: org/tiny}}
+  small: {{repo: org/small, output: ./small}}
+  other: {{repo: org/other, output: ./other}}
+conversions:
+  q8: {{from: models.tiny, to: gguf, quantization: Q8_0, output: ./q8}}
+  q4: {{from: models.tiny, to: gguf, quantization: Q4_0, output: ./q4}}
+{extra}"""
+
+
+@pytest.fixture
+def hub(hub_env: Any, tmp_path: Path) -> Any:
+    src = write_tiny_llama(tmp_path / "seed")
+    hub_env.store.commit("org/tiny", {p.name: p for p in src.iterdir() if p.is_file()})
+    hub_env.store.commit("org/small", SMALL)
+    hub_env.store.commit("org/other", {"a.txt": b"other " * 100, "config.json": b'{"b": 2}'})
+    return hub_env
+
+
+def _workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, remote: str | None, extra: str = "") -> Path:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / f"{name}-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / f"{name}-home" / "hub"))
+    ws = tmp_path / name
+    ws.mkdir()
+    defaults = f"defaults:\n  remote: {remote}\n" if remote else ""
+    (ws / "hf.yaml").write_text(MANIFEST.format(defaults=defaults, extra=extra))
+    return ws / "hf.yaml"
+
+
+def _tree(ws: Path) -> dict[str, bytes]:
+    """Every file the apply put in the workspace (hf.lock aside, and batuta's state folder)."""
+    return {
+        p.relative_to(ws).as_posix(): p.read_bytes()
+        for p in sorted(ws.rglob("*"))
+        if p.is_file() and p.name not in ("hf.lock", "hf.yaml") and ".batuta/state" not in p.as_posix()
+        and not p.relative_to(ws).as_posix().startswith(".batuta/")
+    }
+
+
+def _lock_text(ws: Path) -> str:
+    """hf.lock with the two values that are random per workspace (lineage, plan id) blanked."""
+    text = (ws / "hf.lock").read_text()
+    return re.sub(r'("?(lineage|last_applied_plan)"?\s*[:=]\s*)"?[0-9a-f-]+"?', r"\1X", text)
+
+
+def _downloads(hub: Any) -> int:
+    return sum(1 for e in hub.log.entries if e.method == "GET" and "/resolve/" in e.path and e.status in (200, 206))
+
+
+def test_cluster_apply_equals_a_local_apply(
+    hub: Any, executor: str, s3_remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    local = _workspace(tmp_path, monkeypatch, "local", None)
+    assert main(["apply", "-f", str(local), "--auto-approve"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    before = _downloads(hub)
+
+    dist = _workspace(tmp_path, monkeypatch, "dist", s3_remote)
+    code = main(["apply", "-f", str(dist), "--auto-approve", "--executor", executor])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "on worker tcp://127.0.0.1:" in err  # the actions ran on the cluster's workers
+    assert _lock_text(dist.parent) == _lock_text(local.parent)
+    assert _tree(dist.parent) == _tree(local.parent)  # outputs and provenance, byte for byte
+    # the workers downloaded each Hub file once; the driver materialized from the remote
+    files = len(SMALL) + 2 + sum(1 for p in (tmp_path / "seed").iterdir() if p.is_file())
+    assert _downloads(hub) - before == files
+    shared = SharedStore(open_remote(s3_remote))
+    for addr in ("conversions.q8", "conversions.q4"):
+        entry = read_lock(dist.parent / "hf.lock").get(addr)
+        assert isinstance(entry, ConversionLock)
+        assert shared.get_run(entry.key) is not None  # the worker's run record
+    assert main(["plan", "-f", str(dist), "--detailed-exitcode"]) == 0

@@ -7,6 +7,7 @@ driver's workspace ends up with came through the remote, and must equal a local 
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from pathlib import Path
@@ -105,3 +106,74 @@ def test_cluster_apply_equals_a_local_apply(
         assert isinstance(entry, ConversionLock)
         assert shared.get_run(entry.key) is not None  # the worker's run record
     assert main(["plan", "-f", str(dist), "--detailed-exitcode"]) == 0
+
+
+def test_a_failed_action_on_the_cluster_skips_only_its_dependents(
+    hub: Any, executor: str, s3_remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # org/small is no model: its conversion fails on the worker (ConversionError), the conversion
+    # of that conversion is skipped, and everything else is applied
+    extra = ("  bad: {from: models.small, to: gguf, quantization: Q8_0, output: ./bad}\n"
+             "  worse: {from: conversions.bad, to: gguf, quantization: Q4_0, output: ./worse}\n")
+    dist = _workspace(tmp_path, monkeypatch, "dist", s3_remote, extra=extra)
+    code = main(["apply", "-f", str(dist), "--auto-approve", "--keep-going", "--executor", executor, "--json"])
+    out = capsys.readouterr()
+    assert out.out.strip(), out.err[-3000:]
+    doc = json.loads(out.out)
+    assert code == 6, doc
+    assert set(doc["failed"]) == {"convert:conversions.bad"}
+    assert "on worker tcp://127.0.0.1:" in doc["failed"]["convert:conversions.bad"]
+    assert doc["skipped"] == {"convert:conversions.worse": "convert:conversions.bad failed"}
+    assert sorted(doc["completed"]) == sorted(
+        ["pull:models.tiny", "pull:models.small", "pull:models.other", "convert:conversions.q8", "convert:conversions.q4"])
+    lock = read_lock(dist.parent / "hf.lock")
+    assert lock is not None and "conversions.bad" not in lock.entries and "conversions.q8" in lock.entries
+
+
+def _die_once_plugin(marker: str) -> Any:
+    """A worker plugin: the first worker to start a conversion task exits at once (os._exit), as
+    an OOM kill would; the nanny restarts it and the scheduler reschedules the task."""
+    from distributed import WorkerPlugin
+
+    class DieOnceInAConversion(WorkerPlugin):  # type: ignore[misc]
+        name = "batuta-test-die-once"
+
+        def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+            import os
+
+            if finish == "executing" and str(key).startswith("batuta-convert"):
+                try:
+                    fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    return
+                os.write(fd, str(key).encode())
+                os.close(fd)
+                os._exit(1)
+
+    return DieOnceInAConversion()
+
+
+def test_a_worker_killed_during_a_conversion_is_retried_and_the_result_is_identical(
+    hub: Any, cluster: Any, executor: str, s3_remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from distributed import Client
+
+    local = _workspace(tmp_path, monkeypatch, "local", None)
+    assert main(["apply", "-f", str(local), "--auto-approve"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    marker = tmp_path / "killed"
+    with Client(cluster, set_as_default=False) as client:
+        client.register_plugin(_die_once_plugin(str(marker)))
+        try:
+            dist = _workspace(tmp_path, monkeypatch, "dist", s3_remote)
+            code = main(["apply", "-f", str(dist), "--auto-approve", "--executor", executor])
+            err = capsys.readouterr().err
+        finally:
+            client.unregister_worker_plugin("batuta-test-die-once")
+        client.wait_for_workers(2, timeout=60)  # the nanny's restart, for the next test
+    assert marker.read_text().startswith("batuta-convert")  # a worker did die mid-conversion
+    assert code == 0, err
+    assert _lock_text(dist.parent) == _lock_text(local.parent)
+    assert _tree(dist.parent) == _tree(local.parent)

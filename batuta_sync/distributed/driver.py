@@ -53,6 +53,15 @@ def worker_error(action: Action, payload: Mapping[str, Any]) -> BatutaError:
     return exc
 
 
+def memory_request(limit: int | None, input_bytes: int) -> dict[str, float] | None:
+    """The ``resources=`` of a conversion: its input size in bytes (what it reads and, at most,
+    holds) as ``memory``, capped at the largest worker's so it can always be placed -- or None
+    when no worker declares ``memory`` (Dask would never schedule a task asking for it)."""
+    if not limit:
+        return None
+    return {"memory": float(min(limit, max(1, input_bytes)))}
+
+
 class Cluster:
     """One Dask client for one apply: submit, wait (interruptible), cancel what is left."""
 
@@ -109,10 +118,13 @@ class Cluster:
         sink = self.sinks.get(str(msg.get("action")))
         if sink is None:
             return
-        if msg.get("event") == "start":
-            sink.start(int(msg.get("files", 0)), int(msg.get("total", 0)))
-        elif msg.get("event") == "advance":
-            sink.advance("", int(msg.get("bytes", 0)))
+        try:
+            if msg.get("event") == "start":
+                sink.start(int(msg.get("files", 0)), int(msg.get("total", 0)))
+            elif msg.get("event") == "advance":
+                sink.advance("", int(msg.get("bytes", 0)))
+        except Exception:  # a display problem must not stop the client's event loop (nor the apply)
+            self.sinks.pop(str(msg.get("action")), None)
 
     def cancel_outstanding(self) -> None:
         with self.guard:
@@ -135,7 +147,7 @@ def connect(spec: ExecutorSpec, *, retries: int) -> Iterator[Cluster]:
         try:
             if spec.kind == "dask-local":
                 owned = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
-                                     host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
+                                     host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING)
                 client = Client(owned, set_as_default=False)
             else:
                 client = Client(spec.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
@@ -208,12 +220,9 @@ class RemoteSteps:
             allow_unsafe=spec.allow_unsafe, topic=self.cluster.topic,
         )
         progress_for = ctx.extra.get("progress_for")
-        if progress_for is not None:
+        if progress_for is not None:  # fed from the worker's events (Cluster.on_event)
             self.cluster.sinks[action.id] = progress_for(action)
-        try:
-            out = self.cluster.submit(action, pull_task, task, resources=None, ctx=ctx)
-        finally:
-            self.cluster.sinks.pop(action.id, None)
+        out = self.cluster.submit(action, pull_task, task, resources=None, ctx=ctx)
         if "error" in out:
             raise worker_error(action, out)
         expected = {f.path: [f.sha256 or f.gitsha1, f.size] for f in entry.files}
@@ -227,8 +236,7 @@ class RemoteSteps:
         task = self._convert_task(action, ctx)
         if task is None:  # an imatrix file or an unknown input: converted on the driver
             return self.local[ActionKind.CONVERT](action, ctx)
-        limit = self.cluster.memory_limit()
-        resources = {"memory": min(limit, max(1, sum(size for _p, _d, size in task.inputs)))} if limit else None
+        resources = memory_request(self.cluster.memory_limit(), sum(size for _p, _d, size in task.inputs))
         out = self.cluster.submit(action, convert_task, task, resources=resources, ctx=ctx)
         if "error" in out:
             raise worker_error(action, out)

@@ -50,7 +50,7 @@ def cluster(s3_module: str) -> Iterator[Any]:
     """The running LocalCluster; tests reach it as ``dask://127.0.0.1:PORT``."""
     distributed = pytest.importorskip("distributed")
     lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=logging.WARNING)
+                                  dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING)
     try:
         yield lc
     finally:

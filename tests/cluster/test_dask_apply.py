@@ -177,3 +177,48 @@ def test_a_worker_killed_during_a_conversion_is_retried_and_the_result_is_identi
     assert code == 0, err
     assert _lock_text(dist.parent) == _lock_text(local.parent)
     assert _tree(dist.parent) == _tree(local.parent)
+
+
+class _DriverDies:
+    """A reporter that 'kills' the driver (KeyboardInterrupt out of the walk) once ``after``
+    actions finished: what the journal recorded by then is all the next apply knows."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.done = 0
+
+    def started(self, action: Any) -> None: ...
+    def failed(self, action: Any, error: BaseException) -> None: ...
+    def skipped(self, action: Any, cause: str) -> None: ...
+    def interrupted(self, in_flight: Any, *, abort: bool) -> None: ...
+
+    def finished(self, action: Any, result: Any) -> None:
+        self.done += 1
+        if self.done >= self.after:
+            raise KeyboardInterrupt
+
+
+def test_a_driver_killed_mid_apply_resumes_from_the_journal_locally(
+    hub: Any, executor: str, s3_remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from batuta_sync.core.api import apply_plan, make_plan, settings_for
+    from batuta_sync.core.manifest import load_manifest
+    from batuta_sync.distributed import executor_hook, resolve_executor
+
+    local = _workspace(tmp_path, monkeypatch, "local", None)
+    assert main(["apply", "-f", str(local), "--auto-approve"]) == 0, capsys.readouterr().err
+    dist = _workspace(tmp_path, monkeypatch, "dist", s3_remote)
+    man = load_manifest(dist)
+    settings = settings_for(man)
+    plan = make_plan(man, settings=settings)
+    with pytest.raises(KeyboardInterrupt):
+        apply_plan(plan, manifest=dist, settings=settings, reporter=_DriverDies(after=3),  # type: ignore[arg-type]
+                   executor_hook=executor_hook(resolve_executor(executor, None), settings))
+    # the same saved plan, now with the local executor: the journal's actions are not redone
+    result = apply_plan(plan, manifest=dist, settings=settings)
+    assert result.ok, result.to_dict()
+    assert len(result.resumed) >= 3 and set(result.resumed).isdisjoint(result.completed)
+    assert len(result.resumed) + len(result.completed) == len(plan.actions)
+    assert _lock_text(dist.parent) == _lock_text(local.parent)
+    assert _tree(dist.parent) == _tree(local.parent)

@@ -100,14 +100,15 @@ class Cluster:
             try:
                 out: dict[str, Any] = fut.result()
                 return out
-            except KilledWorker:
-                    raise BatutaError(
-                        f"{action.address}: the workers running it died {self.retries + 1} times "
-                        "(out of memory, or killed); it was not retried further.",
-                        hint="Check the workers' logs and memory; conversions can ask for memory with "
-                        "`dask worker --resources memory=BYTES` (docs/distributed.md).",
-                        code="worker-lost",
-                    ) from None
+            except KilledWorker as exc:
+                times = int(getattr(exc, "allowed_failures", self.retries)) + 1
+                raise BatutaError(
+                    f"{action.address}: the workers running it died {times} times "
+                    "(out of memory, or killed); it was not retried further.",
+                    hint="Check the workers' logs and memory; conversions can ask for memory with "
+                    "`dask worker --resources memory=BYTES` (docs/distributed.md).",
+                    code="worker-lost",
+                ) from None
         finally:
             with self.guard:
                 self.outstanding.pop(action.id, None)

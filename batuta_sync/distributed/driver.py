@@ -187,6 +187,9 @@ class DaskHook:
     ) -> Iterator[Mapping[ActionKind, StepFn]]:
         from batuta_sync.pull.engine import open_shared
 
+        if not any(a.kind in (ActionKind.PULL, ActionKind.CONVERT) for a in plan.actions):
+            yield steps  # nothing for the cluster: no connection at all
+            return
         shared = open_shared(settings)
         if shared is None:
             raise ConfigError(f"The executor {self.spec.text} needs a usable remote; {settings.remote} is not.")

@@ -108,3 +108,18 @@ def test_dask_local_bounds_worker_loss_and_listens_on_loopback_only() -> None:
         assert client.run_on_scheduler(allowed) == 2
         hosts = {w.split("://")[1].rsplit(":", 1)[0] for w in client.scheduler_info()["workers"]}
         assert hosts == {"127.0.0.1"}
+
+
+def test_a_plan_without_pulls_or_conversions_never_reaches_the_cluster(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from batuta_sync.core.manifest import parse_executor
+    from batuta_sync.distributed.driver import DaskHook
+    from batuta_sync.settings import resolve_settings
+
+    hook = DaskHook(parse_executor("dask://127.0.0.1:9"))  # nothing listens there
+    steps: dict[Any, Any] = {ActionKind.PUSH: abs}
+    plan = SimpleNamespace(actions=[Action(kind=ActionKind.PUSH, address="publish.p", reason=Reason.NOT_LOCKED)])
+    settings = resolve_settings(flags={"remote": f"file://{tmp_path / 'r'}"})
+    with hook(steps, settings, None, plan) as got:  # type: ignore[arg-type]
+        assert got is steps

@@ -60,6 +60,14 @@ def require_remote(spec: ExecutorSpec, settings: Settings) -> None:
             hint="Set --remote s3://bucket/prefix (or BATUTA_REMOTE, or defaults.remote in hf.yaml) to a remote "
             "every worker can reach; see docs/distributed.md.",
         )
+    from urllib.parse import urlsplit
+
+    if urlsplit(settings.endpoint).password is not None:
+        raise ConfigError(
+            f"The executor {spec.text} sends the Hub endpoint to every worker, and this endpoint has a "
+            "password in its URL; refusing to send it.",
+            hint="Drop the user:password@ part of the endpoint; workers authenticate with their own HF_TOKEN.",
+        )
     if settings.offline:
         raise ConfigError(
             f"The executor {spec.text} cannot run offline: workers reach the Hub and the remote.",

@@ -222,3 +222,20 @@ def test_a_driver_killed_mid_apply_resumes_from_the_journal_locally(
     assert len(result.resumed) + len(result.completed) == len(plan.actions)
     assert _lock_text(dist.parent) == _lock_text(local.parent)
     assert _tree(dist.parent) == _tree(local.parent)
+
+
+def test_policies_executor_sends_the_apply_to_the_cluster_and_the_flag_overrides_it(
+    hub: Any, executor: str, s3_remote: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "hf.yaml").write_text(
+        f"version: 1\ndefaults:\n  remote: {s3_remote}\npolicies:\n  executor: {executor}\n"
+        "models:\n  small: {repo: org/small, output: ./small}\n")
+    assert main(["apply", "-f", str(ws / "hf.yaml"), "--auto-approve"]) == 0
+    assert "done (6.0 kB): on worker tcp://127.0.0.1:" in capsys.readouterr().err
+    (ws / "hf.yaml").write_text((ws / "hf.yaml").read_text().replace("output: ./small", "output: ./small2"))
+    assert main(["apply", "-f", str(ws / "hf.yaml"), "--auto-approve", "--executor", "local"]) == 0
+    err = capsys.readouterr().err
+    assert "on worker" not in err and "pull models.small done" in err
+    assert (ws / "small2" / "notes.txt").read_bytes() == SMALL["notes.txt"]

@@ -131,3 +131,16 @@ def test_an_unreachable_scheduler_is_one_paragraph(
     err = capsys.readouterr().err
     assert code == 3, err
     assert f"Cannot reach the Dask scheduler dask://127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_an_endpoint_with_a_password_is_never_sent_to_workers(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from batuta_sync.distributed import executor_hook
+    from batuta_sync.errors import ConfigError
+    from batuta_sync.settings import resolve_settings
+
+    settings = resolve_settings(flags={"endpoint": "https://me:s3cret-pw@hub.example.org",
+                                       "remote": f"file://{tmp_path / 'r'}"})
+    with pytest.raises(ConfigError) as info:
+        executor_hook(parse_executor("dask-local:1"), settings)
+    assert "password in its URL" in info.value.message and "s3cret-pw" not in info.value.render()

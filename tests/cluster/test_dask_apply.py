@@ -213,12 +213,12 @@ def test_a_driver_killed_mid_apply_resumes_from_the_journal_locally(
     settings = settings_for(man)
     plan = make_plan(man, settings=settings)
     with pytest.raises(KeyboardInterrupt):
-        apply_plan(plan, manifest=dist, settings=settings, reporter=_DriverDies(after=3),  # type: ignore[arg-type]
+        apply_plan(plan, manifest=dist, settings=settings, reporter=_DriverDies(after=2), jobs=1,  # type: ignore[arg-type]
                    executor_hook=executor_hook(resolve_executor(executor, None), settings))
     # the same saved plan, now with the local executor: the journal's actions are not redone
     result = apply_plan(plan, manifest=dist, settings=settings)
     assert result.ok, result.to_dict()
-    assert len(result.resumed) >= 3 and set(result.resumed).isdisjoint(result.completed)
+    assert len(result.resumed) == 2 and set(result.resumed).isdisjoint(result.completed)  # one action in flight
     assert len(result.resumed) + len(result.completed) == len(plan.actions)
     assert _lock_text(dist.parent) == _lock_text(local.parent)
     assert _tree(dist.parent) == _tree(local.parent)

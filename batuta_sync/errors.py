@@ -41,7 +41,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     "ok": (0, "Success (for `plan --detailed-exitcode`: no changes)."),
     "error": (1, "Unexpected or generic error."),
     "changes": (2, "`plan --detailed-exitcode`: the plan has changes."),
-    "config": (3, "Settings, hf.yaml, hf.lock or plan.json is invalid or unreadable, or a folder a setting names (HF_HUB_CACHE, --root, an output) is unusable."),
+    "config": (3, "Settings, hf.yaml, hf.lock or plan.json is invalid or unreadable, a folder a setting names (HF_HUB_CACHE, --root, an output) is unusable, or an optional extra it needs is missing (`missing-extra`, e.g. `batuta_sync[dask]`)."),
     "stale-plan": (4, "`apply` refused a saved plan because the manifest, lock or Hub moved."),
     "lock-out-of-date": (5, "`--locked`: the lockfile would have to change."),
     "partial": (6, "`apply` completed some actions; others failed or were skipped."),

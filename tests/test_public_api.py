@@ -126,7 +126,7 @@ def test_type_checkers_see_real_types(tmp_path: Path) -> None:
 
 #: Where docs may import from: the package's names, and the engine packages' own ``__all__``.
 PUBLIC_MODULES = {"batuta_sync", "batuta_sync.pull", "batuta_sync.convert", "batuta_sync.publish",
-                  "batuta_sync.server"}
+                  "batuta_sync.server", "batuta_sync.distributed"}
 
 
 def test_docs_import_only_public_names() -> None:

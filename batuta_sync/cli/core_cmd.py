@@ -86,6 +86,12 @@ def register(root: Any, hf: Any) -> None:
     p.add_argument("--keep-going", action="store_true", help="After a failure, run every action that does not need it.")
     p.add_argument("--json", action="store_true", help="Print the apply summary as JSON.")
     p.add_argument(
+        "--executor", default=None, metavar="SPEC",
+        help="Where pull and convert actions run: local (default), dask://HOST:PORT (a Dask scheduler) or "
+        "dask-local:N (a local Dask cluster of N workers); default policies.executor. A Dask executor needs "
+        "--remote and `pip install 'batuta_sync[dask]'` (docs/distributed.md).",
+    )
+    p.add_argument(
         "--lock-timeout", type=float, default=0.0, metavar="SECONDS",
         help="Wait up to SECONDS for another apply's lock (workspace, and the --remote lease) "
         "instead of failing at once with exit 17 (default 0).",
@@ -487,21 +493,34 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from batuta_sync.errors import StalePlanError
 
     man, settings = _load(args)
+    hook = _executor_hook(args, man, settings)  # before the plan: a missing extra or remote fails at once
     if args.plan:
         plan = _read_plan(args.plan, settings)
         _refuse_stale_before_rendering(args, man, plan)
         try:
-            return _apply(args, settings, plan, check_remote=True, locked=False)
+            return _apply(args, settings, plan, check_remote=True, locked=False, hook=hook)
         except StalePlanError as exc:  # a Hub precondition (checked under the workspace lock)
             exc.hint = _new_plan_hint(args)
             raise
     # Plan and apply in one go: the library holds the workspace lock from the plan on, so
     # another apply cannot move hf.lock between our plan and our apply.
     with plan_session(man, settings=settings, offline=settings.offline, lock_timeout=getattr(args, "lock_timeout", 0.0)) as session:
-        return _apply(args, settings, session.plan, check_remote=False, locked=True)
+        return _apply(args, settings, session.plan, check_remote=False, locked=True, hook=hook)
 
 
-def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool) -> int:
+def _executor_hook(args: argparse.Namespace, man: Manifest, settings: Any) -> Any:
+    """``--executor`` (over ``policies.executor``): None for local, else the Dask executor's hook."""
+    flag = getattr(args, "executor", None)
+    if flag in (None, "local") and man.policies.executor in (None, "local"):
+        return None  # the default path imports nothing of the distributed executor
+    from batuta_sync.distributed import executor_hook, resolve_executor
+
+    return executor_hook(resolve_executor(flag, man.policies.executor), settings)
+
+
+def _apply(
+    args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote: bool, locked: bool, hook: Any = None
+) -> int:
     from batuta_sync.core.api import apply_plan
     from batuta_sync.core.executor import ApplyResult
 
@@ -528,6 +547,7 @@ def _apply(args: argparse.Namespace, settings: Any, plan: Plan, *, check_remote:
             progress_for=reporter.sink_for if isinstance(reporter, _RichApplyProgress) else None,
             workspace_locked=locked,
             lock_timeout=getattr(args, "lock_timeout", 0.0),
+            executor_hook=hook,
         )
     finally:
         if isinstance(reporter, _RichApplyProgress):

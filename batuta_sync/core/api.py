@@ -24,10 +24,10 @@ file is a thin layer over it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batuta_sync.core.lockfile import Lock, read_lock
 from batuta_sync.core.manifest import Manifest, load_manifest
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the executor (threads, futures) loads only when applying
     from batuta_sync.core.executor import ApplyResult, Reporter, StepFn
 
 __all__ = [
+    "ExecutorHook",
     "LockUpdate",
     "PlanAndApply",
     "PlanSession",
@@ -56,6 +57,18 @@ __all__ = [
     "settings_for",
     "update_lock",
 ]
+
+
+class ExecutorHook(Protocol):
+    """Where the actions run (``apply --executor``): called once the plan is found fresh, with the
+    default step functions; the context it returns yields the step functions to walk the DAG with
+    and is left when the walk ends (a cluster connection, say).  The walk itself, hf.lock, the
+    journal and the workspace/remote locks stay the driver's (:func:`apply_plan`).  The Dask one
+    is :func:`batuta_sync.distributed.executor_hook`."""
+
+    def __call__(
+        self, steps: Mapping[ActionKind, StepFn], settings: Settings, manifest: Manifest, plan: Plan
+    ) -> AbstractContextManager[Mapping[ActionKind, StepFn]]: ...
 
 
 def settings_for(manifest: Manifest, flags: Mapping[str, Any] | None = None) -> Settings:
@@ -232,6 +245,7 @@ def apply_plan(
     progress_for: Callable[[Any], Any] | None = None,
     workspace_locked: bool = False,
     lease_ttl: float | None = None,
+    executor_hook: ExecutorHook | None = None,
 ) -> ApplyResult:
     """Apply exactly ``plan``: lock the workspace, refuse if stale, run the DAG, update hf.lock per action.
 
@@ -241,6 +255,7 @@ def apply_plan(
     With a shared remote (``settings.remote``) the actions also run under its lease
     (:func:`remote_lease`): ``lock_timeout`` bounds the wait for both locks (0 = fail fast,
     exit 17); ``lease_ttl`` overrides the lease's time to live (else ``BATUTA_LEASE_TTL``, else 300 s).
+    ``executor_hook``: run the actions elsewhere (:class:`ExecutorHook`; default: here, in threads).
     """
     from contextlib import nullcontext
 
@@ -277,20 +292,20 @@ def apply_plan(
 
             steps = default_steps(settings, man, state)
         lease = remote_lease(settings, man, lock, plan.plan_id, wait=lock_timeout, ttl=lease_ttl)
-        if lease is not None:
-            steps = _guarded(steps, lease)
         try:
-            result = execute(
-                plan,
-                steps,
-                lock=lock,
-                lock_path=ws.lock_path,
-                journal=journal,
-                jobs=jobs or man.jobs,
-                keep_going=keep_going,
-                reporter=reporter,
-                extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for, "plan": plan},
-            )
+            where = executor_hook(steps, settings, man, plan) if executor_hook is not None else nullcontext(steps)
+            with where as walk_steps:
+                result = execute(
+                    plan,
+                    _guarded(walk_steps, lease) if lease is not None else walk_steps,
+                    lock=lock,
+                    lock_path=ws.lock_path,
+                    journal=journal,
+                    jobs=jobs or man.jobs,
+                    keep_going=keep_going,
+                    reporter=reporter,
+                    extra={"settings": settings, "manifest": man, "state": state, "progress_for": progress_for, "plan": plan},
+                )
         finally:
             state.save()
             if lease is not None:

@@ -375,6 +375,14 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
         shared = _shared_for_runs(settings, input_tree)
         files = _fetch_run(shared, key, dst) if shared is not None else None
         note = "outputs from the remote run-cache (no conversion)" if files is not None else ""
+        if files is None and ctx.extra.get("require_run_cache"):  # a cluster worker converted it
+            from batuta_sync.errors import IntegrityError
+
+            raise IntegrityError(
+                f"{action.address}: the conversion's outputs are not (or not intact) in the remote's run-cache "
+                "although a worker reported them; nothing was recorded for it.",
+                hint="Apply again; if it repeats, run `batuta remote check` on the remote.",
+            )
         if files is None:
             _fetch_on_demand_input(settings, manifest, state, ctx, spec.source)
             result = convert_mod.convert(

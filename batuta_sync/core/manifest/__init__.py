@@ -31,6 +31,7 @@ from batuta_sync.core.manifest.model import (
     REPO_SECTIONS,
     SECTIONS,
     ConversionSpec,
+    ExecutorSpec,
     Manifest,
     Path_,
     Policies,
@@ -40,6 +41,7 @@ from batuta_sync.core.manifest.model import (
     dependencies,
     digest_of,
     iter_specs,
+    parse_executor,
 )
 from batuta_sync.core.manifest.validate import glob_problem, load_schema, schema_path
 
@@ -50,6 +52,7 @@ __all__ = [
     "REPO_SECTIONS",
     "SECTIONS",
     "ConversionSpec",
+    "ExecutorSpec",
     "Manifest",
     "Path_",
     "Policies",
@@ -64,6 +67,7 @@ __all__ = [
     "load_manifest",
     "load_schema",
     "located_error",
+    "parse_executor",
     "parse_manifest",
     "read_manifest_text",
     "schema_path",

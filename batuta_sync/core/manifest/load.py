@@ -24,6 +24,7 @@ from batuta_sync.core.manifest.model import (
     Policies,
     PublishSpec,
     RepoSpec,
+    digest_data,
     digest_of,
 )
 from batuta_sync.core.manifest.positions import Doc, Problem, compose
@@ -178,7 +179,7 @@ def _build(data: dict[str, Any], source: str) -> Manifest:
     )
     return Manifest(
         path=source,
-        digest=digest_of(data),
+        digest=digest_of(digest_data(data)),
         version=int(data["version"]),
         repos=tuple(_repo_specs(data, defaults, unsafe_policy)),
         conversions=conversions,

@@ -157,6 +157,7 @@ class Policies(Mapping[str, Any]):
     endpoint: str | None = None
     offline: bool | None = None
     cache_dir: str | None = None
+    executor: str | None = None  # where apply runs pull/convert actions (parse_executor)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Policies:
@@ -178,6 +179,75 @@ class Policies(Mapping[str, Any]):
     @classmethod
     def _names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# --------------------------------------------------------------------------- executor
+
+#: policies that say *where* apply runs, not *what* it does: left out of the manifest digest, so a
+#: saved plan stays applicable on another executor
+RUNTIME_POLICIES = ("executor",)
+EXECUTOR_FORMS = "local, dask://HOST:PORT or dask-local:N"
+MAX_LOCAL_WORKERS = 256
+_DASK_ADDR_RE = re.compile(r"\Adask://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):([0-9]{1,5})\Z")
+_DASK_LOCAL_RE = re.compile(r"\Adask-local:([0-9]{1,4})\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSpec:
+    """Where apply runs its pull and convert actions: ``local`` (threads, the default), an existing
+    Dask scheduler (``dask://HOST:PORT`` -> ``address`` ``tcp://HOST:PORT``) or a Dask
+    ``LocalCluster`` of ``workers`` processes started for the apply (``dask-local:N``)."""
+
+    kind: str  # local | dask | dask-local
+    text: str = "local"
+    address: str = ""
+    workers: int = 0
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind == "local"
+
+
+def executor_problem(text: object) -> str | None:
+    """Why ``text`` is not an executor spec (one sentence), or None."""
+    if not isinstance(text, str):
+        return f"the executor must be a string ({EXECUTOR_FORMS})"
+    if text == "local":
+        return None
+    if m := _DASK_ADDR_RE.match(text):
+        port = int(m.group(2))
+        return None if 0 < port < 65536 else f"the port of {text!r} is out of range (1-65535)"
+    if m := _DASK_LOCAL_RE.match(text):
+        n = int(m.group(1))
+        return None if 0 < n <= MAX_LOCAL_WORKERS else f"dask-local needs 1 to {MAX_LOCAL_WORKERS} workers, not {n}"
+    return f"unknown executor {text!r} (use {EXECUTOR_FORMS})"
+
+
+def parse_executor(text: str | None) -> ExecutorSpec:
+    """The one parser of ``--executor`` / ``policies.executor`` (None = ``local``); ValueError
+    with :func:`executor_problem`'s sentence for anything else."""
+    if text is None or text == "local":
+        return ExecutorSpec("local")
+    problem = executor_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
+    if m := _DASK_ADDR_RE.match(text):
+        return ExecutorSpec("dask", text, address=f"tcp://{m.group(1)}:{int(m.group(2))}")
+    m = _DASK_LOCAL_RE.match(text)
+    assert m is not None
+    return ExecutorSpec("dask-local", text, workers=int(m.group(1)))
+
+
+def digest_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What the manifest digest covers: ``data`` without the :data:`RUNTIME_POLICIES`."""
+    policies = data.get("policies")
+    if not isinstance(policies, Mapping) or not any(k in policies for k in RUNTIME_POLICIES):
+        return dict(data)
+    kept = {k: v for k, v in policies.items() if k not in RUNTIME_POLICIES}
+    out = {k: v for k, v in data.items() if k != "policies"}
+    if kept:
+        out["policies"] = kept
+    return out
 
 
 @dataclass(frozen=True)

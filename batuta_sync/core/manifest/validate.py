@@ -14,7 +14,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from batuta_sync.core.manifest.model import ADDRESS_RE, GGUF_OPTION_KEYS, REPO_SECTIONS, SECTIONS, Path_
+from batuta_sync.core.manifest.model import (
+    ADDRESS_RE,
+    GGUF_OPTION_KEYS,
+    REPO_SECTIONS,
+    SECTIONS,
+    Path_,
+    executor_problem,
+)
 from batuta_sync.core.manifest.positions import Problem, key_str
 from batuta_sync.types import is_valid_repo_id
 
@@ -276,6 +283,12 @@ class _Checker:
                     self.diag("'fetch: on-demand' needs every user of this repo to be a conversion "
                               "(a publish needs its files; with no conversion it would never be pulled)", base)
 
+    def policies(self) -> None:
+        policies = self.data.get("policies")
+        value = policies.get("executor") if isinstance(policies, dict) else None
+        if isinstance(value, str) and (problem := executor_problem(value)):
+            self.diag(problem, ("policies", "executor"))
+
     def cycles(self) -> None:
         """Cycles, by address (conversions may chain)."""
         reported: set[str] = set()
@@ -343,6 +356,7 @@ def semantic_problems(data: dict[str, Any]) -> list[Problem]:
     check.conversions()
     check.publishes()
     check.on_demand()
+    check.policies()
     check.cycles()
     check.moved()
     check.conflicting_outputs()

@@ -325,6 +325,13 @@ def _share_run(shared: SharedStore, key: str, dst: Path, outputs: Sequence[FileD
         _warn(f"could not share the conversion with the remote {shared.url} ({exc.message}); it is applied.")
 
 
+def _hub_split(spec: ConversionSpec, manifest: Manifest) -> dict[str, Any]:
+    """A published GGUF larger than the Hub's per-file limit is written split (docs/conversion.md)."""
+    from batuta_sync.core.planner.diff import HUB_SPLIT_BYTES, splits_for_hub  # read now (tests lower them)
+
+    return {"split_max_size": HUB_SPLIT_BYTES} if splits_for_hub(spec, manifest) else {}
+
+
 def _abort_check(abort: threading.Event) -> Callable[[int, int], None]:
     """A conversion progress callback (after each tensor) that stops the conversion once ``abort``
     is set (a second Ctrl-C in apply); the converter removes its partial output."""
@@ -393,6 +400,7 @@ def make_convert_step(settings: Settings, manifest: Manifest, state: WorkspaceSt
                 jobs=ctx.jobs,
                 progress=_abort_check(ctx.abort),
                 allow_unsafe=manifest.allow_unsafe,
+                **_hub_split(spec, manifest),
                 **spec.convert_kwargs(),
             )
             files = result.files

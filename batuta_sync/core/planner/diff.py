@@ -340,6 +340,43 @@ def _source_dir(address: str, manifest: Manifest, out: DiffResult, opts: PlanOpt
     return ""
 
 
+HUB_MAX_FILE_BYTES = 50 * 1000**3
+"""The Hub's per-file limit: a published GGUF larger than this is written as a split set."""
+HUB_SPLIT_BYTES = 48 * 1000**3
+"""Tensor bytes per shard of that split set (below the limit: the header and padding fit)."""
+_BITS = {"F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69, "Q5_K_S": 5.54,
+         "Q5_1": 6.0, "Q5_0": 5.5, "Q4_K_M": 4.89, "Q4_K_S": 4.58, "Q4_1": 5.0, "Q4_0": 4.5, "IQ4_NL": 4.5,
+         "IQ4_XS": 4.25, "Q3_K_L": 4.27, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q2_K": 2.96}
+
+
+def splits_for_hub(spec: ConversionSpec, manifest: Manifest) -> bool:
+    """A GGUF conversion that is published and sets no split option itself: it is written split
+    when its output would pass the Hub's per-file limit (``HUB_SPLIT_BYTES`` per shard)."""
+    opts = dict(spec.gguf_options)
+    return (spec.to == "gguf" and "split_max_size" not in opts and "split_max_tensors" not in opts
+            and any(p.source == spec.address for p in manifest.publishes))
+
+
+def gguf_size_estimate(source: RepoLock | None, quantization: str | None) -> int:
+    """Bytes of a GGUF made from ``source``'s safetensors (16-bit weights assumed) at ``quantization``."""
+    if source is None:
+        return 0
+    weights = sum(f.size for f in source.files if f.path.endswith(".safetensors"))
+    return int(weights * _BITS.get((quantization or "F16").upper(), 16.0) / 16.0)
+
+
+def _hub_split_note(spec: ConversionSpec, manifest: Manifest, out: DiffResult) -> str:
+    if not splits_for_hub(spec, manifest):
+        return ""
+    source = out.planned.get(spec.source)
+    estimate = gguf_size_estimate(source if isinstance(source, RepoLock) else None, spec.quantization)
+    if estimate <= HUB_MAX_FILE_BYTES:
+        return ""
+    shards = -(-estimate // HUB_SPLIT_BYTES)
+    return (f"; ~{estimate / 1e9:.0f} GB: written as {shards} split files (the Hub's "
+            f"{HUB_MAX_FILE_BYTES // 1000**3} GB per-file limit)")
+
+
 def diff_conversion(spec: ConversionSpec, manifest: Manifest, lock: Lock, world: World, opts: PlanOptions, out: DiffResult) -> None:
     entry = lock.get(spec.address)
     locked = entry if isinstance(entry, ConversionLock) else None
@@ -381,6 +418,7 @@ def diff_conversion(spec: ConversionSpec, manifest: Manifest, lock: Lock, world:
     out.planned[spec.address] = None
     key = conversion_key(input_tree, opts.converter_version, params) if input_tree else None
     detail = f"{spec.source} → {spec.to}" + (f" {spec.quantization}" if spec.quantization else "")
+    detail += _hub_split_note(spec, manifest, out)
     action = Action(
         kind=ActionKind.CONVERT,
         address=spec.address,

@@ -36,7 +36,7 @@ _COMMAND_MODULES = (
 # Which module defines each command, so a run builds only the parser it needs (start-up budget).
 # tests/test_foundation.py checks this map against what the modules really register.
 _ROOT_COMMANDS = {
-    **dict.fromkeys(("validate", "plan", "apply", "show", "graph", "lock", "status"), "core_cmd"),
+    **dict.fromkeys(("validate", "plan", "apply", "show", "graph", "lock", "import", "status"), "core_cmd"),
     "cache": "pull_cmd",
     "convert": "convert_cmd",
     "hub": "hub_cmd",

@@ -322,7 +322,9 @@ def write_maybe_split(out: Path, opts: SplitOptions, produce: Callable[[Path], t
         count, params = produce(out)
         return [out], count, params
     out.parent.mkdir(parents=True, exist_ok=True)
-    whole = out.with_name(f".{out.name}.unsplit-{os.getpid()}.gguf")
+    # one name per output (no pid): a run killed mid-way leaves it, or its temp, under a name the next
+    # run writes again (``temp_path_for`` sweeps the dead run's temps), so no litter survives for good
+    whole = out.with_name(f".{out.name}.unsplit.gguf")
     try:
         count, params = produce(whole)
         files = split_gguf(whole, out, opts)

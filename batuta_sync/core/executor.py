@@ -336,7 +336,10 @@ def execute(
         # the plan id is recorded only when the apply changed hf.lock: an apply that only re-pulled
         # or re-materialized (a fresh CI runner) leaves it byte-identical; such a plan stays fresh,
         # and applying it again is the same no-op on the lock
-        if lock is None or dumps(final) != dumps(lock):
+        # (a resumed apply whose earlier run recorded every change but died before this line
+        # changed hf.lock too: the journal says which of its actions did)
+        resumed_changes = any(by_id[a].changes_lock for a in result.resumed)
+        if lock is None or dumps(final) != dumps(lock) or resumed_changes:
             final = replace(final, last_applied_plan=plan.plan_id)
             write_lock(lock_path, final)
         journal.remove()

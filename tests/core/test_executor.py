@@ -173,6 +173,32 @@ def test_an_interrupted_apply_resumes_from_the_journal(ws: Path) -> None:
     assert steps.ran == ["convert:conversions.qa", "push:publish.pa"]
 
 
+def test_a_resume_after_every_change_was_recorded_still_records_the_plan(ws: Path) -> None:
+    """A driver killed after the last action was recorded but before ``last_applied_plan`` was
+    written: the resumed apply runs nothing, and hf.lock ends as an uninterrupted apply's would."""
+    import dataclasses
+
+    from batuta_sync.core.lockfile import write_lock
+
+    hub = FakeHub({"org/a": C1, "org/b": C1, "me/a-gguf": None})
+    plan, _ = _plan(ws, hub)
+    assert _apply(ws, plan, FakeSteps(), hub, jobs=1).ok
+    done = read_lock(ws / "hf.lock")
+    assert done is not None and done.last_applied_plan == plan.plan_id
+    # the crash: every entry recorded, the journal still there, no plan id yet
+    write_lock(ws / "hf.lock", dataclasses.replace(done, last_applied_plan=None))
+    journal = Journal(Workspace(ws / "hf.yaml").journal(plan.plan_id))
+    from batuta_sync.core.lockfile import lock_digest
+
+    for a in plan.actions:
+        journal.record(a.id, lock_digest(read_lock(ws / "hf.lock")))
+    steps = FakeSteps()
+    again = _apply(ws, plan, steps, hub, jobs=1)
+    assert again.ok and steps.ran == [] and sorted(again.resumed) == sorted(a.id for a in plan.actions)
+    final = read_lock(ws / "hf.lock")
+    assert final is not None and final.last_applied_plan == plan.plan_id
+
+
 def test_stale_plans_are_refused_listing_each_precondition(ws: Path) -> None:
     hub = FakeHub({"org/a": C1, "org/b": C1, "me/a-gguf": None})
     plan, _ = _plan(ws, hub)

@@ -58,7 +58,10 @@ def _regexes(pre: Any) -> list[str]:
 
 
 def detect_pre(tok: dict[str, Any], arch: str) -> str:
-    """llama.cpp's ``tokenizer.ggml.pre`` id for a byte-level BPE tokenizer.json."""
+    """The fallback ``tokenizer.ggml.pre`` id of a byte-level BPE tokenizer.json, from its pre-tokenizer regex.
+
+    Used when ``pre_hash.pre_from_hash`` (llama.cpp's own table) has no answer.
+    """
     regexes = _regexes(tok.get("pre_tokenizer"))
     if LLAMA3_REGEX in regexes:
         return "llama-bpe"
@@ -203,7 +206,8 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
             hint="GGUF files embed the tokenizer; add the model's tokenizer files to the directory.",
         )
     try:
-        tok = json.loads(tj.read_text(encoding="utf-8"))
+        text = tj.read_text(encoding="utf-8")
+        tok = json.loads(text)
         model = tok["model"]
         mtype = model.get("type", "BPE")
         vocab: dict[str, int] = model["vocab"]
@@ -238,7 +242,9 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
         else:
             tokens.append(f"[PAD{i}]")
             types.append(UNUSED)
-    return Vocab("gpt2", detect_pre(tok, arch), tuple(tokens), tuple(types), None)
+    from batuta_sync.convert.pre_hash import pre_from_hash
+
+    return Vocab("gpt2", pre_from_hash(text) or detect_pre(tok, arch), tuple(tokens), tuple(types), None)
 
 
 def _added_from_json(tok: dict[str, Any], tj: Path) -> dict[int, tuple[str, bool]]:
@@ -444,7 +450,7 @@ def write_hf_tokenizer(meta: Meta, out_dir: Path, context_length: int | None) ->
             for i, t in enumerate(tokens)
             if types[i] in (CONTROL, USER_DEFINED)
         ]
-        if pre in ("llama-bpe", "qwen2", "smaug-bpe"):
+        if pre in ("llama-bpe", "qwen2", "smaug-bpe", "dbrx"):  # llama.cpp runs Llama 3's regex for dbrx/smaug too
             pre_tok: dict[str, Any] = {
                 "type": "Sequence",
                 "pretokenizers": [

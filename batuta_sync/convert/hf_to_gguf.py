@@ -717,7 +717,10 @@ def write_gguf(
                 if progress is not None:
                     progress(finished[0], len(tensors))
 
-        _run_all(items, str(tmp), jobs, done)
+        from batuta_sync.convert.kquants import expected_work, k_blocks
+
+        with expected_work(k_blocks((t.shape, t.qtype) for t in tensors)):
+            _run_all(items, str(tmp), jobs, done)
         os.replace(tmp, dst)
     finally:
         w.close()

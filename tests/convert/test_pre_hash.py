@@ -101,3 +101,54 @@ def test_dbrx_maps_back_to_llama3_regex(cl100k_dir: Path, tmp_path: Path) -> Non
     tj = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
     assert tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == LLAMA3_REGEX
     assert pre_hash.token_hash((out / "tokenizer.json").read_text(encoding="utf-8")) == DBRX  # same ids back
+
+
+def _phi4_cl100k(root: Path, tokenizer_dir: Path) -> Path:
+    """A tiny Phi-4: Phi3ForCausalLM, no sliding window, the real cl100k_base vocabulary (100352 ids)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from batuta_sync.tinymodel import write_tiny_arch
+
+    d = write_tiny_arch(root, "Phi3ForCausalLM", dtype="float16", seed=41)
+    (d / "tokenizer.model").unlink()
+    shutil.copy(tokenizer_dir / "tokenizer.json", d / "tokenizer.json")
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>", "model_max_length": 256}))
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(vocab_size=100352, sliding_window=None, bos_token_id=100257, eos_token_id=100257, pad_token_id=100257)
+    (d / "config.json").write_text(json.dumps(cfg))
+    w = load_file(str(d / "model.safetensors"))
+    rng = np.random.default_rng(41)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        w[name] = (rng.standard_normal((100352, 256), dtype=np.float32) / 16).astype(np.float16)
+    save_file(w, str(d / "model.safetensors"))
+    return d
+
+
+def test_phi4_cl100k_matches_convert_hf_to_gguf(cl100k_dir: Path, tmp_path: Path) -> None:
+    """With the peers installed: llama.cpp's own converter hashes the same tokenizer to ``dbrx`` too, and the
+    whole F16 GGUF (vocabulary, merges, every key and tensor) is the same."""
+    import subprocess
+    import textwrap
+
+    from tests.bench._convert_peers import convert_hf_to_gguf_body
+
+    from .test_architectures import convert_script, gguf_dump, peer_has, peer_python
+
+    script, py = convert_script(), peer_python()
+    if script is None or py is None or not peer_has("torch", "transformers"):
+        pytest.skip("needs convert_hf_to_gguf.py, torch and transformers in ~/.cache/batuta-bench/peers")
+    src = _phi4_cl100k(tmp_path / "phi4", cl100k_dir)
+    body = textwrap.dedent(convert_hf_to_gguf_body(script, src, tmp_path / "peer.gguf", "f16"))
+    proc = subprocess.run([py, "-c", body], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ours = convert(src, tmp_path / "ours.gguf", to="gguf", quantization="F16").output
+    kv_o, t_o = gguf_dump(ours)
+    kv_p, t_p = gguf_dump(tmp_path / "peer.gguf")
+    assert kv_p["tokenizer.ggml.pre"] == "dbrx" and kv_o["tokenizer.ggml.pre"] == "dbrx"
+    assert sorted(kv_o) == sorted(kv_p)
+    for key in kv_p:
+        assert kv_o[key] == kv_p[key], key
+    assert sorted(t_o) == sorted(t_p) and all(t_o[n] == t_p[n] for n in t_p)

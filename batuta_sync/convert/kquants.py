@@ -18,12 +18,14 @@ hundred blocks so the temporaries stay in the CPU cache.
 
 When numba is importable, :mod:`batuta_sync.convert._kquants_numba` (a compiled port of the same
 C loops, cached on disk) does the work instead: 3-4x ggml's single-thread speed where this numpy
-path reaches 0.6-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported lazily on
-the first K-quant call of at least ``_JIT_MIN_BLOCKS`` super-blocks (never at CLI start-up) and
-then used for every size; ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto`` forces a backend (``auto``:
-numba when available).  Any failure to import or compile it falls back to numpy for the rest of
-the process.  Costs: the first compile takes ~5 s once per install (then the on-disk cache loads
-in ~0.5 s per process), and numba + LLVM add ~130 MB RSS per process, independent of the model.
+path reaches 0.6-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported lazily
+(never at CLI start-up): inside ``expected_work`` (a conversion announcing its whole K-quant work)
+when that work is at least ``_JIT_MIN_TOTAL_BLOCKS`` super-blocks, otherwise on the first call of at
+least ``_JIT_MIN_BLOCKS``; once loaded it serves every size.  ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto``
+forces a backend (``auto``: numba when available).  Any failure to import or compile it falls back to
+numpy for the rest of the process.  Costs: the first compile takes ~5 s once per install (then numba's
+import and the on-disk cache take ~0.4 s of CPU per process, SciPy hidden: ``_numba_env``), and numba +
+LLVM add ~110 MB RSS per process, independent of the model.
 The kernels release the GIL, so threads scale too.
 """
 

@@ -44,7 +44,8 @@ def _split(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
 
 
 def tokenizer_json(path: Path) -> dict[str, Any]:
-    """cl100k_base with Phi-4's layout: Llama 3's split regex + byte-level BPE, <|endoftext|> at 100257."""
+    """cl100k_base with Phi-4's layout: Llama 3's split regex + byte-level BPE, <|dummy_0|> at 100256 and
+    <|endoftext|> at 100257 (transformers 5 renumbers an added token that follows a gap in the ids)."""
     ranks: dict[bytes, int] = {}
     for line in path.read_bytes().splitlines():
         if line.strip():
@@ -63,7 +64,8 @@ def tokenizer_json(path: Path) -> dict[str, Any]:
     added = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
     return {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [{"id": 100257, "content": "<|endoftext|>", **added}],
+        "added_tokens": [{"id": 100256, "content": "<|dummy_0|>", **added},  # as Phi-4's: no gap in the ids
+                         {"id": 100257, "content": "<|endoftext|>", **added}],
         "normalizer": None,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": LLAMA3_REGEX}, "behavior": "Isolated", "invert": False},

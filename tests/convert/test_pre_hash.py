@@ -14,6 +14,12 @@ from batuta_sync.convert import convert, pre_hash
 from batuta_sync.convert.tokenizer import LLAMA3_REGEX, load_vocab
 
 from . import _cl100k
+from .test_architectures import (  # at import: tests get a temp HOME
+    convert_script,
+    gguf_dump,
+    peer_has,
+    peer_python,
+)
 
 DBRX = "a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e"
 
@@ -134,8 +140,6 @@ def test_phi4_cl100k_matches_convert_hf_to_gguf(cl100k_dir: Path, tmp_path: Path
     import textwrap
 
     from tests.bench._convert_peers import convert_hf_to_gguf_body
-
-    from .test_architectures import convert_script, gguf_dump, peer_has, peer_python
 
     script, py = convert_script(), peer_python()
     if script is None or py is None or not peer_has("torch", "transformers"):

@@ -14,6 +14,7 @@ code calling ``np.dot``/``np.linalg``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -23,15 +24,17 @@ _ENV = "BATUTA_NUMBA_BLAS"
 def import_numba() -> None:
     """Import numba (and numba.np.arraymath) with SciPy hidden, unless SciPy is loaded or the opt-out is set."""
     if "scipy" in sys.modules or "numba.np.arraymath" in sys.modules or os.environ.get(_ENV) == "1":
-        import numba
-
+        importlib.import_module("numba")
         return
     sys.modules["scipy"] = None  # type: ignore[assignment]  # "import scipy..." raises ImportError now
     try:
-        import numba.np.arraymath  # noqa: F401  (its _HAVE_BLAS probe runs here)
+        importlib.import_module("numba.np.arraymath")  # its _HAVE_BLAS probe runs here
+    except Exception:  # a numba that needs SciPy at import after all: imported the ordinary way below
+        pass
     finally:
         if "scipy" in sys.modules and sys.modules["scipy"] is None:
             del sys.modules["scipy"]
+    importlib.import_module("numba.np.arraymath")  # a no-op when the import above worked
 
 
 import_numba()

@@ -156,3 +156,30 @@ def test_phi4_cl100k_matches_convert_hf_to_gguf(cl100k_dir: Path, tmp_path: Path
     for key in kv_p:
         assert kv_o[key] == kv_p[key], key
     assert sorted(t_o) == sorted(t_p) and all(t_o[n] == t_p[n] for n in t_p)
+
+
+@pytest.mark.parametrize("pre,regex,ignore_merges", [
+    ("llama-bpe", LLAMA3_REGEX, True), ("falcon3", LLAMA3_REGEX, True), ("dbrx", LLAMA3_REGEX, False),
+    ("smaug-bpe", LLAMA3_REGEX, False), ("qwen2", "qwen2", False), ("deepseek-r1-qwen", "qwen2", False),
+    ("gpt-2", None, False), ("smollm", None, False),
+])
+def test_gguf_to_hf_rebuilds_the_pre_tokenizer_llama_cpp_runs(models: dict[str, Path], tmp_path: Path, pre: str,
+                                                               regex: str | None, ignore_merges: bool) -> None:
+    """The ids llama.cpp's llama-vocab.cpp runs with Llama 3's or Qwen2's regex get that regex back."""
+    import dataclasses
+
+    from batuta_sync.convert.gguf_meta import Meta
+    from batuta_sync.convert.tokenizer import QWEN2_REGEX, add_vocab, write_hf_tokenizer
+
+    v = dataclasses.replace(load_vocab(models["gqa"], 320, "llama"), pre=pre)
+    w = gguf.GGUFWriter(tmp_path / "v.gguf", "llama")
+    add_vocab(w, models["gqa"], v)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    write_hf_tokenizer(Meta(gguf.GGUFReader(tmp_path / "v.gguf"), tmp_path / "v.gguf"), tmp_path, None)
+    tj = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    want = QWEN2_REGEX if regex == "qwen2" else regex
+    got = tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] if tj["pre_tokenizer"]["type"] == "Sequence" \
+        else None
+    assert got == want and tj["model"]["ignore_merges"] is ignore_merges

@@ -27,6 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from batuta_sync.convert import _numba_env  # noqa: F401  (first: numba without SciPy's BLAS probe)
+
+# isort: split
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba import config, njit, types
 from numba.extending import intrinsic as _intrinsic

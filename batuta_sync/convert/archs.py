@@ -79,6 +79,7 @@ class Arch:
     hidden_act: str = "silu"
     attention_bias: bool | None = None  # written back into config.json when set
     defaults: dict[str, float | int] = field(default_factory=dict)  # config.json defaults llama.cpp assumes
+    longrope: bool = False  # Phi-3 LongRoPE: rope_factors_long/short tensors + rope.scaling.attn_factor
 
 
 _MOE_USED = HParam("expert_used_count", ("num_experts_per_tok",))
@@ -104,7 +105,7 @@ ARCHS: tuple[Arch, ...] = (
          {"input_layernorm": "attn_norm", "self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output",
           "post_attention_layernorm": "ffn_norm", "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down"},
          hparams=(HParam("rope.scaling.original_context_length", ("original_max_position_embeddings",)),
-                  HParam("attention.sliding_window", ("sliding_window",), default=0)), rope_dims=True),
+                  HParam("attention.sliding_window", ("sliding_window",), default=0)), rope_dims=True, longrope=True),
     Arch("llama", ("MixtralForCausalLM",), "mixtral",
          {**_ATTN, "post_attention_layernorm": "ffn_norm", "block_sparse_moe.gate": "ffn_gate_inp"},
          experts={"block_sparse_moe.experts.{e}.w1": "ffn_gate_exps", "block_sparse_moe.experts.{e}.w2": "ffn_down_exps",

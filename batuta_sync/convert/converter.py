@@ -16,7 +16,7 @@ from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, 
 from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
 
 # Bump whenever the bytes a conversion produces change (it is part of memo keys in hf.lock).
-CONVERTER_VERSION = "2"  # 2: llama-quantize's 70B attn_v rule; llama.cpp's key set per architecture
+CONVERTER_VERSION = "3"  # 3: tokenizer.ggml.pre from llama.cpp's hash table; 2: the 70B attn_v rule, llama.cpp's key set
 
 TARGETS = ("gguf", "safetensors")
 SUPPORTED = (

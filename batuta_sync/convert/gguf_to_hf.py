@@ -101,10 +101,14 @@ def write_hf(
     entries: list[tuple[str, Any, str, tuple[int, ...], int, int, bool]] = []
     unmapped = []
     rope_freqs = None
+    longrope: dict[str, Any] = {}
     dtype_count: dict[str, int] = {}
     for t in reader.tensors:
         if t.name == "rope_freqs.weight" and arch == "llama":
             rope_freqs = t  # Llama 3.x rope scaling: config.json's rope_scaling, rebuilt from the factors
+            continue
+        if t.name in ("rope_factors_long.weight", "rope_factors_short.weight") and entry.longrope:
+            longrope[t.name] = t  # Phi-3 LongRoPE: config.json's rope_scaling
             continue
         mapped = gguf_to_hf_name(t.name, entry)
         if mapped is None:
@@ -226,6 +230,8 @@ def write_hf(
         cfg = _config(meta, entry, embd, tied, dominant)
         if rope_freqs is not None:
             cfg["rope_scaling"] = _llama3_scaling(src, np.asarray(rope_freqs.data, dtype=np.float32), cfg)
+        if longrope or meta.get_float(f"{arch}.rope.scaling.attn_factor", None) is not None:
+            cfg["rope_scaling"] = _longrope_scaling(meta, longrope, cfg)
         (stage / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         written.append("config.json")
         from batuta_sync.convert.tokenizer import write_hf_tokenizer
@@ -295,7 +301,7 @@ def _config(meta: Meta, entry: Arch, embd: tuple[int, ...] | None, tied: bool, d
             if v is not None:
                 rs[key] = _f7(v)
         cfg["rope_scaling"] = rs
-    elif stype not in (None, "none"):
+    elif stype not in (None, "none") and not (stype == "longrope" and entry.longrope):
         raise ConversionError(f"{meta.src}: rope scaling type {stype!r} cannot be mapped back to config.json.",
                               hint="Supported: linear, yarn, and Llama 3's rope_freqs tensor.")
     for hp in entry.hparams:
@@ -313,7 +319,7 @@ def _config(meta: Meta, entry: Arch, embd: tuple[int, ...] | None, tied: bool, d
 
 def _check_metadata_keys(meta: Meta, reader: Any, entry: Arch) -> None:
     """Every metadata key must be one the converter maps back (or informational ``general.*``)."""
-    arch_keys = _GENERIC_KEYS | {hp.gguf for hp in entry.hparams}
+    arch_keys = _GENERIC_KEYS | {hp.gguf for hp in entry.hparams} | ({"rope.scaling.attn_factor"} if entry.longrope else set())
     unknown = []
     for key in reader.fields:
         if key.startswith(("GGUF.", "general.")):
@@ -328,6 +334,35 @@ def _check_metadata_keys(meta: Meta, reader: Any, entry: Arch) -> None:
         raise ConversionError(f"{meta.src}: {len(unknown)} metadata key(s) cannot be mapped back to a {entry.hf[0]} "
                               f"checkpoint: {shown}.",
                               hint="Nothing is dropped silently; the GGUF carries settings config.json cannot express.")
+
+
+def _f32_short(v: Any) -> float:
+    """A float32 value as the shortest decimal that reads back as the same float32 (1.08, not 1.0800000429)."""
+    return float(str(np.float32(v)))
+
+
+def _longrope_scaling(meta: Meta, tensors: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """config.json's Phi-3 LongRoPE ``rope_scaling`` from the two factor tensors and the attention factor."""
+    from batuta_sync.convert.hf_to_gguf import longrope_attn_factor
+
+    arch = meta.get_str("general.architecture")
+    orig = meta.get_int(f"{arch}.rope.scaling.original_context_length", None, minimum=1)
+    rope_dim = int(cfg.get("partial_rotary_factor", 1.0) * int(cfg.get("head_dim") or cfg["hidden_size"]
+                                                                // cfg["num_attention_heads"]))
+    got = {k: np.asarray(t.data, dtype=np.float32).reshape(-1) for k, t in tensors.items()
+           if int(t.tensor_type) == 0}  # F32, as llama.cpp writes them
+    if orig is None or len(got) != 2 or len(tensors) != 2 or any(a.shape != (rope_dim // 2,) for a in got.values()):
+        raise ConversionError(f"{meta.src}: LongRoPE needs rope_factors_long.weight and rope_factors_short.weight "
+                              f"(F32, {rope_dim // 2} values each) and {arch}.rope.scaling.original_context_length; "
+                              f"this file has {sorted(tensors) or 'no factor tensors'}.",
+                              hint="Nothing is dropped silently; re-create the GGUF from the original checkpoint.")
+    rs: dict[str, Any] = {"type": "longrope",
+                          "long_factor": [_f32_short(x) for x in got["rope_factors_long.weight"]],
+                          "short_factor": [_f32_short(x) for x in got["rope_factors_short.weight"]]}
+    stored = np.float32(meta.get_float(f"{arch}.rope.scaling.attn_factor", 1.0))  # llama.cpp's default: 1
+    if stored != np.float32(longrope_attn_factor(int(cfg["max_position_embeddings"]), orig)):
+        rs["attention_factor"] = _f32_short(stored)
+    return rs
 
 
 def _snap(v: float) -> float:

@@ -88,6 +88,49 @@ class ModelSpec:
     n_expert: int = 0
     extra: tuple[tuple[HParam, Any], ...] = ()  # the arch's extra hparams and their values
     rope_dim: int = 0  # rotary dimensions (head_dim * partial_rotary_factor)
+    longrope: LongRope | None = None  # Phi-3 LongRoPE: rope_factors_long/short tensors + rope.scaling.attn_factor
+
+
+@dataclass(frozen=True)
+class LongRope:
+    """Phi-3's LongRoPE, as llama.cpp's converter stores it (``Phi3MiniModel.generate_extra_tensors``)."""
+
+    long_factor: tuple[float, ...]
+    short_factor: tuple[float, ...]
+    attn_factor: float
+
+
+def longrope_attn_factor(context_length: int, original: int) -> float:
+    """The attention factor llama.cpp's converter (and transformers' default) derive for LongRoPE."""
+    scale = context_length / original
+    return math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
+
+
+def _factor_list(rcfg: Config, key: str, n: int) -> tuple[float, ...]:
+    v: Any = rcfg.data.get(key)
+    ok = isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                     for x in v)
+    if not ok or len(v) != n:
+        got = f"{len(v)} values" if isinstance(v, list) else ("nothing" if v is None else type(v).__name__)
+        raise ConversionError(f"{rcfg.path}: rope scaling type 'longrope' needs {key} as a list of {n} finite numbers "
+                              f"(rope.dimension_count / 2), got {got}.", hint="Fix rope_scaling in config.json.")
+    return tuple(float(x) for x in v)
+
+
+def _longrope(rcfg: Config, cfg: Config, ctx: int, rope_dim: int) -> LongRope:
+    """LongRoPE's factors and attention factor; every key llama.cpp needs must be there and well-formed."""
+    orig = rcfg.get_int("original_max_position_embeddings", default=None) or cfg.get_int(
+        "original_max_position_embeddings")
+    if not cfg.has("original_max_position_embeddings"):  # transformers 5 keeps it in rope_parameters
+        cfg.data["original_max_position_embeddings"] = orig  # -> rope.scaling.original_context_length
+    if rope_dim % 2:
+        raise ConversionError(f"{rcfg.path}: LongRoPE needs an even rope dimension count, not {rope_dim}.",
+                              hint="Fix partial_rotary_factor in config.json.")
+    long_f, short_f = _factor_list(rcfg, "long_factor", rope_dim // 2), _factor_list(rcfg, "short_factor", rope_dim // 2)
+    attn = longrope_attn_factor(ctx, orig)
+    given = rcfg.get_float("attention_factor", default=None, positive=True)
+    # llama.cpp's converter always derives the factor; an explicit one (transformers honours it) is kept
+    return LongRope(long_f, short_f, attn if given is None else given)
 
 
 def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
@@ -140,9 +183,11 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
     theta = rcfg.get_float("rope_theta", default=None, positive=True) or cfg.get_float(
         "rope_theta", "rotary_emb_base", default=10000.0, positive=True)
     rtype = rcfg.get_str("rope_type", "type", default="")
-    if rtype not in ("", "default", "linear", "yarn") and not (rtype == "llama3" and arch == "llama"):
+    is_longrope = rtype in ("longrope", "su") and entry.longrope
+    if rtype not in ("", "default", "linear", "yarn") and not (rtype == "llama3" and arch == "llama") and not is_longrope:
         raise ConversionError(f"{path}: rope scaling type {rtype!r} is not supported for {hf_arch}.",
-                              hint="Supported: linear, yarn, and llama3 (Llama 3.x); nothing is dropped silently.")
+                              hint="Supported: linear, yarn, llama3 (Llama 3.x) and longrope (Phi-3); "
+                              "nothing is dropped silently.")
     if rtype in ("linear", "yarn", "llama3"):
         rope["factor"] = rcfg.get_float("factor", default=8.0 if rtype == "llama3" else None, positive=True)
         for k in ("low_freq_factor", "high_freq_factor"):
@@ -157,6 +202,12 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
         raise ConversionError(f"{path} has inconsistent sizes (heads {n_head}/{n_head_kv}, head_dim {head_dim}).",
                               hint="Fix config.json.")
     tied = cfg.get_bool("tie_word_embeddings", default=entry.norm_offset)  # Gemma ties by default
+    n_expert = 0
+    if entry.experts:
+        n_expert = cfg.get_int("num_local_experts", "num_experts", maximum=1 << 12)
+    partial = cfg.get_float("partial_rotary_factor", default=1.0, positive=True)
+    rope_dim = int(partial * head_dim) if cfg.has("head_dim") else int(partial * n_embd) // n_head
+    longrope = _longrope(rcfg, cfg, ctx, rope_dim) if is_longrope else None
     extra = []
     for hp in entry.hparams:
         if hp.unless is not None and cfg.data.get(hp.unless[0]) == hp.unless[1]:
@@ -167,13 +218,9 @@ def read_spec(raw_cfg: dict[str, Any], path: Path) -> ModelSpec:
             value = cfg.get_float(*hp.config, default=hp.default)
         if value is not None:
             extra.append((hp, value))
-    n_expert = 0
-    if entry.experts:
-        n_expert = cfg.get_int("num_local_experts", "num_experts", maximum=1 << 12)
-    partial = cfg.get_float("partial_rotary_factor", default=1.0, positive=True)
-    rope_dim = int(partial * head_dim) if cfg.has("head_dim") else int(partial * n_embd) // n_head
     return ModelSpec(hf_arch, arch, permute, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim,
-                     cfg.has("head_dim"), ctx, eps, theta, vocab, tied, rope, entry, n_expert, tuple(extra), rope_dim)
+                     cfg.has("head_dim"), ctx, eps, theta, vocab, tied, rope, entry, n_expert, tuple(extra), rope_dim,
+                     longrope)
 
 
 def find_weights(model_dir: Path) -> dict[str, TensorRef]:
@@ -309,6 +356,11 @@ def plan(spec: ModelSpec, weights: dict[str, TensorRef], quant: GGUFQuantization
     if spec.arch == "llama" and rtype == "llama3":
         factors = _llama3_rope_factors(spec)
         out.append(PlannedTensor("rope_freqs.weight", factors.shape, "F32", None, data=factors))
+    if spec.longrope is not None:  # llama.cpp writes them first, long then short
+        for name, values in (("rope_factors_long.weight", spec.longrope.long_factor),
+                             ("rope_factors_short.weight", spec.longrope.short_factor)):
+            arr = np.array(values, dtype=np.float32)
+            out.append(PlannedTensor(name, arr.shape, "F32", None, data=arr))
     for gg in sorted([*mapped, *experts], key=key):
         if gg in experts:
             refs = tuple(experts[gg][e] for e in range(spec.n_expert))
@@ -584,6 +636,8 @@ def _add_metadata(w: Any, spec: ModelSpec, quant: GGUFQuantization, name: str, l
             if r.get(k) is not None and suffix not in done:
                 w.add_float32(f"{spec.arch}.rope.scaling.{suffix}", float(r[k]))
                 done.add(suffix)
+    if spec.longrope is not None:
+        w.add_rope_scaling_attn_factors(spec.longrope.attn_factor)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
@@ -663,7 +717,10 @@ def write_gguf(
                 if progress is not None:
                     progress(finished[0], len(tensors))
 
-        _run_all(items, str(tmp), jobs, done)
+        from batuta_sync.convert.kquants import expected_work, k_blocks
+
+        with expected_work(k_blocks((t.shape, t.qtype) for t in tensors)):
+            _run_all(items, str(tmp), jobs, done)
         os.replace(tmp, dst)
     finally:
         w.close()

@@ -18,18 +18,23 @@ hundred blocks so the temporaries stay in the CPU cache.
 
 When numba is importable, :mod:`batuta_sync.convert._kquants_numba` (a compiled port of the same
 C loops, cached on disk) does the work instead: 3-4x ggml's single-thread speed where this numpy
-path reaches 0.6-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported lazily on
-the first K-quant call of at least ``_JIT_MIN_BLOCKS`` super-blocks (never at CLI start-up) and
-then used for every size; ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto`` forces a backend (``auto``:
-numba when available).  Any failure to import or compile it falls back to numpy for the rest of
-the process.  Costs: the first compile takes ~5 s once per install (then the on-disk cache loads
-in ~0.5 s per process), and numba + LLVM add ~130 MB RSS per process, independent of the model.
+path reaches 0.6-0.75x (``tests/bench/bench_kquants.py``), same bytes.  It is imported lazily
+(never at CLI start-up): inside ``expected_work`` (a conversion announcing its whole K-quant work)
+when that work is at least ``_JIT_MIN_TOTAL_BLOCKS`` super-blocks, otherwise on the first call of at
+least ``_JIT_MIN_BLOCKS``; once loaded it serves every size.  ``BATUTA_KQUANTS_BACKEND=numpy|numba|auto``
+forces a backend (``auto``: numba when available).  Any failure to import or compile it falls back to
+numpy for the rest of the process.  Costs: the first compile takes ~5 s once per install (then numba's
+import and the on-disk cache take ~0.4 s of CPU per process, SciPy hidden: ``_numba_env``), and numba +
+LLVM add ~110 MB RSS per process, independent of the model.
 The kernels release the GIL, so threads scale too.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,9 +43,15 @@ QK_K = 256
 BLOCK_BYTES = {"Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}
 _CHUNK_BLOCKS = 1024  # super-blocks per chunk (256K floats): big enough to amortise numpy call overhead
 
-# numba's import + loading the cached kernels take ~0.5 s in a fresh process: worth it from about
-# a thousand super-blocks (numpy needs ~0.1 s for those); once loaded, the kernels serve any size.
+# numba's import + loading the cached kernels take ~0.4 s of CPU in a fresh process (SciPy hidden,
+# see _numba_env).  A single call is worth it from about a thousand super-blocks; once loaded, the
+# kernels serve any size.
 _JIT_MIN_BLOCKS = 1024
+# A conversion that announces its whole K-quant work (``expected_work``) stays on numpy below this
+# many super-blocks: numpy costs ~25 us more per super-block than the kernels (Q4_K), so the kernels
+# pay for their start-up from ~16K super-blocks (4M values).
+_JIT_MIN_TOTAL_BLOCKS = 16384
+_expected: int | None = None  # super-blocks the running conversion will quantize, when it said so
 _BACKEND_ENV = "BATUTA_KQUANTS_BACKEND"
 
 F32 = np.float32
@@ -62,13 +73,33 @@ def _jit() -> Any:
     return _jit_module or None
 
 
+@contextmanager
+def expected_work(blocks: int) -> Iterator[None]:
+    """Within this block a conversion will K-quantize about ``blocks`` super-blocks in all: the backend
+    is chosen for that total (numpy below ``_JIT_MIN_TOTAL_BLOCKS``) instead of per call."""
+    global _expected
+    old, _expected = _expected, blocks
+    try:
+        yield
+    finally:
+        _expected = old
+
+
+def k_blocks(tensors: Iterable[tuple[tuple[int, ...], str]]) -> int:
+    """Super-blocks of K-quant output among (numpy shape, ggml type) pairs (for ``expected_work``)."""
+    return sum(math.prod(shape) // QK_K for shape, qtype in tensors if qtype in BLOCK_BYTES)
+
+
 def _use_jit(nb: int, backend: str | None) -> bool:
     choice = backend or os.environ.get(_BACKEND_ENV, "auto")
     if choice == "numpy":
         return False
-    if choice == "numba" or nb >= _JIT_MIN_BLOCKS:
+    if choice == "numba":
         return _jit() is not None
-    return bool(_jit_module)  # small input: the kernels only if they are loaded already
+    if _jit_module:
+        return True  # loaded already: the kernels serve any size
+    small = nb < _JIT_MIN_BLOCKS if _expected is None else _expected < _JIT_MIN_TOTAL_BLOCKS
+    return not small and _jit() is not None
 
 
 def backend_name(qtype: str, nblocks: int = _JIT_MIN_BLOCKS) -> str:

@@ -180,8 +180,11 @@ def requantize_gguf(
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(dst)
+    from batuta_sync.convert.kquants import expected_work, k_blocks
+
     try:
-        write_gguf_file(tmp, kvs, infos, model.alignment, fill)
+        with expected_work(k_blocks((s, q) for s, q, h in zip(shapes, out_types, in_types, strict=True) if q != h)):
+            write_gguf_file(tmp, kvs, infos, model.alignment, fill)
         os.replace(tmp, dst)
     finally:
         if pool is not None:

@@ -34,6 +34,13 @@ QWEN2_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
+# tokenizer.ggml.pre ids llama.cpp (src/llama-vocab.cpp) runs with Llama 3's / Qwen2's regex; the first
+# group also ignores merges for words already in the vocabulary (as Llama 3's tokenizer.json says)
+LLAMA3_PRE_IGNORE_MERGES = frozenset({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
+                                      "midm-2.0", "lfm2", "jina-v5-nano"})
+LLAMA3_PRE = LLAMA3_PRE_IGNORE_MERGES | {"dbrx", "smaug-bpe"}
+QWEN2_PRE = frozenset({"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2"})
+
 
 @dataclass(frozen=True)
 class Vocab:
@@ -58,7 +65,10 @@ def _regexes(pre: Any) -> list[str]:
 
 
 def detect_pre(tok: dict[str, Any], arch: str) -> str:
-    """llama.cpp's ``tokenizer.ggml.pre`` id for a byte-level BPE tokenizer.json."""
+    """The fallback ``tokenizer.ggml.pre`` id of a byte-level BPE tokenizer.json, from its pre-tokenizer regex.
+
+    Used when ``pre_hash.pre_from_hash`` (llama.cpp's own table) has no answer.
+    """
     regexes = _regexes(tok.get("pre_tokenizer"))
     if LLAMA3_REGEX in regexes:
         return "llama-bpe"
@@ -203,7 +213,8 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
             hint="GGUF files embed the tokenizer; add the model's tokenizer files to the directory.",
         )
     try:
-        tok = json.loads(tj.read_text(encoding="utf-8"))
+        text = tj.read_text(encoding="utf-8")
+        tok = json.loads(text)
         model = tok["model"]
         mtype = model.get("type", "BPE")
         vocab: dict[str, int] = model["vocab"]
@@ -238,7 +249,9 @@ def load_vocab(model_dir: Path, vocab_size: int, arch: str) -> Vocab:
         else:
             tokens.append(f"[PAD{i}]")
             types.append(UNUSED)
-    return Vocab("gpt2", detect_pre(tok, arch), tuple(tokens), tuple(types), None)
+    from batuta_sync.convert.pre_hash import pre_from_hash
+
+    return Vocab("gpt2", pre_from_hash(text) or detect_pre(tok, arch), tuple(tokens), tuple(types), None)
 
 
 def _added_from_json(tok: dict[str, Any], tj: Path) -> dict[int, tuple[str, bool]]:
@@ -444,11 +457,11 @@ def write_hf_tokenizer(meta: Meta, out_dir: Path, context_length: int | None) ->
             for i, t in enumerate(tokens)
             if types[i] in (CONTROL, USER_DEFINED)
         ]
-        if pre in ("llama-bpe", "qwen2", "smaug-bpe"):
+        if pre in LLAMA3_PRE or pre in QWEN2_PRE:
             pre_tok: dict[str, Any] = {
                 "type": "Sequence",
                 "pretokenizers": [
-                    {"type": "Split", "pattern": {"Regex": QWEN2_REGEX if pre == "qwen2" else LLAMA3_REGEX},
+                    {"type": "Split", "pattern": {"Regex": QWEN2_REGEX if pre in QWEN2_PRE else LLAMA3_REGEX},
                      "behavior": "Isolated", "invert": False},
                     {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
                 ],
@@ -476,7 +489,7 @@ def write_hf_tokenizer(meta: Meta, out_dir: Path, context_length: int | None) ->
             "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
             "model": {
                 "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": pre == "llama-bpe",
+                "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": pre in LLAMA3_PRE_IGNORE_MERGES,
                 "vocab": {t: i for i, t in enumerate(tokens)},
                 "merges": [m.split(" ", 1) for m in merges],
             },

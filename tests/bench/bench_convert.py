@@ -499,8 +499,9 @@ def main() -> int:
     OURS_PYTHON = ours_python(args.ours_python)
     extra = subprocess.run([OURS_PYTHON, "-c", "import importlib.util as u; print(bool(u.find_spec('scipy')))"],
                            capture_output=True, text=True).stdout.strip()
-    say(f"ours: {OURS_PYTHON} (SciPy importable: {extra}; numba loads SciPy's LAPACK bindings when it is, "
-        "about +20 MB RSS)")
+    blas = os.environ.get("BATUTA_NUMBA_BLAS") == "1"
+    say(f"ours: {OURS_PYTHON} (SciPy importable: {extra}; hidden from numba's BLAS probe unless "
+        f"BATUTA_NUMBA_BLAS=1, which is {'set: about +20 MB RSS' if blas else 'not set'})")
     python = peers.peer_python(args.peer_python)
     versions = peers.installed(python)
     have_chg = bool(versions["torch"] and versions["transformers"])

@@ -38,9 +38,14 @@ YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 
 GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
                "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}}
 ALL = (*TINY_ARCHS, "LlamaForCausalLM", "Llama3RopeScaling", "Qwen3Yarn", "Gemma3RopeParameters", "Phi4",
-       "Gemma3NoSlidingWindow")
-# YaRN: our GGUF is the peer's byte for byte, but llama.cpp's YaRN and transformers' differ by ~2 % here
-LOGIT_CASES = tuple(a for a in ALL if a != "Qwen3Yarn")
+       "Gemma3NoSlidingWindow", "Phi3LongRope")
+# Phi-3 LongRoPE: 32 long / short factors, 256 positions over an original 64
+LONGROPE = {"type": "longrope", "long_factor": [round(1.0 + 0.25 * i, 2) for i in range(32)],
+            "short_factor": [round(1.0 + 0.01 * i, 2) for i in range(32)]}
+# YaRN: our GGUF is the peer's byte for byte, but llama.cpp's YaRN and transformers' differ by ~2 % here.
+# LongRoPE: transformers takes the short factors for 6 tokens, llama.cpp the long ones for its 512-token
+# context (tests/convert/test_longrope.py checks llama.cpp against a reference with the long factors)
+LOGIT_CASES = tuple(a for a in ALL if a not in ("Qwen3Yarn", "Phi3LongRope"))
 
 
 def peer_python() -> str | None:
@@ -73,7 +78,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, arch, edit in (("Qwen3Yarn", "Qwen3ForCausalLM", {"rope_scaling": YARN}),
                              ("Gemma3RopeParameters", "Gemma3ForCausalLM", {"rope_parameters": GEMMA3_ROPE}),
                              ("Gemma3NoSlidingWindow", "Gemma3ForCausalLM", {"sliding_window_pattern": 1,
-                                                                             "rope_theta": 1000000.0})):
+                                                                             "rope_theta": 1000000.0}),
+                             ("Phi3LongRope", "Phi3ForCausalLM", {"rope_scaling": LONGROPE, "rope_theta": 10000.0,
+                                                                  "max_position_embeddings": 256,
+                                                                  "original_max_position_embeddings": 64})):
         d = write_tiny_arch(root / name, arch, seed=13)
         cfg = json.loads((d / "config.json").read_text())
         cfg = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_local_base_freq")}

@@ -246,6 +246,41 @@ def test_backend_choice_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kq.backend_name("Q5_K") == "numpy"
 
 
+def test_a_conversion_announcing_little_work_stays_on_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``expected_work``: the backend is chosen for the conversion's whole K-quant work, not per call."""
+    monkeypatch.setattr(kq, "_jit_module", None)  # not loaded yet in this process
+    monkeypatch.delenv("BATUTA_KQUANTS_BACKEND", raising=False)
+    monkeypatch.setattr(kq, "_jit", lambda: pytest.fail("numba loaded for a small conversion"))
+    with kq.expected_work(kq._JIT_MIN_TOTAL_BLOCKS - 1):
+        assert kq.backend_name("Q4_K", nblocks=4096) == "numpy"  # a big call of a small conversion
+        x = FAMILIES["normal"]
+        assert kq.quantize_k(x, "Q4_K").tobytes() == kq.quantize_k(x, "Q4_K", backend="numpy").tobytes()
+        with kq.expected_work(kq._JIT_MIN_TOTAL_BLOCKS):  # nested: the inner conversion's total counts
+            monkeypatch.setattr(kq, "_jit", lambda: "kernels")
+            assert kq.backend_name("Q4_K", nblocks=1) == "numba"
+    monkeypatch.setattr(kq, "_jit", lambda: "kernels")
+    assert kq.backend_name("Q4_K", nblocks=1) == "numpy" and kq.backend_name("Q4_K") == "numba"  # per call again
+    assert kq.k_blocks([((4, 512, 256), "Q4_K"), ((256,), "F32"), ((10, 256), "Q8_0"), ((2, 512), "Q6_K")]) == 2052
+
+
+def test_numba_is_imported_without_scipys_blas(tmp_path: Path) -> None:
+    """SciPy is hidden while numba probes for its BLAS (~0.2 s CPU and ~20 MB per process), visible after."""
+    pytest.importorskip("scipy")
+    code = ("import sys, numpy as np; from batuta_sync.convert import kquants as kq; "
+            "x = np.random.default_rng(0).standard_normal((1024, 256)).astype(np.float32); "
+            "kq.quantize_k(x, 'Q4_K', backend='numba'); assert kq._jit_module, 'no kernels'; "
+            "import numba.np.arraymath as am; print(int(am._HAVE_BLAS), int('scipy' in sys.modules)); "
+            "import scipy.linalg; print('scipy ok')")
+    env = {**os.environ, "PYTHONPATH": str(Path(kq.__file__).parents[2])}
+    env.pop("BATUTA_NUMBA_BLAS", None)
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300, capture_output=True,
+                         text=True).stdout.split()
+    assert out == ["0", "0", "scipy", "ok"]
+    out = subprocess.run([sys.executable, "-c", code], check=True, env={**env, "BATUTA_NUMBA_BLAS": "1"},
+                         timeout=300, capture_output=True, text=True).stdout.split()
+    assert out == ["1", "1", "scipy", "ok"]  # the opt-out: numba sees SciPy's BLAS
+
+
 def test_cli_start_up_does_not_import_numba() -> None:
     code = ("import sys, batuta_sync.cli, batuta_sync.convert.kquants, batuta_sync.convert.quantize; "
             "assert 'numba' not in sys.modules and 'llvmlite' not in sys.modules, 'numba imported'")

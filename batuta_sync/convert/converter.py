@@ -10,10 +10,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batuta_sync.convert.archs import supported_gguf, supported_hf
 from batuta_sync.convert.formats import GGUFQuantization, ModelFormat, Runtime, detect_format
 from batuta_sync.errors import ConversionError, DiskFullError, UnsafeFileError
+
+if TYPE_CHECKING:
+    from batuta_sync.convert.split import SplitOptions
 
 # Bump whenever the bytes a conversion produces change (it is part of memo keys in hf.lock).
 CONVERTER_VERSION = "3"  # 3: tokenizer.ggml.pre from llama.cpp's hash table; 2: the 70B attn_v rule, llama.cpp's key set
@@ -58,6 +62,15 @@ def _gguf_path(src: Path, dst: Path, quant: GGUFQuantization) -> Path:
     return dst / f"{src.resolve().name}-{quant.value}.gguf"
 
 
+def _split_options(max_size: int | str | None, max_tensors: int | None, if_larger: int | str | None) -> SplitOptions:
+    from batuta_sync.convert.split import SplitOptions
+
+    opts = SplitOptions.parse(max_size, max_tensors)
+    if if_larger is not None and not opts.active:
+        opts = SplitOptions(SplitOptions.parse(if_larger).max_size, None, single_if_fits=True)
+    return opts
+
+
 def convert(
     src: Path,
     dst: Path,
@@ -75,6 +88,7 @@ def convert(
     split_max_size: int | str | None = None,
     split_max_tensors: int | None = None,
     imatrix: str | Path | None = None,
+    split_if_larger: int | str | None = None,
 ) -> ConversionResult:
     """Convert the model at ``src`` into format ``to`` at ``dst``.
 
@@ -88,14 +102,15 @@ def convert(
     (:class:`~batuta_sync.convert.quantize.QuantOptions`); ``split_max_size`` / ``split_max_tensors``
     write llama.cpp's split format (:mod:`batuta_sync.convert.split`); ``imatrix`` is an importance
     matrix file (:mod:`batuta_sync.convert.imatrix`), in the parameters by its SHA-256.
+    ``split_if_larger`` (without split options): one GGUF file when it is at most that many bytes,
+    else the split format with that much tensor data per shard (publishing past the Hub's limit).
     """
     from batuta_sync.convert.quantize import QuantOptions
-    from batuta_sync.convert.split import SplitOptions
 
     qopts = QuantOptions.parse(tensor_types=tensor_types, output_tensor_type=output_tensor_type,
                                token_embedding_type=token_embedding_type, pure=pure, allow_requantize=allow_requantize,
                                imatrix=str(imatrix) if imatrix is not None else None)
-    sopts = SplitOptions.parse(split_max_size, split_max_tensors)
+    sopts = _split_options(split_max_size, split_max_tensors, split_if_larger)
     src, dst = Path(src), Path(dst)
     target = str(to).strip().lower()
     if target == "onnx":

@@ -58,6 +58,9 @@ def parse_size(value: int | str) -> int:
 class SplitOptions:
     max_size: int | None = None  # bytes of tensor data per shard
     max_tensors: int | None = None
+    # the publish rule (a GGUF past the Hub's per-file limit): one plain file when the whole GGUF
+    # is at most ``max_size`` bytes, a split set only beyond (not part of the memo parameters)
+    single_if_fits: bool = False
 
     @classmethod
     def parse(cls, max_size: int | str | None = None, max_tensors: int | None = None) -> SplitOptions:
@@ -73,7 +76,9 @@ class SplitOptions:
         return self.max_size is not None or self.max_tensors is not None
 
     def memo_params(self) -> dict[str, str]:
-        out = {}
+        out: dict[str, str] = {}
+        if self.single_if_fits:
+            return out
         if self.max_size is not None:
             out["split_max_size"] = str(self.max_size)
         if self.max_tensors is not None:
@@ -327,6 +332,9 @@ def write_maybe_split(out: Path, opts: SplitOptions, produce: Callable[[Path], t
     whole = out.with_name(f".{out.name}.unsplit.gguf")
     try:
         count, params = produce(whole)
+        if opts.single_if_fits and opts.max_size is not None and whole.stat().st_size <= opts.max_size:
+            os.replace(whole, out)
+            return [out], count, params
         files = split_gguf(whole, out, opts)
     finally:
         whole.unlink(missing_ok=True)

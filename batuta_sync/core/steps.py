@@ -329,7 +329,7 @@ def _hub_split(spec: ConversionSpec, manifest: Manifest) -> dict[str, Any]:
     """A published GGUF larger than the Hub's per-file limit is written split (docs/conversion.md)."""
     from batuta_sync.core.planner.diff import HUB_SPLIT_BYTES, splits_for_hub  # read now (tests lower them)
 
-    return {"split_max_size": HUB_SPLIT_BYTES} if splits_for_hub(spec, manifest) else {}
+    return {"split_if_larger": HUB_SPLIT_BYTES} if splits_for_hub(spec, manifest) else {}
 
 
 def _abort_check(abort: threading.Event) -> Callable[[int, int], None]:

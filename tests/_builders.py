@@ -6,6 +6,7 @@ per-folder copy of one of these, extend the builder here instead.
 * :func:`workspace` — a workspace folder with an ``hf.yaml`` (``version: 1`` + the body given);
 * :func:`safetensors_blob` — the bytes of a safetensors file from a header (or raw header bytes)
   and a data section, valid or deliberately not;
+* :func:`run_cli` — ``batuta ARGV`` in process: ``(exit code, stdout, stderr)``;
 * :func:`hub_on_env` — a started local Hub as ``HF_ENDPOINT`` for the test, stopped afterwards
   (the body of the ``seeded`` / ``auth_hub`` style fixtures).
 """
@@ -50,3 +51,12 @@ def hub_on_env(srv: HubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubS
         yield srv
     finally:
         srv.stop()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``batuta *argv`` in this process (``cli.main``): its exit code, stdout and stderr."""
+    from batuta_sync.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.hub.cache import HfCache
+from tests._builders import run_cli as run
 
 NOW = time.time()
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _cache() -> HfCache:

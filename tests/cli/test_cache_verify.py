@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.hub.cache import git_blob_sha1
+from tests._builders import run_cli as run
 
 CONFIG = b'{"model_type": "x"}'
 
@@ -26,12 +26,6 @@ def _safetensors() -> bytes:
 
 
 WEIGHTS = _safetensors()  # LFS on the Hub: its blob is named by sha256
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _repo(name: str = "org/m") -> Path:

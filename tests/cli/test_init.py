@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.server import HubServer
+from tests._builders import run_cli as run
 from tests.hub.conftest import write_tiny_gguf
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _files(d: Path) -> dict[str, Path]:

@@ -10,18 +10,12 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.core.lockfile import RepoLock, read_lock
+from tests._builders import run_cli as run
 
 FILES = {"config.json": b'{"a": 1}', "notes.txt": b"hello " * 300}
 HEAD = "# yaml-language-server: $schema=https://batuta-sync.dev/schemas/hf.schema.json\nversion: 1\n"
 MOVE = "moved:\n  - from: models.old\n    to: models.new\n"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _write(ws: Path, body: str) -> str:

@@ -24,18 +24,12 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.hub.cache import BLOB_MODE, HfCache
+from tests._builders import run_cli as run
 
 CONFIG = b'{"model_type": "x"}'
 NOTES = b"notes " * 500
 NOBODY = 65534
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _blobs(repo: str = "org/m") -> list[Path]:

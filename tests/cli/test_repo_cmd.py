@@ -15,13 +15,8 @@ import pytest
 from batuta_sync.cli import main
 from batuta_sync.server import HubServer
 from tests._builders import hub_on_env
+from tests._builders import run_cli as run
 from tests.hub.conftest import ALICE, BOB, start_auth_hub
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_paragraph(err: str, code_name: str) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.core.lockfile import RepoLock, read_lock
+from tests._builders import run_cli as run
 
 FILES_A = {"config.json": b'{"a": 1}', "tokenizer.json": b'{"v": [1, 2, 3]}', "notes.txt": b"hello " * 300}
 FILES_B = {"config.json": b'{"b": 1}', "data.txt": b"b" * 5000}
@@ -25,12 +25,6 @@ def _write(ws: Path, body: str) -> Path:
     path = ws / "hf.yaml"
     path.write_text("# yaml-language-server: $schema=https://batuta-sync.dev/schemas/hf.schema.json\nversion: 1\n" + body)
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

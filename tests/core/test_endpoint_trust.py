@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.errors import exit_code
 from batuta_sync.settings import (
     UntrustedEndpointError,
@@ -26,6 +25,7 @@ from batuta_sync.settings import (
     endpoint_trusted,
     resolve_settings,
 )
+from tests._builders import run_cli as run
 
 TOKEN = "hf_ci" + "x" * 34  # the CI secret
 FILES = {"config.json": b'{"a": 1}', "notes.txt": b"hello"}
@@ -100,12 +100,6 @@ def _ws(tmp_path: Path, endpoint: str) -> Path:
         f"version: 1\ndefaults:\n  endpoint: {endpoint}\nmodels:\n  m: {{repo: ci/private, output: ./m}}\n"
     )
     return ws
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_an_untrusted_hf_yaml_endpoint_never_sees_the_token(

@@ -7,13 +7,7 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests._builders import run_cli as run
 
 
 def test_an_unwritable_plan_file_and_output_folder_name_their_setting(

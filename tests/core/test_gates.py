@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.errors import exit_code
+from tests._builders import run_cli as run
 
 FILES = {"config.json": b'{"a": 1}', "weights.txt": b"w" * 3000}
 GATES = (
@@ -24,12 +24,6 @@ GATES = (
     ("plan", "--refresh-only", "--detailed-exitcode"),
     ("status", "--exit-code"),
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _dead_endpoint() -> str:

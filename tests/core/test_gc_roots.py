@@ -14,18 +14,12 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
+from tests._builders import run_cli as run
 from tests._builders import workspace
 
 FILES_A = {"config.json": b'{"a": 1}', "weights.txt": b"a" * 20_000}
 FILES_B = {"config.json": b'{"b": 1}', "weights.txt": b"b" * 20_000}
 FILES_C = {"config.json": b'{"c": 1}', "weights.txt": b"c" * 20_000}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _outputs_intact(ws: Path, files: dict[str, bytes]) -> bool:

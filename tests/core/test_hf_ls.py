@@ -8,13 +8,7 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests._builders import run_cli as run
 
 
 def test_a_pull_hint_names_the_ls_command_and_it_works(hub_env: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,14 +9,8 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.tinymodel import write_tiny_llama
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests._builders import run_cli as run
 
 
 def _info(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, str]:

@@ -14,16 +14,10 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.tinymodel import write_tiny_llama
+from tests._builders import run_cli as run
 
 SELECTED = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _ws(root: Path, name: str, body: str) -> str:

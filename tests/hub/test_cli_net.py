@@ -12,18 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.server import HubServer
+from tests._builders import run_cli as run
 from tests.hostile import transport as t
 from tests.hub.conftest import ALICE
 
 ARGV_WARNING = "visible to other users"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from batuta_sync.cli import main
 from batuta_sync.server import HubServer
+from tests._builders import run_cli as run
 from tests.hub.conftest import ALICE, BOB, settled
 
 DATA = Path(__file__).parent / "data"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tsv(out: str) -> list[list[str]]:

@@ -8,17 +8,11 @@ from typing import Any
 
 import pytest
 
-from batuta_sync.cli import main
+from tests._builders import run_cli as run
 
 from ._repos import CONFIG, gguf_bytes, pickle_bytes, safetensors_bytes
 
 ST = safetensors_bytes(64)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_pull_model_prints_the_snapshot_and_json(

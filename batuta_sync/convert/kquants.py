@@ -526,6 +526,30 @@ def _q3k_chunk(xb: NDArray) -> NDArray:
     return np.concatenate([hmask, _pack2(lq, nb), sc.astype(np.uint8), head], axis=1)
 
 
+# the K-quant types each quantization compiles kernels for (llama-quantize's mixtures)
+_FAMILIES = {"Q2_K": ("Q2_K", "Q3_K", "Q4_K", "Q6_K"), "Q3_K_S": ("Q3_K", "Q6_K"), "Q3_K_M": ("Q3_K", "Q4_K", "Q5_K", "Q6_K"),
+             "Q3_K_L": ("Q3_K", "Q5_K", "Q6_K"), "Q4_K_S": ("Q4_K", "Q5_K", "Q6_K"), "Q4_K_M": ("Q4_K", "Q6_K"),
+             "Q5_K_S": ("Q5_K", "Q6_K"), "Q5_K_M": ("Q5_K", "Q6_K"), "Q6_K": ("Q6_K",)}
+
+
+def families(quantization: str | None) -> tuple[str, ...]:
+    """The K-quant kernels a conversion to ``quantization`` uses (empty: none)."""
+    return _FAMILIES.get((quantization or "").upper(), ())
+
+
+def warm_up(qtypes: Iterable[str]) -> bool:
+    """Compile (first run) or load (cached) the kernels of ``qtypes`` now, on one super-block each,
+    so a conversion that follows finds them ready; apply runs this in the background while it pulls
+    (``core/steps.prewarm``).  False when the kernels are not available here (numpy serves)."""
+    if os.environ.get(_BACKEND_ENV, "auto") == "numpy" or _jit() is None:
+        return False
+    x = np.linspace(-1.0, 1.0, QK_K, dtype=np.float32).reshape(1, QK_K)
+    for qtype in qtypes:
+        if qtype in BLOCK_BYTES and not _quantize_jit(x, qtype, np.empty((1, BLOCK_BYTES[qtype]), dtype=np.uint8)):
+            return False
+    return True
+
+
 def quantize_k(data: NDArray, qtype: str, *, backend: str | None = None) -> NDArray:
     """Quantize a float array whose last dimension is a multiple of 256.
 

@@ -292,6 +292,10 @@ def apply_plan(
 
             steps = default_steps(settings, man, state)
         lease = remote_lease(settings, man, lock, plan.plan_id, wait=lock_timeout, ttl=lease_ttl)
+        if executor_hook is None:  # conversions run here: their kernels compile while the pulls run
+            from batuta_sync.core.steps import prewarm
+
+            prewarm(plan, lock, man)
         try:
             where = executor_hook(steps, settings, man, plan) if executor_hook is not None else nullcontext(steps)
             with where as walk_steps:

@@ -325,6 +325,46 @@ def _share_run(shared: SharedStore, key: str, dst: Path, outputs: Sequence[FileD
         _warn(f"could not share the conversion with the remote {shared.url} ({exc.message}); it is applied.")
 
 
+PREWARM_MIN_BYTES = 32 << 20
+"""A K-quant conversion of a source this large compiles its kernels while the pulls run."""
+
+
+def prewarm(plan: Any, lock: Any, manifest: Manifest) -> threading.Thread | None:
+    """Start compiling (or loading) the K-quant kernels the plan's conversions need, in a daemon
+    thread, so the first conversion on a fresh install does not wait for numba (issue 19, cold
+    start).  Only for sources big enough to use the kernels (small ones run on numpy, never compile)."""
+    from batuta_sync.core.lockfile import RepoLock, entry_from_dict
+
+    wanted: set[str] = set()
+    for action in plan.actions:
+        if action.kind is not ActionKind.CONVERT:
+            continue
+        spec = manifest.get(action.address)
+        if not isinstance(spec, ConversionSpec) or spec.to != "gguf":
+            continue
+        pulls = [a for a in plan.actions if a.kind is ActionKind.PULL and a.address == spec.source and a.lock_entry]
+        entry = entry_from_dict(spec.source, pulls[0].lock_entry) if pulls else (lock.get(spec.source) if lock else None)
+        size = sum(f.size for f in entry.files if f.path.endswith(".safetensors")) if isinstance(entry, RepoLock) else 0
+        if size >= PREWARM_MIN_BYTES:
+            from batuta_sync.convert.kquants import families
+
+            wanted.update(families(spec.quantization))
+    if not wanted:
+        return None
+
+    def run() -> None:
+        from batuta_sync.convert.kquants import warm_up
+
+        try:
+            warm_up(sorted(wanted))
+        except Exception:  # the conversion itself reports a broken numba (and falls back to numpy)
+            pass
+
+    thread = threading.Thread(target=run, name="batuta-kquants-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _hub_split(spec: ConversionSpec, manifest: Manifest) -> dict[str, Any]:
     """A published GGUF larger than the Hub's per-file limit is written split (docs/conversion.md)."""
     from batuta_sync.core.planner.diff import HUB_SPLIT_BYTES, splits_for_hub  # read now (tests lower them)

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from batuta_sync._fs import atomic_write, confine, temp_file_beside
@@ -111,14 +111,26 @@ class FileStore:
             raise self._os_error(exc, key)
         return data, hashlib.sha256(data).hexdigest()
 
-    def get_to_file(self, key: str, dest: Path, *, max_size: int | None = None) -> int | None:
+    def get_to_file(
+        self, key: str, dest: Path, *, max_size: int | None = None, on_chunk: Callable[[bytes], None] | None = None
+    ) -> int | None:
         src = self._path(key)
         try:
             size = src.stat().st_size
             if max_size is not None and size > max_size:
                 raise RemoteError(f"{key!r} on {self.url} is {size} bytes, more than the expected {max_size}.")
-            shutil.copyfile(src, dest)
-            return size
+            if on_chunk is None:
+                shutil.copyfile(src, dest)
+                return size
+            written = 0
+            with open(src, "rb") as fin, open(dest, "wb") as fout:
+                while chunk := fin.read(8 << 20):
+                    written += len(chunk)
+                    if max_size is not None and written > max_size:
+                        raise RemoteError(f"{key!r} on {self.url} grew past the expected {max_size} bytes.")
+                    fout.write(chunk)
+                    on_chunk(chunk)
+            return written
         except FileNotFoundError:
             return None
         except OSError as exc:

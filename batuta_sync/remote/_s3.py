@@ -15,7 +15,7 @@ overwriting its record with ``put_if_match`` (``scale.md`` §2: equally safe).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,9 @@ class S3Store:
         except Exception as exc:
             raise self._fail(exc, key)
 
-    def get_to_file(self, key: str, dest: Path, *, max_size: int | None = None) -> int | None:
+    def get_to_file(
+        self, key: str, dest: Path, *, max_size: int | None = None, on_chunk: Callable[[bytes], None] | None = None
+    ) -> int | None:
         import obstore
 
         try:
@@ -145,6 +147,8 @@ class S3Store:
                     if max_size is not None and written > max_size:
                         raise RemoteError(f"{key!r} on {self.url} is larger than the expected {max_size} bytes.")
                     f.write(chunk)
+                    if on_chunk is not None:
+                        on_chunk(bytes(chunk))
             return written
         except FileNotFoundError:
             return None

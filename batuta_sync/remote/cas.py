@@ -94,11 +94,18 @@ class SharedStore:
         key = blob_key(digest)
         kind = "sha256" if ids.is_sha256(digest) else "gitsha1"
         dest = Path(dest)
+        # hashed as it is written (one pass); a git blob sha1 needs the size first: the listing's
+        h = None
+        if kind == "sha256":
+            h = hashlib.sha256()
+        elif size is not None:
+            h = hashlib.sha1(b"blob %d\0" % size)
         with temp_file_beside(dest, suffix=".remote") as tmp_path:
-            got = self.store.get_to_file(key, tmp_path, max_size=size)
+            got = self.store.get_to_file(key, tmp_path, max_size=size, on_chunk=h.update if h is not None else None)
             if got is None:
                 return FetchResult(False)
-            if (size is not None and got != size) or digest_file(tmp_path, kind) != digest:
+            seen = h.hexdigest() if h is not None else digest_file(tmp_path, kind)
+            if (size is not None and got != size) or seen != digest:
                 return FetchResult(False, corrupt=True)
             if mode is not None:
                 os.chmod(tmp_path, mode)

@@ -13,7 +13,7 @@ and :mod:`batuta_sync.remote._file` (a shared file system).  Tests use both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -77,8 +77,11 @@ class RemoteStore(Protocol):
         """(body, etag), or None when the key does not exist."""
         ...
 
-    def get_to_file(self, key: str, dest: Path, *, max_size: int | None = None) -> int | None:
-        """Stream ``key`` into ``dest`` (a new file); bytes written, or None when it does not exist."""
+    def get_to_file(
+        self, key: str, dest: Path, *, max_size: int | None = None, on_chunk: Callable[[bytes], None] | None = None
+    ) -> int | None:
+        """Stream ``key`` into ``dest`` (a new file); bytes written, or None when it does not exist.
+        ``on_chunk`` sees every chunk as it is written (the caller hashes in the same pass)."""
         ...
 
     def head(self, key: str) -> ObjectInfo | None: ...

@@ -223,11 +223,11 @@ def alignment_of(reader: Any) -> int:
 
 
 def _read(path: Path) -> Any:
-    import gguf
+    from batuta_sync.convert.gguf_read import Reader
 
     try:
-        return gguf.GGUFReader(path, "r")
-    except Exception as e:  # gguf-py raises ValueError/struct.error/... on corrupt files
+        return Reader(path)
+    except Exception as e:  # FormatError (the header checks), OSError, ValueError on a damaged file
         raise ConversionError(f"{path} is not a readable GGUF file: {e}.", hint="Re-download or re-create the file.") from None
 
 

@@ -15,7 +15,9 @@ from typing import Any, BinaryIO
 
 from batuta_sync.fileformats._base import FormatError
 
-__all__ = ["GGML_MAX_DIMS", "MAGIC", "MAX_ALIGNMENT", "MAX_STRING", "GgufInfo", "GgufTensor", "parse", "string_values"]
+__all__ = [
+    "GGML_MAX_DIMS", "MAGIC", "MAX_ALIGNMENT", "MAX_STRING", "GgufField", "GgufInfo", "GgufTensor", "parse", "string_values",
+]
 
 MAGIC = b"GGUF"
 MAX_STRING = 64 * 1024 * 1024
@@ -35,12 +37,27 @@ class GgufTensor:
 
 
 @dataclass(frozen=True)
+class GgufField:
+    """One key/value record as stored (``parse(..., full=True)``): its value type (and array element
+    type), the value with strings as undecoded bytes and arrays complete, and the record's byte span
+    (key included) so a writer can copy it verbatim."""
+
+    key: str
+    vtype: int
+    etype: int | None
+    value: Any
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class GgufInfo:
     version: int
     metadata: Mapping[str, Any]  # scalars and strings; arrays as lists (strings) or their length
     tensors: tuple[GgufTensor, ...]
     alignment: int
     data_start: int
+    fields: Mapping[str, GgufField] | None = None  # with ``full=True`` only
 
 
 class _Reader:
@@ -72,23 +89,26 @@ class _Reader:
     def u64(self, what: str) -> int:
         return int(struct.unpack("<Q", self.read(8, what))[0])
 
-    def string(self, what: str) -> str:
+    def raw_string(self, what: str) -> bytes:
         n = self.u64(what)
         if n > self.remaining or n > MAX_STRING:
             raise self.bad("string-length", f"{what}: length {n} exceeds the file or the {MAX_STRING}-byte cap")
-        return self.read(n, what).decode("utf-8", errors="replace")
+        return self.read(n, what)
+
+    def string(self, what: str) -> str:
+        return self.raw_string(what).decode("utf-8", errors="replace")
 
 
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _read_value(r: _Reader, vtype: int, key: str, *, in_array: bool = False) -> Any:
+def _read_value(r: _Reader, vtype: int, key: str, *, in_array: bool = False, full: bool = False) -> Any:
     if vtype in _SCALAR:
         fmt = _SCALAR[vtype]
         return struct.unpack(fmt, r.read(struct.calcsize(fmt), key))[0]
     if vtype == _T_STRING:
-        return r.string(key)
+        return r.raw_string(key) if full else r.string(key)
     if vtype == _T_ARRAY:
         if in_array:
             raise r.bad("nested-array", f"{key}: arrays of arrays are not allowed")
@@ -102,32 +122,56 @@ def _read_value(r: _Reader, vtype: int, key: str, *, in_array: bool = False) -> 
         if count * min_size > r.remaining:
             raise r.bad("array-length", f"{key}: {count} elements cannot fit in the {r.remaining} remaining bytes")
         if etype == _T_STRING:
-            return [r.string(key) for _ in range(count)]
+            return [r.raw_string(key) if full else r.string(key) for _ in range(count)]
         fmt = _SCALAR[etype]
         width = struct.calcsize(fmt)
-        if count > 4096:  # large numeric arrays (scores, token types): skip, keep the length
+        if count > 4096 and not full:  # large numeric arrays (scores, token types): skip, keep the length
             r.read(count * width, key)
             return count
         data = r.read(count * width, key)
-        return list(struct.unpack("<" + fmt[1] * count, data))
+        return list(struct.unpack(f"<{count}{fmt[1]}", data))
     raise r.bad("value-type", f"{key}: unknown value type {vtype}")
 
 
-def _read_kvs(r: _Reader, n_kv: int) -> tuple[dict[str, Any], int]:
-    """The key/value metadata and the alignment it declares (default 32)."""
+def _lenient(value: Any) -> Any:
+    """A full record's value as ``metadata`` shows it (strings decoded leniently, big numeric arrays
+    as their length)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        if value and isinstance(value[0], bytes):
+            return [v.decode("utf-8", errors="replace") for v in value]
+        return len(value) if len(value) > 4096 else value
+    return value
+
+
+def _read_kvs(r: _Reader, n_kv: int, fields: dict[str, GgufField] | None = None) -> tuple[dict[str, Any], int]:
+    """The key/value metadata and the alignment it declares (default 32); ``fields`` (when given)
+    receives every record as stored."""
     meta: dict[str, Any] = {}
     alignment = 32
     for _ in range(n_kv):
+        start = r.pos
         key = r.string("key")
         if not key:
             raise r.bad("empty-key", f"empty key at offset {r.pos}")
         if key in meta:
             raise r.bad("duplicate-key", f"key {key[:80]!r} appears twice")
         vtype = r.u32(key)
-        if vtype in (_T_ARRAY, _T_STRING) or vtype in _SCALAR:
+        if not (vtype in (_T_ARRAY, _T_STRING) or vtype in _SCALAR):
+            raise r.bad("value-type", f"{key[:80]}: unknown value type {vtype}")
+        if fields is None:
             meta[key] = _read_value(r, vtype, key)
         else:
-            raise r.bad("value-type", f"{key[:80]}: unknown value type {vtype}")
+            etype = None
+            if vtype == _T_ARRAY:  # peek the element type (the value reader reads it again)
+                here = r.pos
+                etype = r.u32(key)
+                r.fh.seek(here)
+                r.pos = here
+            value = _read_value(r, vtype, key, full=True)
+            fields[key] = GgufField(key, vtype, etype, value, start, r.pos)
+            meta[key] = _lenient(value)
         if key == "general.alignment":
             a = meta[key]
             if vtype != _T_UINT32 or not _is_int(a) or a <= 0 or a & (a - 1) or a > MAX_ALIGNMENT:
@@ -174,12 +218,16 @@ def _check_layout(r: _Reader, infos: list[GgufTensor], alignment: int, data_size
         prev_end = t.offset + t.nbytes
 
 
-def parse(fh: BinaryIO, size: int, *, type_sizes: Mapping[int, tuple[int, int]] | None = None) -> GgufInfo:
+def parse(
+    fh: BinaryIO, size: int, *, type_sizes: Mapping[int, tuple[int, int]] | None = None, full: bool = False
+) -> GgufInfo:
     """Parse and check a GGUF header from an open file of ``size`` bytes; raise :class:`FormatError`.
 
     ``type_sizes`` (ggml type id -> (block size, bytes per block), e.g. from the ``gguf``
     package's ``GGML_QUANT_SIZES``) enables the tensor-info checks; without it only the
-    key/value metadata is read (``tensors`` is empty, ``data_start`` 0).
+    key/value metadata is read (``tensors`` is empty, ``data_start`` 0).  ``full`` also keeps
+    every record as stored (``fields``: types, undecoded strings, complete arrays, byte spans),
+    what a converter needs; ``fh`` must then be seekable.
     """
     r = _Reader(fh, size)
     if r.remaining < 4 or r.read(4, "magic") != MAGIC:
@@ -193,9 +241,10 @@ def parse(fh: BinaryIO, size: int, *, type_sizes: Mapping[int, tuple[int, int]] 
         raise r.bad("kv-count", f"{n_kv} key/values cannot fit in {r.remaining} bytes")
     if n_tensors * (8 + 1 + 4 + 8 + 4 + 8) > r.remaining:
         raise r.bad("tensor-count", f"{n_tensors} tensors cannot fit in {r.remaining} bytes")
-    meta, alignment = _read_kvs(r, n_kv)
+    fields: dict[str, GgufField] | None = {} if full else None
+    meta, alignment = _read_kvs(r, n_kv, fields)
     if type_sizes is None:
-        return GgufInfo(version, meta, (), alignment, 0)
+        return GgufInfo(version, meta, (), alignment, 0, fields)
     infos: list[GgufTensor] = []
     names: set[str] = set()
     for _ in range(n_tensors):
@@ -206,7 +255,7 @@ def parse(fh: BinaryIO, size: int, *, type_sizes: Mapping[int, tuple[int, int]] 
         infos.append(t)
     data_start = (r.pos + alignment - 1) // alignment * alignment
     _check_layout(r, infos, alignment, size - data_start)
-    return GgufInfo(version, meta, tuple(infos), alignment, data_start)
+    return GgufInfo(version, meta, tuple(infos), alignment, data_start, fields)
 
 
 def string_values(info: GgufInfo) -> list[tuple[str, str]]:

@@ -2,8 +2,9 @@
 
 Magic, version, sane counts, string/array bounds, key types, tensor dims/types, alignment,
 offsets.  Stdlib only: the ggml block sizes come from the caller (``type_sizes``), so this
-module needs no ``gguf`` package.  ``convert/gguf_meta.py`` stays on the ``gguf`` library:
-it reads tensors and typed fields for conversion, which is that library's job.
+module needs no ``gguf`` package.  ``parse(..., full=True)`` keeps every record as stored (types,
+undecoded strings, complete arrays, byte spans): ``convert/gguf_read.py`` presents that to the
+converters as gguf-py's reader interface (only imatrix files are still read with gguf-py).
 """
 
 from __future__ import annotations

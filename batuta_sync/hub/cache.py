@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -354,9 +355,19 @@ def link_snapshot_file(layout: CacheLayout, commit: str, f: RepoFile) -> Path:
 
 
 def _tmp_name(dest: Path) -> Path:
-    """A sibling name no other thread or process uses (so concurrent writers never collide)."""
+    """A sibling name no other thread or process uses (so concurrent writers never collide), after
+    removing the ones a killed writer left for this name (their pid is gone): a crash never leaves
+    litter in an output folder or a snapshot for good."""
     import uuid
 
+    from batuta_sync._proc import pid_alive
+
+    prefix = f".{dest.name}."
+    with contextlib.suppress(OSError):
+        for old in dest.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            pid = old.name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and (old.is_symlink() or old.is_file()):
+                old.unlink(missing_ok=True)
     return dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
 
 

@@ -249,6 +249,7 @@ def test_backend_choice_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_conversion_announcing_little_work_stays_on_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """``expected_work``: the backend is chosen for the conversion's whole K-quant work, not per call."""
     monkeypatch.setattr(kq, "_jit_module", None)  # not loaded yet in this process
+    monkeypatch.setattr(kq, "_expected", None)  # (a conversion another test left running must not count)
     monkeypatch.delenv("BATUTA_KQUANTS_BACKEND", raising=False)
     monkeypatch.setattr(kq, "_jit", lambda: pytest.fail("numba loaded for a small conversion"))
     with kq.expected_work(kq._JIT_MIN_TOTAL_BLOCKS - 1):

@@ -142,11 +142,13 @@ def _read_legacy(path: Path, data: bytes) -> tuple[dict[str, np.ndarray], tuple[
 
 
 def _read_gguf(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...], int]:  # noqa: C901 (each check of a hostile file)
-    from gguf import GGUFReader, GGUFValueType
+    from gguf import GGUFValueType
+
+    from batuta_sync.convert.gguf_read import Reader
 
     try:
-        reader: Any = GGUFReader(str(path), "r")
-    except Exception as e:  # the reader checks every length and offset against the file
+        reader: Any = Reader(path)
+    except Exception as e:  # fileformats.gguf checks every length and offset against the file
         raise _bad(path, f"unreadable GGUF ({type(e).__name__}: {e})") from None
     fields = reader.fields
 
@@ -166,10 +168,10 @@ def _read_gguf(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...], int]
     if len(ds.types) < 2 or ds.types[1] != GGUFValueType.STRING:
         raise _bad(path, "imatrix.datasets is not an array of strings")
     try:
-        datasets = tuple(bytes(ds.parts[i]).decode("utf-8") for i in ds.data)
+        datasets = tuple(ds.contents())
     except UnicodeDecodeError:
         raise _bad(path, "a dataset name is not UTF-8") from None
-    chunks = int(cc.parts[cc.data[0]][0])
+    chunks = int(cc.contents())
     pairs: dict[str, dict[str, Any]] = {}
     for t in reader.tensors:
         for suffix in (".in_sum2", ".counts"):

@@ -20,7 +20,7 @@ _FLOAT_TYPES = {"FLOAT32", "FLOAT64"}
 
 
 class Meta:
-    """The metadata of an opened ``gguf.GGUFReader``; ``src`` is only used in messages."""
+    """The metadata of an opened GGUF (``convert.gguf_read.Reader``, gguf-py's reader interface); ``src`` is only used in messages."""
 
     def __init__(self, reader: Any, src: Path) -> None:
         self.fields = reader.fields

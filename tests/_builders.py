@@ -6,6 +6,8 @@ per-folder copy of one of these, extend the builder here instead.
 * :func:`workspace` — a workspace folder with an ``hf.yaml`` (``version: 1`` + the body given);
 * :func:`safetensors_blob` — the bytes of a safetensors file from a header (or raw header bytes)
   and a data section, valid or deliberately not;
+* :func:`moto_s3` — a real S3 server (moto, server mode) on 127.0.0.1 with one bucket, as
+  ``AWS_ENDPOINT_URL`` and test credentials;
 * :func:`run_cli` — ``batuta ARGV`` in process: ``(exit code, stdout, stderr)``;
 * :func:`hub_on_env` — a started local Hub as ``HF_ENDPOINT`` for the test, stopped afterwards
   (the body of the ``seeded`` / ``auth_hub`` style fixtures).
@@ -60,3 +62,32 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+@contextmanager
+def moto_s3(mp: pytest.MonkeyPatch, bucket: str) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 holding ``bucket``; yields its URL (``AWS_ENDPOINT_URL``), with
+    test credentials in the environment through ``mp``; skips when moto or obstore is missing."""
+    import contextlib as _contextlib
+
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("obstore")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        mp.delenv(var, raising=False)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        mp.setenv("AWS_ENDPOINT_URL", url)
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+        with _contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+            client.create_bucket(Bucket=bucket)
+        yield url
+    finally:
+        server.stop()

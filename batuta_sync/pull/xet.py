@@ -34,6 +34,7 @@ MIN_SIZE = 8 << 20
 _MAX_RECORD = 64 << 20
 MAX_CHUNKS = 8 * 1024  # chunks in one xorb (the spec's limit): bounds a term and a fetch range
 MAX_RANGE = (64 << 20) + MAX_CHUNKS * 8  # bytes of one fetch range: a whole xorb at most
+MAX_CHUNK_BYTES = 128 * 1024  # the chunker's largest chunk
 
 
 def protocol(env: Mapping[str, str] | None = None) -> str:
@@ -71,13 +72,18 @@ class ChunkIndex:
                     if rec.stat().st_size > _MAX_RECORD or not self.blob_path(rec.stem).is_file():
                         continue
                     terms = json.loads(rec.read_text(encoding="utf-8"))["terms"]
+                    found: dict[tuple[str, int], tuple[str, int, int]] = {}
                     pos = 0
                     for xorb, start, lengths in terms:
                         for i, n in enumerate(lengths):
-                            self._map.setdefault((str(xorb), int(start) + i), (rec.stem, pos, int(n)))
-                            pos += int(n)
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue  # a damaged record only costs a download
+                            if not (isinstance(n, int) and 0 < n <= MAX_CHUNK_BYTES and isinstance(start, int)):
+                                raise ValueError("a chunk length out of bounds")  # never a huge read
+                            found[(str(xorb), start + i)] = (rec.stem, pos, n)
+                            pos += n
+                except Exception:  # a damaged or planted record (also a bad name) only costs a download
+                    continue
+                for k, v in found.items():
+                    self._map.setdefault(k, v)
         return self._map
 
     def find(self, xorb: str, start: int, end: int) -> list[tuple[str, int, int]] | None:

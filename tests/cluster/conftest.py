@@ -8,7 +8,6 @@ own prefix in the bucket, so runs never see each other's objects.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -16,33 +15,15 @@ from typing import Any
 
 import pytest
 
+from tests._builders import moto_s3
+
 BUCKET = "batuta-dask"
 
 
 @pytest.fixture(scope="module")
 def s3_module() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
-    pytest.importorskip("obstore")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-            mp.delenv(var, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        mp.setenv("AWS_ENDPOINT_URL", url)
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
-            client.create_bucket(Bucket=BUCKET)
-        try:
-            yield url
-        finally:
-            server.stop()
+    with pytest.MonkeyPatch.context() as mp, moto_s3(mp, BUCKET) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

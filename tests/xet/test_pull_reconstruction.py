@@ -120,3 +120,33 @@ def test_a_hostile_reconstruction_answer_is_refused_before_any_fetch(lie: str) -
                 ChunkIndex(Path("/nonexistent"), lambda e: Path("/nonexistent") / e), Path("/tmp/never-written"),
                 XetStats())
     assert not Path("/tmp/never-written").exists()
+
+
+def test_a_damaged_or_planted_chunk_record_is_ignored(tmp_path: Path) -> None:
+    """The chunk index is batuta's own state, but a record never makes batuta read past a chunk's
+    bound (a huge length would be a huge allocation) nor names a file outside the blobs."""
+    import json
+
+    from batuta_sync.pull.xet import ChunkIndex
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    good = "a" * 64
+    (blobs / good).write_bytes(b"x" * 100)
+    idx_dir = tmp_path / "idx"
+    idx_dir.mkdir()
+    h = "c" * 64
+    (idx_dir / f"{good}.json").write_text(json.dumps({"terms": [[h, 0, [10**12]]]}))  # absurd length
+    (idx_dir / "..%2f..%2fetc.json").write_text(json.dumps({"terms": [[h, 5, [10]]]}))  # not a blob name
+    (idx_dir / "bad.json").write_text("{not json")
+
+    def blob_path(etag: str) -> Path:
+        from batuta_sync import ids
+
+        return blobs / ids.blob_id(etag)
+
+    index = ChunkIndex(idx_dir, blob_path)
+    assert index.find(h, 0, 1) is None and index.find(h, 5, 6) is None
+    (idx_dir / f"{good}.json").write_text(json.dumps({"terms": [[h, 0, [40, 60]]]}))
+    index = ChunkIndex(idx_dir, blob_path)
+    assert index.find(h, 0, 2) == [(good, 0, 40), (good, 40, 60)]

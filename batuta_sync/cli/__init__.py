@@ -146,8 +146,6 @@ def _setting_error(exc: OSError, argv: Sequence[str]) -> BatutaError | None:
     (exit 3): the Hub cache, batuta's state, the server's ``--root``; None when the path is elsewhere."""
     from pathlib import Path
 
-    from batuta_sync.errors import ConfigError
-
     if not exc.filename:
         return None
     path = Path(os.path.abspath(os.fsdecode(exc.filename)))
@@ -166,13 +164,12 @@ def _setting_error(exc: OSError, argv: Sequence[str]) -> BatutaError | None:
         ]
     except Exception:  # broken settings are reported by the command itself
         pass
+    from batuta_sync.cli.core_cmd import fs_error
+
     for base, what, setting in places:
         if path == base or base in path.parents:
-            reason = exc.strerror or type(exc).__name__
-            return ConfigError(
-                f"Cannot use {what} {base}: {reason} ({path}).",
-                hint=f"Make {base} a writable folder, or point {setting} at one.",
-            )
+            err = fs_error(exc, f"{what} {base} ({path})", setting)
+            return err if isinstance(err, BatutaError) else None
     return None
 
 

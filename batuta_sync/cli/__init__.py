@@ -164,11 +164,9 @@ def _setting_error(exc: OSError, argv: Sequence[str]) -> BatutaError | None:
         ]
     except Exception:  # broken settings are reported by the command itself
         pass
-    from batuta_sync.cli.core_cmd import fs_error
-
     for base, what, setting in places:
         if path == base or base in path.parents:
-            err = fs_error(exc, f"{what} {base} ({path})", setting)
+            err = _common.fs_error(exc, f"{what} {base} ({path})", setting)
             return err if isinstance(err, BatutaError) else None
     return None
 

@@ -180,3 +180,15 @@ def print_table(
     out.write("\t".join(columns) + "\n")
     for row in rows:
         out.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+
+
+def fs_error(exc: OSError, what: str, setting: str) -> Exception:
+    """A file-system failure as a documented error naming the setting to change (disk full: 16)."""
+    import errno
+
+    from batuta_sync.errors import ConfigError, DiskFullError
+
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(f"No space left on the device while writing {what}.")
+    return ConfigError(f"Cannot write {what}: {reason}.", hint=f"Make it writable or change {setting}.")

@@ -152,18 +152,6 @@ def _plan_key(settings: Any) -> bytes:
     return plan_key(settings.hf_home)
 
 
-def fs_error(exc: OSError, what: str, setting: str) -> Exception:
-    """A file-system failure as a documented error naming the setting to change (disk full: 16)."""
-    import errno
-
-    from batuta_sync.errors import ConfigError, DiskFullError
-
-    reason = exc.strerror or type(exc).__name__
-    if exc.errno == errno.ENOSPC:
-        return DiskFullError(f"No space left on the device while writing {what}.")
-    return ConfigError(f"Cannot write {what}: {reason}.", hint=f"Make it writable or change {setting}.")
-
-
 def _read_plan(path: str, settings: Any) -> Plan:
     """A saved plan, refused unless its MAC verifies under the plan key (exit 3)."""
     from batuta_sync.core.planner.plan import Plan
@@ -252,14 +240,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         try:
             atomic_write(Path(args.out), plan.to_json(key))
         except OSError as exc:
-            raise fs_error(exc, f"the plan file {args.out}", "-o/--out") from None
+            raise _common.fs_error(exc, f"the plan file {args.out}", "-o/--out") from None
     if args.json:
         _common.emit_json(plan.to_dict(key))
     elif html_out:
         try:
             atomic_write(Path(html_out), _render(plan, "html"))
         except OSError as exc:
-            raise fs_error(exc, f"the HTML plan {html_out}", "-o/--out") from None
+            raise _common.fs_error(exc, f"the HTML plan {html_out}", "-o/--out") from None
         _common.info(args, f"Wrote the HTML plan to {html_out} (view it in a browser; apply needs `batuta plan -o plan.json`).")
     else:
         sys.stdout.write(_render(plan, args.format))

@@ -29,7 +29,7 @@ def test_an_unwritable_plan_file_and_output_folder_name_their_setting(
 def test_fs_error_maps_a_full_disk() -> None:
     import errno
 
-    from batuta_sync.cli.core_cmd import fs_error
+    from batuta_sync.cli._common import fs_error
     from batuta_sync.errors import DiskFullError
 
     err = fs_error(OSError(errno.ENOSPC, "No space left on device"), "the plan file p.json", "-o")
